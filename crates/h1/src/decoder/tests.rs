@@ -1,0 +1,293 @@
+use super::*;
+use proptest::prelude::*;
+
+fn decoder() -> RequestDecoder {
+    RequestDecoder::new(Limits::default())
+}
+
+/// Decode every request in `input` in one pass; the error, if any, ends the list.
+fn decode_stream(input: &[u8]) -> (Vec<Request>, Option<Error>) {
+    let mut dec = decoder();
+    let mut buf = BytesMut::from(input);
+    let mut out = Vec::new();
+    loop {
+        match dec.decode(&mut buf) {
+            Ok(Decoded::Request(r)) => out.push(r),
+            Ok(Decoded::Continue) => continue,
+            Ok(Decoded::Partial) => return (out, None),
+            Err(err) => return (out, Some(err)),
+        }
+    }
+}
+
+fn status_of(input: &[u8]) -> u16 {
+    match decode_stream(input).1 {
+        Some(err) => err.status(),
+        None => 0,
+    }
+}
+
+#[test]
+fn parses_a_get_with_fields() {
+    let (reqs, err) = decode_stream(b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\nX-A:  v \r\n\r\n");
+    assert!(err.is_none());
+    let r = &reqs[0];
+    assert_eq!(r.method(), &Method::Get);
+    assert_eq!(r.target(), "/a/b?x=1&y=2");
+    assert_eq!(r.path(), "/a/b");
+    assert_eq!(r.query_param("y"), Some("2"));
+    assert_eq!(r.header("x-a"), Some(&b"v"[..]));
+    assert_eq!(r.version(), Version::Http11);
+    assert!(r.keep_alive());
+    assert!(r.body().is_empty());
+}
+
+#[test]
+fn pipelined_requests_with_bodies_are_split_exactly() {
+    let stream = b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /n HTTP/1.1\r\nHost: h\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /last HTTP/1.1\r\nHost: h\r\n\r\n";
+    let (reqs, err) = decode_stream(stream);
+    assert!(err.is_none());
+    let seen: Vec<_> = reqs
+        .iter()
+        .map(|r| (r.path().to_string(), r.body().clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("/p".into(), Bytes::from_static(b"hello")),
+            ("/n".into(), Bytes::new()),
+            ("/c".into(), Bytes::from_static(b"abc")),
+            ("/last".into(), Bytes::new()),
+        ]
+    );
+}
+
+#[test]
+fn keep_alive_rules_for_1_0_and_close() {
+    let (r, _) = decode_stream(b"GET / HTTP/1.0\r\n\r\n");
+    assert!(!r[0].keep_alive());
+    let (r, _) = decode_stream(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert!(r[0].keep_alive());
+    let (r, _) = decode_stream(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    assert!(!r[0].keep_alive());
+}
+
+#[test]
+fn absolute_form_and_special_forms_are_accepted() {
+    let (r, e) = decode_stream(b"GET http://example.com/x?q HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert!(e.is_none());
+    assert_eq!(r[0].path(), "/x");
+    assert_eq!(status_of(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+    assert_eq!(
+        status_of(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"),
+        0
+    );
+}
+
+#[test]
+fn refusals_carry_the_rfc_status() {
+    let cases: &[(&[u8], u16)] = &[
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX : a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n", 400),
+        (b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+        (b"GET / HTTP/1.1 x\r\nHost: h\r\n\r\n", 400),
+        (b"GET /\r\nHost: h\r\n\r\n", 400),
+        (b"GET nope HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+        (b"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\n\r\n", 417),
+    ];
+    for (input, status) in cases {
+        assert_eq!(
+            status_of(input),
+            *status,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
+fn limits_map_to_414_431_413() {
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(9000));
+    assert_eq!(status_of(long_uri.as_bytes()), 414);
+    let big_field = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(status_of(big_field.as_bytes()), 431);
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+    for i in 0..101 {
+        many.push_str(&format!("X-{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(status_of(many.as_bytes()), 431);
+    assert_eq!(
+        status_of(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1048577\r\n\r\n"),
+        413
+    );
+    // A partial head that can no longer fit is refused before it completes.
+    let endless = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}", "a".repeat(9000));
+    assert_eq!(status_of(endless.as_bytes()), 431);
+}
+
+#[test]
+fn expect_continue_is_asked_once_then_the_body_completes() {
+    let mut dec = decoder();
+    let mut buf = BytesMut::from(
+        &b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"[..],
+    );
+    assert!(matches!(dec.decode(&mut buf), Ok(Decoded::Continue)));
+    assert!(matches!(dec.decode(&mut buf), Ok(Decoded::Partial)));
+    buf.extend_from_slice(b"ok");
+    match dec.decode(&mut buf) {
+        Ok(Decoded::Request(r)) => assert_eq!(&r.body()[..], b"ok"),
+        other => panic!("{other:?}"),
+    }
+    // Body already there: no 100 Continue.
+    let (reqs, _) = decode_stream(
+        b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+    );
+    assert_eq!(reqs.len(), 1);
+}
+
+fn summary(reqs: &[Request]) -> Vec<(String, String, Vec<(String, Vec<u8>)>, Bytes, bool)> {
+    reqs.iter()
+        .map(|r| {
+            (
+                r.method().as_str().to_string(),
+                r.target().to_string(),
+                r.headers()
+                    .map(|(n, v)| (n.to_string(), v.to_vec()))
+                    .collect(),
+                r.body().clone(),
+                r.keep_alive(),
+            )
+        })
+        .collect()
+}
+
+/// Feed `input` in pieces cut at `cuts`.
+fn decode_in_pieces(input: &[u8], cuts: &[usize]) -> (Vec<Request>, Option<Error>) {
+    let mut dec = decoder();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut last = 0;
+    let mut points: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+    points.sort_unstable();
+    points.push(input.len());
+    for p in points {
+        buf.extend_from_slice(&input[last..p]);
+        last = p;
+        loop {
+            match dec.decode(&mut buf) {
+                Ok(Decoded::Request(r)) => out.push(r),
+                Ok(Decoded::Continue) => continue,
+                Ok(Decoded::Partial) => break,
+                Err(err) => return (out, Some(err)),
+            }
+        }
+    }
+    (out, None)
+}
+
+const STREAM: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n\
+POST /x?y HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody\
+PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;e=1\r\nab\r\n1\r\nc\r\n0\r\nT: 1\r\n\r\n\
+GET /close HTTP/1.0\r\n\r\n";
+
+#[test]
+fn a_stream_split_at_every_boundary_yields_the_same_requests() {
+    let (whole, err) = decode_stream(STREAM);
+    assert!(err.is_none());
+    assert_eq!(whole.len(), 4);
+    let expected = summary(&whole);
+    for cut in 0..=STREAM.len() {
+        let (reqs, err) = decode_in_pieces(STREAM, &[cut]);
+        assert!(err.is_none(), "cut {cut}");
+        assert_eq!(summary(&reqs), expected, "cut {cut}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_split_parses_the_same(cuts in proptest::collection::vec(0..STREAM.len(), 0..12)) {
+        let (reqs, err) = decode_in_pieces(STREAM, &cuts);
+        prop_assert!(err.is_none());
+        prop_assert_eq!(summary(&reqs), summary(&decode_stream(STREAM).0));
+    }
+
+    #[test]
+    fn no_input_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_stream(&input);
+    }
+
+    #[test]
+    fn accepted_requests_reserialise_to_the_same_meaning(
+        path in "/[a-z0-9/]{0,20}",
+        fields in proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,10}", "[ -~]{0,20}"), 0..6),
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        chunked in any::<bool>(),
+    ) {
+        let mut text = format!("POST {path} HTTP/1.1\r\nHost: h\r\n").into_bytes();
+        for (n, v) in &fields {
+            let lower = n.to_ascii_lowercase();
+            if ["host", "content-length", "transfer-encoding", "expect", "connection"].contains(&lower.as_str()) {
+                continue;
+            }
+            text.extend_from_slice(format!("X-{n}: {v}\r\n").as_bytes());
+        }
+        if chunked {
+            text.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            for part in body.chunks(7) {
+                text.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                text.extend_from_slice(part);
+                text.extend_from_slice(b"\r\n");
+            }
+            text.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            text.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            text.extend_from_slice(&body);
+        }
+        let (reqs, err) = decode_stream(&text);
+        prop_assert!(err.is_none(), "{:?}", err);
+        prop_assert_eq!(reqs.len(), 1);
+        let r = &reqs[0];
+        // Re-serialise with Content-Length framing and parse again: same meaning.
+        let mut again = format!("{} {} HTTP/1.1\r\n", r.method().as_str(), r.target()).into_bytes();
+        for (n, v) in r.headers() {
+            if n.eq_ignore_ascii_case("transfer-encoding") || n.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
+            again.extend_from_slice(n.as_bytes());
+            again.extend_from_slice(b": ");
+            again.extend_from_slice(v);
+            again.extend_from_slice(b"\r\n");
+        }
+        again.extend_from_slice(format!("Content-Length: {}\r\n\r\n", r.body().len()).as_bytes());
+        again.extend_from_slice(r.body());
+        let (reqs2, err2) = decode_stream(&again);
+        prop_assert!(err2.is_none());
+        prop_assert_eq!(reqs2[0].body(), r.body());
+        prop_assert_eq!(reqs2[0].target(), r.target());
+        prop_assert_eq!(&reqs2[0].body()[..], &body[..]);
+    }
+}

@@ -1,0 +1,31 @@
+//! HTTP/1.1 without I/O (RFC 9110, RFC 9112).
+//!
+//! Bytes in, requests and events out; responses in, bytes out. Nothing here touches a socket,
+//! a thread or a clock other than the `now` it is given, so the same code serves all five of
+//! backlog's connection architectures and is tested byte by byte, split at every boundary,
+//! and fuzzed without a network.
+//!
+//! # Layout
+//! - [`decoder`]: [`RequestDecoder`], a per-connection state machine that turns a byte stream
+//!   into [`Request`]s: heads through httparse, then the checks httparse leaves to us (Host,
+//!   framing, smuggling), then the body by Content-Length or [`chunked`] coding.
+//! - [`request`]: [`Request`], owned and zero-copy: slices of the connection's read buffer.
+//! - [`response`]: [`Response`], a builder, and its encoding with Date, Server and framing.
+//! - [`limits`]: [`Limits`], with nginx-like defaults.
+//! - [`error`]: [`Error`], each variant mapped to the status RFC 9110 gives it.
+//! - [`date`]: [`DateCache`], the Date header formatted once a second.
+
+pub mod chunked;
+pub mod date;
+pub mod decoder;
+pub mod error;
+pub mod limits;
+pub mod request;
+pub mod response;
+
+pub use date::DateCache;
+pub use decoder::{Decoded, RequestDecoder};
+pub use error::Error;
+pub use limits::Limits;
+pub use request::{Method, Request, Version};
+pub use response::{EncodeContext, Response, StatusCode};

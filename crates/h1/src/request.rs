@@ -1,0 +1,191 @@
+//! A parsed request, owned and zero-copy.
+//!
+//! The head is one `Bytes` cut from the connection's read buffer; method, target and header
+//! fields are offsets into it, kept inline (no heap) for up to 16 fields. So a `Request` moves
+//! to a worker thread (`pool`) for the price of a memcpy, and the plaintext path allocates
+//! nothing per request once the read buffer has been promoted to shared storage.
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+/// The request method (RFC 9110 §9). Extension methods keep their token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD: a GET whose response carries no body.
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// PATCH (RFC 5789)
+    Patch,
+    /// OPTIONS
+    Options,
+    /// CONNECT
+    Connect,
+    /// TRACE
+    Trace,
+    /// Any other token.
+    Other(Bytes),
+}
+
+impl Method {
+    pub(crate) fn from_token(token: &[u8], head: &Bytes) -> Method {
+        match token {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"PATCH" => Method::Patch,
+            b"OPTIONS" => Method::Options,
+            b"CONNECT" => Method::Connect,
+            b"TRACE" => Method::Trace,
+            _ => Method::Other(head.slice_ref(token)),
+        }
+    }
+
+    /// The method's token, e.g. `"GET"`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            // httparse admits only tchar bytes in a method, all ASCII.
+            Method::Other(token) => std::str::from_utf8(token).unwrap_or(""),
+        }
+    }
+}
+
+/// HTTP/1.0 or HTTP/1.1; the decoder answers any other version with 505.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: the connection closes after the response unless keep-alive is asked.
+    Http10,
+    /// HTTP/1.1: persistent unless `Connection: close`.
+    Http11,
+}
+
+/// A byte range inside the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+}
+
+impl Span {
+    pub(crate) fn of(inner: &[u8], outer: &[u8]) -> Span {
+        let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            len: inner.len() as u32,
+        }
+    }
+    fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..(self.start + self.len) as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FieldSpan {
+    pub(crate) name: Span,
+    pub(crate) value: Span,
+}
+
+/// One request: head, fields and a fully read body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub(crate) head: Bytes,
+    pub(crate) method: Method,
+    pub(crate) target: Span,
+    pub(crate) version: Version,
+    pub(crate) fields: SmallVec<[FieldSpan; 16]>,
+    pub(crate) body: Bytes,
+    pub(crate) keep_alive: bool,
+}
+
+impl Request {
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request target as sent: origin-form (`/a?b`), absolute-form, authority-form
+    /// (CONNECT) or `*` (OPTIONS). The decoder admits only visible ASCII here.
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(self.target.get(&self.head)).unwrap_or("")
+    }
+
+    /// The path: the target without its query, and for absolute-form without scheme and
+    /// authority (`http://h/a?b` → `/a`).
+    pub fn path(&self) -> &str {
+        let target = self.target();
+        let rest = match target.find("://") {
+            Some(i) if !target.starts_with('/') => {
+                let after = &target[i + 3..];
+                after.find('/').map(|j| &after[j..]).unwrap_or("/")
+            }
+            _ => target,
+        };
+        rest.split_once('?').map(|(p, _)| p).unwrap_or(rest)
+    }
+
+    /// The query string after `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target().split_once('?').map(|(_, q)| q)
+    }
+
+    /// The value of query parameter `name` (no percent-decoding).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The first field named `name` (ASCII case-insensitive), its value without surrounding
+    /// whitespace.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every header field in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.fields.iter().map(move |f| {
+            let name = std::str::from_utf8(f.name.get(&self.head)).unwrap_or("");
+            (name, f.value.get(&self.head))
+        })
+    }
+
+    /// The body, decoded from its transfer coding; empty when there was none.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Whether the connection stays open after this request's response (RFC 9112 §9.3).
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// The request head exactly as received (request line and fields, with the blank line).
+    pub fn raw_head(&self) -> &Bytes {
+        &self.head
+    }
+}

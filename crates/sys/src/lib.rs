@@ -1,0 +1,34 @@
+//! Every syscall backlog makes that `std` does not wrap, and the only `unsafe` in the project.
+//!
+//! The architectures are the product, so the event loops are our own: epoll (including
+//! `EPOLLEXCLUSIVE`, which mio does not expose) and eventfd come from rustix, socket options
+//! from socket2 or, where neither crate has them, from libc behind one `unsafe` block each.
+//! Everything here returns `std::io::Error`, so callers sort errors with the two predicates
+//! [`would_block`] and [`interrupted`] in one place.
+//!
+//! # Layout
+//! - [`epoll`]: an epoll instance, tokens and interest sets.
+//! - [`waker`]: an eventfd that another thread writes to wake a loop, with write coalescing.
+//! - [`socket`]: non-blocking accept, read straight into a `BytesMut`, write, TCP options.
+
+pub mod epoll;
+pub mod socket;
+pub mod waker;
+
+pub use epoll::{Epoll, Events, Interest, Readiness};
+pub use waker::Waker;
+
+use std::io;
+
+/// The call would have blocked: the kernel queue it reads from is empty (or the one it writes
+/// to is full). Not an error for a non-blocking loop; it means "wait for the next event".
+#[inline]
+pub fn would_block(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
+/// A signal interrupted the call before it did anything; retry it.
+#[inline]
+pub fn interrupted(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Interrupted
+}

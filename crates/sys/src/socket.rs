@@ -1,0 +1,124 @@
+//! Socket calls on the hot path and the TCP options std and socket2 lack.
+//!
+//! Reads go straight from the kernel into the spare capacity of a `BytesMut`, without zeroing
+//! it first and without an intermediate buffer; that needs one `unsafe` to tell the buffer how
+//! many bytes the kernel wrote, and it lives here.
+
+#![allow(unsafe_code)]
+
+use bytes::BytesMut;
+use rustix::net::{self, SocketFlags};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+/// Accept one connection, already non-blocking and close-on-exec (`accept4`).
+pub fn accept(listener: impl AsFd) -> io::Result<OwnedFd> {
+    Ok(net::accept_with(
+        listener,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+    )?)
+}
+
+/// Read once into `buf`'s spare capacity, growing it to at least `min_spare` free bytes first.
+/// Returns the bytes read; 0 means the peer closed its sending side.
+pub fn read_into(fd: impl AsFd, buf: &mut BytesMut, min_spare: usize) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(min_spare);
+    }
+    let len = buf.len();
+    let spare = buf.spare_capacity_mut();
+    let (filled, _) = rustix::io::read(fd, spare)?;
+    let n = filled.len();
+    // SAFETY: the kernel initialised exactly `n` bytes of the spare capacity, starting at the
+    // old length, and `n` is no larger than that spare capacity.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
+}
+
+/// Write once; returns the bytes the kernel took into the send queue.
+pub fn write(fd: impl AsFd, bytes: &[u8]) -> io::Result<usize> {
+    Ok(rustix::io::write(fd, bytes)?)
+}
+
+/// Disable Nagle: backlog already batches every ready response into one write.
+pub fn set_nodelay(fd: impl AsFd) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_tcp_nodelay(fd, true)?)
+}
+
+/// Half-close: send FIN after what is queued, keep reading. The first step of a lingering
+/// close, so a client still sending is not answered with RST before it reads our response.
+pub fn shutdown_write(fd: impl AsFd) -> io::Result<()> {
+    Ok(net::shutdown(fd, net::Shutdown::Write)?)
+}
+
+/// `TCP_DEFER_ACCEPT`: the kernel keeps a handshaken connection out of the accept queue until
+/// its first data arrives (or `timeout` passes), so the acceptor never wakes for a silent
+/// client. Neither socket2 nor rustix exposes it.
+pub fn set_defer_accept(fd: impl AsFd, timeout: Duration) -> io::Result<()> {
+    let secs: libc::c_int = timeout.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+    // SAFETY: the fd is a valid open socket for the duration of the call (borrowed), the value
+    // pointer points at a live c_int and the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Read back `TCP_DEFER_ACCEPT` (seconds; the kernel rounds to its retransmit steps).
+pub fn defer_accept(fd: impl AsFd) -> io::Result<u32> {
+    let mut secs: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the fd is valid while borrowed; `secs` and `len` are live locals of the sizes
+    // the kernel expects for an int option.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&mut secs as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(secs.max(0) as u32)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn read_into_appends_what_the_peer_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut buf = BytesMut::from(&b"ab"[..]);
+        let n = read_into(&server, &mut buf, 64).unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(&buf[..], b"abhello");
+    }
+
+    #[test]
+    fn defer_accept_round_trips() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_defer_accept(&listener, Duration::from_secs(5)).unwrap();
+        assert!(defer_accept(&listener).unwrap() >= 1);
+    }
+}
