@@ -1,1 +1,220 @@
-fn main() {}
+//! `backlog`: serve HTTP/1.1 with the connection architecture of your choice.
+//!
+//! The binary is a thin layer over the `server` library: it parses flags (clap), sets up
+//! logging, turns SIGINT/SIGTERM into a graceful shutdown, and prints the per-thread table
+//! on exit. Exit codes: 0 after a clean shutdown, 2 for a bad flag or an address in use.
+
+mod app;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use server::{AcceptStrategy, Balance, Model, Server, ServerError};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "backlog",
+    version,
+    about = "An HTTP/1.1 server whose connection architecture is a run-time choice"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP/1.1.
+    Serve(ServeArgs),
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// Address to listen on. 0.0.0.0 or [::] expose every interface.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Who listens, accepts, reads and handles.
+    #[arg(long, value_enum, default_value_t = ModelArg::Reuseport)]
+    model: ModelArg,
+    /// Event-loop threads (readers in dispatch); default: one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Handler threads for the pool model; default: one per core.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// How shared-model threads take turns on the one socket.
+    #[arg(long, value_enum, default_value_t = AcceptArg::Exclusive)]
+    accept: AcceptArg,
+    /// How the dispatch acceptor picks a reader.
+    #[arg(long, value_enum, default_value_t = BalanceArg::RoundRobin)]
+    balance: BalanceArg,
+    /// listen(2) backlog; the kernel clamps it to net.core.somaxconn.
+    #[arg(long, default_value_t = 4096)]
+    backlog: u32,
+    /// Set TCP_DEFER_ACCEPT: connections reach the accept queue only once data arrives.
+    #[arg(long)]
+    defer_accept: bool,
+    /// The built-in application.
+    #[arg(long, value_enum, default_value_t = AppArg::Hello)]
+    app: AppArg,
+    /// pool: capacity of the request queue before reading pauses.
+    #[arg(long, default_value_t = 1024)]
+    queue_depth: usize,
+    /// On SIGTERM/SIGINT, how long to wait for requests in progress (e.g. 500ms, 2s, 1m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelArg {
+    Single,
+    Dispatch,
+    Pool,
+    Shared,
+    Reuseport,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AcceptArg {
+    Exclusive,
+    Mutex,
+    Herd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BalanceArg {
+    RoundRobin,
+    LeastConns,
+    P2c,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AppArg {
+    Hello,
+    Echo,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|err| format!("{err} (use e.g. 500ms, 2s, 1m)"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                let code = match err.downcast_ref::<ServerError>() {
+                    Some(ServerError::AddrInUse { .. })
+                    | Some(ServerError::Bind { .. })
+                    | Some(ServerError::Config(_)) => 2,
+                    _ => 1,
+                };
+                eprintln!("backlog: {err:#}");
+                ExitCode::from(code)
+            }
+        },
+    }
+}
+
+/// clap's errors span several lines; print one (help and version go out as they are).
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = err.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .collect();
+    eprintln!("backlog: {}", line.join(" ").trim_start_matches("error: "));
+    ExitCode::from(2)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut builder = Server::builder()
+        .listen(args.listen)
+        .model(match args.model {
+            ModelArg::Single => Model::Single,
+            ModelArg::Dispatch => Model::Dispatch,
+            ModelArg::Pool => Model::Pool,
+            ModelArg::Shared => Model::Shared,
+            ModelArg::Reuseport => Model::Reuseport,
+        })
+        .accept(match args.accept {
+            AcceptArg::Exclusive => AcceptStrategy::Exclusive,
+            AcceptArg::Mutex => AcceptStrategy::Mutex,
+            AcceptArg::Herd => AcceptStrategy::Herd,
+        })
+        .balance(match args.balance {
+            BalanceArg::RoundRobin => Balance::RoundRobin,
+            BalanceArg::LeastConns => Balance::LeastConns,
+            BalanceArg::P2c => Balance::P2c,
+        })
+        .backlog(args.backlog)
+        .defer_accept(args.defer_accept)
+        .queue_depth(args.queue_depth)
+        .drain_timeout(args.drain_timeout);
+    if let Some(n) = args.threads {
+        builder = builder.threads(n);
+    }
+    if let Some(n) = args.workers {
+        builder = builder.workers(n);
+    }
+    let server = match args.app {
+        AppArg::Hello => builder.bind(app::hello()),
+        AppArg::Echo => builder.bind(app::echo()),
+    }?;
+    let handle = server.handle();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    tracing::info!(
+                        signal,
+                        "shutting down: no new connections, finishing requests in progress"
+                    );
+                    handle.shutdown();
+                } else {
+                    tracing::warn!(signal, "second signal: exiting now");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    let stats = server.wait();
+    eprint!("{}", stats.table());
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -19,6 +19,8 @@ use smallvec::SmallVec;
 use std::mem::MaybeUninit;
 
 /// What one call to [`RequestDecoder::decode`] produced.
+// Boxing the request would cost a heap allocation per request, which the plaintext path avoids.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decoded {
     /// A whole request, body included; its bytes have left the buffer.
@@ -36,6 +38,7 @@ enum Framing {
     Chunked(ChunkedDecoder),
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     Head,

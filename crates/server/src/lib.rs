@@ -1,1 +1,45 @@
-//! x
+//! backlog's server core: five connection architectures behind one handler API.
+//!
+//! Who listens, who accepts, who reads and who runs the handler is a run-time choice
+//! ([`Model`]). The parts are the domain's nouns, and each model is a few lines of wiring:
+//!
+//! # Layout
+//! - `listener`: listening sockets (socket2): backlog, SO_REUSEPORT, TCP_DEFER_ACCEPT.
+//! - `acceptor`: the accept role — batches, error triage, taking turns on a shared socket
+//!   (EPOLLEXCLUSIVE, accept mutex, herd).
+//! - `handoff`: passing an accepted fd to another thread's reader, and the balancer.
+//! - `reader`: the reading role — connections, parsing, answering, ordered writes,
+//!   backpressure. `connection`: one connection's buffers and state.
+//! - `worker`: handler threads for `pool`.
+//! - `event_loop`: one thread's epoll loop running an acceptor, a reader, or both.
+//! - `arch`: the five models, one file each, wiring the parts above.
+//! - [`handler`], [`router`]: the API applications implement.
+//! - [`stats`]: per-thread counters. `shutdown`: the stop signal.
+//! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`].
+//!
+//! HTTP itself lives in the `h1` crate (no I/O); syscalls and `unsafe` in `sys`.
+
+mod acceptor;
+mod arch;
+mod config;
+mod connection;
+mod event_loop;
+pub mod handler;
+mod handoff;
+mod listener;
+mod reader;
+pub mod router;
+pub mod server;
+mod shutdown;
+pub mod stats;
+mod worker;
+
+pub use acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
+pub use arch::ThreadLayout;
+pub use config::{AcceptStrategy, Balance, Config, Model};
+pub use h1::{Limits, Method, Request, Response};
+pub use handler::Handler;
+pub use listener::somaxconn;
+pub use router::Router;
+pub use server::{Server, ServerBuilder, ServerError, ServerHandle};
+pub use stats::{Role, StatsRegistry, ThreadSnapshot};

@@ -169,7 +169,10 @@ fn expect_continue_is_asked_once_then_the_body_completes() {
     assert_eq!(reqs.len(), 1);
 }
 
-fn summary(reqs: &[Request]) -> Vec<(String, String, Vec<(String, Vec<u8>)>, Bytes, bool)> {
+/// Method, target, fields, body, keep-alive.
+type Summary = (String, String, Vec<(String, Vec<u8>)>, Bytes, bool);
+
+fn summary(reqs: &[Request]) -> Vec<Summary> {
     reqs.iter()
         .map(|r| {
             (

@@ -1,0 +1,50 @@
+//! The built-in applications `backlog serve` runs: `hello` (the benchmark's plaintext and the
+//! slow handler that makes imbalance visible) and `echo` (what HTTP conformance suites
+//! expect of a server under test).
+
+use bytes::Bytes;
+use h1::{Request, Response};
+use server::{Handler, Router};
+use std::time::{Duration, Instant};
+
+/// The longest `/work?spin_us=` honoured, so one request cannot hold a thread for minutes.
+const MAX_SPIN: Duration = Duration::from_secs(10);
+
+/// `GET /` and `GET /work?spin_us=N`.
+pub fn hello() -> impl Handler {
+    Router::new()
+        .get("/", |_req: Request| Response::text(200, "Hello, World!\n"))
+        .get("/work", work)
+}
+
+/// Burn `spin_us` microseconds of CPU on the thread running the handler.
+fn work(req: Request) -> Response {
+    let Some(us) = req.query_param("spin_us").map(str::parse::<u64>) else {
+        return Response::text(400, "spin_us=N is required\n");
+    };
+    let Ok(us) = us else {
+        return Response::text(400, "spin_us must be a whole number of microseconds\n");
+    };
+    let spin = Duration::from_micros(us).min(MAX_SPIN);
+    let start = Instant::now();
+    let mut x: u64 = 0;
+    while start.elapsed() < spin {
+        for _ in 0..64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    Response::text(200, format!("spun {} us\n", spin.as_micros()))
+}
+
+/// Every method on every path: 200 with the request body.
+pub fn echo() -> impl Handler {
+    |req: Request| {
+        let content_type = req
+            .header("content-type")
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
+        Response::new(200)
+            .header("Content-Type", content_type)
+            .body(req.body().clone())
+    }
+}

@@ -1,0 +1,190 @@
+//! The five models, each a few lines of wiring over the same parts.
+//!
+//! A model decides how many listening sockets there are, which threads accept from them,
+//! which threads read connections, and who runs the handler. [`Wiring`] provides the parts —
+//! bound listeners, event loops with an acceptor and/or reader role, worker threads — and
+//! records the resulting layout; nothing is started until every socket is bound, so a bad
+//! address fails before any thread exists.
+
+mod dispatch;
+mod pool;
+mod reuseport;
+mod shared;
+mod single;
+
+use crate::acceptor::{Acceptor, Sink, Turn};
+use crate::event_loop::EventLoop;
+use crate::handler::Handler;
+use crate::listener::{ListenOptions, Listener};
+use crate::reader::{Exec, Reader};
+use crate::shutdown::Shutdown;
+use crate::stats::{Role, StatsRegistry, ThreadStats};
+use crate::{Config, Model, ServerError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use sys::{Epoll, Waker};
+
+/// What one thread does, for the start-up log and for introspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadLayout {
+    /// Thread name (as in /proc/PID/task/*/comm).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// It owns listening sockets.
+    pub listens: bool,
+    /// It calls accept.
+    pub accepts: bool,
+    /// It reads and writes connections.
+    pub reads: bool,
+    /// It runs the handler.
+    pub handles: bool,
+}
+
+impl std::fmt::Display for ThreadLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.listens {
+            parts.push("listens");
+        }
+        if self.accepts {
+            parts.push("accepts");
+        }
+        if self.reads {
+            parts.push("reads/writes");
+        }
+        if self.handles {
+            parts.push("handles");
+        }
+        write!(f, "{}: {}", self.name, parts.join(", "))
+    }
+}
+
+type ThreadBody = Box<dyn FnOnce() + Send + 'static>;
+
+/// Parts for building a model, and the threads waiting to be started.
+pub(crate) struct Wiring<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) shutdown: Arc<Shutdown>,
+    pub(crate) registry: Arc<StatsRegistry>,
+    pub(crate) layout: Vec<ThreadLayout>,
+    pub(crate) threads: Vec<(String, ThreadBody)>,
+    pub(crate) addr: Option<SocketAddr>,
+}
+
+/// A loop before it has a role: its epoll and waker exist so that other parts (inboxes,
+/// reply ports, the shutdown signal) can point at it.
+pub(crate) struct LoopParts {
+    pub(crate) name: String,
+    pub(crate) epoll: Epoll,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) stats: Arc<ThreadStats>,
+}
+
+impl<'a> Wiring<'a> {
+    pub(crate) fn new(cfg: &'a Config, handler: Arc<dyn Handler>) -> Self {
+        Wiring {
+            cfg,
+            handler,
+            shutdown: Arc::new(Shutdown::default()),
+            registry: Arc::new(StatsRegistry::default()),
+            layout: Vec::new(),
+            threads: Vec::new(),
+            addr: None,
+        }
+    }
+
+    /// Bind a listener on the configured address; once a port is known (port 0 asked),
+    /// later listeners bind the same one (reuseport).
+    pub(crate) fn listen(&mut self, reuseport: bool) -> Result<Arc<Listener>, ServerError> {
+        let mut addr = self.cfg.listen;
+        if let Some(bound) = self.addr {
+            addr.set_port(bound.port());
+        }
+        let listener = Listener::bind(
+            addr,
+            ListenOptions {
+                backlog: self.cfg.backlog,
+                reuseport,
+                defer_accept: self.cfg.defer_accept,
+            },
+        )?;
+        self.addr.get_or_insert(listener.local_addr());
+        Ok(Arc::new(listener))
+    }
+
+    pub(crate) fn loop_parts(&mut self, name: &str, role: Role) -> Result<LoopParts, ServerError> {
+        let io = |source| ServerError::Io {
+            what: "creating an event loop",
+            source,
+        };
+        let epoll = Epoll::new().map_err(io)?;
+        let waker = Arc::new(Waker::new().map_err(io)?);
+        self.shutdown.register(waker.clone());
+        let stats = self.registry.add(name, role);
+        Ok(LoopParts {
+            name: name.to_string(),
+            epoll,
+            waker,
+            stats,
+        })
+    }
+
+    /// Queue an event loop for start with the given roles.
+    pub(crate) fn spawn_loop(
+        &mut self,
+        parts: LoopParts,
+        accept: Option<(Vec<Arc<Listener>>, Turn, Sink)>,
+        read: Option<(Exec, Option<crate::handoff::InboxReceiver>)>,
+    ) {
+        let handles = matches!(read, Some((Exec::Inline(_), _)));
+        let role = match (&accept, &read) {
+            (Some(_), None) => Role::Acceptor,
+            (None, Some(_)) => Role::Reader,
+            _ => Role::Loop,
+        };
+        self.layout.push(ThreadLayout {
+            name: parts.name.clone(),
+            role,
+            listens: accept.is_some(),
+            accepts: accept.is_some(),
+            reads: read.is_some(),
+            handles,
+        });
+        let acceptor = accept.map(|(listeners, turn, sink)| {
+            Acceptor::new(listeners, turn, sink, parts.stats.clone())
+        });
+        let reader = read
+            .map(|(exec, inbox)| Reader::new(exec, self.cfg.limits, parts.stats.clone(), inbox));
+        let event_loop = EventLoop {
+            epoll: parts.epoll,
+            waker: parts.waker,
+            shutdown: self.shutdown.clone(),
+            acceptor,
+            reader,
+            stats: parts.stats,
+            drain_timeout: self.cfg.drain_timeout,
+        };
+        self.threads
+            .push((parts.name, Box::new(move || event_loop.run())));
+    }
+
+    /// Queue a plain thread (a worker) for start.
+    pub(crate) fn spawn_thread(&mut self, layout: ThreadLayout, body: ThreadBody) {
+        let name = layout.name.clone();
+        self.layout.push(layout);
+        self.threads.push((name, body));
+    }
+}
+
+/// Wire `cfg.model`.
+pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
+    match w.cfg.model {
+        Model::Single => single::build(w),
+        Model::Dispatch => dispatch::build(w),
+        Model::Pool => pool::build(w),
+        Model::Shared => shared::build(w),
+        Model::Reuseport => reuseport::build(w),
+    }
+}

@@ -1,0 +1,53 @@
+//! `pool` — RAMCloud: thread `loop-0` accepts and reads; each complete request goes on a
+//! bounded queue to `worker-0..M-1`, which run the handler and send the encoded response
+//! back; `loop-0` writes responses in request order per connection. A full queue stops
+//! `loop-0` reading that connection, so the kernel's receive queue fills and TCP slows the
+//! client: backpressure instead of memory growth.
+
+use super::{ThreadLayout, Wiring};
+use crate::acceptor::{Sink, Turn};
+use crate::reader::Exec;
+use crate::stats::Role;
+use crate::worker::{self, ReplyPort};
+use crate::ServerError;
+use std::sync::Arc;
+
+pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
+    let listener = w.listen(false)?;
+    let parts = w.loop_parts("loop-0", Role::Loop)?;
+    let (port, completions) = ReplyPort::new(parts.waker.clone());
+    let replies = Arc::new(vec![port]);
+    let (submit, jobs) = worker::queue(w.cfg.queue_depth, parts.stats.clone());
+    for i in 0..w.cfg.workers.max(1) {
+        let name = format!("worker-{i}");
+        let stats = w.registry.add(&name, Role::Worker);
+        let (handler, jobs, replies, queued) = (
+            w.handler.clone(),
+            jobs.clone(),
+            replies.clone(),
+            parts.stats.clone(),
+        );
+        w.spawn_thread(
+            ThreadLayout {
+                name,
+                role: Role::Worker,
+                listens: false,
+                accepts: false,
+                reads: false,
+                handles: true,
+            },
+            Box::new(move || worker::run(handler, jobs, replies, queued, stats)),
+        );
+    }
+    let exec = Exec::Pool {
+        submit,
+        completions,
+        reply: 0,
+    };
+    w.spawn_loop(
+        parts,
+        Some((vec![listener], Turn::Own, Sink::Local)),
+        Some((exec, None)),
+    );
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! `single` — Node.js: one thread, `loop-0`, listens, accepts, reads, writes and runs the
+//! handler. No locks and no handoffs; one slow handler stalls every connection.
+
+use super::Wiring;
+use crate::acceptor::{Sink, Turn};
+use crate::reader::Exec;
+use crate::stats::Role;
+use crate::ServerError;
+
+pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
+    let listener = w.listen(false)?;
+    let parts = w.loop_parts("loop-0", Role::Loop)?;
+    let exec = Exec::Inline(w.handler.clone());
+    w.spawn_loop(
+        parts,
+        Some((vec![listener], Turn::Own, Sink::Local)),
+        Some((exec, None)),
+    );
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! What a server is asked to be: the model, its thread counts and its socket options.
+
+use h1::Limits;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The five connection architectures (DESIGN §1). Each is a preset of who listens, who
+/// accepts, who reads and who runs the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// Node.js: one thread listens, accepts, reads, writes and handles.
+    Single,
+    /// memcached: one acceptor thread hands connections to N reader threads.
+    Dispatch,
+    /// RAMCloud: one thread accepts and reads; M workers run handlers; responses are written
+    /// back in request order.
+    Pool,
+    /// nginx: N threads accept on one shared listening socket.
+    Shared,
+    /// Socket sharding: N threads, each with its own SO_REUSEPORT socket on the port.
+    Reuseport,
+}
+
+impl Model {
+    /// The name used on the command line and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Single => "single",
+            Model::Dispatch => "dispatch",
+            Model::Pool => "pool",
+            Model::Shared => "shared",
+            Model::Reuseport => "reuseport",
+        }
+    }
+}
+
+/// How the threads of the `shared` model take turns on the one listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptStrategy {
+    /// `EPOLLEXCLUSIVE`: the kernel wakes one waiting thread per connection. Re-registered
+    /// every [`EXCLUSIVE_ROTATE`](crate::acceptor::EXCLUSIVE_ROTATE) accepts, as nginx does,
+    /// because the kernel favours the most recently waiting thread.
+    Exclusive,
+    /// nginx's accept_mutex: only the thread holding the lock polls the listener.
+    Mutex,
+    /// Every thread polls the listener and all wake for each connection: the thundering
+    /// herd, kept so it can be measured.
+    Herd,
+}
+
+impl AcceptStrategy {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AcceptStrategy::Exclusive => "exclusive",
+            AcceptStrategy::Mutex => "mutex",
+            AcceptStrategy::Herd => "herd",
+        }
+    }
+}
+
+/// How the `dispatch` acceptor picks a reader for a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// memcached's rotation, blind to load.
+    RoundRobin,
+    /// Envoy's exact balance: the reader with the fewest open plus queued connections.
+    LeastConns,
+    /// HAProxy's power of two choices: two random readers, the less loaded one.
+    P2c,
+}
+
+impl Balance {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConns => "least-conns",
+            Balance::P2c => "p2c",
+        }
+    }
+}
+
+/// Everything [`ServerBuilder`](crate::ServerBuilder) collects.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (shared by every reuseport socket).
+    pub listen: SocketAddr,
+    /// The architecture.
+    pub model: Model,
+    /// Event-loop threads: readers in `dispatch`, loops in `shared` and `reuseport`.
+    pub threads: usize,
+    /// Handler threads in `pool`.
+    pub workers: usize,
+    /// `shared` only.
+    pub accept: AcceptStrategy,
+    /// `dispatch` only.
+    pub balance: Balance,
+    /// The backlog passed to listen(2); the kernel clamps it to net.core.somaxconn.
+    pub backlog: u32,
+    /// Set TCP_DEFER_ACCEPT on listeners.
+    pub defer_accept: bool,
+    /// Request size limits.
+    pub limits: Limits,
+    /// `pool`: capacity of the request queue; when full, the loop stops reading.
+    pub queue_depth: usize,
+    /// How long a graceful shutdown waits for in-flight requests before cutting them.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            model: Model::Reuseport,
+            threads: cores,
+            workers: cores,
+            accept: AcceptStrategy::Exclusive,
+            balance: Balance::RoundRobin,
+            backlog: 4096,
+            defer_accept: false,
+            limits: Limits::default(),
+            queue_depth: 1024,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}

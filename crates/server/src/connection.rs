@@ -1,0 +1,180 @@
+//! One client connection's state, owned by exactly one reader thread.
+//!
+//! Buffers are `BytesMut`: reads land in `rbuf` straight from the kernel, requests are cut
+//! out of it without copying, and every response ready for the connection is appended to
+//! `wbuf` so that it leaves in one `write`. In `pool`, responses come back from workers out
+//! of order; `slots` puts them back in request order before they reach `wbuf`.
+
+use crate::worker::Job;
+use bytes::{Bytes, BytesMut};
+use h1::{Limits, RequestDecoder};
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+
+/// Unsent output past which a connection's further requests wait: a client that pipelines
+/// and never reads must not grow our memory.
+pub(crate) const OUTPUT_BOUND: usize = 256 * 1024;
+/// Requests of one connection in the worker pool at once (`pool`); past it reading pauses.
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
+
+/// A response slot in request order: `None` until its worker answers.
+pub(crate) type Slot = Option<(Bytes, bool)>;
+
+pub(crate) struct Connection {
+    pub(crate) fd: OwnedFd,
+    pub(crate) gen: u32,
+    pub(crate) rbuf: BytesMut,
+    pub(crate) wbuf: BytesMut,
+    pub(crate) decoder: RequestDecoder,
+    /// Edge-triggered: the kernel may hold bytes we have not read yet.
+    pub(crate) readable: bool,
+    /// The client closed its sending side (read returned 0).
+    pub(crate) peer_closed: bool,
+    /// No further requests will be read; close once the answers are out.
+    pub(crate) closing: bool,
+    /// A read or write failed: close now.
+    pub(crate) broken: bool,
+    /// The connection ended on a refused request: half-close before closing.
+    pub(crate) refused: bool,
+    /// Responses not yet written, in request order (`pool`).
+    pub(crate) slots: VecDeque<Slot>,
+    /// Sequence number of `slots[0]`.
+    pub(crate) base_seq: u64,
+    /// A response that closes the connection was written: drop the rest.
+    pub(crate) discard: bool,
+    /// A request that found the worker queue full (`pool` backpressure).
+    pub(crate) stalled: Option<Job>,
+}
+
+impl Connection {
+    pub(crate) fn new(fd: OwnedFd, gen: u32, limits: Limits) -> Self {
+        Connection {
+            fd,
+            gen,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            decoder: RequestDecoder::new(limits),
+            readable: false,
+            peer_closed: false,
+            closing: false,
+            broken: false,
+            refused: false,
+            slots: VecDeque::new(),
+            base_seq: 0,
+            discard: false,
+            stalled: None,
+        }
+    }
+
+    /// Whether another request may be parsed now (all backpressure conditions clear).
+    pub(crate) fn may_parse(&self) -> bool {
+        !self.closing
+            && !self.broken
+            && self.stalled.is_none()
+            && self.slots.len() < MAX_IN_FLIGHT
+            && self.wbuf.len() < OUTPUT_BOUND
+    }
+
+    /// Whether to read from the socket now.
+    pub(crate) fn may_read(&self) -> bool {
+        self.readable && !self.peer_closed && self.may_parse()
+    }
+
+    /// Every answer is out and nothing more will come: close.
+    pub(crate) fn finished(&self) -> bool {
+        self.broken
+            || ((self.closing || self.peer_closed)
+                && self.slots.is_empty()
+                && self.wbuf.is_empty()
+                && self.stalled.is_none())
+    }
+
+    /// Nothing in progress: no partial request, nothing owed. Safe to close when draining.
+    pub(crate) fn idle(&self) -> bool {
+        self.rbuf.is_empty()
+            && !self.decoder.in_body()
+            && self.slots.is_empty()
+            && self.wbuf.is_empty()
+            && self.stalled.is_none()
+    }
+
+    /// Reserve the next response slot; returns its sequence number.
+    pub(crate) fn push_pending(&mut self) -> u64 {
+        self.slots.push_back(None);
+        self.base_seq + self.slots.len() as u64 - 1
+    }
+
+    /// A response that is ready now: straight to the output if nothing is owed before it.
+    pub(crate) fn push_ready(&mut self, bytes: &[u8], keep_alive: bool) {
+        if self.slots.is_empty() {
+            if !self.discard {
+                self.wbuf.extend_from_slice(bytes);
+            }
+            if !keep_alive {
+                self.closing = true;
+                self.discard = true;
+            }
+        } else {
+            self.slots
+                .push_back(Some((Bytes::copy_from_slice(bytes), keep_alive)));
+        }
+    }
+
+    /// A worker's response for `seq`. Moves every response now in order to the output.
+    pub(crate) fn complete(&mut self, seq: u64, bytes: Bytes, keep_alive: bool) {
+        let Some(idx) = seq.checked_sub(self.base_seq) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
+            *slot = Some((bytes, keep_alive));
+        }
+        while let Some(Some(_)) = self.slots.front() {
+            let Some(Some((bytes, keep_alive))) = self.slots.pop_front() else {
+                break;
+            };
+            self.base_seq += 1;
+            if !self.discard {
+                self.wbuf.extend_from_slice(&bytes);
+            }
+            if !keep_alive {
+                self.closing = true;
+                self.discard = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn conn() -> Connection {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Connection::new(OwnedFd::from(l), 0, Limits::default())
+    }
+
+    #[test]
+    fn out_of_order_completions_are_written_in_request_order() {
+        let mut c = conn();
+        let a = c.push_pending();
+        let b = c.push_pending();
+        c.push_ready(b"C", true);
+        c.complete(b, Bytes::from_static(b"B"), true);
+        assert!(c.wbuf.is_empty(), "B must wait for A");
+        c.complete(a, Bytes::from_static(b"A"), true);
+        assert_eq!(&c.wbuf[..], b"ABC");
+        assert!(c.slots.is_empty());
+    }
+
+    #[test]
+    fn a_closing_response_drops_the_ones_after_it() {
+        let mut c = conn();
+        let a = c.push_pending();
+        let b = c.push_pending();
+        c.complete(b, Bytes::from_static(b"B"), true);
+        c.complete(a, Bytes::from_static(b"A"), false);
+        assert_eq!(&c.wbuf[..], b"A");
+        assert!(c.closing);
+    }
+}

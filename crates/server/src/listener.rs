@@ -1,0 +1,100 @@
+//! Listening sockets: the accept queue's owner.
+//!
+//! A listener is a socket and nothing else; who accepts from it is the acceptor's business.
+//! The backlog asked for goes to listen(2), which silently clamps it to
+//! `net.core.somaxconn` — so we read that sysctl and say so when it wins. `reuseport` binds
+//! one socket per thread with SO_REUSEPORT, and the kernel then spreads new connections over
+//! their separate accept queues by a hash of the 4-tuple.
+
+use crate::ServerError;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+/// How a listening socket is set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListenOptions {
+    pub(crate) backlog: u32,
+    pub(crate) reuseport: bool,
+    pub(crate) defer_accept: bool,
+}
+
+/// A bound, listening, non-blocking socket.
+#[derive(Debug)]
+pub struct Listener {
+    socket: Socket,
+    addr: SocketAddr,
+}
+
+impl Listener {
+    /// Bind and listen on `addr`.
+    pub(crate) fn bind(addr: SocketAddr, opts: ListenOptions) -> Result<Listener, ServerError> {
+        let bind_err = |source: std::io::Error| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                ServerError::AddrInUse { addr }
+            } else {
+                ServerError::Bind { addr, source }
+            }
+        };
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(bind_err)?;
+        socket.set_reuse_address(true).map_err(bind_err)?;
+        if opts.reuseport {
+            socket.set_reuse_port(true).map_err(bind_err)?;
+        }
+        if addr.is_ipv6() {
+            // `[::]` means IPv6 only; ask for 0.0.0.0 separately. Explicit beats the
+            // bindv6only sysctl deciding for us.
+            socket.set_only_v6(true).map_err(bind_err)?;
+        }
+        socket.set_nonblocking(true).map_err(bind_err)?;
+        socket.bind(&SockAddr::from(addr)).map_err(bind_err)?;
+        if opts.defer_accept {
+            sys::socket::set_defer_accept(&socket, Duration::from_secs(30)).map_err(bind_err)?;
+        }
+        let backlog = opts.backlog.min(i32::MAX as u32) as i32;
+        socket.listen(backlog).map_err(bind_err)?;
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(addr);
+        Ok(Listener { socket, addr })
+    }
+
+    /// The address it is bound to (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// `net.core.somaxconn`, the ceiling listen(2) applies to every backlog.
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The backlog the kernel will actually use for `asked`, and log when it is lower.
+pub(crate) fn effective_backlog(asked: u32) -> u32 {
+    match somaxconn() {
+        Some(max) if max < asked => {
+            tracing::warn!(
+                asked,
+                somaxconn = max,
+                "net.core.somaxconn is lower than the requested backlog; the kernel clamps the accept queue to {max}"
+            );
+            max
+        }
+        _ => asked,
+    }
+}

@@ -1,0 +1,110 @@
+//! A small router: exact paths and path prefixes, each with its methods.
+//!
+//! Unknown paths get 404; a known path with another method gets 405 with `Allow`, and HEAD
+//! is served by the GET route (the encoder drops the body).
+
+use crate::Handler;
+use h1::{Method, Request, Response};
+
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+struct Route {
+    method: Method,
+    pattern: Pattern,
+    handler: Box<dyn Handler>,
+}
+
+/// Routes requests by method and path.
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    /// An empty router: everything is 404.
+    pub fn new() -> Self {
+        Router::default()
+    }
+
+    /// Route `method path` (exact match) to `handler`.
+    pub fn route(mut self, method: Method, path: &str, handler: impl Handler) -> Self {
+        self.routes.push(Route {
+            method,
+            pattern: Pattern::Exact(path.to_string()),
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// Route `method` on every path starting with `prefix` to `handler`.
+    pub fn prefix(mut self, method: Method, prefix: &str, handler: impl Handler) -> Self {
+        self.routes.push(Route {
+            method,
+            pattern: Pattern::Prefix(prefix.to_string()),
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// `GET path`.
+    pub fn get(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Get, path, handler)
+    }
+
+    /// `POST path`.
+    pub fn post(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Post, path, handler)
+    }
+
+    /// `PUT path`.
+    pub fn put(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Put, path, handler)
+    }
+
+    fn matches(pattern: &Pattern, path: &str) -> bool {
+        match pattern {
+            Pattern::Exact(p) => p == path,
+            Pattern::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+impl Handler for Router {
+    fn call(&self, req: Request) -> Response {
+        let path = req.path();
+        let wanted = match req.method() {
+            Method::Head => &Method::Get,
+            m => m,
+        };
+        let mut path_known = false;
+        for route in &self.routes {
+            if Self::matches(&route.pattern, path) {
+                path_known = true;
+                if &route.method == wanted {
+                    return route.handler.call(req);
+                }
+            }
+        }
+        if !path_known {
+            return Response::text(404, "Not Found\n");
+        }
+        let mut allow = String::new();
+        for route in self
+            .routes
+            .iter()
+            .filter(|r| Self::matches(&r.pattern, path))
+        {
+            if !allow.is_empty() {
+                allow.push_str(", ");
+            }
+            allow.push_str(route.method.as_str());
+            if route.method == Method::Get {
+                allow.push_str(", HEAD");
+            }
+        }
+        Response::text(405, "Method Not Allowed\n").header("Allow", allow)
+    }
+}

@@ -1,0 +1,261 @@
+//! The public face: a builder, a running server, and a handle to stop it.
+
+use crate::arch::{self, ThreadLayout, Wiring};
+use crate::handler::Handler;
+use crate::listener::effective_backlog;
+use crate::shutdown::Shutdown;
+use crate::stats::StatsRegistry;
+use crate::{AcceptStrategy, Balance, Config, Model};
+use h1::Limits;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another socket holds the address.
+    #[error("address {addr} is already in use")]
+    AddrInUse {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// bind, listen or a socket option failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A configuration that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Any other system call failed while setting up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Builds a [`Server`]:
+///
+/// ```no_run
+/// use server::{Model, Server};
+/// use h1::{Request, Response};
+///
+/// let server = Server::builder()
+///     .listen("127.0.0.1:8080".parse().unwrap())
+///     .model(Model::Dispatch)
+///     .threads(4)
+///     .bind(|_req: Request| Response::text(200, "Hello, World!\n"))
+///     .expect("bind");
+/// server.wait();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    cfg: Config,
+}
+
+impl ServerBuilder {
+    /// Start from a whole [`Config`].
+    pub fn from_config(cfg: Config) -> Self {
+        ServerBuilder { cfg }
+    }
+    /// The address to listen on (default 127.0.0.1:8080; port 0 picks one).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.cfg.listen = addr;
+        self
+    }
+    /// The architecture (default `reuseport`).
+    pub fn model(mut self, model: Model) -> Self {
+        self.cfg.model = model;
+        self
+    }
+    /// Event-loop threads (default: one per core).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.cfg.threads = n;
+        self
+    }
+    /// Worker threads for `pool` (default: one per core).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.cfg.workers = n;
+        self
+    }
+    /// How `shared` threads take turns accepting.
+    pub fn accept(mut self, strategy: AcceptStrategy) -> Self {
+        self.cfg.accept = strategy;
+        self
+    }
+    /// How `dispatch` picks a reader.
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.cfg.balance = balance;
+        self
+    }
+    /// The listen(2) backlog (default 4096).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.cfg.backlog = backlog;
+        self
+    }
+    /// Set TCP_DEFER_ACCEPT on the listeners.
+    pub fn defer_accept(mut self, on: bool) -> Self {
+        self.cfg.defer_accept = on;
+        self
+    }
+    /// Request size limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.cfg.limits = limits;
+        self
+    }
+    /// `pool`: capacity of the request queue.
+    pub fn queue_depth(mut self, depth: usize) -> Self {
+        self.cfg.queue_depth = depth;
+        self
+    }
+    /// How long shutdown waits for requests in progress.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.drain_timeout = timeout;
+        self
+    }
+    /// The configuration so far.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Bind every socket, then start every thread. Returns once the server accepts.
+    pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
+        let cfg = self.cfg;
+        if cfg.threads == 0 || cfg.workers == 0 {
+            return Err(ServerError::Config(
+                "threads and workers must be at least 1".into(),
+            ));
+        }
+        if cfg.backlog == 0 {
+            return Err(ServerError::Config("backlog must be at least 1".into()));
+        }
+        if cfg.listen.ip().is_unspecified() {
+            tracing::warn!(addr = %cfg.listen, "listening on every interface: anything that can reach this host can reach the server");
+        }
+        let backlog = effective_backlog(cfg.backlog);
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        let mut wiring = Wiring::new(&cfg, handler);
+        arch::build(&mut wiring)?;
+        let Wiring {
+            shutdown,
+            registry,
+            layout,
+            threads: bodies,
+            addr,
+            ..
+        } = wiring;
+        let addr = addr.unwrap_or(cfg.listen);
+        tracing::info!(model = cfg.model.name(), %addr, backlog, "backlog serving");
+        for t in &layout {
+            tracing::info!("  {t}");
+        }
+        let mut threads = Vec::new();
+        for (name, body) in bodies {
+            match std::thread::Builder::new().name(name).spawn(body) {
+                Ok(handle) => threads.push(handle),
+                Err(source) => {
+                    shutdown.trigger();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(ServerError::Io {
+                        what: "spawning a thread",
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(Server {
+            addr,
+            model: cfg.model,
+            backlog,
+            shutdown,
+            registry,
+            layout,
+            threads,
+        })
+    }
+
+    /// [`bind`](Self::bind), then block until the server stops.
+    pub fn serve(self, handler: impl Handler) -> Result<Arc<StatsRegistry>, ServerError> {
+        Ok(self.bind(handler)?.wait())
+    }
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    model: Model,
+    backlog: u32,
+    shutdown: Arc<Shutdown>,
+    registry: Arc<StatsRegistry>,
+    layout: Vec<ThreadLayout>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Stops a server from any thread (a signal handler's thread, a test).
+#[derive(Clone)]
+pub struct ServerHandle {
+    shutdown: Arc<Shutdown>,
+}
+
+impl ServerHandle {
+    /// Stop accepting, answer what has been read, close idle connections, then let
+    /// [`Server::wait`] return.
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl Server {
+    /// Start configuring a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+    /// The bound address (with the real port when port 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// The model running.
+    pub fn model(&self) -> Model {
+        self.model
+    }
+    /// The accept-queue limit in force (the asked backlog after the somaxconn clamp).
+    pub fn backlog(&self) -> u32 {
+        self.backlog
+    }
+    /// Every thread and what it does.
+    pub fn layout(&self) -> &[ThreadLayout] {
+        &self.layout
+    }
+    /// Per-thread counters.
+    pub fn stats(&self) -> Arc<StatsRegistry> {
+        self.registry.clone()
+    }
+    /// A handle that stops the server.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shutdown: self.shutdown.clone(),
+        }
+    }
+    /// Block until every thread has finished (after a shutdown). Returns the counters.
+    pub fn wait(self) -> Arc<StatsRegistry> {
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.registry
+    }
+    /// Shut down and wait.
+    pub fn stop(self) -> Arc<StatsRegistry> {
+        self.shutdown.trigger();
+        self.wait()
+    }
+}

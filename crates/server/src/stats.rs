@@ -1,0 +1,209 @@
+//! Per-thread counters: what each thread accepted, holds, served and moved.
+//!
+//! Each thread owns one [`ThreadStats`], padded to its own cache lines so that two threads
+//! counting never contend for a line; only the owner writes most fields. Readers (the exit
+//! table now, the admin endpoint later) load them with `Relaxed`.
+//!
+//! # Atomic Ordering
+//! Every counter is independent and monotonic (or a gauge) and no other memory is published
+//! through it, so `Relaxed` suffices everywhere.
+
+use crossbeam_utils::CachePadded;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// What a thread does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts, reads and handles (single, shared, reuseport; pool's loop-0 minus handling).
+    Loop,
+    /// Only accepts, and hands connections over (dispatch).
+    Acceptor,
+    /// Reads and handles connections it was handed (dispatch).
+    Reader,
+    /// Runs handlers for requests another thread read (pool).
+    Worker,
+}
+
+impl Role {
+    /// Lowercase name for logs and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Loop => "loop",
+            Role::Acceptor => "acceptor",
+            Role::Reader => "reader",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// One thread's counters.
+#[derive(Debug)]
+pub struct ThreadStats {
+    name: String,
+    role: Role,
+    c: CachePadded<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    requests: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    handoff_queued: AtomicU64,
+    panics: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// A point-in-time copy of one thread's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadSnapshot {
+    /// Thread name, as in /proc/PID/task/*/comm.
+    pub name: String,
+    /// What it does.
+    pub role: Role,
+    /// Connections it accepted.
+    pub accepted: u64,
+    /// Connections it holds open now.
+    pub open: u64,
+    /// Requests it answered (workers: handled).
+    pub requests: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Items waiting in its hand-off queue (dispatch: fds; pool: requests).
+    pub handoff_queued: u64,
+    /// Handler panics turned into 500s.
+    pub panics: u64,
+    /// Nanoseconds spent outside epoll_wait (or, for workers, running handlers).
+    pub busy_ns: u64,
+}
+
+impl ThreadStats {
+    pub(crate) fn new(name: &str, role: Role) -> Self {
+        ThreadStats {
+            name: name.to_string(),
+            role,
+            c: CachePadded::new(Counters::default()),
+        }
+    }
+
+    pub(crate) fn accepted(&self) {
+        self.c.accepted.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn opened(&self) {
+        self.c.open.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn closed(&self) {
+        self.c.open.fetch_sub(1, Relaxed);
+    }
+    pub(crate) fn requests(&self, n: u64) {
+        self.c.requests.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn bytes_in(&self, n: usize) {
+        self.c.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn bytes_out(&self, n: usize) {
+        self.c.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn handoff_push(&self) {
+        self.c.handoff_queued.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn handoff_pop(&self) {
+        self.c.handoff_queued.fetch_sub(1, Relaxed);
+    }
+    pub(crate) fn panicked(&self) {
+        self.c.panics.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn busy(&self, ns: u64) {
+        self.c.busy_ns.fetch_add(ns, Relaxed);
+    }
+
+    /// Open connections plus connections handed over but not yet picked up: the load figure
+    /// `least-conns` and `p2c` compare.
+    pub(crate) fn load(&self) -> u64 {
+        self.c.open.load(Relaxed) + self.c.handoff_queued.load(Relaxed)
+    }
+
+    /// Copy the counters.
+    pub fn snapshot(&self) -> ThreadSnapshot {
+        ThreadSnapshot {
+            name: self.name.clone(),
+            role: self.role,
+            accepted: self.c.accepted.load(Relaxed),
+            open: self.c.open.load(Relaxed),
+            requests: self.c.requests.load(Relaxed),
+            bytes_in: self.c.bytes_in.load(Relaxed),
+            bytes_out: self.c.bytes_out.load(Relaxed),
+            handoff_queued: self.c.handoff_queued.load(Relaxed),
+            panics: self.c.panics.load(Relaxed),
+            busy_ns: self.c.busy_ns.load(Relaxed),
+        }
+    }
+}
+
+/// Every thread's counters, in start order.
+#[derive(Debug, Default)]
+pub struct StatsRegistry {
+    threads: Mutex<Vec<Arc<ThreadStats>>>,
+}
+
+impl StatsRegistry {
+    pub(crate) fn add(&self, name: &str, role: Role) -> Arc<ThreadStats> {
+        let stats = Arc::new(ThreadStats::new(name, role));
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stats.clone());
+        stats
+    }
+
+    /// A snapshot of every thread.
+    pub fn snapshot(&self) -> Vec<ThreadSnapshot> {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|t| t.snapshot())
+            .collect()
+    }
+
+    /// The per-thread table printed when the server exits.
+    pub fn table(&self) -> String {
+        let rows = self.snapshot();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<10} {:<8} {:>9} {:>6} {:>10} {:>12} {:>12} {:>6} {:>9}",
+            "thread",
+            "role",
+            "accepted",
+            "open",
+            "requests",
+            "bytes_in",
+            "bytes_out",
+            "panics",
+            "busy_ms"
+        );
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<8} {:>9} {:>6} {:>10} {:>12} {:>12} {:>6} {:>9}",
+                r.name,
+                r.role.name(),
+                r.accepted,
+                r.open,
+                r.requests,
+                r.bytes_in,
+                r.bytes_out,
+                r.panics,
+                r.busy_ns / 1_000_000
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,121 @@
+//! Worker threads: run handlers for requests another thread read.
+//!
+//! The `pool` model's second half (RAMCloud's dispatch thread and workers). The reader puts
+//! each complete request on a bounded queue; a free worker takes it, runs the handler,
+//! encodes the response and sends the bytes back to the reader's reply queue, waking it.
+//! The reader — not the worker — writes, and puts responses back in request order.
+
+use crate::handler::{call_guarded, Handler};
+use crate::stats::ThreadStats;
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use h1::{DateCache, EncodeContext, Request};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use sys::Waker;
+
+/// Names one connection of one loop across threads. The generation tells a reused slab slot
+/// from the connection a late response was meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnId {
+    pub(crate) key: usize,
+    pub(crate) gen: u32,
+}
+
+/// A request on its way to a worker.
+pub(crate) struct Job {
+    pub(crate) reply: usize,
+    pub(crate) conn: ConnId,
+    pub(crate) seq: u64,
+    pub(crate) ctx: EncodeContext,
+    pub(crate) req: Request,
+}
+
+/// An encoded response on its way back.
+pub(crate) struct Completion {
+    pub(crate) conn: ConnId,
+    pub(crate) seq: u64,
+    pub(crate) bytes: Bytes,
+    pub(crate) keep_alive: bool,
+}
+
+/// Where a worker sends a loop's responses.
+pub(crate) struct ReplyPort {
+    tx: Sender<Completion>,
+    waker: Arc<Waker>,
+}
+
+impl ReplyPort {
+    pub(crate) fn new(waker: Arc<Waker>) -> (ReplyPort, Receiver<Completion>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (ReplyPort { tx, waker }, rx)
+    }
+
+    fn send(&self, done: Completion) {
+        if self.tx.send(done).is_ok() {
+            self.waker.wake();
+        }
+    }
+}
+
+/// The reader's handle on the request queue.
+pub(crate) struct Submitter {
+    tx: Sender<Job>,
+    queued: Arc<ThreadStats>,
+}
+
+impl Submitter {
+    /// Queue `job`, or give it back when the queue is full (the caller then stops reading).
+    /// The job travels by value: boxing it would cost an allocation per request.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn try_submit(&self, job: Job) -> Result<(), Job> {
+        self.queued.handoff_push();
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                self.queued.handoff_pop();
+                Err(job)
+            }
+        }
+    }
+}
+
+/// A bounded request queue: the submitting half and the workers' half.
+pub(crate) fn queue(depth: usize, queued: Arc<ThreadStats>) -> (Submitter, Receiver<Job>) {
+    let (tx, rx) = crossbeam_channel::bounded(depth.max(1));
+    (Submitter { tx, queued }, rx)
+}
+
+/// One worker thread's body: until every submitter is gone, take a job, run it, reply.
+pub(crate) fn run(
+    handler: Arc<dyn Handler>,
+    jobs: Receiver<Job>,
+    replies: Arc<Vec<ReplyPort>>,
+    queued: Arc<ThreadStats>,
+    stats: Arc<ThreadStats>,
+) {
+    let mut date = DateCache::new(SystemTime::now());
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    while let Ok(job) = jobs.recv() {
+        queued.handoff_pop();
+        let start = Instant::now();
+        date.refresh(SystemTime::now());
+        let (resp, panicked) = call_guarded(&*handler, job.req);
+        if panicked {
+            stats.panicked();
+        }
+        let keep_alive = resp.encode(job.ctx, &date, &mut out);
+        drop(resp);
+        let bytes = out.split().freeze();
+        stats.requests(1);
+        stats.busy(start.elapsed().as_nanos() as u64);
+        if let Some(port) = replies.get(job.reply) {
+            port.send(Completion {
+                conn: job.conn,
+                seq: job.seq,
+                bytes,
+                keep_alive,
+            });
+        }
+    }
+}
