@@ -32,7 +32,7 @@ enum Command {
 
 #[derive(Parser)]
 struct ServeArgs {
-    /// Address to listen on. 0.0.0.0 or [::] expose every interface.
+    /// Address to listen on. `0.0.0.0` or `[::]` expose every interface.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Who listens, accepts, reads and handles.

@@ -44,6 +44,10 @@ pub(crate) struct Connection {
     pub(crate) discard: bool,
     /// A request that found the worker queue full (`pool` backpressure).
     pub(crate) stalled: Option<Job>,
+    /// The parser stopped for want of bytes (not because of backpressure). Reading more
+    /// while whole requests still wait in `rbuf` would only move the client's backlog from
+    /// the kernel's receive queue, where it slows the client, into our memory.
+    pub(crate) wants_bytes: bool,
 }
 
 impl Connection {
@@ -63,6 +67,7 @@ impl Connection {
             base_seq: 0,
             discard: false,
             stalled: None,
+            wants_bytes: true,
         }
     }
 
@@ -77,7 +82,7 @@ impl Connection {
 
     /// Whether to read from the socket now.
     pub(crate) fn may_read(&self) -> bool {
-        self.readable && !self.peer_closed && self.may_parse()
+        self.readable && !self.peer_closed && self.wants_bytes && self.may_parse()
     }
 
     /// Every answer is out and nothing more will come: close.

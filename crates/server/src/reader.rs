@@ -254,9 +254,13 @@ impl Reader {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
+        conn.wants_bytes = false;
         while conn.may_parse() {
             match conn.decoder.decode(&mut conn.rbuf) {
-                Ok(Decoded::Partial) => break,
+                Ok(Decoded::Partial) => {
+                    conn.wants_bytes = true;
+                    break;
+                }
                 Ok(Decoded::Continue) => conn.push_ready(h1::response::CONTINUE, true),
                 Err(err) => {
                     let mut out = bytes::BytesMut::new();

@@ -1,0 +1,303 @@
+//! The `backlog` binary as a user runs it: flags, exit codes, logs, thread names, signals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backlog");
+
+/// A `backlog serve` child process with its stderr collected line by line.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Served {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn backlog");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Served {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            lines,
+            seen: Vec::new(),
+        };
+        let line = served.wait_for("backlog serving");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .expect("addr in the start line");
+        served.addr = addr.parse().expect("socket address");
+        // The layout lines follow the start line.
+        std::thread::sleep(Duration::from_millis(100));
+        served.drain();
+        served
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no {needle:?} in {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    fn thread_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+            .map(|s| s.trim().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn wait_exit(&mut self) -> i32 {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Collect everything it wrote: the channel closes at stderr's EOF.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    self.seen.push(line);
+                }
+                return status.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("server did not exit; log: {:#?}", self.seen);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn get(addr: SocketAddr, target: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn run_to_end(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn each_model_names_its_threads_by_role() {
+    let cases: &[(&str, &[&str])] = &[
+        ("single", &["loop-0"]),
+        ("dispatch", &["acceptor", "reader-0", "reader-1"]),
+        ("pool", &["loop-0", "worker-0", "worker-1"]),
+        ("shared", &["loop-0", "loop-1"]),
+        ("reuseport", &["loop-0", "loop-1"]),
+    ];
+    for (model, expected) in cases {
+        let served = Served::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            model,
+            "--threads",
+            "2",
+            "--workers",
+            "2",
+        ]);
+        assert!(get(served.addr, "/").contains("Hello, World!"), "{model}");
+        let names = served.thread_names();
+        for name in *expected {
+            assert!(names.contains(&name.to_string()), "{model}: {names:?}");
+        }
+        let roles = ["loop-", "acceptor", "reader-", "worker-"];
+        let serving: Vec<_> = names
+            .iter()
+            .filter(|n| roles.iter().any(|r| n.starts_with(r)))
+            .collect();
+        assert_eq!(serving.len(), expected.len(), "{model}: {names:?}");
+        let layout = served.seen.join("\n");
+        assert!(
+            layout.contains(&format!("model=\"{model}\""))
+                || layout.contains(&format!("model={model}")),
+            "{layout}"
+        );
+        assert!(
+            layout.contains("accepts"),
+            "the start log says who accepts: {layout}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero_with_the_thread_table() {
+    let mut served = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--model",
+        "dispatch",
+        "--threads",
+        "2",
+    ]);
+    assert!(get(served.addr, "/").contains("200 OK"));
+    // An idle keep-alive connection must not hold the shutdown up.
+    let _idle = TcpStream::connect(served.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    served.signal("-TERM");
+    assert_eq!(served.wait_exit(), 0, "{:#?}", served.seen);
+    let log = served.seen.join("\n");
+    assert!(
+        log.contains("thread") && log.contains("acceptor") && log.contains("reader-1"),
+        "{log}"
+    );
+    assert!(
+        TcpStream::connect(served.addr).is_err(),
+        "the port is closed after exit"
+    );
+}
+
+#[test]
+fn a_bad_flag_is_one_line_and_exit_2() {
+    let (code, err) = run_to_end(&["serve", "--model", "bogus"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("bogus"), "{err}");
+    let (code, err) = run_to_end(&["serve", "--no-such-flag"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_address_in_use_is_one_line_and_exit_2() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let (code, err) = run_to_end(&["serve", "--listen", &addr, "--model", "single"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[test]
+fn every_interface_is_served_but_logged() {
+    let mut served = Served::start(&["--listen", "0.0.0.0:0", "--model", "single"]);
+    assert!(
+        served.seen.iter().any(|l| l.contains("every interface")),
+        "{:#?}",
+        served.seen
+    );
+    let port = served.addr.port();
+    assert!(get(SocketAddr::from(([127, 0, 0, 1], port)), "/").contains("200 OK"));
+    served.signal("-INT");
+    assert_eq!(served.wait_exit(), 0);
+}
+
+#[test]
+fn ipv6_loopback_works() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    for model in ["single", "reuseport", "dispatch"] {
+        let served = Served::start(&["--listen", "[::1]:0", "--model", model, "--threads", "2"]);
+        assert!(served.addr.is_ipv6());
+        assert!(get(served.addr, "/").contains("Hello, World!"), "{model}");
+    }
+}
+
+#[test]
+fn the_echo_app_returns_the_body_for_any_method_and_path() {
+    let served = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--app",
+        "echo",
+        "--model",
+        "pool",
+    ]);
+    let mut s = TcpStream::connect(served.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"PATCH /any/where HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nhello"), "{out}");
+}
+
+#[test]
+fn work_burns_the_time_it_is_asked() {
+    let served = Served::start(&["--listen", "127.0.0.1:0", "--model", "single"]);
+    let start = std::time::Instant::now();
+    let out = get(served.addr, "/work?spin_us=50000");
+    assert!(
+        out.contains("200 OK") && out.contains("spun 50000 us"),
+        "{out}"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert!(get(served.addr, "/work").contains("400"));
+    assert!(get(served.addr, "/nope").contains("404"));
+}
+
+#[test]
+fn defer_accept_still_serves() {
+    let served = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--model",
+        "reuseport",
+        "--defer-accept",
+    ]);
+    assert!(get(served.addr, "/").contains("Hello, World!"));
+}

@@ -1,0 +1,171 @@
+//! Each model is a distinct arrangement of threads: who accepts, who reads, who handles.
+
+mod util;
+
+use server::{AcceptStrategy, Model, Role, Server};
+use std::io::{BufReader, Write};
+use std::time::{Duration, Instant};
+use util::*;
+
+fn builder(model: Model) -> server::ServerBuilder {
+    Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .model(model)
+        .threads(2)
+        .workers(2)
+}
+
+/// Open `n` connections at once, one request each, all held open until every answer is in.
+fn burst(addr: std::net::SocketAddr, n: usize) {
+    let mut conns: Vec<_> = (0..n).map(|_| connect(addr)).collect();
+    for c in conns.iter_mut() {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    }
+    for c in conns {
+        let mut r = BufReader::new(c);
+        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    }
+}
+
+#[test]
+fn layouts_name_every_thread_by_role() {
+    let names = |model| {
+        let s = TestServer::start(builder(model));
+        s.server()
+            .layout()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(Model::Single), ["loop-0"]);
+    assert_eq!(names(Model::Dispatch), ["acceptor", "reader-0", "reader-1"]);
+    assert_eq!(names(Model::Pool), ["worker-0", "worker-1", "loop-0"]);
+    assert_eq!(names(Model::Shared), ["loop-0", "loop-1"]);
+    assert_eq!(names(Model::Reuseport), ["loop-0", "loop-1"]);
+}
+
+#[test]
+fn dispatch_only_the_acceptor_accepts_and_every_reader_serves() {
+    for balance in [
+        server::Balance::RoundRobin,
+        server::Balance::LeastConns,
+        server::Balance::P2c,
+    ] {
+        let s = TestServer::start(builder(Model::Dispatch).threads(3).balance(balance));
+        burst(s.addr, 90);
+        let stats = s.stats();
+        let acceptor = stats.iter().find(|t| t.role == Role::Acceptor).unwrap();
+        assert_eq!(acceptor.accepted, 90, "{balance:?}");
+        assert_eq!(acceptor.requests, 0, "the acceptor never reads");
+        for reader in stats.iter().filter(|t| t.role == Role::Reader) {
+            assert_eq!(reader.accepted, 0, "{}: readers never accept", reader.name);
+            assert!(
+                reader.requests > 0,
+                "{balance:?}: {} served nothing",
+                reader.name
+            );
+        }
+        if balance == server::Balance::RoundRobin {
+            let per: Vec<u64> = stats
+                .iter()
+                .filter(|t| t.role == Role::Reader)
+                .map(|t| t.requests)
+                .collect();
+            assert_eq!(
+                per,
+                vec![30, 30, 30],
+                "round-robin deals connections evenly"
+            );
+        }
+    }
+}
+
+#[test]
+fn reuseport_and_shared_accept_on_more_than_one_thread() {
+    for (name, b) in [
+        ("reuseport", builder(Model::Reuseport)),
+        (
+            "shared/exclusive",
+            builder(Model::Shared).accept(AcceptStrategy::Exclusive),
+        ),
+        (
+            "shared/herd",
+            builder(Model::Shared).accept(AcceptStrategy::Herd),
+        ),
+    ] {
+        let s = TestServer::start(b);
+        for _ in 0..10 {
+            burst(s.addr, 100);
+        }
+        let accepting = s.stats().iter().filter(|t| t.accepted > 0).count();
+        assert!(accepting > 1, "{name}: {:?}", s.stats());
+    }
+}
+
+#[test]
+fn pool_a_slow_request_does_not_delay_another_connection() {
+    let s = TestServer::start(builder(Model::Pool));
+    let slow = connect(s.addr);
+    let mut slow_w = slow.try_clone().unwrap();
+    let started = Instant::now();
+    slow_w
+        .write_all(b"GET /work?spin_us=200000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let fast_start = Instant::now();
+    let resp = roundtrip(s.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let fast = fast_start.elapsed();
+    assert_eq!(resp.status, 200);
+    let mut r = BufReader::new(slow);
+    assert_eq!(read_response(&mut r, false).unwrap().text(), "worked\n");
+    let slow_took = started.elapsed();
+    assert!(slow_took >= Duration::from_millis(200));
+    // The fast request ran on the other worker: it did not wait for the slow one's 200 ms.
+    assert!(
+        fast < Duration::from_millis(100),
+        "GET / took {fast:?} behind a 200 ms request"
+    );
+}
+
+#[test]
+fn pool_pipelined_slow_then_fast_come_back_in_request_order() {
+    let s = TestServer::start(builder(Model::Pool).workers(4));
+    let c = connect(s.addr);
+    let mut w = c.try_clone().unwrap();
+    w.write_all(
+        b"GET /work?spin_us=100000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/2 HTTP/1.1\r\nHost: t\r\n\r\n\
+GET /work?spin_us=30000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/4 HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(c);
+    let got: Vec<String> = (0..4)
+        .map(|_| read_response(&mut r, false).unwrap().text())
+        .collect();
+    assert_eq!(got, ["worked\n", "/seq/2", "worked\n", "/seq/4"]);
+}
+
+#[test]
+fn pool_stops_reading_when_workers_are_saturated() {
+    let s = TestServer::start(builder(Model::Pool).workers(1).queue_depth(1));
+    let c = connect(s.addr);
+    let mut w = c.try_clone().unwrap();
+    let request = b"GET /work?spin_us=20000 HTTP/1.1\r\nHost: t\r\n\r\n";
+    let total = 4000 * request.len();
+    let writer = std::thread::spawn(move || {
+        // Blocks once the kernel's queues are full: that is the backpressure.
+        for _ in 0..4000 {
+            if w.write_all(request).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let read_so_far: u64 = s.stats().iter().map(|t| t.bytes_in).sum();
+    assert!(
+        read_so_far < (total / 4) as u64,
+        "the loop read {read_so_far} of {total} bytes while its one worker was busy"
+    );
+    drop(c);
+    drop(s);
+    let _ = writer.join();
+}
