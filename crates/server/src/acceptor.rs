@@ -10,6 +10,7 @@
 //! per-connection error means "accept the next"; running out of descriptors means "pause on
 //! a timer", or the level-triggered listener would spin a core (actix-server does the same).
 
+use crate::conn_limit::ConnLimit;
 use crate::handoff::Balancer;
 use crate::listener::Listener;
 use crate::stats::ThreadStats;
@@ -81,6 +82,9 @@ pub(crate) struct Acceptor {
     turn: Turn,
     sink: Sink,
     stats: Arc<ThreadStats>,
+    limit: Arc<ConnLimit>,
+    /// At `--max-conns`: not polling, until a connection closes somewhere.
+    full: bool,
     registered: bool,
     holding: bool,
     since_rotate: u32,
@@ -94,12 +98,15 @@ impl Acceptor {
         turn: Turn,
         sink: Sink,
         stats: Arc<ThreadStats>,
+        limit: Arc<ConnLimit>,
     ) -> Self {
         Acceptor {
             listeners,
             turn,
             sink,
             stats,
+            limit,
+            full: false,
             registered: false,
             holding: false,
             since_rotate: 0,
@@ -145,6 +152,14 @@ impl Acceptor {
             }
             self.paused_until = None;
         }
+        if self.full {
+            if !self.limit.has_room() {
+                // ConnLimit::release wakes this loop when a connection closes.
+                self.deregister(epoll);
+                return None;
+            }
+            self.full = false;
+        }
         match &self.turn {
             Turn::Mutex(lock) => {
                 if lock.try_lock() {
@@ -184,6 +199,16 @@ impl Acceptor {
         };
         let mut accepted = 0u32;
         for _ in 0..ACCEPT_BATCH {
+            if !self.limit.try_acquire() {
+                // At the ceiling: leave connections in the kernel's accept queue.
+                self.full = true;
+                self.deregister(epoll);
+                tracing::debug!(
+                    max = self.limit.max(),
+                    "connection limit reached; accepting paused"
+                );
+                break;
+            }
             match sys::socket::accept(&*listener) {
                 Ok(fd) => {
                     accepted += 1;
@@ -194,14 +219,17 @@ impl Acceptor {
                         Sink::Handoff(balancer) => balancer.dispatch(fd),
                     }
                 }
-                Err(err) => match sys::socket::classify_accept_error(&err) {
-                    AcceptError::Drained => break,
-                    AcceptError::Skip => continue,
-                    AcceptError::Exhausted | AcceptError::Fatal => {
-                        self.pause(epoll, now, &err);
-                        break;
+                Err(err) => {
+                    self.limit.release();
+                    match sys::socket::classify_accept_error(&err) {
+                        AcceptError::Drained => break,
+                        AcceptError::Skip => continue,
+                        AcceptError::Exhausted | AcceptError::Fatal => {
+                            self.pause(epoll, now, &err);
+                            break;
+                        }
                     }
-                },
+                }
             }
         }
         if let Turn::Exclusive = self.turn {
@@ -238,6 +266,9 @@ impl Acceptor {
         }
         for listener in std::mem::take(&mut self.listeners) {
             for _ in 0..4096 {
+                if !self.limit.try_acquire() {
+                    break;
+                }
                 match sys::socket::accept(&*listener) {
                     Ok(fd) => {
                         self.stats.accepted();
@@ -246,7 +277,10 @@ impl Acceptor {
                             Sink::Handoff(balancer) => balancer.dispatch(fd),
                         }
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        self.limit.release();
+                        break;
+                    }
                 }
             }
         }

@@ -106,6 +106,41 @@ pub struct Config {
     pub queue_depth: usize,
     /// How long a graceful shutdown waits for in-flight requests before cutting them.
     pub drain_timeout: Duration,
+    /// Per-connection timeouts.
+    pub timeouts: Timeouts,
+    /// Open connections (across all threads) past which accepting pauses; `None`: 90% of
+    /// RLIMIT_NOFILE after raising the soft limit to the hard one.
+    pub max_conns: Option<usize>,
+}
+
+/// Deadlines that protect the server from clients that are slow on purpose or by accident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A request head must be complete this long after it started (and a new connection
+    /// must send one this long after accept): slowloris. Past it: 408 and close.
+    pub header: Duration,
+    /// While a body is being read, the longest wait for its next bytes. Past it: 408, close.
+    pub body: Duration,
+    /// A keep-alive connection with nothing in progress is closed after this long.
+    pub idle: Duration,
+    /// While output is waiting to be sent, the longest wait for the client to take some:
+    /// a client that stops reading is cut off and its memory freed.
+    pub write: Duration,
+    /// After refusing a request: how long to read and discard what the client still sends,
+    /// so closing sends FIN rather than RST and the client gets to read the refusal.
+    pub linger: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+            write: Duration::from_secs(30),
+            linger: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Default for Config {
@@ -125,6 +160,8 @@ impl Default for Config {
             limits: Limits::default(),
             queue_depth: 1024,
             drain_timeout: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
+            max_conns: None,
         }
     }
 }

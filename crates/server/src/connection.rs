@@ -5,11 +5,13 @@
 //! `wbuf` so that it leaves in one `write`. In `pool`, responses come back from workers out
 //! of order; `slots` puts them back in request order before they reach `wbuf`.
 
+use crate::config::Timeouts;
 use crate::worker::Job;
 use bytes::{Bytes, BytesMut};
 use h1::{Limits, RequestDecoder};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
+use std::time::Instant;
 
 /// Unsent output past which a connection's further requests wait: a client that pipelines
 /// and never reads must not grow our memory.
@@ -48,10 +50,33 @@ pub(crate) struct Connection {
     /// while whole requests still wait in `rbuf` would only move the client's backlog from
     /// the kernel's receive queue, where it slows the client, into our memory.
     pub(crate) wants_bytes: bool,
+    /// Requests parsed so far.
+    pub(crate) requests: u64,
+    pub(crate) accepted_at: Instant,
+    /// When the bytes of the request head now in `rbuf` started to arrive.
+    pub(crate) head_started: Option<Instant>,
+    pub(crate) last_read: Instant,
+    pub(crate) last_write: Instant,
+    /// The tick of this connection's live entry in its thread's timer wheel.
+    pub(crate) timer_tick: Option<u64>,
+    /// Half-closed after a refusal: discarding input until this instant, then close.
+    pub(crate) lingering: Option<Instant>,
+    /// Bytes discarded while lingering.
+    pub(crate) discarded: usize,
+}
+
+/// Which timeout a connection is under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Header,
+    Body,
+    Idle,
+    Write,
+    Linger,
 }
 
 impl Connection {
-    pub(crate) fn new(fd: OwnedFd, gen: u32, limits: Limits) -> Self {
+    pub(crate) fn new(fd: OwnedFd, gen: u32, limits: Limits, now: Instant) -> Self {
         Connection {
             fd,
             gen,
@@ -68,7 +93,39 @@ impl Connection {
             discard: false,
             stalled: None,
             wants_bytes: true,
+            requests: 0,
+            accepted_at: now,
+            head_started: None,
+            last_read: now,
+            last_write: now,
+            timer_tick: None,
+            lingering: None,
+            discarded: 0,
         }
+    }
+
+    /// The deadline this connection is under now, and which one it is. `None` while the
+    /// server itself owes the next step (requests with the workers).
+    pub(crate) fn deadline(&self, t: &Timeouts) -> Option<(Instant, Expiry)> {
+        if let Some(until) = self.lingering {
+            return Some((until, Expiry::Linger));
+        }
+        if !self.wbuf.is_empty() {
+            return Some((self.last_write + t.write, Expiry::Write));
+        }
+        if !self.slots.is_empty() || self.stalled.is_some() {
+            return None;
+        }
+        if self.decoder.in_body() {
+            return Some((self.last_read + t.body, Expiry::Body));
+        }
+        if let Some(start) = self.head_started {
+            return Some((start + t.header, Expiry::Header));
+        }
+        if self.requests == 0 {
+            return Some((self.accepted_at + t.header, Expiry::Header));
+        }
+        Some((self.last_read.max(self.last_write) + t.idle, Expiry::Idle))
     }
 
     /// Whether another request may be parsed now (all backpressure conditions clear).
@@ -156,7 +213,7 @@ mod tests {
 
     fn conn() -> Connection {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        Connection::new(OwnedFd::from(l), 0, Limits::default())
+        Connection::new(OwnedFd::from(l), 0, Limits::default(), Instant::now())
     }
 
     #[test]

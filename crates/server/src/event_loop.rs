@@ -52,6 +52,9 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             let mut timeout = acceptor.as_mut().and_then(|a| a.before_wait(&epoll, now));
+            if let Some(wake) = reader.as_ref().and_then(|r| r.next_wake(now)) {
+                timeout = Some(timeout.map_or(wake, |t| t.min(wake)));
+            }
             if let Some(deadline) = drain_deadline {
                 let left = deadline.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -63,7 +66,7 @@ impl EventLoop {
             }
             busy_since = Instant::now();
             if let Some(r) = reader.as_mut() {
-                r.refresh_date();
+                r.set_now(busy_since);
             }
 
             let mut woken = false;
@@ -80,12 +83,7 @@ impl EventLoop {
                         None => a.on_ready(&epoll, index, busy_since, &mut drop),
                     }
                 } else if let Some(r) = reader.as_mut() {
-                    r.on_event(
-                        &epoll,
-                        token as usize,
-                        readiness.readable(),
-                        readiness.error(),
-                    );
+                    r.on_event(token as usize, readiness.readable());
                 }
             }
             if woken {
@@ -95,7 +93,8 @@ impl EventLoop {
                 }
             }
             if let Some(r) = reader.as_mut() {
-                r.after_events(&epoll);
+                r.after_events();
+                r.on_timers();
             }
             if let Some(a) = acceptor.as_mut() {
                 a.after_events();
@@ -104,7 +103,7 @@ impl EventLoop {
             if drain_deadline.is_none() && shutdown.requested() {
                 drain_deadline = Some(Instant::now() + drain_timeout);
                 if let Some(r) = reader.as_mut() {
-                    r.begin_drain(&epoll);
+                    r.begin_drain();
                 }
                 if let Some(a) = acceptor.take() {
                     match reader.as_mut() {

@@ -5,6 +5,7 @@
 //! an eventfd [`Waker`] whose writes coalesce, so a burst of handoffs to one reader costs one
 //! wake-up. The [`Balancer`] chooses the reader.
 
+use crate::conn_limit::ConnLimit;
 use crate::stats::ThreadStats;
 use crate::Balance;
 use crossbeam_channel::{Receiver, Sender};
@@ -19,6 +20,7 @@ pub(crate) struct Inbox {
     waker: Arc<Waker>,
     stats: Arc<ThreadStats>,
     closed: Arc<AtomicBool>,
+    limit: Arc<ConnLimit>,
 }
 
 /// The reader's end of its inbox.
@@ -28,7 +30,11 @@ pub(crate) struct InboxReceiver {
     closed: Arc<AtomicBool>,
 }
 
-pub(crate) fn inbox(waker: Arc<Waker>, stats: Arc<ThreadStats>) -> (Inbox, InboxReceiver) {
+pub(crate) fn inbox(
+    waker: Arc<Waker>,
+    stats: Arc<ThreadStats>,
+    limit: Arc<ConnLimit>,
+) -> (Inbox, InboxReceiver) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let closed = Arc::new(AtomicBool::new(false));
     (
@@ -37,6 +43,7 @@ pub(crate) fn inbox(waker: Arc<Waker>, stats: Arc<ThreadStats>) -> (Inbox, Inbox
             waker,
             stats: stats.clone(),
             closed: closed.clone(),
+            limit,
         },
         InboxReceiver { rx, stats, closed },
     )
@@ -50,6 +57,7 @@ impl Inbox {
         if self.tx.send(fd).is_err() {
             // The reader has exited (shutdown): the fd is dropped, closing the connection.
             self.stats.handoff_pop();
+            self.limit.release();
             return;
         }
         self.waker.wake();
@@ -164,7 +172,8 @@ mod tests {
         let mut all = Vec::new();
         for i in 0..n {
             let stats = Arc::new(ThreadStats::new(&format!("reader-{i}"), Role::Reader));
-            let (inbox, rx) = inbox(Arc::new(Waker::new().unwrap()), stats.clone());
+            let limit = Arc::new(ConnLimit::new(100));
+            let (inbox, rx) = inbox(Arc::new(Waker::new().unwrap()), stats.clone(), limit);
             std::mem::forget(rx); // keep the channel open
             inboxes.push(inbox);
             all.push(stats);

@@ -11,6 +11,8 @@
 //! - `reader`: the reading role — connections, parsing, answering, ordered writes,
 //!   backpressure. `connection`: one connection's buffers and state.
 //! - `worker`: handler threads for `pool`.
+//! - `timer`: the per-thread timer wheel behind every connection deadline.
+//! - `conn_limit`: `--max-conns`, pausing accepts at the ceiling.
 //! - `event_loop`: one thread's epoll loop running an acceptor, a reader, or both.
 //! - `arch`: the five models, one file each, wiring the parts above.
 //! - [`handler`], [`router`]: the API applications implement.
@@ -22,6 +24,7 @@
 mod acceptor;
 mod arch;
 mod config;
+mod conn_limit;
 mod connection;
 mod event_loop;
 pub mod handler;
@@ -32,11 +35,12 @@ pub mod router;
 pub mod server;
 mod shutdown;
 pub mod stats;
+mod timer;
 mod worker;
 
 pub use acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
 pub use arch::ThreadLayout;
-pub use config::{AcceptStrategy, Balance, Config, Model};
+pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts};
 pub use h1::{Limits, Method, Request, Response};
 pub use handler::Handler;
 pub use listener::somaxconn;

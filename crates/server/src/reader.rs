@@ -7,26 +7,34 @@
 //! pauses — the bytes stay in the kernel's receive queue and TCP slows the client — when the
 //! worker queue is full, when a connection has too many requests in flight, or when its
 //! unsent output passes [`OUTPUT_BOUND`](crate::connection::OUTPUT_BOUND).
+//!
+//! Every connection is under exactly one deadline at a time (header, body, idle, write or
+//! linger; see [`Connection::deadline`]), kept on the thread's [`TimerWheel`].
 
-use crate::connection::Connection;
+use crate::config::Timeouts;
+use crate::conn_limit::ConnLimit;
+use crate::connection::{Connection, Expiry};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::stats::ThreadStats;
+use crate::timer::{Entry, TimerWheel};
 use crate::worker::{Completion, ConnId, Job, Submitter};
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use crossbeam_channel::Receiver;
 use h1::{Decoded, EncodeContext, Limits, Method, Response};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use sys::{Epoll, Interest};
 
 /// Free space we want in a read buffer before each read.
 const READ_SPARE: usize = 4 * 1024;
 /// How much a read buffer grows by when it needs room.
 const READ_GROW: usize = 16 * 1024;
+/// The most a lingering close discards before it gives up and closes.
+const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
 /// Who runs the handler for requests this reader parsed.
 pub(crate) enum Exec {
@@ -40,11 +48,21 @@ pub(crate) enum Exec {
     },
 }
 
+/// What a reader needs besides its executor: limits, deadlines, the connection ceiling.
+pub(crate) struct ReaderConfig {
+    pub(crate) limits: Limits,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) conn_limit: Arc<ConnLimit>,
+}
+
 pub(crate) struct Reader {
     conns: Slab<Connection>,
     exec: Exec,
-    limits: Limits,
+    cfg: ReaderConfig,
     date: h1::DateCache,
+    now: Instant,
+    wheel: TimerWheel,
+    due: Vec<Entry>,
     stats: Arc<ThreadStats>,
     inbox: Option<InboxReceiver>,
     /// Connections whose next request waits for room in the worker queue, oldest first.
@@ -58,15 +76,19 @@ pub(crate) struct Reader {
 impl Reader {
     pub(crate) fn new(
         exec: Exec,
-        limits: Limits,
+        cfg: ReaderConfig,
         stats: Arc<ThreadStats>,
         inbox: Option<InboxReceiver>,
     ) -> Self {
+        let now = Instant::now();
         Reader {
             conns: Slab::new(),
             exec,
-            limits,
+            cfg,
             date: h1::DateCache::new(SystemTime::now()),
+            now,
+            wheel: TimerWheel::new(now),
+            due: Vec::new(),
             stats,
             inbox,
             blocked: VecDeque::new(),
@@ -76,25 +98,20 @@ impl Reader {
         }
     }
 
-    pub(crate) fn refresh_date(&mut self) {
+    /// The loop woke at `now`: one clock read per round serves every connection.
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
         self.date.refresh(SystemTime::now());
     }
 
-    /// Take ownership of an accepted connection.
-    pub(crate) fn add(&mut self, epoll: &Epoll, fd: OwnedFd) {
-        let Some(key) = self.insert(epoll, fd) else {
-            return;
-        };
-        if self.draining {
-            // Accepted during shutdown: answer what it already sent, or close it now.
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.readable = true;
-            }
-            self.drive(epoll, key);
-        }
+    /// How long the loop may sleep before a deadline could be due.
+    pub(crate) fn next_wake(&self, now: Instant) -> Option<Duration> {
+        self.wheel.next_wake(now)
     }
 
-    fn insert(&mut self, epoll: &Epoll, fd: OwnedFd) -> Option<usize> {
+    /// Take ownership of an accepted connection (its slot in the connection limit is
+    /// already claimed).
+    pub(crate) fn add(&mut self, epoll: &Epoll, fd: OwnedFd) {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
@@ -103,25 +120,31 @@ impl Reader {
         // clients): epoll checks readiness when a file is added.
         if let Err(err) = epoll.add(&fd, key as u64, Interest::Connection) {
             tracing::warn!(%err, "cannot register connection; closing it");
-            return None;
+            self.cfg.conn_limit.release();
+            return;
         }
-        entry.insert(Connection::new(fd, gen, self.limits));
+        entry.insert(Connection::new(fd, gen, self.cfg.limits, self.now));
         self.stats.opened();
-        Some(key)
+        if self.draining {
+            // Accepted during shutdown: answer what it already sent, or close it now.
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.readable = true;
+            }
+            self.drive(key);
+        } else {
+            self.schedule(key);
+        }
     }
 
     /// epoll reported readiness for connection `key`.
-    pub(crate) fn on_event(&mut self, epoll: &Epoll, key: usize, readable: bool, error: bool) {
+    pub(crate) fn on_event(&mut self, key: usize, readable: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if readable {
             conn.readable = true;
         }
-        if error && !readable {
-            conn.broken = true;
-        }
-        self.drive(epoll, key);
+        self.drive(key);
     }
 
     /// The loop's eventfd fired: take handed-over connections and worker answers.
@@ -139,6 +162,9 @@ impl Reader {
             if conn.gen != done.conn.gen {
                 continue;
             }
+            if conn.wbuf.is_empty() {
+                conn.last_write = self.now;
+            }
             conn.complete(done.seq, done.bytes, done.keep_alive);
             self.stats.requests(1);
             self.touched.push(done.conn.key);
@@ -147,14 +173,14 @@ impl Reader {
         touched.sort_unstable();
         touched.dedup();
         for &key in &touched {
-            self.drive(epoll, key);
+            self.drive(key);
         }
         touched.clear();
         self.touched = touched;
     }
 
     /// After a round of events: give stalled requests the queue room workers freed.
-    pub(crate) fn after_events(&mut self, epoll: &Epoll) {
+    pub(crate) fn after_events(&mut self) {
         while let Some(&key) = self.blocked.front() {
             let Some(job) = self.conns.get_mut(key).and_then(|c| c.stalled.take()) else {
                 self.blocked.pop_front();
@@ -166,7 +192,7 @@ impl Reader {
             match submit.try_submit(job) {
                 Ok(()) => {
                     self.blocked.pop_front();
-                    self.drive(epoll, key);
+                    self.drive(key);
                 }
                 Err(job) => {
                     if let Some(conn) = self.conns.get_mut(key) {
@@ -178,9 +204,79 @@ impl Reader {
         }
     }
 
+    /// Fire the deadlines that are due.
+    pub(crate) fn on_timers(&mut self) {
+        if self.wheel.len() == 0 {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.advance(self.now, &mut due);
+        for e in due.drain(..) {
+            let Some(conn) = self.conns.get_mut(e.key) else {
+                continue;
+            };
+            if conn.gen != e.gen || conn.timer_tick != Some(e.tick) {
+                continue; // stale: the connection was re-filed earlier, or the slot reused
+            }
+            conn.timer_tick = None;
+            match conn.deadline(&self.cfg.timeouts) {
+                None => {}
+                Some((when, kind)) if when <= self.now => self.expire(e.key, kind),
+                Some((when, _)) => {
+                    conn.timer_tick = Some(self.wheel.insert(e.key, e.gen, when));
+                }
+            }
+        }
+        self.due = due;
+    }
+
+    fn expire(&mut self, key: usize, kind: Expiry) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match kind {
+            Expiry::Header if conn.rbuf.is_empty() && !conn.decoder.in_body() => {
+                // Connected and never sent a byte: nothing to answer.
+                self.close(key);
+            }
+            Expiry::Header | Expiry::Body => {
+                let ctx = error_context();
+                let mut out = BytesMut::new();
+                Response::text(408, "request timed out\n")
+                    .close()
+                    .encode(ctx, &self.date, &mut out);
+                if conn.wbuf.is_empty() {
+                    conn.last_write = self.now;
+                }
+                conn.push_ready(&out, false);
+                conn.refused = true;
+                conn.closing = true;
+                conn.rbuf.clear();
+                self.stats.requests(1);
+                self.drive(key);
+            }
+            Expiry::Idle | Expiry::Write | Expiry::Linger => self.close(key),
+        }
+    }
+
+    /// File the connection's current deadline, if it is not already filed for that time or
+    /// earlier (a later deadline is found when the earlier entry fires).
+    fn schedule(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some((when, _)) = conn.deadline(&self.cfg.timeouts) else {
+            return;
+        };
+        let tick = self.wheel.tick_of(when);
+        if conn.timer_tick.is_none_or(|filed| filed > tick) {
+            conn.timer_tick = Some(self.wheel.insert(key, conn.gen, when));
+        }
+    }
+
     /// Shutdown: from now on every response says `Connection: close`; idle connections
     /// close now, busy ones once their answers are out.
-    pub(crate) fn begin_drain(&mut self, epoll: &Epoll) {
+    pub(crate) fn begin_drain(&mut self) {
         self.draining = true;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -188,7 +284,7 @@ impl Reader {
                 // Read what the kernel holds: a request already sent is answered, not lost.
                 conn.readable = true;
             }
-            self.drive(epoll, key);
+            self.drive(key);
         }
     }
 
@@ -200,11 +296,15 @@ impl Reader {
     }
 
     /// Read, parse, answer and write until the connection has nothing more to do now.
-    fn drive(&mut self, epoll: &Epoll, key: usize) {
+    fn drive(&mut self, key: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            if conn.lingering.is_some() {
+                self.linger(key);
+                return;
+            }
             if conn.may_read() {
                 if conn.rbuf.capacity() - conn.rbuf.len() < READ_SPARE {
                     conn.rbuf.reserve(READ_GROW);
@@ -214,6 +314,7 @@ impl Reader {
                     Ok(0) => conn.peer_closed = true,
                     Ok(n) => {
                         self.stats.bytes_in(n);
+                        conn.last_read = self.now;
                         // A short read emptied the kernel queue; the next edge tells us
                         // when more arrives.
                         if n < spare {
@@ -229,16 +330,57 @@ impl Reader {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            flush(conn, &self.stats);
+            flush(conn, &self.stats, self.now);
             if conn.finished() || (self.draining && conn.idle()) {
+                if conn.refused && !conn.broken && conn.wbuf.is_empty() {
+                    // Half-close and discard what the client still sends, so the close
+                    // sends FIN rather than RST and the client reads our refusal.
+                    let _ = sys::socket::shutdown_write(&conn.fd);
+                    conn.lingering = Some(self.now + self.cfg.timeouts.linger);
+                    conn.readable = true;
+                    continue;
+                }
                 self.close(key);
                 return;
             }
             if !conn.may_read() {
-                let _ = epoll;
-                return;
+                break;
             }
         }
+        self.schedule(key);
+    }
+
+    fn linger(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        loop {
+            conn.rbuf.clear();
+            if conn.rbuf.capacity() < READ_SPARE {
+                conn.rbuf.reserve(READ_GROW);
+            }
+            let spare = conn.rbuf.capacity();
+            match sys::socket::read_into(&conn.fd, &mut conn.rbuf, 1) {
+                Ok(0) => break,
+                Ok(n) => {
+                    conn.discarded += n;
+                    if conn.discarded > LINGER_MAX_BYTES {
+                        break;
+                    }
+                    if n < spare {
+                        self.schedule(key);
+                        return;
+                    }
+                }
+                Err(err) if sys::would_block(&err) => {
+                    self.schedule(key);
+                    return;
+                }
+                Err(err) if sys::interrupted(&err) => {}
+                Err(_) => break,
+            }
+        }
+        self.close(key);
     }
 
     fn parse_and_answer(&mut self, key: usize) {
@@ -249,11 +391,13 @@ impl Reader {
             stats,
             blocked,
             draining,
+            now,
             ..
         } = self;
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
+        let had_output = !conn.wbuf.is_empty();
         conn.wants_bytes = false;
         while conn.may_parse() {
             match conn.decoder.decode(&mut conn.rbuf) {
@@ -263,13 +407,8 @@ impl Reader {
                 }
                 Ok(Decoded::Continue) => conn.push_ready(h1::response::CONTINUE, true),
                 Err(err) => {
-                    let mut out = bytes::BytesMut::new();
-                    let ctx = EncodeContext {
-                        head: false,
-                        keep_alive: false,
-                        version: h1::Version::Http11,
-                    };
-                    Response::for_error(err).encode(ctx, date, &mut out);
+                    let mut out = BytesMut::new();
+                    Response::for_error(err).encode(error_context(), date, &mut out);
                     conn.push_ready(&out, false);
                     conn.refused = true;
                     conn.closing = true;
@@ -277,6 +416,7 @@ impl Reader {
                     break;
                 }
                 Ok(Decoded::Request(req)) => {
+                    conn.requests += 1;
                     let ctx = EncodeContext {
                         head: *req.method() == Method::Head,
                         keep_alive: req.keep_alive() && !*draining,
@@ -297,7 +437,7 @@ impl Reader {
                                     conn.discard = true;
                                 }
                             } else {
-                                let mut out = bytes::BytesMut::new();
+                                let mut out = BytesMut::new();
                                 let keep = resp.encode(ctx, date, &mut out);
                                 conn.push_ready(&out, keep);
                             }
@@ -321,30 +461,29 @@ impl Reader {
                 }
             }
         }
-    }
-
-    fn close(&mut self, key: usize) {
-        if let Some(conn) = self.conns.try_remove(key) {
-            if conn.refused {
-                // Half-close and drop what the client already sent, so the close sends FIN
-                // rather than RST and the client reads our error response.
-                let _ = sys::socket::shutdown_write(&conn.fd);
-                let mut sink = bytes::BytesMut::with_capacity(READ_GROW);
-                for _ in 0..4 {
-                    match sys::socket::read_into(&conn.fd, &mut sink, 1) {
-                        Ok(n) if n > 0 => sink.clear(),
-                        _ => break,
-                    }
-                }
-            }
-            self.stats.closed();
+        // The write deadline runs from when output starts waiting.
+        if !had_output && !conn.wbuf.is_empty() {
+            conn.last_write = *now;
+        }
+        // The header deadline runs from the first byte of a request head.
+        if conn.rbuf.is_empty() || conn.decoder.in_body() {
+            conn.head_started = None;
+        } else if conn.head_started.is_none() {
+            conn.head_started = Some(*now);
         }
     }
 
-    /// How many connections a drain deadline cut.
+    fn close(&mut self, key: usize) {
+        if self.conns.try_remove(key).is_some() {
+            self.stats.closed();
+            self.cfg.conn_limit.release();
+        }
+    }
+
+    /// The drain deadline passed: close everything. Returns how many were cut.
     pub(crate) fn cut_all(&mut self) -> usize {
-        let n = self.conns.len();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let n = keys.len();
         for key in keys {
             self.close(key);
         }
@@ -352,13 +491,23 @@ impl Reader {
     }
 }
 
+/// Refusals are answered as HTTP/1.1 and close the connection.
+fn error_context() -> EncodeContext {
+    EncodeContext {
+        head: false,
+        keep_alive: false,
+        version: h1::Version::Http11,
+    }
+}
+
 /// Write what is ready; whatever the kernel does not take waits for the next writable edge.
-fn flush(conn: &mut Connection, stats: &ThreadStats) {
+fn flush(conn: &mut Connection, stats: &ThreadStats, now: Instant) {
     while !conn.wbuf.is_empty() && !conn.broken {
         match sys::socket::write(&conn.fd, &conn.wbuf) {
             Ok(n) => {
                 stats.bytes_out(n);
                 conn.wbuf.advance(n);
+                conn.last_write = now;
             }
             Err(err) if sys::would_block(&err) => break,
             Err(err) if sys::interrupted(&err) => continue,

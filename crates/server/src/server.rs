@@ -116,6 +116,16 @@ impl ServerBuilder {
         self.cfg.queue_depth = depth;
         self
     }
+    /// Per-connection timeouts (header, body, idle, write, linger).
+    pub fn timeouts(mut self, timeouts: crate::Timeouts) -> Self {
+        self.cfg.timeouts = timeouts;
+        self
+    }
+    /// Open connections past which accepting pauses (default: 90% of RLIMIT_NOFILE).
+    pub fn max_conns(mut self, max: usize) -> Self {
+        self.cfg.max_conns = Some(max);
+        self
+    }
     /// How long shutdown waits for requests in progress.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.drain_timeout = timeout;
@@ -141,8 +151,10 @@ impl ServerBuilder {
             tracing::warn!(addr = %cfg.listen, "listening on every interface: anything that can reach this host can reach the server");
         }
         let backlog = effective_backlog(cfg.backlog);
+        let fd_limit = sys::rlimit::raise_nofile();
+        let max_conns = cfg.max_conns.unwrap_or((fd_limit as usize / 10 * 9).max(1));
         let handler: Arc<dyn Handler> = Arc::new(handler);
-        let mut wiring = Wiring::new(&cfg, handler);
+        let mut wiring = Wiring::new(&cfg, handler, max_conns);
         arch::build(&mut wiring)?;
         let Wiring {
             shutdown,
@@ -153,7 +165,7 @@ impl ServerBuilder {
             ..
         } = wiring;
         let addr = addr.unwrap_or(cfg.listen);
-        tracing::info!(model = cfg.model.name(), %addr, backlog, "backlog serving");
+        tracing::info!(model = cfg.model.name(), %addr, backlog, max_conns, "backlog serving");
         for t in &layout {
             tracing::info!("  {t}");
         }

@@ -6,6 +6,7 @@
 //! The reader — not the worker — writes, and puts responses back in request order.
 
 use crate::handler::{call_guarded, Handler};
+use crate::shutdown::Shutdown;
 use crate::stats::ThreadStats;
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -93,6 +94,7 @@ pub(crate) fn run(
     replies: Arc<Vec<ReplyPort>>,
     queued: Arc<ThreadStats>,
     stats: Arc<ThreadStats>,
+    shutdown: Arc<Shutdown>,
 ) {
     let mut date = DateCache::new(SystemTime::now());
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -104,7 +106,10 @@ pub(crate) fn run(
         if panicked {
             stats.panicked();
         }
-        let keep_alive = resp.encode(job.ctx, &date, &mut out);
+        // Requests queued before a shutdown are answered with `Connection: close`.
+        let mut ctx = job.ctx;
+        ctx.keep_alive &= !shutdown.requested();
+        let keep_alive = resp.encode(ctx, &date, &mut out);
         drop(resp);
         let bytes = out.split().freeze();
         stats.requests(1);

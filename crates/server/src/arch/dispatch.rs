@@ -16,7 +16,11 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     let mut readers = Vec::new();
     for i in 0..w.cfg.threads.max(1) {
         let parts = w.loop_parts(&format!("reader-{i}"), Role::Reader)?;
-        let (tx, rx) = inbox(parts.waker.clone(), parts.stats.clone());
+        let (tx, rx) = inbox(
+            parts.waker.clone(),
+            parts.stats.clone(),
+            w.conn_limit.clone(),
+        );
         inboxes.push(tx);
         readers.push((parts, rx));
     }

@@ -13,10 +13,11 @@ mod shared;
 mod single;
 
 use crate::acceptor::{Acceptor, Sink, Turn};
+use crate::conn_limit::ConnLimit;
 use crate::event_loop::EventLoop;
 use crate::handler::Handler;
 use crate::listener::{ListenOptions, Listener};
-use crate::reader::{Exec, Reader};
+use crate::reader::{Exec, Reader, ReaderConfig};
 use crate::shutdown::Shutdown;
 use crate::stats::{Role, StatsRegistry, ThreadStats};
 use crate::{Config, Model, ServerError};
@@ -71,6 +72,7 @@ pub(crate) struct Wiring<'a> {
     pub(crate) layout: Vec<ThreadLayout>,
     pub(crate) threads: Vec<(String, ThreadBody)>,
     pub(crate) addr: Option<SocketAddr>,
+    pub(crate) conn_limit: Arc<ConnLimit>,
 }
 
 /// A loop before it has a role: its epoll and waker exist so that other parts (inboxes,
@@ -83,8 +85,9 @@ pub(crate) struct LoopParts {
 }
 
 impl<'a> Wiring<'a> {
-    pub(crate) fn new(cfg: &'a Config, handler: Arc<dyn Handler>) -> Self {
+    pub(crate) fn new(cfg: &'a Config, handler: Arc<dyn Handler>, max_conns: usize) -> Self {
         Wiring {
+            conn_limit: Arc::new(ConnLimit::new(max_conns)),
             cfg,
             handler,
             shutdown: Arc::new(Shutdown::default()),
@@ -152,11 +155,26 @@ impl<'a> Wiring<'a> {
             reads: read.is_some(),
             handles,
         });
+        if accept.is_some() {
+            self.conn_limit.watch(parts.waker.clone());
+        }
         let acceptor = accept.map(|(listeners, turn, sink)| {
-            Acceptor::new(listeners, turn, sink, parts.stats.clone())
+            Acceptor::new(
+                listeners,
+                turn,
+                sink,
+                parts.stats.clone(),
+                self.conn_limit.clone(),
+            )
         });
-        let reader = read
-            .map(|(exec, inbox)| Reader::new(exec, self.cfg.limits, parts.stats.clone(), inbox));
+        let reader = read.map(|(exec, inbox)| {
+            let cfg = ReaderConfig {
+                limits: self.cfg.limits,
+                timeouts: self.cfg.timeouts,
+                conn_limit: self.conn_limit.clone(),
+            };
+            Reader::new(exec, cfg, parts.stats.clone(), inbox)
+        });
         let event_loop = EventLoop {
             epoll: parts.epoll,
             waker: parts.waker,

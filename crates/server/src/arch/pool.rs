@@ -21,11 +21,12 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     for i in 0..w.cfg.workers.max(1) {
         let name = format!("worker-{i}");
         let stats = w.registry.add(&name, Role::Worker);
-        let (handler, jobs, replies, queued) = (
+        let (handler, jobs, replies, queued, shutdown) = (
             w.handler.clone(),
             jobs.clone(),
             replies.clone(),
             parts.stats.clone(),
+            w.shutdown.clone(),
         );
         w.spawn_thread(
             ThreadLayout {
@@ -36,7 +37,7 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
                 reads: false,
                 handles: true,
             },
-            Box::new(move || worker::run(handler, jobs, replies, queued, stats)),
+            Box::new(move || worker::run(handler, jobs, replies, queued, stats, shutdown)),
         );
     }
     let exec = Exec::Pool {
