@@ -65,6 +65,33 @@ struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to wait for requests in progress (e.g. 500ms, 2s, 1m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Request line plus header fields (e.g. 8KiB); past it 431.
+    #[arg(long, default_value = "8KiB", value_parser = parse_size)]
+    max_header_bytes: u64,
+    /// Number of header fields; past it 431 (at most 256).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=256))]
+    max_headers: u64,
+    /// Request target length (e.g. 8KiB); past it 414.
+    #[arg(long, default_value = "8KiB", value_parser = parse_size)]
+    max_uri_bytes: u64,
+    /// Request body after decoding (e.g. 1MiB); past it 413.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    max_body_bytes: u64,
+    /// A request head must be complete this long after it starts; past it 408 and close.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// While reading a body, the longest wait for more of it; past it 408 and close.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    body_timeout: Duration,
+    /// Keep-alive connections idle this long are closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// A client that takes none of its pending output for this long is cut off.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    write_timeout: Duration,
+    /// Open connections past which accepting pauses (default: 90% of the fd limit).
+    #[arg(long)]
+    max_conns: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -98,6 +125,12 @@ enum AppArg {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|err| format!("{err} (use e.g. 500ms, 2s, 1m)"))
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|err| format!("{err} (use e.g. 8192, 8KiB, 1MiB)"))
 }
 
 fn main() -> ExitCode {
@@ -177,7 +210,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .backlog(args.backlog)
         .defer_accept(args.defer_accept)
         .queue_depth(args.queue_depth)
-        .drain_timeout(args.drain_timeout);
+        .drain_timeout(args.drain_timeout)
+        .limits(server::Limits {
+            max_header_bytes: args.max_header_bytes as usize,
+            max_headers: args.max_headers as usize,
+            max_uri_bytes: args.max_uri_bytes as usize,
+            max_body_bytes: args.max_body_bytes,
+        })
+        .timeouts(server::Timeouts {
+            header: args.header_timeout,
+            body: args.body_timeout,
+            idle: args.idle_timeout,
+            write: args.write_timeout,
+            ..server::Timeouts::default()
+        });
+    if let Some(n) = args.max_conns {
+        builder = builder.max_conns(n);
+    }
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }

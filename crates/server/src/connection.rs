@@ -18,6 +18,8 @@ use std::time::Instant;
 pub(crate) const OUTPUT_BOUND: usize = 256 * 1024;
 /// Requests of one connection in the worker pool at once (`pool`); past it reading pauses.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
+/// Requests of one connection in the worker pool before any answer has come back.
+const INITIAL_IN_FLIGHT: usize = 4;
 
 /// A response slot in request order: `None` until its worker answers.
 pub(crate) type Slot = Option<(Bytes, bool)>;
@@ -63,6 +65,11 @@ pub(crate) struct Connection {
     pub(crate) lingering: Option<Instant>,
     /// Bytes discarded while lingering.
     pub(crate) discarded: usize,
+    /// Bytes of answers waiting in `slots` for an earlier one (`pool`).
+    pub(crate) held: usize,
+    /// Size of the last answer a worker sent: how many more requests the output bound can
+    /// afford to have in flight (`pool`).
+    pub(crate) last_answer: usize,
 }
 
 /// Which timeout a connection is under.
@@ -101,7 +108,21 @@ impl Connection {
             timer_tick: None,
             lingering: None,
             discarded: 0,
+            held: 0,
+            last_answer: 0,
         }
+    }
+
+    /// Requests this connection may have with the workers: at most [`MAX_IN_FLIGHT`], and
+    /// no more than the output bound can hold at the size of the last answer, so a client
+    /// that pipelines requests for large answers and reads slowly cannot make the workers
+    /// fill our memory.
+    fn in_flight_cap(&self) -> usize {
+        if self.last_answer == 0 {
+            // Slow start: until one answer shows how large they are.
+            return INITIAL_IN_FLIGHT;
+        }
+        (OUTPUT_BOUND / self.last_answer).clamp(1, MAX_IN_FLIGHT)
     }
 
     /// The deadline this connection is under now, and which one it is. `None` while the
@@ -133,8 +154,8 @@ impl Connection {
         !self.closing
             && !self.broken
             && self.stalled.is_none()
-            && self.slots.len() < MAX_IN_FLIGHT
-            && self.wbuf.len() < OUTPUT_BOUND
+            && self.slots.len() < self.in_flight_cap()
+            && self.wbuf.len() + self.held < OUTPUT_BOUND
     }
 
     /// Whether to read from the socket now.
@@ -177,6 +198,7 @@ impl Connection {
                 self.discard = true;
             }
         } else {
+            self.held += bytes.len();
             self.slots
                 .push_back(Some((Bytes::copy_from_slice(bytes), keep_alive)));
         }
@@ -187,13 +209,16 @@ impl Connection {
         let Some(idx) = seq.checked_sub(self.base_seq) else {
             return;
         };
+        self.last_answer = bytes.len();
         if let Some(slot) = self.slots.get_mut(idx as usize) {
+            self.held += bytes.len();
             *slot = Some((bytes, keep_alive));
         }
         while let Some(Some(_)) = self.slots.front() {
             let Some(Some((bytes, keep_alive))) = self.slots.pop_front() else {
                 break;
             };
+            self.held -= bytes.len();
             self.base_seq += 1;
             if !self.discard {
                 self.wbuf.extend_from_slice(&bytes);

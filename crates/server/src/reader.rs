@@ -343,7 +343,11 @@ impl Reader {
                 self.close(key);
                 return;
             }
-            if !conn.may_read() {
+            // Go round again if there are bytes to read, or if parsing stopped for output
+            // backpressure that the write above has since relieved (requests still wait in
+            // `rbuf`, and no epoll event will come for them).
+            let unblocked = conn.may_parse() && !conn.wants_bytes;
+            if !conn.may_read() && !unblocked {
                 break;
             }
         }

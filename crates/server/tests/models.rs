@@ -279,3 +279,30 @@ fn malformed_requests_get_400_and_close() {
         assert_closed(&mut r);
     }
 }
+
+#[test]
+fn pipelined_answers_larger_than_the_output_bound_all_arrive() {
+    // 40 × 64 KiB = 2.5 MiB of answers to one pipelined burst: the reader must pause at its
+    // output bound and resume by itself as the client reads.
+    for (name, builder) in all_configs() {
+        let server = TestServer::start(builder);
+        let s = connect(server.addr);
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut burst = Vec::new();
+        for _ in 0..40 {
+            burst.extend_from_slice(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        burst.extend_from_slice(b"GET /seq/last HTTP/1.1\r\nHost: t\r\n\r\n");
+        w.write_all(&burst).unwrap();
+        for _ in 0..40 {
+            let resp = read_response(&mut r, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(resp.body.len(), 64 * 1024, "{name}");
+        }
+        assert_eq!(
+            read_response(&mut r, false).unwrap().text(),
+            "/seq/last",
+            "{name}"
+        );
+    }
+}

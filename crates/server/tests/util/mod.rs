@@ -41,7 +41,8 @@ pub fn all_configs() -> Vec<(String, ServerBuilder)> {
 }
 
 /// The test application: `/` hello, `/echo` echoes the body, `/seq/...` answers with its own
-/// target (so order can be checked), `/work?spin_us=N` burns CPU, `/panic` panics.
+/// target (so order can be checked), `/work?spin_us=N` burns CPU, `/panic` panics, `/big`
+/// answers 64 KiB.
 pub fn app() -> Router {
     let echo = |req: Request| Response::text(200, req.body().clone());
     let seq = |req: Request| Response::text(200, req.target().to_string());
@@ -62,6 +63,10 @@ pub fn app() -> Router {
         })
         .get("/panic", |_req: Request| -> Response {
             panic!("test handler panic")
+        })
+        .get("/big", |_req: Request| {
+            static BIG: [u8; 64 * 1024] = [b'b'; 64 * 1024];
+            Response::new(200).body(&BIG[..])
         })
 }
 

@@ -1,0 +1,356 @@
+//! A server facing hostile or broken clients: refusals, slowloris, slow readers, overload.
+
+mod util;
+
+use server::{Model, Server, ServerBuilder, Timeouts};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use util::*;
+
+fn models() -> Vec<(&'static str, ServerBuilder)> {
+    [
+        Model::Single,
+        Model::Dispatch,
+        Model::Pool,
+        Model::Shared,
+        Model::Reuseport,
+    ]
+    .into_iter()
+    .map(|m| {
+        (
+            m.name(),
+            Server::builder()
+                .listen("127.0.0.1:0".parse().unwrap())
+                .model(m)
+                .threads(2)
+                .workers(2),
+        )
+    })
+    .collect()
+}
+
+/// Each bad input: the status it earns. Every one must also close the connection.
+const BAD: &[(&str, &[u8], u16)] = &[
+    ("missing Host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("repeated Host", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (
+        "CL with TE",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "repeated CL",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    (
+        "differing CL",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
+    ("CL with sign", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\nabcde", 400),
+    ("CL not digits", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", 400),
+    (
+        "CL overflow",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 184467440737095516160\r\n\r\n",
+        400,
+    ),
+    (
+        "bad chunk size",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
+        400,
+    ),
+    (
+        "chunk size overflow",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
+        400,
+    ),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
+    ("space before colon", b"GET / HTTP/1.1\r\nHost: t\r\nX-A : 1\r\n\r\n", 400),
+    ("NUL in field", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("bare CR in field", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n", 400),
+    ("control byte in field", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x07b\r\n\r\n", 400),
+    ("two spaces in request line", b"GET  / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    ("no version", b"GET /\r\nHost: t\r\n\r\n", 400),
+    ("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+    (
+        "gzip transfer coding",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
+    ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505),
+];
+
+#[test]
+fn every_bad_input_gets_its_status_and_a_close_in_every_model() {
+    for (model, builder) in all_configs() {
+        let server = TestServer::start(builder);
+        for (what, raw, status) in BAD {
+            let s = connect(server.addr);
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            w.write_all(raw).unwrap();
+            let resp = read_response(&mut r, false)
+                .unwrap_or_else(|e| panic!("{model}: {what}: no response: {e}"));
+            assert_eq!(resp.status, *status, "{model}: {what}");
+            assert_eq!(resp.header("connection"), Some("close"), "{model}: {what}");
+            assert_closed(&mut r);
+        }
+        // Nobody else noticed.
+        assert_eq!(
+            roundtrip(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+            200
+        );
+    }
+}
+
+#[test]
+fn absolute_form_targets_are_accepted() {
+    for (model, builder) in models() {
+        let server = TestServer::start(builder);
+        let resp = roundtrip(
+            server.addr,
+            b"GET http://t/seq/abs HTTP/1.1\r\nHost: t\r\n\r\n",
+        );
+        assert_eq!(resp.status, 200, "{model}");
+        assert_eq!(resp.text(), "http://t/seq/abs", "{model}");
+    }
+}
+
+#[test]
+fn limits_answer_then_close_without_reading_the_rest() {
+    for (model, builder) in models() {
+        let limits = server::Limits {
+            max_header_bytes: 1024,
+            max_headers: 10,
+            max_uri_bytes: 256,
+            max_body_bytes: 1000,
+        };
+        let server = TestServer::start(builder.limits(limits));
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "u".repeat(300));
+        let big_head = format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+            "h".repeat(2000)
+        );
+        let mut many = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
+        for i in 0..11 {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        for (raw, status) in [(long_uri, 414), (big_head, 431), (many, 431)] {
+            let resp = roundtrip(server.addr, raw.as_bytes());
+            assert_eq!(resp.status, status, "{model}");
+        }
+        // A body over the limit: the 413 comes as soon as the head is read, while the client
+        // is still sending, and the connection closes (lingering, so the client reads it).
+        let s = connect(server.addr);
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
+            .unwrap();
+        let _ = w.write_all(&[b'x'; 64 * 1024]);
+        let resp = read_response(&mut r, false).unwrap();
+        assert_eq!(resp.status, 413, "{model}");
+        assert_eq!(resp.header("connection"), Some("close"));
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{model}: nothing after the 413");
+    }
+}
+
+#[test]
+fn slowloris_is_cut_by_the_header_timeout_while_others_are_served() {
+    const TRICKLERS: usize = 1000;
+    let timeout = Duration::from_millis(1500);
+    for (model, builder) in models() {
+        let timeouts = Timeouts {
+            header: timeout,
+            ..Timeouts::default()
+        };
+        let server = TestServer::start(builder.timeouts(timeouts));
+        let mut tricklers: Vec<TcpStream> = (0..TRICKLERS).map(|_| connect(server.addr)).collect();
+        let started = Instant::now();
+        let head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+        let mut sent = 0;
+        let mut worst = Duration::ZERO;
+        // Trickle one byte per connection every 0.5 s, and meanwhile time normal clients.
+        while started.elapsed() < timeout + Duration::from_millis(1000) {
+            let byte = head.get(sent).copied().unwrap_or(b'a');
+            for t in tricklers.iter_mut() {
+                let _ = t.write_all(&[byte]);
+            }
+            sent += 1;
+            for _ in 0..5 {
+                let t0 = Instant::now();
+                let resp = roundtrip(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+                assert_eq!(resp.status, 200, "{model}");
+                worst = worst.max(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(
+            worst < Duration::from_millis(500),
+            "{model}: a normal request took {worst:?}"
+        );
+        // Every trickler got 408 and was closed.
+        for t in tricklers {
+            t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut r = BufReader::new(t);
+            let resp = read_response(&mut r, false).unwrap_or_else(|e| panic!("{model}: {e}"));
+            assert_eq!(resp.status, 408, "{model}");
+            assert_closed(&mut r);
+        }
+        // Lingering closes end as the clients go.
+        wait_all_closed(&server, model);
+    }
+}
+
+fn wait_all_closed(server: &TestServer, model: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let open: u64 = server.stats().iter().map(|t| t.open).sum();
+        if open == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{model}: {open} connections still open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn slow_readers_do_not_grow_memory_and_are_cut_by_the_write_timeout() {
+    const CLIENTS: usize = 50;
+    // Each answer is 64 KiB: far more than the kernel's socket buffers can absorb.
+    const REQUESTS: usize = 2000;
+    for (model, builder) in models() {
+        let timeouts = Timeouts {
+            write: Duration::from_millis(1000),
+            ..Timeouts::default()
+        };
+        let server = TestServer::start(builder.timeouts(timeouts));
+        let before = rss_kib();
+        let writers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let mut s = connect(server.addr);
+                s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                std::thread::spawn(move || {
+                    let req = b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n";
+                    let mut batch = Vec::new();
+                    for _ in 0..100 {
+                        batch.extend_from_slice(req);
+                    }
+                    // Pipeline and never read; stops when the server stops taking bytes.
+                    for _ in 0..REQUESTS / 100 {
+                        if s.write_all(&batch).is_err() {
+                            break;
+                        }
+                    }
+                    s // keep it open until joined
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        let grown = rss_kib().saturating_sub(before);
+        // Unbounded, 50 × 2000 × 64 KiB would be 6 GiB. Bounded: 50 connections × (256 KiB
+        // output bound + one answer) ≈ 16 MiB; allow for buffers and threads.
+        eprintln!("{model}: RSS grew {grown} KiB with {CLIENTS} slow readers");
+        assert!(grown < 96 * 1024, "{model}: RSS grew {grown} KiB");
+        wait_all_closed(&server, model);
+        for w in writers {
+            drop(w.join().unwrap());
+        }
+    }
+}
+
+#[test]
+fn max_conns_leaves_the_next_connection_in_the_accept_queue() {
+    for (model, builder) in models() {
+        let server = TestServer::start(builder.max_conns(10));
+        let mut held: Vec<BufReader<TcpStream>> = Vec::new();
+        for _ in 0..10 {
+            let s = connect(server.addr);
+            let mut w = s.try_clone().unwrap();
+            w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let mut r = BufReader::new(s);
+            assert_eq!(read_response(&mut r, false).unwrap().status, 200, "{model}");
+            held.push(r);
+        }
+        // The kernel completes the handshake; the server does not accept it.
+        let eleventh = connect(server.addr);
+        let mut w = eleventh.try_clone().unwrap();
+        w.write_all(b"GET /seq/eleventh HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        eleventh
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut probe = [0u8; 1];
+        let waited = (&eleventh).read(&mut probe);
+        assert!(waited.is_err(), "{model}: the 11th was served at the limit");
+        let accepted: u64 = server.stats().iter().map(|t| t.accepted).sum();
+        assert_eq!(accepted, 10, "{model}");
+        // One closes: the 11th is accepted and served.
+        drop(held.pop());
+        eleventh
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut r = BufReader::new(eleventh);
+        let resp = read_response(&mut r, false).unwrap();
+        assert_eq!(resp.text(), "/seq/eleventh", "{model}");
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    for (model, builder) in models() {
+        let timeouts = Timeouts {
+            idle: Duration::from_millis(300),
+            ..Timeouts::default()
+        };
+        let server = TestServer::start(builder.timeouts(timeouts));
+        let s = connect(server.addr);
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+        let t0 = Instant::now();
+        assert_closed(&mut r);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(250),
+            "{model}: closed after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_408() {
+    for (model, builder) in models() {
+        let timeouts = Timeouts {
+            body: Duration::from_millis(300),
+            ..Timeouts::default()
+        };
+        let server = TestServer::start(builder.timeouts(timeouts));
+        let s = connect(server.addr);
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+            .unwrap();
+        let resp = read_response(&mut r, false).unwrap();
+        assert_eq!(resp.status, 408, "{model}");
+        assert_closed(&mut r);
+    }
+}
