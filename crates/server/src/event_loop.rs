@@ -102,14 +102,16 @@ impl EventLoop {
 
             if drain_deadline.is_none() && shutdown.requested() {
                 drain_deadline = Some(Instant::now() + drain_timeout);
-                if let Some(r) = reader.as_mut() {
-                    r.begin_drain();
-                }
+                // Close the listeners first, so new connections are refused from now on;
+                // what was already queued is taken and answered with the rest.
                 if let Some(a) = acceptor.take() {
                     match reader.as_mut() {
                         Some(r) => a.close(&epoll, &mut |fd| r.add(&epoll, fd)),
                         None => a.close(&epoll, &mut drop),
                     }
+                }
+                if let Some(r) = reader.as_mut() {
+                    r.begin_drain();
                 }
             }
             if let Some(deadline) = drain_deadline {
