@@ -85,7 +85,10 @@ impl Drop for Served {
 
 /// Read one response; `None` if the connection closed cleanly before a status line.
 /// A response cut short is a failure.
-fn response(r: &mut BufReader<TcpStream>) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// Status, fields (names lowercased), body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+fn response(r: &mut BufReader<TcpStream>) -> Option<Answer> {
     let mut line = String::new();
     match r.read_line(&mut line) {
         Ok(0) => return None,
