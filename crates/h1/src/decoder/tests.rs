@@ -294,3 +294,17 @@ proptest! {
         prop_assert_eq!(&reqs2[0].body()[..], &body[..]);
     }
 }
+
+#[test]
+fn expect_continue_is_not_sent_for_a_request_refused_first() {
+    let mut dec = decoder();
+    let mut buf = BytesMut::from(
+        &b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n"[..],
+    );
+    assert_eq!(dec.decode(&mut buf).unwrap_err().status(), 413);
+    let mut dec = decoder();
+    let mut buf = BytesMut::from(
+        &b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"[..],
+    );
+    assert_eq!(dec.decode(&mut buf).unwrap_err().status(), 400, "no Host");
+}
