@@ -97,6 +97,75 @@ pub fn defer_accept(fd: impl AsFd) -> io::Result<u32> {
     }
 }
 
+/// What `TCP_INFO` reports that backlog shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpInfo {
+    /// TCP state (1 ESTABLISHED … 10 LISTEN, as in the kernel's tcp_states.h).
+    pub state: u8,
+    /// On a LISTEN socket: connections in the accept queue now. Otherwise: unacked segments.
+    pub unacked: u32,
+    /// On a LISTEN socket: the accept queue's limit (the backlog after the somaxconn clamp).
+    pub sacked: u32,
+    /// Smoothed round-trip time, µs.
+    pub rtt_us: u32,
+}
+
+/// `getsockopt(TCP_INFO)`.
+pub fn tcp_info(fd: impl AsFd) -> io::Result<TcpInfo> {
+    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the fd is valid while borrowed; `info` is a live, writable tcp_info and `len`
+    // holds its size, which the kernel will not exceed.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpInfo {
+        state: info.tcpi_state,
+        unacked: info.tcpi_unacked,
+        sacked: info.tcpi_sacked,
+        rtt_us: info.tcpi_rtt,
+    })
+}
+
+/// Bytes in the socket's receive queue, not yet read (`SIOCINQ`).
+pub fn inq(fd: impl AsFd) -> io::Result<u64> {
+    Ok(rustix::io::ioctl_fionread(fd)?)
+}
+
+/// Bytes in the socket's send queue, not yet acknowledged by the peer (`SIOCOUTQ`).
+pub fn outq(fd: impl AsFd) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int through the pointer, which points at a
+    // live local; the fd is valid while borrowed.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_fd().as_raw_fd(),
+            libc::TIOCOUTQ,
+            &mut n as *mut libc::c_int,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as u64)
+}
+
+/// The peer's address of a connected socket.
+pub fn peer_addr(fd: impl AsFd) -> io::Result<std::net::SocketAddr> {
+    let addr = rustix::net::getpeername(fd)?.ok_or_else(|| io::Error::other("no peer address"))?;
+    std::net::SocketAddr::try_from(addr).map_err(|_| io::Error::other("not an inet address"))
+}
+
 /// How an acceptor should treat an error from `accept`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptError {
@@ -151,6 +220,31 @@ mod tests {
         let n = read_into(&server, &mut buf, 64).unwrap();
         assert_eq!(n, 5);
         assert_eq!(&buf[..], b"abhello");
+    }
+
+    #[test]
+    fn tcp_info_on_a_listener_reports_the_accept_queue() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(50));
+        let info = tcp_info(&listener).unwrap();
+        assert_eq!(info.state, 10, "LISTEN");
+        assert_eq!(info.unacked, 3);
+        assert!(info.sacked >= 1);
+        drop(clients);
+    }
+
+    #[test]
+    fn queues_of_a_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"12345").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(inq(&server).unwrap(), 5);
+        assert_eq!(outq(&client).unwrap(), 0);
+        assert_eq!(peer_addr(&server).unwrap(), client.local_addr().unwrap());
     }
 
     #[test]
