@@ -70,10 +70,10 @@ fn count(family: u8, states: StateFlags, port: u16) -> Result<u32, DiagError> {
                 .map_err(|e| DiagError::Protocol(e.to_string()))?;
             let len = msg.header.length as usize;
             match msg.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(resp)) => {
-                    if resp.header.socket_id.source_port == port {
-                        found += 1;
-                    }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(resp))
+                    if resp.header.socket_id.source_port == port =>
+                {
+                    found += 1;
                 }
                 NetlinkPayload::Done(_) => return Ok(found),
                 NetlinkPayload::Error(err) => {
