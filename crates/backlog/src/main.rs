@@ -92,6 +92,12 @@ struct ServeArgs {
     /// Open connections past which accepting pauses (default: 90% of the fd limit).
     #[arg(long)]
     max_conns: Option<usize>,
+    /// Serve /metrics, /debug/state and /debug/connections here (e.g. 127.0.0.1:9901).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Allow --admin on a non-loopback address.
+    #[arg(long)]
+    admin_public: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -233,11 +239,34 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
+    if let Some(addr) = args.admin {
+        if !addr.ip().is_loopback() && !args.admin_public {
+            return Err(ServerError::Config(format!(
+                "--admin {addr} is not a loopback address; add --admin-public to expose it"
+            ))
+            .into());
+        }
+    }
     let server = match args.app {
         AppArg::Hello => builder.bind(app::hello()),
         AppArg::Echo => builder.bind(app::echo()),
     }?;
+    // The admin endpoint runs on backlog's own core: a single-model server whose one thread
+    // is named `admin`, so scrapes never run on a serving thread.
+    let admin = match args.admin {
+        Some(addr) => Some(
+            Server::builder()
+                .listen(addr)
+                .model(Model::Single)
+                .label("admin")
+                .max_conns(256)
+                .bind(admin::app(server.introspect()))
+                .context("starting the admin listener")?,
+        ),
+        None => None,
+    };
     let handle = server.handle();
+    let admin_handle = admin.as_ref().map(|a| a.handle());
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -255,6 +284,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         "shutting down: no new connections, finishing requests in progress"
                     );
                     handle.shutdown();
+                    if let Some(admin) = &admin_handle {
+                        admin.shutdown();
+                    }
                 } else {
                     tracing::warn!(signal, "second signal: exiting now");
                     std::process::exit(1);
@@ -263,6 +295,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .context("starting the signal thread")?;
     let stats = server.wait();
+    if let Some(admin) = admin {
+        admin.stop();
+    }
     eprint!("{}", stats.table());
     tracing::info!("stopped");
     Ok(())

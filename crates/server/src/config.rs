@@ -111,6 +111,9 @@ pub struct Config {
     /// Open connections (across all threads) past which accepting pauses; `None`: 90% of
     /// RLIMIT_NOFILE after raising the soft limit to the hard one.
     pub max_conns: Option<usize>,
+    /// A name for a secondary server in the same process (the admin listener): its thread
+    /// (`single` only) and its log lines carry it.
+    pub label: Option<String>,
 }
 
 /// Deadlines that protect the server from clients that are slow on purpose or by accident.
@@ -162,6 +165,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             timeouts: Timeouts::default(),
             max_conns: None,
+            label: None,
         }
     }
 }

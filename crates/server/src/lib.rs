@@ -17,6 +17,7 @@
 //! - `arch`: the five models, one file each, wiring the parts above.
 //! - [`handler`], [`router`]: the API applications implement.
 //! - [`stats`]: per-thread counters. `shutdown`: the stop signal.
+//! - [`introspect`]: what a running server tells the admin endpoint about itself.
 //! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`].
 //!
 //! HTTP itself lives in the `h1` crate (no I/O); syscalls and `unsafe` in `sys`.
@@ -29,6 +30,7 @@ mod connection;
 mod event_loop;
 pub mod handler;
 mod handoff;
+pub mod introspect;
 mod listener;
 mod reader;
 pub mod router;
@@ -43,6 +45,7 @@ pub use arch::ThreadLayout;
 pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts};
 pub use h1::{Limits, Method, Request, Response};
 pub use handler::Handler;
+pub use introspect::{ConnInfo, Introspect, ListenerInfo};
 pub use listener::somaxconn;
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle};

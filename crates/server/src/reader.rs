@@ -16,6 +16,7 @@ use crate::conn_limit::ConnLimit;
 use crate::connection::{Connection, Expiry};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
+use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
 use crate::stats::ThreadStats;
 use crate::timer::{Entry, TimerWheel};
 use crate::worker::{Completion, ConnId, Job, Submitter};
@@ -56,6 +57,8 @@ pub(crate) struct ReaderConfig {
 }
 
 pub(crate) struct Reader {
+    name: String,
+    queries: Receiver<ConnQuery>,
     conns: Slab<Connection>,
     exec: Exec,
     cfg: ReaderConfig,
@@ -79,9 +82,12 @@ impl Reader {
         cfg: ReaderConfig,
         stats: Arc<ThreadStats>,
         inbox: Option<InboxReceiver>,
+        (name, queries): (String, Receiver<ConnQuery>),
     ) -> Self {
         let now = Instant::now();
         Reader {
+            name,
+            queries,
             conns: Slab::new(),
             exec,
             cfg,
@@ -147,8 +153,12 @@ impl Reader {
         self.drive(key);
     }
 
-    /// The loop's eventfd fired: take handed-over connections and worker answers.
+    /// The loop's eventfd fired: take handed-over connections, worker answers and
+    /// questions from the admin thread.
     pub(crate) fn on_wake(&mut self, epoll: &Epoll) {
+        while let Ok(reply) = self.queries.try_recv() {
+            let _ = reply.send(self.describe());
+        }
         while let Some(fd) = self.inbox.as_ref().and_then(|i| i.pop()) {
             self.add(epoll, fd);
         }
@@ -482,6 +492,30 @@ impl Reader {
             self.stats.closed();
             self.cfg.conn_limit.release();
         }
+    }
+
+    /// Each connection as this thread and the kernel see it (asked on demand).
+    fn describe(&self) -> Vec<ConnInfo> {
+        self.conns
+            .iter()
+            .map(|(_, c)| ConnInfo {
+                thread: self.name.clone(),
+                peer: sys::socket::peer_addr(&c.fd).ok(),
+                state: sys::socket::tcp_info(&c.fd)
+                    .map(|i| tcp_state_name(i.state))
+                    .unwrap_or("UNKNOWN")
+                    .to_string(),
+                age_ms: self
+                    .now
+                    .saturating_duration_since(c.accepted_at)
+                    .as_millis() as u64,
+                requests: c.requests,
+                recv_queue: sys::socket::inq(&c.fd).unwrap_or(0),
+                send_queue: sys::socket::outq(&c.fd).unwrap_or(0),
+                buffered_in: c.rbuf.len() as u64,
+                buffered_out: (c.wbuf.len() + c.held) as u64,
+            })
+            .collect()
     }
 
     /// The drain deadline passed: close everything. Returns how many were cut.

@@ -2,6 +2,7 @@
 
 use crate::arch::{self, ThreadLayout, Wiring};
 use crate::handler::Handler;
+use crate::introspect::Introspect;
 use crate::listener::effective_backlog;
 use crate::shutdown::Shutdown;
 use crate::stats::StatsRegistry;
@@ -126,6 +127,11 @@ impl ServerBuilder {
         self.cfg.max_conns = Some(max);
         self
     }
+    /// Name a secondary server (e.g. `admin`): with `single`, its one thread takes the name.
+    pub fn label(mut self, label: &str) -> Self {
+        self.cfg.label = Some(label.to_string());
+        self
+    }
     /// How long shutdown waits for requests in progress.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.drain_timeout = timeout;
@@ -162,13 +168,35 @@ impl ServerBuilder {
             layout,
             threads: bodies,
             addr,
+            conn_limit,
+            listeners,
+            readers,
             ..
         } = wiring;
         let addr = addr.unwrap_or(cfg.listen);
-        tracing::info!(model = cfg.model.name(), %addr, backlog, max_conns, "backlog serving");
-        for t in &layout {
-            tracing::info!("  {t}");
+        match &cfg.label {
+            None => {
+                tracing::info!(model = cfg.model.name(), %addr, backlog, max_conns, "backlog serving");
+                for t in &layout {
+                    tracing::info!("  {t}");
+                }
+            }
+            Some(label) => tracing::info!(%addr, "{label} listening"),
         }
+        let introspect = Introspect {
+            inner: Arc::new(crate::introspect::Inner {
+                model: cfg.model,
+                accept: cfg.accept,
+                balance: cfg.balance,
+                layout: layout.clone(),
+                registry: registry.clone(),
+                listeners,
+                readers,
+                backlog,
+                conn_limit,
+                started: std::time::Instant::now(),
+            }),
+        };
         let mut threads = Vec::new();
         for (name, body) in bodies {
             match std::thread::Builder::new().name(name).spawn(body) {
@@ -186,6 +214,7 @@ impl ServerBuilder {
             }
         }
         Ok(Server {
+            introspect,
             addr,
             model: cfg.model,
             backlog,
@@ -204,6 +233,7 @@ impl ServerBuilder {
 
 /// A running server.
 pub struct Server {
+    introspect: Introspect,
     addr: SocketAddr,
     model: Model,
     backlog: u32,
@@ -251,6 +281,10 @@ impl Server {
     /// Per-thread counters.
     pub fn stats(&self) -> Arc<StatsRegistry> {
         self.registry.clone()
+    }
+    /// A view into the running server for the admin endpoint.
+    pub fn introspect(&self) -> Introspect {
+        self.introspect.clone()
     }
     /// A handle that stops the server.
     pub fn handle(&self) -> ServerHandle {

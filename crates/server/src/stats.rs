@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// What a thread does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Accepts, reads and handles (single, shared, reuseport; pool's loop-0 minus handling).
     Loop,
@@ -59,7 +60,7 @@ struct Counters {
 }
 
 /// A point-in-time copy of one thread's counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ThreadSnapshot {
     /// Thread name, as in /proc/PID/task/*/comm.
     pub name: String,

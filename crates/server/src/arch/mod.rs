@@ -16,17 +16,18 @@ use crate::acceptor::{Acceptor, Sink, Turn};
 use crate::conn_limit::ConnLimit;
 use crate::event_loop::EventLoop;
 use crate::handler::Handler;
+use crate::introspect::{reader_port, ReaderPort};
 use crate::listener::{ListenOptions, Listener};
 use crate::reader::{Exec, Reader, ReaderConfig};
 use crate::shutdown::Shutdown;
 use crate::stats::{Role, StatsRegistry, ThreadStats};
 use crate::{Config, Model, ServerError};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use sys::{Epoll, Waker};
 
 /// What one thread does, for the start-up log and for introspection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ThreadLayout {
     /// Thread name (as in /proc/PID/task/*/comm).
     pub name: String,
@@ -73,6 +74,8 @@ pub(crate) struct Wiring<'a> {
     pub(crate) threads: Vec<(String, ThreadBody)>,
     pub(crate) addr: Option<SocketAddr>,
     pub(crate) conn_limit: Arc<ConnLimit>,
+    pub(crate) listeners: Vec<(SocketAddr, Weak<Listener>)>,
+    pub(crate) readers: Vec<ReaderPort>,
 }
 
 /// A loop before it has a role: its epoll and waker exist so that other parts (inboxes,
@@ -88,6 +91,8 @@ impl<'a> Wiring<'a> {
     pub(crate) fn new(cfg: &'a Config, handler: Arc<dyn Handler>, max_conns: usize) -> Self {
         Wiring {
             conn_limit: Arc::new(ConnLimit::new(max_conns)),
+            listeners: Vec::new(),
+            readers: Vec::new(),
             cfg,
             handler,
             shutdown: Arc::new(Shutdown::default()),
@@ -114,7 +119,11 @@ impl<'a> Wiring<'a> {
             },
         )?;
         self.addr.get_or_insert(listener.local_addr());
-        Ok(Arc::new(listener))
+        let listener = Arc::new(listener);
+        // Weak: the admin side must not keep a listener open after shutdown closes it.
+        self.listeners
+            .push((listener.local_addr(), Arc::downgrade(&listener)));
+        Ok(listener)
     }
 
     pub(crate) fn loop_parts(&mut self, name: &str, role: Role) -> Result<LoopParts, ServerError> {
@@ -173,7 +182,15 @@ impl<'a> Wiring<'a> {
                 timeouts: self.cfg.timeouts,
                 conn_limit: self.conn_limit.clone(),
             };
-            Reader::new(exec, cfg, parts.stats.clone(), inbox)
+            let (port, queries) = reader_port(parts.waker.clone());
+            self.readers.push(port);
+            Reader::new(
+                exec,
+                cfg,
+                parts.stats.clone(),
+                inbox,
+                (parts.name.clone(), queries),
+            )
         });
         let event_loop = EventLoop {
             epoll: parts.epoll,

@@ -9,7 +9,8 @@ use crate::ServerError;
 
 pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     let listener = w.listen(false)?;
-    let parts = w.loop_parts("loop-0", Role::Loop)?;
+    let name = w.cfg.label.clone().unwrap_or_else(|| "loop-0".to_string());
+    let parts = w.loop_parts(&name, Role::Loop)?;
     let exec = Exec::Inline(w.handler.clone());
     w.spawn_loop(
         parts,

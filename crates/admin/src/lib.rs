@@ -1,0 +1,64 @@
+//! The admin endpoint: what the server and the kernel know about its queues, over HTTP.
+//!
+//! Served by backlog's own core — a `single`-model server on its own thread named `admin` —
+//! so a scrape never runs on a serving thread:
+//! - `GET /metrics`: Prometheus text exposition ([`metrics`]).
+//! - `GET /debug/state`: the same as JSON, plus the model and its thread layout ([`State`]).
+//! - `GET /debug/connections?limit=N`: every connection's kernel queues, capped at `N`
+//!   (default 1000) with a count of the rest.
+//!
+//! Kernel reads (TCP_INFO, sock_diag, /proc/net/netstat) happen in [`Sampler`], at most once
+//! per scrape and cached briefly, so several scrapers cost one sample.
+
+pub mod metrics;
+pub mod state;
+
+pub use state::{ListenerState, Sampler, State, ThreadState};
+
+use h1::{Request, Response};
+use server::{Handler, Introspect, Router};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The admin application for the server behind `view`.
+pub fn app(view: Introspect) -> impl Handler {
+    let sampler = Arc::new(Sampler::new(view.clone()));
+    let (for_metrics, for_state) = (sampler.clone(), sampler);
+    Router::new()
+        .get("/metrics", move |_req: Request| {
+            let state = for_metrics.state();
+            Response::new(200)
+                .header(
+                    "Content-Type",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .body(metrics::encode(&state))
+        })
+        .get("/debug/state", move |_req: Request| {
+            let state = for_state.state();
+            Response::json(200, serde_json::to_vec_pretty(&*state).unwrap_or_default())
+        })
+        .get("/debug/connections", move |req: Request| {
+            let limit = req
+                .query_param("limit")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1000);
+            let mut conns = view.connections(Duration::from_secs(1));
+            conns.sort_by_key(|c| std::cmp::Reverse(c.age_ms));
+            let total = conns.len();
+            conns.truncate(limit);
+            let body = serde_json::json!({
+                "total": total,
+                "shown": conns.len(),
+                "omitted": total - conns.len(),
+                "connections": conns,
+            });
+            Response::json(200, serde_json::to_vec_pretty(&body).unwrap_or_default())
+        })
+        .get("/", |_req: Request| {
+            Response::text(
+                200,
+                "backlog admin: /metrics /debug/state /debug/connections\n",
+            )
+        })
+}

@@ -1,0 +1,210 @@
+//! `/metrics`: the state in Prometheus text exposition format (prometheus-client).
+//!
+//! Metric names are API: declared here once, with help text, labelled by listener and
+//! thread, never by request data.
+
+use crate::State;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+    addr: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThreadLabels {
+    thread: String,
+    role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    model: String,
+    accept: String,
+    balance: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The TcpExt counters and the metric each becomes (without the `backlog_` prefix and the
+/// `_total` suffix the encoder adds).
+const KERNEL: &[(&str, &str, &str)] = &[
+    (
+        "ListenOverflows",
+        "listen_overflows",
+        "Handshakes completed while the accept queue was full (host-wide TcpExt, since start)",
+    ),
+    (
+        "ListenDrops",
+        "listen_drops",
+        "SYNs and ACKs dropped by listening sockets for any reason (host-wide, since start)",
+    ),
+    (
+        "TCPReqQFullDrop",
+        "reqq_full_drops",
+        "SYNs dropped because the SYN queue was full and cookies were off (host-wide, since start)",
+    ),
+    (
+        "TCPReqQFullDoCookies",
+        "reqq_full_cookies",
+        "SYN cookies sent because the SYN queue was full (host-wide, since start)",
+    ),
+    (
+        "SyncookiesSent",
+        "syncookies_sent",
+        "SYN cookies sent (host-wide, since start)",
+    ),
+    (
+        "SyncookiesRecv",
+        "syncookies_recv",
+        "Valid SYN cookies received (host-wide, since start)",
+    ),
+    (
+        "SyncookiesFailed",
+        "syncookies_failed",
+        "Invalid SYN cookies received (host-wide, since start)",
+    ),
+];
+
+/// Encode `state` as Prometheus text.
+pub fn encode(state: &State) -> String {
+    let mut registry = Registry::with_prefix("backlog");
+
+    let info = Family::<InfoLabels, Gauge>::default();
+    registry.register(
+        "info",
+        "The running model and its strategies (always 1)",
+        info.clone(),
+    );
+    info.get_or_create(&InfoLabels {
+        model: state.model.clone(),
+        accept: state.accept.clone(),
+        balance: state.balance.clone(),
+    })
+    .set(1);
+
+    let aq_len = Family::<ListenerLabels, Gauge>::default();
+    let aq_limit = Family::<ListenerLabels, Gauge>::default();
+    let syn = Family::<ListenerLabels, Gauge>::default();
+    registry.register(
+        "accept_queue_length",
+        "Connections waiting in the listener's accept queue",
+        aq_len.clone(),
+    );
+    registry.register(
+        "accept_queue_limit",
+        "The accept queue's limit: the listen backlog after the somaxconn clamp",
+        aq_limit.clone(),
+    );
+    registry.register(
+        "syn_recv",
+        "Handshakes in SYN_RECV on the listener's port: the SYN queue",
+        syn.clone(),
+    );
+    for l in &state.listeners {
+        let labels = ListenerLabels {
+            listener: l.index.to_string(),
+            addr: l.addr.clone(),
+        };
+        aq_len
+            .get_or_create(&labels)
+            .set(l.accept_queue_length as i64);
+        aq_limit
+            .get_or_create(&labels)
+            .set(l.accept_queue_limit as i64);
+        syn.get_or_create(&labels).set(l.syn_recv as i64);
+    }
+
+    for (counter, name, help) in KERNEL {
+        let c = Counter::<u64>::default();
+        c.inc_by(state.kernel.get(*counter).copied().unwrap_or(0));
+        registry.register(*name, *help, c);
+    }
+
+    let accepted = Family::<ThreadLabels, Counter>::default();
+    let open = Family::<ThreadLabels, Gauge>::default();
+    let requests = Family::<ThreadLabels, Counter>::default();
+    let bytes_in = Family::<ThreadLabels, Counter>::default();
+    let bytes_out = Family::<ThreadLabels, Counter>::default();
+    let handoff = Family::<ThreadLabels, Gauge>::default();
+    let panics = Family::<ThreadLabels, Counter>::default();
+    let busy = Family::<ThreadLabels, FloatGauge>::default();
+    registry.register(
+        "accepted",
+        "Connections the thread accepted",
+        accepted.clone(),
+    );
+    registry.register(
+        "open_connections",
+        "Connections the thread holds open",
+        open.clone(),
+    );
+    registry.register(
+        "requests",
+        "Requests the thread answered (workers: handled)",
+        requests.clone(),
+    );
+    registry.register(
+        "bytes_in",
+        "Bytes the thread read from clients",
+        bytes_in.clone(),
+    );
+    registry.register(
+        "bytes_out",
+        "Bytes the thread wrote to clients",
+        bytes_out.clone(),
+    );
+    registry.register(
+        "handoff_queue_depth",
+        "Items waiting in the thread's hand-off queue (dispatch: connections; pool: requests)",
+        handoff.clone(),
+    );
+    registry.register(
+        "handler_panics",
+        "Handler panics turned into 500s",
+        panics.clone(),
+    );
+    registry.register(
+        "thread_busy_ratio",
+        "Share of wall time the thread spent outside epoll_wait over the last interval",
+        busy.clone(),
+    );
+    for t in &state.threads {
+        let labels = ThreadLabels {
+            thread: t.counters.name.clone(),
+            role: t.counters.role.name().to_string(),
+        };
+        accepted.get_or_create(&labels).inc_by(t.counters.accepted);
+        open.get_or_create(&labels).set(t.counters.open as i64);
+        requests.get_or_create(&labels).inc_by(t.counters.requests);
+        bytes_in.get_or_create(&labels).inc_by(t.counters.bytes_in);
+        bytes_out
+            .get_or_create(&labels)
+            .inc_by(t.counters.bytes_out);
+        handoff
+            .get_or_create(&labels)
+            .set(t.counters.handoff_queued as i64);
+        panics.get_or_create(&labels).inc_by(t.counters.panics);
+        busy.get_or_create(&labels).set(t.busy_ratio);
+    }
+
+    let imbalance = FloatGauge::default();
+    imbalance.set(state.imbalance);
+    registry.register(
+        "imbalance_ratio",
+        "Max over mean of requests per handling thread over the last interval",
+        imbalance,
+    );
+
+    let mut out = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(%err, "encoding metrics");
+    }
+    out
+}

@@ -1,0 +1,229 @@
+//! One sample of everything the admin endpoint shows, and the sampler that takes it.
+
+use serde::{Deserialize, Serialize};
+use server::{Introspect, Role, ThreadLayout, ThreadSnapshot};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a sample is reused: scrapers arriving together cost one kernel read.
+const CACHE: Duration = Duration::from_millis(250);
+
+/// One listening socket's queues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerState {
+    /// Index among the server's listeners (reuseport has several on one address).
+    pub index: usize,
+    /// Bound address.
+    pub addr: String,
+    /// Connections waiting in the accept queue.
+    pub accept_queue_length: u32,
+    /// The accept queue's limit (backlog after the somaxconn clamp).
+    pub accept_queue_limit: u32,
+    /// Handshakes waiting in the SYN queue for this port (SYN_RECV; shared by every
+    /// listener on the port).
+    pub syn_recv: u32,
+    /// Whether the socket is still open.
+    pub open: bool,
+}
+
+/// One thread's counters, plus rates over the last interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadState {
+    /// The counters since start.
+    #[serde(flatten)]
+    pub counters: ThreadSnapshot,
+    /// Share of wall time spent outside epoll_wait (workers: running handlers) over the
+    /// last interval.
+    pub busy_ratio: f64,
+    /// Requests per second over the last interval.
+    pub requests_per_s: f64,
+}
+
+/// Everything `/debug/state` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The model.
+    pub model: String,
+    /// `shared`'s accept strategy.
+    pub accept: String,
+    /// `dispatch`'s balancer.
+    pub balance: String,
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Backlog in force.
+    pub backlog: u32,
+    /// `--max-conns`.
+    pub max_conns: usize,
+    /// Which thread listens, accepts, reads and handles.
+    pub layout: Vec<ThreadLayout>,
+    /// Listening sockets and their queues.
+    pub listeners: Vec<ListenerState>,
+    /// Host TcpExt counters (ListenOverflows, ListenDrops, …) since the server started.
+    pub kernel: BTreeMap<String, u64>,
+    /// Per-thread counters.
+    pub threads: Vec<ThreadState>,
+    /// Length of the interval the rates cover, seconds.
+    pub interval_s: f64,
+    /// Max over mean of requests per handling thread in the interval (1.0 is even).
+    pub imbalance: f64,
+    /// Requests answered since start.
+    pub requests_total: u64,
+    /// Connections open now.
+    pub open_connections: u64,
+}
+
+struct Previous {
+    at: Instant,
+    threads: Vec<ThreadSnapshot>,
+}
+
+/// Takes samples for the admin endpoint; remembers the previous one for rates.
+pub struct Sampler {
+    view: Introspect,
+    baseline: kernel::TcpExt,
+    cached: Mutex<Option<(Instant, Arc<State>)>>,
+    previous: Mutex<Option<Previous>>,
+}
+
+impl Sampler {
+    /// A sampler whose kernel counters start from now.
+    pub fn new(view: Introspect) -> Self {
+        Sampler {
+            baseline: kernel::TcpExt::read().unwrap_or_default(),
+            view,
+            cached: Mutex::new(None),
+            previous: Mutex::new(None),
+        }
+    }
+
+    /// The current state, sampled now unless a sample is fresher than [`CACHE`].
+    pub fn state(&self) -> Arc<State> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, state)) = cached.as_ref() {
+            if at.elapsed() < CACHE {
+                return state.clone();
+            }
+        }
+        let state = Arc::new(self.sample());
+        *cached = Some((Instant::now(), state.clone()));
+        state
+    }
+
+    fn sample(&self) -> State {
+        let view = &self.view;
+        let now = Instant::now();
+        let mut syn_by_port: BTreeMap<u16, u32> = BTreeMap::new();
+        let listeners: Vec<ListenerState> = view
+            .listeners()
+            .into_iter()
+            .enumerate()
+            .map(|(index, l)| {
+                let port = l.addr.port();
+                let syn_recv = *syn_by_port.entry(port).or_insert_with(|| {
+                    kernel::syn_recv_count(port).unwrap_or_else(|err| {
+                        tracing::debug!(%err, "sock_diag failed");
+                        0
+                    })
+                });
+                ListenerState {
+                    index,
+                    addr: l.addr.to_string(),
+                    accept_queue_length: l.accept_queue.map_or(0, |q| q.length),
+                    accept_queue_limit: l.accept_queue.map_or(0, |q| q.limit),
+                    syn_recv,
+                    open: l.accept_queue.is_some(),
+                }
+            })
+            .collect();
+        let kernel = kernel::TcpExt::read()
+            .map(|now| now.since(&self.baseline).counters)
+            .unwrap_or_default();
+
+        let snapshot = view.stats().snapshot();
+        let mut previous = self.previous.lock().unwrap_or_else(|e| e.into_inner());
+        let (interval, prev) = match previous.as_ref() {
+            Some(p) => (now.duration_since(p.at), Some(&p.threads)),
+            None => (view.uptime(), None),
+        };
+        let secs = interval.as_secs_f64().max(1e-3);
+        let handles: Vec<bool> = snapshot
+            .iter()
+            .map(|t| {
+                view.layout()
+                    .iter()
+                    .find(|l| l.name == t.name)
+                    .is_some_and(|l| l.handles)
+            })
+            .collect();
+        let mut threads = Vec::new();
+        let mut handled = Vec::new();
+        for (i, t) in snapshot.iter().enumerate() {
+            let before = prev.and_then(|p| p.iter().find(|o| o.name == t.name));
+            let d_requests = t.requests - before.map_or(0, |b| b.requests);
+            let d_busy = t.busy_ns - before.map_or(0, |b| b.busy_ns);
+            if handles[i] {
+                handled.push(d_requests as f64);
+            }
+            threads.push(ThreadState {
+                counters: t.clone(),
+                busy_ratio: (d_busy as f64 / 1e9 / secs).min(1.0),
+                requests_per_s: d_requests as f64 / secs,
+            });
+        }
+        let imbalance = imbalance(&handled);
+        *previous = Some(Previous {
+            at: now,
+            threads: snapshot.clone(),
+        });
+        let requests_total = snapshot
+            .iter()
+            .zip(&handles)
+            .filter(|(_, h)| **h)
+            .map(|(t, _)| t.requests)
+            .sum();
+        State {
+            model: view.model().name().to_string(),
+            accept: view.accept().name().to_string(),
+            balance: view.balance().name().to_string(),
+            pid: std::process::id(),
+            uptime_s: view.uptime().as_secs_f64(),
+            backlog: view.backlog(),
+            max_conns: view.max_conns(),
+            layout: view.layout().to_vec(),
+            listeners,
+            kernel,
+            threads,
+            interval_s: secs,
+            imbalance,
+            requests_total,
+            open_connections: snapshot
+                .iter()
+                .filter(|t| t.role != Role::Worker)
+                .map(|t| t.open)
+                .sum(),
+        }
+    }
+}
+
+/// Max over mean; 1.0 when every thread did the same, and when nothing was done.
+pub fn imbalance(per_thread: &[f64]) -> f64 {
+    let total: f64 = per_thread.iter().sum();
+    if per_thread.is_empty() || total <= 0.0 {
+        return 1.0;
+    }
+    let mean = total / per_thread.len() as f64;
+    per_thread.iter().cloned().fold(0.0, f64::max) / mean
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn imbalance_is_max_over_mean() {
+        assert_eq!(super::imbalance(&[10.0, 10.0]), 1.0);
+        assert_eq!(super::imbalance(&[30.0, 10.0]), 1.5);
+        assert_eq!(super::imbalance(&[0.0, 0.0]), 1.0);
+    }
+}

@@ -1,0 +1,169 @@
+//! What a running server can tell about itself, for the admin endpoint and `backlog top`.
+//!
+//! Counters are read from the threads' atomics; the kernel is asked about listeners (accept
+//! queue) on the caller's thread; per-connection detail is asked of each reader, which
+//! answers between events from the connections it owns — the serving threads pay nothing
+//! until someone asks.
+
+use crate::arch::ThreadLayout;
+use crate::conn_limit::ConnLimit;
+use crate::listener::Listener;
+use crate::stats::StatsRegistry;
+use crate::{AcceptStrategy, Balance, Model};
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use sys::Waker;
+
+/// One connection, as its reader and the kernel see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// The thread that owns it.
+    pub thread: String,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// TCP state name (ESTABLISHED, CLOSE_WAIT, …).
+    pub state: String,
+    /// Milliseconds since it was accepted.
+    pub age_ms: u64,
+    /// Requests parsed on it.
+    pub requests: u64,
+    /// Bytes in the kernel's receive queue, not yet read by us.
+    pub recv_queue: u64,
+    /// Bytes in the kernel's send queue, not yet acknowledged by the client.
+    pub send_queue: u64,
+    /// Bytes read but not yet parsed.
+    pub buffered_in: u64,
+    /// Bytes of answers not yet handed to the kernel.
+    pub buffered_out: u64,
+}
+
+/// A listening socket and its accept queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerInfo {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Its accept queue now; `None` once closed (after shutdown).
+    pub accept_queue: Option<kernel::AcceptQueue>,
+}
+
+/// A question to a reader: "list your connections", with where to answer.
+pub(crate) type ConnQuery = Sender<Vec<ConnInfo>>;
+
+/// The admin side's handle on one reader.
+pub(crate) struct ReaderPort {
+    pub(crate) queries: Sender<ConnQuery>,
+    pub(crate) waker: Arc<Waker>,
+}
+
+pub(crate) fn reader_port(waker: Arc<Waker>) -> (ReaderPort, Receiver<ConnQuery>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    (ReaderPort { queries: tx, waker }, rx)
+}
+
+pub(crate) struct Inner {
+    pub(crate) model: Model,
+    pub(crate) accept: AcceptStrategy,
+    pub(crate) balance: Balance,
+    pub(crate) layout: Vec<ThreadLayout>,
+    pub(crate) registry: Arc<StatsRegistry>,
+    pub(crate) listeners: Vec<(SocketAddr, Weak<Listener>)>,
+    pub(crate) readers: Vec<ReaderPort>,
+    pub(crate) backlog: u32,
+    pub(crate) conn_limit: Arc<ConnLimit>,
+    pub(crate) started: Instant,
+}
+
+/// A cheap, cloneable view into a running server.
+#[derive(Clone)]
+pub struct Introspect {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Introspect {
+    /// The model.
+    pub fn model(&self) -> Model {
+        self.inner.model
+    }
+    /// `shared`'s accept strategy (reported for every model; it only matters for `shared`).
+    pub fn accept(&self) -> AcceptStrategy {
+        self.inner.accept
+    }
+    /// `dispatch`'s balancer.
+    pub fn balance(&self) -> Balance {
+        self.inner.balance
+    }
+    /// Every thread and what it does.
+    pub fn layout(&self) -> &[ThreadLayout] {
+        &self.inner.layout
+    }
+    /// Per-thread counters.
+    pub fn stats(&self) -> &StatsRegistry {
+        &self.inner.registry
+    }
+    /// The backlog in force (after the somaxconn clamp).
+    pub fn backlog(&self) -> u32 {
+        self.inner.backlog
+    }
+    /// The `--max-conns` ceiling.
+    pub fn max_conns(&self) -> usize {
+        self.inner.conn_limit.max()
+    }
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Each listening socket with its accept queue, read from the kernel now.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        self.inner
+            .listeners
+            .iter()
+            .map(|(addr, weak)| ListenerInfo {
+                addr: *addr,
+                accept_queue: weak.upgrade().and_then(|l| kernel::accept_queue(&*l).ok()),
+            })
+            .collect()
+    }
+
+    /// Every connection, asked of the readers that own them (each answers within `wait`).
+    pub fn connections(&self, wait: Duration) -> Vec<ConnInfo> {
+        let mut answers = Vec::new();
+        for port in &self.inner.readers {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if port.queries.send(tx).is_ok() {
+                port.waker.wake();
+                answers.push(rx);
+            }
+        }
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        for rx in answers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(list) = rx.recv_timeout(left) {
+                out.extend(list);
+            }
+        }
+        out
+    }
+}
+
+/// Name of a TCP state number from the kernel's tcp_states.h.
+pub(crate) fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        _ => "UNKNOWN",
+    }
+}
