@@ -5,6 +5,7 @@
 //! on exit. Exit codes: 0 after a clean shutdown, 2 for a bad flag or an address in use.
 
 mod app;
+mod top;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,7 +28,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve HTTP/1.1.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Live terminal view of a server's queues and threads (needs its --admin endpoint).
+    Top {
+        /// The server's admin address.
+        #[arg(default_value = "127.0.0.1:9901")]
+        addr: String,
+    },
 }
 
 #[derive(Parser)]
@@ -153,7 +160,14 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::Serve(args) => match serve(args) {
+        Command::Top { addr } => match top::run(&addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("backlog top: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 let code = match err.downcast_ref::<ServerError>() {

@@ -1,0 +1,291 @@
+//! The admin endpoint against a live server: accept queue, overflow counters, thread balance,
+//! per-connection queues, and Prometheus text that a real parser accepts.
+
+use admin::State;
+use server::{Balance, Model, Request, Response, Router, Server, ServerBuilder};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+fn app() -> Router {
+    Router::new()
+        .get("/", |_r: Request| Response::text(200, "Hello, World!\n"))
+        .get("/work", |req: Request| {
+            let us: u64 = req
+                .query_param("spin_us")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_micros(us) {
+                std::hint::spin_loop();
+            }
+            Response::text(200, "worked\n")
+        })
+}
+
+struct Pair {
+    main: Server,
+    admin: Server,
+}
+
+impl Pair {
+    fn start(builder: ServerBuilder) -> Pair {
+        let main = builder
+            .listen("127.0.0.1:0".parse().unwrap())
+            .bind(app())
+            .unwrap();
+        let admin = Server::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .model(Model::Single)
+            .label("admin")
+            .bind(admin::app(main.introspect()))
+            .unwrap();
+        Pair { main, admin }
+    }
+
+    fn get(&self, path: &str) -> String {
+        let mut s = TcpStream::connect(self.admin.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
+    }
+
+    /// Prometheus samples by name, each with its labels; parsed by a real parser.
+    fn metrics(&self) -> Vec<(String, HashMap<String, String>, f64)> {
+        std::thread::sleep(Duration::from_millis(300)); // past the sampler's cache
+        let text = self.get("/metrics");
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+        scrape
+            .samples
+            .into_iter()
+            .map(|s| {
+                let v = match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => f64::NAN,
+                };
+                let labels = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (s.metric, labels, v)
+            })
+            .collect()
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .into_iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    fn state(&self) -> State {
+        std::thread::sleep(Duration::from_millis(300));
+        serde_json::from_str(&self.get("/debug/state")).unwrap()
+    }
+}
+
+fn request(addr: SocketAddr, raw: &[u8]) -> (TcpStream, BufReader<TcpStream>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+fn read_answer(r: &mut BufReader<TcpStream>) -> u16 {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let mut len = 0;
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    status
+}
+
+#[test]
+fn the_accept_queue_is_seen_filling_and_draining() {
+    let pair = Pair::start(Server::builder().model(Model::Single).max_conns(1));
+    let addr = pair.main.local_addr();
+    let (held, mut held_r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(read_answer(&mut held_r), 200);
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            request(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(pair.metric("backlog_accept_queue_length"), 20.0);
+    assert_eq!(
+        pair.metric("backlog_accept_queue_limit"),
+        pair.main.backlog() as f64
+    );
+    drop((held, held_r));
+    for (_s, mut r) in waiting {
+        assert_eq!(read_answer(&mut r), 200);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(pair.metric("backlog_accept_queue_length"), 0.0);
+}
+
+#[test]
+fn listen_overflows_rise_when_a_small_backlog_overflows() {
+    let pair = Pair::start(
+        Server::builder()
+            .model(Model::Single)
+            .max_conns(1)
+            .backlog(2),
+    );
+    let addr = pair.main.local_addr();
+    let before = pair.metric("backlog_listen_overflows_total");
+    let (_held, mut held_r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(read_answer(&mut held_r), 200);
+    // Accepting is paused; the queue holds backlog + 1; the kernel drops the rest's SYNs
+    // (so their connects hang in retries: give each a short timeout, in parallel).
+    let extra: Vec<_> = (0..10)
+        .map(|_| {
+            std::thread::spawn(move || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+            })
+        })
+        .collect();
+    let _extra: Vec<_> = extra
+        .into_iter()
+        .filter_map(|t| t.join().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let overflows = pair.metric("backlog_listen_overflows_total");
+        if overflows > before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ListenOverflows seen");
+    }
+    let state = pair.state();
+    assert!(state.listeners[0].accept_queue_length >= 2);
+    assert_eq!(state.listeners[0].accept_queue_limit, 2);
+}
+
+/// Connections placed so that round-robin leaves one reader with three and the other with
+/// one, while least-conns evens them out; the same load then shows in the imbalance figure.
+fn imbalance_under(balance: Balance) -> f64 {
+    let pair = Pair::start(
+        Server::builder()
+            .model(Model::Dispatch)
+            .threads(2)
+            .balance(balance),
+    );
+    let addr = pair.main.local_addr();
+    let open = |n: usize| -> Vec<(TcpStream, BufReader<TcpStream>)> {
+        (0..n)
+            .map(|_| {
+                let (s, mut r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+                assert_eq!(read_answer(&mut r), 200);
+                (s, r)
+            })
+            .collect()
+    };
+    let mut first = open(4); // reader-0: #0, #2; reader-1: #1, #3 under both balancers
+    drop(first.remove(2));
+    drop(first.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pair
+        .state()
+        .threads
+        .iter()
+        .map(|t| t.counters.open)
+        .sum::<u64>()
+        != 2
+    {
+        assert!(Instant::now() < deadline);
+    }
+    let mut conns = first;
+    conns.extend(open(2));
+    let _ = pair.state(); // start a fresh interval
+    for (s, r) in conns.iter_mut() {
+        for _ in 0..50 {
+            s.write_all(b"GET /work?spin_us=100 HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_answer(r), 200);
+        }
+    }
+    pair.state().imbalance
+}
+
+#[test]
+fn least_conns_evens_out_what_round_robin_leaves_uneven() {
+    let rr = imbalance_under(Balance::RoundRobin);
+    let lc = imbalance_under(Balance::LeastConns);
+    assert!(rr > 1.3, "round-robin imbalance {rr}");
+    assert!(lc < 1.15, "least-conns imbalance {lc}");
+}
+
+#[test]
+fn connections_show_their_queues_capped_with_a_count_of_the_rest() {
+    let pair = Pair::start(Server::builder().model(Model::Reuseport).threads(2));
+    let addr = pair.main.local_addr();
+    let _conns: Vec<_> = (0..5)
+        .map(|_| request(addr, b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: yes"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let body: serde_json::Value =
+        serde_json::from_str(&pair.get("/debug/connections?limit=2")).unwrap();
+    assert_eq!(body["total"], 5);
+    assert_eq!(body["shown"], 2);
+    assert_eq!(body["omitted"], 3);
+    let c = &body["connections"][0];
+    assert_eq!(c["state"], "ESTABLISHED");
+    assert!(c["thread"].as_str().unwrap().starts_with("loop-"));
+    assert!(
+        c["buffered_in"].as_u64().unwrap() > 0,
+        "the partial head waits in our buffer"
+    );
+    assert!(c["recv_queue"].is_u64() && c["send_queue"].is_u64() && c["age_ms"].is_u64());
+}
+
+#[test]
+fn state_names_the_model_and_its_layout() {
+    let pair = Pair::start(Server::builder().model(Model::Pool).threads(1).workers(2));
+    let state = pair.state();
+    assert_eq!(state.model, "pool");
+    let names: Vec<_> = state.layout.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["worker-0", "worker-1", "loop-0"]);
+    assert_eq!(state.listeners.len(), 1);
+    assert!(state.kernel.contains_key("ListenOverflows"));
+    let metrics = pair.metrics();
+    let info = metrics
+        .iter()
+        .find(|(n, _, _)| n == "backlog_info")
+        .unwrap();
+    assert_eq!(info.1["model"], "pool");
+    assert!(metrics
+        .iter()
+        .any(|(n, l, _)| n == "backlog_thread_busy_ratio" && l["thread"] == "worker-1"));
+}
