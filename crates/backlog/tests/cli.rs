@@ -301,3 +301,11 @@ fn defer_accept_still_serves() {
     ]);
     assert!(get(served.addr, "/").contains("Hello, World!"));
 }
+
+#[test]
+fn a_public_admin_address_needs_admin_public() {
+    let (code, err) = run_to_end(&["serve", "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--admin-public"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
