@@ -99,7 +99,7 @@ impl Sampler {
         }
     }
 
-    /// The current state, sampled now unless a sample is fresher than [`CACHE`].
+    /// The current state, sampled now unless a sample is fresher than 250 ms.
     pub fn state(&self) -> Arc<State> {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, state)) = cached.as_ref() {
