@@ -177,7 +177,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
         return Err(Error::Malformed("incomplete request line"));
     };
-    if target.len() > limits.max_uri_bytes {
+    if target.len() > limits.max_uri_bytes || request_line_len(buf) > max_request_line(limits) {
         return Err(Error::UriTooLong);
     }
     if head_len > limits.max_header_bytes {
@@ -223,13 +223,27 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     }))
 }
 
+/// The request line is the method, the target and " HTTP/1.1": the target limit plus room
+/// for a long method. The same bound applies to complete and partial heads, so whether a
+/// request is refused never depends on how TCP split it (found by fuzzing).
+fn max_request_line(limits: &Limits) -> usize {
+    limits.max_uri_bytes + 64
+}
+
+/// Length of the request line (after the empty lines RFC 9112 lets a server skip), up to
+/// its LF or to the end of what has arrived.
+fn request_line_len(buf: &[u8]) -> usize {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())
+}
+
 /// A head still incomplete: refuse it as soon as it can no longer fit.
 fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
-    let line_end = buf.iter().position(|&b| b == b'\n');
-    let line_len = line_end.unwrap_or(buf.len());
-    // The request line is the method, the target and " HTTP/1.1": allow the target limit
-    // plus room for a long method before calling the target too long.
-    if line_len > limits.max_uri_bytes + 64 {
+    if request_line_len(buf) > max_request_line(limits) {
         return Err(Error::UriTooLong);
     }
     if buf.len() > limits.max_header_bytes {
