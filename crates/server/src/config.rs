@@ -111,6 +111,9 @@ pub struct Config {
     /// Open connections (across all threads) past which accepting pauses; `None`: 90% of
     /// RLIMIT_NOFILE after raising the soft limit to the hard one.
     pub max_conns: Option<usize>,
+    /// Threads of the blocking pool that takes [`Handler::blocks`](crate::Handler::blocks)
+    /// requests off the event loops (0: none; such requests then run inline).
+    pub blocking_threads: usize,
     /// A name for a secondary server in the same process (the admin listener): its thread
     /// (`single` only) and its log lines carry it.
     pub label: Option<String>,
@@ -166,6 +169,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             max_conns: None,
             label: None,
+            blocking_threads: 0,
         }
     }
 }

@@ -10,6 +10,26 @@ use std::sync::Arc;
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn call(&self, req: Request) -> Response;
+
+    /// Whether answering `req` may block the thread (a database call, a file read). In the
+    /// models that run handlers on the event loop, such requests go to the server's blocking
+    /// pool instead, so one slow call does not stall every other connection of that loop;
+    /// `pool` runs all handlers on its workers anyway.
+    fn blocks(&self, _req: &Request) -> bool {
+        false
+    }
+}
+
+/// Marks a handler as blocking for every request (see [`Handler::blocks`]).
+pub struct Blocking<H>(pub H);
+
+impl<H: Handler> Handler for Blocking<H> {
+    fn call(&self, req: Request) -> Response {
+        self.0.call(req)
+    }
+    fn blocks(&self, _req: &Request) -> bool {
+        true
+    }
 }
 
 impl<F> Handler for F
@@ -25,11 +45,17 @@ impl<H: Handler + ?Sized> Handler for Arc<H> {
     fn call(&self, req: Request) -> Response {
         (**self).call(req)
     }
+    fn blocks(&self, req: &Request) -> bool {
+        (**self).blocks(req)
+    }
 }
 
 impl Handler for Box<dyn Handler> {
     fn call(&self, req: Request) -> Response {
         (**self).call(req)
+    }
+    fn blocks(&self, req: &Request) -> bool {
+        (**self).blocks(req)
     }
 }
 

@@ -44,7 +44,7 @@ pub use acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY}
 pub use arch::ThreadLayout;
 pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts};
 pub use h1::{Limits, Method, Request, Response};
-pub use handler::Handler;
+pub use handler::{Blocking, Handler};
 pub use introspect::{ConnInfo, Introspect, ListenerInfo};
 pub use listener::somaxconn;
 pub use router::Router;

@@ -37,16 +37,33 @@ const READ_GROW: usize = 16 * 1024;
 /// The most a lingering close discards before it gives up and closes.
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
+/// A reader's link to a pool of handler threads: where it submits requests and where the
+/// answers come back.
+pub(crate) struct PoolLink {
+    pub(crate) submit: Submitter,
+    pub(crate) completions: Receiver<Completion>,
+    pub(crate) reply: usize,
+}
+
 /// Who runs the handler for requests this reader parsed.
 pub(crate) enum Exec {
-    /// The reader itself, between reads.
-    Inline(Arc<dyn Handler>),
-    /// The worker pool; answers come back on `completions`.
-    Pool {
-        submit: Submitter,
-        completions: Receiver<Completion>,
-        reply: usize,
+    /// The reader itself, between reads — except requests the handler says may block
+    /// ([`Handler::blocks`]), which go to the blocking pool when there is one.
+    Inline {
+        handler: Arc<dyn Handler>,
+        blocking: Option<PoolLink>,
     },
+    /// The worker pool, for every request (`pool`).
+    Pool(PoolLink),
+}
+
+impl Exec {
+    fn link(&self) -> Option<&PoolLink> {
+        match self {
+            Exec::Inline { blocking, .. } => blocking.as_ref(),
+            Exec::Pool(link) => Some(link),
+        }
+    }
 }
 
 /// What a reader needs besides its executor: limits, deadlines, the connection ceiling.
@@ -162,7 +179,7 @@ impl Reader {
         while let Some(fd) = self.inbox.as_ref().and_then(|i| i.pop()) {
             self.add(epoll, fd);
         }
-        let Exec::Pool { completions, .. } = &self.exec else {
+        let Some(PoolLink { completions, .. }) = self.exec.link() else {
             return;
         };
         while let Ok(done) = completions.try_recv() {
@@ -196,7 +213,7 @@ impl Reader {
                 self.blocked.pop_front();
                 continue;
             };
-            let Exec::Pool { submit, .. } = &self.exec else {
+            let Some(PoolLink { submit, .. }) = self.exec.link() else {
                 return;
             };
             match submit.try_submit(job) {
@@ -439,8 +456,15 @@ impl Reader {
                     if !ctx.keep_alive {
                         conn.closing = true;
                     }
-                    match exec {
-                        Exec::Inline(handler) => {
+                    let inline = match exec {
+                        Exec::Inline { handler, blocking } => match blocking {
+                            Some(link) if handler.blocks(&req) => Err(link),
+                            _ => Ok(handler),
+                        },
+                        Exec::Pool(link) => Err(link),
+                    };
+                    match inline {
+                        Ok(handler) => {
                             let (resp, panicked) = call_guarded(&**handler, req);
                             if panicked {
                                 stats.panicked();
@@ -457,7 +481,7 @@ impl Reader {
                             }
                             stats.requests(1);
                         }
-                        Exec::Pool { submit, reply, .. } => {
+                        Err(PoolLink { submit, reply, .. }) => {
                             let seq = conn.push_pending();
                             let job = Job {
                                 reply: *reply,

@@ -72,7 +72,24 @@ impl Router {
     }
 }
 
+impl Router {
+    fn find(&self, req: &Request) -> Option<&Route> {
+        let path = req.path();
+        let wanted = match req.method() {
+            Method::Head => &Method::Get,
+            m => m,
+        };
+        self.routes
+            .iter()
+            .find(|r| &r.method == wanted && Self::matches(&r.pattern, path))
+    }
+}
+
 impl Handler for Router {
+    fn blocks(&self, req: &Request) -> bool {
+        self.find(req).is_some_and(|r| r.handler.blocks(req))
+    }
+
     fn call(&self, req: Request) -> Response {
         let path = req.path();
         let wanted = match req.method() {

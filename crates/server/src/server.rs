@@ -127,6 +127,12 @@ impl ServerBuilder {
         self.cfg.max_conns = Some(max);
         self
     }
+    /// Threads for handlers that block ([`Handler::blocks`](crate::Handler::blocks)), off
+    /// the event loops (default 0: none).
+    pub fn blocking_threads(mut self, n: usize) -> Self {
+        self.cfg.blocking_threads = n;
+        self
+    }
     /// Name a secondary server (e.g. `admin`): with `single`, its one thread takes the name.
     pub fn label(mut self, label: &str) -> Self {
         self.cfg.label = Some(label.to_string());

@@ -44,12 +44,17 @@ pub(crate) struct Completion {
 pub(crate) struct ReplyPort {
     tx: Sender<Completion>,
     waker: Arc<Waker>,
+    /// The submitting loop's counters, whose queue depth a taken job lowers.
+    queued: Arc<ThreadStats>,
 }
 
 impl ReplyPort {
-    pub(crate) fn new(waker: Arc<Waker>) -> (ReplyPort, Receiver<Completion>) {
+    pub(crate) fn new(
+        waker: Arc<Waker>,
+        queued: Arc<ThreadStats>,
+    ) -> (ReplyPort, Receiver<Completion>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        (ReplyPort { tx, waker }, rx)
+        (ReplyPort { tx, waker, queued }, rx)
     }
 
     fn send(&self, done: Completion) {
@@ -66,6 +71,10 @@ pub(crate) struct Submitter {
 }
 
 impl Submitter {
+    pub(crate) fn new(tx: Sender<Job>, queued: Arc<ThreadStats>) -> Self {
+        Submitter { tx, queued }
+    }
+
     /// Queue `job`, or give it back when the queue is full (the caller then stops reading).
     /// The job travels by value: boxing it would cost an allocation per request.
     #[allow(clippy::result_large_err)]
@@ -81,10 +90,9 @@ impl Submitter {
     }
 }
 
-/// A bounded request queue: the submitting half and the workers' half.
-pub(crate) fn queue(depth: usize, queued: Arc<ThreadStats>) -> (Submitter, Receiver<Job>) {
-    let (tx, rx) = crossbeam_channel::bounded(depth.max(1));
-    (Submitter { tx, queued }, rx)
+/// A bounded request queue shared by every submitter and every worker.
+pub(crate) fn queue(depth: usize) -> (Sender<Job>, Receiver<Job>) {
+    crossbeam_channel::bounded(depth.max(1))
 }
 
 /// One worker thread's body: until every submitter is gone, take a job, run it, reply.
@@ -92,14 +100,15 @@ pub(crate) fn run(
     handler: Arc<dyn Handler>,
     jobs: Receiver<Job>,
     replies: Arc<Vec<ReplyPort>>,
-    queued: Arc<ThreadStats>,
     stats: Arc<ThreadStats>,
     shutdown: Arc<Shutdown>,
 ) {
     let mut date = DateCache::new(SystemTime::now());
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Ok(job) = jobs.recv() {
-        queued.handoff_pop();
+        if let Some(port) = replies.get(job.reply) {
+            port.queued.handoff_pop();
+        }
         let start = Instant::now();
         date.refresh(SystemTime::now());
         let (resp, panicked) = call_guarded(&*handler, job.req);

@@ -169,3 +169,41 @@ fn pool_stops_reading_when_workers_are_saturated() {
     drop(s);
     let _ = writer.join();
 }
+
+#[test]
+fn blocking_handlers_leave_the_event_loop_free_and_answers_keep_their_order() {
+    for model in [
+        Model::Single,
+        Model::Dispatch,
+        Model::Shared,
+        Model::Reuseport,
+    ] {
+        let s = TestServer::start(builder(model).threads(1).blocking_threads(2));
+        let names: Vec<_> = s.server().layout().iter().map(|t| t.name.clone()).collect();
+        assert!(names.contains(&"blocking-1".to_string()), "{names:?}");
+        // One connection: a blocking request, then plain ones pipelined behind it.
+        let c = connect(s.addr);
+        let mut w = c.try_clone().unwrap();
+        w.write_all(
+            b"GET /sleep?ms=300 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/after HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        // Another connection on the same (only) loop is answered while the first sleeps.
+        let t0 = Instant::now();
+        assert_eq!(
+            roundtrip(s.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+            200
+        );
+        let fast = t0.elapsed();
+        assert!(
+            fast < Duration::from_millis(150),
+            "{model:?}: GET / waited {fast:?}"
+        );
+        let mut r = BufReader::new(c);
+        let got: Vec<String> = (0..2)
+            .map(|_| read_response(&mut r, false).unwrap().text())
+            .collect();
+        assert_eq!(got, ["slept 300\n", "/seq/after"], "{model:?}");
+    }
+}

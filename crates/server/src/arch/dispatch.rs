@@ -5,7 +5,6 @@
 use super::Wiring;
 use crate::acceptor::{Sink, Turn};
 use crate::handoff::{inbox, Balancer};
-use crate::reader::Exec;
 use crate::stats::Role;
 use crate::ServerError;
 
@@ -31,7 +30,7 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
         None,
     );
     for (parts, rx) in readers {
-        let exec = Exec::Inline(w.handler.clone());
+        let exec = w.inline_exec(&parts);
         w.spawn_loop(parts, None, Some((exec, Some(rx))));
     }
     Ok(())

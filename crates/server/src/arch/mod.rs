@@ -18,10 +18,12 @@ use crate::event_loop::EventLoop;
 use crate::handler::Handler;
 use crate::introspect::{reader_port, ReaderPort};
 use crate::listener::{ListenOptions, Listener};
-use crate::reader::{Exec, Reader, ReaderConfig};
+use crate::reader::{Exec, PoolLink, Reader, ReaderConfig};
 use crate::shutdown::Shutdown;
 use crate::stats::{Role, StatsRegistry, ThreadStats};
+use crate::worker::{self, Job, ReplyPort, Submitter};
 use crate::{Config, Model, ServerError};
+use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use sys::{Epoll, Waker};
@@ -76,6 +78,9 @@ pub(crate) struct Wiring<'a> {
     pub(crate) conn_limit: Arc<ConnLimit>,
     pub(crate) listeners: Vec<(SocketAddr, Weak<Listener>)>,
     pub(crate) readers: Vec<ReaderPort>,
+    /// The blocking pool's queue and the readers' reply ports, when there is a pool.
+    blocking: Option<(Sender<Job>, Receiver<Job>)>,
+    blocking_replies: Vec<ReplyPort>,
 }
 
 /// A loop before it has a role: its epoll and waker exist so that other parts (inboxes,
@@ -93,6 +98,8 @@ impl<'a> Wiring<'a> {
             conn_limit: Arc::new(ConnLimit::new(max_conns)),
             listeners: Vec::new(),
             readers: Vec::new(),
+            blocking: None,
+            blocking_replies: Vec::new(),
             cfg,
             handler,
             shutdown: Arc::new(Shutdown::default()),
@@ -150,7 +157,7 @@ impl<'a> Wiring<'a> {
         accept: Option<(Vec<Arc<Listener>>, Turn, Sink)>,
         read: Option<(Exec, Option<crate::handoff::InboxReceiver>)>,
     ) {
-        let handles = matches!(read, Some((Exec::Inline(_), _)));
+        let handles = matches!(read, Some((Exec::Inline { .. }, _)));
         let role = match (&accept, &read) {
             (Some(_), None) => Role::Acceptor,
             (None, Some(_)) => Role::Reader,
@@ -205,6 +212,56 @@ impl<'a> Wiring<'a> {
             .push((parts.name, Box::new(move || event_loop.run())));
     }
 
+    /// How a reader on `parts` runs the handler: on its own thread, with a link to the
+    /// blocking pool for requests that may block (when the pool is configured).
+    pub(crate) fn inline_exec(&mut self, parts: &LoopParts) -> Exec {
+        let blocking = (self.cfg.blocking_threads > 0).then(|| {
+            let depth = self.cfg.queue_depth;
+            let (tx, _) = self.blocking.get_or_insert_with(|| worker::queue(depth));
+            let submit = Submitter::new(tx.clone(), parts.stats.clone());
+            let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
+            self.blocking_replies.push(port);
+            PoolLink {
+                submit,
+                completions,
+                reply: self.blocking_replies.len() - 1,
+            }
+        });
+        Exec::Inline {
+            handler: self.handler.clone(),
+            blocking,
+        }
+    }
+
+    /// Start the blocking pool's threads, once every reader has its reply port.
+    fn spawn_blocking_pool(&mut self) {
+        let Some((_, jobs)) = self.blocking.take() else {
+            return;
+        };
+        let replies = Arc::new(std::mem::take(&mut self.blocking_replies));
+        for i in 0..self.cfg.blocking_threads {
+            let name = format!("blocking-{i}");
+            let stats = self.registry.add(&name, Role::Worker);
+            let (handler, jobs, replies, shutdown) = (
+                self.handler.clone(),
+                jobs.clone(),
+                replies.clone(),
+                self.shutdown.clone(),
+            );
+            self.spawn_thread(
+                ThreadLayout {
+                    name,
+                    role: Role::Worker,
+                    listens: false,
+                    accepts: false,
+                    reads: false,
+                    handles: true,
+                },
+                Box::new(move || worker::run(handler, jobs, replies, stats, shutdown)),
+            );
+        }
+    }
+
     /// Queue a plain thread (a worker) for start.
     pub(crate) fn spawn_thread(&mut self, layout: ThreadLayout, body: ThreadBody) {
         let name = layout.name.clone();
@@ -221,5 +278,7 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
         Model::Pool => pool::build(w),
         Model::Shared => shared::build(w),
         Model::Reuseport => reuseport::build(w),
-    }
+    }?;
+    w.spawn_blocking_pool();
+    Ok(())
 }

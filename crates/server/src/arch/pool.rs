@@ -6,26 +6,26 @@
 
 use super::{ThreadLayout, Wiring};
 use crate::acceptor::{Sink, Turn};
-use crate::reader::Exec;
+use crate::reader::{Exec, PoolLink};
 use crate::stats::Role;
-use crate::worker::{self, ReplyPort};
+use crate::worker::{self, ReplyPort, Submitter};
 use crate::ServerError;
 use std::sync::Arc;
 
 pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     let listener = w.listen(false)?;
     let parts = w.loop_parts("loop-0", Role::Loop)?;
-    let (port, completions) = ReplyPort::new(parts.waker.clone());
+    let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
     let replies = Arc::new(vec![port]);
-    let (submit, jobs) = worker::queue(w.cfg.queue_depth, parts.stats.clone());
+    let (tx, jobs) = worker::queue(w.cfg.queue_depth);
+    let submit = Submitter::new(tx, parts.stats.clone());
     for i in 0..w.cfg.workers.max(1) {
         let name = format!("worker-{i}");
         let stats = w.registry.add(&name, Role::Worker);
-        let (handler, jobs, replies, queued, shutdown) = (
+        let (handler, jobs, replies, shutdown) = (
             w.handler.clone(),
             jobs.clone(),
             replies.clone(),
-            parts.stats.clone(),
             w.shutdown.clone(),
         );
         w.spawn_thread(
@@ -37,14 +37,14 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
                 reads: false,
                 handles: true,
             },
-            Box::new(move || worker::run(handler, jobs, replies, queued, stats, shutdown)),
+            Box::new(move || worker::run(handler, jobs, replies, stats, shutdown)),
         );
     }
-    let exec = Exec::Pool {
+    let exec = Exec::Pool(PoolLink {
         submit,
         completions,
         reply: 0,
-    };
+    });
     w.spawn_loop(
         parts,
         Some((vec![listener], Turn::Own, Sink::Local)),

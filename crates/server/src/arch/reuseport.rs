@@ -5,7 +5,6 @@
 
 use super::Wiring;
 use crate::acceptor::{Sink, Turn};
-use crate::reader::Exec;
 use crate::stats::Role;
 use crate::ServerError;
 
@@ -16,7 +15,7 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     }
     for (i, listener) in listeners.into_iter().enumerate() {
         let parts = w.loop_parts(&format!("loop-{i}"), Role::Loop)?;
-        let exec = Exec::Inline(w.handler.clone());
+        let exec = w.inline_exec(&parts);
         w.spawn_loop(
             parts,
             Some((vec![listener], Turn::Own, Sink::Local)),

@@ -5,7 +5,6 @@
 
 use super::Wiring;
 use crate::acceptor::{AcceptMutex, Sink, Turn};
-use crate::reader::Exec;
 use crate::stats::Role;
 use crate::{AcceptStrategy, ServerError};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
             AcceptStrategy::Mutex => Turn::Mutex(mutex.clone()),
             AcceptStrategy::Herd => Turn::Herd,
         };
-        let exec = Exec::Inline(w.handler.clone());
+        let exec = w.inline_exec(&parts);
         w.spawn_loop(
             parts,
             Some((vec![listener.clone()], turn, Sink::Local)),

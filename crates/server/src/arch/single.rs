@@ -3,7 +3,6 @@
 
 use super::Wiring;
 use crate::acceptor::{Sink, Turn};
-use crate::reader::Exec;
 use crate::stats::Role;
 use crate::ServerError;
 
@@ -11,7 +10,7 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     let listener = w.listen(false)?;
     let name = w.cfg.label.clone().unwrap_or_else(|| "loop-0".to_string());
     let parts = w.loop_parts(&name, Role::Loop)?;
-    let exec = Exec::Inline(w.handler.clone());
+    let exec = w.inline_exec(&parts);
     w.spawn_loop(
         parts,
         Some((vec![listener], Turn::Own, Sink::Local)),

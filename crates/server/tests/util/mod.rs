@@ -64,6 +64,17 @@ pub fn app() -> Router {
         .get("/panic", |_req: Request| -> Response {
             panic!("test handler panic")
         })
+        .get(
+            "/sleep",
+            server::Blocking(|req: Request| {
+                let ms: u64 = req
+                    .query_param("ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                std::thread::sleep(Duration::from_millis(ms));
+                Response::text(200, format!("slept {ms}\n"))
+            }),
+        )
         .get("/big", |_req: Request| {
             static BIG: [u8; 64 * 1024] = [b'b'; 64 * 1024];
             Response::new(200).body(&BIG[..])
