@@ -5,16 +5,22 @@
 use bytes::Bytes;
 use h1::{Request, Response};
 use server::{Handler, Router};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The longest `/work?spin_us=` honoured, so one request cannot hold a thread for minutes.
 const MAX_SPIN: Duration = Duration::from_secs(10);
 
-/// `GET /` and `GET /work?spin_us=N`.
-pub fn hello() -> impl Handler {
-    Router::new()
+/// `GET /`, `GET /work?spin_us=N`, and the comments API over `store`.
+pub fn hello(
+    store: Arc<dyn idempotency::Store>,
+    cfg: idempotency::IdempotencyConfig,
+    comment_delay: Duration,
+) -> impl Handler {
+    let router = Router::new()
         .get("/", |_req: Request| Response::text(200, "Hello, World!\n"))
-        .get("/work", work)
+        .get("/work", work);
+    crate::comments::routes(router, store, cfg, comment_delay)
 }
 
 /// Burn `spin_us` microseconds of CPU on the thread running the handler.

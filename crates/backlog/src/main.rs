@@ -5,6 +5,7 @@
 //! on exit. Exit codes: 0 after a clean shutdown, 2 for a bad flag or an address in use.
 
 mod app;
+mod comments;
 mod top;
 
 use anyhow::Context;
@@ -105,6 +106,31 @@ struct ServeArgs {
     /// Allow --admin on a non-loopback address.
     #[arg(long)]
     admin_public: bool,
+    /// Where the embedded store (SQLite) keeps comments and idempotency keys.
+    #[arg(long, env = "BACKLOG_DATA", default_value = "./backlog-data")]
+    data: std::path::PathBuf,
+    /// A shared store instead of SQLite: postgres://user@host:port/db.
+    #[arg(long)]
+    store: Option<String>,
+    /// How long a stored response answers retries with the same Idempotency-Key.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    idempotency_ttl: Duration,
+    /// How long a claimed key stays in flight before a retry may take it over (a crashed
+    /// server's claims expire after this).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    idempotency_lease: Duration,
+    /// Scope keys per client by this request header (keys are global without it).
+    #[arg(long)]
+    idempotency_scope_header: Option<String>,
+    /// Answer 400 to POST /comments without an Idempotency-Key.
+    #[arg(long)]
+    require_idempotency_key: bool,
+    /// Threads that run database calls off the event loops (not used by --model pool).
+    #[arg(long, default_value_t = 4)]
+    blocking_threads: usize,
+    /// Hold each POST /comments this long inside its transaction (crash tests, the lab).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, hide = true)]
+    comment_delay: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,6 +233,28 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Purges expired idempotency records once a minute; stops when the returned sender drops.
+fn purge_thread(
+    store: std::sync::Arc<dyn idempotency::Store>,
+) -> anyhow::Result<std::sync::mpsc::Sender<()>> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("purge".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_secs(60))
+            {
+                match store.purge_expired() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
+                    Err(err) => tracing::warn!(%err, "purging idempotency keys"),
+                }
+            }
+        })
+        .context("starting the purge thread")?;
+    Ok(stop)
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut builder = Server::builder()
         .listen(args.listen)
@@ -261,10 +309,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .into());
         }
     }
+    let mut purge = None;
+    let mut store_kind = None;
     let server = match args.app {
-        AppArg::Hello => builder.bind(app::hello()),
+        AppArg::Hello => {
+            let store = idempotency::open(args.store.as_deref(), &args.data)
+                .map_err(|err| ServerError::Config(format!("store: {err}")))?;
+            store_kind = Some(store.kind());
+            purge = Some(purge_thread(store.clone())?);
+            let cfg = idempotency::IdempotencyConfig {
+                ttl: args.idempotency_ttl,
+                lease: args.idempotency_lease,
+                scope_header: args.idempotency_scope_header.clone(),
+                require_key: args.require_idempotency_key,
+            };
+            builder
+                .blocking_threads(args.blocking_threads)
+                .bind(app::hello(store, cfg, args.comment_delay))
+        }
         AppArg::Echo => builder.bind(app::echo()),
     }?;
+    if let Some(kind) = store_kind {
+        tracing::info!(
+            store = kind,
+            "comments and idempotency keys stored in {kind}"
+        );
+    }
     // The admin endpoint runs on backlog's own core: a single-model server whose one thread
     // is named `admin`, so scrapes never run on a serving thread.
     let admin = match args.admin {
@@ -312,6 +382,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = admin {
         admin.stop();
     }
+    drop(purge);
     eprint!("{}", stats.table());
     tracing::info!("stopped");
     Ok(())

@@ -22,6 +22,10 @@ impl Served {
             .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
+            .env(
+                "BACKLOG_DATA",
+                std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -130,7 +134,12 @@ fn get(addr: SocketAddr, target: &str) -> String {
 }
 
 fn run_to_end(args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let data = std::env::temp_dir().join(format!("backlog-test-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .args(args)
+        .env("BACKLOG_DATA", data)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -25,6 +25,10 @@ impl Served {
                 "{shell_prefix} exec {BIN} serve --listen 127.0.0.1:0 {args}"
             ))
             .env("RUST_LOG", "info")
+            .env(
+                "BACKLOG_DATA",
+                std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

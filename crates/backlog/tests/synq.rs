@@ -127,6 +127,10 @@ fn handshakes_never_completed_show_as_syn_recv() {
         ])
         .args(["--model", "single"])
         .env("RUST_LOG", "info")
+        .env(
+            "BACKLOG_DATA",
+            std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
+        )
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

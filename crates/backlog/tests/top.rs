@@ -26,6 +26,10 @@ fn serve(model: &str) -> (Child, String) {
             model,
         ])
         .env("RUST_LOG", "info")
+        .env(
+            "BACKLOG_DATA",
+            std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
+        )
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
