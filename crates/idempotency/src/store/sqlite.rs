@@ -127,6 +127,36 @@ fn save(
     Ok(())
 }
 
+/// What an existing, unexpired record for `k` says, if it settles the claim.
+fn existing_claim(
+    conn: &Connection,
+    k: KeyRef<'_>,
+    fp: &[u8; 32],
+) -> Result<Option<Claim>, StoreError> {
+    let now = now_ms();
+    let existing = conn
+        .query_row(
+            "SELECT fingerprint, lease_until, expires_at, status, headers, body
+             FROM idempotency WHERE scope = ?1 AND key = ?2",
+            params![k.scope, k.key],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    stored(r.get(3)?, r.get(4)?, r.get(5)?),
+                ))
+            },
+        )
+        .optional()?;
+    Ok(match existing {
+        Some((efp, lease_until, expires_at, done)) if expires_at > now => {
+            decide(&efp, fp, done, lease_until, now)
+        }
+        _ => None,
+    })
+}
+
 struct SqliteTx<'a, 'c>(&'a rusqlite::Transaction<'c>);
 
 fn comment_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comment> {
@@ -197,30 +227,16 @@ impl Store for SqliteStore {
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
         self.with(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = now_ms();
-            let existing = tx
-                .query_row(
-                    "SELECT fingerprint, lease_until, expires_at, status, headers, body
-                     FROM idempotency WHERE scope = ?1 AND key = ?2",
-                    params![k.scope, k.key],
-                    |r| {
-                        Ok((
-                            r.get::<_, Vec<u8>>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                            stored(r.get(3)?, r.get(4)?, r.get(5)?),
-                        ))
-                    },
-                )
-                .optional()?;
-            if let Some((efp, lease_until, expires_at, done)) = existing {
-                if expires_at > now {
-                    if let Some(claim) = decide(&efp, fp, done, lease_until, now) {
-                        return Ok(claim);
-                    }
-                }
+            // First a plain read: in WAL mode it does not wait for a writer, so a repeat of
+            // a request whose handler holds the write lock hears 409 at once.
+            if let Some(claim) = existing_claim(conn, k, fp)? {
+                return Ok(claim);
             }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(claim) = existing_claim(&tx, k, fp)? {
+                return Ok(claim);
+            }
+            let now = now_ms();
             let token = new_token();
             tx.execute(
                 "INSERT INTO idempotency (scope, key, fingerprint, token, lease_until, expires_at)
