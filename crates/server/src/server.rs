@@ -127,7 +127,7 @@ impl ServerBuilder {
         self.cfg.max_conns = Some(max);
         self
     }
-    /// Threads for handlers that block ([`Handler::blocks`](crate::Handler::blocks)), off
+    /// Threads for handlers that block ([`Handler::blocks`]), off
     /// the event loops (default 0: none).
     pub fn blocking_threads(mut self, n: usize) -> Self {
         self.cfg.blocking_threads = n;
