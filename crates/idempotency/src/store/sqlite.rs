@@ -52,12 +52,14 @@ impl SqliteStore {
         for _ in 0..CONNECTIONS {
             let conn = Connection::open(&path)?;
             conn.busy_timeout(Duration::from_secs(10))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // Switching to WAL takes an exclusive lock without waiting on the busy handler:
+            // several processes starting on one directory retry instead of failing.
+            retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
             // FULL: a commit is on disk before it is acknowledged; kill -9 loses nothing.
             conn.pragma_update(None, "synchronous", "FULL")?;
             conns.push(conn);
         }
-        conns[0].execute_batch(SCHEMA)?;
+        retry_busy(|| conns[0].execute_batch(SCHEMA))?;
         Ok(SqliteStore {
             pool: Mutex::new(conns),
             available: Condvar::new(),
@@ -84,6 +86,24 @@ impl SqliteStore {
             .push(conn);
         self.available.notify_one();
         result
+    }
+}
+
+/// Retry `f` while SQLite reports the database busy or locked, for up to 10 s.
+fn retry_busy(mut f: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
