@@ -6,6 +6,7 @@
 
 mod app;
 mod comments;
+mod labcmd;
 mod top;
 
 use anyhow::Context;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Serve HTTP/1.1.
     Serve(Box<ServeArgs>),
+    /// Measure the models side by side (and nginx, Node) and write a report.
+    Lab(labcmd::LabArgs),
     /// Live terminal view of a server's queues and threads (needs its --admin endpoint).
     Top {
         /// The server's admin address.
@@ -186,6 +189,13 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
+        Command::Lab(args) => match labcmd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("backlog lab: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Top { addr } => match top::run(&addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

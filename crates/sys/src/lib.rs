@@ -34,3 +34,9 @@ pub fn would_block(err: &io::Error) -> bool {
 pub fn interrupted(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Interrupted
 }
+
+/// A non-blocking connect has started and will finish later (EINPROGRESS).
+#[inline]
+pub fn in_progress(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EINPROGRESS)
+}

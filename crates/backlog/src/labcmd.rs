@@ -1,0 +1,96 @@
+//! `backlog lab`: run the lab's plan with a progress bar; Ctrl-C stops cleanly and the
+//! report covers what was done.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `backlog lab`.
+#[derive(clap::Args)]
+pub struct LabArgs {
+    /// A short run for CI and the README (under 3 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Where report.md, results.json and the plots go.
+    #[arg(long, default_value = "lab-report")]
+    out: PathBuf,
+    /// Server threads (and nginx workers); default: one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Measured time per run (e.g. 5s).
+    #[arg(long, value_parser = crate::parse_duration)]
+    duration: Option<Duration>,
+    /// Runs per figure (the median is reported).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Only these scenarios (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Only these targets (comma-separated names, e.g. single,pool,nginx).
+    #[arg(long, value_delimiter = ',')]
+    targets: Vec<String>,
+}
+
+pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut plan = lab::scenario::Plan::new(args.quick, args.threads.unwrap_or(cores));
+    if let Some(d) = args.duration {
+        plan.duration = d;
+    }
+    if let Some(r) = args.repeats {
+        plan.repeats = r.max(1);
+    }
+    if !args.scenarios.is_empty() {
+        plan.scenarios.retain(|s| args.scenarios.contains(&s.name));
+    }
+    if !args.targets.is_empty() {
+        plan.targets
+            .retain(|t| args.targets.iter().any(|a| t.name.starts_with(a.as_str())));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
+    }
+    eprintln!(
+        "backlog lab: {} run(s) over {} scenario(s) and {} target(s); expect about {:.0} s. Ctrl-C stops and writes what is done.",
+        plan.runs(),
+        plan.scenarios.len(),
+        plan.targets.len(),
+        plan.expected().as_secs_f64()
+    );
+    let bar = indicatif::ProgressBar::new(plan.runs() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let bin = std::env::current_exe().context("locating the backlog binary")?;
+    let scratch = lab::scenario::scratch_dir();
+    let progress = |scenario: &str, target: &str| {
+        if scenario != "idle-memory" {
+            bar.inc(1);
+        }
+        bar.set_message(format!("{scenario} / {target}"));
+    };
+    let results = lab::scenario::run(&plan, &bin, &scratch, &stop, &progress);
+    bar.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&scratch);
+    lab::report::write(&results, &args.out).context("writing the report")?;
+    for s in &results.plan.scenarios {
+        if results.measurements.iter().any(|m| m.scenario == s.name) {
+            println!("\n{}\n{}", s.name, lab::report::table(&results, &s.name));
+        }
+    }
+    println!(
+        "report: {}/report.md ({} measurement(s){})",
+        args.out.display(),
+        results.measurements.len(),
+        if results.interrupted {
+            ", interrupted"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! `backlog lab`: measures the five models side by side, with nginx and Node as anchors.
+//!
+//! # Layout
+//! - [`loadgen`]: the load generator (epoll threads, closed-loop and fixed-rate, keep-alive,
+//!   pipelining, churn; HdrHistogram latencies).
+//! - [`target`]: servers under test, each started as its own process on a fresh port:
+//!   backlog in every model, nginx and Node when installed; CPU, RSS and kernel counters read
+//!   from /proc.
+//! - [`scenario`]: what is measured, and the run plan (`--quick` or full).
+//! - [`report`]: results.json, report.md and SVG plots.
+
+pub mod loadgen;
+pub mod report;
+pub mod scenario;
+pub mod target;

@@ -1,0 +1,483 @@
+//! The lab's load generator: N threads, each an epoll loop over its share of connections.
+//!
+//! Leaner than wrk on purpose (the servers it measures run on the same two cores): one
+//! buffer per connection, responses framed by Content-Length with httparse, latencies in an
+//! HdrHistogram. Two paces: closed-loop (a connection sends as soon as its answers are in)
+//! and fixed-rate without coordinated omission (each request has an intended send time and
+//! its latency counts from then, as wrk2 does, so a stalled server is charged for the
+//! requests it delayed). Connections are kept alive, pipelined D deep, or replaced after
+//! every request (churn). Every run is bounded by its duration.
+
+use hdrhistogram::Histogram;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use sys::{Epoll, Events, Interest};
+
+/// When requests are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as the answers come back.
+    Closed,
+    /// This many requests per second in total, spread evenly over connections.
+    Rate(f64),
+}
+
+/// What happens to a connection after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Kept open for the next request.
+    KeepAlive,
+    /// Closed; the next request opens a new connection.
+    Churn,
+}
+
+/// One load run.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Target.
+    pub addr: SocketAddr,
+    /// Connections open at once.
+    pub connections: usize,
+    /// Client threads.
+    pub threads: usize,
+    /// Measured time (after warm-up).
+    pub duration: Duration,
+    /// Unmeasured time first.
+    pub warmup: Duration,
+    /// Pace.
+    pub pace: Pace,
+    /// Connection reuse.
+    pub reuse: Reuse,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Raw requests with weights, picked at random per request.
+    pub requests: Vec<(u32, Vec<u8>)>,
+    /// A request unanswered this long counts as a timeout and its connection is replaced.
+    pub timeout: Duration,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    /// Responses received in the measured window.
+    pub requests: u64,
+    /// Errors by kind: connect_refused, reset, timeout, status_NNN, connect_error.
+    pub errors: BTreeMap<String, u64>,
+    /// Latency in microseconds.
+    pub latency: Histogram<u64>,
+    /// The measured window.
+    pub elapsed: Duration,
+}
+
+impl LoadResult {
+    fn empty() -> LoadResult {
+        LoadResult {
+            requests: 0,
+            errors: BTreeMap::new(),
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn merge(&mut self, other: LoadResult) {
+        self.requests += other.requests;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_insert(0) += v;
+        }
+        let _ = self.latency.add(&other.latency);
+        self.elapsed = self.elapsed.max(other.elapsed);
+    }
+
+    /// Requests per second over the measured window.
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Total errors.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Run `spec` until its duration ends or `stop` is set.
+pub fn run(spec: &LoadSpec, stop: &AtomicBool) -> LoadResult {
+    let threads = spec.threads.clamp(1, spec.connections.max(1));
+    let mut total = LoadResult::empty();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mut mine = spec.clone();
+                mine.connections =
+                    spec.connections / threads + usize::from(t < spec.connections % threads);
+                if let Pace::Rate(r) = spec.pace {
+                    mine.pace = Pace::Rate(r * mine.connections as f64 / spec.connections as f64);
+                }
+                std::thread::Builder::new()
+                    .name(format!("load-{t}"))
+                    .spawn_scoped(scope, move || Worker::new(&mine, t as u64).run(&mine, stop))
+                    .expect("spawning a load thread")
+            })
+            .collect();
+        for h in handles {
+            if let Ok(r) = h.join() {
+                total.merge(r);
+            }
+        }
+    });
+    total
+}
+
+struct Conn {
+    sock: Option<Socket>,
+    connected: bool,
+    out: Vec<u8>,
+    inbuf: Vec<u8>,
+    /// Send (or intended send) time of each request in flight.
+    sent: VecDeque<Instant>,
+    /// Rate mode: when the next request is due.
+    next_due: Instant,
+}
+
+struct Worker {
+    epoll: Epoll,
+    conns: Vec<Conn>,
+    rng: u64,
+    interval: Option<Duration>,
+    result: LoadResult,
+    measuring_from: Instant,
+    weights: u32,
+}
+
+impl Worker {
+    fn new(spec: &LoadSpec, seed: u64) -> Worker {
+        let now = Instant::now();
+        let interval = match spec.pace {
+            Pace::Rate(r) if r > 0.0 && spec.connections > 0 => {
+                Some(Duration::from_secs_f64(spec.connections as f64 / r))
+            }
+            _ => None,
+        };
+        let mut w = Worker {
+            epoll: Epoll::new().expect("epoll"),
+            conns: Vec::new(),
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+            interval,
+            result: LoadResult::empty(),
+            measuring_from: now + spec.warmup,
+            weights: spec.requests.iter().map(|(w, _)| *w).sum::<u32>().max(1),
+        };
+        for i in 0..spec.connections {
+            // Spread the first intended send times over one interval.
+            let offset = interval.map_or(Duration::ZERO, |iv| {
+                iv.mul_f64(i as f64 / spec.connections.max(1) as f64)
+            });
+            w.conns.push(Conn {
+                sock: None,
+                connected: false,
+                out: Vec::with_capacity(1024),
+                inbuf: Vec::with_capacity(4096),
+                sent: VecDeque::new(),
+                next_due: now + offset,
+            });
+            w.open(spec, i);
+        }
+        w
+    }
+
+    fn error(&mut self, kind: &str) {
+        if Instant::now() >= self.measuring_from {
+            *self.result.errors.entry(kind.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    fn open(&mut self, spec: &LoadSpec, i: usize) {
+        let sock = match Socket::new(
+            Domain::for_address(spec.addr),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        ) {
+            Ok(s) => s,
+            Err(_) => {
+                self.error("connect_error");
+                return;
+            }
+        };
+        let _ = sock.set_nonblocking(true);
+        let _ = sock.set_tcp_nodelay(true);
+        match sock.connect(&SockAddr::from(spec.addr)) {
+            Ok(()) => {}
+            Err(e) if sys::in_progress(&e) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                self.error("connect_refused");
+                return;
+            }
+            Err(_) => {
+                self.error("connect_error");
+                return;
+            }
+        }
+        if self
+            .epoll
+            .add(&sock, i as u64, Interest::Connection)
+            .is_err()
+        {
+            self.error("connect_error");
+            return;
+        }
+        let c = &mut self.conns[i];
+        c.sock = Some(sock);
+        c.connected = false;
+        c.inbuf.clear();
+        c.out.clear();
+        c.sent.clear();
+    }
+
+    fn close(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if let Some(s) = c.sock.take() {
+            let _ = self.epoll.delete(&s);
+        }
+        c.sent.clear();
+        c.inbuf.clear();
+        c.out.clear();
+        c.connected = false;
+    }
+
+    fn pick(&mut self, spec: &LoadSpec) -> usize {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        let mut r = (x % self.weights as u64) as u32;
+        for (i, (w, _)) in spec.requests.iter().enumerate() {
+            if r < *w {
+                return i;
+            }
+            r -= w;
+        }
+        0
+    }
+
+    /// Queue requests that may be sent now, then write.
+    fn fill(&mut self, spec: &LoadSpec, i: usize, now: Instant) {
+        if !self.conns[i].connected {
+            return;
+        }
+        let batch = match spec.reuse {
+            Reuse::Churn => 1,
+            Reuse::KeepAlive => spec.pipeline.max(1),
+        };
+        match self.interval {
+            // Closed loop: a new batch once the last one is answered.
+            None => {
+                if self.conns[i].sent.is_empty() {
+                    for _ in 0..batch {
+                        self.queue(spec, i, now);
+                    }
+                }
+            }
+            // Fixed rate: every request that is due, stamped with when it was due.
+            Some(iv) => {
+                let cap = if spec.reuse == Reuse::Churn {
+                    1
+                } else {
+                    batch.max(64)
+                };
+                while self.conns[i].next_due <= now && self.conns[i].sent.len() < cap {
+                    let due = self.conns[i].next_due;
+                    self.conns[i].next_due = due + iv;
+                    self.queue(spec, i, due);
+                }
+            }
+        }
+        self.flush(i);
+    }
+
+    fn queue(&mut self, spec: &LoadSpec, i: usize, stamp: Instant) {
+        let which = self.pick(spec);
+        let c = &mut self.conns[i];
+        c.out.extend_from_slice(&spec.requests[which].1);
+        c.sent.push_back(stamp);
+    }
+
+    fn flush(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        let Some(sock) = c.sock.as_mut() else { return };
+        while !c.out.is_empty() {
+            match sock.write(&c.out) {
+                Ok(n) => {
+                    c.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.error("reset");
+                    self.close(i);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, spec: &LoadSpec, i: usize, now: Instant) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Some(sock) = self.conns[i].sock.as_mut() else {
+                return;
+            };
+            match sock.read(&mut buf) {
+                Ok(0) => {
+                    if !self.conns[i].sent.is_empty() {
+                        self.error("reset");
+                    }
+                    self.close(i);
+                    self.open(spec, i);
+                    return;
+                }
+                Ok(n) => self.conns[i].inbuf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.error("reset");
+                    self.close(i);
+                    self.open(spec, i);
+                    return;
+                }
+            }
+        }
+        // Frame every complete response.
+        loop {
+            let c = &mut self.conns[i];
+            let mut headers = [httparse::EMPTY_HEADER; 24];
+            let mut resp = httparse::Response::new(&mut headers);
+            let head = match resp.parse(&c.inbuf) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => break,
+                Err(_) => {
+                    self.error("bad_response");
+                    self.close(i);
+                    self.open(spec, i);
+                    return;
+                }
+            };
+            let status = resp.code.unwrap_or(0);
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            if status == 100 {
+                c.inbuf.drain(..head);
+                continue;
+            }
+            if c.inbuf.len() < head + len {
+                break;
+            }
+            c.inbuf.drain(..head + len);
+            let sent = c.sent.pop_front();
+            if let Some(t) = sent {
+                if t >= self.measuring_from {
+                    let us = now.saturating_duration_since(t).as_micros() as u64;
+                    let _ = self.result.latency.record(us.max(1));
+                    self.result.requests += 1;
+                    if status != 200 && status != 201 {
+                        *self
+                            .result
+                            .errors
+                            .entry(format!("status_{status}"))
+                            .or_insert(0) += 1;
+                    }
+                }
+            }
+            if spec.reuse == Reuse::Churn {
+                self.close(i);
+                self.open(spec, i);
+                return;
+            }
+        }
+    }
+
+    fn run(mut self, spec: &LoadSpec, stop: &AtomicBool) -> LoadResult {
+        let end = self.measuring_from + spec.duration;
+        let mut events = Events::with_capacity(1024);
+        let mut last_sweep = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= end || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            for i in 0..self.conns.len() {
+                if self.conns[i].sock.is_none() {
+                    self.open(spec, i);
+                }
+                self.fill(spec, i, now);
+            }
+            let wait = if self.interval.is_some() {
+                Duration::from_micros(500)
+            } else {
+                Duration::from_millis(10)
+            };
+            if self.epoll.wait(&mut events, Some(wait)).is_err() {
+                break;
+            }
+            let now = Instant::now();
+            let ready: Vec<(u64, bool, bool)> = events
+                .iter()
+                .map(|(t, r)| (t, r.readable(), r.writable()))
+                .collect();
+            for (token, readable, writable) in ready {
+                let i = token as usize;
+                if i >= self.conns.len() || self.conns[i].sock.is_none() {
+                    continue;
+                }
+                if writable && !self.conns[i].connected {
+                    let err = self.conns[i]
+                        .sock
+                        .as_ref()
+                        .and_then(|s| s.take_error().ok().flatten());
+                    if let Some(e) = err {
+                        let kind = if e.kind() == io::ErrorKind::ConnectionRefused {
+                            "connect_refused"
+                        } else {
+                            "connect_error"
+                        };
+                        self.error(kind);
+                        self.close(i);
+                        continue;
+                    }
+                    self.conns[i].connected = true;
+                    self.fill(spec, i, now);
+                }
+                if writable {
+                    self.flush(i);
+                }
+                if readable {
+                    self.read(spec, i, now);
+                    self.fill(spec, i, now);
+                }
+            }
+            if now.duration_since(last_sweep) > Duration::from_millis(100) {
+                last_sweep = now;
+                for i in 0..self.conns.len() {
+                    let stale = self.conns[i]
+                        .sent
+                        .front()
+                        .is_some_and(|t| now.saturating_duration_since(*t) > spec.timeout);
+                    if stale {
+                        self.error("timeout");
+                        self.close(i);
+                    }
+                }
+            }
+        }
+        self.result.elapsed = Instant::now()
+            .saturating_duration_since(self.measuring_from)
+            .min(spec.duration)
+            .max(Duration::from_millis(1));
+        self.result
+    }
+}

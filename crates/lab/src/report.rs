@@ -1,0 +1,284 @@
+//! The lab's output: `results.json` (every raw figure), `report.md` (tables a person reads
+//! at a glance, every figure also as a ratio to nginx) and SVG plots (plotters):
+//! requests/s per target per scenario, latency distributions, per-thread balance.
+
+use crate::scenario::{Measurement, Results};
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Write everything under `out`.
+pub fn write(results: &Results, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_vec_pretty(results)?,
+    )?;
+    let mut plots = Vec::new();
+    for s in &results.plan.scenarios {
+        let rows: Vec<&Measurement> = results
+            .measurements
+            .iter()
+            .filter(|m| m.scenario == s.name)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let rps_file = format!("rps-{}.svg", s.name);
+        bars(
+            &out.join(&rps_file),
+            &format!("{}: requests/s", s.name),
+            &rows
+                .iter()
+                .map(|m| (m.target.clone(), m.rps))
+                .collect::<Vec<_>>(),
+        )?;
+        let cdf_file = format!("latency-{}.svg", s.name);
+        cdf(
+            &out.join(&cdf_file),
+            &format!("{}: latency by percentile", s.name),
+            &rows,
+        )?;
+        plots.push((s.name.clone(), rps_file, cdf_file));
+    }
+    let balance: Vec<&Measurement> = results
+        .measurements
+        .iter()
+        .filter(|m| m.scenario == "mixed" && !m.per_thread.is_empty())
+        .collect();
+    if !balance.is_empty() {
+        balance_plot(&out.join("balance-mixed.svg"), &balance)?;
+    }
+    std::fs::write(
+        out.join("report.md"),
+        markdown(results, &plots, !balance.is_empty()),
+    )?;
+    Ok(())
+}
+
+fn nginx<'a>(rows: &[&'a Measurement]) -> Option<&'a Measurement> {
+    rows.iter().copied().find(|m| m.target.starts_with("nginx"))
+}
+
+fn ratio(value: f64, base: Option<f64>) -> String {
+    match base {
+        Some(b) if b > 0.0 => format!("{:.2}×", value / b),
+        _ => "—".into(),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// The report's headline table for one scenario.
+pub fn table(results: &Results, scenario: &str) -> String {
+    let rows: Vec<&Measurement> = results
+        .measurements
+        .iter()
+        .filter(|m| m.scenario == scenario)
+        .collect();
+    let base = nginx(&rows);
+    let mut t = String::new();
+    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | vs nginx | client CPU µs/req | errors | accept-queue peak |");
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for m in rows {
+        let spread = if m.rps_runs.len() > 1 {
+            let lo = m.rps_runs.iter().cloned().fold(f64::MAX, f64::min);
+            let hi = m.rps_runs.iter().cloned().fold(0.0, f64::max);
+            format!(" ({:.0}–{:.0})", lo, hi)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            t,
+            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} |",
+            m.target,
+            if m.client_limited { " ⚑" } else { "" },
+            m.rps,
+            spread,
+            ratio(m.rps, base.map(|b| b.rps)),
+            ms(m.p50_us),
+            ms(m.p99_us),
+            ms(m.p999_us),
+            m.server_cpu_us,
+            ratio(m.server_cpu_us, base.map(|b| b.server_cpu_us)),
+            m.client_cpu_us,
+            m.errors.values().sum::<u64>(),
+            m.accept_queue_peak.map_or("—".into(), |p| p.to_string()),
+        );
+    }
+    t
+}
+
+fn markdown(results: &Results, plots: &[(String, String, String)], balance: bool) -> String {
+    let plan = &results.plan;
+    let mut md = String::new();
+    let _ = writeln!(md, "# backlog lab report\n");
+    let _ = writeln!(
+        md,
+        "{} scenario(s) × {} target(s), {} run(s) each of {:.1} s after {:.1} s warm-up; servers with {} thread(s), \
+one load-generator thread; wall time {:.0} s{}.\n",
+        plan.scenarios.len(),
+        plan.targets.len(),
+        plan.repeats,
+        plan.duration.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        plan.threads,
+        results.wall_s,
+        if results.interrupted { " — **interrupted: partial results**" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "Every figure is a ratio taken in this one run on this one machine. Server CPU µs/req (user + system time of \
+the server's processes over the measured window) is the figure that decides: ⚑ marks runs where the load \
+generator used ≥ 90% of its core, so requests/s measured the client, not the server.\n"
+    );
+    for (name, rps, cdf) in plots {
+        let about = plan
+            .scenarios
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| s.about.clone())
+            .unwrap_or_default();
+        let _ = writeln!(md, "## {name}\n\n{about}\n");
+        md.push_str(&table(results, name));
+        let _ = writeln!(md, "\n![requests/s]({rps}) ![latency]({cdf})\n");
+    }
+    if balance {
+        let _ = writeln!(md, "## Balance under the mixed load\n\nRequests per handling thread (backlog models):\n\n![balance](balance-mixed.svg)\n");
+    }
+    if !results.idle.is_empty() {
+        let base = results
+            .idle
+            .iter()
+            .find(|i| i.target.starts_with("nginx"))
+            .map(|i| i.bytes_per_connection);
+        let _ = writeln!(md, "## Memory per idle keep-alive connection\n\n| target | connections | bytes/connection | vs nginx |\n|---|---:|---:|---:|");
+        for i in &results.idle {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {} |",
+                i.target,
+                i.connections,
+                i.bytes_per_connection,
+                ratio(i.bytes_per_connection, base)
+            );
+        }
+        md.push('\n');
+    }
+    if !results.notes.is_empty() {
+        let _ = writeln!(md, "## Notes\n");
+        for n in &results.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    md
+}
+
+fn bars(path: &Path, title: &str, values: &[(String, f64)]) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (760, 60 + 28 * values.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = values.iter().map(|(_, v)| *v).fold(1.0, f64::max) * 1.15;
+    let n = values.len() as i32;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(170)
+        .build_cartesian_2d(0.0..max, 0..n)?;
+    let names: Vec<String> = values.iter().map(|(n, _)| n.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(values.len())
+        .y_label_formatter(&|i| names.get(*i as usize).cloned().unwrap_or_default())
+        .x_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+        .draw()?;
+    chart.draw_series(values.iter().enumerate().map(|(i, (name, v))| {
+        let color = if name.starts_with("nginx") || name.starts_with("node") {
+            RGBColor(150, 150, 150)
+        } else {
+            RGBColor(40, 110, 180)
+        };
+        Rectangle::new([(0.0, i as i32), (*v, i as i32 + 1)], color.filled())
+    }))?;
+    chart.draw_series(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, (_, v))| Text::new(format!(" {:.0}", v), (*v, i as i32), ("sans-serif", 12))),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+fn cdf(path: &Path, title: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (760, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    // x in "nines": 0 = p0 … 1 = p90, 2 = p99, 3 = p99.9, 4 = p99.99.
+    let nines = |p: f64| -> f64 {
+        if p >= 100.0 {
+            4.2
+        } else {
+            (-(1.0 - p / 100.0).log10()).min(4.2)
+        }
+    };
+    let max_ms = rows
+        .iter()
+        .flat_map(|m| m.cdf.iter().map(|(_, us)| *us as f64 / 1000.0))
+        .fold(0.1, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..4.3, (0.01..max_ms * 1.2).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("ms")
+        .x_label_formatter(&|x: &f64| match (*x * 10.0).round() as i32 {
+            0 => "0".into(),
+            10 => "90".into(),
+            20 => "99".into(),
+            30 => "99.9".into(),
+            40 => "99.99".into(),
+            _ => String::new(),
+        })
+        .draw()?;
+    for (i, m) in rows.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> = m
+            .cdf
+            .iter()
+            .map(|(p, us)| (nines(*p), (*us as f64 / 1000.0).max(0.01)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(m.target.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn balance_plot(path: &Path, rows: &[&Measurement]) -> anyhow::Result<()> {
+    let values: Vec<(String, f64)> = rows
+        .iter()
+        .flat_map(|m| {
+            m.per_thread
+                .iter()
+                .map(move |(t, n)| (format!("{} {}", m.target, t), *n as f64))
+        })
+        .collect();
+    bars(path, "mixed: requests per handling thread", &values)
+}

@@ -1,0 +1,522 @@
+//! What the lab measures, and the loop that measures it.
+//!
+//! Each scenario runs against every target, each server started as its own process on a
+//! fresh port, with a warm-up before measuring; each figure is the median of the repeats,
+//! with the spread kept. Server CPU per request (user + system time of the server's
+//! processes over the measured window, from /proc) is the figure that decides: on two
+//! cores the client is often the limit on requests/s, and the report says when it was.
+
+use crate::loadgen::{self, LoadSpec, Pace, Reuse};
+use crate::target::{self, Running, Target};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// One scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Short name (file names, tables).
+    pub name: String,
+    /// What it shows.
+    pub about: String,
+    /// Connections of the measured clients.
+    pub connections: usize,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Connection per request?
+    pub churn: bool,
+    /// Paths with weights.
+    pub mix: Vec<(u32, String)>,
+    /// Only backlog can serve it (`/work`).
+    pub backlog_only: bool,
+    /// Extra connections trickling a header byte every 0.5 s while measuring.
+    pub slowloris: usize,
+}
+
+impl Scenario {
+    fn new(name: &str, about: &str, connections: usize) -> Scenario {
+        Scenario {
+            name: name.into(),
+            about: about.into(),
+            connections,
+            pipeline: 1,
+            churn: false,
+            mix: vec![(1, "/".into())],
+            backlog_only: false,
+            slowloris: 0,
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// Scenarios in order.
+    pub scenarios: Vec<Scenario>,
+    /// Targets in order.
+    pub targets: Vec<Target>,
+    /// Server threads (and nginx workers).
+    pub threads: usize,
+    /// Load-generator threads.
+    pub client_threads: usize,
+    /// Measured seconds per run.
+    pub duration: Duration,
+    /// Warm-up per run.
+    pub warmup: Duration,
+    /// Runs per figure (the median is reported).
+    pub repeats: usize,
+    /// Idle keep-alive connections for the memory figure.
+    pub idle_connections: usize,
+}
+
+impl Plan {
+    /// `--quick` (under 3 minutes, for CI) or the full run.
+    pub fn new(quick: bool, threads: usize) -> Plan {
+        let mut keepalive = Scenario::new("keepalive-64", "keep-alive GET /, 64 connections", 64);
+        keepalive.about = "keep-alive plaintext GET /, 64 connections".into();
+        let big = Scenario::new(
+            "keepalive-1024",
+            "keep-alive GET /, 1,024 connections",
+            1024,
+        );
+        let mut churn = Scenario::new("churn", "a new connection per request, 64 at a time", 64);
+        churn.churn = true;
+        let mut pipelined = Scenario::new(
+            "pipelined-16",
+            "keep-alive, 16 requests pipelined, 64 connections",
+            64,
+        );
+        pipelined.pipeline = 16;
+        let mut mixed = Scenario::new(
+            "mixed",
+            "95% GET /, 5% GET /work?spin_us=2000: imbalance and head-of-line blocking",
+            64,
+        );
+        mixed.mix = vec![(95, "/".into()), (5, "/work?spin_us=2000".into())];
+        mixed.backlog_only = true;
+        let mut slowloris = Scenario::new("slowloris", "64 normal keep-alive clients while 1,000 connections trickle a header byte every 0.5 s", 64);
+        slowloris.slowloris = 1000;
+
+        let mut targets = vec![
+            Target::backlog("single", "single", &[]),
+            Target::backlog("dispatch", "dispatch", &[]),
+            Target::backlog("pool", "pool", &[]),
+            Target::backlog("shared", "shared", &[]),
+            Target::backlog("reuseport", "reuseport", &[]),
+        ];
+        if !quick {
+            targets.extend([
+                Target::backlog(
+                    "dispatch/least-conns",
+                    "dispatch",
+                    &["--balance", "least-conns"],
+                ),
+                Target::backlog("dispatch/p2c", "dispatch", &["--balance", "p2c"]),
+                Target::backlog("shared/mutex", "shared", &["--accept", "mutex"]),
+                Target::backlog("shared/herd", "shared", &["--accept", "herd"]),
+            ]);
+        }
+        targets.push(Target {
+            name: format!("nginx ({threads} workers)"),
+            kind: target::Kind::Nginx { workers: threads },
+        });
+        targets.push(Target {
+            name: "node".into(),
+            kind: target::Kind::Node { cluster: false },
+        });
+        if !quick {
+            targets.push(Target {
+                name: format!("node cluster ({threads})"),
+                kind: target::Kind::Node { cluster: true },
+            });
+        }
+        let scenarios = if quick {
+            vec![keepalive, churn, pipelined, mixed]
+        } else {
+            vec![keepalive, big, churn, pipelined, mixed, slowloris]
+        };
+        Plan {
+            scenarios,
+            targets,
+            threads,
+            client_threads: 1,
+            duration: if quick {
+                Duration::from_millis(1500)
+            } else {
+                Duration::from_secs(5)
+            },
+            warmup: if quick {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(1)
+            },
+            repeats: if quick { 1 } else { 3 },
+            idle_connections: if quick { 1000 } else { 10_000 },
+        }
+    }
+
+    /// Number of runs, for the progress bar.
+    pub fn runs(&self) -> usize {
+        self.scenarios
+            .iter()
+            .map(|s| {
+                self.targets
+                    .iter()
+                    .filter(|t| !s.backlog_only || t.is_backlog())
+                    .count()
+            })
+            .sum::<usize>()
+            * self.repeats
+    }
+
+    /// A bound on how long it takes.
+    pub fn expected(&self) -> Duration {
+        let per_run = self.duration + self.warmup + Duration::from_millis(900);
+        per_run * self.runs() as u32 + Duration::from_secs(4) * self.targets.len() as u32
+    }
+}
+
+/// One scenario against one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Scenario name.
+    pub scenario: String,
+    /// Target name.
+    pub target: String,
+    /// Requests per second (median of the runs).
+    pub rps: f64,
+    /// Requests per second of every run.
+    pub rps_runs: Vec<f64>,
+    /// Latency percentiles of the median run, µs.
+    pub p50_us: u64,
+    /// 90th percentile, µs.
+    pub p90_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub p999_us: u64,
+    /// Slowest, µs.
+    pub max_us: u64,
+    /// The latency distribution, as (percentile, µs) points.
+    pub cdf: Vec<(f64, u64)>,
+    /// Errors by kind (summed over runs).
+    pub errors: BTreeMap<String, u64>,
+    /// Server CPU per request, µs (median run).
+    pub server_cpu_us: f64,
+    /// Load-generator CPU per request, µs (median run).
+    pub client_cpu_us: f64,
+    /// The client used ≥ 90% of its core(s): requests/s then measure the client.
+    pub client_limited: bool,
+    /// Server RSS at the end, KiB.
+    pub rss_kib: u64,
+    /// Peak accept-queue length seen by the admin endpoint (backlog only).
+    pub accept_queue_peak: Option<u32>,
+    /// Host ListenOverflows during the run.
+    pub listen_overflows: u64,
+    /// Requests per handling thread (backlog only), for the balance plot.
+    pub per_thread: Vec<(String, u64)>,
+}
+
+/// Memory per idle keep-alive connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleMemory {
+    /// Target name.
+    pub target: String,
+    /// Connections held.
+    pub connections: usize,
+    /// RSS growth per connection, bytes.
+    pub bytes_per_connection: f64,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    /// The plan that ran.
+    pub plan: Plan,
+    /// Measurements, in run order.
+    pub measurements: Vec<Measurement>,
+    /// Idle-connection memory per target.
+    pub idle: Vec<IdleMemory>,
+    /// Whether Ctrl-C cut the run short.
+    pub interrupted: bool,
+    /// Wall time of the run, seconds.
+    pub wall_s: f64,
+    /// Notes for the report (skipped targets, …).
+    pub notes: Vec<String>,
+}
+
+fn request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n").into_bytes()
+}
+
+struct Run {
+    result: loadgen::LoadResult,
+    server_cpu: f64,
+    client_cpu: f64,
+    rss: u64,
+    queue_peak: Option<u32>,
+    overflows: u64,
+    per_thread: Vec<(String, u64)>,
+}
+
+fn overflows() -> u64 {
+    kernel::TcpExt::read()
+        .map(|t| t.get("ListenOverflows"))
+        .unwrap_or(0)
+}
+
+fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Run {
+    let spec = LoadSpec {
+        addr: server.addr,
+        connections: s.connections,
+        threads: plan.client_threads,
+        duration: plan.duration,
+        warmup: plan.warmup,
+        pace: Pace::Closed,
+        reuse: if s.churn {
+            Reuse::Churn
+        } else {
+            Reuse::KeepAlive
+        },
+        pipeline: s.pipeline,
+        requests: s.mix.iter().map(|(w, p)| (*w, request(p))).collect(),
+        timeout: Duration::from_secs(5),
+    };
+    let peak = AtomicU32::new(0);
+    let measuring = AtomicBool::new(true);
+    let before_state = server.admin.and_then(target::admin_state);
+    let mut cpu = (0.0, 0.0, 0u64);
+    let result = std::thread::scope(|scope| {
+        // CPU and counters from the end of the warm-up.
+        let baseline = scope.spawn(|| {
+            std::thread::sleep(plan.warmup);
+            (server.cpu_seconds(), target::own_cpu_seconds(), overflows())
+        });
+        if let Some(admin) = server.admin {
+            let (peak, measuring) = (&peak, &measuring);
+            scope.spawn(move || {
+                while measuring.load(Ordering::Relaxed) {
+                    if let Some(st) = target::admin_state(admin) {
+                        let q = st
+                            .listeners
+                            .iter()
+                            .map(|l| l.accept_queue_length)
+                            .max()
+                            .unwrap_or(0);
+                        peak.fetch_max(q, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+        if s.slowloris > 0 {
+            let (addr, n, until) = (
+                server.addr,
+                s.slowloris,
+                Instant::now() + plan.warmup + plan.duration,
+            );
+            scope.spawn(move || trickle(addr, n, until));
+        }
+        let r = loadgen::run(&spec, stop);
+        measuring.store(false, Ordering::Relaxed);
+        cpu = baseline.join().unwrap_or((0.0, 0.0, 0));
+        r
+    });
+    let after_state = server.admin.and_then(target::admin_state);
+    let per_thread = match (before_state, after_state) {
+        (Some(b), Some(a)) => a
+            .threads
+            .iter()
+            .filter(|t| {
+                a.layout
+                    .iter()
+                    .any(|l| l.name == t.counters.name && l.handles)
+            })
+            .map(|t| {
+                let before = b
+                    .threads
+                    .iter()
+                    .find(|o| o.counters.name == t.counters.name);
+                (
+                    t.counters.name.clone(),
+                    t.counters.requests - before.map_or(0, |o| o.counters.requests),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Run {
+        server_cpu: server.cpu_seconds() - cpu.0,
+        client_cpu: target::own_cpu_seconds() - cpu.1,
+        rss: server.rss_kib(),
+        queue_peak: server.admin.map(|_| peak.load(Ordering::Relaxed)),
+        overflows: overflows().saturating_sub(cpu.2),
+        per_thread,
+        result,
+    }
+}
+
+/// Connections that send a request head one byte every 0.5 s and never finish it.
+fn trickle(addr: std::net::SocketAddr, n: usize, until: Instant) {
+    let mut conns: Vec<TcpStream> = (0..n)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    let head = b"GET / HTTP/1.1\r\nHost: lab\r\nX-Slow: ";
+    let mut i = 0;
+    while Instant::now() < until {
+        let b = head.get(i).copied().unwrap_or(b'a');
+        conns.retain_mut(|c| c.write_all(&[b]).is_ok());
+        i += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Hold `n` idle keep-alive connections (each answered once) and measure RSS growth.
+fn idle_memory(server: &Running, n: usize) -> f64 {
+    use std::io::Read;
+    let before = server.rss_kib();
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let Ok(mut c) = TcpStream::connect(server.addr) else {
+            break;
+        };
+        let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n");
+        conns.push(c);
+    }
+    let mut buf = [0u8; 512];
+    for c in conns.iter_mut() {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = c.read(&mut buf);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = server.rss_kib();
+    (after.saturating_sub(before) as f64 * 1024.0) / conns.len().max(1) as f64
+}
+
+fn median_index(values: &[f64]) -> usize {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+    idx[idx.len() / 2]
+}
+
+/// Run the plan. `progress` is told each run as it starts; `stop` (Ctrl-C) ends the run
+/// early and what is done is returned.
+pub fn run(
+    plan: &Plan,
+    backlog_bin: &Path,
+    scratch: &Path,
+    stop: &AtomicBool,
+    progress: &dyn Fn(&str, &str),
+) -> Results {
+    let started = Instant::now();
+    let mut results = Results {
+        plan: plan.clone(),
+        measurements: Vec::new(),
+        idle: Vec::new(),
+        interrupted: false,
+        wall_s: 0.0,
+        notes: Vec::new(),
+    };
+    for t in &plan.targets {
+        if !t.available() {
+            results
+                .notes
+                .push(format!("{} skipped: not installed", t.name));
+        }
+    }
+    'scenarios: for s in &plan.scenarios {
+        for t in plan
+            .targets
+            .iter()
+            .filter(|t| t.available() && (!s.backlog_only || t.is_backlog()))
+        {
+            let mut runs = Vec::new();
+            for _ in 0..plan.repeats {
+                if stop.load(Ordering::Relaxed) {
+                    results.interrupted = true;
+                    break 'scenarios;
+                }
+                progress(&s.name, &t.name);
+                let server = match target::start(t, backlog_bin, plan.threads, scratch) {
+                    Ok(server) => server,
+                    Err(err) => {
+                        results
+                            .notes
+                            .push(format!("{} / {}: {err:#}", s.name, t.name));
+                        continue;
+                    }
+                };
+                runs.push(one_run(plan, s, &server, stop));
+                server.stop();
+            }
+            if runs.is_empty() {
+                continue;
+            }
+            let rps: Vec<f64> = runs.iter().map(|r| r.result.rps()).collect();
+            let mid = &runs[median_index(&rps)];
+            let h = &mid.result.latency;
+            let reqs = mid.result.requests.max(1) as f64;
+            let mut errors = BTreeMap::new();
+            for r in &runs {
+                for (k, v) in &r.result.errors {
+                    *errors.entry(k.clone()).or_insert(0) += v;
+                }
+            }
+            let window = plan.duration.as_secs_f64();
+            results.measurements.push(Measurement {
+                scenario: s.name.clone(),
+                target: t.name.clone(),
+                rps: mid.result.rps(),
+                rps_runs: rps.clone(),
+                p50_us: h.value_at_quantile(0.5),
+                p90_us: h.value_at_quantile(0.9),
+                p99_us: h.value_at_quantile(0.99),
+                p999_us: h.value_at_quantile(0.999),
+                max_us: h.max(),
+                cdf: [
+                    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0,
+                ]
+                .iter()
+                .map(|q| (*q * 100.0, h.value_at_quantile(*q)))
+                .collect(),
+                errors,
+                server_cpu_us: mid.server_cpu * 1e6 / reqs,
+                client_cpu_us: mid.client_cpu * 1e6 / reqs,
+                client_limited: mid.client_cpu >= 0.9 * window * plan.client_threads as f64,
+                rss_kib: mid.rss,
+                accept_queue_peak: mid.queue_peak,
+                listen_overflows: mid.overflows,
+                per_thread: mid.per_thread.clone(),
+            });
+        }
+    }
+    if !results.interrupted {
+        for t in plan.targets.iter().filter(|t| t.available()) {
+            if stop.load(Ordering::Relaxed) {
+                results.interrupted = true;
+                break;
+            }
+            progress("idle-memory", &t.name);
+            if let Ok(server) = target::start(t, backlog_bin, plan.threads, scratch) {
+                let per = idle_memory(&server, plan.idle_connections);
+                results.idle.push(IdleMemory {
+                    target: t.name.clone(),
+                    connections: plan.idle_connections,
+                    bytes_per_connection: per,
+                });
+                server.stop();
+            }
+        }
+    }
+    results.wall_s = started.elapsed().as_secs_f64();
+    results
+}
+
+/// Where the lab keeps server scratch directories.
+pub fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("backlog-lab-{}", std::process::id()))
+}

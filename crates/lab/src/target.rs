@@ -1,0 +1,304 @@
+//! Servers under test, each its own process on a fresh port: backlog in any model, and the
+//! anchors — nginx (the lab writes its config: same worker count, `reuseport`, `return 200`,
+//! no access log) and Node (`http.createServer`, one process or a cluster) — when installed.
+//! CPU time and RSS are read from /proc for the whole process tree.
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// `backlog serve` with these arguments after `--model`.
+    Backlog {
+        /// The model.
+        model: String,
+        /// More flags (`--accept mutex`, `--balance least-conns`, …).
+        extra: Vec<String>,
+    },
+    /// nginx with `workers` worker processes.
+    Nginx {
+        /// Worker processes.
+        workers: usize,
+    },
+    /// Node's http module; with `cluster`, one process per core.
+    Node {
+        /// Use the cluster module.
+        cluster: bool,
+    },
+}
+
+/// A named server configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Label in the report.
+    pub name: String,
+    /// What it is.
+    pub kind: Kind,
+}
+
+impl Target {
+    /// A backlog model with extra flags.
+    pub fn backlog(name: &str, model: &str, extra: &[&str]) -> Target {
+        Target {
+            name: name.to_string(),
+            kind: Kind::Backlog {
+                model: model.to_string(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+
+    /// Whether it is one of ours (it can serve `/work` and has an admin endpoint).
+    pub fn is_backlog(&self) -> bool {
+        matches!(self.kind, Kind::Backlog { .. })
+    }
+
+    /// Whether the program it needs is installed.
+    pub fn available(&self) -> bool {
+        match self.kind {
+            Kind::Backlog { .. } => true,
+            Kind::Nginx { .. } => which("nginx"),
+            Kind::Node { .. } => which("node"),
+        }
+    }
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A started server.
+pub struct Running {
+    child: Child,
+    /// Where it serves.
+    pub addr: SocketAddr,
+    /// backlog's admin endpoint.
+    pub admin: Option<SocketAddr>,
+    dir: PathBuf,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Start `target` with `threads` threads (or worker processes) under `scratch`.
+pub fn start(
+    target: &Target,
+    backlog_bin: &Path,
+    threads: usize,
+    scratch: &Path,
+) -> anyhow::Result<Running> {
+    let dir = scratch.join(format!(
+        "{}-{}",
+        target.name.replace(['/', ' '], "_"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (child, addr, admin) = match &target.kind {
+        Kind::Backlog { model, extra } => {
+            let mut child = Command::new(backlog_bin)
+                .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+                .args(["--model", model, "--threads", &threads.to_string()])
+                .args(["--workers", &threads.to_string()])
+                .arg("--data")
+                .arg(dir.join("data"))
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting backlog")?;
+            let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+            let (mut addr, mut admin) = (None, None);
+            while addr.is_none() || admin.is_none() {
+                let Some(Ok(line)) = lines.next() else {
+                    bail!("backlog exited before serving");
+                };
+                let found = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="));
+                if let Some(a) = found {
+                    if line.contains("admin listening") {
+                        admin = a.parse().ok();
+                    } else if line.contains("backlog serving") {
+                        addr = a.parse().ok();
+                    }
+                }
+            }
+            std::thread::spawn(move || for _ in lines {});
+            (child, addr.context("address")?, admin)
+        }
+        Kind::Nginx { workers } => {
+            let port = free_port()?;
+            let conf = format!(
+                "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+events {{ worker_connections 16384; }}\n\
+http {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n\
+    location / {{ return 200 \"Hello, World!\\n\"; }}\n  }}\n}}\n",
+                dir = dir.display()
+            );
+            std::fs::write(dir.join("nginx.conf"), conf)?;
+            let child = Command::new("nginx")
+                .arg("-c")
+                .arg(dir.join("nginx.conf"))
+                .arg("-p")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting nginx")?;
+            (child, SocketAddr::from(([127, 0, 0, 1], port)), None)
+        }
+        Kind::Node { cluster } => {
+            let port = free_port()?;
+            let script = format!(
+                "const http = require('http'); const cluster = require('cluster');\n\
+const serve = () => http.createServer((req, res) => {{ res.writeHead(200, {{'Content-Type': 'text/plain'}}); res.end('Hello, World!\\n'); }}).listen({port}, '127.0.0.1');\n\
+if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) cluster.fork(); }} else {{ serve(); }}\n"
+            );
+            std::fs::write(dir.join("server.js"), script)?;
+            let child = Command::new("node")
+                .arg(dir.join("server.js"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting node")?;
+            (child, SocketAddr::from(([127, 0, 0, 1], port)), None)
+        }
+    };
+    let running = Running {
+        child,
+        addr,
+        admin,
+        dir,
+    };
+    running.wait_ready()?;
+    Ok(running)
+}
+
+impl Running {
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.addr).is_ok() {
+                // Cluster workers come up one by one; give them a moment.
+                std::thread::sleep(Duration::from_millis(200));
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("server at {} never accepted", self.addr)
+    }
+
+    /// Process id of the server (the master, for nginx and Node cluster).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's processes: itself and its children.
+    pub fn pids(&self) -> Vec<u32> {
+        let root = self.child.id();
+        let mut out = vec![root];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                if stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
+                    == Some(root)
+                {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+
+    /// CPU time (user + system) of every process of the server, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let tick = 100.0; // USER_HZ on Linux
+        self.pids()
+            .iter()
+            .filter_map(|p| stat_fields(*p))
+            .map(|f| {
+                let u: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                let s: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                (u + s) / tick
+            })
+            .sum()
+    }
+
+    /// Resident memory of every process of the server, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.pids()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .filter_map(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+
+    /// Stop it (SIGTERM, then SIGKILL after 5 s) and remove its scratch directory.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name: [0] state, [1] ppid, … [11] utime,
+/// [12] stime.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU seconds this process (the lab, i.e. the load generator) has used.
+pub fn own_cpu_seconds() -> f64 {
+    stat_fields(std::process::id())
+        .map(|f| {
+            let u: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let s: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            (u + s) / 100.0
+        })
+        .unwrap_or(0.0)
+}
+
+/// Fetch backlog's `/debug/state` from its admin endpoint.
+pub fn admin_state(admin: SocketAddr) -> Option<admin::State> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /debug/state HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    serde_json::from_slice(&raw[split + 4..]).ok()
+}
