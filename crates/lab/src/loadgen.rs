@@ -145,6 +145,9 @@ struct Conn {
 struct Worker {
     epoll: Epoll,
     conns: Vec<Conn>,
+    /// Connections closed since the last round, to reopen.
+    reopen: Vec<usize>,
+    ready: Vec<(u64, bool, bool)>,
     rng: u64,
     interval: Option<Duration>,
     result: LoadResult,
@@ -164,6 +167,8 @@ impl Worker {
         let mut w = Worker {
             epoll: Epoll::new().expect("epoll"),
             conns: Vec::new(),
+            reopen: Vec::new(),
+            ready: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
             interval,
             result: LoadResult::empty(),
@@ -203,6 +208,7 @@ impl Worker {
             Ok(s) => s,
             Err(_) => {
                 self.error("connect_error");
+                self.reopen.push(i);
                 return;
             }
         };
@@ -240,6 +246,7 @@ impl Worker {
         let c = &mut self.conns[i];
         if let Some(s) = c.sock.take() {
             let _ = self.epoll.delete(&s);
+            self.reopen.push(i);
         }
         c.sent.clear();
         c.inbuf.clear();
@@ -338,7 +345,14 @@ impl Worker {
                     self.open(spec, i);
                     return;
                 }
-                Ok(n) => self.conns[i].inbuf.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    self.conns[i].inbuf.extend_from_slice(&buf[..n]);
+                    // Edge-triggered: a short read drained the socket; the next edge
+                    // brings the rest. Saves the extra read that would say EAGAIN.
+                    if n < buf.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     self.error("reset");
@@ -410,11 +424,20 @@ impl Worker {
             if now >= end || stop.load(Ordering::Relaxed) {
                 break;
             }
-            for i in 0..self.conns.len() {
+            // Reopen what closed (a refused connect is retried on the next round).
+            let mut reopen = std::mem::take(&mut self.reopen);
+            for &i in &reopen {
                 if self.conns[i].sock.is_none() {
                     self.open(spec, i);
                 }
-                self.fill(spec, i, now);
+            }
+            reopen.clear();
+            self.reopen = reopen;
+            // Fixed rate: every connection may have a request due.
+            if self.interval.is_some() {
+                for i in 0..self.conns.len() {
+                    self.fill(spec, i, now);
+                }
             }
             let wait = if self.interval.is_some() {
                 Duration::from_micros(500)
@@ -425,11 +448,10 @@ impl Worker {
                 break;
             }
             let now = Instant::now();
-            let ready: Vec<(u64, bool, bool)> = events
-                .iter()
-                .map(|(t, r)| (t, r.readable(), r.writable()))
-                .collect();
-            for (token, readable, writable) in ready {
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.clear();
+            ready.extend(events.iter().map(|(t, r)| (t, r.readable(), r.writable())));
+            for &(token, readable, writable) in &ready {
                 let i = token as usize;
                 if i >= self.conns.len() || self.conns[i].sock.is_none() {
                     continue;
@@ -460,6 +482,7 @@ impl Worker {
                     self.fill(spec, i, now);
                 }
             }
+            self.ready = ready;
             if now.duration_since(last_sweep) > Duration::from_millis(100) {
                 last_sweep = now;
                 for i in 0..self.conns.len() {

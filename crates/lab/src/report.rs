@@ -177,38 +177,43 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
 }
 
 fn bars(path: &Path, title: &str, values: &[(String, f64)]) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (760, 60 + 28 * values.len() as u32)).into_drawing_area();
+    let root = SVGBackend::new(path, (760, 70 + 30 * values.len() as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    let max = values.iter().map(|(_, v)| *v).fold(1.0, f64::max) * 1.15;
-    let n = values.len() as i32;
+    // Room to the right of the longest bar for its label.
+    let max = values.iter().map(|(_, v)| *v).fold(1.0, f64::max) * 1.45;
+    let n = values.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(30)
-        .y_label_area_size(170)
-        .build_cartesian_2d(0.0..max, 0..n)?;
-    let names: Vec<String> = values.iter().map(|(n, _)| n.clone()).collect();
+        .y_label_area_size(10)
+        .build_cartesian_2d(0.0..max, 0.0..n)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .y_labels(values.len())
-        .y_label_formatter(&|i| names.get(*i as usize).cloned().unwrap_or_default())
-        .x_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+        .disable_y_axis()
+        .x_label_formatter(&|v| {
+            if *v >= 1000.0 {
+                format!("{:.0}k", v / 1000.0)
+            } else {
+                format!("{v:.0}")
+            }
+        })
         .draw()?;
+    // Top to bottom in the given order.
+    let row = |i: usize| n - 1.0 - i as f64;
     chart.draw_series(values.iter().enumerate().map(|(i, (name, v))| {
-        let color = if name.starts_with("nginx") || name.starts_with("node") {
-            RGBColor(150, 150, 150)
-        } else {
-            RGBColor(40, 110, 180)
-        };
-        Rectangle::new([(0.0, i as i32), (*v, i as i32 + 1)], color.filled())
+        let anchor = name.starts_with("nginx") || name.starts_with("node");
+        let color = if anchor { RGBColor(150, 150, 150) } else { RGBColor(40, 110, 180) };
+        Rectangle::new([(0.0, row(i) + 0.15), (*v, row(i) + 0.85)], color.filled())
     }))?;
-    chart.draw_series(
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, (_, v))| Text::new(format!(" {:.0}", v), (*v, i as i32), ("sans-serif", 12))),
-    )?;
+    chart.draw_series(values.iter().enumerate().map(|(i, (name, v))| {
+        Text::new(
+            format!(" {name}  {v:.0}"),
+            (*v, row(i) + 0.72),
+            ("sans-serif", 13),
+        )
+    }))?;
     root.present()?;
     Ok(())
 }

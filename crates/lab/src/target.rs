@@ -145,7 +145,7 @@ pub fn start(
             let conf = format!(
                 "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
 events {{ worker_connections 16384; }}\n\
-http {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n\
+http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n\
     location / {{ return 200 \"Hello, World!\\n\"; }}\n  }}\n}}\n",
                 dir = dir.display()
             );
@@ -165,7 +165,7 @@ http {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} reuseport b
             let port = free_port()?;
             let script = format!(
                 "const http = require('http'); const cluster = require('cluster');\n\
-const serve = () => http.createServer((req, res) => {{ res.writeHead(200, {{'Content-Type': 'text/plain'}}); res.end('Hello, World!\\n'); }}).listen({port}, '127.0.0.1');\n\
+const serve = () => http.createServer((req, res) => {{ res.writeHead(200, {{'Content-Type': 'text/plain', 'Content-Length': 14}}); res.end('Hello, World!\\n'); }}).listen({port}, '127.0.0.1');\n\
 if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) cluster.fork(); }} else {{ serve(); }}\n"
             );
             std::fs::write(dir.join("server.js"), script)?;
