@@ -38,11 +38,15 @@ enum Framing {
     Chunked(ChunkedDecoder),
 }
 
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum State {
     Head,
-    Body { req: Request, framing: Framing },
+    /// Boxed: a body that spans reads is the rare case, and every idle connection carries a
+    /// decoder, so its size is per-connection memory.
+    Body {
+        req: Box<Request>,
+        framing: Framing,
+    },
     Failed(Error),
 }
 
@@ -80,7 +84,7 @@ impl RequestDecoder {
     fn step(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
         match std::mem::replace(&mut self.state, State::Head) {
             State::Failed(err) => Err(err),
-            State::Body { req, framing } => self.read_body(req, framing, buf, false),
+            State::Body { req, framing } => self.read_body(*req, framing, buf, false),
             State::Head => {
                 if buf.is_empty() {
                     return Ok(Decoded::Partial);
@@ -125,7 +129,10 @@ impl RequestDecoder {
             }
             None => {
                 let send_continue = expect_continue && req.version == Version::Http11;
-                self.state = State::Body { req, framing };
+                self.state = State::Body {
+                    req: Box::new(req),
+                    framing,
+                };
                 Ok(if send_continue {
                     Decoded::Continue
                 } else {

@@ -204,7 +204,11 @@ fn bars(path: &Path, title: &str, values: &[(String, f64)]) -> anyhow::Result<()
     let row = |i: usize| n - 1.0 - i as f64;
     chart.draw_series(values.iter().enumerate().map(|(i, (name, v))| {
         let anchor = name.starts_with("nginx") || name.starts_with("node");
-        let color = if anchor { RGBColor(150, 150, 150) } else { RGBColor(40, 110, 180) };
+        let color = if anchor {
+            RGBColor(150, 150, 150)
+        } else {
+            RGBColor(40, 110, 180)
+        };
         Rectangle::new([(0.0, row(i) + 0.15), (*v, row(i) + 0.85)], color.filled())
     }))?;
     chart.draw_series(values.iter().enumerate().map(|(i, (name, v))| {

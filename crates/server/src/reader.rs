@@ -34,6 +34,8 @@ use sys::{Epoll, Interest};
 const READ_SPARE: usize = 4 * 1024;
 /// How much a read buffer grows by when it needs room.
 const READ_GROW: usize = 16 * 1024;
+/// Free buffers a reader keeps for its connections to borrow.
+const SPARE_BUFFERS: usize = 64;
 /// The most a lingering close discards before it gives up and closes.
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
@@ -91,6 +93,8 @@ pub(crate) struct Reader {
     draining: bool,
     /// Connections touched by completions in this round, to drive once each.
     touched: Vec<usize>,
+    /// Buffers lent to connections while they have bytes in flight.
+    spare: Vec<BytesMut>,
 }
 
 impl Reader {
@@ -118,6 +122,7 @@ impl Reader {
             next_gen: 0,
             draining: false,
             touched: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -191,6 +196,11 @@ impl Reader {
             }
             if conn.wbuf.is_empty() {
                 conn.last_write = self.now;
+                if conn.wbuf.capacity() == 0 {
+                    if let Some(buf) = self.spare.pop() {
+                        conn.wbuf = buf;
+                    }
+                }
             }
             conn.complete(done.seq, done.bytes, done.keep_alive);
             self.stats.requests(1);
@@ -216,14 +226,14 @@ impl Reader {
             let Some(PoolLink { submit, .. }) = self.exec.link() else {
                 return;
             };
-            match submit.try_submit(job) {
+            match submit.try_submit(*job) {
                 Ok(()) => {
                     self.blocked.pop_front();
                     self.drive(key);
                 }
                 Err(job) => {
                     if let Some(conn) = self.conns.get_mut(key) {
-                        conn.stalled = Some(job);
+                        conn.stalled = Some(Box::new(job));
                     }
                     break;
                 }
@@ -333,6 +343,11 @@ impl Reader {
                 return;
             }
             if conn.may_read() {
+                if conn.rbuf.capacity() == 0 {
+                    if let Some(buf) = self.spare.pop() {
+                        conn.rbuf = buf;
+                    }
+                }
                 if conn.rbuf.capacity() - conn.rbuf.len() < READ_SPARE {
                     conn.rbuf.reserve(READ_GROW);
                 }
@@ -378,7 +393,32 @@ impl Reader {
                 break;
             }
         }
+        self.park_buffers(key);
         self.schedule(key);
+    }
+
+    /// Between requests a connection holds no buffers: they go back to the thread's free
+    /// list and the next connection to read takes them. An idle keep-alive connection then
+    /// costs its slab entry, not 16 KiB; a busy one reuses warm buffers without allocating.
+    fn park_buffers(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.rbuf.is_empty() && conn.rbuf.capacity() > 0 && !conn.decoder.in_body() {
+            let buf = std::mem::take(&mut conn.rbuf);
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(buf);
+            }
+        }
+        if conn.wbuf.is_empty() && conn.wbuf.capacity() > 0 {
+            let buf = std::mem::take(&mut conn.wbuf);
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(buf);
+            }
+        }
+        if conn.slots.is_empty() && conn.slots.capacity() > 0 {
+            conn.slots = std::collections::VecDeque::new();
+        }
     }
 
     fn linger(&mut self, key: usize) {
@@ -423,6 +463,7 @@ impl Reader {
             blocked,
             draining,
             now,
+            spare,
             ..
         } = self;
         let Some(conn) = conns.get_mut(key) else {
@@ -470,6 +511,11 @@ impl Reader {
                                 stats.panicked();
                             }
                             if conn.slots.is_empty() && !conn.discard {
+                                if conn.wbuf.capacity() == 0 {
+                                    if let Some(buf) = spare.pop() {
+                                        conn.wbuf = buf;
+                                    }
+                                }
                                 if !resp.encode(ctx, date, &mut conn.wbuf) {
                                     conn.closing = true;
                                     conn.discard = true;
@@ -491,7 +537,9 @@ impl Reader {
                                 req,
                             };
                             if let Err(job) = submit.try_submit(job) {
-                                conn.stalled = Some(job);
+                                // Boxed: a stalled request is rare, and the slot is in
+                                // every connection.
+                                conn.stalled = Some(Box::new(job));
                                 blocked.push_back(key);
                             }
                         }
