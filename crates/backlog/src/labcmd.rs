@@ -49,6 +49,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         plan.targets
             .retain(|t| args.targets.iter().any(|a| t.name.starts_with(a.as_str())));
     }
+    // The lab holds thousands of client sockets (idle-memory figure).
+    sys::rlimit::raise_nofile();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
@@ -81,6 +83,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         if results.measurements.iter().any(|m| m.scenario == s.name) {
             println!("\n{}\n{}", s.name, lab::report::table(&results, &s.name));
         }
+    }
+    if results.measurements.is_empty() && results.plan.runs() > 0 && !results.interrupted {
+        anyhow::bail!("no run succeeded: {}", results.notes.join("; "));
     }
     println!(
         "report: {}/report.md ({} measurement(s){})",
