@@ -1,6 +1,9 @@
 //! Hot paths of the HTTP core: decoding a typical request head, encoding a response.
 //! Run with `cargo bench -p backlog-h1`; compare as ratios within one run.
 
+// criterion_group!/criterion_main! generate undocumented items.
+#![allow(missing_docs)]
+
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use h1::{DateCache, Decoded, EncodeContext, Limits, RequestDecoder, Response, Version};

@@ -2,6 +2,9 @@
 //! that coalesces. Measures one handoff (push + wake + reset + pop) on one thread, and a
 //! burst of 64 handoffs that share one wake-up. Run with `cargo bench -p backlog-sys`.
 
+// criterion_group!/criterion_main! generate undocumented items.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use sys::Waker;
 
