@@ -7,9 +7,11 @@
 //!   backlog in every model, nginx and Node when installed; CPU, RSS and kernel counters read
 //!   from /proc.
 //! - [`scenario`]: what is measured, and the run plan (`--quick` or full).
+//! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots.
 
 pub mod loadgen;
 pub mod report;
 pub mod scenario;
+pub mod syscalls;
 pub mod target;

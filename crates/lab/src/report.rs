@@ -167,6 +167,22 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
         }
         md.push('\n');
     }
+    if !results.syscalls.is_empty() {
+        let _ = writeln!(md, "## Syscalls per request (strace -c -f, keep-alive, 64 connections)\n\n| target | not pipelined | pipelined ×16 |\n|---|---:|---:|");
+        let mut names: Vec<&str> = results.syscalls.iter().map(|s| s.target.as_str()).collect();
+        names.dedup();
+        for name in names {
+            let get = |p: usize| {
+                results
+                    .syscalls
+                    .iter()
+                    .find(|s| s.target == name && s.pipeline == p)
+                    .map_or("—".into(), |s| format!("{:.2}", s.per_request))
+            };
+            let _ = writeln!(md, "| {name} | {} | {} |", get(1), get(16));
+        }
+        md.push('\n');
+    }
     if !results.notes.is_empty() {
         let _ = writeln!(md, "## Notes\n");
         for n in &results.notes {

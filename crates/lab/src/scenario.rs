@@ -71,6 +71,8 @@ pub struct Plan {
     pub repeats: usize,
     /// Idle keep-alive connections for the memory figure.
     pub idle_connections: usize,
+    /// Count syscalls per request with strace.
+    pub syscalls: bool,
 }
 
 impl Plan {
@@ -156,6 +158,7 @@ impl Plan {
             },
             repeats: if quick { 1 } else { 3 },
             idle_connections: if quick { 1000 } else { 10_000 },
+            syscalls: !quick,
         }
     }
 
@@ -232,6 +235,17 @@ pub struct IdleMemory {
     pub bytes_per_connection: f64,
 }
 
+/// Syscalls per request for one target and load shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyscallCount {
+    /// Target name.
+    pub target: String,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Syscalls (all of the server's threads and processes) per answered request.
+    pub per_request: f64,
+}
+
 /// Everything a run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
@@ -241,6 +255,8 @@ pub struct Results {
     pub measurements: Vec<Measurement>,
     /// Idle-connection memory per target.
     pub idle: Vec<IdleMemory>,
+    /// Syscalls per request (when strace is installed).
+    pub syscalls: Vec<SyscallCount>,
     /// Whether Ctrl-C cut the run short.
     pub interrupted: bool,
     /// Wall time of the run, seconds.
@@ -417,6 +433,7 @@ pub fn run(
         plan: plan.clone(),
         measurements: Vec::new(),
         idle: Vec::new(),
+        syscalls: Vec::new(),
         interrupted: false,
         wall_s: 0.0,
         notes: Vec::new(),
@@ -509,6 +526,27 @@ pub fn run(
                     bytes_per_connection: per,
                 });
                 server.stop();
+            }
+            if plan.syscalls && crate::syscalls::available() {
+                for pipeline in [1, 16] {
+                    progress("syscalls", &t.name);
+                    if let Ok(server) = target::start(t, backlog_bin, plan.threads, scratch) {
+                        if let Some(per) = crate::syscalls::per_request(
+                            &server,
+                            64,
+                            pipeline,
+                            Duration::from_secs(2),
+                            stop,
+                        ) {
+                            results.syscalls.push(SyscallCount {
+                                target: t.name.clone(),
+                                pipeline,
+                                per_request: per,
+                            });
+                        }
+                        server.stop();
+                    }
+                }
             }
         }
     }
