@@ -31,9 +31,20 @@ pub struct LabArgs {
     /// Only these targets (comma-separated names, e.g. single,pool,nginx).
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
+    /// Rewrite report.md and the plots from an earlier results.json instead of running.
+    #[arg(long)]
+    from: Option<PathBuf>,
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    if let Some(from) = &args.from {
+        let raw = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+        let results: lab::scenario::Results =
+            serde_json::from_slice(&raw).context("parsing results.json")?;
+        lab::report::write(&results, &args.out).context("writing the report")?;
+        println!("report: {}/report.md", args.out.display());
+        return Ok(());
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut plan = lab::scenario::Plan::new(args.quick, args.threads.unwrap_or(cores));
     if let Some(d) = args.duration {

@@ -302,6 +302,8 @@ fn balance_plot(path: &Path, rows: &[&Measurement]) -> anyhow::Result<()> {
         .flat_map(|m| {
             m.per_thread
                 .iter()
+                // The blocking pool (database calls) is idle under this load.
+                .filter(|(t, _)| !t.starts_with("blocking-"))
                 .map(move |(t, n)| (format!("{} {}", m.target, t), *n as f64))
         })
         .collect();

@@ -112,6 +112,8 @@ pub fn start(
                 .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
                 .args(["--model", model, "--threads", &threads.to_string()])
                 .args(["--workers", &threads.to_string()])
+                // The lab's load never reaches the database: no blocking pool.
+                .args(["--blocking-threads", "0"])
                 .arg("--data")
                 .arg(dir.join("data"))
                 .args(extra)

@@ -239,8 +239,20 @@ impl<'a> Wiring<'a> {
             return;
         };
         let replies = Arc::new(std::mem::take(&mut self.blocking_replies));
-        for i in 0..self.cfg.blocking_threads {
-            let name = format!("blocking-{i}");
+        self.spawn_workers("blocking", self.cfg.blocking_threads, jobs, replies);
+    }
+
+    /// Queue `count` handler threads named `{prefix}-{i}`, taking jobs from `jobs` and
+    /// answering through `replies`.
+    pub(crate) fn spawn_workers(
+        &mut self,
+        prefix: &str,
+        count: usize,
+        jobs: Receiver<Job>,
+        replies: Arc<Vec<ReplyPort>>,
+    ) {
+        for i in 0..count {
+            let name = format!("{prefix}-{i}");
             let stats = self.registry.add(&name, Role::Worker);
             let (handler, jobs, replies, shutdown) = (
                 self.handler.clone(),

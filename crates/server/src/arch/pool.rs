@@ -4,7 +4,7 @@
 //! `loop-0` reading that connection, so the kernel's receive queue fills and TCP slows the
 //! client: backpressure instead of memory growth.
 
-use super::{ThreadLayout, Wiring};
+use super::Wiring;
 use crate::acceptor::{Sink, Turn};
 use crate::reader::{Exec, PoolLink};
 use crate::stats::Role;
@@ -19,27 +19,7 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     let replies = Arc::new(vec![port]);
     let (tx, jobs) = worker::queue(w.cfg.queue_depth);
     let submit = Submitter::new(tx, parts.stats.clone());
-    for i in 0..w.cfg.workers.max(1) {
-        let name = format!("worker-{i}");
-        let stats = w.registry.add(&name, Role::Worker);
-        let (handler, jobs, replies, shutdown) = (
-            w.handler.clone(),
-            jobs.clone(),
-            replies.clone(),
-            w.shutdown.clone(),
-        );
-        w.spawn_thread(
-            ThreadLayout {
-                name,
-                role: Role::Worker,
-                listens: false,
-                accepts: false,
-                reads: false,
-                handles: true,
-            },
-            Box::new(move || worker::run(handler, jobs, replies, stats, shutdown)),
-        );
-    }
+    w.spawn_workers("worker", w.cfg.workers.max(1), jobs, replies);
     let exec = Exec::Pool(PoolLink {
         submit,
         completions,
