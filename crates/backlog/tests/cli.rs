@@ -1,124 +1,13 @@
 //! The `backlog` binary as a user runs it: flags, exit codes, logs, thread names, signals.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_backlog");
+mod util;
 
-/// A `backlog serve` child process with its stderr collected line by line.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env(
-                "BACKLOG_DATA",
-                std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn backlog");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut served = Served {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            lines,
-            seen: Vec::new(),
-        };
-        let line = served.wait_for("backlog serving");
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .expect("addr in the start line");
-        served.addr = addr.parse().expect("socket address");
-        // The layout lines follow the start line.
-        std::thread::sleep(Duration::from_millis(100));
-        served.drain();
-        served
-    }
-
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("no {needle:?} in {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    fn thread_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
-            .unwrap()
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-            .map(|s| s.trim().to_string())
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    fn wait_exit(&mut self) -> i32 {
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Collect everything it wrote: the channel closes at stderr's EOF.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-                    self.seen.push(line);
-                }
-                return status.code().unwrap_or(-1);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("server did not exit; log: {:#?}", self.seen);
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use util::{Served, BIN};
 
 fn get(addr: SocketAddr, target: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -2,93 +2,26 @@
 //! that was read; fd exhaustion pauses accepting without spinning a core.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backlog");
+mod util;
 
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
+use util::{Served, BIN};
+
+/// `backlog serve --listen 127.0.0.1:0 ARGS` through `sh -c`, so a test can run shell
+/// set-up (`ulimit`) first.
+fn serve(shell_prefix: &str, args: &str) -> Served {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "{shell_prefix} exec {BIN} serve --listen 127.0.0.1:0 {args}"
+    ));
+    Served::spawn(cmd)
 }
 
-impl Served {
-    fn start(shell_prefix: &str, args: &str) -> Served {
-        // Through sh so a test can lower the fd limit with `ulimit` first.
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "{shell_prefix} exec {BIN} serve --listen 127.0.0.1:0 {args}"
-            ))
-            .env("RUST_LOG", "info")
-            .env(
-                "BACKLOG_DATA",
-                std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let start = lines
-            .iter()
-            .find(|l| l.contains("backlog serving"))
-            .expect("start line");
-        let addr = start
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .unwrap()
-            .parse()
-            .unwrap();
-        Served { child, addr, lines }
-    }
-
-    fn term(&self) {
-        assert!(Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
-    }
-
-    fn exit_code(&mut self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "server did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Read one response; `None` if the connection closed cleanly before a status line.
-/// A response cut short is a failure.
 /// Status, fields (names lowercased), body.
 type Answer = (u16, Vec<(String, String)>, Vec<u8>);
 
@@ -127,7 +60,7 @@ fn response(r: &mut BufReader<TcpStream>) -> Option<Answer> {
 #[test]
 fn sigterm_under_load_answers_everything_read_refuses_new_connects_and_exits_zero() {
     for model in ["single", "dispatch", "pool", "shared", "reuseport"] {
-        let mut served = Served::start("", &format!("--model {model} --threads 2 --workers 2"));
+        let mut served = serve("", &format!("--model {model} --threads 2 --workers 2"));
         let addr = served.addr;
         // Steady keep-alive load on GET /.
         let stop = Arc::new(AtomicBool::new(false));
@@ -167,7 +100,7 @@ fn sigterm_under_load_answers_everything_read_refuses_new_connects_and_exits_zer
             })
             .collect();
         std::thread::sleep(Duration::from_millis(150));
-        served.term();
+        served.signal("-TERM");
         for s in slow {
             let mut r = BufReader::new(s);
             let (status, _, body) =
@@ -190,22 +123,22 @@ fn sigterm_under_load_answers_everything_read_refuses_new_connects_and_exits_zer
             matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
             "{model}: a connect after the drain was {refused:?}"
         );
-        assert_eq!(served.exit_code(), 0, "{model}");
+        assert_eq!(served.wait_exit(), 0, "{model}");
     }
 }
 
 #[test]
 fn the_drain_deadline_cuts_what_is_left_and_still_exits_zero() {
-    let mut served = Served::start("", "--model single --drain-timeout 300ms");
+    let mut served = serve("", "--model single --drain-timeout 300ms");
     // A request that never completes: its head is cut off mid-way.
     let mut s = TcpStream::connect(served.addr).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost:").unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    served.term();
+    served.signal("-TERM");
     let t0 = Instant::now();
-    assert_eq!(served.exit_code(), 0);
+    assert_eq!(served.wait_exit(), 0);
     assert!(t0.elapsed() >= Duration::from_millis(250));
-    let log: Vec<String> = served.lines.try_iter().collect();
+    let log = &served.seen;
     assert!(
         log.iter()
             .any(|l| l.contains("drain deadline") && l.contains("cut=1")),
@@ -217,7 +150,7 @@ fn the_drain_deadline_cuts_what_is_left_and_still_exits_zero() {
 fn fd_exhaustion_pauses_accepting_without_spinning_and_recovers() {
     // 64 descriptors: the server's own few, then EMFILE. --max-conns is set above that so
     // the kernel limit, not ours, is what stops accept.
-    let served = Served::start("ulimit -n 64;", "--model single --max-conns 1000");
+    let served = serve("ulimit -n 64;", "--model single --max-conns 1000");
     let mut clients: Vec<TcpStream> = (0..120)
         .map(|_| {
             let mut s = TcpStream::connect(served.addr).unwrap();

@@ -4,11 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backlog");
+mod util;
+
+use util::{Served, BIN};
+
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 fn unique(what: &str) -> String {
@@ -40,62 +43,19 @@ fn backends() -> Vec<Backend> {
     out
 }
 
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Served {
-    fn start(backend: &Backend, extra: &[&str]) -> Served {
-        Served::start_at("127.0.0.1:0", backend, extra)
+/// `backlog serve` on `backend` with `extra` flags (reuseport unless a model is given).
+fn start(backend: &Backend, extra: &[&str]) -> Served {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--threads", "2"]);
+    if !extra.contains(&"--model") {
+        cmd.args(["--model", "reuseport"]);
     }
-
-    fn start_at(listen: &str, backend: &Backend, extra: &[&str]) -> Served {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", listen, "--threads", "2"]);
-        if !extra.contains(&"--model") {
-            cmd.args(["--model", "reuseport"]);
-        }
-        match backend {
-            Backend::Sqlite(dir) => cmd.arg("--data").arg(dir),
-            Backend::Postgres(url) => cmd.args(["--store", url]),
-        };
-        let mut child = cmd
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-        let mut seen = Vec::new();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("the server exited before serving: {seen:#?}");
-            };
-            if let Some(addr) = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-            {
-                break addr.parse().unwrap();
-            }
-            seen.push(line);
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Served { child, addr }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+    match backend {
+        Backend::Sqlite(dir) => cmd.arg("--data").arg(dir),
+        Backend::Postgres(url) => cmd.args(["--store", url]),
+    };
+    cmd.args(extra);
+    Served::spawn(cmd)
 }
 
 struct Answer {
@@ -190,7 +150,7 @@ fn rows_with(addr: SocketAddr, text: &str) -> usize {
 #[test]
 fn every_status_of_the_middleware() {
     for backend in backends() {
-        let s = Served::start(&backend, &["--idempotency-scope-header", "X-Client"]);
+        let s = start(&backend, &["--idempotency-scope-header", "X-Client"]);
         let (key, text) = (unique("key"), unique("text"));
         let first = post(s.addr, Some(&key), &text);
         assert_eq!(first.status, 201, "{}", first.body);
@@ -280,7 +240,7 @@ fn every_status_of_the_middleware() {
 #[test]
 fn in_flight_is_409_required_key_is_400_and_keys_expire() {
     for backend in backends() {
-        let s = Served::start(
+        let s = start(
             &backend,
             &[
                 "--comment-delay",
@@ -315,7 +275,7 @@ fn in_flight_is_409_required_key_is_400_and_keys_expire() {
 #[test]
 fn without_a_key_a_retried_post_inserts_twice() {
     for backend in backends() {
-        let s = Served::start(&backend, &[]);
+        let s = start(&backend, &[]);
         let text = unique("dup");
         assert_eq!(post(s.addr, None, &text).status, 201);
         assert_eq!(post(s.addr, None, &text).status, 201);
@@ -331,7 +291,7 @@ fn without_a_key_a_retried_post_inserts_twice() {
 fn a_hundred_concurrent_posts_with_one_key_make_one_row() {
     for backend in backends() {
         for model in ["reuseport", "pool"] {
-            let s = Served::start(&backend, &["--model", model]);
+            let s = start(&backend, &["--model", model]);
             let (key, text) = (unique("key"), unique("burst"));
             let threads: Vec<_> = (0..20)
                 .map(|_| {
@@ -364,7 +324,7 @@ fn kill_9_in_flight_then_retry_runs_once() {
     for backend in backends() {
         let (key, text) = (unique("key"), unique("crash"));
         let opts = ["--comment-delay", "3s", "--idempotency-lease", "1s"];
-        let mut s = Served::start(&backend, &opts);
+        let mut s = start(&backend, &opts);
         let addr = s.addr;
         let (k, t) = (key.clone(), text.clone());
         let doomed = std::thread::spawn(move || {
@@ -383,7 +343,7 @@ fn kill_9_in_flight_then_retry_runs_once() {
             "no answer from a killed server"
         );
 
-        let s2 = Served::start(&backend, &["--idempotency-lease", "1s"]);
+        let s2 = start(&backend, &["--idempotency-lease", "1s"]);
         // The lease outlives the crash by at most 1 s: 409 until then, then the retry runs.
         let deadline = Instant::now() + Duration::from_secs(10);
         let answer = loop {
@@ -405,7 +365,7 @@ fn kill_9_in_flight_then_retry_runs_once() {
         let (key2, text2) = (unique("key"), unique("committed"));
         assert_eq!(post(s2.addr, Some(&key2), &text2).status, 201);
         drop(s2);
-        let s3 = Served::start(&backend, &[]);
+        let s3 = start(&backend, &[]);
         let replay = post(s3.addr, Some(&key2), &text2);
         assert_eq!(replay.status, 201);
         assert_eq!(replay.header("Idempotent-Replayed"), Some("true"));
@@ -420,8 +380,8 @@ fn two_instances_on_one_postgres_answer_a_retried_request_once() {
         return;
     };
     let backend = Backend::Postgres(url);
-    let a = Served::start(&backend, &["--model", "dispatch"]);
-    let b = Served::start(&backend, &["--model", "pool"]);
+    let a = start(&backend, &["--model", "dispatch"]);
+    let b = start(&backend, &["--model", "pool"]);
     let (key, text) = (unique("key"), unique("fleet"));
     let threads: Vec<_> = (0..10)
         .map(|i| {
@@ -509,7 +469,7 @@ fn a_postgres_outage_is_503_for_the_store_and_recovers_by_itself() {
         return;
     }
     let pg = OwnCluster::start();
-    let s = Served::start(&Backend::Postgres(pg.url.clone()), &[]);
+    let s = start(&Backend::Postgres(pg.url.clone()), &[]);
     assert_eq!(
         post(s.addr, Some(&unique("k")), &unique("before")).status,
         201

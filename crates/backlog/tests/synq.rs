@@ -6,11 +6,12 @@
 //! each client SYN leaves a SYN_RECV entry that is never ACKed — what a SYN flood does —
 //! without raw sockets. Needs root; skipped with a message otherwise.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backlog");
+mod util;
+
+use util::{Served, BIN};
 
 fn ip(args: &[&str]) -> bool {
     Command::new("ip")
@@ -115,31 +116,11 @@ fn handshakes_never_completed_show_as_syn_recv() {
         return;
     }
     let Some(hosts) = Hosts::create() else { return };
-    let mut server = hosts
-        .exec(&hosts.server_ns)
-        .args([
-            BIN,
-            "serve",
-            "--listen",
-            "192.0.2.1:8080",
-            "--admin",
-            "127.0.0.1:9901",
-        ])
-        .args(["--model", "single"])
-        .env("RUST_LOG", "info")
-        .env(
-            "BACKLOG_DATA",
-            std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
-        )
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = server.stderr.take().unwrap();
-    let server = Killed(server);
-    let mut lines = BufReader::new(stderr).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("admin listening"))));
-    std::thread::spawn(move || for _ in lines {});
+    let mut cmd = hosts.exec(&hosts.server_ns);
+    cmd.args([BIN, "serve", "--listen", "192.0.2.1:8080"])
+        .args(["--admin", "127.0.0.1:9901", "--model", "single"]);
+    let mut server = Served::spawn(cmd);
+    server.admin_addr();
     assert_eq!(syn_recv_metric(&hosts, "127.0.0.1:9901"), Some(0));
 
     // 20 clients whose handshakes never complete; each gives up by itself after 8 s.

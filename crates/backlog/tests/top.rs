@@ -1,10 +1,11 @@
 //! `backlog top` as a person sees it: run under tmux at 80×24, screen captured.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backlog");
+mod util;
+
+use util::{Served, BIN};
 
 fn have_tmux() -> bool {
     Command::new("tmux")
@@ -14,39 +15,17 @@ fn have_tmux() -> bool {
 }
 
 /// A server with an admin endpoint on a free port; returns it and the admin address.
-fn serve(model: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--model",
-            model,
-        ])
-        .env("RUST_LOG", "info")
-        .env(
-            "BACKLOG_DATA",
-            std::env::temp_dir().join(format!("backlog-test-{}", std::process::id())),
-        )
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines.next().expect("admin line").unwrap();
-        if line.contains("admin listening") {
-            break line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-                .unwrap()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, admin)
+fn serve(model: &str) -> (Served, String) {
+    let mut served = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--model",
+        model,
+    ]);
+    let admin = served.admin_addr().to_string();
+    (served, admin)
 }
 
 /// Run `backlog top ADDR` in a detached 80×24 tmux session and return the screen once it
@@ -91,10 +70,9 @@ fn top_shows_the_model_the_listener_gauge_and_the_thread_table() {
         eprintln!("skipped: tmux is not installed (scripts/test installs it)");
         return;
     }
-    let (mut server, admin) = serve("dispatch");
+    let (server, admin) = serve("dispatch");
     let screen = screen("backlog-top-test", &admin, "reader-1");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(screen.contains("model dispatch"), "{screen}");
     assert!(screen.contains("accept queue"), "{screen}");
     assert!(
