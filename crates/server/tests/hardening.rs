@@ -88,9 +88,7 @@ fn every_bad_input_gets_its_status_and_a_close_in_every_model() {
     for (model, builder) in all_configs() {
         let server = TestServer::start(builder);
         for (what, raw, status) in BAD {
-            let s = connect(server.addr);
-            let mut w = s.try_clone().unwrap();
-            let mut r = BufReader::new(s);
+            let (mut w, mut r) = open(server.addr);
             w.write_all(raw).unwrap();
             let resp = read_response(&mut r, false)
                 .unwrap_or_else(|e| panic!("{model}: {what}: no response: {e}"));
@@ -145,9 +143,7 @@ fn limits_answer_then_close_without_reading_the_rest() {
         }
         // A body over the limit: the 413 comes as soon as the head is read, while the client
         // is still sending, and the connection closes (lingering, so the client reads it).
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
             .unwrap();
         let _ = w.write_all(&[b'x'; 64 * 1024]);
@@ -321,9 +317,7 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
             ..Timeouts::default()
         };
         let server = TestServer::start(builder.timeouts(timeouts));
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         assert_eq!(read_response(&mut r, false).unwrap().status, 200);
         let t0 = Instant::now();
@@ -344,9 +338,7 @@ fn a_body_that_stops_arriving_gets_408() {
             ..Timeouts::default()
         };
         let server = TestServer::start(builder.timeouts(timeouts));
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
             .unwrap();
         let resp = read_response(&mut r, false).unwrap();

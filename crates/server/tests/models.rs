@@ -80,9 +80,7 @@ fn every_model_serves_pipelined_load_in_order() {
 fn keep_alive_reuses_one_connection() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         for _ in 0..5 {
             w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
             let resp = read_response(&mut r, false).unwrap();
@@ -103,18 +101,14 @@ fn keep_alive_reuses_one_connection() {
 fn http_1_0_closes_unless_keep_alive_is_asked() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
         let resp = read_response(&mut r, false).unwrap();
         assert_eq!(resp.status, 200, "{name}");
         assert_eq!(resp.header("connection"), Some("close"), "{name}");
         assert_closed(&mut r);
 
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         for _ in 0..2 {
             w.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
                 .unwrap();
@@ -128,9 +122,7 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
 fn connection_close_is_honoured() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         // The request after the one that asks to close must not be answered.
         w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
@@ -144,9 +136,7 @@ fn connection_close_is_honoured() {
 fn bodies_are_consumed_exactly_then_the_next_request_is_answered() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(
             b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello worldGET /seq/after-length HTTP/1.1\r\nHost: t\r\n\r\n\
 POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nTrailer: t\r\n\r\n\
@@ -173,9 +163,7 @@ GET /seq/after-chunked HTTP/1.1\r\nHost: t\r\n\r\n",
 fn head_gets_headers_without_a_body() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/next HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
         let head = read_response(&mut r, true).unwrap();
@@ -190,9 +178,7 @@ fn head_gets_headers_without_a_body() {
 fn a_request_trickled_byte_by_byte_is_answered() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         for b in b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc" {
             w.write_all(&[*b]).unwrap();
             std::thread::sleep(std::time::Duration::from_micros(200));
@@ -217,9 +203,7 @@ fn routing_answers_404_405_and_a_handler_panic_is_a_500() {
         let resp = roundtrip(server.addr, b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(resp.status, 405, "{name}");
         assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{name}");
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
         let resp = read_response(&mut r, false).unwrap();
@@ -240,9 +224,7 @@ fn routing_answers_404_405_and_a_handler_panic_is_a_500() {
 fn expect_100_continue_is_answered_before_the_body() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(
             b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
         )
@@ -266,9 +248,7 @@ fn expect_100_continue_is_answered_before_the_body() {
 fn malformed_requests_get_400_and_close() {
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         w.write_all(
             b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         )
@@ -286,9 +266,7 @@ fn pipelined_answers_larger_than_the_output_bound_all_arrive() {
     // output bound and resume by itself as the client reads.
     for (name, builder) in all_configs() {
         let server = TestServer::start(builder);
-        let s = connect(server.addr);
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        let (mut w, mut r) = open(server.addr);
         let mut burst = Vec::new();
         for _ in 0..40 {
             burst.extend_from_slice(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");

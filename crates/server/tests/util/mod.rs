@@ -125,6 +125,13 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A fresh connection as a writer and a buffered reader over the same socket.
+pub fn open(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = connect(addr);
+    let w = s.try_clone().unwrap();
+    (w, BufReader::new(s))
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
