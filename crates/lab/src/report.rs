@@ -80,8 +80,11 @@ pub fn table(results: &Results, scenario: &str) -> String {
         .collect();
     let base = nginx(&rows);
     let mut t = String::new();
-    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | vs nginx | client CPU µs/req | errors | accept-queue peak |");
-    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | vs nginx | client CPU µs/req | errors | accept-queue peak | ListenOverflows |");
+    let _ = writeln!(
+        t,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for m in rows {
         let spread = if m.rps_runs.len() > 1 {
             let lo = m.rps_runs.iter().cloned().fold(f64::MAX, f64::min);
@@ -92,7 +95,7 @@ pub fn table(results: &Results, scenario: &str) -> String {
         };
         let _ = writeln!(
             t,
-            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} |",
+            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} |",
             m.target,
             if m.client_limited { " ⚑" } else { "" },
             m.rps,
@@ -106,6 +109,7 @@ pub fn table(results: &Results, scenario: &str) -> String {
             m.client_cpu_us,
             m.errors.values().sum::<u64>(),
             m.accept_queue_peak.map_or("—".into(), |p| p.to_string()),
+            m.listen_overflows,
         );
     }
     t

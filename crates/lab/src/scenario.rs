@@ -35,6 +35,12 @@ pub struct Scenario {
     pub backlog_only: bool,
     /// Extra connections trickling a header byte every 0.5 s while measuring.
     pub slowloris: usize,
+    /// The servers' listen backlog for this scenario.
+    #[serde(default)]
+    pub backlog: Option<u32>,
+    /// Run server and clients inside a network namespace the lab creates (root only).
+    #[serde(default)]
+    pub netns: bool,
 }
 
 impl Scenario {
@@ -48,7 +54,54 @@ impl Scenario {
             mix: vec![(1, "/".into())],
             backlog_only: false,
             slowloris: 0,
+            backlog: None,
+            netns: false,
         }
+    }
+}
+
+/// A network namespace the lab made, removed when dropped (also after Ctrl-C, which ends
+/// the run loop rather than the process).
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Option<Namespace> {
+        let name = format!("bl-lab-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ip(&["netns", "add", &name]) {
+            return None;
+        }
+        let ns = Namespace(name);
+        if !ip(&["-n", &ns.0, "link", "set", "lo", "up"]) {
+            return None;
+        }
+        // A churn of thousands of short connections needs the whole port range.
+        let _ = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ip_local_port_range=1024 65535",
+            ])
+            .status();
+        Some(ns)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
     }
 }
 
@@ -102,6 +155,14 @@ impl Plan {
         mixed.backlog_only = true;
         let mut slowloris = Scenario::new("slowloris", "64 normal keep-alive clients while 1,000 connections trickle a header byte every 0.5 s", 64);
         slowloris.slowloris = 1000;
+        let mut storm = Scenario::new(
+            "accept-storm",
+            "2,000 clients connecting at once, one request per connection, against --backlog 64, in a network namespace the lab creates",
+            2000,
+        );
+        storm.churn = true;
+        storm.backlog = Some(64);
+        storm.netns = true;
 
         let mut targets = vec![
             Target::backlog("single", "single", &[]),
@@ -139,7 +200,7 @@ impl Plan {
         let scenarios = if quick {
             vec![keepalive, churn, pipelined, mixed]
         } else {
-            vec![keepalive, big, churn, pipelined, mixed, slowloris]
+            vec![keepalive, big, churn, pipelined, mixed, slowloris, storm]
         };
         Plan {
             scenarios,
@@ -286,12 +347,18 @@ fn overflows() -> u64 {
 }
 
 fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Run {
+    // A storm is measured from its first burst: that is when the queue overflows.
+    let warmup = if s.backlog.is_some() {
+        Duration::ZERO
+    } else {
+        plan.warmup
+    };
     let spec = LoadSpec {
         addr: server.addr,
         connections: s.connections,
         threads: plan.client_threads,
         duration: plan.duration,
-        warmup: plan.warmup,
+        warmup,
         pace: Pace::Closed,
         reuse: if s.churn {
             Reuse::Churn
@@ -309,7 +376,7 @@ fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Ru
     let result = std::thread::scope(|scope| {
         // CPU and counters from the end of the warm-up.
         let baseline = scope.spawn(|| {
-            std::thread::sleep(plan.warmup);
+            std::thread::sleep(warmup);
             (server.cpu_seconds(), target::own_cpu_seconds(), overflows())
         });
         if let Some(admin) = server.admin {
@@ -333,7 +400,7 @@ fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Ru
             let (addr, n, until) = (
                 server.addr,
                 s.slowloris,
-                Instant::now() + plan.warmup + plan.duration,
+                Instant::now() + warmup + plan.duration,
             );
             scope.spawn(move || trickle(addr, n, until));
         }
@@ -446,6 +513,25 @@ pub fn run(
         }
     }
     'scenarios: for s in &plan.scenarios {
+        let namespace = if s.netns {
+            match Namespace::create() {
+                Some(ns) => Some(ns),
+                None => {
+                    results.notes.push(format!(
+                        "{} skipped: creating a network namespace needs root and iproute2",
+                        s.name
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let opts = target::Options {
+            threads: plan.threads,
+            backlog: s.backlog,
+            netns: namespace.as_ref().map(|n| n.0.clone()),
+        };
         for t in plan
             .targets
             .iter()
@@ -458,17 +544,28 @@ pub fn run(
                     break 'scenarios;
                 }
                 progress(&s.name, &t.name);
-                let server = match target::start(t, backlog_bin, plan.threads, scratch) {
-                    Ok(server) => server,
-                    Err(err) => {
-                        results
-                            .notes
-                            .push(format!("{} / {}: {err:#}", s.name, t.name));
-                        continue;
-                    }
-                };
-                runs.push(one_run(plan, s, &server, stop));
-                server.stop();
+                // In a namespace the clients (and every thread they start) must be inside it
+                // too: the run happens on a thread that entered it.
+                let outcome = std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| -> anyhow::Result<Run> {
+                            if let Some(ns) = &opts.netns {
+                                sys::netns::enter(ns)?;
+                            }
+                            let server = target::start(t, backlog_bin, &opts, scratch)?;
+                            let run = one_run(plan, s, &server, stop);
+                            server.stop();
+                            Ok(run)
+                        })
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run panicked")))
+                });
+                match outcome {
+                    Ok(run) => runs.push(run),
+                    Err(err) => results
+                        .notes
+                        .push(format!("{} / {}: {err:#}", s.name, t.name)),
+                }
             }
             if runs.is_empty() {
                 continue;
@@ -518,7 +615,11 @@ pub fn run(
                 break;
             }
             progress("idle-memory", &t.name);
-            if let Ok(server) = target::start(t, backlog_bin, plan.threads, scratch) {
+            let opts = target::Options {
+                threads: plan.threads,
+                ..Default::default()
+            };
+            if let Ok(server) = target::start(t, backlog_bin, &opts, scratch) {
                 let per = idle_memory(&server, plan.idle_connections);
                 results.idle.push(IdleMemory {
                     target: t.name.clone(),
@@ -530,7 +631,7 @@ pub fn run(
             if plan.syscalls && crate::syscalls::available() {
                 for pipeline in [1, 16] {
                     progress("syscalls", &t.name);
-                    if let Ok(server) = target::start(t, backlog_bin, plan.threads, scratch) {
+                    if let Ok(server) = target::start(t, backlog_bin, &opts, scratch) {
                         if let Some(per) = crate::syscalls::per_request(
                             &server,
                             64,

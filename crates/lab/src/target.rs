@@ -92,13 +92,38 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Start `target` with `threads` threads (or worker processes) under `scratch`.
+/// How a server is started beyond its kind.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Threads (or worker processes).
+    pub threads: usize,
+    /// The listen backlog (default: each server's own).
+    pub backlog: Option<u32>,
+    /// Run it inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
+}
+
+/// A command, run inside `netns` when one is given.
+fn command(program: &Path, netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Start `target` under `scratch`.
 pub fn start(
     target: &Target,
     backlog_bin: &Path,
-    threads: usize,
+    opts: &Options,
     scratch: &Path,
 ) -> anyhow::Result<Running> {
+    let threads = opts.threads;
+    let netns = opts.netns.as_deref();
     let dir = scratch.join(format!(
         "{}-{}",
         target.name.replace(['/', ' '], "_"),
@@ -108,7 +133,11 @@ pub fn start(
     std::fs::create_dir_all(&dir)?;
     let (child, addr, admin) = match &target.kind {
         Kind::Backlog { model, extra } => {
-            let mut child = Command::new(backlog_bin)
+            let backlog: Vec<String> = opts
+                .backlog
+                .map(|b| vec!["--backlog".into(), b.to_string()])
+                .unwrap_or_default();
+            let mut child = command(backlog_bin, netns)
                 .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
                 .args(["--model", model, "--threads", &threads.to_string()])
                 .args(["--workers", &threads.to_string()])
@@ -117,6 +146,7 @@ pub fn start(
                 .arg("--data")
                 .arg(dir.join("data"))
                 .args(extra)
+                .args(&backlog)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -147,12 +177,13 @@ pub fn start(
             let conf = format!(
                 "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
 events {{ worker_connections 16384; }}\n\
-http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n\
+http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen 127.0.0.1:{port} reuseport backlog={backlog};\n\
     location / {{ return 200 \"Hello, World!\\n\"; }}\n  }}\n}}\n",
-                dir = dir.display()
+                dir = dir.display(),
+                backlog = opts.backlog.unwrap_or(4096)
             );
             std::fs::write(dir.join("nginx.conf"), conf)?;
-            let child = Command::new("nginx")
+            let child = command(Path::new("nginx"), netns)
                 .arg("-c")
                 .arg(dir.join("nginx.conf"))
                 .arg("-p")
@@ -167,11 +198,12 @@ http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout
             let port = free_port()?;
             let script = format!(
                 "const http = require('http'); const cluster = require('cluster');\n\
-const serve = () => http.createServer((req, res) => {{ res.writeHead(200, {{'Content-Type': 'text/plain', 'Content-Length': 14}}); res.end('Hello, World!\\n'); }}).listen({port}, '127.0.0.1');\n\
-if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) cluster.fork(); }} else {{ serve(); }}\n"
+const serve = () => http.createServer((req, res) => {{ res.writeHead(200, {{'Content-Type': 'text/plain', 'Content-Length': 14}}); res.end('Hello, World!\\n'); }}).listen({port}, '127.0.0.1', {backlog});\n\
+if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) cluster.fork(); }} else {{ serve(); }}\n",
+                backlog = opts.backlog.unwrap_or(511)
             );
             std::fs::write(dir.join("server.js"), script)?;
-            let child = Command::new("node")
+            let child = command(Path::new("node"), netns)
                 .arg(dir.join("server.js"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

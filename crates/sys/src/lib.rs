@@ -9,10 +9,12 @@
 //! # Layout
 //! - [`epoll`]: an epoll instance, tokens and interest sets.
 //! - [`waker`]: an eventfd that another thread writes to wake a loop, with write coalescing.
+//! - [`netns`]: entering a network namespace (the lab's storms).
 //! - [`rlimit`]: the file-descriptor limit.
 //! - [`socket`]: non-blocking accept, read straight into a `BytesMut`, write, TCP options.
 
 pub mod epoll;
+pub mod netns;
 pub mod rlimit;
 pub mod socket;
 pub mod waker;
