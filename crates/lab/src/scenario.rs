@@ -41,6 +41,9 @@ pub struct Scenario {
     /// Run server and clients inside a network namespace the lab creates (root only).
     #[serde(default)]
     pub netns: bool,
+    /// Load-generator threads for this scenario (default: the plan's).
+    #[serde(default)]
+    pub client_threads: Option<usize>,
 }
 
 impl Scenario {
@@ -56,6 +59,7 @@ impl Scenario {
             slowloris: 0,
             backlog: None,
             netns: false,
+            client_threads: None,
         }
     }
 }
@@ -163,6 +167,8 @@ impl Plan {
         storm.churn = true;
         storm.backlog = Some(64);
         storm.netns = true;
+        // Two client threads connect faster than the server's threads can accept.
+        storm.client_threads = Some(2);
 
         let mut targets = vec![
             Target::backlog("single", "single", &[]),
@@ -356,7 +362,7 @@ fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Ru
     let spec = LoadSpec {
         addr: server.addr,
         connections: s.connections,
-        threads: plan.client_threads,
+        threads: s.client_threads.unwrap_or(plan.client_threads),
         duration: plan.duration,
         warmup,
         pace: Pace::Closed,
@@ -600,7 +606,8 @@ pub fn run(
                 errors,
                 server_cpu_us: mid.server_cpu * 1e6 / reqs,
                 client_cpu_us: mid.client_cpu * 1e6 / reqs,
-                client_limited: mid.client_cpu >= 0.9 * window * plan.client_threads as f64,
+                client_limited: mid.client_cpu
+                    >= 0.9 * window * s.client_threads.unwrap_or(plan.client_threads) as f64,
                 rss_kib: mid.rss,
                 accept_queue_peak: mid.queue_peak,
                 listen_overflows: mid.overflows,
