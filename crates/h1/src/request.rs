@@ -130,12 +130,17 @@ impl Request {
     /// authority (`http://h/a?b` → `/a`).
     pub fn path(&self) -> &str {
         let target = self.target();
-        let rest = match target.find("://") {
-            Some(i) if !target.starts_with('/') => {
-                let after = &target[i + 3..];
-                after.find('/').map(|j| &after[j..]).unwrap_or("/")
+        // Origin-form (`/…`) is the common case: no scheme to look for.
+        let rest = if target.starts_with('/') {
+            target
+        } else {
+            match target.find("://") {
+                Some(i) => {
+                    let after = &target[i + 3..];
+                    after.find('/').map(|j| &after[j..]).unwrap_or("/")
+                }
+                None => target,
             }
-            _ => target,
         };
         rest.split_once('?').map(|(p, _)| p).unwrap_or(rest)
     }
