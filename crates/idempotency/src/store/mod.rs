@@ -53,6 +53,29 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+impl StoredResponse {
+    /// Rebuild a stored response from its columns; `None` while the claim is in flight
+    /// (no status yet). Both stores keep the fields as a JSON array of pairs.
+    pub(crate) fn from_columns(
+        status: Option<i64>,
+        headers: Option<String>,
+        body: Option<Vec<u8>>,
+    ) -> Option<StoredResponse> {
+        Some(StoredResponse {
+            status: status? as u16,
+            headers: headers
+                .and_then(|h| serde_json::from_str(&h).ok())
+                .unwrap_or_default(),
+            body: body.unwrap_or_default(),
+        })
+    }
+
+    /// The header fields as stored in the `headers` column.
+    pub(crate) fn headers_json(&self) -> String {
+        serde_json::to_string(&self.headers).unwrap_or_else(|_| "[]".into())
+    }
+}
+
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

@@ -106,7 +106,7 @@ fn save(
     token: i64,
     resp: &StoredResponse,
 ) -> Result<(), StoreError> {
-    let headers = serde_json::to_string(&resp.headers).unwrap_or_else(|_| "[]".into());
+    let headers = resp.headers_json();
     let n = tx.execute(
         "UPDATE idempotency SET status = $1, headers = $2, body = $3
          WHERE scope = $4 AND key = $5 AND token = $6 AND status IS NULL",
@@ -200,14 +200,11 @@ impl Store for PgStore {
             )?;
             let efp: Vec<u8> = row.get(0);
             let existing_expires: i64 = row.get(2);
-            let done = row.get::<_, Option<i32>>(3).map(|status| StoredResponse {
-                status: status as u16,
-                headers: row
-                    .get::<_, Option<String>>(4)
-                    .and_then(|h| serde_json::from_str(&h).ok())
-                    .unwrap_or_default(),
-                body: row.get::<_, Option<Vec<u8>>>(5).unwrap_or_default(),
-            });
+            let done = StoredResponse::from_columns(
+                row.get::<_, Option<i32>>(3).map(i64::from),
+                row.get(4),
+                row.get(5),
+            );
             if existing_expires > now {
                 if let Some(claim) = decide(&efp, fp, done, row.get(1), now) {
                     tx.commit()?;

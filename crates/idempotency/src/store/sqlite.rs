@@ -107,28 +107,13 @@ fn retry_busy(mut f: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<(
     }
 }
 
-fn stored(
-    status: Option<i64>,
-    headers: Option<String>,
-    body: Option<Vec<u8>>,
-) -> Option<StoredResponse> {
-    let status = status?;
-    Some(StoredResponse {
-        status: status as u16,
-        headers: headers
-            .and_then(|h| serde_json::from_str(&h).ok())
-            .unwrap_or_default(),
-        body: body.unwrap_or_default(),
-    })
-}
-
 fn save(
     tx: &rusqlite::Transaction<'_>,
     k: KeyRef<'_>,
     token: i64,
     resp: &StoredResponse,
 ) -> Result<(), StoreError> {
-    let headers = serde_json::to_string(&resp.headers).unwrap_or_else(|_| "[]".into());
+    let headers = resp.headers_json();
     let n = tx.execute(
         "UPDATE idempotency SET status = ?1, headers = ?2, body = ?3
          WHERE scope = ?4 AND key = ?5 AND token = ?6 AND status IS NULL",
@@ -164,7 +149,7 @@ fn existing_claim(
                     r.get::<_, Vec<u8>>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
-                    stored(r.get(3)?, r.get(4)?, r.get(5)?),
+                    StoredResponse::from_columns(r.get(3)?, r.get(4)?, r.get(5)?),
                 ))
             },
         )
