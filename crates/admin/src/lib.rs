@@ -7,12 +7,16 @@
 //! - `GET /debug/connections?limit=N`: every connection's kernel queues, capped at `N`
 //!   (default 1000) with a count of the rest.
 //!
+//! [`client::fetch_state`] reads `/debug/state` from another process (`backlog top`, the lab).
+//!
 //! Kernel reads (TCP_INFO, sock_diag, /proc/net/netstat) happen in [`Sampler`], at most once
 //! per scrape and cached briefly, so several scrapers cost one sample.
 
+pub mod client;
 pub mod metrics;
 pub mod state;
 
+pub use client::fetch_state;
 pub use state::{ListenerState, Sampler, State, ThreadState};
 
 use h1::{Request, Response};

@@ -14,8 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Sparkline, Table};
 use ratatui::{DefaultTerminal, Frame};
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 const REFRESH: Duration = Duration::from_secs(1);
@@ -99,28 +98,14 @@ impl View {
     }
 }
 
-/// GET /debug/state over a plain HTTP/1.1 connection.
+/// Resolve `addr` and GET its /debug/state.
 fn fetch(addr: &str) -> Result<State, String> {
     let target: SocketAddr = addr
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
         .next()
         .ok_or("no address")?;
-    let mut s = TcpStream::connect_timeout(&target, Duration::from_millis(800))
-        .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-    s.write_all(b"GET /debug/state HTTP/1.1\r\nHost: backlog\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no HTTP response")?;
-    if !raw.starts_with(b"HTTP/1.1 200") {
-        return Err("the admin endpoint did not answer 200".into());
-    }
-    serde_json::from_slice(&raw[split + 4..]).map_err(|e| format!("bad state: {e}"))
+    admin::fetch_state(target, Duration::from_millis(800))
 }
 
 fn draw(f: &mut Frame, view: &View) {

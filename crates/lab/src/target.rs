@@ -262,16 +262,7 @@ impl Running {
 
     /// CPU time (user + system) of every process of the server, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let tick = 100.0; // USER_HZ on Linux
-        self.pids()
-            .iter()
-            .filter_map(|p| stat_fields(*p))
-            .map(|f| {
-                let u: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-                let s: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-                (u + s) / tick
-            })
-            .sum()
+        self.pids().into_iter().map(cpu_seconds_of).sum()
     }
 
     /// Resident memory of every process of the server, KiB.
@@ -315,24 +306,22 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 
 /// CPU seconds this process (the lab, i.e. the load generator) has used.
 pub fn own_cpu_seconds() -> f64 {
-    stat_fields(std::process::id())
+    cpu_seconds_of(std::process::id())
+}
+
+/// User + system CPU seconds of process `pid` (0 if it is gone).
+fn cpu_seconds_of(pid: u32) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    stat_fields(pid)
         .map(|f| {
             let u: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
             let s: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            (u + s) / 100.0
+            (u + s) / tick
         })
         .unwrap_or(0.0)
 }
 
 /// Fetch backlog's `/debug/state` from its admin endpoint.
 pub fn admin_state(admin: SocketAddr) -> Option<admin::State> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /debug/state HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    serde_json::from_slice(&raw[split + 4..]).ok()
+    admin::fetch_state(admin, Duration::from_millis(500)).ok()
 }

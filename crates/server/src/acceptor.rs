@@ -212,12 +212,8 @@ impl Acceptor {
             match sys::socket::accept(&*listener) {
                 Ok(fd) => {
                     accepted += 1;
-                    self.stats.accepted();
                     let _ = sys::socket::set_nodelay(&fd);
-                    match &mut self.sink {
-                        Sink::Local => deliver(fd),
-                        Sink::Handoff(balancer) => balancer.dispatch(fd),
-                    }
+                    self.hand_over(fd, deliver);
                 }
                 Err(err) => {
                     self.limit.release();
@@ -239,6 +235,15 @@ impl Acceptor {
                 self.deregister(epoll);
                 self.register(epoll);
             }
+        }
+    }
+
+    /// Count an accepted connection and send it where this acceptor's connections go.
+    fn hand_over(&mut self, fd: OwnedFd, deliver: &mut dyn FnMut(OwnedFd)) {
+        self.stats.accepted();
+        match &mut self.sink {
+            Sink::Local => deliver(fd),
+            Sink::Handoff(balancer) => balancer.dispatch(fd),
         }
     }
 
@@ -270,13 +275,7 @@ impl Acceptor {
                     break;
                 }
                 match sys::socket::accept(&*listener) {
-                    Ok(fd) => {
-                        self.stats.accepted();
-                        match &mut self.sink {
-                            Sink::Local => deliver(fd),
-                            Sink::Handoff(balancer) => balancer.dispatch(fd),
-                        }
-                    }
+                    Ok(fd) => self.hand_over(fd, deliver),
                     Err(_) => {
                         self.limit.release();
                         break;

@@ -50,10 +50,6 @@ impl Readiness {
         self.0
             .intersects(EventFlags::OUT | EventFlags::HUP | EventFlags::ERR)
     }
-    /// The connection is broken both ways or has a pending error.
-    pub fn error(self) -> bool {
-        self.0.intersects(EventFlags::HUP | EventFlags::ERR)
-    }
 }
 
 /// A reusable buffer of events returned by [`Epoll::wait`].
