@@ -8,7 +8,9 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
-use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::inet::{
+    ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags,
+};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netlink_sys::{Socket, SocketAddr};
@@ -33,7 +35,45 @@ pub fn syn_recv_count(port: u16) -> Result<u32, DiagError> {
     Ok(n)
 }
 
+/// The accept queues of every listener on local `port`, summed over listeners (several with
+/// SO_REUSEPORT) and address families. Works for any process's sockets in this network
+/// namespace, so the lab reads nginx's queues the same way as ours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenQueues {
+    /// Listening sockets found.
+    pub listeners: u32,
+    /// Connections waiting to be accepted, over all of them.
+    pub queued: u32,
+    /// The sum of their backlogs.
+    pub limit: u32,
+}
+
+/// Accept queues on `port`, from the LISTEN sockets' `idiag_rqueue` / `idiag_wqueue`.
+pub fn listen_queues(port: u16) -> Result<ListenQueues, DiagError> {
+    let mut q = ListenQueues::default();
+    for family in [AF_INET, AF_INET6] {
+        dump(family, StateFlags::LISTEN, port, |h| {
+            q.listeners += 1;
+            q.queued += h.recv_queue;
+            q.limit += h.send_queue;
+        })?;
+    }
+    Ok(q)
+}
+
 fn count(family: u8, states: StateFlags, port: u16) -> Result<u32, DiagError> {
+    let mut n = 0;
+    dump(family, states, port, |_| n += 1)?;
+    Ok(n)
+}
+
+/// Dump sockets of `family` in `states` and call `each` for those on local `port`.
+fn dump(
+    family: u8,
+    states: StateFlags,
+    port: u16,
+    mut each: impl FnMut(&InetResponseHeader),
+) -> Result<(), DiagError> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
@@ -60,7 +100,6 @@ fn count(family: u8, states: StateFlags, port: u16) -> Result<u32, DiagError> {
     packet.serialize(&mut out);
     socket.send(&out, 0)?;
 
-    let mut found = 0;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let size = socket.recv(&mut &mut buf[..], 0)?;
@@ -73,9 +112,9 @@ fn count(family: u8, states: StateFlags, port: u16) -> Result<u32, DiagError> {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(resp))
                     if resp.header.socket_id.source_port == port =>
                 {
-                    found += 1;
+                    each(&resp.header);
                 }
-                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(err) => {
                     return Err(DiagError::Protocol(format!("{err:?}")));
                 }
@@ -105,5 +144,19 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         assert_eq!(count(AF_INET, StateFlags::LISTEN, port).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_listeners_queue_counts_connections_not_yet_accepted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _waiting: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let q = listen_queues(addr.port()).unwrap();
+        assert_eq!(q.listeners, 1);
+        assert_eq!(q.queued, 3);
+        // std's listen(2) backlog, capped by somaxconn.
+        assert!(q.limit > 0 && q.limit <= 128, "{q:?}");
     }
 }

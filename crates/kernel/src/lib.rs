@@ -14,6 +14,6 @@ pub mod diag;
 pub mod listen;
 pub mod netstat;
 
-pub use diag::{syn_recv_count, DiagError};
+pub use diag::{listen_queues, syn_recv_count, DiagError, ListenQueues};
 pub use listen::{accept_queue, AcceptQueue};
 pub use netstat::{TcpExt, TCP_EXT_COUNTERS};

@@ -25,10 +25,12 @@ pub struct TcpExt {
 }
 
 impl TcpExt {
-    /// Read `/proc/net/netstat` now. Missing counters (older kernels) read as 0.
+    /// Read the calling thread's network namespace's counters now. Missing counters (older
+    /// kernels) read as 0. `/proc/net` would follow the process's first thread, which may
+    /// sit in another namespace than this one (the lab moves threads into its own).
     pub fn read() -> std::io::Result<TcpExt> {
         Ok(TcpExt::parse(&std::fs::read_to_string(
-            "/proc/net/netstat",
+            "/proc/thread-self/net/netstat",
         )?))
     }
 

@@ -65,7 +65,8 @@ pub struct LoadSpec {
 pub struct LoadResult {
     /// Responses received in the measured window.
     pub requests: u64,
-    /// Errors by kind: connect_refused, reset, timeout, status_NNN, connect_error.
+    /// Errors by kind: connect_refused, connect_timeout, connect_pending (a handshake still
+    /// unanswered after 1 s at the end), reset, timeout, status_NNN, connect_error.
     pub errors: BTreeMap<String, u64>,
     /// Latency in microseconds.
     pub latency: Histogram<u64>,
@@ -140,6 +141,8 @@ struct Conn {
     sent: VecDeque<Instant>,
     /// Rate mode: when the next request is due.
     next_due: Instant,
+    /// When the current connect began.
+    opened: Instant,
 }
 
 struct Worker {
@@ -187,6 +190,7 @@ impl Worker {
                 inbuf: Vec::with_capacity(4096),
                 sent: VecDeque::new(),
                 next_due: now + offset,
+                opened: now,
             });
             w.open(spec, i);
         }
@@ -237,6 +241,7 @@ impl Worker {
         let c = &mut self.conns[i];
         c.sock = Some(sock);
         c.connected = false;
+        c.opened = Instant::now();
         c.inbuf.clear();
         c.out.clear();
         c.sent.clear();
@@ -494,8 +499,31 @@ impl Worker {
                         self.error("timeout");
                         self.close(i);
                     }
+                    let c = &self.conns[i];
+                    if c.sock.is_some()
+                        && !c.connected
+                        && now.saturating_duration_since(c.opened) > spec.timeout
+                    {
+                        self.error("connect_timeout");
+                        self.close(i);
+                    }
                 }
             }
+        }
+        // Handshakes still unanswered at the end (a dropped SYN waits for its 1 s, 3 s, 7 s
+        // retransmits) are failures the window saw, not silence.
+        let now = Instant::now();
+        let pending = self
+            .conns
+            .iter()
+            .filter(|c| {
+                c.sock.is_some()
+                    && !c.connected
+                    && now.saturating_duration_since(c.opened) > Duration::from_secs(1)
+            })
+            .count();
+        for _ in 0..pending {
+            self.error("connect_pending");
         }
         self.result.elapsed = Instant::now()
             .saturating_duration_since(self.measuring_from)

@@ -39,7 +39,13 @@ pub fn write(results: &Results, out: &Path) -> anyhow::Result<()> {
             &format!("{}: latency by percentile", s.name),
             &rows,
         )?;
-        plots.push((s.name.clone(), rps_file, cdf_file));
+        let mut files = vec![rps_file, cdf_file];
+        if s.backlog.is_some() || s.flood.is_some() {
+            let file = format!("queues-{}.svg", s.name);
+            queues_plot(&out.join(&file), &s.name, &rows)?;
+            files.push(file);
+        }
+        plots.push((s.name.clone(), files));
     }
     let balance: Vec<&Measurement> = results
         .measurements
@@ -67,6 +73,16 @@ fn ratio(value: f64, base: Option<f64>) -> String {
     }
 }
 
+/// The error count, with its kinds when there are any.
+fn errors(m: &Measurement) -> String {
+    let total: u64 = m.errors.values().sum();
+    if total == 0 {
+        return "0".into();
+    }
+    let kinds: Vec<String> = m.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("{total} ({})", kinds.join(", "))
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
@@ -80,10 +96,10 @@ pub fn table(results: &Results, scenario: &str) -> String {
         .collect();
     let base = nginx(&rows);
     let mut t = String::new();
-    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | vs nginx | client CPU µs/req | errors | accept-queue peak | ListenOverflows |");
+    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | vs nginx | client CPU µs/req | errors | accept-queue peak | SYN_RECV peak | kernel counters |");
     let _ = writeln!(
         t,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for m in rows {
         let spread = if m.rps_runs.len() > 1 {
@@ -95,7 +111,7 @@ pub fn table(results: &Results, scenario: &str) -> String {
         };
         let _ = writeln!(
             t,
-            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} |",
+            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
             m.target,
             if m.client_limited { " ⚑" } else { "" },
             m.rps,
@@ -107,15 +123,29 @@ pub fn table(results: &Results, scenario: &str) -> String {
             m.server_cpu_us,
             ratio(m.server_cpu_us, base.map(|b| b.server_cpu_us)),
             m.client_cpu_us,
-            m.errors.values().sum::<u64>(),
-            m.accept_queue_peak.map_or("—".into(), |p| p.to_string()),
-            m.listen_overflows,
+            errors(m),
+            m.queues
+                .iter()
+                .map(|q| q.1)
+                .chain(m.accept_queue_peak)
+                .max()
+                .unwrap_or(0),
+            m.syn_recv_peak,
+            if m.tcp_ext.is_empty() {
+                "—".to_string()
+            } else {
+                m.tcp_ext
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         );
     }
     t
 }
 
-fn markdown(results: &Results, plots: &[(String, String, String)], balance: bool) -> String {
+fn markdown(results: &Results, plots: &[(String, Vec<String>)], balance: bool) -> String {
     let plan = &results.plan;
     let mut md = String::new();
     let _ = writeln!(md, "# backlog lab report\n");
@@ -138,7 +168,7 @@ one load-generator thread; wall time {:.0} s{}.\n",
 the server's processes over the measured window) is the figure that decides: ⚑ marks runs where the load \
 generator used ≥ 90% of its core, so requests/s measured the client, not the server.\n"
     );
-    for (name, rps, cdf) in plots {
+    for (name, files) in plots {
         let about = plan
             .scenarios
             .iter()
@@ -147,7 +177,8 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
             .unwrap_or_default();
         let _ = writeln!(md, "## {name}\n\n{about}\n");
         md.push_str(&table(results, name));
-        let _ = writeln!(md, "\n![requests/s]({rps}) ![latency]({cdf})\n");
+        let images: Vec<String> = files.iter().map(|f| format!("![{f}]({f})")).collect();
+        let _ = writeln!(md, "\n{}\n", images.join(" "));
     }
     if balance {
         let _ = writeln!(md, "## Balance under the mixed load\n\nRequests per handling thread (backlog models):\n\n![balance](balance-mixed.svg)\n");
@@ -312,4 +343,59 @@ fn balance_plot(path: &Path, rows: &[&Measurement]) -> anyhow::Result<()> {
         })
         .collect();
     bars(path, "mixed: requests per handling thread", &values)
+}
+
+/// Accept queue (top) and SYN_RECV (bottom) over the measured window, one line per target.
+fn queues_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(280);
+    let end = rows
+        .iter()
+        .flat_map(|m| m.queues.iter().map(|q| q.0))
+        .fold(1.0, f64::max);
+    for (area, title, pick) in [
+        (
+            &top,
+            format!("{scenario}: accept queue (all listeners)"),
+            (|q: &(f64, u32, u32)| q.1) as fn(&(f64, u32, u32)) -> u32,
+        ),
+        (
+            &bottom,
+            format!("{scenario}: SYN_RECV"),
+            (|q: &(f64, u32, u32)| q.2) as fn(&(f64, u32, u32)) -> u32,
+        ),
+    ] {
+        let max = rows
+            .iter()
+            .flat_map(|m| m.queues.iter().map(pick))
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..end, 0.0..max * 1.15)?;
+        chart.configure_mesh().x_desc("s").draw()?;
+        for (i, m) in rows.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let points: Vec<(f64, f64)> = m.queues.iter().map(|q| (q.0, pick(q) as f64)).collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                .label(m.target.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
 }

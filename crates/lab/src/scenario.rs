@@ -44,6 +44,30 @@ pub struct Scenario {
     /// Load-generator threads for this scenario (default: the plan's).
     #[serde(default)]
     pub client_threads: Option<usize>,
+    /// Extra connections that pipeline requests and never read the answers, while measuring.
+    #[serde(default)]
+    pub slow_readers: usize,
+    /// Fixed total rate in requests/s (latency from each request's intended send time);
+    /// none: closed loop.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// A SYN flood from a second host while measuring (implies a pair of namespaces).
+    #[serde(default)]
+    pub flood: Option<Flood>,
+    /// Bursts of this many connects at once, every 500 ms, beside the measured clients.
+    #[serde(default)]
+    pub burst: usize,
+}
+
+/// Handshakes that are never completed, sent from an address whose SYN-ACKs go nowhere.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Flood {
+    /// New half-open connections per second.
+    pub syns_per_second: u32,
+    /// The server host's `net.ipv4.tcp_syncookies`.
+    pub syncookies: u8,
+    /// The server host's `net.ipv4.tcp_max_syn_backlog`.
+    pub max_syn_backlog: u32,
 }
 
 impl Scenario {
@@ -60,52 +84,124 @@ impl Scenario {
             backlog: None,
             netns: false,
             client_threads: None,
+            slow_readers: 0,
+            rate: None,
+            flood: None,
+            burst: 0,
         }
     }
 }
 
-/// A network namespace the lab made, removed when dropped (also after Ctrl-C, which ends
-/// the run loop rather than the process).
-struct Namespace(String);
+/// Network namespaces the lab made, removed when dropped (also after Ctrl-C, which ends
+/// the run loop rather than the process). Either one host (server and clients on its
+/// loopback) or two joined by a veth pair, addresses from TEST-NET-1 (192.0.2.0/24) that
+/// exist only inside them: the server at .1, clients at .2, and a flooding client at .3
+/// whose SYN-ACKs go to a MAC nobody has (a wrong permanent neighbour entry on the server's
+/// side), so each of its SYNs leaves a handshake that is never completed — a SYN flood
+/// without raw sockets.
+struct Namespace {
+    server: String,
+    client: String,
+}
+
+/// The server's address on a pair of namespaces.
+const PAIR_SERVER: [u8; 4] = [192, 0, 2, 1];
+/// The flooding client's address on a pair of namespaces.
+const PAIR_FLOOD: [u8; 4] = [192, 0, 2, 3];
+
+fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn sysctl(ns: &str, setting: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-q", "-w", setting])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
 impl Namespace {
+    /// One host.
     fn create() -> Option<Namespace> {
         let name = format!("bl-lab-{}", std::process::id());
-        let ip = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
         if !ip(&["netns", "add", &name]) {
             return None;
         }
-        let ns = Namespace(name);
-        if !ip(&["-n", &ns.0, "link", "set", "lo", "up"]) {
+        let ns = Namespace {
+            server: name.clone(),
+            client: name,
+        };
+        if !ip(&["-n", &ns.server, "link", "set", "lo", "up"]) {
             return None;
         }
         // A churn of thousands of short connections needs the whole port range.
-        let _ = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                "sysctl",
-                "-q",
-                "-w",
-                "net.ipv4.ip_local_port_range=1024 65535",
-            ])
-            .status();
+        sysctl(&ns.client, "net.ipv4.ip_local_port_range=1024 65535");
         Some(ns)
+    }
+
+    /// Two hosts joined by a veth pair.
+    fn pair() -> Option<Namespace> {
+        let id = std::process::id();
+        let (s, c) = (format!("bl-lab-srv-{id}"), format!("bl-lab-cli-{id}"));
+        if !ip(&["netns", "add", &s]) {
+            return None;
+        }
+        let ns = Namespace {
+            server: s.clone(),
+            client: c.clone(),
+        };
+        if !ip(&["netns", "add", &c]) {
+            return None;
+        }
+        let (vs, vc) = (format!("bls{id}"), format!("blc{id}"));
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["link", "add", &vs, "type", "veth", "peer", "name", &vc],
+            vec!["link", "set", &vs, "netns", &s],
+            vec!["link", "set", &vc, "netns", &c],
+            vec!["-n", &s, "addr", "add", "192.0.2.1/24", "dev", &vs],
+            vec!["-n", &c, "addr", "add", "192.0.2.2/24", "dev", &vc],
+            vec!["-n", &c, "addr", "add", "192.0.2.3/24", "dev", &vc],
+            vec!["-n", &s, "link", "set", "lo", "up"],
+            vec!["-n", &c, "link", "set", "lo", "up"],
+            vec!["-n", &s, "link", "set", &vs, "up"],
+            vec!["-n", &c, "link", "set", &vc, "up"],
+            vec![
+                "-n",
+                &s,
+                "neigh",
+                "replace",
+                "192.0.2.3",
+                "lladdr",
+                "02:00:00:00:00:99",
+                "dev",
+                &vs,
+                "nud",
+                "permanent",
+            ],
+        ];
+        if !steps.iter().all(|step| ip(step)) {
+            return None;
+        }
+        sysctl(&c, "net.ipv4.ip_local_port_range=1024 65535");
+        Some(ns)
+    }
+
+    fn is_pair(&self) -> bool {
+        self.server != self.client
     }
 }
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
+        ip(&["netns", "del", &self.server]);
+        if self.is_pair() {
+            ip(&["netns", "del", &self.client]);
+        }
     }
 }
 
@@ -161,14 +257,43 @@ impl Plan {
         slowloris.slowloris = 1000;
         let mut storm = Scenario::new(
             "accept-storm",
-            "2,000 clients connecting at once, one request per connection, against --backlog 64, in a network namespace the lab creates",
-            2000,
+            "64 churning clients (a connection per request) while bursts of 3,000 connects arrive every 500 ms, against --backlog 64, in a network namespace the lab creates",
+            64,
         );
         storm.churn = true;
         storm.backlog = Some(64);
         storm.netns = true;
-        // Two client threads connect faster than the server's threads can accept.
-        storm.client_threads = Some(2);
+        storm.burst = 3000;
+        let mut fixed = Scenario::new(
+            "fixed-rate",
+            "keep-alive GET /, 64 connections at a fixed 20,000 requests/s: latency from each request's intended send time (no coordinated omission)",
+            64,
+        );
+        fixed.rate = Some(20_000.0);
+        let mut slow_readers = Scenario::new(
+            "slow-readers",
+            "64 normal keep-alive clients while 200 connections pipeline thousands of requests and never read an answer",
+            64,
+        );
+        slow_readers.slow_readers = 200;
+        let flood = |cookies: u8| {
+            let mut f = Scenario::new(
+                &format!("syn-flood-cookies-{cookies}"),
+                &format!(
+                    "16 churning clients from a second host while another floods 2,000 never-ACKed SYNs/s; \
+                     tcp_syncookies={cookies}, --backlog 128 (tcp_max_syn_backlog=1024, so the listener's own queue is what fills); two network namespaces the lab creates"
+                ),
+                16,
+            );
+            f.churn = true;
+            f.backlog = Some(128);
+            f.flood = Some(Flood {
+                syns_per_second: 2000,
+                syncookies: cookies,
+                max_syn_backlog: 1024,
+            });
+            f
+        };
 
         let mut targets = vec![
             Target::backlog("single", "single", &[]),
@@ -206,7 +331,19 @@ impl Plan {
         let scenarios = if quick {
             vec![keepalive, churn, pipelined, mixed]
         } else {
-            vec![keepalive, big, churn, pipelined, mixed, slowloris, storm]
+            vec![
+                keepalive,
+                big,
+                churn,
+                pipelined,
+                mixed,
+                fixed,
+                slowloris,
+                slow_readers,
+                storm,
+                flood(0),
+                flood(1),
+            ]
         };
         Plan {
             scenarios,
@@ -285,8 +422,18 @@ pub struct Measurement {
     pub rss_kib: u64,
     /// Peak accept-queue length seen by the admin endpoint (backlog only).
     pub accept_queue_peak: Option<u32>,
-    /// Host ListenOverflows during the run.
+    /// ListenOverflows during the run (the host's, or the lab namespace's).
     pub listen_overflows: u64,
+    /// Peak SYN_RECV count on the server's port (sock_diag), median run.
+    #[serde(default)]
+    pub syn_recv_peak: u32,
+    /// TcpExt counters that moved during the median run (overflows, drops, cookies).
+    #[serde(default)]
+    pub tcp_ext: BTreeMap<String, u64>,
+    /// The median run's kernel queues over time: (seconds, accept queue over all
+    /// listeners, SYN_RECV), sampled every 100 ms.
+    #[serde(default)]
+    pub queues: Vec<(f64, u32, u32)>,
     /// Requests per handling thread (backlog only), for the balance plot.
     pub per_thread: Vec<(String, u64)>,
 }
@@ -342,19 +489,53 @@ struct Run {
     client_cpu: f64,
     rss: u64,
     queue_peak: Option<u32>,
-    overflows: u64,
+    tcp_ext: kernel::TcpExt,
+    queues: Vec<(f64, u32, u32)>,
     per_thread: Vec<(String, u64)>,
 }
 
-fn overflows() -> u64 {
-    kernel::TcpExt::read()
-        .map(|t| t.get("ListenOverflows"))
-        .unwrap_or(0)
+/// What the kernel shows about the server's port while a run measures, read from the
+/// server's own network namespace: queues every 100 ms, TcpExt counters before and after.
+struct Watch {
+    queues: Vec<(f64, u32, u32)>,
+    tcp_ext: kernel::TcpExt,
 }
 
-fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Run {
+fn watch(server_ns: Option<&str>, port: u16, warmup: Duration, measuring: &AtomicBool) -> Watch {
+    if let Some(ns) = server_ns {
+        if sys::netns::enter(ns).is_err() {
+            return Watch {
+                queues: Vec::new(),
+                tcp_ext: kernel::TcpExt::default(),
+            };
+        }
+    }
+    std::thread::sleep(warmup);
+    let before = kernel::TcpExt::read().unwrap_or_default();
+    let start = Instant::now();
+    let mut queues = Vec::new();
+    while measuring.load(Ordering::Relaxed) {
+        let accept = kernel::listen_queues(port).map_or(0, |q| q.queued);
+        let syn = kernel::syn_recv_count(port).unwrap_or(0);
+        queues.push((start.elapsed().as_secs_f64(), accept, syn));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = kernel::TcpExt::read().unwrap_or_default();
+    Watch {
+        queues,
+        tcp_ext: after.since(&before),
+    }
+}
+
+fn one_run(
+    plan: &Plan,
+    s: &Scenario,
+    server: &Running,
+    server_ns: Option<&str>,
+    stop: &AtomicBool,
+) -> Run {
     // A storm is measured from its first burst: that is when the queue overflows.
-    let warmup = if s.backlog.is_some() {
+    let warmup = if s.backlog.is_some() && s.flood.is_none() {
         Duration::ZERO
     } else {
         plan.warmup
@@ -365,7 +546,7 @@ fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Ru
         threads: s.client_threads.unwrap_or(plan.client_threads),
         duration: plan.duration,
         warmup,
-        pace: Pace::Closed,
+        pace: s.rate.map_or(Pace::Closed, Pace::Rate),
         reuse: if s.churn {
             Reuse::Churn
         } else {
@@ -377,17 +558,25 @@ fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Ru
     };
     let peak = AtomicU32::new(0);
     let measuring = AtomicBool::new(true);
-    let before_state = server.admin.and_then(target::admin_state);
-    let mut cpu = (0.0, 0.0, 0u64);
+    let before_state = server_admin_state(server, server_ns);
+    let mut cpu = (0.0, 0.0);
+    let mut watched = None;
     let result = std::thread::scope(|scope| {
-        // CPU and counters from the end of the warm-up.
+        // CPU from the end of the warm-up.
         let baseline = scope.spawn(|| {
             std::thread::sleep(warmup);
-            (server.cpu_seconds(), target::own_cpu_seconds(), overflows())
+            (server.cpu_seconds(), target::own_cpu_seconds())
         });
+        let kernel = scope.spawn(|| watch(server_ns, server.addr.port(), warmup, &measuring));
         if let Some(admin) = server.admin {
             let (peak, measuring) = (&peak, &measuring);
             scope.spawn(move || {
+                // The admin endpoint listens on the server host's loopback.
+                if let Some(ns) = server_ns {
+                    if sys::netns::enter(ns).is_err() {
+                        return;
+                    }
+                }
                 while measuring.load(Ordering::Relaxed) {
                     if let Some(st) = target::admin_state(admin) {
                         let q = st
@@ -410,12 +599,26 @@ fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Ru
             );
             scope.spawn(move || trickle(addr, n, until));
         }
+        let until = Instant::now() + warmup + plan.duration;
+        if s.slow_readers > 0 {
+            let (addr, n) = (server.addr, s.slow_readers);
+            scope.spawn(move || never_read(addr, n, until));
+        }
+        if s.burst > 0 {
+            let (addr, n) = (server.addr, s.burst);
+            scope.spawn(move || bursts(addr, n, until));
+        }
+        if let Some(flood) = s.flood {
+            let addr = server.addr;
+            scope.spawn(move || syn_flood(addr, flood.syns_per_second, until));
+        }
         let r = loadgen::run(&spec, stop);
         measuring.store(false, Ordering::Relaxed);
-        cpu = baseline.join().unwrap_or((0.0, 0.0, 0));
+        cpu = baseline.join().unwrap_or((0.0, 0.0));
+        watched = kernel.join().ok();
         r
     });
-    let after_state = server.admin.and_then(target::admin_state);
+    let after_state = server_admin_state(server, server_ns);
     let per_thread = match (before_state, after_state) {
         (Some(b), Some(a)) => a
             .threads
@@ -443,9 +646,120 @@ fn one_run(plan: &Plan, s: &Scenario, server: &Running, stop: &AtomicBool) -> Ru
         client_cpu: target::own_cpu_seconds() - cpu.1,
         rss: server.rss_kib(),
         queue_peak: server.admin.map(|_| peak.load(Ordering::Relaxed)),
-        overflows: overflows().saturating_sub(cpu.2),
+        tcp_ext: watched
+            .as_ref()
+            .map(|w| w.tcp_ext.clone())
+            .unwrap_or_default(),
+        queues: watched.map(|w| w.queues).unwrap_or_default(),
         per_thread,
         result,
+    }
+}
+
+/// The server's `/debug/state`, fetched from inside its namespace when it has one.
+fn server_admin_state(server: &Running, server_ns: Option<&str>) -> Option<admin::State> {
+    let admin = server.admin?;
+    match server_ns {
+        None => target::admin_state(admin),
+        Some(ns) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    sys::netns::enter(ns).ok()?;
+                    target::admin_state(admin)
+                })
+                .join()
+                .ok()
+                .flatten()
+        }),
+    }
+}
+
+/// Connections that pipeline thousands of requests, never read an answer, and keep
+/// offering more as the server takes them: answers pile up in the server's output until
+/// it stops reading them (or cuts them at its write timeout).
+fn never_read(addr: std::net::SocketAddr, n: usize, until: Instant) {
+    let batch: Vec<u8> = request("/").repeat(2_000);
+    let mut conns: Vec<(TcpStream, usize)> = (0..n)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .filter(|c| c.set_nonblocking(true).is_ok())
+        .map(|c| (c, 0))
+        .collect();
+    while Instant::now() < until && !conns.is_empty() {
+        conns.retain_mut(|(c, at)| loop {
+            match c.write(&batch[*at..]) {
+                Ok(0) => return false,
+                Ok(k) => *at = (*at + k) % batch.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every 500 ms, `n` connects as fast as one thread can make them, each sending a request
+/// once connected and closed a second later: arrivals faster than any acceptor drains them.
+fn bursts(addr: std::net::SocketAddr, n: usize, until: Instant) {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let to = SockAddr::from(addr);
+    let head = request("/");
+    let domain = Domain::for_address(addr);
+    let mut held: std::collections::VecDeque<(Instant, Vec<Socket>)> = Default::default();
+    while Instant::now() < until {
+        let next = Instant::now() + Duration::from_millis(500);
+        let mut burst = Vec::with_capacity(n);
+        for _ in 0..n {
+            let Ok(sock) = Socket::new(domain, Type::STREAM.nonblocking(), None) else {
+                break;
+            };
+            let _ = sock.connect(&to);
+            burst.push(sock);
+        }
+        for sock in &burst {
+            let _ = sock.send(&head);
+        }
+        held.push_back((Instant::now(), burst));
+        while held
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > Duration::from_secs(1))
+        {
+            held.pop_front();
+        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// Half-open connections at `per_second` from the flooding address: each nonblocking
+/// connect sends a SYN whose SYN-ACK never arrives; the socket is dropped after a second
+/// (a SYN_SENT socket leaves without a packet) so the client's own retransmits stay few.
+fn syn_flood(addr: std::net::SocketAddr, per_second: u32, until: Instant) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let from = SockAddr::from(std::net::SocketAddr::from((PAIR_FLOOD, 0)));
+    let to = SockAddr::from(addr);
+    let tick = Duration::from_millis(10);
+    let per_tick = (per_second as usize / 100).max(1);
+    let mut open: std::collections::VecDeque<(Instant, Socket)> = Default::default();
+    while Instant::now() < until {
+        for _ in 0..per_tick {
+            let Ok(sock) = Socket::new(
+                Domain::IPV4,
+                Type::STREAM.nonblocking(),
+                Some(Protocol::TCP),
+            ) else {
+                break;
+            };
+            if sock.bind(&from).is_ok() {
+                let _ = sock.connect(&to);
+                open.push_back((Instant::now(), sock));
+            }
+        }
+        while open
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > Duration::from_secs(1))
+        {
+            open.pop_front();
+        }
+        std::thread::sleep(tick);
     }
 }
 
@@ -519,8 +833,13 @@ pub fn run(
         }
     }
     'scenarios: for s in &plan.scenarios {
-        let namespace = if s.netns {
-            match Namespace::create() {
+        let namespace = if s.netns || s.flood.is_some() {
+            let made = if s.flood.is_some() {
+                Namespace::pair()
+            } else {
+                Namespace::create()
+            };
+            match made {
                 Some(ns) => Some(ns),
                 None => {
                     results.notes.push(format!(
@@ -533,11 +852,30 @@ pub fn run(
         } else {
             None
         };
+        if let (Some(ns), Some(flood)) = (&namespace, s.flood) {
+            sysctl(
+                &ns.server,
+                &format!("net.ipv4.tcp_syncookies={}", flood.syncookies),
+            );
+            sysctl(
+                &ns.server,
+                &format!("net.ipv4.tcp_max_syn_backlog={}", flood.max_syn_backlog),
+            );
+        }
         let opts = target::Options {
             threads: plan.threads,
             backlog: s.backlog,
-            netns: namespace.as_ref().map(|n| n.0.clone()),
+            netns: namespace.as_ref().map(|n| n.server.clone()),
+            host: match &namespace {
+                Some(ns) if ns.is_pair() => PAIR_SERVER.into(),
+                _ => std::net::Ipv4Addr::LOCALHOST.into(),
+            },
         };
+        let client_ns = namespace.as_ref().map(|n| n.client.clone());
+        let server_ns = namespace
+            .as_ref()
+            .filter(|n| n.is_pair())
+            .map(|n| n.server.as_str());
         for t in plan
             .targets
             .iter()
@@ -555,11 +893,11 @@ pub fn run(
                 let outcome = std::thread::scope(|scope| {
                     scope
                         .spawn(|| -> anyhow::Result<Run> {
-                            if let Some(ns) = &opts.netns {
+                            if let Some(ns) = &client_ns {
                                 sys::netns::enter(ns)?;
                             }
                             let server = target::start(t, backlog_bin, &opts, scratch)?;
-                            let run = one_run(plan, s, &server, stop);
+                            let run = one_run(plan, s, &server, server_ns, stop);
                             server.stop();
                             Ok(run)
                         })
@@ -610,7 +948,16 @@ pub fn run(
                     >= 0.9 * window * s.client_threads.unwrap_or(plan.client_threads) as f64,
                 rss_kib: mid.rss,
                 accept_queue_peak: mid.queue_peak,
-                listen_overflows: mid.overflows,
+                listen_overflows: mid.tcp_ext.get("ListenOverflows"),
+                syn_recv_peak: mid.queues.iter().map(|q| q.2).max().unwrap_or(0),
+                tcp_ext: mid
+                    .tcp_ext
+                    .counters
+                    .iter()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                queues: mid.queues.clone(),
                 per_thread: mid.per_thread.clone(),
             });
         }
@@ -624,6 +971,7 @@ pub fn run(
             progress("idle-memory", &t.name);
             let opts = target::Options {
                 threads: plan.threads,
+                host: std::net::Ipv4Addr::LOCALHOST.into(),
                 ..Default::default()
             };
             if let Ok(server) = target::start(t, backlog_bin, &opts, scratch) {

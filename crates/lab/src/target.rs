@@ -93,7 +93,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// How a server is started beyond its kind.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Threads (or worker processes).
     pub threads: usize,
@@ -101,6 +101,19 @@ pub struct Options {
     pub backlog: Option<u32>,
     /// Run it inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
+    /// The address it listens on (loopback, or the server host's in a pair of namespaces).
+    pub host: std::net::IpAddr,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            threads: 1,
+            backlog: None,
+            netns: None,
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
+        }
+    }
 }
 
 /// A command, run inside `netns` when one is given.
@@ -138,7 +151,12 @@ pub fn start(
                 .map(|b| vec!["--backlog".into(), b.to_string()])
                 .unwrap_or_default();
             let mut child = command(backlog_bin, netns)
-                .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+                .args([
+                    "serve",
+                    "--listen",
+                    &SocketAddr::new(opts.host, 0).to_string(),
+                ])
+                .args(["--admin", "127.0.0.1:0"])
                 .args(["--model", model, "--threads", &threads.to_string()])
                 .args(["--workers", &threads.to_string()])
                 // The lab's load never reaches the database: no blocking pool.
@@ -177,9 +195,10 @@ pub fn start(
             let conf = format!(
                 "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
 events {{ worker_connections 16384; }}\n\
-http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen 127.0.0.1:{port} reuseport backlog={backlog};\n\
+http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen {listen} reuseport backlog={backlog};\n\
     location / {{ return 200 \"Hello, World!\\n\"; }}\n  }}\n}}\n",
                 dir = dir.display(),
+                listen = SocketAddr::new(opts.host, port),
                 backlog = opts.backlog.unwrap_or(4096)
             );
             std::fs::write(dir.join("nginx.conf"), conf)?;
@@ -192,14 +211,15 @@ http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout
                 .stderr(Stdio::null())
                 .spawn()
                 .context("starting nginx")?;
-            (child, SocketAddr::from(([127, 0, 0, 1], port)), None)
+            (child, SocketAddr::new(opts.host, port), None)
         }
         Kind::Node { cluster } => {
             let port = free_port()?;
             let script = format!(
                 "const http = require('http'); const cluster = require('cluster');\n\
-const serve = () => http.createServer((req, res) => {{ res.writeHead(200, {{'Content-Type': 'text/plain', 'Content-Length': 14}}); res.end('Hello, World!\\n'); }}).listen({port}, '127.0.0.1', {backlog});\n\
+const serve = () => http.createServer((req, res) => {{ res.writeHead(200, {{'Content-Type': 'text/plain', 'Content-Length': 14}}); res.end('Hello, World!\\n'); }}).listen({port}, '{host}', {backlog});\n\
 if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) cluster.fork(); }} else {{ serve(); }}\n",
+                host = opts.host,
                 backlog = opts.backlog.unwrap_or(511)
             );
             std::fs::write(dir.join("server.js"), script)?;
@@ -209,7 +229,7 @@ if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) clust
                 .stderr(Stdio::null())
                 .spawn()
                 .context("starting node")?;
-            (child, SocketAddr::from(([127, 0, 0, 1], port)), None)
+            (child, SocketAddr::new(opts.host, port), None)
         }
     };
     let running = Running {
