@@ -39,6 +39,17 @@ enum Command {
         #[arg(default_value = "127.0.0.1:9901")]
         addr: String,
     },
+    /// The lab's hyper 1.x anchor (built with `--features hyper`).
+    #[cfg(feature = "hyper")]
+    #[command(hide = true)]
+    AnchorHyper {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 4096)]
+        backlog: i32,
+    },
 }
 
 #[derive(Parser)]
@@ -193,6 +204,18 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("backlog lab: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+        #[cfg(feature = "hyper")]
+        Command::AnchorHyper {
+            listen,
+            threads,
+            backlog,
+        } => match lab::anchor_hyper::run(listen, threads, backlog) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("backlog anchor-hyper: {err:#}");
                 ExitCode::FAILURE
             }
         },

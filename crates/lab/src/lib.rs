@@ -9,7 +9,10 @@
 //! - [`scenario`]: what is measured, and the run plan (`--quick` or full).
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots.
+//! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.
 
+#[cfg(feature = "hyper")]
+pub mod anchor_hyper;
 pub mod loadgen;
 pub mod report;
 pub mod scenario;

@@ -318,6 +318,12 @@ impl Plan {
             name: format!("nginx ({threads} workers)"),
             kind: target::Kind::Nginx { workers: threads },
         });
+        if cfg!(feature = "hyper") {
+            targets.push(Target {
+                name: format!("hyper ({threads} threads)"),
+                kind: target::Kind::Hyper,
+            });
+        }
         targets.push(Target {
             name: "node".into(),
             kind: target::Kind::Node { cluster: false },

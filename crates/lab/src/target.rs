@@ -31,6 +31,9 @@ pub enum Kind {
         /// Use the cluster module.
         cluster: bool,
     },
+    /// hyper 1.x, a tokio current-thread runtime per thread with SO_REUSEPORT
+    /// (`backlog anchor-hyper`, built with the `hyper` feature).
+    Hyper,
 }
 
 /// A named server configuration.
@@ -65,6 +68,7 @@ impl Target {
             Kind::Backlog { .. } => true,
             Kind::Nginx { .. } => which("nginx"),
             Kind::Node { .. } => which("node"),
+            Kind::Hyper => cfg!(feature = "hyper"),
         }
     }
 }
@@ -145,6 +149,28 @@ pub fn start(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let (child, addr, admin) = match &target.kind {
+        Kind::Hyper => {
+            let mut child = command(backlog_bin, netns)
+                .args(["anchor-hyper", "--listen"])
+                .arg(SocketAddr::new(opts.host, 0).to_string())
+                .args(["--threads", &threads.to_string()])
+                .args(["--backlog", &opts.backlog.unwrap_or(4096).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting the hyper anchor")?;
+            let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+            let addr = loop {
+                let Some(Ok(line)) = lines.next() else {
+                    bail!("the hyper anchor exited before serving");
+                };
+                if let Some(a) = line.strip_prefix("hyper serving addr=") {
+                    break a.trim().parse::<SocketAddr>()?;
+                }
+            };
+            std::thread::spawn(move || for _ in lines {});
+            (child, addr, None)
+        }
         Kind::Backlog { model, extra } => {
             let backlog: Vec<String> = opts
                 .backlog
