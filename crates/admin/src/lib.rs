@@ -7,12 +7,16 @@
 //! - `GET /debug/connections?limit=N`: every connection's kernel queues, capped at `N`
 //!   (default 1000) with a count of the rest.
 //!
+//! A supervisor (`--processes`) serves [`fleet::app`] instead: the same endpoints over every
+//! worker process, plus `GET /debug/processes`.
+//!
 //! [`client::fetch_state`] reads `/debug/state` from another process (`backlog top`, the lab).
 //!
 //! Kernel reads (TCP_INFO, sock_diag, /proc/net/netstat) happen in [`Sampler`], at most once
 //! per scrape and cached briefly, so several scrapers cost one sample.
 
 pub mod client;
+pub mod fleet;
 pub mod metrics;
 pub mod state;
 

@@ -30,6 +30,14 @@ struct InfoLabels {
     balance: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    pid: String,
+    generation: String,
+    slot: String,
+    state: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The TcpExt counters and the metric each becomes (without the `backlog_` prefix and the
@@ -201,6 +209,30 @@ pub fn encode(state: &State) -> String {
         "Max over mean of requests per handling thread over the last interval",
         imbalance,
     );
+
+    if !state.processes.is_empty() {
+        let procs = Family::<ProcessLabels, Gauge>::default();
+        registry.register(
+            "process",
+            "Worker processes under the supervisor (1 each), by generation, slot and state",
+            procs.clone(),
+        );
+        for p in &state.processes {
+            let st = match (p.ready, p.draining) {
+                (_, true) => "draining",
+                (true, false) => "serving",
+                (false, false) => "starting",
+            };
+            procs
+                .get_or_create(&ProcessLabels {
+                    pid: p.pid.to_string(),
+                    generation: p.generation.to_string(),
+                    slot: p.slot.to_string(),
+                    state: st.into(),
+                })
+                .set(1);
+        }
+    }
 
     let mut out = String::new();
     if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &registry) {

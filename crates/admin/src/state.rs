@@ -73,6 +73,9 @@ pub struct State {
     pub requests_total: u64,
     /// Connections open now.
     pub open_connections: u64,
+    /// Worker processes, when a supervisor answers (`--processes`); empty otherwise.
+    #[serde(default)]
+    pub processes: Vec<crate::fleet::ProcessState>,
 }
 
 struct Previous {
@@ -204,6 +207,7 @@ impl Sampler {
                 .filter(|t| t.role != Role::Worker)
                 .map(|t| t.open)
                 .sum(),
+            processes: Vec::new(),
         }
     }
 }

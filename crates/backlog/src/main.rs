@@ -6,7 +6,9 @@
 
 mod app;
 mod comments;
+mod inherit;
 mod labcmd;
+mod supervisor;
 mod top;
 
 use anyhow::Context;
@@ -33,6 +35,13 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Measure the models side by side (and nginx, Node) and write a report.
     Lab(labcmd::LabArgs),
+    /// Zero-downtime restart of a `serve --processes` supervisor: a new generation of
+    /// workers on the same sockets, then the old one drains (same as SIGHUP).
+    Reload {
+        /// The file `serve --pid-file` wrote.
+        #[arg(long)]
+        pid_file: std::path::PathBuf,
+    },
     /// Live terminal view of a server's queues and threads (needs its --admin endpoint).
     Top {
         /// The server's admin address.
@@ -120,6 +129,13 @@ struct ServeArgs {
     /// Allow --admin on a non-loopback address.
     #[arg(long)]
     admin_public: bool,
+    /// Worker processes, each running the model with its threads, under a supervisor that
+    /// holds the sockets, restarts workers that die and reloads on SIGHUP.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    processes: u64,
+    /// Write the server's (the supervisor's) pid here, for `backlog reload`.
+    #[arg(long)]
+    pid_file: Option<std::path::PathBuf>,
     /// Where the embedded store (SQLite) keeps comments and idempotency keys.
     #[arg(long, env = "BACKLOG_DATA", default_value = "./backlog-data")]
     data: std::path::PathBuf,
@@ -219,6 +235,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload { pid_file } => match reload(&pid_file) {
+            Ok(pid) => {
+                eprintln!("backlog reload: SIGHUP sent to {pid}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("backlog reload: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Top { addr } => match top::run(&addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -288,7 +314,100 @@ fn purge_thread(
     Ok(stop)
 }
 
+/// Send SIGHUP to the pid in `pid_file`.
+fn reload(pid_file: &std::path::Path) -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(pid_file)
+        .with_context(|| format!("reading {}", pid_file.display()))?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a pid", pid_file.display()))?;
+    sys::process::signal(pid, signal_hook::consts::SIGHUP)
+        .with_context(|| format!("signalling {pid}"))?;
+    Ok(pid)
+}
+
+/// Run as the supervisor of `args.processes` workers.
+fn supervise(
+    args: &ServeArgs,
+    cfg: &server::Config,
+    inherited: Option<Vec<server::Listener>>,
+) -> anyhow::Result<()> {
+    let reuseport = matches!(args.model, ModelArg::Reuseport);
+    let opts = supervisor::Options {
+        processes: args.processes as usize,
+        per_worker: if reuseport { cfg.threads.max(1) } else { 1 },
+        reuseport,
+        dispatch: matches!(args.model, ModelArg::Dispatch),
+        args: std::env::args_os().skip(1).collect(),
+        pid_file: args.pid_file.clone(),
+    };
+    let listeners = match inherited {
+        // systemd's sockets: every worker shares them.
+        Some(l) => {
+            let mut opts = opts;
+            opts.reuseport = false;
+            return run_supervisor(args, opts, l);
+        }
+        None => supervisor::bind(cfg, &opts)?,
+    };
+    run_supervisor(args, opts, listeners)
+}
+
+fn run_supervisor(
+    args: &ServeArgs,
+    opts: supervisor::Options,
+    listeners: Vec<server::Listener>,
+) -> anyhow::Result<()> {
+    let addr = listeners.first().map(|l| l.local_addr());
+    tracing::info!(
+        addr = ?addr,
+        processes = opts.processes,
+        sockets = listeners.len(),
+        "backlog supervisor: sockets bound; starting workers"
+    );
+    let sup = supervisor::Supervisor::new(opts, listeners)?;
+    let admin = match args.admin {
+        Some(addr) => {
+            let snapshot = sup.snapshot();
+            let procs = move || {
+                snapshot
+                    .lock()
+                    .map(|s| s.processes.clone())
+                    .unwrap_or_default()
+            };
+            Some(
+                Server::builder()
+                    .listen(addr)
+                    .model(Model::Single)
+                    .label("admin")
+                    .max_conns(256)
+                    .bind(admin::fleet::app(procs, sup.listeners()))
+                    .context("starting the admin listener")?,
+            )
+        }
+        None => None,
+    };
+    let result = sup.run();
+    if let Some(admin) = admin {
+        admin.stop();
+    }
+    result
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let worker = inherit::worker_id()?;
+    let inherited = inherit::listeners()?;
+    let ready = inherit::Ready::take()?;
+    if let Some((source, l)) = &inherited {
+        tracing::info!(
+            ?source,
+            sockets = l.len(),
+            addr = %l[0].local_addr(),
+            worker = worker.as_deref().unwrap_or("-"),
+            "serving on inherited sockets"
+        );
+    }
     let mut builder = Server::builder()
         .listen(args.listen)
         .model(match args.model {
@@ -334,6 +453,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
+    if worker.is_none() && args.processes > 1 {
+        let cfg = builder.config().clone();
+        return supervise(&args, &cfg, inherited.map(|(_, l)| l));
+    }
+    if let Some((_, listeners)) = inherited {
+        builder = builder.listeners(listeners);
+    }
     if let Some(addr) = args.admin {
         if !addr.ip().is_loopback() && !args.admin_public {
             return Err(ServerError::Config(format!(
@@ -370,7 +496,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // The admin endpoint runs on backlog's own core: a single-model server whose one thread
     // is named `admin`, so scrapes never run on a serving thread.
-    let admin = match args.admin {
+    // A supervised worker's admin endpoint is its own, on an ephemeral loopback port; the
+    // supervisor serves the address asked for, over every worker.
+    let admin_addr = match (&worker, args.admin) {
+        (Some(_), Some(_)) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        (_, a) => a,
+    };
+    let admin = match admin_addr {
         Some(addr) => Some(
             Server::builder()
                 .listen(addr)
@@ -382,6 +514,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let Some(ready) = &ready {
+        ready.send(admin.as_ref().map(|a| a.local_addr()))?;
+    }
     let handle = server.handle();
     let admin_handle = admin.as_ref().map(|a| a.handle());
     let mut signals = signal_hook::iterator::Signals::new([

@@ -57,6 +57,10 @@ pub struct Scenario {
     /// Bursts of this many connects at once, every 500 ms, beside the measured clients.
     #[serde(default)]
     pub burst: usize,
+    /// Reload the server (SIGHUP: a new generation of workers) this often while measuring;
+    /// only servers that reload in place take part (backlog `--processes`, nginx).
+    #[serde(default)]
+    pub reload_every: Option<Duration>,
 }
 
 /// Handshakes that are never completed, sent from an address whose SYN-ACKs go nowhere.
@@ -88,6 +92,7 @@ impl Scenario {
             rate: None,
             flood: None,
             burst: 0,
+            reload_every: None,
         }
     }
 }
@@ -264,6 +269,13 @@ impl Plan {
         storm.backlog = Some(64);
         storm.netns = true;
         storm.burst = 3000;
+        let mut reload = Scenario::new(
+            "reload",
+            "churn (a connection per request, 64 at a time) while the server reloads every 500 ms: a new generation of workers, the old one drained; backlog with --processes 2 and nginx only",
+            64,
+        );
+        reload.churn = true;
+        reload.reload_every = Some(Duration::from_millis(500));
         let mut fixed = Scenario::new(
             "fixed-rate",
             "keep-alive GET /, 64 connections at a fixed 20,000 requests/s: latency from each request's intended send time (no coordinated omission)",
@@ -301,9 +313,11 @@ impl Plan {
             Target::backlog("pool", "pool", &[]),
             Target::backlog("shared", "shared", &[]),
             Target::backlog("reuseport", "reuseport", &[]),
+            Target::backlog("reuseport ×2 proc", "reuseport", &["--processes", "2"]),
         ];
         if !quick {
             targets.extend([
+                Target::backlog("dispatch ×2 proc", "dispatch", &["--processes", "2"]),
                 Target::backlog(
                     "dispatch/least-conns",
                     "dispatch",
@@ -335,7 +349,7 @@ impl Plan {
             });
         }
         let scenarios = if quick {
-            vec![keepalive, churn, pipelined, mixed]
+            vec![keepalive, churn, pipelined, mixed, reload]
         } else {
             vec![
                 keepalive,
@@ -346,6 +360,7 @@ impl Plan {
                 fixed,
                 slowloris,
                 slow_readers,
+                reload,
                 storm,
                 flood(0),
                 flood(1),
@@ -376,12 +391,7 @@ impl Plan {
     pub fn runs(&self) -> usize {
         self.scenarios
             .iter()
-            .map(|s| {
-                self.targets
-                    .iter()
-                    .filter(|t| !s.backlog_only || t.is_backlog())
-                    .count()
-            })
+            .map(|s| self.targets.iter().filter(|t| t.takes_part(s)).count())
             .sum::<usize>()
             * self.repeats
     }
@@ -609,6 +619,17 @@ fn one_run(
         if s.slow_readers > 0 {
             let (addr, n) = (server.addr, s.slow_readers);
             scope.spawn(move || never_read(addr, n, until));
+        }
+        if let Some(every) = s.reload_every {
+            let pid = server.pid();
+            scope.spawn(move || {
+                let mut next = Instant::now() + warmup + every / 2;
+                while next < until {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    let _ = sys::process::signal(pid, 1 /* SIGHUP */);
+                    next += every;
+                }
+            });
         }
         if s.burst > 0 {
             let (addr, n) = (server.addr, s.burst);
@@ -885,7 +906,7 @@ pub fn run(
         for t in plan
             .targets
             .iter()
-            .filter(|t| t.available() && (!s.backlog_only || t.is_backlog()))
+            .filter(|t| t.available() && t.takes_part(s))
         {
             let mut runs = Vec::new();
             for _ in 0..plan.repeats {

@@ -62,6 +62,31 @@ impl Target {
         matches!(self.kind, Kind::Backlog { .. })
     }
 
+    /// Processes it runs the model in (`--processes`), 1 if not given.
+    pub fn processes(&self) -> usize {
+        match &self.kind {
+            Kind::Backlog { extra, .. } => extra
+                .iter()
+                .position(|a| a == "--processes")
+                .and_then(|i| extra.get(i + 1))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1),
+            _ => 1,
+        }
+    }
+
+    /// Whether it runs in scenario `s`: `/work` needs backlog, reloads need a server that
+    /// reloads in place.
+    pub fn takes_part(&self, s: &crate::scenario::Scenario) -> bool {
+        if s.backlog_only && !self.is_backlog() {
+            return false;
+        }
+        if s.reload_every.is_some() {
+            return matches!(self.kind, Kind::Nginx { .. }) || self.processes() > 1;
+        }
+        true
+    }
+
     /// Whether the program it needs is installed.
     pub fn available(&self) -> bool {
         match self.kind {
@@ -139,7 +164,8 @@ pub fn start(
     opts: &Options,
     scratch: &Path,
 ) -> anyhow::Result<Running> {
-    let threads = opts.threads;
+    // P processes share the threads a single-process server gets: equal CPU for all.
+    let threads = (opts.threads / target.processes()).max(1);
     let netns = opts.netns.as_deref();
     let dir = scratch.join(format!(
         "{}-{}",

@@ -209,7 +209,7 @@ impl Acceptor {
                 );
                 break;
             }
-            match sys::socket::accept(&*listener) {
+            match listener.accept() {
                 Ok(fd) => {
                     accepted += 1;
                     let _ = sys::socket::set_nodelay(&fd);
@@ -274,7 +274,7 @@ impl Acceptor {
                 if !self.limit.try_acquire() {
                     break;
                 }
-                match sys::socket::accept(&*listener) {
+                match listener.accept() {
                     Ok(fd) => self.hand_over(fd, deliver),
                     Err(_) => {
                         self.limit.release();

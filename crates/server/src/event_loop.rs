@@ -18,6 +18,9 @@ use sys::{Epoll, Events, Interest, Waker};
 const WAKER_TOKEN: u64 = u64::MAX;
 /// Events taken per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 256;
+/// In a drain, how long an idle keep-alive connection may still send one more request
+/// (at most a quarter of the drain timeout).
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) struct EventLoop {
     pub(crate) epoll: Epoll,
@@ -111,7 +114,7 @@ impl EventLoop {
                     }
                 }
                 if let Some(r) = reader.as_mut() {
-                    r.begin_drain();
+                    r.begin_drain((drain_timeout / 4).min(DRAIN_IDLE_GRACE));
                 }
             }
             if let Some(deadline) = drain_deadline {

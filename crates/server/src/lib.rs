@@ -46,7 +46,7 @@ pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts};
 pub use h1::{Limits, Method, Request, Response};
 pub use handler::{Blocking, Handler};
 pub use introspect::{ConnInfo, Introspect, ListenerInfo};
-pub use listener::somaxconn;
+pub use listener::{somaxconn, Listener};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle};
 pub use stats::{Role, StatsRegistry, ThreadSnapshot};

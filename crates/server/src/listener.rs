@@ -9,7 +9,7 @@
 use crate::ServerError;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 /// How a listening socket is set up.
@@ -20,11 +20,14 @@ pub(crate) struct ListenOptions {
     pub(crate) defer_accept: bool,
 }
 
-/// A bound, listening, non-blocking socket.
+/// A bound, listening, non-blocking socket — or, in a worker of the multi-process
+/// `dispatch` model, the Unix socket its supervisor sends accepted connections over
+/// (Node cluster's round-robin): "accepting" from it is receiving the next descriptor.
 #[derive(Debug)]
 pub struct Listener {
     socket: Socket,
     addr: SocketAddr,
+    passed: bool,
 }
 
 impl Listener {
@@ -60,7 +63,97 @@ impl Listener {
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or(addr);
-        Ok(Listener { socket, addr })
+        Ok(Listener {
+            socket,
+            addr,
+            passed: false,
+        })
+    }
+
+    /// Bind a listener as `cfg` asks (its address, backlog, TCP_DEFER_ACCEPT), for a
+    /// process that binds sockets and hands them to others: a supervisor for its workers.
+    pub fn bind_for(
+        cfg: &crate::Config,
+        addr: SocketAddr,
+        reuseport: bool,
+    ) -> Result<Listener, ServerError> {
+        Listener::bind(
+            addr,
+            ListenOptions {
+                backlog: effective_backlog(cfg.backlog),
+                reuseport,
+                defer_accept: cfg.defer_accept,
+            },
+        )
+    }
+
+    /// Serve on a socket that is already bound and listening: one a supervisor or systemd
+    /// passed down. Refused if it is not a listening TCP socket.
+    pub fn from_fd(fd: OwnedFd) -> Result<Listener, ServerError> {
+        let socket = Socket::from(fd);
+        let bad = |why: &str| ServerError::Config(format!("an inherited socket {why}"));
+        if !socket.is_listener().map_err(|_| bad("is not a socket"))? {
+            return Err(bad("is not listening"));
+        }
+        if socket.r#type().ok() != Some(Type::STREAM) {
+            return Err(bad("is not a stream socket"));
+        }
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or_else(|| bad("is not an IP socket"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|source| ServerError::Io {
+                what: "making an inherited socket non-blocking",
+                source,
+            })?;
+        Ok(Listener {
+            socket,
+            addr,
+            passed: false,
+        })
+    }
+
+    /// Take connections from a Unix socket that a supervisor, which accepts on `addr`,
+    /// sends them over (SCM_RIGHTS, one per message).
+    pub fn from_passed(fd: OwnedFd, addr: SocketAddr) -> Result<Listener, ServerError> {
+        let socket = Socket::from(fd);
+        socket
+            .set_nonblocking(true)
+            .map_err(|source| ServerError::Io {
+                what: "making the connection socket non-blocking",
+                source,
+            })?;
+        Ok(Listener {
+            socket,
+            addr,
+            passed: true,
+        })
+    }
+
+    /// Whether connections come from a supervisor rather than a listen queue.
+    pub fn is_passed(&self) -> bool {
+        self.passed
+    }
+
+    /// The next connection: accept(2), or the next descriptor the supervisor sent.
+    /// `WouldBlock` when there is none now.
+    pub fn accept(&self) -> std::io::Result<OwnedFd> {
+        if !self.passed {
+            return sys::socket::accept(self);
+        }
+        let mut got = Vec::with_capacity(1);
+        if !sys::fd::recv_fds(self.socket.as_fd(), &mut got)? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the supervisor closed the connection socket",
+            ));
+        }
+        // A message without a descriptor: nothing to take now (EAGAIN, as accept says it).
+        got.pop()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WouldBlock))
     }
 
     /// The address it is bound to (with the port the kernel chose for port 0).

@@ -91,6 +91,8 @@ pub(crate) struct Reader {
     blocked: VecDeque<usize>,
     next_gen: u32,
     draining: bool,
+    /// In a drain, when idle keep-alive connections stop being given a last chance.
+    idle_close_at: Option<Instant>,
     /// Connections touched by completions in this round, to drive once each.
     touched: Vec<usize>,
     /// Buffers lent to connections while they have bytes in flight.
@@ -121,6 +123,7 @@ impl Reader {
             blocked: VecDeque::new(),
             next_gen: 0,
             draining: false,
+            idle_close_at: None,
             touched: Vec::new(),
             spare: Vec::new(),
         }
@@ -134,7 +137,14 @@ impl Reader {
 
     /// How long the loop may sleep before a deadline could be due.
     pub(crate) fn next_wake(&self, now: Instant) -> Option<Duration> {
-        self.wheel.next_wake(now)
+        let wheel = self.wheel.next_wake(now);
+        match self.idle_close_at {
+            Some(at) => {
+                let left = at.saturating_duration_since(now);
+                Some(wheel.map_or(left, |w| w.min(left)))
+            }
+            None => wheel,
+        }
     }
 
     /// Take ownership of an accepted connection (its slot in the connection limit is
@@ -243,6 +253,18 @@ impl Reader {
 
     /// Fire the deadlines that are due.
     pub(crate) fn on_timers(&mut self) {
+        if self.idle_close_at.is_some_and(|at| self.now >= at) {
+            self.idle_close_at = None;
+            let idle: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.idle())
+                .map(|(k, _)| k)
+                .collect();
+            for key in idle {
+                self.drive(key);
+            }
+        }
         if self.wheel.len() == 0 {
             return;
         }
@@ -313,8 +335,15 @@ impl Reader {
 
     /// Shutdown: from now on every response says `Connection: close`; idle connections
     /// close now, busy ones once their answers are out.
-    pub(crate) fn begin_drain(&mut self) {
+    /// Stop keeping connections alive. Each connection's next answer says
+    /// `Connection: close`; idle keep-alive connections get `idle_grace` to send one more
+    /// request before they are closed, because closing one just as its client sends (the
+    /// client cannot know) loses that request — the race that makes restarts reset
+    /// connections. A busy client's next request comes within microseconds and is answered;
+    /// an idle one is closed when the grace ends.
+    pub(crate) fn begin_drain(&mut self, idle_grace: Duration) {
         self.draining = true;
+        self.idle_close_at = Some(self.now + idle_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -373,7 +402,8 @@ impl Reader {
                 return;
             };
             flush(conn, &self.stats, self.now);
-            if conn.finished() || (self.draining && conn.idle()) {
+            let idle_over = self.draining && self.idle_close_at.is_none();
+            if conn.finished() || (idle_over && conn.idle()) {
                 if conn.refused && !conn.broken && conn.wbuf.is_empty() {
                     // Half-close and discard what the client still sends, so the close
                     // sends FIN rather than RST and the client reads our refusal.

@@ -3,7 +3,7 @@
 use crate::arch::{self, ThreadLayout, Wiring};
 use crate::handler::Handler;
 use crate::introspect::Introspect;
-use crate::listener::effective_backlog;
+use crate::listener::{effective_backlog, Listener};
 use crate::shutdown::Shutdown;
 use crate::stats::StatsRegistry;
 use crate::{AcceptStrategy, Balance, Config, Model};
@@ -60,12 +60,24 @@ pub enum ServerError {
 #[derive(Debug, Clone, Default)]
 pub struct ServerBuilder {
     cfg: Config,
+    inherited: Vec<Arc<Listener>>,
 }
 
 impl ServerBuilder {
     /// Start from a whole [`Config`].
     pub fn from_config(cfg: Config) -> Self {
-        ServerBuilder { cfg }
+        ServerBuilder {
+            cfg,
+            inherited: Vec::new(),
+        }
+    }
+
+    /// Serve on these listening sockets instead of binding (sockets a supervisor or systemd
+    /// passed down). Each listener the model asks for takes the next one, round the list
+    /// again when the model wants more sockets than were given; `listen` is then ignored.
+    pub fn listeners(mut self, listeners: Vec<Listener>) -> Self {
+        self.inherited = listeners.into_iter().map(Arc::new).collect();
+        self
     }
     /// The address to listen on (default 127.0.0.1:8080; port 0 picks one).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
@@ -150,7 +162,7 @@ impl ServerBuilder {
 
     /// Bind every socket, then start every thread. Returns once the server accepts.
     pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
-        let cfg = self.cfg;
+        let ServerBuilder { cfg, inherited } = self;
         if cfg.threads == 0 || cfg.workers == 0 {
             return Err(ServerError::Config(
                 "threads and workers must be at least 1".into(),
@@ -159,7 +171,7 @@ impl ServerBuilder {
         if cfg.backlog == 0 {
             return Err(ServerError::Config("backlog must be at least 1".into()));
         }
-        if cfg.listen.ip().is_unspecified() {
+        if inherited.is_empty() && cfg.listen.ip().is_unspecified() {
             tracing::warn!(addr = %cfg.listen, "listening on every interface: anything that can reach this host can reach the server");
         }
         let backlog = effective_backlog(cfg.backlog);
@@ -167,6 +179,7 @@ impl ServerBuilder {
         let max_conns = cfg.max_conns.unwrap_or((fd_limit as usize / 10 * 9).max(1));
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let mut wiring = Wiring::new(&cfg, handler, max_conns);
+        wiring.inherited = inherited;
         arch::build(&mut wiring)?;
         let Wiring {
             shutdown,

@@ -9,12 +9,17 @@
 //! # Layout
 //! - [`epoll`]: an epoll instance, tokens and interest sets.
 //! - [`waker`]: an eventfd that another thread writes to wake a loop, with write coalescing.
+//! - [`fd`]: descriptors that cross processes: inherited listeners, the ready pipe,
+//!   SCM_RIGHTS.
 //! - [`netns`]: entering a network namespace (the lab's storms).
+//! - [`process`]: signals to other processes (supervisor and workers).
 //! - [`rlimit`]: the file-descriptor limit.
 //! - [`socket`]: non-blocking accept, read straight into a `BytesMut`, write, TCP options.
 
 pub mod epoll;
+pub mod fd;
 pub mod netns;
+pub mod process;
 pub mod rlimit;
 pub mod socket;
 pub mod waker;

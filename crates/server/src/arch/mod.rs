@@ -81,6 +81,9 @@ pub(crate) struct Wiring<'a> {
     /// The blocking pool's queue and the readers' reply ports, when there is a pool.
     blocking: Option<(Sender<Job>, Receiver<Job>)>,
     blocking_replies: Vec<ReplyPort>,
+    /// Sockets passed down to serve on instead of binding, and how many were handed out.
+    pub(crate) inherited: Vec<Arc<Listener>>,
+    inherited_taken: usize,
 }
 
 /// A loop before it has a role: its epoll and waker exist so that other parts (inboxes,
@@ -100,6 +103,8 @@ impl<'a> Wiring<'a> {
             readers: Vec::new(),
             blocking: None,
             blocking_replies: Vec::new(),
+            inherited: Vec::new(),
+            inherited_taken: 0,
             cfg,
             handler,
             shutdown: Arc::new(Shutdown::default()),
@@ -113,6 +118,16 @@ impl<'a> Wiring<'a> {
     /// Bind a listener on the configured address; once a port is known (port 0 asked),
     /// later listeners bind the same one (reuseport).
     pub(crate) fn listen(&mut self, reuseport: bool) -> Result<Arc<Listener>, ServerError> {
+        if !self.inherited.is_empty() {
+            let listener = self.inherited[self.inherited_taken % self.inherited.len()].clone();
+            self.inherited_taken += 1;
+            self.addr.get_or_insert(listener.local_addr());
+            if self.inherited_taken <= self.inherited.len() {
+                self.listeners
+                    .push((listener.local_addr(), Arc::downgrade(&listener)));
+            }
+            return Ok(listener);
+        }
         let mut addr = self.cfg.listen;
         if let Some(bound) = self.addr {
             addr.set_port(bound.port());

@@ -1,0 +1,186 @@
+//! The admin endpoint of a supervisor (`--processes P`): one view over every worker.
+//!
+//! Each worker runs its own admin endpoint on an ephemeral loopback port and tells the
+//! supervisor where. A scrape of the supervisor fetches every worker's state, names each
+//! thread after its process (`w{slot}.g{generation}/loop-0`), sums the totals, and reads
+//! the listening sockets' queues itself: it holds them, and they outlive any worker.
+
+use crate::state::{ListenerState, State};
+use serde::{Deserialize, Serialize};
+use server::{Handler, Listener, Router};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One worker process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessState {
+    /// Its pid.
+    pub pid: u32,
+    /// Its generation (1 at start, one more per reload).
+    pub generation: u32,
+    /// Its place among the workers.
+    pub slot: usize,
+    /// It has said it serves.
+    pub ready: bool,
+    /// It was told to drain (replaced by a reload, or shutting down).
+    pub draining: bool,
+    /// Seconds since it started.
+    pub age_s: f64,
+    /// Its own admin endpoint.
+    pub admin: Option<SocketAddr>,
+    /// Its threads, by name (as in its own layout).
+    #[serde(default)]
+    pub threads: Vec<String>,
+}
+
+/// The thread-name prefix for a worker.
+pub fn prefix(p: &ProcessState) -> String {
+    format!("w{}.g{}/", p.slot, p.generation)
+}
+
+/// The queues of the sockets the supervisor holds.
+pub fn listener_states(listeners: &[Listener]) -> Vec<ListenerState> {
+    let mut syn_by_port: BTreeMap<u16, u32> = BTreeMap::new();
+    listeners
+        .iter()
+        .enumerate()
+        .map(|(index, l)| {
+            let port = l.local_addr().port();
+            let syn_recv = *syn_by_port
+                .entry(port)
+                .or_insert_with(|| kernel::syn_recv_count(port).unwrap_or(0));
+            let q = kernel::accept_queue(l).unwrap_or(kernel::AcceptQueue {
+                length: 0,
+                limit: 0,
+            });
+            ListenerState {
+                index,
+                addr: l.local_addr().to_string(),
+                accept_queue_length: q.length,
+                accept_queue_limit: q.limit,
+                syn_recv,
+                open: true,
+            }
+        })
+        .collect()
+}
+
+/// One state out of the workers' states: threads renamed per process, totals summed, the
+/// imbalance taken over every handling thread of every process.
+pub fn merge(
+    supervisor_pid: u32,
+    mut processes: Vec<ProcessState>,
+    states: Vec<Option<State>>,
+    listeners: Vec<ListenerState>,
+) -> State {
+    let first = states.iter().flatten().next().cloned();
+    let mut out = match first {
+        Some(s) => State {
+            layout: Vec::new(),
+            threads: Vec::new(),
+            requests_total: 0,
+            open_connections: 0,
+            ..s
+        },
+        None => State {
+            model: String::new(),
+            accept: String::new(),
+            balance: String::new(),
+            pid: 0,
+            uptime_s: 0.0,
+            backlog: 0,
+            max_conns: 0,
+            layout: Vec::new(),
+            listeners: Vec::new(),
+            kernel: BTreeMap::new(),
+            threads: Vec::new(),
+            interval_s: 0.0,
+            imbalance: 1.0,
+            requests_total: 0,
+            open_connections: 0,
+            processes: Vec::new(),
+        },
+    };
+    out.pid = supervisor_pid;
+    out.listeners = listeners;
+    for (p, state) in processes.iter_mut().zip(states) {
+        let Some(state) = state else { continue };
+        let pre = prefix(p);
+        p.threads = state.layout.iter().map(|l| l.name.clone()).collect();
+        out.layout.extend(state.layout.into_iter().map(|mut l| {
+            l.name = format!("{pre}{}", l.name);
+            l
+        }));
+        out.threads.extend(state.threads.into_iter().map(|mut t| {
+            t.counters.name = format!("{pre}{}", t.counters.name);
+            t
+        }));
+        out.requests_total += state.requests_total;
+        out.open_connections += state.open_connections;
+    }
+    let handled: Vec<f64> = out
+        .threads
+        .iter()
+        .filter(|t| {
+            out.layout
+                .iter()
+                .any(|l| l.name == t.counters.name && l.handles)
+        })
+        .map(|t| t.requests_per_s)
+        .collect();
+    out.imbalance = crate::state::imbalance(&handled);
+    out.processes = processes;
+    out
+}
+
+/// The supervisor's admin application: `/metrics`, `/debug/state` (merged) and
+/// `/debug/processes`. `processes` lists the workers now.
+pub fn app(
+    processes: impl Fn() -> Vec<ProcessState> + Send + Sync + 'static,
+    listeners: Arc<std::sync::RwLock<Vec<Listener>>>,
+) -> impl Handler {
+    let sample = Arc::new(move || {
+        let procs = processes();
+        // Workers answer their own scrapes; a slow or dying one costs at most its timeout.
+        let states = procs
+            .iter()
+            .map(|p| {
+                p.admin
+                    .and_then(|a| crate::fetch_state(a, Duration::from_millis(300)).ok())
+            })
+            .collect();
+        merge(
+            std::process::id(),
+            procs,
+            states,
+            listeners
+                .read()
+                .map(|l| listener_states(&l))
+                .unwrap_or_default(),
+        )
+    });
+    let (for_metrics, for_state, for_procs) = (sample.clone(), sample.clone(), sample);
+    Router::new()
+        .get("/metrics", move |_req: h1::Request| {
+            h1::Response::new(200)
+                .header(
+                    "Content-Type",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .body(crate::metrics::encode(&for_metrics()))
+        })
+        .get("/debug/state", move |_req: h1::Request| {
+            h1::Response::json(
+                200,
+                serde_json::to_vec_pretty(&for_state()).unwrap_or_default(),
+            )
+        })
+        .get("/debug/processes", move |_req: h1::Request| {
+            h1::Response::json(
+                200,
+                serde_json::to_vec_pretty(&for_procs().processes).unwrap_or_default(),
+            )
+        })
+}

@@ -1,0 +1,359 @@
+//! `--processes`: a supervisor that holds the sockets, restarts workers and reloads without
+//! dropping a connection; systemd socket activation. Against the real binary, with real
+//! keep-alive and churning clients counting every failure by kind.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod util;
+
+use util::{Served, BIN};
+
+/// What the clients saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    connect_errors: AtomicU64,
+    resets: AtomicU64,
+    /// A request sent whose answer never came (EOF or another error mid-exchange).
+    lost: AtomicU64,
+}
+
+impl Tally {
+    fn report(&self) -> String {
+        format!(
+            "ok={} connect_errors={} resets={} lost={}",
+            self.ok.load(Ordering::Relaxed),
+            self.connect_errors.load(Ordering::Relaxed),
+            self.resets.load(Ordering::Relaxed),
+            self.lost.load(Ordering::Relaxed)
+        )
+    }
+    fn failures(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed) + self.lost.load(Ordering::Relaxed)
+    }
+}
+
+enum Outcome {
+    /// Answered; `true` if the server asked to close.
+    Answered(bool),
+    Reset,
+    Lost,
+}
+
+fn exchange(r: &mut BufReader<TcpStream>, request: &[u8]) -> Outcome {
+    let classify = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => Outcome::Reset,
+        _ => Outcome::Lost,
+    };
+    if let Err(e) = r.get_mut().write_all(request) {
+        return classify(e);
+    }
+    let mut line = String::new();
+    match r.read_line(&mut line) {
+        Ok(0) => return Outcome::Lost,
+        Err(e) => return classify(e),
+        Ok(_) => {}
+    }
+    if !line.starts_with("HTTP/1.1 200") {
+        return Outcome::Lost;
+    }
+    let (mut len, mut close) = (0usize, false);
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return Outcome::Lost,
+            Err(e) => return classify(e),
+            Ok(_) => {}
+        }
+        let l = line.trim_end().to_ascii_lowercase();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(v) = l.strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        if l == "connection: close" {
+            close = true;
+        }
+    }
+    let mut body = vec![0; len];
+    match r.read_exact(&mut body) {
+        Ok(()) => Outcome::Answered(close),
+        Err(e) => classify(e),
+    }
+}
+
+/// A keep-alive client (or, with `churn`, a connection per request) until `stop`.
+fn client(addr: SocketAddr, churn: bool, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    let request: &[u8] = if churn {
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    } else {
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    };
+    // Bounded: the test stops it, and it stops itself after 60 s regardless.
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < give_up {
+        let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => s,
+            Err(_) => {
+                tally.connect_errors.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.set_nodelay(true);
+        let mut r = BufReader::new(stream);
+        while !stop.load(Ordering::Relaxed) {
+            match exchange(&mut r, request) {
+                Outcome::Answered(close) => {
+                    tally.ok.fetch_add(1, Ordering::Relaxed);
+                    if close || churn {
+                        break;
+                    }
+                }
+                Outcome::Reset => {
+                    tally.resets.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Outcome::Lost => {
+                    tally.lost.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, keepalive: usize, churn: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let threads = (0..keepalive + churn)
+            .map(|i| {
+                let (stop, tally) = (stop.clone(), tally.clone());
+                std::thread::spawn(move || client(addr, i >= keepalive, stop, tally))
+            })
+            .collect();
+        Load {
+            stop,
+            tally,
+            threads,
+        }
+    }
+
+    fn finish(self) -> Arc<Tally> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        self.tally
+    }
+}
+
+fn count(served: &mut Served, needle: &str) -> usize {
+    served.drain();
+    served.seen.iter().filter(|l| l.contains(needle)).count()
+}
+
+/// Wait (20 s at most) until `needle` has been logged `n` times.
+fn wait_count(served: &mut Served, needle: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(served, needle) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} logged fewer than {n} times: {:#?}",
+            served.seen
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pids_in(served: &mut Served, needle: &str) -> Vec<u32> {
+    served.drain();
+    served
+        .seen
+        .iter()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("pid="))
+                .and_then(|p| p.parse().ok())
+        })
+        .collect()
+}
+
+fn supervisor(model: &str, extra: &[&str]) -> Served {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--model",
+        model,
+        "--threads",
+        "2",
+        "--processes",
+        "2",
+        "--drain-timeout",
+        "5s",
+    ];
+    args.extend_from_slice(extra);
+    let mut s = Served::start(&args);
+    wait_count(&mut s, "worker serving", 2);
+    s
+}
+
+fn get(addr: SocketAddr) -> bool {
+    let Ok(s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    matches!(
+        exchange(
+            &mut BufReader::new(s),
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ),
+        Outcome::Answered(_)
+    )
+}
+
+#[test]
+fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
+    for model in ["reuseport", "shared", "single", "dispatch"] {
+        let pid_file = util::data_dir().join(format!("reload-{model}.pid"));
+        std::fs::create_dir_all(util::data_dir()).unwrap();
+        let mut s = supervisor(model, &["--pid-file", pid_file.to_str().unwrap()]);
+        let load = Load::start(s.addr, 4, 2);
+        std::thread::sleep(Duration::from_millis(300));
+        const RELOADS: usize = 3;
+        for i in 1..=RELOADS {
+            let out = Command::new(BIN)
+                .args(["reload", "--pid-file", pid_file.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            wait_count(&mut s, "old generation draining", i);
+            // Every old worker drains and exits 0 before the next reload.
+            wait_count(&mut s, "worker drained and exited", 2 * i);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let tally = load.finish();
+        eprintln!("{model}: {} reloads: {}", RELOADS, tally.report());
+        assert!(tally.ok.load(Ordering::Relaxed) > 100, "{}", tally.report());
+        assert_eq!(
+            tally.connect_errors.load(Ordering::Relaxed),
+            0,
+            "{model}: {}",
+            tally.report()
+        );
+        assert_eq!(tally.failures(), 0, "{model}: {}", tally.report());
+        assert_eq!(count(&mut s, "worker exited:"), 0, "{:#?}", s.seen);
+        s.signal("-TERM");
+        assert_eq!(s.wait_exit(), 0);
+    }
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_the_socket_never_refuses() {
+    let mut s = supervisor("reuseport", &[]);
+    let load = Load::start(s.addr, 4, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let victim = pids_in(&mut s, "worker serving")[0];
+    let ok = Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    wait_count(&mut s, "killed by signal 9", 1);
+    wait_count(&mut s, "worker serving", 3);
+    std::thread::sleep(Duration::from_millis(300));
+    let tally = load.finish();
+    eprintln!("kill -9 one of two workers: {}", tally.report());
+    assert_eq!(
+        tally.connect_errors.load(Ordering::Relaxed),
+        0,
+        "{}",
+        tally.report()
+    );
+    // At most the exchanges in flight on the dead worker's connections: one per client.
+    assert!(tally.failures() <= 6, "{}", tally.report());
+    assert!(get(s.addr));
+    s.signal("-TERM");
+    assert_eq!(s.wait_exit(), 0);
+}
+
+#[test]
+fn sigterm_to_the_supervisor_drains_every_worker_and_exits_zero() {
+    let mut s = supervisor("shared", &["--admin", "127.0.0.1:0"]);
+    let admin = s.admin_addr();
+    // The admin endpoint shows every process and every thread, named by process.
+    let state = admin::fetch_state(admin, Duration::from_secs(1)).unwrap();
+    assert_eq!(state.processes.len(), 2, "{state:?}");
+    assert!(state.processes.iter().all(|p| p.ready && p.generation == 1));
+    assert!(
+        state
+            .threads
+            .iter()
+            .any(|t| t.counters.name.starts_with("w1.g1/")),
+        "{:?}",
+        state.threads
+    );
+    assert!(get(s.addr));
+    let load = Load::start(s.addr, 2, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    s.signal("-TERM");
+    assert_eq!(s.wait_exit(), 0);
+    let tally = load.finish();
+    assert_eq!(
+        count(&mut s, "worker drained and exited"),
+        2,
+        "{:#?}",
+        s.seen
+    );
+    assert_eq!(tally.failures(), 0, "{}", tally.report());
+    assert!(TcpStream::connect(s.addr).is_err(), "still accepting");
+}
+
+#[test]
+fn socket_activation_serves_on_the_passed_socket() {
+    for processes in ["1", "2"] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fd = sys::fd::number(&listener);
+        sys::fd::set_inherited(listener.as_fd(), true).unwrap();
+        // What systemd does: the socket at descriptor 3, LISTEN_FDS, and LISTEN_PID naming
+        // the process that execs (the shell's pid becomes backlog's).
+        let moves = if fd == 3 {
+            String::new()
+        } else {
+            format!("exec 3<&{fd} {fd}<&-;")
+        };
+        // bash: dash refuses descriptor numbers above 9.
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(format!(
+            "{moves} LISTEN_FDS=1 LISTEN_PID=$$ exec {BIN} serve --listen 127.0.0.1:1 --model single --processes {processes}"
+        ));
+        let mut s = Served::spawn(cmd);
+        sys::fd::set_inherited(listener.as_fd(), false).unwrap();
+        assert_eq!(s.addr, addr, "serves on the passed socket, not --listen");
+        assert!(s
+            .wait_for("serving on inherited sockets")
+            .contains("Systemd"));
+        drop(listener);
+        assert!(get(addr), "{processes} process(es)");
+        s.signal("-TERM");
+        assert_eq!(s.wait_exit(), 0);
+    }
+}

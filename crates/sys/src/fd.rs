@@ -1,0 +1,158 @@
+//! File descriptors that cross process boundaries: listening sockets a supervisor hands to
+//! its workers (inherited over exec, or systemd's LISTEN_FDS), the pipe a worker says
+//! "ready" on, and accepted connections passed over a Unix socket (SCM_RIGHTS) in the
+//! multi-process dispatch model. A socket that lives in the supervisor survives any
+//! worker's exit, and with it every connection waiting in its accept queue.
+
+use rustix::io::FdFlags;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+/// Numbers already taken by [`adopt`]: taking one twice would make two owners.
+static ADOPTED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// Take ownership of descriptor `raw`, which our parent left open for us (its number came
+/// from the environment). Fails if it is not open or was adopted before. The descriptor
+/// is made close-on-exec so it goes no further than this process.
+pub fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 0 {
+        return Err(io::Error::from_raw_os_error(libc_ebadf()));
+    }
+    let mut adopted = ADOPTED.lock().unwrap_or_else(|e| e.into_inner());
+    if adopted.contains(&raw) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("descriptor {raw} was already taken"),
+        ));
+    }
+    // SAFETY: `raw` was handed to this process by its parent for it to own; F_GETFD
+    // checks that it is open before anything else touches it, and the ADOPTED list
+    // guarantees no second OwnedFd is ever made for the same number.
+    let owned = unsafe {
+        rustix::io::fcntl_getfd(BorrowedFd::borrow_raw(raw))?;
+        OwnedFd::from_raw_fd(raw)
+    };
+    adopted.push(raw);
+    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
+    Ok(owned)
+}
+
+fn libc_ebadf() -> i32 {
+    rustix::io::Errno::BADF.raw_os_error()
+}
+
+/// Let `fd` be inherited by the next exec'd child (or stop it being inherited).
+pub fn set_inherited(fd: BorrowedFd<'_>, inherited: bool) -> io::Result<()> {
+    let flags = if inherited {
+        FdFlags::empty()
+    } else {
+        FdFlags::CLOEXEC
+    };
+    rustix::io::fcntl_setfd(fd, flags)?;
+    Ok(())
+}
+
+/// Make `fd` non-blocking.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// A pipe, both ends close-on-exec: (read, write).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Most descriptors sent in one message.
+pub const MAX_FDS_PER_MESSAGE: usize = 32;
+
+/// Send descriptors (at most [`MAX_FDS_PER_MESSAGE`]) over the Unix socket `via`, with a
+/// one-byte payload. Blocks if the socket is blocking and its buffer is full.
+pub fn send_fds(via: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let fds = &fds[..fds.len().min(MAX_FDS_PER_MESSAGE)];
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    if !cmsg.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("ancillary buffer too small"));
+    }
+    rustix::net::sendmsg(via, &[IoSlice::new(&[0])], &mut cmsg, SendFlags::NOSIGNAL)?;
+    Ok(())
+}
+
+/// Receive descriptors sent by [`send_fds`] into `out` (made close-on-exec). `Ok(false)`:
+/// the other end closed.
+pub fn recv_fds(via: BorrowedFd<'_>, out: &mut Vec<OwnedFd>) -> io::Result<bool> {
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    let got = rustix::net::recvmsg(
+        via,
+        &mut [IoSliceMut::new(&mut byte)],
+        &mut cmsg,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for msg in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
+            out.extend(fds);
+        }
+    }
+    Ok(got.bytes > 0)
+}
+
+/// `fd`'s number, for the environment of a child that inherits it.
+pub fn number(fd: &impl AsFd) -> RawFd {
+    use std::os::fd::AsRawFd;
+    fd.as_fd().as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn a_descriptor_is_adopted_once_and_only_if_open() {
+        let (r, _w) = pipe().unwrap();
+        let raw = r.into_raw_fd();
+        let owned = adopt(raw).unwrap();
+        assert!(adopt(raw).is_err(), "a second owner");
+        drop(owned);
+        assert!(adopt(999_999).is_err());
+    }
+
+    #[test]
+    fn descriptors_cross_a_unix_socket() {
+        let (a, b) = socketpair().unwrap();
+        let (r, w) = pipe().unwrap();
+        send_fds(a.as_fd(), &[w.as_fd()]).unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        assert!(recv_fds(b.as_fd(), &mut got).unwrap());
+        assert_eq!(got.len(), 1);
+        // The received end writes into the same pipe.
+        rustix::io::write(&got[0], b"x").unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(rustix::io::read(&r, &mut buf).unwrap(), 1);
+        drop(a);
+        assert!(!recv_fds(b.as_fd(), &mut got).unwrap());
+    }
+}
