@@ -126,8 +126,15 @@ fn draw(f: &mut Frame, view: &View) {
         }
     };
     let gauges = state.listeners.len().clamp(1, 4) as u16;
-    let [title, diagram, queues, kernel, threads, spark] = Layout::vertical([
+    // A supervisor (`--processes`) adds a line per worker process.
+    let procs = if state.processes.is_empty() {
+        0
+    } else {
+        state.processes.len().min(6) as u16 + 2
+    };
+    let [title, processes, diagram, queues, kernel, threads, spark] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(procs),
         Constraint::Length(4),
         Constraint::Length(gauges + 2),
         Constraint::Length(4),
@@ -157,6 +164,9 @@ fn draw(f: &mut Frame, view: &View) {
         ),
         diagram,
     );
+    if procs > 0 {
+        draw_processes(f, processes, state);
+    }
     draw_queues(f, queues, state);
     draw_kernel(f, kernel, view);
     draw_threads(f, threads, state);
@@ -171,6 +181,43 @@ fn draw(f: &mut Frame, view: &View) {
             .data(&data)
             .style(Style::default().fg(Color::Green)),
         spark,
+    );
+}
+
+/// One line per worker process: pid, generation, slot, state, age, threads.
+fn draw_processes(f: &mut Frame, area: Rect, state: &State) {
+    let generation = state
+        .processes
+        .iter()
+        .map(|p| p.generation)
+        .max()
+        .unwrap_or(0);
+    let lines: Vec<Line> = state
+        .processes
+        .iter()
+        .map(|p| {
+            let (what, color) = match (p.ready, p.draining) {
+                (_, true) => ("draining", Color::Yellow),
+                (true, false) => ("serving", Color::Green),
+                (false, false) => ("starting", Color::Cyan),
+            };
+            Line::from(vec![
+                Span::raw(format!(
+                    "pid {:<7} gen {:<3} slot {:<2} ",
+                    p.pid, p.generation, p.slot
+                )),
+                Span::styled(format!("{what:<9}"), Style::default().fg(color)),
+                Span::raw(format!(" {:>5.0}s  {}", p.age_s, p.threads.join(" "))),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(format!(
+            " processes: {} (supervisor {}, generation {generation}) ",
+            state.processes.len(),
+            state.pid
+        ))),
+        area,
     );
 }
 

@@ -104,3 +104,44 @@ fn top_without_a_server_says_so_and_keeps_trying() {
     assert!(screen.contains(&format!("cannot reach {addr}")), "{screen}");
     assert!(screen.contains("retrying"), "{screen}");
 }
+
+#[test]
+fn top_against_a_supervisor_shows_every_worker_process() {
+    if !have_tmux() {
+        eprintln!("skipped: tmux is not installed (scripts/test installs it)");
+        return;
+    }
+    let mut server = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--model",
+        "reuseport",
+        "--threads",
+        "1",
+        "--processes",
+        "2",
+    ]);
+    let admin = server.admin_addr().to_string();
+    // Both workers up before the screen is read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server
+        .seen
+        .iter()
+        .filter(|l| l.contains("worker serving"))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{:#?}", server.seen);
+        std::thread::sleep(Duration::from_millis(50));
+        server.drain();
+    }
+    let screen = screen("backlog-top-procs", &admin, "processes: 2");
+    drop(server);
+    assert!(screen.contains("processes: 2"), "{screen}");
+    assert_eq!(screen.matches("serving").count(), 2, "{screen}");
+    assert!(screen.contains("gen 1"), "{screen}");
+    assert!(screen.contains("w0.g1/loop-0"), "{screen}");
+    assert!(screen.contains("w1.g1/loop-0"), "{screen}");
+}

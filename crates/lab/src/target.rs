@@ -332,9 +332,21 @@ impl Running {
         out
     }
 
-    /// CPU time (user + system) of every process of the server, in seconds.
+    /// CPU time (user + system) of every process of the server, in seconds — including
+    /// workers that have exited (a reload replaces them), whose time the kernel adds to
+    /// their parent's once it has reaped them.
     pub fn cpu_seconds(&self) -> f64 {
-        self.pids().into_iter().map(cpu_seconds_of).sum()
+        let root = self.child.id();
+        self.pids()
+            .into_iter()
+            .map(|p| {
+                if p == root {
+                    cpu_seconds_of(p) + reaped_children_cpu_seconds(p)
+                } else {
+                    cpu_seconds_of(p)
+                }
+            })
+            .sum()
     }
 
     /// Resident memory of every process of the server, KiB.
@@ -379,6 +391,17 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 /// CPU seconds this process (the lab, i.e. the load generator) has used.
 pub fn own_cpu_seconds() -> f64 {
     cpu_seconds_of(std::process::id())
+}
+
+/// CPU seconds of the children `pid` has waited for (cutime + cstime).
+fn reaped_children_cpu_seconds(pid: u32) -> f64 {
+    stat_fields(pid)
+        .map(|f| {
+            let u: f64 = f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let s: f64 = f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            (u + s) / 100.0
+        })
+        .unwrap_or(0.0)
 }
 
 /// User + system CPU seconds of process `pid` (0 if it is gone).
