@@ -38,6 +38,8 @@ use std::time::{Duration, Instant};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A worker that ran this long before dying is restarted at once; sooner, with back-off.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// Attempts at starting a worker before the supervisor gives up, if none has ever served.
+const START_ATTEMPTS: u32 = 3;
 /// Longest back-off between restarts of a worker that keeps dying.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -114,6 +116,11 @@ pub struct Supervisor {
     restarts: Vec<(usize, Instant)>,
     /// Consecutive quick deaths per slot.
     failures: Vec<u32>,
+    /// Some worker has served: until then, workers that die at start are a configuration
+    /// error, not bad luck, and the supervisor gives up instead of retrying forever.
+    ever_ready: bool,
+    /// Why the supervisor gave up.
+    fatal: Option<String>,
     stopping: bool,
     events: (Sender<Event>, Receiver<Event>),
     snapshot: Arc<Mutex<Snapshot>>,
@@ -134,6 +141,8 @@ impl Supervisor {
             reload: None,
             restarts: Vec::new(),
             failures,
+            ever_ready: false,
+            fatal: None,
             stopping: false,
             events: crossbeam_channel::unbounded(),
             snapshot: Arc::new(Mutex::new(Snapshot {
@@ -235,12 +244,23 @@ impl Supervisor {
             self.check_reload();
             self.restart_due();
             self.publish();
+            if self.fatal.is_some() && !self.stopping {
+                self.stopping = true;
+                self.restarts.clear();
+                for w in &mut self.workers {
+                    w.draining = true;
+                    signal_worker(w, signal_hook::consts::SIGTERM);
+                }
+            }
             if self.stopping && self.workers.is_empty() {
                 break;
             }
         }
         if let Some(path) = &self.opts.pid_file {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some(why) = self.fatal.take() {
+            anyhow::bail!("{why}");
         }
         tracing::info!("every worker has exited; supervisor stopped");
         Ok(())
@@ -348,6 +368,7 @@ impl Supervisor {
 
     fn on_ready(&mut self, pid: u32, admin: Option<SocketAddr>) {
         if let Some(w) = self.workers.iter_mut().find(|w| w.child.id() == pid) {
+            self.ever_ready = true;
             w.ready = true;
             w.admin = admin;
             tracing::info!(
@@ -508,6 +529,12 @@ impl Supervisor {
             } else {
                 *failures + 1
             };
+            if !self.ever_ready && *failures >= START_ATTEMPTS {
+                self.fatal = Some(format!(
+                    "workers exit before serving ({cause}, {START_ATTEMPTS} times); see their errors above"
+                ));
+                continue;
+            }
             let delay = if *failures == 0 {
                 Duration::ZERO
             } else {

@@ -357,3 +357,17 @@ fn socket_activation_serves_on_the_passed_socket() {
         assert_eq!(s.wait_exit(), 0);
     }
 }
+
+#[test]
+fn workers_that_cannot_start_make_the_supervisor_give_up() {
+    // A store nobody listens on: every worker exits at start.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--processes", "2"])
+        .args(["--store", "postgres://nobody@127.0.0.1:1/none"])
+        .env("BACKLOG_DATA", util::data_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("workers exit before serving"), "{stderr}");
+}
