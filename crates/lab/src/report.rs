@@ -96,10 +96,10 @@ pub fn table(results: &Results, scenario: &str) -> String {
         .collect();
     let base = nginx(&rows);
     let mut t = String::new();
-    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | vs nginx | client CPU µs/req | errors | accept-queue peak | SYN_RECV peak | kernel counters |");
+    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | of which kernel | vs nginx | client CPU µs/req | errors | accept-queue peak | SYN_RECV peak | kernel counters |");
     let _ = writeln!(
         t,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for m in rows {
         let spread = if m.rps_runs.len() > 1 {
@@ -111,7 +111,7 @@ pub fn table(results: &Results, scenario: &str) -> String {
         };
         let _ = writeln!(
             t,
-            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
+            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {:.0}% | {} | {:.1} | {} | {} | {} | {} |",
             m.target,
             if m.client_limited { " ⚑" } else { "" },
             m.rps,
@@ -121,6 +121,11 @@ pub fn table(results: &Results, scenario: &str) -> String {
             ms(m.p99_us),
             ms(m.p999_us),
             m.server_cpu_us,
+            if m.server_cpu_us > 0.0 {
+                100.0 * m.server_sys_us / m.server_cpu_us
+            } else {
+                0.0
+            },
             ratio(m.server_cpu_us, base.map(|b| b.server_cpu_us)),
             m.client_cpu_us,
             errors(m),

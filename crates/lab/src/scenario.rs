@@ -430,6 +430,9 @@ pub struct Measurement {
     pub errors: BTreeMap<String, u64>,
     /// Server CPU per request, µs (median run).
     pub server_cpu_us: f64,
+    /// Of which in the kernel (system time), µs per request.
+    #[serde(default)]
+    pub server_sys_us: f64,
     /// Load-generator CPU per request, µs (median run).
     pub client_cpu_us: f64,
     /// The client used ≥ 90% of its core(s): requests/s then measure the client.
@@ -502,6 +505,7 @@ fn request(path: &str) -> Vec<u8> {
 struct Run {
     result: loadgen::LoadResult,
     server_cpu: f64,
+    server_sys: f64,
     client_cpu: f64,
     rss: u64,
     queue_peak: Option<u32>,
@@ -575,13 +579,13 @@ fn one_run(
     let peak = AtomicU32::new(0);
     let measuring = AtomicBool::new(true);
     let before_state = server_admin_state(server, server_ns);
-    let mut cpu = (0.0, 0.0);
+    let mut cpu = ((0.0, 0.0), 0.0);
     let mut watched = None;
     let result = std::thread::scope(|scope| {
         // CPU from the end of the warm-up.
         let baseline = scope.spawn(|| {
             std::thread::sleep(warmup);
-            (server.cpu_seconds(), target::own_cpu_seconds())
+            (server.cpu_split(), target::own_cpu_seconds())
         });
         let kernel = scope.spawn(|| watch(server_ns, server.addr.port(), warmup, &measuring));
         if let Some(admin) = server.admin {
@@ -641,7 +645,7 @@ fn one_run(
         }
         let r = loadgen::run(&spec, stop);
         measuring.store(false, Ordering::Relaxed);
-        cpu = baseline.join().unwrap_or((0.0, 0.0));
+        cpu = baseline.join().unwrap_or(((0.0, 0.0), 0.0));
         watched = kernel.join().ok();
         r
     });
@@ -669,7 +673,8 @@ fn one_run(
         _ => Vec::new(),
     };
     Run {
-        server_cpu: server.cpu_seconds() - cpu.0,
+        server_cpu: server.cpu_seconds() - (cpu.0 .0 + cpu.0 .1),
+        server_sys: server.cpu_split().1 - cpu.0 .1,
         client_cpu: target::own_cpu_seconds() - cpu.1,
         rss: server.rss_kib(),
         queue_peak: server.admin.map(|_| peak.load(Ordering::Relaxed)),
@@ -970,6 +975,7 @@ pub fn run(
                 .collect(),
                 errors,
                 server_cpu_us: mid.server_cpu * 1e6 / reqs,
+                server_sys_us: mid.server_sys * 1e6 / reqs,
                 client_cpu_us: mid.client_cpu * 1e6 / reqs,
                 client_limited: mid.client_cpu
                     >= 0.9 * window * s.client_threads.unwrap_or(plan.client_threads) as f64,

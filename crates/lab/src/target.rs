@@ -332,21 +332,28 @@ impl Running {
         out
     }
 
-    /// CPU time (user + system) of every process of the server, in seconds — including
-    /// workers that have exited (a reload replaces them), whose time the kernel adds to
-    /// their parent's once it has reaped them.
-    pub fn cpu_seconds(&self) -> f64 {
+    /// CPU time of every process of the server, in seconds, as (user, system) —
+    /// including workers that have exited (a reload replaces them), whose time the kernel
+    /// adds to their parent's once it has reaped them.
+    pub fn cpu_split(&self) -> (f64, f64) {
         let root = self.child.id();
         self.pids()
             .into_iter()
             .map(|p| {
+                let t = times_of(p);
                 if p == root {
-                    cpu_seconds_of(p) + reaped_children_cpu_seconds(p)
+                    (t[0] + t[2], t[1] + t[3])
                 } else {
-                    cpu_seconds_of(p)
+                    (t[0], t[1])
                 }
             })
-            .sum()
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// CPU time (user + system) of every process of the server, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let (u, s) = self.cpu_split();
+        u + s
     }
 
     /// Resident memory of every process of the server, KiB.
@@ -393,27 +400,22 @@ pub fn own_cpu_seconds() -> f64 {
     cpu_seconds_of(std::process::id())
 }
 
-/// CPU seconds of the children `pid` has waited for (cutime + cstime).
-fn reaped_children_cpu_seconds(pid: u32) -> f64 {
-    stat_fields(pid)
-        .map(|f| {
-            let u: f64 = f.get(13).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            let s: f64 = f.get(14).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            (u + s) / 100.0
-        })
-        .unwrap_or(0.0)
+/// utime, stime, cutime, cstime of process `pid` in seconds (zeros if it is gone).
+fn times_of(pid: u32) -> [f64; 4] {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut out = [0.0; 4];
+    if let Some(f) = stat_fields(pid) {
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = f.get(11 + i).and_then(|v| v.parse().ok()).unwrap_or(0.0) / tick;
+        }
+    }
+    out
 }
 
 /// User + system CPU seconds of process `pid` (0 if it is gone).
 fn cpu_seconds_of(pid: u32) -> f64 {
-    let tick = 100.0; // USER_HZ on Linux
-    stat_fields(pid)
-        .map(|f| {
-            let u: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            let s: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            (u + s) / tick
-        })
-        .unwrap_or(0.0)
+    let t = times_of(pid);
+    t[0] + t[1]
 }
 
 /// Fetch backlog's `/debug/state` from its admin endpoint.
