@@ -366,6 +366,15 @@ fn run_supervisor(
         sockets = listeners.len(),
         "backlog supervisor: sockets bound; starting workers"
     );
+    if opts.reuseport
+        && std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+            .is_ok_and(|v| v.trim() == "0")
+    {
+        // Restarts and reloads never close a socket, but shutdown must; a connection that
+        // lands in a socket's queue between its worker's last accept and the close is reset
+        // unless the kernel moves it to a sibling.
+        tracing::info!("net.ipv4.tcp_migrate_req is 0: at shutdown, a connection queued on a reuseport socket as it closes is reset; set it to 1 to have the kernel move it to a sibling");
+    }
     let sup = supervisor::Supervisor::new(opts, listeners)?;
     let admin = match args.admin {
         Some(addr) => {

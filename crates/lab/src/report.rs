@@ -73,6 +73,15 @@ fn ratio(value: f64, base: Option<f64>) -> String {
     }
 }
 
+/// A per-request figure, or "—" when no request was answered (it would divide by zero).
+fn per_request(m: &Measurement, us: f64) -> String {
+    if m.rps < 1.0 {
+        "—".into()
+    } else {
+        format!("{us:.1}")
+    }
+}
+
 /// The error count, with its kinds when there are any.
 fn errors(m: &Measurement) -> String {
     let total: u64 = m.errors.values().sum();
@@ -109,9 +118,10 @@ pub fn table(results: &Results, scenario: &str) -> String {
         } else {
             String::new()
         };
-        let _ = writeln!(
+        let _ =
+            writeln!(
             t,
-            "| {}{} | {:.0}{} | {} | {} | {} | {} | {:.1} | {:.0}% | {} | {:.1} | {} | {} | {} | {} |",
+            "| {}{} | {:.0}{} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} |",
             m.target,
             if m.client_limited { " ⚑" } else { "" },
             m.rps,
@@ -120,14 +130,18 @@ pub fn table(results: &Results, scenario: &str) -> String {
             ms(m.p50_us),
             ms(m.p99_us),
             ms(m.p999_us),
-            m.server_cpu_us,
+            per_request(m, m.server_cpu_us),
             if m.server_cpu_us > 0.0 {
                 100.0 * m.server_sys_us / m.server_cpu_us
             } else {
                 0.0
             },
-            ratio(m.server_cpu_us, base.map(|b| b.server_cpu_us)),
-            m.client_cpu_us,
+            if m.rps < 1.0 {
+                "—".into()
+            } else {
+                ratio(m.server_cpu_us, base.filter(|b| b.rps >= 1.0).map(|b| b.server_cpu_us))
+            },
+            per_request(m, m.client_cpu_us),
             errors(m),
             m.queues
                 .iter()

@@ -73,10 +73,11 @@ impl EventLoop {
             }
 
             let mut woken = false;
-            for (token, readiness) in events.iter() {
-                if token == WAKER_TOKEN {
-                    woken = true;
-                } else if token & LISTENER_TAG != 0 {
+            // Accept first (nginx does the same with its posted accept events): a connection
+            // waiting in the accept queue holds a slot there that a burst needs, and the
+            // queue overflows while the loop serves requests ahead of it.
+            for (token, _) in events.iter() {
+                if token != WAKER_TOKEN && token & LISTENER_TAG != 0 {
                     let Some(a) = acceptor.as_mut() else { continue };
                     let index = (token & !LISTENER_TAG) as usize;
                     match reader.as_mut() {
@@ -85,8 +86,15 @@ impl EventLoop {
                         }
                         None => a.on_ready(&epoll, index, busy_since, &mut drop),
                     }
-                } else if let Some(r) = reader.as_mut() {
-                    r.on_event(token as usize, readiness.readable());
+                }
+            }
+            for (token, readiness) in events.iter() {
+                if token == WAKER_TOKEN {
+                    woken = true;
+                } else if token & LISTENER_TAG == 0 {
+                    if let Some(r) = reader.as_mut() {
+                        r.on_event(token as usize, readiness.readable());
+                    }
                 }
             }
             if woken {
