@@ -326,26 +326,18 @@ fn cdf(path: &Path, title: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
             _ => String::new(),
         })
         .draw()?;
-    for (i, m) in rows.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = m
-            .cdf
-            .iter()
-            .map(|(p, us)| (nines(*p), (*us as f64 / 1000.0).max(0.01)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(m.target.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    let series = rows
+        .iter()
+        .map(|m| {
+            let points = m
+                .cdf
+                .iter()
+                .map(|(p, us)| (nines(*p), (*us as f64 / 1000.0).max(0.01)))
+                .collect();
+            (m.target.clone(), points)
+        })
+        .collect();
+    draw_lines(&mut chart, series, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -398,23 +390,48 @@ fn queues_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Re
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..end, 0.0..max * 1.15)?;
         chart.configure_mesh().x_desc("s").draw()?;
-        for (i, m) in rows.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let points: Vec<(f64, f64)> = m.queues.iter().map(|q| (q.0, pick(q) as f64)).collect();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-                .label(m.target.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        let series = rows
+            .iter()
+            .map(|m| {
+                let points = m.queues.iter().map(|q| (q.0, pick(q) as f64)).collect();
+                (m.target.clone(), points)
+            })
+            .collect();
+        draw_lines(&mut chart, series, SeriesLabelPosition::UpperRight)?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// A named line: its label and its points.
+type Line<X, Y> = (String, Vec<(X, Y)>);
+
+/// One line per target, each in its own colour, with a legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: Vec<Line<X::ValueType, Y::ValueType>>,
+    legend_at: SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    X: Ranged,
+    Y: Ranged,
+    X::ValueType: Clone + 'static,
+    Y::ValueType: Clone + 'static,
+{
+    for (i, (name, points)) in series.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend_at)
+        .draw()?;
     Ok(())
 }
