@@ -532,3 +532,95 @@ impl Worker {
         self.result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use server::{Model, Request, Response, Router, Server};
+
+    fn serve() -> Server {
+        Server::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .model(Model::Single)
+            .bind(Router::new().get("/", |_r: Request| Response::text(200, "ok\n")))
+            .unwrap()
+    }
+
+    fn spec(addr: SocketAddr, reuse: Reuse, pipeline: usize, path: &str) -> LoadSpec {
+        LoadSpec {
+            addr,
+            connections: 4,
+            threads: 2,
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(50),
+            pace: Pace::Closed,
+            reuse,
+            pipeline,
+            requests: vec![(
+                1,
+                format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes(),
+            )],
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn every_mode_gets_answers_and_no_errors_from_a_real_server() {
+        let server = serve();
+        let stop = AtomicBool::new(false);
+        for (reuse, pipeline) in [
+            (Reuse::KeepAlive, 1),
+            (Reuse::KeepAlive, 8),
+            (Reuse::Churn, 1),
+        ] {
+            let r = run(&spec(server.local_addr(), reuse, pipeline, "/"), &stop);
+            assert!(r.requests > 0, "{reuse:?}/{pipeline}: nothing answered");
+            assert_eq!(r.error_count(), 0, "{reuse:?}/{pipeline}: {:?}", r.errors);
+            assert_eq!(r.latency.len(), r.requests, "one latency per answer");
+        }
+        server.stop();
+    }
+
+    #[test]
+    fn errors_are_counted_by_kind() {
+        let server = serve();
+        let stop = AtomicBool::new(false);
+        let r = run(
+            &spec(server.local_addr(), Reuse::KeepAlive, 1, "/none"),
+            &stop,
+        );
+        assert!(
+            r.errors.get("status_404").copied().unwrap_or(0) > 0,
+            "{:?}",
+            r.errors
+        );
+        server.stop();
+
+        // A port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let r = run(&spec(port, Reuse::KeepAlive, 1, "/"), &stop);
+        assert_eq!(r.requests, 0);
+        assert!(
+            r.errors.get("connect_refused").copied().unwrap_or(0) > 0,
+            "{:?}",
+            r.errors
+        );
+    }
+
+    #[test]
+    fn a_fixed_rate_is_not_exceeded() {
+        let server = serve();
+        let stop = AtomicBool::new(false);
+        let mut s = spec(server.local_addr(), Reuse::KeepAlive, 1, "/");
+        s.pace = Pace::Rate(200.0);
+        s.duration = Duration::from_secs(1);
+        let r = run(&s, &stop);
+        // A closed loop here answers tens of thousands; the pacer sends about 200.
+        assert!(r.requests <= 260, "{} requests at 200/s", r.requests);
+        assert!(r.requests > 0);
+        server.stop();
+    }
+}

@@ -435,3 +435,93 @@ where
         .draw()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Plan;
+    use std::collections::BTreeMap;
+
+    fn measured(target: &str, rps: f64, cpu_us: f64) -> Measurement {
+        Measurement {
+            scenario: "keepalive-64".into(),
+            target: target.into(),
+            rps,
+            rps_runs: vec![rps * 0.9, rps, rps * 1.1],
+            p50_us: 500,
+            p90_us: 900,
+            p99_us: 2000,
+            p999_us: 4000,
+            max_us: 9000,
+            cdf: vec![(0.0, 100), (50.0, 500), (99.0, 2000), (100.0, 9000)],
+            errors: BTreeMap::new(),
+            server_cpu_us: cpu_us,
+            server_sys_us: cpu_us * 0.75,
+            client_cpu_us: 5.0,
+            client_limited: false,
+            rss_kib: 1000,
+            accept_queue_peak: Some(3),
+            listen_overflows: 0,
+            syn_recv_peak: 0,
+            tcp_ext: BTreeMap::new(),
+            queues: vec![(0.0, 1, 0), (0.1, 3, 2)],
+            per_thread: vec![],
+        }
+    }
+
+    fn results() -> Results {
+        let mut failed = measured("locked-out", 0.0, 0.0);
+        failed.errors.insert("connect_pending".into(), 16);
+        Results {
+            plan: Plan::new(true, 2),
+            measurements: vec![
+                measured("nginx (2 workers)", 50_000.0, 10.0),
+                measured("single", 100_000.0, 5.0),
+                failed,
+            ],
+            idle: vec![],
+            syscalls: vec![],
+            interrupted: false,
+            wall_s: 1.0,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn the_table_shows_every_figure_as_a_ratio_to_nginx() {
+        let t = table(&results(), "keepalive-64");
+        let single = t.lines().find(|l| l.starts_with("| single")).unwrap();
+        assert!(
+            single.contains("| 100000 (90000–110000) | 2.00× |"),
+            "{single}"
+        );
+        assert!(single.contains("| 5.0 | 75% | 0.50× |"), "{single}");
+        // Nothing answered: no per-request figures, the errors by kind.
+        let failed = t.lines().find(|l| l.starts_with("| locked-out")).unwrap();
+        assert!(failed.contains("16 (connect_pending 16)"), "{failed}");
+        assert!(
+            !failed.contains("inf") && !failed.contains("NaN"),
+            "{failed}"
+        );
+    }
+
+    #[test]
+    fn write_produces_the_report_the_json_and_the_plots() {
+        let out = std::env::temp_dir().join(format!("lab-report-test-{}", std::process::id()));
+        write(&results(), &out).unwrap();
+        for f in [
+            "report.md",
+            "results.json",
+            "rps-keepalive-64.svg",
+            "latency-keepalive-64.svg",
+        ] {
+            assert!(out.join(f).exists(), "{f}");
+        }
+        let back: Results =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+        assert_eq!(back.measurements.len(), 3);
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains("## keepalive-64"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}

@@ -422,3 +422,28 @@ fn cpu_seconds_of(pid: u32) -> f64 {
 pub fn admin_state(admin: SocketAddr) -> Option<admin::State> {
     admin::fetch_state(admin, Duration::from_millis(500)).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Plan;
+
+    #[test]
+    fn processes_split_the_thread_budget_and_only_reloadable_servers_reload() {
+        let plan = Plan::new(false, 2);
+        let reload = plan.scenarios.iter().find(|s| s.name == "reload").unwrap();
+        let mixed = plan.scenarios.iter().find(|s| s.name == "mixed").unwrap();
+        let procs = Target::backlog("r", "reuseport", &["--processes", "2"]);
+        assert_eq!(procs.processes(), 2);
+        assert!(procs.takes_part(reload) && procs.takes_part(mixed));
+        let plain = Target::backlog("s", "single", &[]);
+        assert_eq!(plain.processes(), 1);
+        assert!(!plain.takes_part(reload));
+        let nginx = Target {
+            name: "nginx".into(),
+            kind: Kind::Nginx { workers: 2 },
+        };
+        assert!(nginx.takes_part(reload));
+        assert!(!nginx.takes_part(mixed), "/work is backlog's");
+    }
+}
