@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// One scenario.
@@ -439,7 +439,7 @@ pub struct Measurement {
     pub client_limited: bool,
     /// Server RSS at the end, KiB.
     pub rss_kib: u64,
-    /// Peak accept-queue length seen by the admin endpoint (backlog only).
+    /// Peak accept-queue length over all listeners on the port, median run.
     pub accept_queue_peak: Option<u32>,
     /// ListenOverflows during the run (the host's, or the lab namespace's).
     pub listen_overflows: u64,
@@ -508,7 +508,6 @@ struct Run {
     server_sys: f64,
     client_cpu: f64,
     rss: u64,
-    queue_peak: Option<u32>,
     tcp_ext: kernel::TcpExt,
     queues: Vec<(f64, u32, u32)>,
     per_thread: Vec<(String, u64)>,
@@ -576,7 +575,6 @@ fn one_run(
         requests: s.mix.iter().map(|(w, p)| (*w, request(p))).collect(),
         timeout: Duration::from_secs(5),
     };
-    let peak = AtomicU32::new(0);
     let measuring = AtomicBool::new(true);
     let before_state = server_admin_state(server, server_ns);
     let mut cpu = ((0.0, 0.0), 0.0);
@@ -588,29 +586,9 @@ fn one_run(
             (server.cpu_split(), target::own_cpu_seconds())
         });
         let kernel = scope.spawn(|| watch(server_ns, server.addr.port(), warmup, &measuring));
-        if let Some(admin) = server.admin {
-            let (peak, measuring) = (&peak, &measuring);
-            scope.spawn(move || {
-                // The admin endpoint listens on the server host's loopback.
-                if let Some(ns) = server_ns {
-                    if sys::netns::enter(ns).is_err() {
-                        return;
-                    }
-                }
-                while measuring.load(Ordering::Relaxed) {
-                    if let Some(st) = target::admin_state(admin) {
-                        let q = st
-                            .listeners
-                            .iter()
-                            .map(|l| l.accept_queue_length)
-                            .max()
-                            .unwrap_or(0);
-                        peak.fetch_max(q, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            });
-        }
+        // The queues are read by `watch` for every target alike; polling backlog's admin
+        // endpoint as well would charge backlog alone for the samples (each a sock_diag
+        // dump and a JSON encode on the server's cores).
         if s.slowloris > 0 {
             let (addr, n, until) = (
                 server.addr,
@@ -677,7 +655,6 @@ fn one_run(
         server_sys: server.cpu_split().1 - cpu.0 .1,
         client_cpu: target::own_cpu_seconds() - cpu.1,
         rss: server.rss_kib(),
-        queue_peak: server.admin.map(|_| peak.load(Ordering::Relaxed)),
         tcp_ext: watched
             .as_ref()
             .map(|w| w.tcp_ext.clone())
@@ -980,7 +957,7 @@ pub fn run(
                 client_limited: mid.client_cpu
                     >= 0.9 * window * s.client_threads.unwrap_or(plan.client_threads) as f64,
                 rss_kib: mid.rss,
-                accept_queue_peak: mid.queue_peak,
+                accept_queue_peak: mid.queues.iter().map(|q| q.1).max(),
                 listen_overflows: mid.tcp_ext.get("ListenOverflows"),
                 syn_recv_peak: mid.queues.iter().map(|q| q.2).max().unwrap_or(0),
                 tcp_ext: mid
