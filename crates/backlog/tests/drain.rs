@@ -176,3 +176,42 @@ fn fd_exhaustion_pauses_accepting_without_spinning_and_recovers() {
     }
     assert_eq!(served_count, 120);
 }
+
+#[test]
+fn an_idle_keep_alive_connection_may_send_one_more_request_during_the_drain() {
+    let mut s = serve("", "--model single --drain-timeout 8s");
+    let busy = TcpStream::connect(s.addr).unwrap();
+    let idle = TcpStream::connect(s.addr).unwrap();
+    for c in [&busy, &idle] {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    let (mut busy_r, mut idle_r) = (
+        BufReader::new(busy.try_clone().unwrap()),
+        BufReader::new(idle.try_clone().unwrap()),
+    );
+    let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    for (mut c, r) in [(&busy, &mut busy_r), (&idle, &mut idle_r)] {
+        c.write_all(request).unwrap();
+        assert_eq!(response(r).unwrap().0, 200);
+    }
+    s.signal("-TERM");
+    s.wait_for("shutting down");
+    let started = Instant::now();
+    // The client could not know the server is draining: its next request is answered,
+    // and told to close, instead of meeting a closed connection.
+    (&busy).write_all(request).unwrap();
+    let (status, headers, _) = response(&mut busy_r).expect("answered during the drain");
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(n, v)| n == "connection" && v == "close"));
+    assert!(response(&mut busy_r).is_none(), "closed after the answer");
+    // The one that stays idle is closed once the grace (1 s here) is over.
+    assert!(response(&mut idle_r).is_none());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    assert_eq!(s.wait_exit(), 0);
+}

@@ -333,9 +333,7 @@ impl Reader {
         }
     }
 
-    /// Shutdown: from now on every response says `Connection: close`; idle connections
-    /// close now, busy ones once their answers are out.
-    /// Stop keeping connections alive. Each connection's next answer says
+    /// Shutdown: stop keeping connections alive. Each connection's next answer says
     /// `Connection: close`; idle keep-alive connections get `idle_grace` to send one more
     /// request before they are closed, because closing one just as its client sends (the
     /// client cannot know) loses that request — the race that makes restarts reset
