@@ -1,12 +1,14 @@
-//! `backlog lab`: measures the five models side by side, with nginx and Node as anchors.
+//! `backlog lab`: measures the five models side by side, with nginx, Node and hyper as
+//! anchors, under real and hostile load (slow clients, accept storms, SYN floods, reloads).
 //!
 //! # Layout
 //! - [`loadgen`]: the load generator (epoll threads, closed-loop and fixed-rate, keep-alive,
 //!   pipelining, churn; HdrHistogram latencies).
 //! - [`target`]: servers under test, each started as its own process on a fresh port:
-//!   backlog in every model, nginx and Node when installed; CPU, RSS and kernel counters read
+//!   backlog in every model (and in processes), nginx, Node and hyper; CPU and RSS read
 //!   from /proc.
-//! - [`scenario`]: what is measured, and the run plan (`--quick` or full).
+//! - [`scenario`]: what is measured, the run plan (`--quick` or full), the network namespaces
+//!   for storms and floods, and the kernel's queues read from the server's namespace.
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots.
 //! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.

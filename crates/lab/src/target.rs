@@ -1,7 +1,9 @@
 //! Servers under test, each its own process on a fresh port: backlog in any model, and the
 //! anchors — nginx (the lab writes its config: same worker count, `reuseport`, `return 200`,
-//! no access log) and Node (`http.createServer`, one process or a cluster) — when installed.
-//! CPU time and RSS are read from /proc for the whole process tree.
+//! no access log), Node (`http.createServer`, one process or a cluster) when installed, and
+//! hyper 1.x when the binary is built with the `hyper` feature. CPU time (user and kernel,
+//! including reaped children: workers a reload replaced) and RSS are read from /proc for the
+//! whole process tree.
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
