@@ -75,33 +75,17 @@ pub fn merge(
     states: Vec<Option<State>>,
     listeners: Vec<ListenerState>,
 ) -> State {
-    let first = states.iter().flatten().next().cloned();
-    let mut out = match first {
+    // The model, limits and kernel counters are the same in every worker: take the
+    // first's; threads and totals are gathered below. The imbalance is recomputed.
+    let mut out = match states.iter().flatten().next() {
         Some(s) => State {
             layout: Vec::new(),
             threads: Vec::new(),
             requests_total: 0,
             open_connections: 0,
-            ..s
+            ..s.clone()
         },
-        None => State {
-            model: String::new(),
-            accept: String::new(),
-            balance: String::new(),
-            pid: 0,
-            uptime_s: 0.0,
-            backlog: 0,
-            max_conns: 0,
-            layout: Vec::new(),
-            listeners: Vec::new(),
-            kernel: BTreeMap::new(),
-            threads: Vec::new(),
-            interval_s: 0.0,
-            imbalance: 1.0,
-            requests_total: 0,
-            open_connections: 0,
-            processes: Vec::new(),
-        },
+        None => State::default(),
     };
     out.pid = supervisor_pid;
     out.listeners = listeners;

@@ -41,7 +41,7 @@ pub struct ThreadState {
 }
 
 /// Everything `/debug/state` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// The model.
     pub model: String,

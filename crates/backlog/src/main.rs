@@ -333,7 +333,9 @@ fn supervise(
     cfg: &server::Config,
     inherited: Option<Vec<server::Listener>>,
 ) -> anyhow::Result<()> {
-    let reuseport = matches!(args.model, ModelArg::Reuseport);
+    // systemd's sockets are shared by every worker as they are; otherwise reuseport gets
+    // one socket per worker thread.
+    let reuseport = matches!(args.model, ModelArg::Reuseport) && inherited.is_none();
     let opts = supervisor::Options {
         processes: args.processes as usize,
         per_worker: if reuseport { cfg.threads.max(1) } else { 1 },
@@ -343,12 +345,7 @@ fn supervise(
         pid_file: args.pid_file.clone(),
     };
     let listeners = match inherited {
-        // systemd's sockets: every worker shares them.
-        Some(l) => {
-            let mut opts = opts;
-            opts.reuseport = false;
-            return run_supervisor(args, opts, l);
-        }
+        Some(l) => l,
         None => supervisor::bind(cfg, &opts)?,
     };
     run_supervisor(args, opts, listeners)
@@ -378,13 +375,8 @@ fn run_supervisor(
     let sup = supervisor::Supervisor::new(opts, listeners)?;
     let admin = match args.admin {
         Some(addr) => {
-            let snapshot = sup.snapshot();
-            let procs = move || {
-                snapshot
-                    .lock()
-                    .map(|s| s.processes.clone())
-                    .unwrap_or_default()
-            };
+            let processes = sup.processes();
+            let procs = move || processes.lock().map(|p| p.clone()).unwrap_or_default();
             Some(
                 Server::builder()
                     .listen(addr)

@@ -21,7 +21,6 @@ use crate::inherit::{FDS_ENV, PASSED_ENV, READY_ENV, WORKER_ENV};
 use admin::fleet::ProcessState;
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
-use serde::Serialize;
 use server::Listener;
 use std::ffi::OsString;
 use std::io::BufRead;
@@ -60,20 +59,8 @@ pub struct Options {
     pub pid_file: Option<PathBuf>,
 }
 
-/// The supervisor as the admin endpoint sees it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Snapshot {
-    /// The supervisor's pid.
-    pub pid: u32,
-    /// The generation new workers belong to.
-    pub generation: u32,
-    /// Workers that exited, by cause, since start.
-    pub exits: u64,
-    /// Restarts after a worker died.
-    pub restarts: u64,
-    /// Every live worker.
-    pub processes: Vec<ProcessState>,
-}
+/// The workers as the admin endpoint sees them, kept current by the supervisor loop.
+pub type Processes = Arc<Mutex<Vec<ProcessState>>>;
 
 enum Event {
     Signal(i32),
@@ -123,7 +110,7 @@ pub struct Supervisor {
     fatal: Option<String>,
     stopping: bool,
     events: (Sender<Event>, Receiver<Event>),
-    snapshot: Arc<Mutex<Snapshot>>,
+    processes: Processes,
     targets: Targets,
 }
 
@@ -145,17 +132,14 @@ impl Supervisor {
             fatal: None,
             stopping: false,
             events: crossbeam_channel::unbounded(),
-            snapshot: Arc::new(Mutex::new(Snapshot {
-                pid: std::process::id(),
-                ..Snapshot::default()
-            })),
+            processes: Processes::default(),
             targets: Arc::default(),
         })
     }
 
-    /// What the admin endpoint shows, kept current by the supervisor loop.
-    pub fn snapshot(&self) -> Arc<Mutex<Snapshot>> {
-        self.snapshot.clone()
+    /// The workers, for the admin endpoint.
+    pub fn processes(&self) -> Processes {
+        self.processes.clone()
     }
 
     /// The sockets it holds (for the admin endpoint's queue figures).
@@ -497,9 +481,6 @@ impl Supervisor {
             let pid = w.child.id();
             let ran = w.started.elapsed();
             let cause = describe(status);
-            if let Ok(mut s) = self.snapshot.lock() {
-                s.exits += 1;
-            }
             if w.draining && status.success() {
                 tracing::info!(
                     pid,
@@ -561,24 +542,16 @@ impl Supervisor {
             .collect();
         self.restarts.retain(|(_, at)| *at > now);
         for slot in due {
-            match self.spawn(slot, self.generation) {
-                Ok(()) => {
-                    if let Ok(mut s) = self.snapshot.lock() {
-                        s.restarts += 1;
-                    }
-                }
-                Err(err) => {
-                    tracing::error!("restarting worker {slot}: {err:#}");
-                    self.restarts.push((slot, now + MAX_BACKOFF));
-                }
+            if let Err(err) = self.spawn(slot, self.generation) {
+                tracing::error!("restarting worker {slot}: {err:#}");
+                self.restarts.push((slot, now + MAX_BACKOFF));
             }
         }
     }
 
     fn publish(&self) {
-        if let Ok(mut s) = self.snapshot.lock() {
-            s.generation = self.generation;
-            s.processes = self
+        if let Ok(mut procs) = self.processes.lock() {
+            *procs = self
                 .workers
                 .iter()
                 .map(|w| ProcessState {
@@ -592,7 +565,7 @@ impl Supervisor {
                     threads: Vec::new(),
                 })
                 .collect();
-            s.processes.sort_by_key(|p| (p.generation, p.slot));
+            procs.sort_by_key(|p| (p.generation, p.slot));
         }
     }
 }
