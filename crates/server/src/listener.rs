@@ -144,16 +144,7 @@ impl Listener {
         if !self.passed {
             return sys::socket::accept(self);
         }
-        let mut got = Vec::with_capacity(1);
-        if !sys::fd::recv_fds(self.socket.as_fd(), &mut got)? {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "the supervisor closed the connection socket",
-            ));
-        }
-        // A message without a descriptor: nothing to take now (EAGAIN, as accept says it).
-        got.pop()
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WouldBlock))
+        sys::fd::recv_fd(self.socket.as_fd())
     }
 
     /// The address it is bound to (with the port the kernel chose for port 0).

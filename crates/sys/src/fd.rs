@@ -22,7 +22,7 @@ static ADOPTED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 /// is made close-on-exec so it goes no further than this process.
 pub fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
     if raw < 0 {
-        return Err(io::Error::from_raw_os_error(libc_ebadf()));
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
     let mut adopted = ADOPTED.lock().unwrap_or_else(|e| e.into_inner());
     if adopted.contains(&raw) {
@@ -41,10 +41,6 @@ pub fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
     adopted.push(raw);
     rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
     Ok(owned)
-}
-
-fn libc_ebadf() -> i32 {
-    rustix::io::Errno::BADF.raw_os_error()
 }
 
 /// Let `fd` be inherited by the next exec'd child (or stop it being inherited).
@@ -118,6 +114,20 @@ pub fn recv_fds(via: BorrowedFd<'_>, out: &mut Vec<OwnedFd>) -> io::Result<bool>
     Ok(got.bytes > 0)
 }
 
+/// The next descriptor sent over `via` by [`send_fds`], as accept(2) would hand over a
+/// connection: EAGAIN when none is waiting (a non-blocking `via`), ENOTCONN once the
+/// sender has closed its end (an acceptor pauses on it, as on any accept failure it cannot
+/// skip).
+pub fn recv_fd(via: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut got = Vec::with_capacity(1);
+    if !recv_fds(via, &mut got)? {
+        return Err(io::Error::from_raw_os_error(libc::ENOTCONN));
+    }
+    // A message without a descriptor: nothing to take now.
+    got.pop()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EAGAIN))
+}
+
 /// `fd`'s number, for the environment of a child that inherits it.
 pub fn number(fd: &impl AsFd) -> RawFd {
     use std::os::fd::AsRawFd;
@@ -154,5 +164,19 @@ mod tests {
         assert_eq!(rustix::io::read(&r, &mut buf).unwrap(), 1);
         drop(a);
         assert!(!recv_fds(b.as_fd(), &mut got).unwrap());
+    }
+
+    #[test]
+    fn recv_fd_answers_like_accept() {
+        let (a, b) = socketpair().unwrap();
+        set_nonblocking(b.as_fd()).unwrap();
+        let err = recv_fd(b.as_fd()).unwrap_err();
+        assert!(crate::would_block(&err), "{err}");
+        let (_r, w) = pipe().unwrap();
+        send_fds(a.as_fd(), &[w.as_fd()]).unwrap();
+        assert!(recv_fd(b.as_fd()).is_ok());
+        drop(a);
+        let err = recv_fd(b.as_fd()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
     }
 }

@@ -183,9 +183,6 @@ pub enum AcceptError {
 
 /// Sort an `accept` error, in one place, the way actix-server and mio's examples do.
 pub fn classify_accept_error(err: &io::Error) -> AcceptError {
-    if crate::would_block(err) && err.raw_os_error().is_none() {
-        return AcceptError::Drained;
-    }
     match err.raw_os_error() {
         Some(libc::EAGAIN) => AcceptError::Drained,
         Some(
