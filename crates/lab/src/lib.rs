@@ -7,8 +7,9 @@
 //! - [`target`]: servers under test, each started as its own process on a fresh port:
 //!   backlog in every model (and in processes), nginx, Node and hyper; CPU and RSS read
 //!   from /proc.
-//! - [`scenario`]: what is measured, the run plan (`--quick` or full), the network namespaces
-//!   for storms and floods, and the kernel's queues read from the server's namespace.
+//! - [`scenario`]: what is measured, the run plan (`--quick` or full), and the kernel's
+//!   queues read from the server's namespace.
+//! - [`netns`]: the network namespaces for storms and floods, and half-open handshakes.
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots.
 //! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.
@@ -16,6 +17,7 @@
 #[cfg(feature = "hyper")]
 pub mod anchor_hyper;
 pub mod loadgen;
+pub mod netns;
 pub mod report;
 pub mod scenario;
 pub mod syscalls;

@@ -143,12 +143,7 @@ pub fn table(results: &Results, scenario: &str) -> String {
             },
             per_request(m, m.client_cpu_us),
             errors(m),
-            m.queues
-                .iter()
-                .map(|q| q.1)
-                .chain(m.accept_queue_peak)
-                .max()
-                .unwrap_or(0),
+            m.accept_queue_peak.unwrap_or(0),
             m.syn_recv_peak,
             if m.tcp_ext.is_empty() {
                 "—".to_string()

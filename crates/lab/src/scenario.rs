@@ -7,6 +7,7 @@
 //! cores the client is often the limit on requests/s, and the report says when it was.
 
 use crate::loadgen::{self, LoadSpec, Pace, Reuse};
+use crate::netns::{self, Hosts};
 use crate::target::{self, Running, Target};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,119 +94,6 @@ impl Scenario {
             flood: None,
             burst: 0,
             reload_every: None,
-        }
-    }
-}
-
-/// Network namespaces the lab made, removed when dropped (also after Ctrl-C, which ends
-/// the run loop rather than the process). Either one host (server and clients on its
-/// loopback) or two joined by a veth pair, addresses from TEST-NET-1 (192.0.2.0/24) that
-/// exist only inside them: the server at .1, clients at .2, and a flooding client at .3
-/// whose SYN-ACKs go to a MAC nobody has (a wrong permanent neighbour entry on the server's
-/// side), so each of its SYNs leaves a handshake that is never completed — a SYN flood
-/// without raw sockets.
-struct Namespace {
-    server: String,
-    client: String,
-}
-
-/// The server's address on a pair of namespaces.
-const PAIR_SERVER: [u8; 4] = [192, 0, 2, 1];
-/// The flooding client's address on a pair of namespaces.
-const PAIR_FLOOD: [u8; 4] = [192, 0, 2, 3];
-
-fn ip(args: &[&str]) -> bool {
-    std::process::Command::new("ip")
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn sysctl(ns: &str, setting: &str) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "sysctl", "-q", "-w", setting])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-impl Namespace {
-    /// One host.
-    fn create() -> Option<Namespace> {
-        let name = format!("bl-lab-{}", std::process::id());
-        if !ip(&["netns", "add", &name]) {
-            return None;
-        }
-        let ns = Namespace {
-            server: name.clone(),
-            client: name,
-        };
-        if !ip(&["-n", &ns.server, "link", "set", "lo", "up"]) {
-            return None;
-        }
-        // A churn of thousands of short connections needs the whole port range.
-        sysctl(&ns.client, "net.ipv4.ip_local_port_range=1024 65535");
-        Some(ns)
-    }
-
-    /// Two hosts joined by a veth pair.
-    fn pair() -> Option<Namespace> {
-        let id = std::process::id();
-        let (s, c) = (format!("bl-lab-srv-{id}"), format!("bl-lab-cli-{id}"));
-        if !ip(&["netns", "add", &s]) {
-            return None;
-        }
-        let ns = Namespace {
-            server: s.clone(),
-            client: c.clone(),
-        };
-        if !ip(&["netns", "add", &c]) {
-            return None;
-        }
-        let (vs, vc) = (format!("bls{id}"), format!("blc{id}"));
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["link", "add", &vs, "type", "veth", "peer", "name", &vc],
-            vec!["link", "set", &vs, "netns", &s],
-            vec!["link", "set", &vc, "netns", &c],
-            vec!["-n", &s, "addr", "add", "192.0.2.1/24", "dev", &vs],
-            vec!["-n", &c, "addr", "add", "192.0.2.2/24", "dev", &vc],
-            vec!["-n", &c, "addr", "add", "192.0.2.3/24", "dev", &vc],
-            vec!["-n", &s, "link", "set", "lo", "up"],
-            vec!["-n", &c, "link", "set", "lo", "up"],
-            vec!["-n", &s, "link", "set", &vs, "up"],
-            vec!["-n", &c, "link", "set", &vc, "up"],
-            vec![
-                "-n",
-                &s,
-                "neigh",
-                "replace",
-                "192.0.2.3",
-                "lladdr",
-                "02:00:00:00:00:99",
-                "dev",
-                &vs,
-                "nud",
-                "permanent",
-            ],
-        ];
-        if !steps.iter().all(|step| ip(step)) {
-            return None;
-        }
-        sysctl(&c, "net.ipv4.ip_local_port_range=1024 65535");
-        Some(ns)
-    }
-
-    fn is_pair(&self) -> bool {
-        self.server != self.client
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        ip(&["netns", "del", &self.server]);
-        if self.is_pair() {
-            ip(&["netns", "del", &self.client]);
         }
     }
 }
@@ -627,6 +515,7 @@ fn one_run(
         watched = kernel.join().ok();
         r
     });
+    let (user, sys) = server.cpu_split();
     let after_state = server_admin_state(server, server_ns);
     let per_thread = match (before_state, after_state) {
         (Some(b), Some(a)) => a
@@ -651,8 +540,8 @@ fn one_run(
         _ => Vec::new(),
     };
     Run {
-        server_cpu: server.cpu_seconds() - (cpu.0 .0 + cpu.0 .1),
-        server_sys: server.cpu_split().1 - cpu.0 .1,
+        server_cpu: (user + sys) - (cpu.0 .0 + cpu.0 .1),
+        server_sys: sys - cpu.0 .1,
         client_cpu: target::own_cpu_seconds() - cpu.1,
         rss: server.rss_kib(),
         tcp_ext: watched
@@ -738,30 +627,15 @@ fn bursts(addr: std::net::SocketAddr, n: usize, until: Instant) {
     }
 }
 
-/// Half-open connections at `per_second` from the flooding address: each nonblocking
-/// connect sends a SYN whose SYN-ACK never arrives; the socket is dropped after a second
-/// (a SYN_SENT socket leaves without a packet) so the client's own retransmits stay few.
+/// Half-open connections at `per_second` from the flooding address; each socket is
+/// dropped after a second (a SYN_SENT socket leaves without a packet) so the client's own
+/// SYN retransmits stay few.
 fn syn_flood(addr: std::net::SocketAddr, per_second: u32, until: Instant) {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let from = SockAddr::from(std::net::SocketAddr::from((PAIR_FLOOD, 0)));
-    let to = SockAddr::from(addr);
     let tick = Duration::from_millis(10);
     let per_tick = (per_second as usize / 100).max(1);
-    let mut open: std::collections::VecDeque<(Instant, Socket)> = Default::default();
+    let mut open: std::collections::VecDeque<(Instant, Vec<socket2::Socket>)> = Default::default();
     while Instant::now() < until {
-        for _ in 0..per_tick {
-            let Ok(sock) = Socket::new(
-                Domain::IPV4,
-                Type::STREAM.nonblocking(),
-                Some(Protocol::TCP),
-            ) else {
-                break;
-            };
-            if sock.bind(&from).is_ok() {
-                let _ = sock.connect(&to);
-                open.push_back((Instant::now(), sock));
-            }
-        }
+        open.push_back((Instant::now(), netns::half_open(addr, per_tick)));
         while open
             .front()
             .is_some_and(|(at, _)| at.elapsed() > Duration::from_secs(1))
@@ -844,9 +718,9 @@ pub fn run(
     'scenarios: for s in &plan.scenarios {
         let namespace = if s.netns || s.flood.is_some() {
             let made = if s.flood.is_some() {
-                Namespace::pair()
+                Hosts::pair()
             } else {
-                Namespace::create()
+                Hosts::create()
             };
             match made {
                 Some(ns) => Some(ns),
@@ -862,11 +736,11 @@ pub fn run(
             None
         };
         if let (Some(ns), Some(flood)) = (&namespace, s.flood) {
-            sysctl(
+            netns::sysctl(
                 &ns.server,
                 &format!("net.ipv4.tcp_syncookies={}", flood.syncookies),
             );
-            sysctl(
+            netns::sysctl(
                 &ns.server,
                 &format!("net.ipv4.tcp_max_syn_backlog={}", flood.max_syn_backlog),
             );
@@ -876,7 +750,7 @@ pub fn run(
             backlog: s.backlog,
             netns: namespace.as_ref().map(|n| n.server.clone()),
             host: match &namespace {
-                Some(ns) if ns.is_pair() => PAIR_SERVER.into(),
+                Some(ns) if ns.is_pair() => netns::SERVER.into(),
                 _ => std::net::Ipv4Addr::LOCALHOST.into(),
             },
         };

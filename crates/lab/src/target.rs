@@ -352,12 +352,6 @@ impl Running {
             .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
-    /// CPU time (user + system) of every process of the server, in seconds.
-    pub fn cpu_seconds(&self) -> f64 {
-        let (u, s) = self.cpu_split();
-        u + s
-    }
-
     /// Resident memory of every process of the server, KiB.
     pub fn rss_kib(&self) -> u64 {
         self.pids()
