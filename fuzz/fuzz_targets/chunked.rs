@@ -8,7 +8,7 @@ use h1::chunked::ChunkedDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fn run(input: &[u8], step: usize) -> Result<Option<(Vec<u8>, Vec<u8>)>, h1::Error> {
-    let mut dec = ChunkedDecoder::new(1 << 16);
+    let mut dec = ChunkedDecoder::new(1 << 16, 8192);
     let mut buf = BytesMut::new();
     for piece in input.chunks(step.max(1)) {
         buf.extend_from_slice(piece);

@@ -42,9 +42,14 @@ fn work(req: Request) -> Response {
     Response::text(200, format!("spun {} us\n", spin.as_micros()))
 }
 
-/// Every method on every path: 200 with the request body.
+/// Every method on every path but CONNECT: 200 with the request body. CONNECT gets 405,
+/// since a 2xx to it would promise a tunnel (RFC 9110 §9.3.6).
 pub fn echo() -> impl Handler {
     |req: Request| {
+        if *req.method() == h1::Method::Connect {
+            return Response::text(405, "Method Not Allowed\n")
+                .header("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+        }
         let content_type = req
             .header("content-type")
             .map(Bytes::copy_from_slice)

@@ -47,6 +47,7 @@ fn encode(c: &mut Criterion) {
         head: false,
         keep_alive: true,
         version: Version::Http11,
+        connect: false,
     };
     c.bench_function("encode the plaintext response", |b| {
         b.iter(|| {

@@ -15,8 +15,6 @@ use bytes::{Buf, BytesMut};
 
 /// The longest chunk-size line (size and extensions) we wait for.
 const MAX_SIZE_LINE: usize = 4096;
-/// Trailer section bytes we skip before refusing with 431.
-const MAX_TRAILER: usize = 8 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -34,17 +32,22 @@ pub struct ChunkedDecoder {
     body: BytesMut,
     total: u64,
     max_body: u64,
+    /// Trailer section bytes we skip before refusing with 431: the head's limit, since a
+    /// trailer is header fields sent late.
+    max_trailer: usize,
     trailer_bytes: usize,
 }
 
 impl ChunkedDecoder {
-    /// A decoder refusing bodies over `max_body` decoded bytes.
-    pub fn new(max_body: u64) -> Self {
+    /// A decoder refusing bodies over `max_body` decoded bytes (413) and trailer sections
+    /// over `max_trailer` bytes (431).
+    pub fn new(max_body: u64, max_trailer: usize) -> Self {
         ChunkedDecoder {
             state: State::Size,
             body: BytesMut::new(),
             total: 0,
             max_body,
+            max_trailer,
             trailer_bytes: 0,
         }
     }
@@ -55,7 +58,12 @@ impl ChunkedDecoder {
         loop {
             match self.state {
                 State::Size => {
-                    let Some(line_len) = find_crlf(input, MAX_SIZE_LINE)? else {
+                    let Some(line_len) =
+                        find_crlf(input, MAX_SIZE_LINE).map_err(|err| match err {
+                            Line::BareLf => Error::Chunked("bare LF"),
+                            Line::TooLong => Error::Chunked("chunk-size line too long"),
+                        })?
+                    else {
                         return Ok(false);
                     };
                     let size = parse_size_line(&input[..line_len])?;
@@ -99,8 +107,12 @@ impl ChunkedDecoder {
                     self.state = State::Size;
                 }
                 State::Trailer => {
-                    let room = MAX_TRAILER.saturating_sub(self.trailer_bytes);
-                    let Some(line_len) = find_crlf(input, room).map_err(|_| Error::HeadTooLarge)?
+                    let room = self.max_trailer.saturating_sub(self.trailer_bytes);
+                    // Only a trailer section that is too large is 431; a malformed one is 400.
+                    let Some(line_len) = find_crlf(input, room).map_err(|err| match err {
+                        Line::BareLf => Error::Chunked("bare LF in trailer"),
+                        Line::TooLong => Error::HeadTooLarge,
+                    })?
                     else {
                         return Ok(false);
                     };
@@ -124,15 +136,24 @@ impl ChunkedDecoder {
     }
 }
 
-/// Length of the line before its CRLF, `None` if no full line yet. A bare LF or a line longer
-/// than `max` is an error.
-fn find_crlf(input: &[u8], max: usize) -> Result<Option<usize>, Error> {
+/// Why a line of chunked framing is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// A line ending in LF without CR.
+    BareLf,
+    /// No line end within the limit.
+    TooLong,
+}
+
+/// Length of the line before its CRLF, `None` if no full line yet. Decided on at most
+/// `max + 2` bytes, so the answer never depends on how much has arrived past them.
+fn find_crlf(input: &[u8], max: usize) -> Result<Option<usize>, Line> {
     let window = &input[..input.len().min(max + 2)];
     match window.iter().position(|&b| b == b'\n') {
-        Some(0) => Err(Error::Chunked("bare LF")),
+        Some(0) => Err(Line::BareLf),
         Some(i) if window[i - 1] == b'\r' => Ok(Some(i - 1)),
-        Some(_) => Err(Error::Chunked("bare LF")),
-        None if input.len() > max + 1 => Err(Error::Chunked("line too long")),
+        Some(_) => Err(Line::BareLf),
+        None if input.len() > max + 1 => Err(Line::TooLong),
         None => Ok(None),
     }
 }
@@ -228,7 +249,7 @@ mod tests {
     use super::*;
 
     fn decode_all(input: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let mut dec = ChunkedDecoder::new(1 << 20);
+        let mut dec = ChunkedDecoder::new(1 << 20, 8192);
         let mut buf = BytesMut::from(input);
         assert!(dec.decode(&mut buf)?, "incomplete");
         Ok((dec.take_body().to_vec(), buf.to_vec()))
@@ -262,8 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_trailer_is_400_and_only_a_large_one_431() {
+        let bare_lf = decode_all(b"0\r\nX: 1\n\r\n").unwrap_err();
+        assert_eq!(bare_lf.status(), 400, "{bare_lf:?}");
+        assert_eq!(decode_all(b"0\r\nX 1\r\n\r\n").unwrap_err().status(), 400);
+        assert_eq!(decode_all(b"0\r\n\n").unwrap_err().status(), 400);
+        // The limit is the one given (the server passes --max-header-bytes).
+        let trailer = format!("0\r\nX: {}\r\n\r\n", "v".repeat(200));
+        let mut dec = ChunkedDecoder::new(100, 100);
+        let mut buf = BytesMut::from(trailer.as_bytes());
+        assert_eq!(dec.decode(&mut buf), Err(Error::HeadTooLarge));
+        let mut dec = ChunkedDecoder::new(100, 300);
+        let mut buf = BytesMut::from(trailer.as_bytes());
+        assert_eq!(dec.decode(&mut buf), Ok(true));
+    }
+
+    #[test]
     fn refuses_bodies_over_the_limit() {
-        let mut dec = ChunkedDecoder::new(4);
+        let mut dec = ChunkedDecoder::new(4, 8192);
         let mut buf = BytesMut::from(&b"5\r\nhello\r\n0\r\n\r\n"[..]);
         assert_eq!(dec.decode(&mut buf), Err(Error::BodyTooLarge));
     }
@@ -272,7 +309,7 @@ mod tests {
     fn waits_for_more_bytes_at_any_split() {
         let whole = b"3\r\nabc\r\n0\r\nT: v\r\n\r\n";
         for split in 0..whole.len() {
-            let mut dec = ChunkedDecoder::new(100);
+            let mut dec = ChunkedDecoder::new(100, 8192);
             let mut buf = BytesMut::from(&whole[..split]);
             assert!(!dec.decode(&mut buf).unwrap(), "split {split}");
             buf.extend_from_slice(&whole[split..]);

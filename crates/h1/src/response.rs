@@ -79,6 +79,22 @@ pub struct EncodeContext {
     pub keep_alive: bool,
     /// The request's version (an HTTP/1.0 keep-alive must be confirmed explicitly).
     pub version: Version,
+    /// The request was CONNECT: a 2xx answer opens a tunnel (RFC 9110 §9.3.6), so it
+    /// carries no framing and, since backlog does not tunnel, ends the connection.
+    pub connect: bool,
+}
+
+impl EncodeContext {
+    /// The context for answering `req`; `keep_alive` is whether the server, too, wants the
+    /// connection to stay open (it does not while draining).
+    pub fn for_request(req: &crate::Request, keep_alive: bool) -> Self {
+        EncodeContext {
+            head: *req.method() == crate::Method::Head,
+            keep_alive: keep_alive && req.keep_alive(),
+            version: req.version(),
+            connect: *req.method() == crate::Method::Connect,
+        }
+    }
 }
 
 impl Response {
@@ -172,8 +188,12 @@ impl Response {
 
     /// Append the encoded response to `out`. Returns whether the connection stays open.
     pub fn encode(&self, ctx: EncodeContext, date: &DateCache, out: &mut BytesMut) -> bool {
-        let keep_alive = ctx.keep_alive && !self.close;
         let status = StatusCode(self.status);
+        // After a 2xx to CONNECT the bytes that follow are the tunnel's, not requests: the
+        // answer has no Content-Length or body (RFC 9110 §9.3.6), and the connection closes.
+        let tunnel = ctx.connect && (200..300).contains(&self.status);
+        let keep_alive = ctx.keep_alive && !self.close && !tunnel;
+        let framed = status.allows_body() && !tunnel;
         let reason = status.reason();
         out.reserve(128 + self.body.len() + self.headers.len() * 32);
         out.put_slice(b"HTTP/1.1 ");
@@ -192,7 +212,7 @@ impl Response {
             out.put_slice(value);
             out.put_slice(b"\r\n");
         }
-        if status.allows_body() {
+        if framed {
             out.put_slice(b"Content-Length: ");
             out.put_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
             out.put_slice(b"\r\n");
@@ -203,7 +223,7 @@ impl Response {
             out.put_slice(b"Connection: keep-alive\r\n");
         }
         out.put_slice(b"\r\n");
-        if status.allows_body() && !ctx.head {
+        if framed && !ctx.head {
             out.put_slice(&self.body);
         }
         keep_alive
@@ -240,6 +260,7 @@ mod tests {
             head: false,
             keep_alive,
             version: Version::Http11,
+            connect: false,
         }
     }
 
@@ -266,6 +287,7 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, Worl
             head: true,
             keep_alive: false,
             version: Version::Http11,
+            connect: false,
         };
         assert!(!resp.encode(c, &date(), &mut out));
         let text = std::str::from_utf8(&out).unwrap();
@@ -282,6 +304,29 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, Worl
             .encode(ctx(true), &date(), &mut out);
         let text = std::str::from_utf8(&out).unwrap();
         assert!(!text.contains("Content-Length") && text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_2xx_to_connect_has_no_framing_and_closes() {
+        let c = EncodeContext {
+            connect: true,
+            ..ctx(true)
+        };
+        let mut out = BytesMut::new();
+        let open = Response::text(200, "tunnel").encode(c, &date(), &mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(!open);
+        assert!(
+            !text.contains("Content-Length") && !text.contains("tunnel"),
+            "{text}"
+        );
+        assert!(text.ends_with("Connection: close\r\n\r\n"));
+        // A refusal of CONNECT is an ordinary framed answer.
+        let mut out = BytesMut::new();
+        assert!(Response::text(405, "no").encode(c, &date(), &mut out));
+        assert!(std::str::from_utf8(&out)
+            .unwrap()
+            .contains("Content-Length: 2"));
     }
 
     #[test]

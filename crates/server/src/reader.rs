@@ -22,7 +22,7 @@ use crate::timer::{Entry, TimerWheel};
 use crate::worker::{Completion, ConnId, Job, Submitter};
 use bytes::{Buf, BytesMut};
 use crossbeam_channel::Receiver;
-use h1::{Decoded, EncodeContext, Limits, Method, Response};
+use h1::{Decoded, EncodeContext, Limits, Response};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -517,11 +517,7 @@ impl Reader {
                 }
                 Ok(Decoded::Request(req)) => {
                     conn.requests += 1;
-                    let ctx = EncodeContext {
-                        head: *req.method() == Method::Head,
-                        keep_alive: req.keep_alive() && !*draining,
-                        version: req.version(),
-                    };
+                    let ctx = EncodeContext::for_request(&req, !*draining);
                     if !ctx.keep_alive {
                         conn.closing = true;
                     }
@@ -635,6 +631,7 @@ fn error_context() -> EncodeContext {
         head: false,
         keep_alive: false,
         version: h1::Version::Http11,
+        connect: false,
     }
 }
 

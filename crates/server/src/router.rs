@@ -1,7 +1,8 @@
 //! A small router: exact paths and path prefixes, each with its methods.
 //!
 //! Unknown paths get 404; a known path with another method gets 405 with `Allow`, and HEAD
-//! is served by the GET route (the encoder drops the body).
+//! is served by the GET route (the encoder drops the body). CONNECT, unless a route asks for
+//! it, gets 405: backlog does not tunnel, and a CONNECT target is an authority, not a path.
 
 use crate::Handler;
 use h1::{Method, Request, Response};
@@ -73,6 +74,23 @@ impl Router {
 }
 
 impl Router {
+    /// Every method some route serves, for a 405 that has no path to go by.
+    fn allow_all(&self) -> String {
+        let mut methods: Vec<&str> = Vec::new();
+        for route in &self.routes {
+            let names: &[&str] = match route.method {
+                Method::Get => &["GET", "HEAD"],
+                ref m => &[m.as_str()],
+            };
+            for name in names {
+                if !methods.contains(name) {
+                    methods.push(name);
+                }
+            }
+        }
+        methods.join(", ")
+    }
+
     fn find(&self, req: &Request) -> Option<&Route> {
         let path = req.path();
         let wanted = match req.method() {
@@ -91,6 +109,11 @@ impl Handler for Router {
     }
 
     fn call(&self, req: Request) -> Response {
+        if *req.method() == Method::Connect
+            && !self.routes.iter().any(|r| r.method == Method::Connect)
+        {
+            return Response::text(405, "Method Not Allowed\n").header("Allow", self.allow_all());
+        }
         let path = req.path();
         let wanted = match req.method() {
             Method::Head => &Method::Get,

@@ -8,26 +8,24 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use util::*;
 
+const MODELS: [Model; 5] = [
+    Model::Single,
+    Model::Dispatch,
+    Model::Pool,
+    Model::Shared,
+    Model::Reuseport,
+];
+
+fn builder(m: Model) -> ServerBuilder {
+    Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .model(m)
+        .threads(2)
+        .workers(2)
+}
+
 fn models() -> Vec<(&'static str, ServerBuilder)> {
-    [
-        Model::Single,
-        Model::Dispatch,
-        Model::Pool,
-        Model::Shared,
-        Model::Reuseport,
-    ]
-    .into_iter()
-    .map(|m| {
-        (
-            m.name(),
-            Server::builder()
-                .listen("127.0.0.1:0".parse().unwrap())
-                .model(m)
-                .threads(2)
-                .workers(2),
-        )
-    })
-    .collect()
+    MODELS.into_iter().map(|m| (m.name(), builder(m))).collect()
 }
 
 /// Each bad input: the status it earns. Every one must also close the connection.
@@ -81,7 +79,90 @@ const BAD: &[(&str, &[u8], u16)] = &[
     ),
     ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
     ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/0.9", b"GET / HTTP/0.9\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    (
+        "empty TE item",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "empty TE items around",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ,,chunked,,\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    ("space in Host", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("slash in Host", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    ("comma in Host", b"GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+    (
+        "bare LF in trailer",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+        400,
+    ),
 ];
+
+/// The same refusal whether the request arrives whole or a byte at a time.
+#[test]
+fn a_refusal_does_not_depend_on_how_tcp_split_the_request() {
+    for (model, builder) in models() {
+        let server = TestServer::start(builder);
+        for raw in [
+            &b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"[..],
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/3.0\r\nHost: t\r\n\r\n",
+        ] {
+            let (mut w, mut r) = open(server.addr);
+            for b in raw {
+                w.write_all(&[*b]).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let resp = read_response(&mut r, false).unwrap();
+            assert_eq!(
+                resp.status,
+                505,
+                "{model}: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}
+
+/// backlog does not tunnel: CONNECT is 405 by default, and a handler's 2xx to it ends the
+/// connection instead of parsing the tunnel's bytes as requests.
+#[test]
+fn connect_is_refused_and_a_2xx_to_it_closes() {
+    for m in MODELS {
+        let model = m.name();
+        let server = TestServer::start(builder(m));
+        let resp = roundtrip(
+            server.addr,
+            b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+        );
+        assert_eq!(resp.status, 405, "{model}");
+        let allow = resp.header("allow").unwrap_or_default();
+        assert!(
+            allow.contains("GET") && !allow.contains("CONNECT"),
+            "{model}: {allow}"
+        );
+
+        let yes = builder(m)
+            .bind(|_req: server::Request| server::Response::text(200, "tunnel?"))
+            .unwrap();
+        let (mut w, mut r) = open(yes.local_addr());
+        w.write_all(
+            b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{model}: {text}");
+        assert!(!text.contains("Content-Length"), "{model}: {text}");
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{model}: {text}");
+        yes.stop();
+    }
+}
 
 #[test]
 fn every_bad_input_gets_its_status_and_a_close_in_every_model() {
