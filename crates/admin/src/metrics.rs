@@ -142,6 +142,7 @@ pub fn encode(state: &State) -> String {
     let bytes_out = Family::<ThreadLabels, Counter>::default();
     let handoff = Family::<ThreadLabels, Gauge>::default();
     let panics = Family::<ThreadLabels, Counter>::default();
+    let aborted = Family::<ThreadLabels, Counter>::default();
     let busy = Family::<ThreadLabels, FloatGauge>::default();
     registry.register(
         "accepted",
@@ -179,6 +180,11 @@ pub fn encode(state: &State) -> String {
         panics.clone(),
     );
     registry.register(
+        "aborted_connections",
+        "Connections the client abandoned (a reset, or a FIN mid-request), closed at once",
+        aborted.clone(),
+    );
+    registry.register(
         "thread_busy_ratio",
         "Share of wall time the thread spent outside epoll_wait over the last interval",
         busy.clone(),
@@ -199,6 +205,7 @@ pub fn encode(state: &State) -> String {
             .get_or_create(&labels)
             .set(t.counters.handoff_queued as i64);
         panics.get_or_create(&labels).inc_by(t.counters.panics);
+        aborted.get_or_create(&labels).inc_by(t.counters.aborted);
         busy.get_or_create(&labels).set(t.busy_ratio);
     }
 

@@ -34,6 +34,9 @@ pub(crate) struct Connection {
     pub(crate) readable: bool,
     /// The client closed its sending side (read returned 0).
     pub(crate) peer_closed: bool,
+    /// epoll reported the client's FIN: read until a read returns 0, since a short read
+    /// before it is followed by no further edge.
+    pub(crate) fin_seen: bool,
     /// No further requests will be read; close once the answers are out.
     pub(crate) closing: bool,
     /// A read or write failed: close now.
@@ -92,6 +95,7 @@ impl Connection {
             decoder: RequestDecoder::new(limits),
             readable: false,
             peer_closed: false,
+            fin_seen: false,
             closing: false,
             broken: false,
             refused: false,
@@ -170,6 +174,11 @@ impl Connection {
                 && self.slots.is_empty()
                 && self.wbuf.is_empty()
                 && self.stalled.is_none())
+    }
+
+    /// Part of a request has been read and not the rest: a close now aborts it.
+    pub(crate) fn mid_request(&self) -> bool {
+        !self.rbuf.is_empty() || self.decoder.in_body()
     }
 
     /// Nothing in progress: no partial request, nothing owed. Safe to close when draining.

@@ -93,7 +93,7 @@ impl EventLoop {
                     woken = true;
                 } else if token & LISTENER_TAG == 0 {
                     if let Some(r) = reader.as_mut() {
-                        r.on_event(token as usize, readiness.readable());
+                        r.on_event(token as usize, readiness);
                     }
                 }
             }

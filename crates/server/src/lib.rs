@@ -9,7 +9,8 @@
 //!   (EPOLLEXCLUSIVE, accept mutex, herd).
 //! - `handoff`: passing an accepted fd to another thread's reader, and the balancer.
 //! - `reader`: the reading role — connections, parsing, answering, ordered writes,
-//!   backpressure. `connection`: one connection's buffers and state.
+//!   backpressure. `connection`: one connection's buffers and state. `buffers`: the
+//!   reader's bounded free list of I/O buffers.
 //! - `worker`: handler threads for `pool`.
 //! - `timer`: the per-thread timer wheel behind every connection deadline.
 //! - `conn_limit`: `--max-conns`, pausing accepts at the ceiling.
@@ -24,6 +25,7 @@
 
 mod acceptor;
 mod arch;
+mod buffers;
 mod config;
 mod conn_limit;
 mod connection;

@@ -11,6 +11,7 @@
 //! Every connection is under exactly one deadline at a time (header, body, idle, write or
 //! linger; see [`Connection::deadline`]), kept on the thread's [`TimerWheel`].
 
+use crate::buffers::Buffers;
 use crate::config::Timeouts;
 use crate::conn_limit::ConnLimit;
 use crate::connection::{Connection, Expiry};
@@ -28,14 +29,12 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use sys::{Epoll, Interest};
+use sys::{Epoll, Interest, Readiness};
 
 /// Free space we want in a read buffer before each read.
 const READ_SPARE: usize = 4 * 1024;
 /// How much a read buffer grows by when it needs room.
 const READ_GROW: usize = 16 * 1024;
-/// Free buffers a reader keeps for its connections to borrow.
-const SPARE_BUFFERS: usize = 64;
 /// The most a lingering close discards before it gives up and closes.
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
@@ -96,7 +95,7 @@ pub(crate) struct Reader {
     /// Connections touched by completions in this round, to drive once each.
     touched: Vec<usize>,
     /// Buffers lent to connections while they have bytes in flight.
-    spare: Vec<BytesMut>,
+    spare: Buffers,
 }
 
 impl Reader {
@@ -125,7 +124,7 @@ impl Reader {
             draining: false,
             idle_close_at: None,
             touched: Vec::new(),
-            spare: Vec::new(),
+            spare: Buffers::default(),
         }
     }
 
@@ -175,11 +174,18 @@ impl Reader {
     }
 
     /// epoll reported readiness for connection `key`.
-    pub(crate) fn on_event(&mut self, key: usize, readable: bool) {
+    pub(crate) fn on_event(&mut self, key: usize, readiness: Readiness) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if readable {
+        if readiness.broken() {
+            // Reset (or both sides shut): nothing can be answered. Close now rather than
+            // at the next timeout, which is what a short read before the RST would cost.
+            conn.broken = true;
+        } else if readiness.peer_closed() {
+            conn.fin_seen = true;
+        }
+        if readiness.readable() {
             conn.readable = true;
         }
         self.drive(key);
@@ -206,11 +212,7 @@ impl Reader {
             }
             if conn.wbuf.is_empty() {
                 conn.last_write = self.now;
-                if conn.wbuf.capacity() == 0 {
-                    if let Some(buf) = self.spare.pop() {
-                        conn.wbuf = buf;
-                    }
-                }
+                self.spare.lend(&mut conn.wbuf);
             }
             conn.complete(done.seq, done.bytes, done.keep_alive);
             self.stats.requests(1);
@@ -370,11 +372,7 @@ impl Reader {
                 return;
             }
             if conn.may_read() {
-                if conn.rbuf.capacity() == 0 {
-                    if let Some(buf) = self.spare.pop() {
-                        conn.rbuf = buf;
-                    }
-                }
+                self.spare.lend(&mut conn.rbuf);
                 if conn.rbuf.capacity() - conn.rbuf.len() < READ_SPARE {
                     conn.rbuf.reserve(READ_GROW);
                 }
@@ -385,8 +383,10 @@ impl Reader {
                         self.stats.bytes_in(n);
                         conn.last_read = self.now;
                         // A short read emptied the kernel queue; the next edge tells us
-                        // when more arrives.
-                        if n < spare {
+                        // when more arrives — unless the client's FIN came with these
+                        // bytes: then no edge will come, and the read that returns 0 must
+                        // be made now.
+                        if n < spare && !conn.fin_seen {
                             conn.readable = false;
                         }
                     }
@@ -402,6 +402,12 @@ impl Reader {
             flush(conn, &self.stats, self.now);
             let idle_over = self.draining && self.idle_close_at.is_none();
             if conn.finished() || (idle_over && conn.idle()) {
+                if conn.broken || (conn.peer_closed && conn.mid_request()) {
+                    // The client went away mid-request (or reset): nobody to answer.
+                    self.stats.aborted();
+                    self.close(key);
+                    return;
+                }
                 if conn.refused && !conn.broken && conn.wbuf.is_empty() {
                     // Half-close and discard what the client still sends, so the close
                     // sends FIN rather than RST and the client reads our refusal.
@@ -433,16 +439,10 @@ impl Reader {
             return;
         };
         if conn.rbuf.is_empty() && conn.rbuf.capacity() > 0 && !conn.decoder.in_body() {
-            let buf = std::mem::take(&mut conn.rbuf);
-            if self.spare.len() < SPARE_BUFFERS {
-                self.spare.push(buf);
-            }
+            self.spare.give(std::mem::take(&mut conn.rbuf));
         }
         if conn.wbuf.is_empty() && conn.wbuf.capacity() > 0 {
-            let buf = std::mem::take(&mut conn.wbuf);
-            if self.spare.len() < SPARE_BUFFERS {
-                self.spare.push(buf);
-            }
+            self.spare.give(std::mem::take(&mut conn.wbuf));
         }
         if conn.slots.is_empty() && conn.slots.capacity() > 0 {
             conn.slots = std::collections::VecDeque::new();
@@ -466,7 +466,7 @@ impl Reader {
                     if conn.discarded > LINGER_MAX_BYTES {
                         break;
                     }
-                    if n < spare {
+                    if n < spare && !conn.fin_seen {
                         self.schedule(key);
                         return;
                     }
@@ -535,11 +535,7 @@ impl Reader {
                                 stats.panicked();
                             }
                             if conn.slots.is_empty() && !conn.discard {
-                                if conn.wbuf.capacity() == 0 {
-                                    if let Some(buf) = spare.pop() {
-                                        conn.wbuf = buf;
-                                    }
-                                }
+                                spare.lend(&mut conn.wbuf);
                                 if !resp.encode(ctx, date, &mut conn.wbuf) {
                                     conn.closing = true;
                                     conn.discard = true;

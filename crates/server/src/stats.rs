@@ -56,6 +56,7 @@ struct Counters {
     bytes_out: AtomicU64,
     handoff_queued: AtomicU64,
     panics: AtomicU64,
+    aborted: AtomicU64,
     busy_ns: AtomicU64,
 }
 
@@ -80,6 +81,10 @@ pub struct ThreadSnapshot {
     pub handoff_queued: u64,
     /// Handler panics turned into 500s.
     pub panics: u64,
+    /// Connections the client abandoned: a reset, or a FIN in the middle of a request.
+    /// Closed at once rather than left to a timeout.
+    #[serde(default)]
+    pub aborted: u64,
     /// Nanoseconds spent outside epoll_wait (or, for workers, running handlers).
     pub busy_ns: u64,
 }
@@ -120,6 +125,9 @@ impl ThreadStats {
     pub(crate) fn panicked(&self) {
         self.c.panics.fetch_add(1, Relaxed);
     }
+    pub(crate) fn aborted(&self) {
+        self.c.aborted.fetch_add(1, Relaxed);
+    }
     pub(crate) fn busy(&self, ns: u64) {
         self.c.busy_ns.fetch_add(ns, Relaxed);
     }
@@ -142,6 +150,7 @@ impl ThreadStats {
             bytes_out: self.c.bytes_out.load(Relaxed),
             handoff_queued: self.c.handoff_queued.load(Relaxed),
             panics: self.c.panics.load(Relaxed),
+            aborted: self.c.aborted.load(Relaxed),
             busy_ns: self.c.busy_ns.load(Relaxed),
         }
     }

@@ -2,31 +2,11 @@
 
 mod util;
 
-use server::{Model, Server, ServerBuilder, Timeouts};
+use server::Timeouts;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use util::*;
-
-const MODELS: [Model; 5] = [
-    Model::Single,
-    Model::Dispatch,
-    Model::Pool,
-    Model::Shared,
-    Model::Reuseport,
-];
-
-fn builder(m: Model) -> ServerBuilder {
-    Server::builder()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .model(m)
-        .threads(2)
-        .workers(2)
-}
-
-fn models() -> Vec<(&'static str, ServerBuilder)> {
-    MODELS.into_iter().map(|m| (m.name(), builder(m))).collect()
-}
 
 /// Each bad input: the status it earns. Every one must also close the connection.
 const BAD: &[(&str, &[u8], u16)] = &[
@@ -280,32 +260,8 @@ fn slowloris_is_cut_by_the_header_timeout_while_others_are_served() {
             assert_closed(&mut r);
         }
         // Lingering closes end as the clients go.
-        wait_all_closed(&server, model);
+        server.wait_all_closed(model);
     }
-}
-
-fn wait_all_closed(server: &TestServer, model: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let open: u64 = server.stats().iter().map(|t| t.open).sum();
-        if open == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{model}: {open} connections still open"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]
@@ -346,7 +302,7 @@ fn slow_readers_do_not_grow_memory_and_are_cut_by_the_write_timeout() {
         // output bound + one answer) ≈ 16 MiB; allow for buffers and threads.
         eprintln!("{model}: RSS grew {grown} KiB with {CLIENTS} slow readers");
         assert!(grown < 96 * 1024, "{model}: RSS grew {grown} KiB");
-        wait_all_closed(&server, model);
+        server.wait_all_closed(model);
         for w in writers {
             drop(w.join().unwrap());
         }

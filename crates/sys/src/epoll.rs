@@ -45,6 +45,17 @@ impl Readiness {
         self.0
             .intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR | EventFlags::RDHUP)
     }
+    /// The peer closed its sending side (FIN, `EPOLLRDHUP`): whatever it sent before is in
+    /// the receive queue, and a read after it returns 0. A short read no longer means "wait for
+    /// the next edge": no edge will come.
+    pub fn peer_closed(self) -> bool {
+        self.0.contains(EventFlags::RDHUP)
+    }
+    /// The connection is dead (`EPOLLERR` or `EPOLLHUP`: a reset, or both directions shut):
+    /// nothing more can be read from it or written to it.
+    pub fn broken(self) -> bool {
+        self.0.intersects(EventFlags::ERR | EventFlags::HUP)
+    }
     /// The send queue has room again.
     pub fn writable(self) -> bool {
         self.0

@@ -11,6 +11,7 @@
 //! - [`waker`]: an eventfd that another thread writes to wake a loop, with write coalescing.
 //! - [`fd`]: descriptors that cross processes: inherited listeners, the ready pipe,
 //!   SCM_RIGHTS.
+//! - [`memory`]: making the allocator return large buffers to the kernel.
 //! - [`netns`]: entering a network namespace (the lab's storms).
 //! - [`process`]: signals to other processes (supervisor and workers).
 //! - [`rlimit`]: the file-descriptor limit.
@@ -18,6 +19,7 @@
 
 pub mod epoll;
 pub mod fd;
+pub mod memory;
 pub mod netns;
 pub mod process;
 pub mod rlimit;

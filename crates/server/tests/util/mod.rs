@@ -3,10 +3,15 @@
 #![allow(dead_code)]
 
 use server::{AcceptStrategy, Balance, Model, Request, Response, Router, Server, ServerBuilder};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub use testkit::*;
+
+/// This process's resident set, in KiB.
+pub fn rss_kib() -> u64 {
+    testkit::process::rss_kib(None)
+}
 
 /// Every model and every accept / balance variant, two threads each.
 pub fn all_configs() -> Vec<(String, ServerBuilder)> {
@@ -38,6 +43,29 @@ pub fn all_configs() -> Vec<(String, ServerBuilder)> {
         ));
     }
     out
+}
+
+/// The five models, as presets.
+pub const MODELS: [Model; 5] = [
+    Model::Single,
+    Model::Dispatch,
+    Model::Pool,
+    Model::Shared,
+    Model::Reuseport,
+];
+
+/// A builder for model `m` on an ephemeral loopback port, two threads and two workers.
+pub fn builder(m: Model) -> ServerBuilder {
+    Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .model(m)
+        .threads(2)
+        .workers(2)
+}
+
+/// Each model's name and builder.
+pub fn models() -> Vec<(&'static str, ServerBuilder)> {
+    MODELS.into_iter().map(|m| (m.name(), builder(m))).collect()
 }
 
 /// The test application: `/` hello, `/echo` echoes the body, `/seq/...` answers with its own
@@ -105,6 +133,25 @@ impl TestServer {
         self.server().stats().snapshot()
     }
 
+    /// Connections open across every thread.
+    pub fn open(&self) -> u64 {
+        self.stats().iter().map(|t| t.open).sum()
+    }
+
+    /// Connections the clients abandoned, across every thread.
+    pub fn aborted(&self) -> u64 {
+        self.stats().iter().map(|t| t.aborted).sum()
+    }
+
+    /// Wait (5 s at most) until no connection is open.
+    pub fn wait_all_closed(&self, model: &str) -> Duration {
+        wait_until(
+            &format!("{model}: every connection closed"),
+            Duration::from_secs(5),
+            || self.open() == 0,
+        )
+    }
+
     pub fn stop(mut self) -> Arc<server::StatsRegistry> {
         self.server.take().unwrap().stop()
     }
@@ -115,98 +162,5 @@ impl Drop for TestServer {
         if let Some(s) = self.server.take() {
             s.stop();
         }
-    }
-}
-
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// A fresh connection as a writer and a buffered reader over the same socket.
-pub fn open(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
-    let s = connect(addr);
-    let w = s.try_clone().unwrap();
-    (w, BufReader::new(s))
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Read one response. `head`: the request was HEAD (no body follows).
-pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<HttpResponse> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
-    }
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    assert_eq!(version, "HTTP/1.1", "status line {line:?}");
-    let status: u16 = parts.next().unwrap_or("0").parse().unwrap();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line)?;
-        let l = line.trim_end_matches(['\r', '\n']);
-        if l.is_empty() {
-            break;
-        }
-        let (n, v) = l.split_once(':').expect("header line");
-        headers.push((n.trim().to_string(), v.trim().to_string()));
-    }
-    let mut resp = HttpResponse {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if !head && status >= 200 && status != 204 && status != 304 {
-        let len: usize = resp
-            .header("content-length")
-            .expect("content-length")
-            .parse()
-            .unwrap();
-        resp.body.resize(len, 0);
-        r.read_exact(&mut resp.body)?;
-    }
-    Ok(resp)
-}
-
-/// Send `raw` on a fresh connection and read one response.
-pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
-    let mut s = connect(addr);
-    s.write_all(raw).unwrap();
-    let mut r = BufReader::new(s);
-    read_response(&mut r, false).expect("response")
-}
-
-/// After a response that closes, the server must close: the next read sees EOF.
-pub fn assert_closed<R: Read>(r: &mut R) {
-    let mut buf = [0u8; 64];
-    match r.read(&mut buf) {
-        Ok(0) => {}
-        Ok(n) => panic!("expected close, got {n} more bytes: {:?}", &buf[..n]),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("expected close, got {e}"),
     }
 }

@@ -1,0 +1,118 @@
+//! One HTTP/1.1 test client over raw TCP. Strict on purpose: a status line that is not
+//! `HTTP/1.1`, a field line without a colon or a body without its length fails the test.
+
+use socket2::SockRef;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A connection with a 20 s read timeout and Nagle off.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A fresh connection as a writer and a buffered reader over the same socket.
+pub fn open(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = connect(addr);
+    let w = s.try_clone().unwrap();
+    (w, BufReader::new(s))
+}
+
+/// Close with SO_LINGER 0: the kernel sends RST instead of FIN.
+pub fn reset(s: TcpStream) {
+    SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+}
+
+/// One response as the client saw it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Fields in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty for HEAD, 1xx, 204, 304).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first field named `name`, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Read one response. `head`: the request was HEAD (no body follows). A connection closed
+/// (or reset) before the status line is `UnexpectedEof`.
+pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<HttpResponse> {
+    let mut line = String::new();
+    let eof = || io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed");
+    match r.read_line(&mut line) {
+        Ok(0) => return Err(eof()),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(eof()),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    assert_eq!(version, "HTTP/1.1", "status line {line:?}");
+    let status: u16 = parts.next().unwrap_or("0").parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(eof());
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':').expect("header line");
+        headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+    let mut resp = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if !head && status >= 200 && status != 204 && status != 304 {
+        let len: usize = resp
+            .header("content-length")
+            .expect("content-length")
+            .parse()
+            .unwrap();
+        resp.body.resize(len, 0);
+        r.read_exact(&mut resp.body)?;
+    }
+    Ok(resp)
+}
+
+/// Send `raw` on a fresh connection and read one response.
+pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let mut r = BufReader::new(s);
+    read_response(&mut r, false).expect("response")
+}
+
+/// After a response that closes, the server must close: the next read sees EOF (or a reset).
+pub fn assert_closed<R: Read>(r: &mut R) {
+    let mut buf = [0u8; 64];
+    match r.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("expected close, got {n} more bytes: {:?}", &buf[..n]),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("expected close, got {e}"),
+    }
+}
