@@ -85,9 +85,14 @@ pub fn listeners() -> anyhow::Result<Option<(Source, Vec<server::Listener>)>> {
     Ok(Some((Source::Systemd, out)))
 }
 
+/// The signal a supervised worker gets when its supervisor dies. Not SIGTERM: the kernel sends
+/// it once per supervisor thread that exits, and a worker must tell "the operator asked twice:
+/// exit now" from "my parent is gone: drain once".
+pub const PARENT_DEATH_SIGNAL: i32 = signal_hook::consts::SIGUSR2;
+
 /// A supervised worker's `generation.slot`, if this process is one. A worker ends with its
-/// supervisor: it asks for SIGTERM when the supervisor dies, and refuses to start if it
-/// already has.
+/// supervisor: it asks for [`PARENT_DEATH_SIGNAL`] when the supervisor dies (and drains on it),
+/// and refuses to start if it already has.
 pub fn worker_id() -> anyhow::Result<Option<String>> {
     let Ok(id) = std::env::var(WORKER_ENV) else {
         return Ok(None);
@@ -99,7 +104,9 @@ pub fn worker_id() -> anyhow::Result<Option<String>> {
         .and_then(|p| p.parse().ok())
         .with_context(|| format!("{WORKER_ENV}={id} does not end in a pid"))?;
     let name = parts.next().unwrap_or_default().to_string();
-    if !sys::process::term_with_parent(supervisor).context("PR_SET_PDEATHSIG")? {
+    if !sys::process::signal_with_parent(supervisor, PARENT_DEATH_SIGNAL)
+        .context("PR_SET_PDEATHSIG")?
+    {
         bail!("the supervisor ({supervisor}) is gone");
     }
     Ok(Some(name))

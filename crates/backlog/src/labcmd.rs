@@ -42,7 +42,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         let results: lab::scenario::Results =
             serde_json::from_slice(&raw).context("parsing results.json")?;
         lab::report::write(&results, &args.out).context("writing the report")?;
-        println!("report: {}/report.md", args.out.display());
+        outln!("report: {}/report.md", args.out.display());
         return Ok(());
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -66,7 +66,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
-    eprintln!(
+    say!(
         "backlog lab: {} run(s) over {} scenario(s) and {} target(s); expect about {:.0} s. Ctrl-C stops and writes what is done.",
         plan.runs(),
         plan.scenarios.len(),
@@ -92,13 +92,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     lab::report::write(&results, &args.out).context("writing the report")?;
     for s in &results.plan.scenarios {
         if results.measurements.iter().any(|m| m.scenario == s.name) {
-            println!("\n{}\n{}", s.name, lab::report::table(&results, &s.name));
+            outln!("\n{}\n{}", s.name, lab::report::table(&results, &s.name));
         }
     }
     if results.measurements.is_empty() && results.plan.runs() > 0 && !results.interrupted {
         anyhow::bail!("no run succeeded: {}", results.notes.join("; "));
     }
-    println!(
+    outln!(
         "report: {}/report.md ({} measurement(s){})",
         args.out.display(),
         results.measurements.len(),

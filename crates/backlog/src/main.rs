@@ -4,6 +4,23 @@
 //! logging, turns SIGINT/SIGTERM into a graceful shutdown, and prints the per-thread table
 //! on exit. Exit codes: 0 after a clean shutdown, 2 for a bad flag or an address in use.
 
+/// `eprintln!` that never panics. stderr may be a closed pipe (a log collector that died, a
+/// terminal that went away): a failed write must not take the process down or stop a drain.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (a reader of our stdout that went away, `| head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod app;
 mod comments;
 mod inherit;
@@ -210,6 +227,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Its default reports a failed write with `eprintln!`, which panics on a closed
+        // stderr — in whichever thread logged, the signal thread included.
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -219,7 +239,7 @@ fn main() -> ExitCode {
         Command::Lab(args) => match labcmd::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("backlog lab: {err:#}");
+                say!("backlog lab: {err:#}");
                 ExitCode::FAILURE
             }
         },
@@ -231,24 +251,24 @@ fn main() -> ExitCode {
         } => match lab::anchor_hyper::run(listen, threads, backlog) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("backlog anchor-hyper: {err:#}");
+                say!("backlog anchor-hyper: {err:#}");
                 ExitCode::FAILURE
             }
         },
         Command::Reload { pid_file } => match reload(&pid_file) {
             Ok(pid) => {
-                eprintln!("backlog reload: SIGHUP sent to {pid}");
+                say!("backlog reload: SIGHUP sent to {pid}");
                 ExitCode::SUCCESS
             }
             Err(err) => {
-                eprintln!("backlog reload: {err:#}");
+                say!("backlog reload: {err:#}");
                 ExitCode::FAILURE
             }
         },
         Command::Top { addr } => match top::run(&addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("backlog top: {err:#}");
+                say!("backlog top: {err:#}");
                 ExitCode::FAILURE
             }
         },
@@ -261,7 +281,7 @@ fn main() -> ExitCode {
                     | Some(ServerError::Config(_)) => 2,
                     _ => 1,
                 };
-                eprintln!("backlog: {err:#}");
+                say!("backlog: {err:#}");
                 ExitCode::from(code)
             }
         },
@@ -288,7 +308,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
             !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
         })
         .collect();
-    eprintln!("backlog: {}", line.join(" ").trim_start_matches("error: "));
+    say!("backlog: {}", line.join(" ").trim_start_matches("error: "));
     ExitCode::from(2)
 }
 
@@ -522,27 +542,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let handle = server.handle();
     let admin_handle = admin.as_ref().map(|a| a.handle());
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing signal handlers")?;
+    let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if worker.is_some() {
+        wanted.push(inherit::PARENT_DEATH_SIGNAL);
+    }
+    let mut signals =
+        signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut seen = 0;
+            let mut draining = false;
+            let mut operator_signals = 0;
             for signal in signals.forever() {
-                seen += 1;
-                if seen == 1 {
-                    tracing::info!(
-                        signal,
-                        "shutting down: no new connections, finishing requests in progress"
-                    );
+                // The parent-death notice comes once per exiting supervisor thread: it may
+                // start the drain, never end it.
+                let from_operator = signal != inherit::PARENT_DEATH_SIGNAL;
+                if from_operator {
+                    operator_signals += 1;
+                }
+                if !draining {
+                    // Shut down first: nothing before this may be able to fail.
+                    draining = true;
                     handle.shutdown();
                     if let Some(admin) = &admin_handle {
                         admin.shutdown();
                     }
-                } else {
+                    tracing::info!(
+                        signal,
+                        "shutting down: no new connections, finishing requests in progress"
+                    );
+                } else if operator_signals >= 2 {
                     tracing::warn!(signal, "second signal: exiting now");
                     std::process::exit(1);
                 }
@@ -554,7 +583,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin.stop();
     }
     drop(purge);
-    eprint!("{}", stats.table());
+    say!("{}", stats.table().trim_end());
     tracing::info!("stopped");
     Ok(())
 }

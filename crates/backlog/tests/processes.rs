@@ -163,24 +163,6 @@ impl Load {
     }
 }
 
-fn count(served: &mut Served, needle: &str) -> usize {
-    served.drain();
-    served.seen.iter().filter(|l| l.contains(needle)).count()
-}
-
-/// Wait (20 s at most) until `needle` has been logged `n` times.
-fn wait_count(served: &mut Served, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while count(served, needle) < n {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} logged fewer than {n} times: {:#?}",
-            served.seen
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn pids_in(served: &mut Served, needle: &str) -> Vec<u32> {
     served.drain();
     served
@@ -210,7 +192,7 @@ fn supervisor(model: &str, extra: &[&str]) -> Served {
     ];
     args.extend_from_slice(extra);
     let mut s = Served::start(&args);
-    wait_count(&mut s, "worker serving", 2);
+    s.wait_count("worker serving", 2);
     s
 }
 
@@ -243,9 +225,9 @@ fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{out:?}");
-            wait_count(&mut s, "old generation draining", i);
+            s.wait_count("old generation draining", i);
             // Every old worker drains and exits 0 before the next reload.
-            wait_count(&mut s, "worker drained and exited", 2 * i);
+            s.wait_count("worker drained and exited", 2 * i);
             std::thread::sleep(Duration::from_millis(300));
         }
         let tally = load.finish();
@@ -258,7 +240,7 @@ fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
             tally.report()
         );
         assert_eq!(tally.failures(), 0, "{model}: {}", tally.report());
-        assert_eq!(count(&mut s, "worker exited:"), 0, "{:#?}", s.seen);
+        assert_eq!(s.count("worker exited:"), 0, "{:#?}", s.seen);
         s.signal("-TERM");
         assert_eq!(s.wait_exit(), 0);
     }
@@ -276,8 +258,8 @@ fn a_killed_worker_is_restarted_and_the_socket_never_refuses() {
         .unwrap()
         .success();
     assert!(ok);
-    wait_count(&mut s, "killed by signal 9", 1);
-    wait_count(&mut s, "worker serving", 3);
+    s.wait_count("killed by signal 9", 1);
+    s.wait_count("worker serving", 3);
     std::thread::sleep(Duration::from_millis(300));
     let tally = load.finish();
     eprintln!("kill -9 one of two workers: {}", tally.report());
@@ -316,12 +298,7 @@ fn sigterm_to_the_supervisor_drains_every_worker_and_exits_zero() {
     s.signal("-TERM");
     assert_eq!(s.wait_exit(), 0);
     let tally = load.finish();
-    assert_eq!(
-        count(&mut s, "worker drained and exited"),
-        2,
-        "{:#?}",
-        s.seen
-    );
+    assert_eq!(s.count("worker drained and exited"), 2, "{:#?}", s.seen);
     assert_eq!(tally.failures(), 0, "{}", tally.report());
     assert!(TcpStream::connect(s.addr).is_err(), "still accepting");
 }

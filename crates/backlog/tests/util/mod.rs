@@ -90,6 +90,25 @@ impl Served {
         }
     }
 
+    /// How many lines so far contain `needle`.
+    pub fn count(&mut self, needle: &str) -> usize {
+        self.drain();
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Wait (20 s at most) until `needle` has been logged `n` times.
+    pub fn wait_count(&mut self, needle: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.count(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} logged fewer than {n} times: {:#?}",
+                self.seen
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The admin endpoint's address (from its "admin listening" line).
     pub fn admin_addr(&mut self) -> SocketAddr {
         addr_in(&self.wait_for("admin listening")).expect("admin addr")
