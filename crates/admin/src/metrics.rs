@@ -213,7 +213,7 @@ pub fn encode(state: &State) -> String {
     imbalance.set(state.imbalance);
     registry.register(
         "imbalance_ratio",
-        "Max over mean of requests per handling thread over the last interval",
+        "Max over mean of requests per handling thread over the last interval: the threads that run the handler for ordinary requests (loops and readers, or pool's workers; not the blocking pool)",
         imbalance,
     );
 

@@ -152,13 +152,18 @@ impl Sampler {
             None => (view.uptime(), None),
         };
         let secs = interval.as_secs_f64().max(1e-3);
+        // The threads that run the handler for ordinary requests: loops and readers that
+        // handle inline, or pool's workers. The blocking pool runs the exceptions; counting
+        // its idle threads would read an even load as imbalanced.
         let handles: Vec<bool> = snapshot
             .iter()
             .map(|t| {
-                view.layout()
-                    .iter()
-                    .find(|l| l.name == t.name)
-                    .is_some_and(|l| l.handles)
+                t.role != Role::Blocking
+                    && view
+                        .layout()
+                        .iter()
+                        .find(|l| l.name == t.name)
+                        .is_some_and(|l| l.handles)
             })
             .collect();
         let mut threads = Vec::new();
@@ -204,7 +209,7 @@ impl Sampler {
             requests_total,
             open_connections: snapshot
                 .iter()
-                .filter(|t| t.role != Role::Worker)
+                .filter(|t| !matches!(t.role, Role::Worker | Role::Blocking))
                 .map(|t| t.open)
                 .sum(),
             processes: Vec::new(),

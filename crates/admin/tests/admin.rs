@@ -4,7 +4,7 @@
 use admin::State;
 use server::{Balance, Model, Request, Response, Router, Server, ServerBuilder};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -108,23 +108,7 @@ fn request(addr: SocketAddr, raw: &[u8]) -> (TcpStream, BufReader<TcpStream>) {
 }
 
 fn read_answer(r: &mut BufReader<TcpStream>) -> u16 {
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let status = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
-    let mut len = 0;
-    loop {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
-    status
+    testkit::read_response(r, false).expect("an answer").status
 }
 
 #[test]
@@ -237,6 +221,46 @@ fn imbalance_under(balance: Balance) -> f64 {
         }
     }
     pair.state().imbalance
+}
+
+/// An even load across two readers reads as 1.0, with a blocking pool standing by: the pool's
+/// idle threads are not handling threads of the load being measured (they made it 3.07).
+#[test]
+fn the_blocking_pool_does_not_count_in_the_imbalance() {
+    let pair = Pair::start(
+        Server::builder()
+            .model(Model::Dispatch)
+            .threads(2)
+            .blocking_threads(4)
+            .balance(Balance::RoundRobin),
+    );
+    let addr = pair.main.local_addr();
+    let mut conns: Vec<_> = (0..2)
+        .map(|_| request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .collect();
+    for (_, r) in conns.iter_mut() {
+        assert_eq!(read_answer(r), 200);
+    }
+    let state = pair.state();
+    assert!(
+        state
+            .layout
+            .iter()
+            .filter(|t| t.name.starts_with("blocking-"))
+            .count()
+            == 4,
+        "{:?}",
+        state.layout
+    );
+    for (s, r) in conns.iter_mut() {
+        for _ in 0..100 {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_answer(r), 200);
+        }
+    }
+    let imbalance = pair.state().imbalance;
+    assert!(imbalance < 1.1, "even load read as imbalance {imbalance}");
+    assert!((pair.metric("backlog_imbalance_ratio") - imbalance).abs() < 0.2);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use h1::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The five connection architectures (DESIGN §1). Each is a preset of who listens, who
+/// The five connection architectures (docs/architecture.md §1). Each is a preset of who listens, who
 /// accepts, who reads and who runs the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Model {

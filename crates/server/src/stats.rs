@@ -25,6 +25,9 @@ pub enum Role {
     Reader,
     /// Runs handlers for requests another thread read (pool).
     Worker,
+    /// Runs the handlers that say they block (`Handler::blocks`), for requests a loop read:
+    /// the blocking pool. Its requests are the exception, so it is left out of balance figures.
+    Blocking,
 }
 
 impl Role {
@@ -35,6 +38,7 @@ impl Role {
             Role::Acceptor => "acceptor",
             Role::Reader => "reader",
             Role::Worker => "worker",
+            Role::Blocking => "blocking",
         }
     }
 }

@@ -254,21 +254,21 @@ impl<'a> Wiring<'a> {
             return;
         };
         let replies = Arc::new(std::mem::take(&mut self.blocking_replies));
-        self.spawn_workers("blocking", self.cfg.blocking_threads, jobs, replies);
+        self.spawn_workers(Role::Blocking, self.cfg.blocking_threads, jobs, replies);
     }
 
-    /// Queue `count` handler threads named `{prefix}-{i}`, taking jobs from `jobs` and
-    /// answering through `replies`.
+    /// Queue `count` handler threads named `{role}-{i}` (`worker` or `blocking`), taking jobs
+    /// from `jobs` and answering through `replies`.
     pub(crate) fn spawn_workers(
         &mut self,
-        prefix: &str,
+        role: Role,
         count: usize,
         jobs: Receiver<Job>,
         replies: Arc<Vec<ReplyPort>>,
     ) {
         for i in 0..count {
-            let name = format!("{prefix}-{i}");
-            let stats = self.registry.add(&name, Role::Worker);
+            let name = format!("{}-{i}", role.name());
+            let stats = self.registry.add(&name, role);
             let (handler, jobs, replies, shutdown) = (
                 self.handler.clone(),
                 jobs.clone(),
@@ -278,7 +278,7 @@ impl<'a> Wiring<'a> {
             self.spawn_thread(
                 ThreadLayout {
                     name,
-                    role: Role::Worker,
+                    role,
                     listens: false,
                     accepts: false,
                     reads: false,

@@ -19,7 +19,7 @@ pub(super) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     let replies = Arc::new(vec![port]);
     let (tx, jobs) = worker::queue(w.cfg.queue_depth);
     let submit = Submitter::new(tx, parts.stats.clone());
-    w.spawn_workers("worker", w.cfg.workers.max(1), jobs, replies);
+    w.spawn_workers(Role::Worker, w.cfg.workers.max(1), jobs, replies);
     let exec = Exec::Pool(PoolLink {
         submit,
         completions,
