@@ -4,8 +4,9 @@
 //! so a scrape never runs on a serving thread:
 //! - `GET /metrics`: Prometheus text exposition ([`metrics`]).
 //! - `GET /debug/state`: the same as JSON, plus the model and its thread layout ([`State`]).
-//! - `GET /debug/connections?limit=N`: every connection's kernel queues, capped at `N`
-//!   (default 1000) with a count of the rest.
+//! - `GET /debug/connections?limit=N`: the oldest connections' kernel queues, `N` of them
+//!   (default and most: [`server::MAX_LISTED_CONNECTIONS`], 1000) with a count of the rest.
+//!   Each listed connection costs its reader four syscalls, so the cap is not negotiable.
 //!
 //! A supervisor (`--processes`) serves [`fleet::app`] instead: the same endpoints over every
 //! worker process, plus `GET /debug/processes`.
@@ -50,16 +51,14 @@ pub fn app(view: Introspect) -> impl Handler {
             let limit = req
                 .query_param("limit")
                 .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(1000);
-            let mut conns = view.connections(Duration::from_secs(1));
-            conns.sort_by_key(|c| std::cmp::Reverse(c.age_ms));
-            let total = conns.len();
-            conns.truncate(limit);
+                .unwrap_or(server::MAX_LISTED_CONNECTIONS);
+            let conns = view.connections(limit, Duration::from_secs(1));
             let body = serde_json::json!({
-                "total": total,
-                "shown": conns.len(),
-                "omitted": total - conns.len(),
-                "connections": conns,
+                "total": conns.total,
+                "shown": conns.shown.len(),
+                "omitted": conns.total.saturating_sub(conns.shown.len()),
+                "limit": limit.min(server::MAX_LISTED_CONNECTIONS),
+                "connections": conns.shown,
             });
             Response::json(200, serde_json::to_vec_pretty(&body).unwrap_or_default())
         })

@@ -294,6 +294,39 @@ fn connections_show_their_queues_capped_with_a_count_of_the_rest() {
     assert!(c["recv_queue"].is_u64() && c["send_queue"].is_u64() && c["age_ms"].is_u64());
 }
 
+/// `limit` is clamped: a million asked, a thousand listed, the rest counted.
+#[test]
+fn a_connection_listing_is_clamped_to_a_thousand() {
+    let pair = Pair::start(Server::builder().model(Model::Reuseport).threads(2));
+    let addr = pair.main.local_addr();
+    let conns: Vec<TcpStream> = (0..1100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    testkit::wait_until("1100 connections accepted", Duration::from_secs(10), || {
+        pair.main
+            .stats()
+            .snapshot()
+            .iter()
+            .map(|t| t.open)
+            .sum::<u64>()
+            == 1100
+    });
+    let body: serde_json::Value =
+        serde_json::from_str(&pair.get("/debug/connections?limit=1000000")).unwrap();
+    assert_eq!(body["total"], 1100);
+    assert_eq!(body["shown"], 1000);
+    assert_eq!(body["limit"], 1000);
+    assert_eq!(body["omitted"], 100);
+    let ages: Vec<u64> = body["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["age_ms"].as_u64().unwrap())
+        .collect();
+    assert!(ages.windows(2).all(|w| w[0] >= w[1]), "oldest first");
+    drop(conns);
+}
+
 #[test]
 fn state_names_the_model_and_its_layout() {
     let pair = Pair::start(Server::builder().model(Model::Pool).threads(1).workers(2));

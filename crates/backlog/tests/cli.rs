@@ -23,10 +23,10 @@ fn get(addr: SocketAddr, target: &str) -> String {
 }
 
 fn run_to_end(args: &[&str]) -> (i32, String) {
-    let data = std::env::temp_dir().join(format!("backlog-test-{}", std::process::id()));
+    let data = testkit::scratch("backlog-test-");
     let out = Command::new(BIN)
         .args(args)
-        .env("BACKLOG_DATA", data)
+        .env("BACKLOG_DATA", data.path())
         .output()
         .unwrap();
     (
@@ -143,10 +143,10 @@ fn every_interface_is_served_but_logged() {
 
 #[test]
 fn ipv6_loopback_works() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback on this machine");
-        return;
-    }
+    assert!(
+        std::net::TcpListener::bind("[::1]:0").is_ok(),
+        "this machine has no IPv6 loopback (::1)"
+    );
     for model in ["single", "reuseport", "dispatch"] {
         let served = Served::start(&["--listen", "[::1]:0", "--model", model, "--threads", "2"]);
         assert!(served.addr.is_ipv6());

@@ -213,8 +213,8 @@ fn get(addr: SocketAddr) -> bool {
 #[test]
 fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
     for model in ["reuseport", "shared", "single", "dispatch"] {
-        let pid_file = util::data_dir().join(format!("reload-{model}.pid"));
-        std::fs::create_dir_all(util::data_dir()).unwrap();
+        let dir = testkit::scratch("backlog-test-");
+        let pid_file = dir.path().join(format!("reload-{model}.pid"));
         let mut s = supervisor(model, &["--pid-file", pid_file.to_str().unwrap()]);
         let load = Load::start(s.addr, 4, 2);
         std::thread::sleep(Duration::from_millis(300));
@@ -338,10 +338,11 @@ fn socket_activation_serves_on_the_passed_socket() {
 #[test]
 fn workers_that_cannot_start_make_the_supervisor_give_up() {
     // A store nobody listens on: every worker exits at start.
+    let data = testkit::scratch("backlog-test-");
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--processes", "2"])
         .args(["--store", "postgres://nobody@127.0.0.1:1/none"])
-        .env("BACKLOG_DATA", util::data_dir())
+        .env("BACKLOG_DATA", data.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

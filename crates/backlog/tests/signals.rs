@@ -13,13 +13,13 @@ use util::{addr_in, Served, BIN};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 
-/// `backlog serve ARGS` with stderr on a pipe, under `RUST_LOG=log`.
-fn spawn(args: &[&str], log: &str) -> (Child, BufReader<ChildStderr>) {
+/// `backlog serve ARGS` with stderr on a pipe, under `RUST_LOG=log`, with its data in `data`.
+fn spawn(args: &[&str], log: &str, data: &testkit::TempDir) -> (Child, BufReader<ChildStderr>) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(args)
         .env("RUST_LOG", log)
-        .env("BACKLOG_DATA", util::data_dir())
+        .env("BACKLOG_DATA", data.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -90,6 +90,7 @@ fn term(pid: u32) {
 #[test]
 fn sigterm_with_a_closed_stderr_drains_and_exits_zero() {
     for log in ["info", "off"] {
+        let data = testkit::scratch("backlog-test-");
         let args = [
             "--listen",
             "127.0.0.1:0",
@@ -106,7 +107,7 @@ fn sigterm_with_a_closed_stderr_drains_and_exits_zero() {
                 .unwrap()
                 .port();
             let listen = format!("127.0.0.1:{port}");
-            let (child, err) = spawn(&["--listen", &listen, "--model", "shared"], log);
+            let (child, err) = spawn(&["--listen", &listen, "--model", "shared"], log, &data);
             let addr: SocketAddr = listen.parse().unwrap();
             wait_until("serving", Duration::from_secs(10), || {
                 std::net::TcpStream::connect(addr).is_ok()
@@ -114,7 +115,7 @@ fn sigterm_with_a_closed_stderr_drains_and_exits_zero() {
             drop(err);
             (child, addr)
         } else {
-            let (child, mut err) = spawn(&args, log);
+            let (child, mut err) = spawn(&args, log, &data);
             let addr = read_until(&mut err, "backlog serving", 1);
             drop(err);
             (child, addr)
@@ -143,7 +144,8 @@ fn sigterm_with_a_closed_stderr_stops_supervisor_and_workers() {
         "--processes",
         "2",
     ];
-    let (mut child, mut err) = spawn(&args, "info");
+    let data = testkit::scratch("backlog-test-");
+    let (mut child, mut err) = spawn(&args, "info", &data);
     let addr = read_until(&mut err, "worker serving", 2);
     drop(err);
     assert_eq!(roundtrip(addr, GET).status, 200);

@@ -65,11 +65,12 @@ fn screen(session: &str, addr: &str, needle: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_shows_the_model_the_listener_gauge_and_the_thread_table() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed (scripts/test installs it)");
-        return;
-    }
+    assert!(
+        have_tmux(),
+        "tmux is not installed (scripts/test installs it)"
+    );
     let (server, admin) = serve("dispatch");
     let screen = screen("backlog-top-test", &admin, "reader-1");
     drop(server);
@@ -88,11 +89,12 @@ fn top_shows_the_model_the_listener_gauge_and_the_thread_table() {
 }
 
 #[test]
+#[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_without_a_server_says_so_and_keeps_trying() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed (scripts/test installs it)");
-        return;
-    }
+    assert!(
+        have_tmux(),
+        "tmux is not installed (scripts/test installs it)"
+    );
     // A port nobody listens on: bind, read it, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -106,11 +108,12 @@ fn top_without_a_server_says_so_and_keeps_trying() {
 }
 
 #[test]
+#[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_against_a_supervisor_shows_every_worker_process() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed (scripts/test installs it)");
-        return;
-    }
+    assert!(
+        have_tmux(),
+        "tmux is not installed (scripts/test installs it)"
+    );
     let mut server = Served::start(&[
         "--listen",
         "127.0.0.1:0",

@@ -49,8 +49,25 @@ pub struct ListenerInfo {
     pub accept_queue: Option<kernel::AcceptQueue>,
 }
 
-/// A question to a reader: "list your connections", with where to answer.
-pub(crate) type ConnQuery = Sender<Vec<ConnInfo>>;
+/// A question to a reader: "how many connections do you hold, and what are your `limit`
+/// oldest", with where to answer.
+pub(crate) struct ConnQuery {
+    pub(crate) limit: usize,
+    pub(crate) reply: Sender<(usize, Vec<ConnInfo>)>,
+}
+
+/// The most connections [`Introspect::connections`] lists, whatever is asked: each costs its
+/// reader four syscalls, on the thread that serves it.
+pub const MAX_LISTED_CONNECTIONS: usize = 1000;
+
+/// An answer to [`Introspect::connections`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    /// Connections open across the readers that answered.
+    pub total: usize,
+    /// The oldest of them, oldest first, at most the limit asked for.
+    pub shown: Vec<ConnInfo>,
+}
 
 /// The admin side's handle on one reader.
 pub(crate) struct ReaderPort {
@@ -128,24 +145,29 @@ impl Introspect {
             .collect()
     }
 
-    /// Every connection, asked of the readers that own them (each answers within `wait`).
-    pub fn connections(&self, wait: Duration) -> Vec<ConnInfo> {
+    /// The `limit` oldest connections (at most [`MAX_LISTED_CONNECTIONS`]) and how many there
+    /// are, asked of the readers that own them (each answers within `wait`).
+    pub fn connections(&self, limit: usize, wait: Duration) -> Connections {
+        let limit = limit.min(MAX_LISTED_CONNECTIONS);
         let mut answers = Vec::new();
         for port in &self.inner.readers {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            if port.queries.send(tx).is_ok() {
+            let (reply, rx) = crossbeam_channel::bounded(1);
+            if port.queries.send(ConnQuery { limit, reply }).is_ok() {
                 port.waker.wake();
                 answers.push(rx);
             }
         }
         let deadline = Instant::now() + wait;
-        let mut out = Vec::new();
+        let mut out = Connections::default();
         for rx in answers {
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Ok(list) = rx.recv_timeout(left) {
-                out.extend(list);
+            if let Ok((total, list)) = rx.recv_timeout(left) {
+                out.total += total;
+                out.shown.extend(list);
             }
         }
+        out.shown.sort_by_key(|c| std::cmp::Reverse(c.age_ms));
+        out.shown.truncate(limit);
         out
     }
 }

@@ -47,7 +47,7 @@ pub use arch::ThreadLayout;
 pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts};
 pub use h1::{Limits, Method, Request, Response};
 pub use handler::{Blocking, Handler};
-pub use introspect::{ConnInfo, Introspect, ListenerInfo};
+pub use introspect::{ConnInfo, Connections, Introspect, ListenerInfo, MAX_LISTED_CONNECTIONS};
 pub use listener::{somaxconn, Listener};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle};

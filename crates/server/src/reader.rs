@@ -194,8 +194,10 @@ impl Reader {
     /// The loop's eventfd fired: take handed-over connections, worker answers and
     /// questions from the admin thread.
     pub(crate) fn on_wake(&mut self, epoll: &Epoll) {
-        while let Ok(reply) = self.queries.try_recv() {
-            let _ = reply.send(self.describe());
+        while let Ok(query) = self.queries.try_recv() {
+            let _ = query
+                .reply
+                .send((self.conns.len(), self.describe(query.limit)));
         }
         while let Some(fd) = self.inbox.as_ref().and_then(|i| i.pop()) {
             self.add(epoll, fd);
@@ -586,11 +588,18 @@ impl Reader {
         }
     }
 
-    /// Each connection as this thread and the kernel see it (asked on demand).
-    fn describe(&self) -> Vec<ConnInfo> {
-        self.conns
-            .iter()
-            .map(|(_, c)| ConnInfo {
+    /// The `limit` oldest connections as this thread and the kernel see them (asked on
+    /// demand). Choosing them costs no syscall; only those shown are asked of the kernel
+    /// (four calls each), so a large listing cannot stall this thread's connections.
+    fn describe(&self, limit: usize) -> Vec<ConnInfo> {
+        let mut oldest: Vec<&Connection> = self.conns.iter().map(|(_, c)| c).collect();
+        if oldest.len() > limit {
+            oldest.select_nth_unstable_by_key(limit, |c| c.accepted_at);
+            oldest.truncate(limit);
+        }
+        oldest
+            .into_iter()
+            .map(|c| ConnInfo {
                 thread: self.name.clone(),
                 peer: sys::socket::peer_addr(&c.fd).ok(),
                 state: sys::socket::tcp_info(&c.fd)

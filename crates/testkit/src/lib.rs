@@ -6,10 +6,23 @@
 //!   one-shot round trips, and the checks tests make on a closing server.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline.
 //! - [`process`]: what /proc says about a process (resident memory).
+//! - [`scratch()`]: a temporary directory that is removed when the test lets go of it, so a
+//!   test run leaves nothing under /tmp.
 
 pub mod http;
 pub mod process;
 pub mod wait;
+
+pub use tempfile::TempDir;
+
+/// A fresh directory under the system's temporary directory, named `{prefix}…`, removed
+/// with everything in it when dropped.
+pub fn scratch(prefix: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("creating a scratch directory")
+}
 
 pub use http::{assert_closed, connect, open, read_response, reset, roundtrip, HttpResponse};
 pub use wait::wait_until;

@@ -11,11 +11,6 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backlog");
 
-/// A scratch data directory for this test process (SQLite files of the built-in app).
-pub fn data_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("backlog-test-{}", std::process::id()))
-}
-
 /// `addr=` in a log line.
 pub fn addr_in(line: &str) -> Option<SocketAddr> {
     line.split_whitespace()
@@ -31,6 +26,8 @@ pub struct Served {
     lines: mpsc::Receiver<String>,
     /// Every stderr line read so far.
     pub seen: Vec<String>,
+    /// Its data directory (SQLite files of the built-in app), removed after it.
+    pub data: testkit::TempDir,
 }
 
 impl Served {
@@ -43,9 +40,10 @@ impl Served {
 
     /// Run `cmd` (which ends up exec'ing `backlog serve`) and wait until it serves.
     pub fn spawn(mut cmd: Command) -> Served {
+        let data = testkit::scratch("backlog-test-");
         let mut child = cmd
             .env("RUST_LOG", "info")
-            .env("BACKLOG_DATA", data_dir())
+            .env("BACKLOG_DATA", data.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -64,6 +62,7 @@ impl Served {
             addr: "127.0.0.1:0".parse().unwrap(),
             lines,
             seen: Vec::new(),
+            data,
         };
         let line = served.wait_for("backlog serving");
         served.addr = addr_in(&line).expect("addr in the start line");
