@@ -4,7 +4,7 @@
 use admin::State;
 use server::{Balance, Model, Request, Response, Router, Server, ServerBuilder};
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -45,18 +45,9 @@ impl Pair {
     }
 
     fn get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(self.admin.local_addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_string()
+        let resp = testkit::request(self.admin.local_addr(), "GET", path, &[], b"");
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        resp.text()
     }
 
     /// Prometheus samples by name, each with its labels; parsed by a real parser.
@@ -125,7 +116,15 @@ fn the_accept_queue_is_seen_filling_and_draining() {
             )
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    // The kernel completes the handshakes on its own; wait for it rather than guess.
+    testkit::wait_until("20 connections queued", Duration::from_secs(5), || {
+        pair.main
+            .introspect()
+            .listeners()
+            .first()
+            .and_then(|l| l.accept_queue)
+            .is_some_and(|q| q.length == 20)
+    });
     assert_eq!(pair.metric("backlog_accept_queue_length"), 20.0);
     assert_eq!(
         pair.metric("backlog_accept_queue_limit"),
@@ -135,7 +134,7 @@ fn the_accept_queue_is_seen_filling_and_draining() {
     for (_s, mut r) in waiting {
         assert_eq!(read_answer(&mut r), 200);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Every queued connection has been answered, so each was accepted first.
     assert_eq!(pair.metric("backlog_accept_queue_length"), 0.0);
 }
 
@@ -278,7 +277,11 @@ fn connections_show_their_queues_capped_with_a_count_of_the_rest() {
     let _conns: Vec<_> = (0..5)
         .map(|_| request(addr, b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: yes"))
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    testkit::wait_until("5 partial heads read", Duration::from_secs(5), || {
+        let s = pair.main.stats().snapshot();
+        s.iter().map(|t| t.open).sum::<u64>() == 5
+            && s.iter().map(|t| t.bytes_in).sum::<u64>() == 5 * 39
+    });
     let body: serde_json::Value =
         serde_json::from_str(&pair.get("/debug/connections?limit=2")).unwrap();
     assert_eq!(body["total"], 5);

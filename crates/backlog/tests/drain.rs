@@ -1,12 +1,13 @@
 //! Graceful drain and overload, against the real binary: SIGTERM under load loses nothing
 //! that was read; fd exhaustion pauses accepting without spinning a core.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::next_response;
 
 mod util;
 
@@ -20,41 +21,6 @@ fn serve(shell_prefix: &str, args: &str) -> Served {
         "{shell_prefix} exec {BIN} serve --listen 127.0.0.1:0 {args}"
     ));
     Served::spawn(cmd)
-}
-
-/// Status, fields (names lowercased), body.
-type Answer = (u16, Vec<(String, String)>, Vec<u8>);
-
-fn response(r: &mut BufReader<TcpStream>) -> Option<Answer> {
-    let mut line = String::new();
-    match r.read_line(&mut line) {
-        Ok(0) => return None,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-        Err(e) => panic!("reading status line: {e}"),
-        Ok(_) => {}
-    }
-    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).expect("a whole head");
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (n, v) = l.split_once(':').unwrap();
-        headers.push((n.to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).expect("a whole body");
-    Some((status, headers, body))
 }
 
 #[test]
@@ -77,12 +43,12 @@ fn sigterm_under_load_answers_everything_read_refuses_new_connects_and_exits_zer
                         if w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").is_err() {
                             return;
                         }
-                        match response(&mut r) {
-                            Some((200, _, body)) => {
-                                assert_eq!(body, b"Hello, World!\n");
+                        match next_response(&mut r) {
+                            Some(resp) if resp.status == 200 => {
+                                assert_eq!(resp.body, b"Hello, World!\n");
                                 answered.fetch_add(1, Ordering::Relaxed);
                             }
-                            Some((status, _, _)) => panic!("status {status}"),
+                            Some(resp) => panic!("status {}", resp.status),
                             None => return, // closed cleanly between responses
                         }
                     }
@@ -103,12 +69,12 @@ fn sigterm_under_load_answers_everything_read_refuses_new_connects_and_exits_zer
         served.signal("-TERM");
         for s in slow {
             let mut r = BufReader::new(s);
-            let (status, _, body) =
-                response(&mut r).unwrap_or_else(|| panic!("{model}: a slow request was dropped"));
-            assert_eq!(status, 200, "{model}");
-            assert_eq!(body, b"spun 300000 us\n", "{model}");
+            let resp = next_response(&mut r)
+                .unwrap_or_else(|| panic!("{model}: a slow request was dropped"));
+            assert_eq!(resp.status, 200, "{model}");
+            assert_eq!(resp.body, b"spun 300000 us\n", "{model}");
             assert!(
-                response(&mut r).is_none(),
+                next_response(&mut r).is_none(),
                 "{model}: closed after the answer"
             );
         }
@@ -170,7 +136,7 @@ fn fd_exhaustion_pauses_accepting_without_spinning_and_recovers() {
     let mut served_count = 0;
     for s in clients.drain(..) {
         let mut r = BufReader::new(s);
-        if let Some((200, _, _)) = response(&mut r) {
+        if next_response(&mut r).is_some_and(|resp| resp.status == 200) {
             served_count += 1;
         }
     }
@@ -192,7 +158,7 @@ fn an_idle_keep_alive_connection_may_send_one_more_request_during_the_drain() {
     let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     for (mut c, r) in [(&busy, &mut busy_r), (&idle, &mut idle_r)] {
         c.write_all(request).unwrap();
-        assert_eq!(response(r).unwrap().0, 200);
+        assert_eq!(next_response(r).unwrap().status, 200);
     }
     s.signal("-TERM");
     s.wait_for("shutting down");
@@ -200,14 +166,15 @@ fn an_idle_keep_alive_connection_may_send_one_more_request_during_the_drain() {
     // The client could not know the server is draining: its next request is answered,
     // and told to close, instead of meeting a closed connection.
     (&busy).write_all(request).unwrap();
-    let (status, headers, _) = response(&mut busy_r).expect("answered during the drain");
-    assert_eq!(status, 200);
-    assert!(headers
-        .iter()
-        .any(|(n, v)| n == "connection" && v == "close"));
-    assert!(response(&mut busy_r).is_none(), "closed after the answer");
+    let resp = next_response(&mut busy_r).expect("answered during the drain");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(
+        next_response(&mut busy_r).is_none(),
+        "closed after the answer"
+    );
     // The one that stays idle is closed once the grace (1 s here) is over.
-    assert!(response(&mut idle_r).is_none());
+    assert!(next_response(&mut idle_r).is_none());
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(700) && waited < Duration::from_secs(4),

@@ -2,7 +2,7 @@
 //! dropping a connection; systemd socket activation. Against the real binary, with real
 //! keep-alive and churning clients counting every failure by kind.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::process::Command;
@@ -54,37 +54,11 @@ fn exchange(r: &mut BufReader<TcpStream>, request: &[u8]) -> Outcome {
     if let Err(e) = r.get_mut().write_all(request) {
         return classify(e);
     }
-    let mut line = String::new();
-    match r.read_line(&mut line) {
-        Ok(0) => return Outcome::Lost,
-        Err(e) => return classify(e),
-        Ok(_) => {}
-    }
-    if !line.starts_with("HTTP/1.1 200") {
-        return Outcome::Lost;
-    }
-    let (mut len, mut close) = (0usize, false);
-    loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) => return Outcome::Lost,
-            Err(e) => return classify(e),
-            Ok(_) => {}
+    match testkit::read_response(r, false) {
+        Ok(resp) if resp.status == 200 => {
+            Outcome::Answered(resp.header("connection") == Some("close"))
         }
-        let l = line.trim_end().to_ascii_lowercase();
-        if l.is_empty() {
-            break;
-        }
-        if let Some(v) = l.strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-        if l == "connection: close" {
-            close = true;
-        }
-    }
-    let mut body = vec![0; len];
-    match r.read_exact(&mut body) {
-        Ok(()) => Outcome::Answered(close),
+        Ok(_) => Outcome::Lost,
         Err(e) => classify(e),
     }
 }

@@ -84,12 +84,14 @@ fn a_fin_mid_request_closes_at_once_and_is_counted() {
 
 /// What a client sends before it resets: part of a head, part of a body, or requests for
 /// 2.5 MiB of answers that it never reads.
-fn send_stage(s: &mut TcpStream, stage: usize) {
-    let _ = match stage % 3 {
-        0 => s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Cut: "),
-        1 => s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\nabc"),
-        _ => s.write_all(&b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n".repeat(40)),
+/// Returns how many bytes it sent.
+fn send_stage(s: &mut TcpStream, stage: usize) -> u64 {
+    let bytes: Vec<u8> = match stage % 3 {
+        0 => b"GET / HTTP/1.1\r\nHost: t\r\nX-Cut: ".to_vec(),
+        1 => b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\nabc".to_vec(),
+        _ => b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n".repeat(40),
     };
+    s.write_all(&bytes).map_or(0, |()| bytes.len() as u64)
 }
 
 /// 500 clients that reset mid-head, mid-body, or while their answers are being written —

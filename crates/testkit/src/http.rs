@@ -54,15 +54,12 @@ impl HttpResponse {
 }
 
 /// Read one response. `head`: the request was HEAD (no body follows). A connection closed
-/// (or reset) before the status line is `UnexpectedEof`.
+/// before the status line is `UnexpectedEof`; a reset is `ConnectionReset`.
 pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<HttpResponse> {
     let mut line = String::new();
     let eof = || io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed");
-    match r.read_line(&mut line) {
-        Ok(0) => return Err(eof()),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(eof()),
-        Err(e) => return Err(e),
-        Ok(_) => {}
+    if r.read_line(&mut line)? == 0 {
+        return Err(eof());
     }
     let mut parts = line.trim_end().splitn(3, ' ');
     let version = parts.next().unwrap_or("");
@@ -96,6 +93,46 @@ pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<HttpRespon
         r.read_exact(&mut resp.body)?;
     }
     Ok(resp)
+}
+
+/// The next response, or `None` if the server closed (EOF or reset) before one began. Any
+/// other failure (a timeout, a response cut short) fails the test.
+pub fn next_response<R: BufRead>(r: &mut R) -> Option<HttpResponse> {
+    match read_response(r, false) {
+        Ok(resp) => Some(resp),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("reading a response: {e}"),
+    }
+}
+
+/// Send one request (`Connection: close`, with `headers` and a `Content-Length` body) on a
+/// fresh connection and read its response.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (n, v) in headers {
+        raw.push_str(&format!("{n}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    let mut s = connect(addr);
+    s.write_all(raw.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut BufReader::new(s), method == "HEAD").expect("a response")
 }
 
 /// Send `raw` on a fresh connection and read one response.

@@ -24,5 +24,8 @@ pub fn scratch(prefix: &str) -> TempDir {
         .expect("creating a scratch directory")
 }
 
-pub use http::{assert_closed, connect, open, read_response, reset, roundtrip, HttpResponse};
+pub use http::{
+    assert_closed, connect, next_response, open, read_response, request, reset, roundtrip,
+    HttpResponse,
+};
 pub use wait::wait_until;
