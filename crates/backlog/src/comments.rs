@@ -134,7 +134,7 @@ fn upsert(store: &dyn Store, req: &Request) -> Response {
 }
 
 fn store_error(err: StoreError) -> Response {
-    tracing::warn!(%err, "store error");
+    idempotency::store::warn_unavailable("store unavailable", &err);
     problem(
         503,
         "Store unavailable",

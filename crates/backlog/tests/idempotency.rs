@@ -451,7 +451,7 @@ impl Drop for OwnCluster {
 #[ignore = "needs PostgreSQL binaries and a throwaway cluster (scripts/test runs it)"]
 fn a_postgres_outage_is_503_for_the_store_and_recovers_by_itself() {
     let pg = OwnCluster::start();
-    let s = start(&Backend::Postgres(pg.url.clone()), &[]);
+    let mut s = start(&Backend::Postgres(pg.url.clone()), &[]);
     assert_eq!(
         post(s.addr, Some(&unique("k")), &unique("before")).status,
         201
@@ -460,6 +460,14 @@ fn a_postgres_outage_is_503_for_the_store_and_recovers_by_itself() {
     let down = post(s.addr, Some(&unique("k")), &unique("during"));
     let list = http(s.addr, "GET", "/comments", &[], "");
     let hello = http(s.addr, "GET", "/", &[], "");
+    // Many refused requests, few log lines: one warning a second, with the database's cause.
+    let outage = Instant::now();
+    let mut refused = 2;
+    while outage.elapsed() < Duration::from_millis(1300) && refused < 5000 {
+        let during = post(s.addr, Some(&unique("k")), &unique("during"));
+        assert_eq!(during.status, 503);
+        refused += 1;
+    }
     pg.ctl("start");
     assert_eq!(down.status, 503, "{}", down.body);
     assert_eq!(down.header("Retry-After"), Some("1"));
@@ -481,6 +489,33 @@ fn a_postgres_outage_is_503_for_the_store_and_recovers_by_itself() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let warnings: Vec<String> = {
+        s.drain();
+        s.seen
+            .iter()
+            .filter(|l| l.contains("WARN"))
+            .cloned()
+            .collect()
+    };
+    eprintln!(
+        "{refused} requests refused, {} warnings: {warnings:#?}",
+        warnings.len()
+    );
+    assert!(
+        (2..=4).contains(&warnings.len()),
+        "{} warnings for {refused} refused requests over ~1.3 s: {warnings:#?}",
+        warnings.len()
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains("postgres: ") && !w.trim_end().ends_with("db error")),
+        "the cause is shown: {warnings:#?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("suppressed=")),
+        "{warnings:#?}"
+    );
 }
 
 #[test]

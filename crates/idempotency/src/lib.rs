@@ -14,6 +14,7 @@
 //! - [`store`]: the [`Store`] trait, its records, and the comments table; [`store::sqlite`]
 //!   (embedded, the default) and [`store::postgres`] (shared by many servers).
 //! - [`middleware`]: [`Idempotent`], the handler wrapper.
+//! - [`throttle`]: warnings about the store, one per second with a count of the rest.
 
 // Refusals travel as `Response`s (a few hundred bytes) on paths that are never hot.
 #![allow(clippy::result_large_err)]
@@ -22,6 +23,8 @@ pub mod fingerprint;
 pub mod key;
 pub mod middleware;
 pub mod store;
+pub mod throttle;
 
 pub use middleware::{IdempotencyConfig, Idempotent};
 pub use store::{open, Claim, Comment, KeyRef, Store, StoreError, StoredResponse, Tx};
+pub use throttle::Throttle;

@@ -116,7 +116,10 @@ impl Idempotent {
                     if let Err(err) = self.store.complete(k, token, &stored) {
                         // The handler's effect happened; answer it even if it cannot be
                         // recorded (a retry may then run it again).
-                        tracing::warn!(%err, "cannot record an idempotent response");
+                        crate::store::warn_unavailable(
+                            "cannot record an idempotent response",
+                            &err,
+                        );
                     }
                 }
                 Ok(resp)
@@ -228,7 +231,7 @@ pub fn problem(status: u16, title: &str, detail: &str) -> Response {
 }
 
 fn unavailable(err: StoreError) -> Response {
-    tracing::warn!(%err, "store unavailable");
+    crate::store::warn_unavailable("store unavailable", &err);
     problem(
         503,
         "Store unavailable",

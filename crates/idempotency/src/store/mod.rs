@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite failed.
-    #[error("sqlite: {0}")]
+    #[error("sqlite: {}", crate::throttle::chain(.0))]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed or is unreachable.
-    #[error("postgres: {0}")]
+    /// PostgreSQL failed or is unreachable (with the server's own message, which the
+    /// client library keeps in the error's source).
+    #[error("postgres: {}", crate::throttle::chain(.0))]
     Postgres(#[from] ::postgres::Error),
     /// The claim was taken over by another request after its lease ran out; this one's
     /// effect was rolled back.
@@ -31,6 +32,15 @@ pub enum StoreError {
     /// Setting up the store failed.
     #[error("{0}")]
     Setup(String),
+}
+
+/// Warn that the store failed: at once the first time, then at most once a second with
+/// how many failures were left out, and always with the cause.
+pub fn warn_unavailable(what: &str, err: &StoreError) {
+    static WARNINGS: crate::Throttle = crate::Throttle::new(std::time::Duration::from_secs(1));
+    if let Some(suppressed) = WARNINGS.admit(std::time::Instant::now()) {
+        tracing::warn!(%err, suppressed, "{what}");
+    }
 }
 
 /// A key in its scope (a client identity, or "" for global keys).
