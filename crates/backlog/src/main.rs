@@ -265,6 +265,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Top { .. } if !top::has_terminal() => {
+            say!("backlog top: needs a terminal (stdin and stdout); for a one-off reading, GET /debug/state or /metrics from the admin address");
+            ExitCode::from(2)
+        }
         Command::Top { addr } => match top::run(&addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

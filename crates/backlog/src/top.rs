@@ -3,10 +3,12 @@
 //! Once a second it fetches `/debug/state` and draws the model's threads as a small
 //! diagram, each listener's accept queue against its limit, the SYN queue, the kernel's
 //! overflow and drop counters with their rates, a table of threads, the imbalance figure and
-//! a requests/s sparkline. It fits 80×24. When the server cannot be reached it says so and
-//! keeps trying; `q` quits.
+//! a requests/s sparkline. It fits 80×24: lines are cut to the width by dropping their least
+//! useful parts, and a thread table longer than the screen scrolls (↑/↓, j/k) with a last row
+//! summing the threads below. When the server cannot be reached it says so and keeps trying;
+//! `q` quits. It needs a terminal: without one it says so and exits 2.
 
-use admin::State;
+use admin::{State, ThreadState};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -14,11 +16,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Sparkline, Table};
 use ratatui::{DefaultTerminal, Frame};
 use std::collections::VecDeque;
+use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 const REFRESH: Duration = Duration::from_secs(1);
 const HISTORY: usize = 120;
+/// Listener rows on screen; past it the last row sums the rest.
+const MAX_GAUGES: usize = 2;
 
 /// What the view shows between refreshes.
 struct View {
@@ -28,11 +33,18 @@ struct View {
     prev: Option<(Instant, State)>,
     rates: Vec<(String, u64, f64)>,
     rps: VecDeque<u64>,
+    /// The first thread row shown.
+    scroll: usize,
+}
+
+/// Whether stdin and stdout are a terminal, which the view draws on and reads keys from.
+pub fn has_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
 /// Run the view until `q`.
 pub fn run(addr: &str) -> anyhow::Result<()> {
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, addr);
     ratatui::restore();
     result
@@ -45,6 +57,7 @@ fn event_loop(terminal: &mut DefaultTerminal, addr: &str) -> anyhow::Result<()> 
         prev: None,
         rates: Vec::new(),
         rps: VecDeque::new(),
+        scroll: 0,
     };
     let mut next = Instant::now();
     loop {
@@ -58,8 +71,15 @@ fn event_loop(terminal: &mut DefaultTerminal, addr: &str) -> anyhow::Result<()> 
             if let Event::Key(key) = event::read()? {
                 let ctrl_c =
                     key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-                if matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
-                    return Ok(());
+                match key.code {
+                    KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                    _ if ctrl_c => return Ok(()),
+                    KeyCode::Down | KeyCode::Char('j') => view.scroll_by(1),
+                    KeyCode::Up | KeyCode::Char('k') => view.scroll = view.scroll.saturating_sub(1),
+                    KeyCode::PageDown => view.scroll_by(10),
+                    KeyCode::PageUp => view.scroll = view.scroll.saturating_sub(10),
+                    KeyCode::Home => view.scroll = 0,
+                    _ => {}
                 }
             }
         }
@@ -67,6 +87,12 @@ fn event_loop(terminal: &mut DefaultTerminal, addr: &str) -> anyhow::Result<()> 
 }
 
 impl View {
+    /// Scroll the thread table down, no further than its last row.
+    fn scroll_by(&mut self, rows: usize) {
+        let threads = self.state.as_ref().map_or(0, |s| s.threads.len());
+        self.scroll = (self.scroll + rows).min(threads.saturating_sub(1));
+    }
+
     fn refresh(&mut self, fetched: Result<State, String>) {
         if let Ok(state) = &fetched {
             let now = Instant::now();
@@ -125,7 +151,7 @@ fn draw(f: &mut Frame, view: &View) {
             return;
         }
     };
-    let gauges = state.listeners.len().clamp(1, 4) as u16;
+    let gauges = state.listeners.len().clamp(1, MAX_GAUGES) as u16;
     // A supervisor (`--processes`) adds a line per worker process.
     let procs = if state.processes.is_empty() {
         0
@@ -139,20 +165,27 @@ fn draw(f: &mut Frame, view: &View) {
         Constraint::Length(gauges + 2),
         Constraint::Length(4),
         Constraint::Min(4),
-        Constraint::Length(4),
+        Constraint::Length(3),
     ])
     .areas(area);
 
+    let header = fit(
+        &[
+            (0, view.addr.clone()),
+            (0, format!("model {}", state.model)),
+            (1, format!("conns {}", state.open_connections)),
+            (2, format!("pid {}", state.pid)),
+            (3, format!("up {:.0}s", state.uptime_s)),
+        ],
+        usize::from(area.width).saturating_sub(12),
+    );
     f.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled(
                 "backlog top ",
                 Style::default().add_modifier(Modifier::BOLD),
             ),
-            Span::raw(format!(
-                "{}  model {}  pid {}  up {:.0}s  conns {}",
-                view.addr, state.model, state.pid, state.uptime_s, state.open_connections
-            )),
+            Span::raw(header),
         ])),
         title,
     );
@@ -169,7 +202,7 @@ fn draw(f: &mut Frame, view: &View) {
     }
     draw_queues(f, queues, state);
     draw_kernel(f, kernel, view);
-    draw_threads(f, threads, state);
+    draw_threads(f, threads, state, view.scroll);
     let data: Vec<u64> = view.rps.iter().copied().collect();
     let last = data.last().copied().unwrap_or(0);
     f.render_widget(
@@ -182,6 +215,73 @@ fn draw(f: &mut Frame, view: &View) {
             .style(Style::default().fg(Color::Green)),
         spark,
     );
+}
+
+/// `parts` joined by two spaces, dropping the least important (highest rank) until the line
+/// fits `width`; what is left is cut at the width with an ellipsis.
+fn fit(parts: &[(u8, String)], width: usize) -> String {
+    let mut keep: Vec<&(u8, String)> = parts.iter().collect();
+    let len = |k: &[&(u8, String)]| k.iter().map(|(_, p)| p.chars().count() + 2).sum::<usize>();
+    while len(&keep) > width + 2 {
+        let Some(worst) = keep.iter().map(|(rank, _)| *rank).max().filter(|r| *r > 0) else {
+            break;
+        };
+        let at = keep
+            .iter()
+            .rposition(|(rank, _)| *rank == worst)
+            .unwrap_or(0);
+        keep.remove(at);
+    }
+    let line = keep
+        .iter()
+        .map(|(_, p)| p.as_str())
+        .collect::<Vec<_>>()
+        .join("  ");
+    truncate(&line, width)
+}
+
+/// `text` cut to `width` characters, with `…` marking the cut.
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Thread names with runs of one prefix shortened: `reader-0..7` for eight readers.
+fn compact_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(&str, u64, u64)> = None;
+    let flush = |run: Option<(&str, u64, u64)>, out: &mut Vec<String>| {
+        if let Some((prefix, first, last)) = run {
+            out.push(if first == last {
+                format!("{prefix}{first}")
+            } else {
+                format!("{prefix}{first}..{last}")
+            });
+        }
+    };
+    for name in names {
+        let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (prefix, number) = name.split_at(name.len() - digits);
+        match (number.parse::<u64>().ok(), run) {
+            (Some(n), Some((p, first, last))) if p == prefix && n == last + 1 => {
+                run = Some((p, first, n));
+            }
+            (Some(n), _) => {
+                flush(run.take(), &mut out);
+                run = Some((prefix, n, n));
+            }
+            (None, _) => {
+                flush(run.take(), &mut out);
+                out.push(name.to_string());
+            }
+        }
+    }
+    flush(run, &mut out);
+    out.join(", ")
 }
 
 /// One line per worker process: pid, generation, slot, state, age, threads.
@@ -224,13 +324,13 @@ fn draw_processes(f: &mut Frame, area: Rect, state: &State) {
 /// The model's thread layout as one or two lines.
 fn diagram_lines(state: &State) -> Vec<Line<'static>> {
     let names = |pred: fn(&server::ThreadLayout) -> bool| {
-        let v: Vec<&str> = state
-            .layout
-            .iter()
-            .filter(|t| pred(t))
-            .map(|t| t.name.as_str())
-            .collect();
-        v.join(", ")
+        compact_names(
+            state
+                .layout
+                .iter()
+                .filter(|t| pred(t))
+                .map(|t| t.name.as_str()),
+        )
     };
     let port = state
         .listeners
@@ -264,13 +364,17 @@ fn diagram_lines(state: &State) -> Vec<Line<'static>> {
             names(|t| t.accepts)
         ),
     };
+    // Inside a bordered box on an 80-column screen.
+    const WIDTH: usize = 76;
     vec![
-        Line::from(first),
-        Line::from(format!(
-            "handles: {}   backlog {}   max-conns {}",
-            names(|t| t.handles),
-            state.backlog,
-            state.max_conns
+        Line::from(truncate(&first, WIDTH)),
+        Line::from(fit(
+            &[
+                (0, format!("handles: {}", names(|t| t.handles))),
+                (1, format!("backlog {}", state.backlog)),
+                (2, format!("max-conns {}", state.max_conns)),
+            ],
+            WIDTH,
         )),
     ]
 }
@@ -281,40 +385,51 @@ fn draw_queues(f: &mut Frame, area: Rect, state: &State) {
         .title(" accept queue (length / limit)   SYN queue ");
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let rows = Layout::vertical(vec![
-        Constraint::Length(1);
-        state.listeners.len().clamp(1, 4)
-    ])
-    .split(inner);
-    for (l, row) in state.listeners.iter().take(4).zip(rows.iter()) {
-        let [label, gauge, syn] = Layout::horizontal([
-            Constraint::Length(24),
-            Constraint::Min(10),
-            Constraint::Length(16),
-        ])
-        .areas(*row);
-        f.render_widget(Paragraph::new(format!("#{} {}", l.index, l.addr)), label);
-        let ratio = if l.accept_queue_limit == 0 {
-            0.0
-        } else {
-            (l.accept_queue_length as f64 / l.accept_queue_limit as f64).min(1.0)
-        };
-        f.render_widget(
-            Gauge::default()
-                .gauge_style(Style::default().fg(if ratio > 0.8 {
-                    Color::Red
-                } else {
-                    Color::Cyan
-                }))
-                .ratio(ratio)
-                .label(format!(
-                    "{}/{}",
-                    l.accept_queue_length, l.accept_queue_limit
-                )),
-            gauge,
+    let n = state.listeners.len();
+    let rows = Layout::vertical(vec![Constraint::Length(1); n.clamp(1, MAX_GAUGES)]).split(inner);
+    let gauges = if n > MAX_GAUGES { MAX_GAUGES - 1 } else { n };
+    for (l, row) in state.listeners.iter().take(gauges).zip(rows.iter()) {
+        draw_gauge(
+            f,
+            *row,
+            &format!("#{} {}", l.index, l.addr),
+            (l.accept_queue_length, l.accept_queue_limit),
+            l.syn_recv,
         );
-        f.render_widget(Paragraph::new(format!(" SYN_RECV {}", l.syn_recv)), syn);
     }
+    if n > MAX_GAUGES {
+        // Sockets of one port share their SYN_RECV count; their accept queues add up.
+        let rest = &state.listeners[gauges..];
+        let length = rest.iter().map(|l| l.accept_queue_length).sum();
+        let limit = rest.iter().map(|l| l.accept_queue_limit).sum();
+        let syn = rest.iter().map(|l| l.syn_recv).max().unwrap_or(0);
+        let label = format!("#{}–#{} ({} more)", gauges, n - 1, rest.len());
+        draw_gauge(f, rows[gauges], &label, (length, limit), syn);
+    }
+}
+
+/// One accept queue (or the sum of several) against its limit, and the SYN queue.
+fn draw_gauge(f: &mut Frame, row: Rect, label: &str, (length, limit): (u32, u32), syn: u32) {
+    let [label_area, gauge, syn_area] = Layout::horizontal([
+        Constraint::Length(24),
+        Constraint::Min(10),
+        Constraint::Length(16),
+    ])
+    .areas(row);
+    f.render_widget(Paragraph::new(truncate(label, 23)), label_area);
+    let ratio = if limit == 0 {
+        0.0
+    } else {
+        (f64::from(length) / f64::from(limit)).min(1.0)
+    };
+    f.render_widget(
+        Gauge::default()
+            .gauge_style(Style::default().fg(if ratio > 0.8 { Color::Red } else { Color::Cyan }))
+            .ratio(ratio)
+            .label(format!("{length}/{limit}")),
+        gauge,
+    );
+    f.render_widget(Paragraph::new(format!(" SYN_RECV {syn}")), syn_area);
 }
 
 fn draw_kernel(f: &mut Frame, area: Rect, view: &View) {
@@ -346,12 +461,20 @@ fn draw_kernel(f: &mut Frame, area: Rect, view: &View) {
     );
 }
 
-fn draw_threads(f: &mut Frame, area: Rect, state: &State) {
+/// The thread table. Past the screen it scrolls from `scroll`; a last row sums the threads
+/// below, so every thread is either shown or counted.
+fn draw_threads(f: &mut Frame, area: Rect, state: &State, scroll: usize) {
     let header = Row::new([
         "thread", "role", "conns", "accepted", "req/s", "busy %", "queue",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
-    let rows = state.threads.iter().map(|t| {
+    let total = state.threads.len();
+    // Borders and the header take three rows.
+    let room = usize::from(area.height).saturating_sub(3).max(1);
+    let first = scroll.min(total.saturating_sub(room));
+    let fits = total - first <= room;
+    let shown = if fits { total - first } else { room - 1 };
+    let row = |t: &ThreadState| {
         Row::new([
             t.counters.name.clone(),
             t.counters.role.name().to_string(),
@@ -361,12 +484,52 @@ fn draw_threads(f: &mut Frame, area: Rect, state: &State) {
             format!("{:.0}", t.busy_ratio * 100.0),
             t.counters.handoff_queued.to_string(),
         ])
-    });
+    };
+    let mut rows: Vec<Row> = state.threads[first..first + shown]
+        .iter()
+        .map(row)
+        .collect();
+    if !fits {
+        let below = &state.threads[first + shown..];
+        rows.push(
+            Row::new([
+                format!("+{} more", below.len()),
+                "↓ j".to_string(),
+                below
+                    .iter()
+                    .map(|t| t.counters.open)
+                    .sum::<u64>()
+                    .to_string(),
+                below
+                    .iter()
+                    .map(|t| t.counters.accepted)
+                    .sum::<u64>()
+                    .to_string(),
+                format!("{:.0}", below.iter().map(|t| t.requests_per_s).sum::<f64>()),
+                String::new(),
+                below
+                    .iter()
+                    .map(|t| t.counters.handoff_queued)
+                    .sum::<u64>()
+                    .to_string(),
+            ])
+            .style(Style::default().add_modifier(Modifier::DIM)),
+        );
+    }
+    let title = if first == 0 && fits {
+        format!(" per thread ({total}) ")
+    } else {
+        format!(
+            " per thread: {}–{} of {total} (↑↓ scroll) ",
+            first + 1,
+            first + shown
+        )
+    };
     f.render_widget(
         Table::new(
             rows,
             [
-                Constraint::Length(10),
+                Constraint::Length(14),
                 Constraint::Length(9),
                 Constraint::Length(7),
                 Constraint::Length(9),
@@ -376,7 +539,39 @@ fn draw_threads(f: &mut Frame, area: Rect, state: &State) {
             ],
         )
         .header(header)
-        .block(Block::default().borders(Borders::ALL).title(" per thread ")),
+        .block(Block::default().borders(Borders::ALL).title(title)),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_names_are_compacted() {
+        let names = [
+            "acceptor", "reader-0", "reader-1", "reader-2", "worker-0", "worker-2",
+        ];
+        assert_eq!(
+            compact_names(names.into_iter()),
+            "acceptor, reader-0..2, worker-0, worker-2"
+        );
+    }
+
+    #[test]
+    fn a_line_drops_its_least_useful_parts_to_fit() {
+        let parts = [
+            (0, "127.0.0.1:9901".to_string()),
+            (0, "model reuseport".to_string()),
+            (1, "conns 12".to_string()),
+            (3, "up 5s".to_string()),
+        ];
+        assert_eq!(
+            fit(&parts, 80),
+            "127.0.0.1:9901  model reuseport  conns 12  up 5s"
+        );
+        assert_eq!(fit(&parts, 40), "127.0.0.1:9901  model reuseport  conns 12");
+        assert_eq!(fit(&parts, 20).chars().count(), 20);
+    }
 }

@@ -31,6 +31,14 @@ fn serve(model: &str) -> (Served, String) {
 /// Run `backlog top ADDR` in a detached 80×24 tmux session and return the screen once it
 /// contains `needle` (or the last screen after a timeout).
 fn screen(session: &str, addr: &str, needle: &str) -> String {
+    screen_after_keys(session, addr, needle, &[])
+}
+
+/// As [`screen`], pressing `keys` (tmux key names) once `needle` shows, then returning the
+/// screen a moment later.
+fn screen_after_keys(session: &str, addr: &str, needle: &str, keys: &[&str]) -> String {
+    let session = format!("{session}-{}", std::process::id());
+    let session = session.as_str();
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", session])
         .output();
@@ -53,6 +61,18 @@ fn screen(session: &str, addr: &str, needle: &str) -> String {
         if last.contains(needle) {
             break;
         }
+    }
+    if !keys.is_empty() {
+        let _ = Command::new("tmux")
+            .args(["send-keys", "-t", session])
+            .args(keys)
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", session])
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
     }
     let _ = Command::new("tmux")
         .args(["send-keys", "-t", session, "q"])
@@ -147,4 +167,79 @@ fn top_against_a_supervisor_shows_every_worker_process() {
     assert!(screen.contains("gen 1"), "{screen}");
     assert!(screen.contains("w0.g1/loop-0"), "{screen}");
     assert!(screen.contains("w1.g1/loop-0"), "{screen}");
+}
+
+/// No terminal (a pipe, a CI job): one line and exit 2, not a panic and a backtrace.
+#[test]
+fn top_without_a_terminal_says_so_and_exits_2() {
+    let out = Command::new(BIN)
+        .args(["top", "127.0.0.1:9"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// More threads than 24 lines hold: the table says how many there are, sums the ones below
+/// the screen, and scrolls to them; nothing passes 80 columns, the header line included.
+#[test]
+#[ignore = "needs tmux (scripts/test installs it and runs this)"]
+fn top_with_more_threads_than_lines_scrolls_and_counts_the_rest() {
+    assert!(
+        have_tmux(),
+        "tmux is not installed (scripts/test installs it)"
+    );
+    let mut served = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--model",
+        "reuseport",
+        "--threads",
+        "24",
+    ]);
+    let admin = served.admin_addr().to_string();
+    let first = screen("backlog-top-many", &admin, "more");
+    let last = screen_after_keys(
+        "backlog-top-scroll",
+        &admin,
+        "more",
+        &["End", "PageDown", "PageDown", "PageDown"],
+    );
+    drop(served);
+    for screen in [&first, &last] {
+        assert!(
+            screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80),
+            "{screen}"
+        );
+    }
+    assert!(
+        first.contains("of 28"),
+        "24 loops and the blocking pool: {first}"
+    );
+    assert!(
+        first.contains("(23 more)"),
+        "the other sockets are summed: {first}"
+    );
+    assert!(
+        first.contains("loop-0 ") && first.contains("more"),
+        "{first}"
+    );
+    assert!(
+        first.contains("loop-0..23"),
+        "the diagram names every loop: {first}"
+    );
+    assert!(
+        first.lines().next().unwrap().contains("model reuseport"),
+        "{first}"
+    );
+    assert!(
+        last.contains("loop-23"),
+        "scrolled to the last thread: {last}"
+    );
 }
