@@ -502,8 +502,9 @@ mod tests {
 
     #[test]
     fn write_produces_the_report_the_json_and_the_plots() {
-        let out = std::env::temp_dir().join(format!("lab-report-test-{}", std::process::id()));
-        write(&results(), &out).unwrap();
+        let dir = testkit::scratch("lab-report-test-");
+        let out = dir.path();
+        write(&results(), out).unwrap();
         for f in [
             "report.md",
             "results.json",
@@ -517,6 +518,5 @@ mod tests {
         assert_eq!(back.measurements.len(), 3);
         let md = std::fs::read_to_string(out.join("report.md")).unwrap();
         assert!(md.contains("## keepalive-64"));
-        let _ = std::fs::remove_dir_all(&out);
     }
 }
