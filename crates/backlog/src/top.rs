@@ -571,7 +571,8 @@ mod tests {
             fit(&parts, 80),
             "127.0.0.1:9901  model reuseport  conns 12  up 5s"
         );
-        assert_eq!(fit(&parts, 40), "127.0.0.1:9901  model reuseport  conns 12");
+        assert_eq!(fit(&parts, 41), "127.0.0.1:9901  model reuseport  conns 12");
+        assert_eq!(fit(&parts, 40), "127.0.0.1:9901  model reuseport");
         assert_eq!(fit(&parts, 20).chars().count(), 20);
     }
 }
