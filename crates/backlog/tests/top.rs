@@ -14,6 +14,14 @@ fn have_tmux() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// tmux with its server socket in a scratch directory of this test's (not /tmp/tmux-UID):
+/// the test leaves nothing behind, and runs of it never share a tmux server.
+fn tmux(dir: &testkit::TempDir) -> Command {
+    let mut cmd = Command::new("tmux");
+    cmd.arg("-S").arg(dir.path().join("tmux.sock"));
+    cmd
+}
+
 /// A server with an admin endpoint on a free port; returns it and the admin address.
 fn serve(model: &str) -> (Served, String) {
     let mut served = Served::start(&[
@@ -37,12 +45,9 @@ fn screen(session: &str, addr: &str, needle: &str) -> String {
 /// As [`screen`], pressing `keys` (tmux key names) once `needle` shows, then returning the
 /// screen a moment later.
 fn screen_after_keys(session: &str, addr: &str, needle: &str, keys: &[&str]) -> String {
-    let session = format!("{session}-{}", std::process::id());
-    let session = session.as_str();
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", session])
-        .output();
-    let ok = Command::new("tmux")
+    let dir = testkit::scratch("backlog-top-");
+    let tmux = || tmux(&dir);
+    let ok = tmux()
         .args(["new-session", "-d", "-s", session, "-x", "80", "-y", "24"])
         .arg(format!("{BIN} top {addr}"))
         .status()
@@ -53,7 +58,7 @@ fn screen_after_keys(session: &str, addr: &str, needle: &str, keys: &[&str]) -> 
     let mut last = String::new();
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(300));
-        let out = Command::new("tmux")
+        let out = tmux()
             .args(["capture-pane", "-p", "-t", session])
             .output()
             .unwrap();
@@ -63,24 +68,21 @@ fn screen_after_keys(session: &str, addr: &str, needle: &str, keys: &[&str]) -> 
         }
     }
     if !keys.is_empty() {
-        let _ = Command::new("tmux")
+        let _ = tmux()
             .args(["send-keys", "-t", session])
             .args(keys)
             .status();
         std::thread::sleep(Duration::from_millis(500));
-        let out = Command::new("tmux")
+        let out = tmux()
             .args(["capture-pane", "-p", "-t", session])
             .output()
             .unwrap();
         last = String::from_utf8_lossy(&out.stdout).into_owned();
     }
-    let _ = Command::new("tmux")
-        .args(["send-keys", "-t", session, "q"])
-        .status();
+    let _ = tmux().args(["send-keys", "-t", session, "q"]).status();
     std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", session])
-        .output();
+    // This test's own tmux server, and whatever still runs in it.
+    let _ = tmux().arg("kill-server").output();
     last
 }
 
