@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a sample is reused: scrapers arriving together cost one kernel read.
-const CACHE: Duration = Duration::from_millis(250);
+pub(crate) const CACHE: Duration = Duration::from_millis(250);
 
 /// One listening socket's queues.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
