@@ -24,13 +24,6 @@ struct ThreadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InfoLabels {
-    model: String,
-    accept: String,
-    balance: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcessLabels {
     pid: String,
     generation: String,
@@ -84,18 +77,24 @@ const KERNEL: &[(&str, &str, &str)] = &[
 pub fn encode(state: &State) -> String {
     let mut registry = Registry::with_prefix("backlog");
 
-    let info = Family::<InfoLabels, Gauge>::default();
+    // Labels only where they apply: no `accept` without a shared socket, no `balance`
+    // without acceptors choosing among readers.
+    let info = Family::<Vec<(String, String)>, Gauge>::default();
     registry.register(
         "info",
-        "The running model and its strategies (always 1)",
+        "The running shape (topology; model: its preset or custom) and its strategies (always 1)",
         info.clone(),
     );
-    info.get_or_create(&InfoLabels {
-        model: state.model.clone(),
-        accept: state.accept.clone(),
-        balance: state.balance.clone(),
-    })
-    .set(1);
+    let mut labels = vec![
+        ("model".to_string(), state.model.clone()),
+        ("topology".to_string(), state.topology.clone()),
+    ];
+    for (key, value) in [("accept", &state.accept), ("balance", &state.balance)] {
+        if let Some(v) = value {
+            labels.push((key.to_string(), v.clone()));
+        }
+    }
+    info.get_or_create(&labels).set(1);
 
     let aq_len = Family::<ListenerLabels, Gauge>::default();
     let aq_limit = Family::<ListenerLabels, Gauge>::default();

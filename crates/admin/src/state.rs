@@ -43,12 +43,17 @@ pub struct ThreadState {
 /// Everything `/debug/state` returns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    /// The model.
+    /// The model this shape is the preset of, or `custom`.
     pub model: String,
-    /// `shared`'s accept strategy.
-    pub accept: String,
-    /// `dispatch`'s balancer.
-    pub balance: String,
+    /// The shape: `listeners=L acceptors=A readers=R workers=W` (and `accept=`, `balance=`
+    /// where they apply), as `--topology` takes it.
+    pub topology: String,
+    /// How threads sharing one socket take turns; `None` when no socket is shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<String>,
+    /// How acceptors choose a reader; `None` without acceptors or with one reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<String>,
     /// Process id.
     pub pid: u32,
     /// Seconds since start.
@@ -145,6 +150,7 @@ impl Sampler {
             .map(|now| now.since(&self.baseline).counters)
             .unwrap_or_default();
 
+        let topology = view.topology();
         let snapshot = view.stats().snapshot();
         let mut previous = self.previous.lock().unwrap_or_else(|e| e.into_inner());
         let (interval, prev) = match previous.as_ref() {
@@ -193,9 +199,14 @@ impl Sampler {
             .map(|(t, _)| t.requests)
             .sum();
         State {
-            model: view.model().name().to_string(),
-            accept: view.accept().name().to_string(),
-            balance: view.balance().name().to_string(),
+            model: topology.name().to_string(),
+            topology: topology.to_string(),
+            accept: topology
+                .shares_a_socket()
+                .then(|| topology.accept.name().to_string()),
+            balance: topology
+                .balances()
+                .then(|| topology.balance.name().to_string()),
             pid: std::process::id(),
             uptime_s: view.uptime().as_secs_f64(),
             backlog: view.backlog(),

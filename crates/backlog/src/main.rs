@@ -83,9 +83,17 @@ struct ServeArgs {
     /// Address to listen on. `0.0.0.0` or `[::]` expose every interface.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Who listens, accepts, reads and handles.
+    /// Who listens, accepts, reads and handles, as one of five presets.
     #[arg(long, value_enum, default_value_t = ModelArg::Reuseport)]
     model: ModelArg,
+    /// Any shape instead of a preset: "listeners=1 acceptors=3 readers=5 workers=8" (keys in
+    /// any order; missing: listeners=1 acceptors=0 workers=0, readers one per core; also
+    /// accept= and balance=, else --accept and --balance).
+    #[arg(long, conflicts_with_all = ["model", "threads", "workers"])]
+    topology: Option<String>,
+    /// Print the thread layout the shape means, and exit.
+    #[arg(long)]
+    dry_run: bool,
     /// Event-loop threads (readers in dispatch); default: one per core.
     #[arg(long)]
     threads: Option<usize>,
@@ -357,14 +365,15 @@ fn supervise(
     cfg: &server::Config,
     inherited: Option<Vec<server::Listener>>,
 ) -> anyhow::Result<()> {
-    // systemd's sockets are shared by every worker as they are; otherwise reuseport gets
-    // one socket per worker thread.
-    let reuseport = matches!(args.model, ModelArg::Reuseport) && inherited.is_none();
+    // systemd's sockets are shared by every worker as they are; otherwise a shape with
+    // several listeners gets that many SO_REUSEPORT sockets per worker.
+    let shape = cfg.shape();
+    let reuseport = shape.listeners > 1 && inherited.is_none();
     let opts = supervisor::Options {
         processes: args.processes as usize,
-        per_worker: if reuseport { cfg.threads.max(1) } else { 1 },
+        per_worker: if reuseport { shape.listeners } else { 1 },
         reuseport,
-        dispatch: matches!(args.model, ModelArg::Dispatch),
+        dispatch: shape.preset == Some(Model::Dispatch),
         args: std::env::args_os().skip(1).collect(),
         pid_file: args.pid_file.clone(),
     };
@@ -479,6 +488,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.workers {
         builder = builder.workers(n);
+    }
+    if let Some(text) = &args.topology {
+        let mut t: server::Topology = text
+            .parse()
+            .map_err(|err| ServerError::Config(format!("--topology: {err}")))?;
+        if !text.contains("accept=") {
+            t.accept = builder.config().accept;
+        }
+        if !text.contains("balance=") {
+            t.balance = builder.config().balance;
+        }
+        builder = builder.topology(t);
+    }
+    let shape = builder.config().shape();
+    shape
+        .validate()
+        .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
+    if args.dry_run {
+        outln!("{}", shape.describe().trim_end());
+        if args.processes > 1 {
+            outln!("× {} processes under a supervisor", args.processes);
+        }
+        return Ok(());
     }
     if worker.is_none() && args.processes > 1 {
         let cfg = builder.config().clone();

@@ -173,6 +173,7 @@ fn draw(f: &mut Frame, view: &View) {
         &[
             (0, view.addr.clone()),
             (0, format!("model {}", state.model)),
+            (4, state.topology.clone()),
             (1, format!("conns {}", state.open_connections)),
             (2, format!("pid {}", state.pid)),
             (3, format!("up {:.0}s", state.uptime_s)),
@@ -337,33 +338,28 @@ fn diagram_lines(state: &State) -> Vec<Line<'static>> {
         .first()
         .map(|l| l.addr.rsplit(':').next().unwrap_or("").to_string())
         .unwrap_or_default();
-    let sockets = state.listeners.len();
-    let first = match state.model.as_str() {
-        "single" => format!(
-            "clients → [:{port}] → {} (accept·read·handle·write)",
-            names(|t| t.accepts)
-        ),
-        "dispatch" => format!(
-            "clients → [:{port}] → {} ={}=> {} (read·handle)",
-            names(|t| t.accepts),
-            state.balance,
-            names(|t| t.reads)
-        ),
-        "pool" => format!(
-            "clients → [:{port}] → {} (accept·read·write) ⇄ {}",
-            names(|t| t.accepts),
-            names(|t| t.handles)
-        ),
-        "shared" => format!(
-            "clients → [:{port}, one socket] → {} (accept: {})",
-            names(|t| t.accepts),
-            state.accept
-        ),
-        _ => format!(
-            "clients → kernel hash → [:{port}]×{sockets} → {} (one socket each)",
-            names(|t| t.accepts)
-        ),
+    // Any shape, from the layout: sockets → who accepts (→ whom they hand to) ⇄ who handles.
+    let sockets = match state.listeners.len() {
+        1 => format!("[:{port}]"),
+        n => format!("[:{port}]×{n}"),
     };
+    let acceptors = names(|t| t.accepts && !t.reads);
+    let loops = names(|t| t.accepts && t.reads);
+    let workers = names(|t| t.role == server::Role::Worker);
+    let mut first = format!("clients → {sockets}");
+    if let Some(accept) = &state.accept {
+        first.push_str(&format!(" ({accept})"));
+    }
+    if acceptors.is_empty() {
+        first.push_str(&format!(" → {loops} (accept·read·write)"));
+    } else {
+        let readers = names(|t| t.reads && !t.accepts);
+        let by = state.balance.as_deref().unwrap_or("→");
+        first.push_str(&format!(" → {acceptors} ={by}=> {readers} (read·write)"));
+    }
+    if !workers.is_empty() {
+        first.push_str(&format!(" ⇄ {workers}"));
+    }
     // Inside a bordered box on an 80-column screen.
     const WIDTH: usize = 76;
     vec![

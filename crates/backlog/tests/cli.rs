@@ -200,3 +200,62 @@ fn a_public_admin_address_needs_admin_public() {
     assert!(err.contains("--admin-public"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// `--dry-run` prints what a shape means; a shape the rules refuse is one line and exit 2.
+#[test]
+fn topologies_are_shown_before_they_run_and_refused_with_their_rule() {
+    let (code, _) = run_to_end(&[
+        "serve",
+        "--topology",
+        "listeners=1 acceptors=3 readers=5 workers=8",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0);
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--topology",
+            "readers=5 acceptors=3 workers=8",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "acceptor-2",
+        "reader-4",
+        "worker-7",
+        "round-robin",
+        "request order",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--model",
+            "dispatch",
+            "--threads",
+            "2",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  acceptor: ") && text.contains("reader-1"),
+        "{text}"
+    );
+    for (shape, rule) in [
+        ("listeners=2 readers=3", "listeners must be 1"),
+        ("listeners=2 acceptors=3 readers=1", "equal acceptors"),
+        ("readers=0", "at least one reader"),
+        ("threads=4", "unknown key"),
+        ("readers=lots", "whole number"),
+    ] {
+        let (code, stderr) = run_to_end(&["serve", "--listen", "127.0.0.1:0", "--topology", shape]);
+        assert_eq!(code, 2, "{shape}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{shape}: {stderr}");
+        assert!(stderr.contains(rule), "{shape}: {stderr}");
+    }
+}

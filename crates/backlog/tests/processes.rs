@@ -151,19 +151,15 @@ fn pids_in(served: &mut Served, needle: &str) -> Vec<u32> {
         .collect()
 }
 
-fn supervisor(model: &str, extra: &[&str]) -> Served {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--model",
-        model,
-        "--threads",
-        "2",
-        "--processes",
-        "2",
-        "--drain-timeout",
-        "5s",
-    ];
+/// Two worker processes of `shape`: a model name (with two threads) or a `--topology`.
+fn supervisor(shape: &str, extra: &[&str]) -> Served {
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    if shape.contains('=') {
+        args.extend(["--topology", shape]);
+    } else {
+        args.extend(["--model", shape, "--threads", "2"]);
+    }
+    args.extend(["--processes", "2", "--drain-timeout", "5s"]);
     args.extend_from_slice(extra);
     let mut s = Served::start(&args);
     s.wait_count("worker serving", 2);
@@ -186,9 +182,15 @@ fn get(addr: SocketAddr) -> bool {
 
 #[test]
 fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
-    for model in ["reuseport", "shared", "single", "dispatch"] {
+    for model in [
+        "reuseport",
+        "shared",
+        "single",
+        "dispatch",
+        "listeners=2 acceptors=2 readers=2 workers=2",
+    ] {
         let dir = testkit::scratch("backlog-test-");
-        let pid_file = dir.path().join(format!("reload-{model}.pid"));
+        let pid_file = dir.path().join("reload.pid");
         let mut s = supervisor(model, &["--pid-file", pid_file.to_str().unwrap()]);
         let load = Load::start(s.addr, 4, 2);
         std::thread::sleep(Duration::from_millis(300));

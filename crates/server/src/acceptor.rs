@@ -2,7 +2,7 @@
 //!
 //! An acceptor owns some listeners and a way to take turns on them with other threads
 //! ([`Turn`]), and sends each connection either to its own thread's reader or, through a
-//! [`Balancer`], to another thread's (memcached's dispatch). Listeners are level-triggered,
+//! [`Balancer`](crate::handoff::Balancer), to another thread's (memcached's dispatch). Listeners are level-triggered,
 //! so an acceptor may stop after a batch and leave the rest queued in the kernel, where they
 //! wait for the next round instead of piling up in our memory.
 //!
@@ -11,7 +11,6 @@
 //! a timer", or the level-triggered listener would spin a core (actix-server does the same).
 
 use crate::conn_limit::ConnLimit;
-use crate::handoff::Balancer;
 use crate::listener::Listener;
 use crate::stats::ThreadStats;
 use std::os::fd::OwnedFd;
@@ -69,18 +68,9 @@ pub(crate) enum Turn {
     Herd,
 }
 
-/// Where accepted connections go.
-pub(crate) enum Sink {
-    /// To this thread's reader.
-    Local,
-    /// To another thread's reader.
-    Handoff(Balancer),
-}
-
 pub(crate) struct Acceptor {
     listeners: Vec<Arc<Listener>>,
     turn: Turn,
-    sink: Sink,
     stats: Arc<ThreadStats>,
     limit: Arc<ConnLimit>,
     /// At `--max-conns`: not polling, until a connection closes somewhere.
@@ -96,14 +86,12 @@ impl Acceptor {
     pub(crate) fn new(
         listeners: Vec<Arc<Listener>>,
         turn: Turn,
-        sink: Sink,
         stats: Arc<ThreadStats>,
         limit: Arc<ConnLimit>,
     ) -> Self {
         Acceptor {
             listeners,
             turn,
-            sink,
             stats,
             limit,
             full: false,
@@ -238,13 +226,13 @@ impl Acceptor {
         }
     }
 
-    /// Count an accepted connection and send it where this acceptor's connections go.
+    /// Count an accepted connection and send it where this loop's connections go (its own
+    /// reader, or a balancer over other threads' readers: the loop's [`Roles`] decide).
+    ///
+    /// [`Roles`]: crate::event_loop::Roles
     fn hand_over(&mut self, fd: OwnedFd, deliver: &mut dyn FnMut(OwnedFd)) {
         self.stats.accepted();
-        match &mut self.sink {
-            Sink::Local => deliver(fd),
-            Sink::Handoff(balancer) => balancer.dispatch(fd),
-        }
+        deliver(fd);
     }
 
     fn pause(&mut self, epoll: &Epoll, now: Instant, err: &std::io::Error) {

@@ -1,10 +1,12 @@
 //! What a server is asked to be: the model, its thread counts and its socket options.
 
+use crate::topology::Topology;
 use h1::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The five connection architectures (docs/architecture.md §1). Each is a preset of who listens, who
+/// The five connection architectures (docs/architecture.md §1), presets of a
+/// [`Topology`]. Each is a preset of who listens, who
 /// accepts, who reads and who runs the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Model {
@@ -21,7 +23,50 @@ pub enum Model {
     Reuseport,
 }
 
+/// A name that is not one of a type's choices (`--model`, `--accept`, `--balance`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?}: expected one of {choices}")]
+pub struct UnknownName {
+    given: String,
+    choices: String,
+}
+
+/// `FromStr` and `Display` from the names a type already gives its values.
+macro_rules! named {
+    ($ty:ident, $($variant:ident),+) => {
+        impl std::str::FromStr for $ty {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let all = [$($ty::$variant),+];
+                all.into_iter().find(|v| v.name() == s).ok_or_else(|| UnknownName {
+                    given: s.to_string(),
+                    choices: all.map(|v| v.name()).join(", "),
+                })
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named!(Model, Single, Dispatch, Pool, Shared, Reuseport);
+named!(AcceptStrategy, Exclusive, Mutex, Herd);
+named!(Balance, RoundRobin, LeastConns, P2c);
+
 impl Model {
+    /// Every model, in the order the docs present them.
+    pub const ALL: [Model; 5] = [
+        Model::Single,
+        Model::Dispatch,
+        Model::Pool,
+        Model::Shared,
+        Model::Reuseport,
+    ];
+
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
         match self {
@@ -86,8 +131,11 @@ impl Balance {
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (shared by every reuseport socket).
     pub listen: SocketAddr,
-    /// The architecture.
+    /// The architecture, as a preset; [`Config::topology`] (when set) overrides it.
     pub model: Model,
+    /// Any shape of listeners × acceptors × readers × workers (overrides `model`, `threads`,
+    /// `workers`, `accept` and `balance`).
+    pub topology: Option<Topology>,
     /// Event-loop threads: readers in `dispatch`, loops in `shared` and `reuseport`.
     pub threads: usize,
     /// Handler threads in `pool`.
@@ -149,6 +197,21 @@ impl Default for Timeouts {
     }
 }
 
+impl Config {
+    /// The shape to build: the one given, or the model's preset.
+    pub fn shape(&self) -> Topology {
+        self.topology.unwrap_or_else(|| {
+            Topology::preset(
+                self.model,
+                self.threads,
+                self.workers,
+                self.accept,
+                self.balance,
+            )
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         let cores = std::thread::available_parallelism()
@@ -157,6 +220,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             model: Model::Reuseport,
+            topology: None,
             threads: cores,
             workers: cores,
             accept: AcceptStrategy::Exclusive,

@@ -1,12 +1,13 @@
 //! One thread's event loop: an epoll, a waker, and the roles this thread plays.
 //!
-//! Every model is built from the same loop with different roles switched on: an
-//! [`Acceptor`] (listeners to accept from), a [`Reader`] (connections to serve), or both.
-//! `single` is one loop with both; `dispatch` is one loop with only an acceptor and N with
-//! only readers; `shared` and `reuseport` are N loops with both. Workers (`pool`) are not
-//! event loops: they block on their queue.
+//! Every topology is built from the same loop with different [`Roles`]: accept and hand
+//! connections to other threads' readers, read connections handed over, or both accept and
+//! read. `single` is one loop with both; `dispatch` is one accept-only loop and N read-only;
+//! `shared` and `reuseport` are N loops with both. Workers are not event loops: they block on
+//! their queue.
 
 use crate::acceptor::{Acceptor, LISTENER_TAG};
+use crate::handoff::Balancer;
 use crate::reader::Reader;
 use crate::shutdown::Shutdown;
 use crate::stats::ThreadStats;
@@ -22,12 +23,22 @@ const EVENTS_PER_WAIT: usize = 256;
 /// (at most a quarter of the drain timeout).
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
+/// What a loop does. An accept-only loop always has somewhere to send what it accepts: the
+/// type leaves no way to build one that would drop connections.
+pub(crate) enum Roles {
+    /// Accepts, and hands every connection to a reader on another thread.
+    Accept(Acceptor, Balancer),
+    /// Reads the connections other threads hand it.
+    Read(Reader),
+    /// Accepts, and reads what it accepted.
+    AcceptAndRead(Acceptor, Reader),
+}
+
 pub(crate) struct EventLoop {
     pub(crate) epoll: Epoll,
     pub(crate) waker: Arc<Waker>,
     pub(crate) shutdown: Arc<Shutdown>,
-    pub(crate) acceptor: Option<Acceptor>,
-    pub(crate) reader: Option<Reader>,
+    pub(crate) roles: Roles,
     pub(crate) stats: Arc<ThreadStats>,
     pub(crate) drain_timeout: Duration,
 }
@@ -40,11 +51,15 @@ impl EventLoop {
             epoll,
             waker,
             shutdown,
-            mut acceptor,
-            mut reader,
+            roles,
             stats,
             drain_timeout,
         } = self;
+        let (mut acceptor, mut balancer, mut reader) = match roles {
+            Roles::Accept(a, b) => (Some(a), Some(b), None),
+            Roles::Read(r) => (None, None, Some(r)),
+            Roles::AcceptAndRead(a, r) => (Some(a), None, Some(r)),
+        };
         if let Err(err) = epoll.add(&*waker, WAKER_TOKEN, Interest::Readable) {
             tracing::error!(%err, "cannot poll the loop's eventfd; thread exits");
             return;
@@ -80,12 +95,8 @@ impl EventLoop {
                 if token != WAKER_TOKEN && token & LISTENER_TAG != 0 {
                     let Some(a) = acceptor.as_mut() else { continue };
                     let index = (token & !LISTENER_TAG) as usize;
-                    match reader.as_mut() {
-                        Some(r) => {
-                            a.on_ready(&epoll, index, busy_since, &mut |fd| r.add(&epoll, fd))
-                        }
-                        None => a.on_ready(&epoll, index, busy_since, &mut drop),
-                    }
+                    let mut deliver = sink(&epoll, &mut reader, &mut balancer);
+                    a.on_ready(&epoll, index, busy_since, &mut deliver);
                 }
             }
             for (token, readiness) in events.iter() {
@@ -116,11 +127,11 @@ impl EventLoop {
                 // Close the listeners first, so new connections are refused from now on;
                 // what was already queued is taken and answered with the rest.
                 if let Some(a) = acceptor.take() {
-                    match reader.as_mut() {
-                        Some(r) => a.close(&epoll, &mut |fd| r.add(&epoll, fd)),
-                        None => a.close(&epoll, &mut drop),
-                    }
+                    a.close(&epoll, &mut sink(&epoll, &mut reader, &mut balancer));
                 }
+                // The balancer's inboxes go with it: each reader sees when every acceptor
+                // feeding it has gone, and may finish its drain.
+                balancer = None;
                 if let Some(r) = reader.as_mut() {
                     r.begin_drain((drain_timeout / 4).min(DRAIN_IDLE_GRACE));
                 }
@@ -140,5 +151,19 @@ impl EventLoop {
                 }
             }
         }
+    }
+}
+
+/// Where this loop's accepted connections go: its own reader, or the balancer. [`Roles`]
+/// guarantees one of the two exists.
+fn sink<'a>(
+    epoll: &'a Epoll,
+    reader: &'a mut Option<Reader>,
+    balancer: &'a mut Option<Balancer>,
+) -> impl FnMut(std::os::fd::OwnedFd) + 'a {
+    move |fd| match (reader.as_mut(), balancer.as_mut()) {
+        (Some(r), _) => r.add(epoll, fd),
+        (None, Some(b)) => b.dispatch(fd),
+        (None, None) => unreachable!("Roles gives every accepting loop a sink"),
     }
 }

@@ -10,16 +10,17 @@ use crate::stats::ThreadStats;
 use crate::Balance;
 use crossbeam_channel::{Receiver, Sender};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use sys::Waker;
 
-/// A reader's queue of connections handed to it.
+/// A reader's queue of connections handed to it. Cloned once per acceptor that may feed
+/// the reader: several acceptors can hand connections to one reader.
 pub(crate) struct Inbox {
     tx: Sender<OwnedFd>,
     waker: Arc<Waker>,
     stats: Arc<ThreadStats>,
-    closed: Arc<AtomicBool>,
+    senders: Arc<AtomicUsize>,
     limit: Arc<ConnLimit>,
 }
 
@@ -27,7 +28,7 @@ pub(crate) struct Inbox {
 pub(crate) struct InboxReceiver {
     rx: Receiver<OwnedFd>,
     stats: Arc<ThreadStats>,
-    closed: Arc<AtomicBool>,
+    senders: Arc<AtomicUsize>,
 }
 
 pub(crate) fn inbox(
@@ -36,16 +37,16 @@ pub(crate) fn inbox(
     limit: Arc<ConnLimit>,
 ) -> (Inbox, InboxReceiver) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let closed = Arc::new(AtomicBool::new(false));
+    let senders = Arc::new(AtomicUsize::new(1));
     (
         Inbox {
             tx,
             waker,
             stats: stats.clone(),
-            closed: closed.clone(),
+            senders: senders.clone(),
             limit,
         },
-        InboxReceiver { rx, stats, closed },
+        InboxReceiver { rx, stats, senders },
     )
 }
 
@@ -64,19 +65,34 @@ impl Inbox {
     }
 }
 
+impl Clone for Inbox {
+    fn clone(&self) -> Self {
+        self.senders.fetch_add(1, Ordering::SeqCst);
+        Inbox {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+            stats: self.stats.clone(),
+            senders: self.senders.clone(),
+            limit: self.limit.clone(),
+        }
+    }
+}
+
 impl Drop for Inbox {
-    /// The acceptor is gone (shutdown): tell the reader no more connections will come, so
-    /// its drain can finish.
+    /// An acceptor is gone (shutdown). When it was the last one feeding this reader, tell the
+    /// reader no more connections will come, so its drain can finish — not when the first of
+    /// several goes, which would end the drain while others still hand connections over.
     fn drop(&mut self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.waker.wake();
+        if self.senders.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.waker.wake();
+        }
     }
 }
 
 impl InboxReceiver {
-    /// The acceptor has dropped its end and everything it sent has been taken.
+    /// Every acceptor has dropped its end and everything they sent has been taken.
     pub(crate) fn is_disconnected(&self) -> bool {
-        self.closed.load(Ordering::SeqCst) && self.rx.is_empty()
+        self.senders.load(Ordering::SeqCst) == 0 && self.rx.is_empty()
     }
 
     /// The next handed-over connection, if any.

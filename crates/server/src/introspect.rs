@@ -5,11 +5,10 @@
 //! answers between events from the connections it owns — the serving threads pay nothing
 //! until someone asks.
 
-use crate::arch::ThreadLayout;
 use crate::conn_limit::ConnLimit;
 use crate::listener::Listener;
 use crate::stats::StatsRegistry;
-use crate::{AcceptStrategy, Balance, Model};
+use crate::topology::{ThreadLayout, Topology};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -81,9 +80,7 @@ pub(crate) fn reader_port(waker: Arc<Waker>) -> (ReaderPort, Receiver<ConnQuery>
 }
 
 pub(crate) struct Inner {
-    pub(crate) model: Model,
-    pub(crate) accept: AcceptStrategy,
-    pub(crate) balance: Balance,
+    pub(crate) topology: Topology,
     pub(crate) layout: Vec<ThreadLayout>,
     pub(crate) registry: Arc<StatsRegistry>,
     pub(crate) listeners: Vec<(SocketAddr, Weak<Listener>)>,
@@ -100,17 +97,10 @@ pub struct Introspect {
 }
 
 impl Introspect {
-    /// The model.
-    pub fn model(&self) -> Model {
-        self.inner.model
-    }
-    /// `shared`'s accept strategy (reported for every model; it only matters for `shared`).
-    pub fn accept(&self) -> AcceptStrategy {
-        self.inner.accept
-    }
-    /// `dispatch`'s balancer.
-    pub fn balance(&self) -> Balance {
-        self.inner.balance
+    /// The shape running: who listens, accepts, reads and handles (its `preset` names the
+    /// model, if it is one).
+    pub fn topology(&self) -> Topology {
+        self.inner.topology
     }
     /// Every thread and what it does.
     pub fn layout(&self) -> &[ThreadLayout] {

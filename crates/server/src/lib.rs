@@ -15,7 +15,8 @@
 //! - `timer`: the per-thread timer wheel behind every connection deadline.
 //! - `conn_limit`: `--max-conns`, pausing accepts at the ceiling.
 //! - `event_loop`: one thread's epoll loop running an acceptor, a reader, or both.
-//! - `arch`: the five models, one file each, wiring the parts above.
+//! - [`topology`]: [`Topology`], who listens, accepts, reads and handles — any shape, with
+//!   the five models as presets. `arch`: wiring a topology from the parts above.
 //! - [`handler`], [`router`]: the API applications implement.
 //! - [`stats`]: per-thread counters. `shutdown`: the stop signal.
 //! - [`introspect`]: what a running server tells the admin endpoint about itself.
@@ -40,11 +41,11 @@ pub mod server;
 mod shutdown;
 pub mod stats;
 mod timer;
+pub mod topology;
 mod worker;
 
 pub use acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
-pub use arch::ThreadLayout;
-pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts};
+pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts, UnknownName};
 pub use h1::{Limits, Method, Request, Response};
 pub use handler::{Blocking, Handler};
 pub use introspect::{ConnInfo, Connections, Introspect, ListenerInfo, MAX_LISTED_CONNECTIONS};
@@ -52,3 +53,4 @@ pub use listener::{somaxconn, Listener};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle};
 pub use stats::{Role, StatsRegistry, ThreadSnapshot};
+pub use topology::{ThreadLayout, Topology, TopologyError};

@@ -1,11 +1,12 @@
 //! The public face: a builder, a running server, and a handle to stop it.
 
-use crate::arch::{self, ThreadLayout, Wiring};
+use crate::arch::{self, Wiring};
 use crate::handler::Handler;
 use crate::introspect::Introspect;
 use crate::listener::{effective_backlog, Listener};
 use crate::shutdown::Shutdown;
 use crate::stats::StatsRegistry;
+use crate::topology::{ThreadLayout, Topology};
 use crate::{AcceptStrategy, Balance, Config, Model};
 use h1::Limits;
 use std::net::SocketAddr;
@@ -94,6 +95,13 @@ impl ServerBuilder {
         self.cfg.threads = n;
         self
     }
+    /// Any shape of listeners × acceptors × readers × workers; overrides [`model`](Self::model),
+    /// [`threads`](Self::threads), [`workers`](Self::workers), [`accept`](Self::accept) and
+    /// [`balance`](Self::balance). Checked at [`bind`](Self::bind).
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.cfg.topology = Some(topology);
+        self
+    }
     /// Worker threads for `pool` (default: one per core).
     pub fn workers(mut self, n: usize) -> Self {
         self.cfg.workers = n;
@@ -163,11 +171,12 @@ impl ServerBuilder {
     /// Bind every socket, then start every thread. Returns once the server accepts.
     pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
         let ServerBuilder { cfg, inherited } = self;
-        if cfg.threads == 0 || cfg.workers == 0 {
+        if cfg.topology.is_none() && (cfg.threads == 0 || cfg.workers == 0) {
             return Err(ServerError::Config(
                 "threads and workers must be at least 1".into(),
             ));
         }
+        let topology = cfg.shape();
         if cfg.backlog == 0 {
             return Err(ServerError::Config("backlog must be at least 1".into()));
         }
@@ -195,7 +204,7 @@ impl ServerBuilder {
         let addr = addr.unwrap_or(cfg.listen);
         match &cfg.label {
             None => {
-                tracing::info!(model = cfg.model.name(), %addr, backlog, max_conns, "backlog serving");
+                tracing::info!(model = topology.name(), topology = %topology, %addr, backlog, max_conns, "backlog serving");
                 for t in &layout {
                     tracing::info!("  {t}");
                 }
@@ -204,9 +213,7 @@ impl ServerBuilder {
         }
         let introspect = Introspect {
             inner: Arc::new(crate::introspect::Inner {
-                model: cfg.model,
-                accept: cfg.accept,
-                balance: cfg.balance,
+                topology,
                 layout: layout.clone(),
                 registry: registry.clone(),
                 listeners,
@@ -235,7 +242,7 @@ impl ServerBuilder {
         Ok(Server {
             introspect,
             addr,
-            model: cfg.model,
+            topology,
             backlog,
             shutdown,
             registry,
@@ -254,7 +261,7 @@ impl ServerBuilder {
 pub struct Server {
     introspect: Introspect,
     addr: SocketAddr,
-    model: Model,
+    topology: Topology,
     backlog: u32,
     shutdown: Arc<Shutdown>,
     registry: Arc<StatsRegistry>,
@@ -285,9 +292,9 @@ impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
-    /// The model running.
-    pub fn model(&self) -> Model {
-        self.model
+    /// The shape running (its `preset` names the model, if it is one).
+    pub fn topology(&self) -> Topology {
+        self.topology
     }
     /// The accept-queue limit in force (the asked backlog after the somaxconn clamp).
     pub fn backlog(&self) -> u32 {

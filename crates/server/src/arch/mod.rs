@@ -1,68 +1,41 @@
-//! The five models, each a few lines of wiring over the same parts.
+//! Wiring any [`Topology`](crate::Topology) from the same parts; the five models are its presets.
 //!
-//! A model decides how many listening sockets there are, which threads accept from them,
+//! A topology decides how many listening sockets there are, which threads accept from them,
 //! which threads read connections, and who runs the handler. [`Wiring`] provides the parts —
 //! bound listeners, event loops with an acceptor and/or reader role, worker threads — and
 //! records the resulting layout; nothing is started until every socket is bound, so a bad
-//! address fails before any thread exists.
+//! address fails before any thread exists. The presets, as the systems they come from:
+//!
+//! - `single` — Node.js: one thread, `loop-0`, listens, accepts, reads, writes and runs the
+//!   handler. No locks and no handoffs; one slow handler stalls every connection.
+//! - `dispatch` — memcached: thread `acceptor` accepts and hands each connection to one of
+//!   `reader-0..N-1` (by `--balance`), waking it through its eventfd.
+//! - `pool` — RAMCloud: `loop-0` accepts and reads; complete requests go on a bounded queue
+//!   to `worker-0..M-1`, and `loop-0` writes the answers in request order per connection. A
+//!   full queue stops reading, so the kernel's receive queue fills and TCP slows the client.
+//! - `shared` — nginx: one socket, `loop-0..N-1` each accepting from it, taking turns by
+//!   `--accept` (EPOLLEXCLUSIVE, nginx's accept_mutex, or the thundering herd).
+//! - `reuseport` — socket sharding: `loop-0..N-1`, each with its own SO_REUSEPORT socket; the
+//!   kernel hashes each connection to one accept queue, and a busy thread's queue is not
+//!   drained by an idle one.
 
-mod dispatch;
-mod pool;
-mod reuseport;
-mod shared;
-mod single;
-
-use crate::acceptor::{Acceptor, Sink, Turn};
+use crate::acceptor::{AcceptMutex, Acceptor, Turn};
 use crate::conn_limit::ConnLimit;
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, Roles};
 use crate::handler::Handler;
+use crate::handoff::{inbox, Balancer, InboxReceiver};
 use crate::introspect::{reader_port, ReaderPort};
 use crate::listener::{ListenOptions, Listener};
 use crate::reader::{Exec, PoolLink, Reader, ReaderConfig};
 use crate::shutdown::Shutdown;
 use crate::stats::{Role, StatsRegistry, ThreadStats};
+use crate::topology::ThreadLayout;
 use crate::worker::{self, Job, ReplyPort, Submitter};
-use crate::{Config, Model, ServerError};
+use crate::{AcceptStrategy, Config, ServerError};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use sys::{Epoll, Waker};
-
-/// What one thread does, for the start-up log and for introspection.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ThreadLayout {
-    /// Thread name (as in /proc/PID/task/*/comm).
-    pub name: String,
-    /// Its role.
-    pub role: Role,
-    /// It owns listening sockets.
-    pub listens: bool,
-    /// It calls accept.
-    pub accepts: bool,
-    /// It reads and writes connections.
-    pub reads: bool,
-    /// It runs the handler.
-    pub handles: bool,
-}
-
-impl std::fmt::Display for ThreadLayout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        if self.listens {
-            parts.push("listens");
-        }
-        if self.accepts {
-            parts.push("accepts");
-        }
-        if self.reads {
-            parts.push("reads/writes");
-        }
-        if self.handles {
-            parts.push("handles");
-        }
-        write!(f, "{}: {}", self.name, parts.join(", "))
-    }
-}
 
 type ThreadBody = Box<dyn FnOnce() + Send + 'static>;
 
@@ -165,61 +138,91 @@ impl<'a> Wiring<'a> {
         })
     }
 
-    /// Queue an event loop for start with the given roles.
-    pub(crate) fn spawn_loop(
+    /// Queue a loop that accepts from `listeners` and hands every connection to a reader
+    /// on another thread through `balancer`.
+    pub(crate) fn spawn_accept_only(
         &mut self,
         parts: LoopParts,
-        accept: Option<(Vec<Arc<Listener>>, Turn, Sink)>,
-        read: Option<(Exec, Option<crate::handoff::InboxReceiver>)>,
+        listeners: Vec<Arc<Listener>>,
+        turn: Turn,
+        balancer: Balancer,
     ) {
-        let handles = matches!(read, Some((Exec::Inline { .. }, _)));
-        let role = match (&accept, &read) {
-            (Some(_), None) => Role::Acceptor,
-            (None, Some(_)) => Role::Reader,
-            _ => Role::Loop,
+        let acceptor = self.acceptor(&parts, listeners, turn);
+        self.spawn_loop(parts, Roles::Accept(acceptor, balancer), false);
+    }
+
+    /// Queue a loop that reads the connections handed to it through `inbox`.
+    pub(crate) fn spawn_read_only(&mut self, parts: LoopParts, exec: Exec, inbox: InboxReceiver) {
+        let handles = matches!(exec, Exec::Inline { .. });
+        let reader = self.reader(&parts, exec, Some(inbox));
+        self.spawn_loop(parts, Roles::Read(reader), handles);
+    }
+
+    /// Queue a loop that accepts from `listeners` and reads what it accepted.
+    pub(crate) fn spawn_accept_and_read(
+        &mut self,
+        parts: LoopParts,
+        listeners: Vec<Arc<Listener>>,
+        turn: Turn,
+        exec: Exec,
+    ) {
+        let handles = matches!(exec, Exec::Inline { .. });
+        let acceptor = self.acceptor(&parts, listeners, turn);
+        let reader = self.reader(&parts, exec, None);
+        self.spawn_loop(parts, Roles::AcceptAndRead(acceptor, reader), handles);
+    }
+
+    fn acceptor(&self, parts: &LoopParts, listeners: Vec<Arc<Listener>>, turn: Turn) -> Acceptor {
+        self.conn_limit.watch(parts.waker.clone());
+        Acceptor::new(
+            listeners,
+            turn,
+            parts.stats.clone(),
+            self.conn_limit.clone(),
+        )
+    }
+
+    fn reader(&mut self, parts: &LoopParts, exec: Exec, inbox: Option<InboxReceiver>) -> Reader {
+        let cfg = ReaderConfig {
+            limits: self.cfg.limits,
+            timeouts: self.cfg.timeouts,
+            conn_limit: self.conn_limit.clone(),
+        };
+        let (port, queries) = reader_port(parts.waker.clone());
+        self.readers.push(port);
+        Reader::new(
+            exec,
+            cfg,
+            parts.stats.clone(),
+            inbox,
+            (parts.name.clone(), queries),
+        )
+    }
+
+    /// Record the loop's layout and queue it for start.
+    fn spawn_loop(&mut self, parts: LoopParts, roles: Roles, handles: bool) {
+        let (accepts, reads) = match &roles {
+            Roles::Accept(..) => (true, false),
+            Roles::Read(_) => (false, true),
+            Roles::AcceptAndRead(..) => (true, true),
         };
         self.layout.push(ThreadLayout {
             name: parts.name.clone(),
-            role,
-            listens: accept.is_some(),
-            accepts: accept.is_some(),
-            reads: read.is_some(),
+            role: match &roles {
+                Roles::Accept(..) => Role::Acceptor,
+                Roles::Read(_) => Role::Reader,
+                Roles::AcceptAndRead(..) => Role::Loop,
+            },
+            listens: accepts,
+            accepts,
+            reads,
             handles,
-        });
-        if accept.is_some() {
-            self.conn_limit.watch(parts.waker.clone());
-        }
-        let acceptor = accept.map(|(listeners, turn, sink)| {
-            Acceptor::new(
-                listeners,
-                turn,
-                sink,
-                parts.stats.clone(),
-                self.conn_limit.clone(),
-            )
-        });
-        let reader = read.map(|(exec, inbox)| {
-            let cfg = ReaderConfig {
-                limits: self.cfg.limits,
-                timeouts: self.cfg.timeouts,
-                conn_limit: self.conn_limit.clone(),
-            };
-            let (port, queries) = reader_port(parts.waker.clone());
-            self.readers.push(port);
-            Reader::new(
-                exec,
-                cfg,
-                parts.stats.clone(),
-                inbox,
-                (parts.name.clone(), queries),
-            )
         });
         let event_loop = EventLoop {
             epoll: parts.epoll,
             waker: parts.waker,
             shutdown: self.shutdown.clone(),
-            acceptor,
-            reader,
+            roles,
             stats: parts.stats,
             drain_timeout: self.cfg.drain_timeout,
         };
@@ -297,15 +300,96 @@ impl<'a> Wiring<'a> {
     }
 }
 
-/// Wire `cfg.model`.
+/// Wire the configured shape (its topology, or its model's preset) and the blocking pool.
 pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
-    match w.cfg.model {
-        Model::Single => single::build(w),
-        Model::Dispatch => dispatch::build(w),
-        Model::Pool => pool::build(w),
-        Model::Shared => shared::build(w),
-        Model::Reuseport => reuseport::build(w),
-    }?;
+    let t = w.cfg.shape();
+    t.validate()
+        .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
+    let sockets = (0..t.listeners)
+        .map(|_| w.listen(t.listeners > 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mutex = Arc::new(AcceptMutex::default());
+    // The accepting thread `i`'s socket and how it takes turns on it.
+    let accept_from = |i: usize| {
+        let turn = if !t.shares_a_socket() {
+            Turn::Own
+        } else {
+            match t.accept {
+                AcceptStrategy::Exclusive => Turn::Exclusive,
+                AcceptStrategy::Mutex => Turn::Mutex(mutex.clone()),
+                AcceptStrategy::Herd => Turn::Herd,
+            }
+        };
+        (vec![sockets[i % sockets.len()].clone()], turn)
+    };
+
+    // Acceptors' loops first (their stats come first, as the thread list reads), then the
+    // readers, each with its inbox when acceptors feed it.
+    let acceptors = (0..t.acceptors)
+        .map(|i| w.loop_parts(&t.acceptor_name(i), Role::Acceptor))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut readers = Vec::with_capacity(t.readers);
+    let mut inboxes = Vec::new();
+    for i in 0..t.readers {
+        let name = match (&w.cfg.label, t.readers, t.acceptors) {
+            (Some(label), 1, 0) => label.clone(),
+            _ => t.reader_name(i),
+        };
+        let role = if t.acceptors == 0 {
+            Role::Loop
+        } else {
+            Role::Reader
+        };
+        let parts = w.loop_parts(&name, role)?;
+        let rx = (t.acceptors > 0).then(|| {
+            let (tx, rx) = inbox(
+                parts.waker.clone(),
+                parts.stats.clone(),
+                w.conn_limit.clone(),
+            );
+            inboxes.push(tx);
+            rx
+        });
+        readers.push((parts, rx));
+    }
+
+    // Who runs the handler: one worker pool for every reader, or each reader itself.
+    let mut execs = Vec::with_capacity(t.readers);
+    if t.workers > 0 {
+        let (tx, jobs) = worker::queue(w.cfg.queue_depth);
+        let mut replies = Vec::with_capacity(t.readers);
+        for (parts, _) in &readers {
+            let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
+            replies.push(port);
+            execs.push(Exec::Pool(PoolLink {
+                submit: Submitter::new(tx.clone(), parts.stats.clone()),
+                completions,
+                reply: replies.len() - 1,
+            }));
+        }
+        w.spawn_workers(Role::Worker, t.workers, jobs, Arc::new(replies));
+    } else {
+        for (parts, _) in &readers {
+            execs.push(w.inline_exec(parts));
+        }
+    }
+
+    for (i, parts) in acceptors.into_iter().enumerate() {
+        let (listeners, turn) = accept_from(i);
+        let balancer = Balancer::new(t.balance, inboxes.clone());
+        w.spawn_accept_only(parts, listeners, turn, balancer);
+    }
+    // The acceptors hold their own clones: the readers' drain waits for every one to go.
+    drop(inboxes);
+    for (i, ((parts, rx), exec)) in readers.into_iter().zip(execs).enumerate() {
+        match rx {
+            Some(rx) => w.spawn_read_only(parts, exec, rx),
+            None => {
+                let (listeners, turn) = accept_from(i);
+                w.spawn_accept_and_read(parts, listeners, turn, exec);
+            }
+        }
+    }
     w.spawn_blocking_pool();
     Ok(())
 }

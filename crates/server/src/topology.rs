@@ -1,0 +1,495 @@
+//! The shape of a server: who listens, who accepts, who reads, who runs the handler.
+//!
+//! The notes backlog comes from separate the roles for one reason: "you may have 1 listener,
+//! 3 acceptors, 5 readers". A [`Topology`] is that sentence as a value — L listening sockets,
+//! A threads that only accept, R threads that own connections, W threads that run handlers —
+//! and the one source of truth for what threads a server starts and what they are called.
+//! The five models are presets of it ([`Topology::preset`]); `arch` wires any valid shape.
+//!
+//! The rules a shape must follow, and why:
+//! - with no acceptors, the readers accept for themselves: either all from one socket (taking
+//!   turns by [`AcceptStrategy`]) or each from its own SO_REUSEPORT socket (listeners = readers);
+//! - with acceptors, they share one socket (by [`AcceptStrategy`]) or each has its own
+//!   (listeners = acceptors), and every acceptor hands connections to any reader by [`Balance`];
+//! - with workers, every reader queues parsed requests to the one pool and writes the answers
+//!   back in request order per connection; without, readers run handlers inline.
+
+use crate::stats::Role;
+use crate::{AcceptStrategy, Balance, Model};
+use std::fmt;
+use std::str::FromStr;
+
+/// The most threads of one role a topology may ask for: past it a typo, not a design.
+pub const MAX_PER_ROLE: usize = 1024;
+
+/// Who listens, accepts, reads and handles. Build one with [`Topology::preset`] or parse one
+/// (`"listeners=1 acceptors=3 readers=5 workers=8"`, or a model name) with [`str::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    /// Listening sockets on the port; more than one means SO_REUSEPORT.
+    pub listeners: usize,
+    /// Threads that only accept and hand connections over; 0: readers accept for themselves.
+    pub acceptors: usize,
+    /// Threads that own connections: read, parse, write.
+    pub readers: usize,
+    /// Threads that run handlers; 0: readers run them inline.
+    pub workers: usize,
+    /// How threads sharing one socket take turns accepting.
+    pub accept: AcceptStrategy,
+    /// How acceptors choose a reader.
+    pub balance: Balance,
+    /// The model this shape is the preset of, if any: it keeps that model's thread names.
+    pub preset: Option<Model>,
+}
+
+/// A shape that cannot be built, or text that is not a shape. Each names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// A role that must have at least one thread has none.
+    #[error("{0}=0: a server needs at least one {one}", one = singular(.0))]
+    None(&'static str),
+    /// More threads of one role than [`MAX_PER_ROLE`].
+    #[error("{role}={n}: at most {MAX_PER_ROLE}")]
+    TooMany {
+        /// The role.
+        role: &'static str,
+        /// What was asked.
+        n: usize,
+    },
+    /// Readers that accept for themselves need one shared socket or one socket each.
+    #[error(
+        "listeners={listeners} with acceptors=0: readers accept for themselves, so listeners \
+         must be 1 (shared by every reader) or equal readers={readers} (one SO_REUSEPORT \
+         socket each)"
+    )]
+    ReaderSockets {
+        /// Listeners asked for.
+        listeners: usize,
+        /// Readers asked for.
+        readers: usize,
+    },
+    /// Acceptors need one shared socket or one socket each.
+    #[error(
+        "listeners={listeners} with acceptors={acceptors}: listeners must be 1 (shared by \
+         every acceptor) or equal acceptors (one SO_REUSEPORT socket each)"
+    )]
+    AcceptorSockets {
+        /// Listeners asked for.
+        listeners: usize,
+        /// Acceptors asked for.
+        acceptors: usize,
+    },
+    /// A word that is not `key=value`.
+    #[error("{0:?} is not key=value (e.g. \"listeners=1 acceptors=3 readers=5 workers=8\")")]
+    NotKeyValue(String),
+    /// A key this type does not have.
+    #[error("unknown key {0:?} (listeners, acceptors, readers, workers, accept, balance)")]
+    UnknownKey(String),
+    /// A key given twice.
+    #[error("{0} given twice")]
+    Repeated(String),
+    /// A value that does not parse.
+    #[error("{key}={value}: {why}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        why: &'static str,
+    },
+}
+
+fn singular(role: &str) -> &str {
+    role.strip_suffix('s').unwrap_or(role)
+}
+
+/// What one thread does, for the start-up log, `--dry-run` and introspection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadLayout {
+    /// Thread name (as in /proc/PID/task/*/comm).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// It owns listening sockets.
+    pub listens: bool,
+    /// It calls accept.
+    pub accepts: bool,
+    /// It reads and writes connections.
+    pub reads: bool,
+    /// It runs the handler.
+    pub handles: bool,
+}
+
+impl fmt::Display for ThreadLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.listens {
+            parts.push("listens");
+        }
+        if self.accepts {
+            parts.push("accepts");
+        }
+        if self.reads {
+            parts.push("reads/writes");
+        }
+        if self.handles {
+            parts.push("handles");
+        }
+        write!(f, "{}: {}", self.name, parts.join(", "))
+    }
+}
+
+impl Topology {
+    /// The shape `model` stands for, with `threads` event-loop threads (readers in `dispatch`,
+    /// loops in `shared` and `reuseport`) and `workers` handler threads (`pool`).
+    pub fn preset(
+        model: Model,
+        threads: usize,
+        workers: usize,
+        accept: AcceptStrategy,
+        balance: Balance,
+    ) -> Topology {
+        let (listeners, acceptors, readers, workers) = match model {
+            Model::Single => (1, 0, 1, 0),
+            Model::Dispatch => (1, 1, threads, 0),
+            Model::Pool => (1, 0, 1, workers),
+            Model::Shared => (1, 0, threads, 0),
+            Model::Reuseport => (threads, 0, threads, 0),
+        };
+        Topology {
+            listeners,
+            acceptors,
+            readers,
+            workers,
+            accept,
+            balance,
+            preset: Some(model),
+        }
+    }
+
+    /// Check the rules (see the module docs); the error names the one broken.
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        for (role, n) in [
+            ("listeners", self.listeners),
+            ("acceptors", self.acceptors),
+            ("readers", self.readers),
+            ("workers", self.workers),
+        ] {
+            if n > MAX_PER_ROLE {
+                return Err(TopologyError::TooMany { role, n });
+            }
+        }
+        if self.listeners == 0 {
+            return Err(TopologyError::None("listeners"));
+        }
+        if self.readers == 0 {
+            return Err(TopologyError::None("readers"));
+        }
+        match self.acceptors {
+            0 if self.listeners != 1 && self.listeners != self.readers => {
+                Err(TopologyError::ReaderSockets {
+                    listeners: self.listeners,
+                    readers: self.readers,
+                })
+            }
+            a if a > 0 && self.listeners != 1 && self.listeners != a => {
+                Err(TopologyError::AcceptorSockets {
+                    listeners: self.listeners,
+                    acceptors: a,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Threads that call accept: the acceptors, or else every reader.
+    pub fn accepting_threads(&self) -> usize {
+        if self.acceptors > 0 {
+            self.acceptors
+        } else {
+            self.readers
+        }
+    }
+
+    /// Whether several threads poll one socket, so that [`AcceptStrategy`] applies.
+    pub fn shares_a_socket(&self) -> bool {
+        self.listeners == 1 && self.accepting_threads() > 1
+    }
+
+    /// Whether acceptors choose among several readers, so that [`Balance`] applies.
+    pub fn balances(&self) -> bool {
+        self.acceptors > 0 && self.readers > 1
+    }
+
+    /// The preset's name, or `custom`.
+    pub fn name(&self) -> &'static str {
+        self.preset.map_or("custom", Model::name)
+    }
+
+    /// Name of acceptor `i`: `acceptor` in `dispatch` (its one acceptor), else `acceptor-i`.
+    pub fn acceptor_name(&self, i: usize) -> String {
+        if self.preset == Some(Model::Dispatch) && self.acceptors == 1 {
+            "acceptor".to_string()
+        } else {
+            format!("acceptor-{i}")
+        }
+    }
+
+    /// Name of reader `i`: `loop-i` when it also accepts, else `reader-i`.
+    pub fn reader_name(&self, i: usize) -> String {
+        if self.acceptors == 0 {
+            format!("loop-{i}")
+        } else {
+            format!("reader-{i}")
+        }
+    }
+
+    /// Name of worker `i`.
+    pub fn worker_name(&self, i: usize) -> String {
+        format!("worker-{i}")
+    }
+
+    /// Every thread this shape starts (before any blocking pool), in start order: workers,
+    /// then acceptors, then readers.
+    pub fn threads(&self) -> Vec<ThreadLayout> {
+        let workers = (0..self.workers).map(|i| ThreadLayout {
+            name: self.worker_name(i),
+            role: Role::Worker,
+            listens: false,
+            accepts: false,
+            reads: false,
+            handles: true,
+        });
+        let acceptors = (0..self.acceptors).map(|i| ThreadLayout {
+            name: self.acceptor_name(i),
+            role: Role::Acceptor,
+            listens: true,
+            accepts: true,
+            reads: false,
+            handles: false,
+        });
+        let accepts = self.acceptors == 0;
+        let readers = (0..self.readers).map(|i| ThreadLayout {
+            name: self.reader_name(i),
+            role: if accepts { Role::Loop } else { Role::Reader },
+            listens: accepts,
+            accepts,
+            reads: true,
+            handles: self.workers == 0,
+        });
+        workers.chain(acceptors).chain(readers).collect()
+    }
+
+    /// One line per thread, and how the sockets are shared: what `--dry-run` prints.
+    pub fn describe(&self) -> String {
+        let mut out = format!("topology {} ({self})\n", self.name());
+        let sockets = if self.listeners == 1 {
+            format!(
+                "1 listening socket, accepted from by {} thread(s){}",
+                self.accepting_threads(),
+                if self.shares_a_socket() {
+                    format!(" taking turns by {}", self.accept.name())
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            format!(
+                "{} SO_REUSEPORT sockets on the port, one per accepting thread",
+                self.listeners
+            )
+        };
+        out.push_str(&sockets);
+        out.push('\n');
+        if self.balances() {
+            out.push_str(&format!(
+                "acceptors hand each connection to a reader by {}\n",
+                self.balance.name()
+            ));
+        }
+        if self.workers > 0 {
+            out.push_str(&format!(
+                "readers queue requests to {} worker(s); answers go back in request order\n",
+                self.workers
+            ));
+        }
+        for t in self.threads() {
+            out.push_str(&format!("  {t}\n"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Topology {
+    /// `listeners=L acceptors=A readers=R workers=W`, then `accept=` where threads share a
+    /// socket and `balance=` where acceptors choose among readers. Parses back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "listeners={} acceptors={} readers={} workers={}",
+            self.listeners, self.acceptors, self.readers, self.workers
+        )?;
+        if self.shares_a_socket() {
+            write!(f, " accept={}", self.accept.name())?;
+        }
+        if self.balances() {
+            write!(f, " balance={}", self.balance.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Topology {
+    type Err = TopologyError;
+
+    /// A model name (its preset, one reader per core), or `key=value` words in any order,
+    /// separated by spaces or commas; missing keys take `listeners=1 acceptors=0 workers=0`
+    /// and one reader per core.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Ok(model) = s.trim().parse::<Model>() {
+            let t = Topology::preset(
+                model,
+                cores,
+                cores,
+                AcceptStrategy::Exclusive,
+                Balance::RoundRobin,
+            );
+            return Ok(t);
+        }
+        let mut t = Topology {
+            listeners: 1,
+            acceptors: 0,
+            readers: cores,
+            workers: 0,
+            accept: AcceptStrategy::Exclusive,
+            balance: Balance::RoundRobin,
+            preset: None,
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for word in s.split([' ', ',', '\t']).filter(|w| !w.is_empty()) {
+            let (key, value) = word
+                .split_once('=')
+                .ok_or_else(|| TopologyError::NotKeyValue(word.to_string()))?;
+            if seen.contains(&key) {
+                return Err(TopologyError::Repeated(key.to_string()));
+            }
+            seen.push(key);
+            let bad = |why| TopologyError::BadValue {
+                key: key.to_string(),
+                value: value.to_string(),
+                why,
+            };
+            let count = || value.parse::<usize>().map_err(|_| bad("a whole number"));
+            match key {
+                "listeners" => t.listeners = count()?,
+                "acceptors" => t.acceptors = count()?,
+                "readers" => t.readers = count()?,
+                "workers" => t.workers = count()?,
+                "accept" => {
+                    t.accept = value.parse().map_err(|_| bad("exclusive, mutex or herd"))?
+                }
+                "balance" => {
+                    t.balance = value
+                        .parse()
+                        .map_err(|_| bad("round-robin, least-conns or p2c"))?
+                }
+                _ => return Err(TopologyError::UnknownKey(key.to_string())),
+            }
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Topology {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn keys_in_any_order_with_defaults_for_the_rest() {
+        let t = parse("readers=5 listeners=1 workers=8 acceptors=3");
+        assert_eq!(
+            (t.listeners, t.acceptors, t.readers, t.workers),
+            (1, 3, 5, 8)
+        );
+        let t = parse("readers=2");
+        assert_eq!((t.listeners, t.acceptors, t.workers), (1, 0, 0));
+        assert_eq!(parse(&t.to_string()), t, "Display parses back");
+    }
+
+    #[test]
+    fn display_names_accept_and_balance_only_where_they_apply() {
+        assert_eq!(
+            parse("listeners=2 readers=2").to_string(),
+            "listeners=2 acceptors=0 readers=2 workers=0"
+        );
+        assert_eq!(
+            parse("acceptors=3 readers=5 balance=p2c accept=mutex").to_string(),
+            "listeners=1 acceptors=3 readers=5 workers=0 accept=mutex balance=p2c"
+        );
+    }
+
+    #[test]
+    fn presets_are_todays_models() {
+        let p = |m| Topology::preset(m, 4, 3, AcceptStrategy::Mutex, Balance::P2c);
+        let names = |t: Topology| t.threads().into_iter().map(|l| l.name).collect::<Vec<_>>();
+        assert_eq!(names(p(Model::Single)), ["loop-0"]);
+        assert_eq!(
+            names(p(Model::Dispatch)),
+            ["acceptor", "reader-0", "reader-1", "reader-2", "reader-3"]
+        );
+        assert_eq!(
+            names(p(Model::Pool)),
+            ["worker-0", "worker-1", "worker-2", "loop-0"]
+        );
+        assert_eq!(names(p(Model::Shared)).len(), 4);
+        assert_eq!(p(Model::Reuseport).listeners, 4);
+        for m in [
+            Model::Single,
+            Model::Dispatch,
+            Model::Pool,
+            Model::Shared,
+            Model::Reuseport,
+        ] {
+            p(m).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn general_shapes_name_every_role() {
+        let t = parse("listeners=1 acceptors=2 readers=2 workers=1");
+        let names: Vec<_> = t.threads().into_iter().map(|l| l.name).collect();
+        assert_eq!(
+            names,
+            [
+                "worker-0",
+                "acceptor-0",
+                "acceptor-1",
+                "reader-0",
+                "reader-1"
+            ]
+        );
+        assert!(t.describe().contains("acceptors hand each connection"));
+    }
+
+    #[test]
+    fn every_rule_has_its_error() {
+        let err = |s: &str| parse(s).validate().unwrap_err().to_string();
+        assert!(err("listeners=2 readers=3").contains("listeners must be 1"));
+        assert!(err("listeners=2 acceptors=3 readers=1").contains("equal acceptors"));
+        assert!(err("readers=0").contains("at least one reader"));
+        assert!(err("listeners=0 readers=1").contains("at least one listener"));
+        assert!(err("readers=5000").contains("at most"));
+        let parse_err = |s: &str| s.parse::<Topology>().unwrap_err().to_string();
+        assert!(parse_err("threads=2").contains("unknown key"));
+        assert!(parse_err("readers=two").contains("whole number"));
+        assert!(parse_err("readers").contains("key=value"));
+        assert!(parse_err("readers=1 readers=2").contains("twice"));
+        assert!(parse_err("accept=polite").contains("exclusive"));
+    }
+}
