@@ -348,20 +348,25 @@ fn diagram_lines(state: &State) -> Vec<Line<'static>> {
     let workers = names(|t| t.role == server::Role::Worker);
     let mut first = format!("clients → {sockets}");
     if let Some(accept) = &state.accept {
-        first.push_str(&format!(" ({accept})"));
+        first.push_str(&format!(" {accept}"));
     }
     if acceptors.is_empty() {
-        first.push_str(&format!(" → {loops} (accept·read·write)"));
+        first.push_str(&format!(" → {loops} (accept·read)"));
     } else {
         let readers = names(|t| t.reads && !t.accepts);
-        let by = state.balance.as_deref().unwrap_or("→");
-        first.push_str(&format!(" → {acceptors} ={by}=> {readers} (read·write)"));
+        match &state.balance {
+            Some(by) => first.push_str(&format!(" → {acceptors} ={by}=> {readers}")),
+            None => first.push_str(&format!(" → {acceptors} → {readers}")),
+        }
     }
     if !workers.is_empty() {
         first.push_str(&format!(" ⇄ {workers}"));
     }
     // Inside a bordered box on an 80-column screen.
     const WIDTH: usize = 76;
+    if first.chars().count() > WIDTH {
+        first = first.replacen("clients → ", "", 1);
+    }
     vec![
         Line::from(truncate(&first, WIDTH)),
         Line::from(fit(

@@ -245,3 +245,33 @@ fn top_with_more_threads_than_lines_scrolls_and_counts_the_rest() {
         "scrolled to the last thread: {last}"
     );
 }
+
+/// Any shape is drawn, within 80 columns: sockets, acceptors, readers, workers.
+#[test]
+#[ignore = "needs tmux (scripts/test installs it and runs this)"]
+fn top_draws_a_hybrid_topology() {
+    assert!(
+        have_tmux(),
+        "tmux is not installed (scripts/test installs it)"
+    );
+    let mut served = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--topology",
+        "listeners=1 acceptors=3 readers=5 workers=8",
+    ]);
+    let admin = served.admin_addr().to_string();
+    let screen = screen("backlog-top-hybrid", &admin, "worker-0..7");
+    drop(served);
+    assert!(
+        screen.contains("acceptor-0..2 =round-robin=> reader-0..4 ⇄ worker-0..7"),
+        "{screen}"
+    );
+    assert!(screen.contains("model custom"), "{screen}");
+    assert!(
+        screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80),
+        "{screen}"
+    );
+}

@@ -1,7 +1,8 @@
-//! backlog's server core: five connection architectures behind one handler API.
+//! backlog's server core: any connection architecture behind one handler API.
 //!
-//! Who listens, who accepts, who reads and who runs the handler is a run-time choice
-//! ([`Model`]). The parts are the domain's nouns, and each model is a few lines of wiring:
+//! Who listens, who accepts, who reads and who runs the handler is a run-time choice: a
+//! [`Topology`] of listeners × acceptors × readers × workers, of which the five [`Model`]s are
+//! presets. The parts are the domain's nouns, and one builder wires any shape from them:
 //!
 //! # Layout
 //! - `listener`: listening sockets (socket2): backlog, SO_REUSEPORT, TCP_DEFER_ACCEPT.
@@ -11,10 +12,10 @@
 //! - `reader`: the reading role — connections, parsing, answering, ordered writes,
 //!   backpressure. `connection`: one connection's buffers and state. `buffers`: the
 //!   reader's bounded free list of I/O buffers.
-//! - `worker`: handler threads for `pool`.
+//! - `worker`: handler threads (a topology's workers, and the blocking pool).
 //! - `timer`: the per-thread timer wheel behind every connection deadline.
 //! - `conn_limit`: `--max-conns`, pausing accepts at the ceiling.
-//! - `event_loop`: one thread's epoll loop running an acceptor, a reader, or both.
+//! - `event_loop`: one thread's epoll loop and its typed roles: accept, read, or both.
 //! - [`topology`]: [`Topology`], who listens, accepts, reads and handles — any shape, with
 //!   the five models as presets. `arch`: wiring a topology from the parts above.
 //! - [`handler`], [`router`]: the API applications implement.
