@@ -28,7 +28,8 @@ pub struct LabArgs {
     /// Only these scenarios (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Only these targets (comma-separated names, e.g. single,pool,nginx).
+    /// Only these targets (comma-separated names, e.g. single,pool,nginx); a topology
+    /// ("listeners=1 acceptors=2 readers=4 workers=2") not in the plan is added as a target.
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// Rewrite report.md and the plots from an earlier results.json instead of running.
@@ -57,6 +58,19 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         plan.scenarios.retain(|s| args.scenarios.contains(&s.name));
     }
     if !args.targets.is_empty() {
+        for asked in &args.targets {
+            let known = plan
+                .targets
+                .iter()
+                .any(|t| t.name.starts_with(asked.as_str()));
+            if !known && asked.contains('=') {
+                let shape: lab::target::Shape = asked
+                    .parse()
+                    .map_err(|err| anyhow::anyhow!("--targets: {err}"))?;
+                plan.targets
+                    .push(lab::target::Target::shaped(asked, shape, &[]));
+            }
+        }
         plan.targets
             .retain(|t| args.targets.iter().any(|a| t.name.starts_with(a.as_str())));
     }

@@ -1,4 +1,4 @@
-//! `backlog lab`: measures the five models side by side, with nginx, Node and hyper as
+//! `backlog lab`: measures the five models and other topologies side by side, with nginx, Node and hyper as
 //! anchors, under real and hostile load (slow clients, accept storms, SYN floods, reloads).
 //!
 //! # Layout
@@ -11,14 +11,17 @@
 //!   queues read from the server's namespace.
 //! - [`netns`]: the network namespaces for storms and floods, and half-open handshakes.
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
-//! - [`report`]: results.json, report.md and SVG plots.
+//! - [`report`]: results.json, report.md and SVG plots; [`shapes`]: its sections on
+//!   topologies, the thread sweep and which shape suits which workload.
 //! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.
 
 #[cfg(feature = "hyper")]
 pub mod anchor_hyper;
 pub mod loadgen;
 pub mod netns;
+mod plot;
 pub mod report;
 pub mod scenario;
+pub mod shapes;
 pub mod syscalls;
 pub mod target;

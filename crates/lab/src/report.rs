@@ -2,6 +2,7 @@
 //! at a glance, every figure also as a ratio to nginx) and SVG plots (plotters):
 //! requests/s per target per scenario, latency distributions, per-thread balance.
 
+use crate::plot::draw_lines;
 use crate::scenario::{Measurement, Results};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -55,9 +56,10 @@ pub fn write(results: &Results, out: &Path) -> anyhow::Result<()> {
     if !balance.is_empty() {
         balance_plot(&out.join("balance-mixed.svg"), &balance)?;
     }
+    let shapes = crate::shapes::sections(results, out)?;
     std::fs::write(
         out.join("report.md"),
-        markdown(results, &plots, !balance.is_empty()),
+        markdown(results, &plots, !balance.is_empty(), &shapes),
     )?;
     Ok(())
 }
@@ -159,7 +161,14 @@ pub fn table(results: &Results, scenario: &str) -> String {
     t
 }
 
-fn markdown(results: &Results, plots: &[(String, Vec<String>)], balance: bool) -> String {
+/// The report: a section per scenario, then balance, memory, syscalls, `shapes` (the
+/// topology sections) and notes.
+fn markdown(
+    results: &Results,
+    plots: &[(String, Vec<String>)],
+    balance: bool,
+    shapes: &str,
+) -> String {
     let plan = &results.plan;
     let mut md = String::new();
     let _ = writeln!(md, "# backlog lab report\n");
@@ -232,6 +241,7 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
         }
         md.push('\n');
     }
+    md.push_str(shapes);
     if !results.notes.is_empty() {
         let _ = writeln!(md, "## Notes\n");
         for n in &results.notes {
@@ -398,39 +408,6 @@ fn queues_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Re
     Ok(())
 }
 
-/// A named line: its label and its points.
-type Line<X, Y> = (String, Vec<(X, Y)>);
-
-/// One line per target, each in its own colour, with a legend.
-fn draw_lines<'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    series: Vec<Line<X::ValueType, Y::ValueType>>,
-    legend_at: SeriesLabelPosition,
-) -> anyhow::Result<()>
-where
-    X: Ranged,
-    Y: Ranged,
-    X::ValueType: Clone + 'static,
-    Y::ValueType: Clone + 'static,
-{
-    for (i, (name, points)) in series.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(legend_at)
-        .draw()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +438,8 @@ mod tests {
             tcp_ext: BTreeMap::new(),
             queues: vec![(0.0, 1, 0), (0.1, 3, 2)],
             per_thread: vec![],
+            voluntary_switches: 0.5,
+            involuntary_switches: 0.01,
         }
     }
 

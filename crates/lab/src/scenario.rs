@@ -98,6 +98,34 @@ impl Scenario {
     }
 }
 
+/// The workloads extra shapes run in: steady, churning, and mixed fast and slow handlers.
+pub const SHAPE_SCENARIOS: [&str; 3] = ["keepalive-64", "churn", "mixed"];
+/// The workloads of the thread sweep.
+pub const SWEEP_SCENARIOS: [&str; 2] = ["keepalive-64", "mixed"];
+/// Reader counts of the thread sweep: up to well past this machine's cores.
+pub const SWEEP_READERS: [usize; 5] = [1, 2, 4, 8, 16];
+
+/// The thread sweep ("how many is too many"): readers 1…16 for reuseport, dispatch and a
+/// hybrid with two acceptors and a two-worker pool, named `sweep/<shape>/<readers>`.
+fn sweep_targets() -> Vec<Target> {
+    let mut out = Vec::new();
+    for n in SWEEP_READERS {
+        for (kind, shape) in [
+            ("reuseport", format!("listeners={n} readers={n}")),
+            ("dispatch", format!("acceptors=1 readers={n}")),
+            (
+                "hybrid",
+                format!("listeners=1 acceptors=2 readers={n} workers=2"),
+            ),
+        ] {
+            out.push(
+                Target::backlog(&format!("sweep/{kind}/{n}"), &shape, &[]).only(&SWEEP_SCENARIOS),
+            );
+        }
+    }
+    out
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -216,25 +244,47 @@ impl Plan {
                 Target::backlog("shared/herd", "shared", &["--accept", "herd"]),
             ]);
         }
-        targets.push(Target {
-            name: format!("nginx ({threads} workers)"),
-            kind: target::Kind::Nginx { workers: threads },
-        });
-        if cfg!(feature = "hyper") {
-            targets.push(Target {
-                name: format!("hyper ({threads} threads)"),
-                kind: target::Kind::Hyper,
-            });
-        }
-        targets.push(Target {
-            name: "node".into(),
-            kind: target::Kind::Node { cluster: false },
-        });
+        // Shapes no preset has, on the workloads that tell shapes apart.
+        let shapes = |t: Target| t.only(&SHAPE_SCENARIOS);
+        targets.push(shapes(Target::backlog(
+            "hybrid 1×2×2×2",
+            "listeners=1 acceptors=2 readers=2 workers=2",
+            &[],
+        )));
         if !quick {
-            targets.push(Target {
-                name: format!("node cluster ({threads})"),
-                kind: target::Kind::Node { cluster: true },
-            });
+            targets.extend([
+                shapes(Target::backlog(
+                    "hybrid 1×3×5×8",
+                    "listeners=1 acceptors=3 readers=5 workers=8",
+                    &[],
+                )),
+                shapes(Target::backlog(
+                    "reuseport readers + pool",
+                    &format!("listeners={threads} readers={threads} workers={threads}"),
+                    &[],
+                )),
+            ]);
+            targets.extend(sweep_targets());
+        }
+        targets.push(Target::anchor(
+            &format!("nginx ({threads} workers)"),
+            target::Kind::Nginx { workers: threads },
+        ));
+        if cfg!(feature = "hyper") {
+            targets.push(Target::anchor(
+                &format!("hyper ({threads} threads)"),
+                target::Kind::Hyper,
+            ));
+        }
+        targets.push(Target::anchor(
+            "node",
+            target::Kind::Node { cluster: false },
+        ));
+        if !quick {
+            targets.push(Target::anchor(
+                &format!("node cluster ({threads})"),
+                target::Kind::Node { cluster: true },
+            ));
         }
         let scenarios = if quick {
             vec![keepalive, churn, pipelined, mixed, reload]
@@ -343,6 +393,12 @@ pub struct Measurement {
     pub queues: Vec<(f64, u32, u32)>,
     /// Requests per handling thread (backlog only), for the balance plot.
     pub per_thread: Vec<(String, u64)>,
+    /// Voluntary context switches of the server's threads per request (median run).
+    #[serde(default)]
+    pub voluntary_switches: f64,
+    /// Involuntary context switches per request: threads preempted, e.g. more than cores.
+    #[serde(default)]
+    pub involuntary_switches: f64,
 }
 
 /// Memory per idle keep-alive connection.
@@ -392,6 +448,8 @@ fn request(path: &str) -> Vec<u8> {
 
 struct Run {
     result: loadgen::LoadResult,
+    /// Context switches during the measured window (voluntary, involuntary).
+    switches: (u64, u64),
     server_cpu: f64,
     server_sys: f64,
     client_cpu: f64,
@@ -466,12 +524,14 @@ fn one_run(
     let measuring = AtomicBool::new(true);
     let before_state = server_admin_state(server, server_ns);
     let mut cpu = ((0.0, 0.0), 0.0);
+    let mut switches_before = (0, 0);
     let mut watched = None;
     let result = std::thread::scope(|scope| {
         // CPU from the end of the warm-up.
         let baseline = scope.spawn(|| {
             std::thread::sleep(warmup);
-            (server.cpu_split(), target::own_cpu_seconds())
+            let switches = server.context_switches();
+            ((server.cpu_split(), target::own_cpu_seconds()), switches)
         });
         let kernel = scope.spawn(|| watch(server_ns, server.addr.port(), warmup, &measuring));
         // The queues are read by `watch` for every target alike; polling backlog's admin
@@ -511,11 +571,12 @@ fn one_run(
         }
         let r = loadgen::run(&spec, stop);
         measuring.store(false, Ordering::Relaxed);
-        cpu = baseline.join().unwrap_or(((0.0, 0.0), 0.0));
+        (cpu, switches_before) = baseline.join().unwrap_or((((0.0, 0.0), 0.0), (0, 0)));
         watched = kernel.join().ok();
         r
     });
     let (user, sys) = server.cpu_split();
+    let switches_after = server.context_switches();
     let after_state = server_admin_state(server, server_ns);
     let per_thread = match (before_state, after_state) {
         (Some(b), Some(a)) => a
@@ -550,6 +611,10 @@ fn one_run(
             .unwrap_or_default(),
         queues: watched.map(|w| w.queues).unwrap_or_default(),
         per_thread,
+        switches: (
+            switches_after.0.saturating_sub(switches_before.0),
+            switches_after.1.saturating_sub(switches_before.1),
+        ),
         result,
     }
 }
@@ -843,11 +908,19 @@ pub fn run(
                     .collect(),
                 queues: mid.queues.clone(),
                 per_thread: mid.per_thread.clone(),
+                voluntary_switches: mid.switches.0 as f64 / reqs,
+                involuntary_switches: mid.switches.1 as f64 / reqs,
             });
         }
     }
     if !results.interrupted {
-        for t in plan.targets.iter().filter(|t| t.available()) {
+        // Idle memory and syscalls for the main targets; extra shapes and the sweep run only
+        // their own scenarios.
+        for t in plan
+            .targets
+            .iter()
+            .filter(|t| t.available() && t.only.is_empty())
+        {
             if stop.load(Ordering::Relaxed) {
                 results.interrupted = true;
                 break;

@@ -13,13 +13,77 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Which shape a backlog target runs: a model's preset (its threads set by the plan) or a
+/// fixed topology. Written in results.json as `--model`/`--topology` take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Shape {
+    /// A model, with the plan's thread count.
+    Preset(server::Model),
+    /// Any shape, as given.
+    Topology(server::Topology),
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Preset(m) => write!(f, "{m}"),
+            Shape::Topology(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+    /// A model name, or a topology (`listeners=1 acceptors=2 readers=4 …`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(m) = s.parse::<server::Model>() {
+            return Ok(Shape::Preset(m));
+        }
+        let t: server::Topology = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        t.validate().map_err(|e| format!("{s:?}: {e}"))?;
+        Ok(Shape::Topology(t))
+    }
+}
+
+impl From<Shape> for String {
+    fn from(s: Shape) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Shape {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl Shape {
+    /// The `serve` flags that start this shape with `threads` event-loop threads (and as
+    /// many workers) where it is a preset.
+    fn args(&self, threads: usize) -> Vec<String> {
+        match self {
+            Shape::Preset(m) => vec![
+                "--model".into(),
+                m.name().into(),
+                "--threads".into(),
+                threads.to_string(),
+                "--workers".into(),
+                threads.to_string(),
+            ],
+            Shape::Topology(t) => vec!["--topology".into(), t.to_string()],
+        }
+    }
+}
+
 /// What to start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
-    /// `backlog serve` with these arguments after `--model`.
+    /// `backlog serve` in this shape, with more flags.
     Backlog {
-        /// The model.
-        model: String,
+        /// The model's preset or a topology.
+        shape: Shape,
         /// More flags (`--accept mutex`, `--balance least-conns`, …).
         extra: Vec<String>,
     },
@@ -45,18 +109,49 @@ pub struct Target {
     pub name: String,
     /// What it is.
     pub kind: Kind,
+    /// The scenarios it runs in (all when empty): extra shapes and the thread sweep run the
+    /// few workloads that tell them apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<String>,
 }
 
 impl Target {
-    /// A backlog model with extra flags.
-    pub fn backlog(name: &str, model: &str, extra: &[&str]) -> Target {
+    /// A backlog shape (a model name or a topology) with extra flags.
+    ///
+    /// # Panics
+    /// If `shape` is neither: the lab's own targets are written in the code.
+    pub fn backlog(name: &str, shape: &str, extra: &[&str]) -> Target {
+        let shape = shape
+            .parse()
+            .unwrap_or_else(|e| panic!("lab target {name}: {e}"));
+        Target::shaped(name, shape, extra)
+    }
+
+    /// A backlog shape with extra flags.
+    pub fn shaped(name: &str, shape: Shape, extra: &[&str]) -> Target {
         Target {
             name: name.to_string(),
             kind: Kind::Backlog {
-                model: model.to_string(),
+                shape,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
             },
+            only: Vec::new(),
         }
+    }
+
+    /// Another server, as an anchor.
+    pub fn anchor(name: &str, kind: Kind) -> Target {
+        Target {
+            name: name.to_string(),
+            kind,
+            only: Vec::new(),
+        }
+    }
+
+    /// The same target, taking part in these scenarios only.
+    pub fn only(mut self, scenarios: &[&str]) -> Target {
+        self.only = scenarios.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     /// Whether it is one of ours (it can serve `/work` and has an admin endpoint).
@@ -80,6 +175,9 @@ impl Target {
     /// Whether it runs in scenario `s`: `/work` needs backlog, reloads need a server that
     /// reloads in place.
     pub fn takes_part(&self, s: &crate::scenario::Scenario) -> bool {
+        if !self.only.is_empty() && !self.only.contains(&s.name) {
+            return false;
+        }
         if s.backlog_only && !self.is_backlog() {
             return false;
         }
@@ -199,7 +297,7 @@ pub fn start(
             std::thread::spawn(move || for _ in lines {});
             (child, addr, None)
         }
-        Kind::Backlog { model, extra } => {
+        Kind::Backlog { shape, extra } => {
             let backlog: Vec<String> = opts
                 .backlog
                 .map(|b| vec!["--backlog".into(), b.to_string()])
@@ -211,8 +309,7 @@ pub fn start(
                     &SocketAddr::new(opts.host, 0).to_string(),
                 ])
                 .args(["--admin", "127.0.0.1:0"])
-                .args(["--model", model, "--threads", &threads.to_string()])
-                .args(["--workers", &threads.to_string()])
+                .args(shape.args(threads))
                 // The lab's load never reaches the database: no blocking pool.
                 .args(["--blocking-threads", "0"])
                 .arg("--data")
@@ -352,6 +449,35 @@ impl Running {
             .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
+    /// Context switches of every thread of every process of the server, as (voluntary,
+    /// involuntary): a thread that blocks with nothing to do switches voluntarily; one that
+    /// the scheduler takes off a core (more threads than cores) involuntarily.
+    pub fn context_switches(&self) -> (u64, u64) {
+        let mut out = (0, 0);
+        for pid in self.pids() {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                    continue;
+                };
+                for line in status.lines() {
+                    let field = |name: &str| {
+                        line.strip_prefix(name)
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                    };
+                    if let Some(v) = field("voluntary_ctxt_switches:") {
+                        out.0 += v;
+                    } else if let Some(v) = field("nonvoluntary_ctxt_switches:") {
+                        out.1 += v;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Resident memory of every process of the server, KiB.
     pub fn rss_kib(&self) -> u64 {
         self.pids()
@@ -435,10 +561,7 @@ mod tests {
         let plain = Target::backlog("s", "single", &[]);
         assert_eq!(plain.processes(), 1);
         assert!(!plain.takes_part(reload));
-        let nginx = Target {
-            name: "nginx".into(),
-            kind: Kind::Nginx { workers: 2 },
-        };
+        let nginx = Target::anchor("nginx", Kind::Nginx { workers: 2 });
         assert!(nginx.takes_part(reload));
         assert!(!nginx.takes_part(mixed), "/work is backlog's");
     }
