@@ -5,35 +5,11 @@
 //! thread after its process (`w{slot}.g{generation}/loop-0`), sums the totals, and reads
 //! the listening sockets' queues itself: it holds them, and they outlive any worker.
 
-use crate::state::{ListenerState, State};
-use serde::{Deserialize, Serialize};
+use crate::state::{ListenerState, ProcessState, State};
 use server::{Handler, Listener, Router};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One worker process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessState {
-    /// Its pid.
-    pub pid: u32,
-    /// Its generation (1 at start, one more per reload).
-    pub generation: u32,
-    /// Its place among the workers.
-    pub slot: usize,
-    /// It has said it serves.
-    pub ready: bool,
-    /// It was told to drain (replaced by a reload, or shutting down).
-    pub draining: bool,
-    /// Seconds since it started.
-    pub age_s: f64,
-    /// Its own admin endpoint.
-    pub admin: Option<SocketAddr>,
-    /// Its threads, by name (as in its own layout).
-    #[serde(default)]
-    pub threads: Vec<String>,
-}
 
 /// The thread-name prefix for a worker.
 pub fn prefix(p: &ProcessState) -> String {

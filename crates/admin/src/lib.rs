@@ -22,7 +22,7 @@ pub mod metrics;
 pub mod state;
 
 pub use client::fetch_state;
-pub use state::{ListenerState, Sampler, State, ThreadState};
+pub use state::{ListenerState, ProcessState, Sampler, State, ThreadState};
 
 use bytes::Bytes;
 use h1::{Request, Response};

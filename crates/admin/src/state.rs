@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use server::{Introspect, Role, ThreadLayout, ThreadSnapshot};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,28 @@ pub struct ThreadState {
     pub busy_ratio: f64,
     /// Requests per second over the last interval.
     pub requests_per_s: f64,
+}
+
+/// One worker process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessState {
+    /// Its pid.
+    pub pid: u32,
+    /// Its generation (1 at start, one more per reload).
+    pub generation: u32,
+    /// Its place among the workers.
+    pub slot: usize,
+    /// It has said it serves.
+    pub ready: bool,
+    /// It was told to drain (replaced by a reload, or shutting down).
+    pub draining: bool,
+    /// Seconds since it started.
+    pub age_s: f64,
+    /// Its own admin endpoint.
+    pub admin: Option<SocketAddr>,
+    /// Its threads, by name (as in its own layout).
+    #[serde(default)]
+    pub threads: Vec<String>,
 }
 
 /// Everything `/debug/state` returns.
@@ -80,7 +103,7 @@ pub struct State {
     pub open_connections: u64,
     /// Worker processes, when a supervisor answers (`--processes`); empty otherwise.
     #[serde(default)]
-    pub processes: Vec<crate::fleet::ProcessState>,
+    pub processes: Vec<ProcessState>,
 }
 
 struct Previous {

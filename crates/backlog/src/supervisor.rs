@@ -18,7 +18,7 @@
 //! restarted with back-off if it keeps dying, and each exit is logged with its cause.
 
 use crate::inherit::{FDS_ENV, PASSED_ENV, READY_ENV, WORKER_ENV};
-use admin::fleet::ProcessState;
+use admin::ProcessState;
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
 use server::Listener;

@@ -76,6 +76,21 @@ pub struct Flood {
 }
 
 impl Scenario {
+    /// Whether target `t` runs in this scenario: a target limited to some scenarios runs in
+    /// those; `/work` needs backlog; reloads need a server that reloads in place.
+    pub fn includes(&self, t: &Target) -> bool {
+        if !t.only.is_empty() && !t.only.contains(&self.name) {
+            return false;
+        }
+        if self.backlog_only && !t.is_backlog() {
+            return false;
+        }
+        if self.reload_every.is_some() {
+            return matches!(t.kind, target::Kind::Nginx { .. }) || t.processes() > 1;
+        }
+        true
+    }
+
     fn new(name: &str, about: &str, connections: usize) -> Scenario {
         Scenario {
             name: name.into(),
@@ -329,7 +344,7 @@ impl Plan {
     pub fn runs(&self) -> usize {
         self.scenarios
             .iter()
-            .map(|s| self.targets.iter().filter(|t| t.takes_part(s)).count())
+            .map(|s| self.targets.iter().filter(|t| s.includes(t)).count())
             .sum::<usize>()
             * self.repeats
     }
@@ -827,7 +842,7 @@ pub fn run(
         for t in plan
             .targets
             .iter()
-            .filter(|t| t.available() && t.takes_part(s))
+            .filter(|t| t.available() && s.includes(t))
         {
             let mut runs = Vec::new();
             for _ in 0..plan.repeats {
@@ -970,4 +985,50 @@ pub fn run(
 /// Where the lab keeps server scratch directories.
 pub fn scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!("backlog-lab-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_split_the_thread_budget_and_only_reloadable_servers_reload() {
+        let plan = Plan::new(false, 2);
+        let reload = plan.scenarios.iter().find(|s| s.name == "reload").unwrap();
+        let mixed = plan.scenarios.iter().find(|s| s.name == "mixed").unwrap();
+        let procs = Target::backlog("r", "reuseport", &["--processes", "2"]);
+        assert_eq!(procs.processes(), 2);
+        assert!(reload.includes(&procs) && mixed.includes(&procs));
+        let plain = Target::backlog("s", "single", &[]);
+        assert_eq!(plain.processes(), 1);
+        assert!(!reload.includes(&plain));
+        let nginx = Target::anchor("nginx", target::Kind::Nginx { workers: 2 });
+        assert!(reload.includes(&nginx));
+        assert!(!mixed.includes(&nginx), "/work is backlog's");
+    }
+
+    #[test]
+    fn extra_shapes_and_the_sweep_run_only_their_workloads() {
+        let plan = Plan::new(false, 2);
+        let sweep: Vec<&Target> = plan
+            .targets
+            .iter()
+            .filter(|t| t.name.starts_with("sweep/"))
+            .collect();
+        assert_eq!(sweep.len(), 3 * SWEEP_READERS.len());
+        let shapes = plan.targets.iter().filter(|t| t.is_backlog()).count();
+        assert!(
+            shapes - sweep.len() >= 8,
+            "at least 8 shapes besides the sweep"
+        );
+        for s in &plan.scenarios {
+            let runs_sweep = sweep.iter().any(|t| s.includes(t));
+            assert_eq!(
+                runs_sweep,
+                SWEEP_SCENARIOS.contains(&s.name.as_str()),
+                "{}",
+                s.name
+            );
+        }
+    }
 }

@@ -172,21 +172,6 @@ impl Target {
         }
     }
 
-    /// Whether it runs in scenario `s`: `/work` needs backlog, reloads need a server that
-    /// reloads in place.
-    pub fn takes_part(&self, s: &crate::scenario::Scenario) -> bool {
-        if !self.only.is_empty() && !self.only.contains(&s.name) {
-            return false;
-        }
-        if s.backlog_only && !self.is_backlog() {
-            return false;
-        }
-        if s.reload_every.is_some() {
-            return matches!(self.kind, Kind::Nginx { .. }) || self.processes() > 1;
-        }
-        true
-    }
-
     /// Whether the program it needs is installed.
     pub fn available(&self) -> bool {
         match self.kind {
@@ -543,26 +528,4 @@ fn cpu_seconds_of(pid: u32) -> f64 {
 /// Fetch backlog's `/debug/state` from its admin endpoint.
 pub fn admin_state(admin: SocketAddr) -> Option<admin::State> {
     admin::fetch_state(admin, Duration::from_millis(500)).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::Plan;
-
-    #[test]
-    fn processes_split_the_thread_budget_and_only_reloadable_servers_reload() {
-        let plan = Plan::new(false, 2);
-        let reload = plan.scenarios.iter().find(|s| s.name == "reload").unwrap();
-        let mixed = plan.scenarios.iter().find(|s| s.name == "mixed").unwrap();
-        let procs = Target::backlog("r", "reuseport", &["--processes", "2"]);
-        assert_eq!(procs.processes(), 2);
-        assert!(procs.takes_part(reload) && procs.takes_part(mixed));
-        let plain = Target::backlog("s", "single", &[]);
-        assert_eq!(plain.processes(), 1);
-        assert!(!plain.takes_part(reload));
-        let nginx = Target::anchor("nginx", Kind::Nginx { workers: 2 });
-        assert!(nginx.takes_part(reload));
-        assert!(!nginx.takes_part(mixed), "/work is backlog's");
-    }
 }
