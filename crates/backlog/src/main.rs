@@ -29,6 +29,7 @@ mod supervisor;
 mod top;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
 use server::{AcceptStrategy, Balance, Model, Server, ServerError};
 use std::net::SocketAddr;
@@ -84,8 +85,8 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Who listens, accepts, reads and handles, as one of five presets.
-    #[arg(long, value_enum, default_value_t = ModelArg::Reuseport)]
-    model: ModelArg,
+    #[arg(long, default_value = "reuseport", value_parser = named(&Model::ALL, |m| m.name()))]
+    model: Model,
     /// Any shape instead of a preset: "listeners=1 acceptors=3 readers=5 workers=8" (keys in
     /// any order; missing: listeners=1 acceptors=0 workers=0, readers one per core; also
     /// accept= and balance=, else --accept and --balance).
@@ -101,11 +102,11 @@ struct ServeArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// How shared-model threads take turns on the one socket.
-    #[arg(long, value_enum, default_value_t = AcceptArg::Exclusive)]
-    accept: AcceptArg,
+    #[arg(long, default_value = "exclusive", value_parser = named(&AcceptStrategy::ALL, |a| a.name()))]
+    accept: AcceptStrategy,
     /// How the dispatch acceptor picks a reader.
-    #[arg(long, value_enum, default_value_t = BalanceArg::RoundRobin)]
-    balance: BalanceArg,
+    #[arg(long, default_value = "round-robin", value_parser = named(&Balance::ALL, |b| b.name()))]
+    balance: Balance,
     /// listen(2) backlog; the kernel clamps it to net.core.somaxconn.
     #[arg(long, default_value_t = 4096)]
     backlog: u32,
@@ -188,27 +189,15 @@ struct ServeArgs {
     comment_delay: Duration,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ModelArg {
-    Single,
-    Dispatch,
-    Pool,
-    Shared,
-    Reuseport,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum AcceptArg {
-    Exclusive,
-    Mutex,
-    Herd,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BalanceArg {
-    RoundRobin,
-    LeastConns,
-    P2c,
+/// A flag that takes one of a library type's names, listed in `--help`.
+fn named<T>(all: &[T], name: fn(&T) -> &'static str) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    let names: Vec<&'static str> = all.iter().map(name).collect();
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|n| n.parse::<T>().map_err(|e| e.to_string()))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -429,40 +418,15 @@ fn run_supervisor(
     result
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // A 1 MiB body's buffers go back to the kernel when freed, not into an arena for good.
-    sys::memory::return_large_allocations(128 * 1024);
-    let worker = inherit::worker_id()?;
-    let inherited = inherit::listeners()?;
-    let ready = inherit::Ready::take()?;
-    if let Some((source, l)) = &inherited {
-        tracing::info!(
-            ?source,
-            sockets = l.len(),
-            addr = %l[0].local_addr(),
-            worker = worker.as_deref().unwrap_or("-"),
-            "serving on inherited sockets"
-        );
-    }
+/// The server `serve`'s flags describe: its shape (a preset, or `--topology` with
+/// `--accept`/`--balance` filling what it leaves out), limits and timeouts. A shape the rules
+/// refuse is a configuration error (exit 2).
+fn builder_from(args: &ServeArgs) -> anyhow::Result<server::ServerBuilder> {
     let mut builder = Server::builder()
         .listen(args.listen)
-        .model(match args.model {
-            ModelArg::Single => Model::Single,
-            ModelArg::Dispatch => Model::Dispatch,
-            ModelArg::Pool => Model::Pool,
-            ModelArg::Shared => Model::Shared,
-            ModelArg::Reuseport => Model::Reuseport,
-        })
-        .accept(match args.accept {
-            AcceptArg::Exclusive => AcceptStrategy::Exclusive,
-            AcceptArg::Mutex => AcceptStrategy::Mutex,
-            AcceptArg::Herd => AcceptStrategy::Herd,
-        })
-        .balance(match args.balance {
-            BalanceArg::RoundRobin => Balance::RoundRobin,
-            BalanceArg::LeastConns => Balance::LeastConns,
-            BalanceArg::P2c => Balance::P2c,
-        })
+        .model(args.model)
+        .accept(args.accept)
+        .balance(args.balance)
         .backlog(args.backlog)
         .defer_accept(args.defer_accept)
         .queue_depth(args.queue_depth)
@@ -494,17 +458,38 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .parse()
             .map_err(|err| ServerError::Config(format!("--topology: {err}")))?;
         if !text.contains("accept=") {
-            t.accept = builder.config().accept;
+            t.accept = args.accept;
         }
         if !text.contains("balance=") {
-            t.balance = builder.config().balance;
+            t.balance = args.balance;
         }
         builder = builder.topology(t);
     }
-    let shape = builder.config().shape();
-    shape
+    builder
+        .config()
+        .shape()
         .validate()
         .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
+    Ok(builder)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // A 1 MiB body's buffers go back to the kernel when freed, not into an arena for good.
+    sys::memory::return_large_allocations(128 * 1024);
+    let worker = inherit::worker_id()?;
+    let inherited = inherit::listeners()?;
+    let ready = inherit::Ready::take()?;
+    if let Some((source, l)) = &inherited {
+        tracing::info!(
+            ?source,
+            sockets = l.len(),
+            addr = %l[0].local_addr(),
+            worker = worker.as_deref().unwrap_or("-"),
+            "serving on inherited sockets"
+        );
+    }
+    let builder = builder_from(&args)?;
+    let shape = builder.config().shape();
     if args.dry_run {
         outln!("{}", shape.describe().trim_end());
         if args.processes > 1 {
@@ -516,9 +501,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let cfg = builder.config().clone();
         return supervise(&args, &cfg, inherited.map(|(_, l)| l));
     }
-    if let Some((_, listeners)) = inherited {
-        builder = builder.listeners(listeners);
-    }
+    let builder = match inherited {
+        Some((_, listeners)) => builder.listeners(listeners),
+        None => builder,
+    };
     if let Some(addr) = args.admin {
         if !addr.ip().is_loopback() && !args.admin_public {
             return Err(ServerError::Config(format!(

@@ -57,6 +57,20 @@ named!(Model, Single, Dispatch, Pool, Shared, Reuseport);
 named!(AcceptStrategy, Exclusive, Mutex, Herd);
 named!(Balance, RoundRobin, LeastConns, P2c);
 
+impl AcceptStrategy {
+    /// Every strategy.
+    pub const ALL: [AcceptStrategy; 3] = [
+        AcceptStrategy::Exclusive,
+        AcceptStrategy::Mutex,
+        AcceptStrategy::Herd,
+    ];
+}
+
+impl Balance {
+    /// Every balancer.
+    pub const ALL: [Balance; 3] = [Balance::RoundRobin, Balance::LeastConns, Balance::P2c];
+}
+
 impl Model {
     /// Every model, in the order the docs present them.
     pub const ALL: [Model; 5] = [
