@@ -48,10 +48,8 @@ fn shapes_table(results: &Results, md: &mut String) {
             .targets
             .iter()
             .find(|t| t.name == m.target)
-            .and_then(|t| match &t.kind {
-                crate::target::Kind::Backlog { shape, .. } => Some(shape.to_string()),
-                _ => None,
-            })
+            .and_then(|t| t.topology(results.plan.threads))
+            .map(|t| t.to_string())
             .unwrap_or_default();
         let _ = writeln!(
             md,

@@ -159,6 +159,34 @@ impl Target {
         matches!(self.kind, Kind::Backlog { .. })
     }
 
+    /// The topology a backlog target runs with `threads` event-loop threads: its shape with
+    /// the `--accept`/`--balance` flags it adds. `None` for the anchors.
+    pub fn topology(&self, threads: usize) -> Option<server::Topology> {
+        let Kind::Backlog { shape, extra } = &self.kind else {
+            return None;
+        };
+        let flag = |name: &str| {
+            extra
+                .iter()
+                .position(|a| a == name)
+                .and_then(|i| extra.get(i + 1))
+        };
+        Some(match shape {
+            Shape::Topology(t) => *t,
+            Shape::Preset(m) => server::Topology::preset(
+                *m,
+                threads,
+                threads,
+                flag("--accept")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(server::AcceptStrategy::Exclusive),
+                flag("--balance")
+                    .and_then(|b| b.parse().ok())
+                    .unwrap_or(server::Balance::RoundRobin),
+            ),
+        })
+    }
+
     /// Processes it runs the model in (`--processes`), 1 if not given.
     pub fn processes(&self) -> usize {
         match &self.kind {
