@@ -40,14 +40,14 @@ pub struct LabArgs {
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
     if let Some(from) = &args.from {
         let raw = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-        let results: lab::scenario::Results =
+        let results: lab::results::Results =
             serde_json::from_slice(&raw).context("parsing results.json")?;
         lab::report::write(&results, &args.out).context("writing the report")?;
         outln!("report: {}/report.md", args.out.display());
         return Ok(());
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut plan = lab::scenario::Plan::new(args.quick, args.threads.unwrap_or(cores));
+    let mut plan = lab::plan::Plan::new(args.quick, args.threads.unwrap_or(cores));
     if let Some(d) = args.duration {
         plan.duration = d;
     }
@@ -93,14 +93,14 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let bin = std::env::current_exe().context("locating the backlog binary")?;
-    let scratch = lab::scenario::scratch_dir();
+    let scratch = lab::run::scratch_dir();
     let progress = |scenario: &str, target: &str| {
         if scenario != "idle-memory" {
             bar.inc(1);
         }
         bar.set_message(format!("{scenario} / {target}"));
     };
-    let results = lab::scenario::run(&plan, &bin, &scratch, &stop, &progress);
+    let results = lab::run::run(&plan, &bin, &scratch, &stop, &progress);
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
     lab::report::write(&results, &args.out).context("writing the report")?;

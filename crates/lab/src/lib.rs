@@ -7,8 +7,10 @@
 //! - [`target`]: servers under test, each started as its own process on a fresh port:
 //!   backlog in every model (and in processes), nginx, Node and hyper; CPU and RSS read
 //!   from /proc.
-//! - [`scenario`]: what is measured, the run plan (`--quick` or full), and the kernel's
-//!   queues read from the server's namespace.
+//! - [`scenario`]: what a scenario is, and the hostile traffic beside its load.
+//! - [`plan`]: which scenarios against which targets (`--quick` or full).
+//! - [`run`]: the measuring loop, and the kernel's queues read from the server's namespace.
+//! - [`results`]: what a run produced (results.json).
 //! - [`netns`]: the network namespaces for storms and floods, and half-open handshakes.
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots; [`shapes`]: its sections on
@@ -19,8 +21,11 @@
 pub mod anchor_hyper;
 pub mod loadgen;
 pub mod netns;
+pub mod plan;
 mod plot;
 pub mod report;
+pub mod results;
+pub mod run;
 pub mod scenario;
 pub mod shapes;
 pub mod syscalls;

@@ -3,7 +3,7 @@
 //! requests/s per target per scenario, latency distributions, per-thread balance.
 
 use crate::plot::draw_lines;
-use crate::scenario::{Measurement, Results};
+use crate::results::{Measurement, Results};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -411,7 +411,7 @@ fn queues_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Plan;
+    use crate::plan::Plan;
     use std::collections::BTreeMap;
 
     fn measured(target: &str, rps: f64, cpu_us: f64) -> Measurement {

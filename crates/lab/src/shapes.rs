@@ -2,8 +2,9 @@
 //! is too many"), and a table of which shape suits which workload — generated from the
 //! measured figures, never written by hand.
 
+use crate::plan::SWEEP_READERS;
 use crate::plot::draw_lines;
-use crate::scenario::{Measurement, Results, SWEEP_READERS};
+use crate::results::{Measurement, Results};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -217,7 +218,7 @@ fn recommend(results: &Results, md: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Plan;
+    use crate::plan::Plan;
     use std::collections::BTreeMap;
 
     fn measured(scenario: &str, target: &str, rps: f64, cpu_us: f64, p99_us: u64) -> Measurement {

@@ -82,7 +82,8 @@ impl Shape {
 pub enum Kind {
     /// `backlog serve` in this shape, with more flags.
     Backlog {
-        /// The model's preset or a topology.
+        /// The model's preset or a topology (`model` in results written before topologies).
+        #[serde(alias = "model")]
         shape: Shape,
         /// More flags (`--accept mutex`, `--balance least-conns`, …).
         extra: Vec<String>,

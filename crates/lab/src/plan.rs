@@ -1,0 +1,297 @@
+//! The run plan: which scenarios against which targets — the five models, their variants,
+//! shapes no preset has, the thread sweep and the anchors — for `--quick` (CI) or the full run.
+//! Adding a shape is adding a row to a target list.
+
+use crate::scenario::{Flood, Scenario};
+use crate::target::{self, Target};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The workloads extra shapes run in: steady, churning, and mixed fast and slow handlers.
+pub const SHAPE_SCENARIOS: [&str; 3] = ["keepalive-64", "churn", "mixed"];
+/// The workloads of the thread sweep.
+pub const SWEEP_SCENARIOS: [&str; 2] = ["keepalive-64", "mixed"];
+/// Reader counts of the thread sweep: up to well past this machine's cores.
+pub const SWEEP_READERS: [usize; 5] = [1, 2, 4, 8, 16];
+
+/// The thread sweep ("how many is too many"): readers 1…16 for reuseport, dispatch and a
+/// hybrid with two acceptors and a two-worker pool, named `sweep/<shape>/<readers>`.
+fn sweep_targets() -> Vec<Target> {
+    let mut out = Vec::new();
+    for n in SWEEP_READERS {
+        for (kind, shape) in [
+            ("reuseport", format!("listeners={n} readers={n}")),
+            ("dispatch", format!("acceptors=1 readers={n}")),
+            (
+                "hybrid",
+                format!("listeners=1 acceptors=2 readers={n} workers=2"),
+            ),
+        ] {
+            out.push(
+                Target::backlog(&format!("sweep/{kind}/{n}"), &shape, &[]).only(&SWEEP_SCENARIOS),
+            );
+        }
+    }
+    out
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// Scenarios in order.
+    pub scenarios: Vec<Scenario>,
+    /// Targets in order.
+    pub targets: Vec<Target>,
+    /// Server threads (and nginx workers).
+    pub threads: usize,
+    /// Load-generator threads.
+    pub client_threads: usize,
+    /// Measured seconds per run.
+    pub duration: Duration,
+    /// Warm-up per run.
+    pub warmup: Duration,
+    /// Runs per figure (the median is reported).
+    pub repeats: usize,
+    /// Idle keep-alive connections for the memory figure.
+    pub idle_connections: usize,
+    /// Count syscalls per request with strace.
+    pub syscalls: bool,
+}
+
+impl Plan {
+    /// `--quick` (under 3 minutes, for CI) or the full run.
+    pub fn new(quick: bool, threads: usize) -> Plan {
+        let mut keepalive = Scenario::new("keepalive-64", "keep-alive GET /, 64 connections", 64);
+        keepalive.about = "keep-alive plaintext GET /, 64 connections".into();
+        let big = Scenario::new(
+            "keepalive-1024",
+            "keep-alive GET /, 1,024 connections",
+            1024,
+        );
+        let mut churn = Scenario::new("churn", "a new connection per request, 64 at a time", 64);
+        churn.churn = true;
+        let mut pipelined = Scenario::new(
+            "pipelined-16",
+            "keep-alive, 16 requests pipelined, 64 connections",
+            64,
+        );
+        pipelined.pipeline = 16;
+        let mut mixed = Scenario::new(
+            "mixed",
+            "95% GET /, 5% GET /work?spin_us=2000: imbalance and head-of-line blocking",
+            64,
+        );
+        mixed.mix = vec![(95, "/".into()), (5, "/work?spin_us=2000".into())];
+        mixed.backlog_only = true;
+        let mut slowloris = Scenario::new("slowloris", "64 normal keep-alive clients while 1,000 connections trickle a header byte every 0.5 s", 64);
+        slowloris.slowloris = 1000;
+        let mut storm = Scenario::new(
+            "accept-storm",
+            "64 churning clients (a connection per request) while bursts of 3,000 connects arrive every 500 ms, against --backlog 64, in a network namespace the lab creates",
+            64,
+        );
+        storm.churn = true;
+        storm.backlog = Some(64);
+        storm.netns = true;
+        storm.burst = 3000;
+        let mut reload = Scenario::new(
+            "reload",
+            "churn (a connection per request, 64 at a time) while the server reloads every 500 ms: a new generation of workers, the old one drained; backlog with --processes 2 and nginx only",
+            64,
+        );
+        reload.churn = true;
+        reload.reload_every = Some(Duration::from_millis(500));
+        let mut fixed = Scenario::new(
+            "fixed-rate",
+            "keep-alive GET /, 64 connections at a fixed 20,000 requests/s: latency from each request's intended send time (no coordinated omission)",
+            64,
+        );
+        fixed.rate = Some(20_000.0);
+        let mut slow_readers = Scenario::new(
+            "slow-readers",
+            "64 normal keep-alive clients while 200 connections pipeline thousands of requests and never read an answer",
+            64,
+        );
+        slow_readers.slow_readers = 200;
+        let flood = |cookies: u8| {
+            let mut f = Scenario::new(
+                &format!("syn-flood-cookies-{cookies}"),
+                &format!(
+                    "16 churning clients from a second host while another floods 2,000 never-ACKed SYNs/s; \
+                     tcp_syncookies={cookies}, --backlog 128 (tcp_max_syn_backlog=1024, so the listener's own queue is what fills); two network namespaces the lab creates"
+                ),
+                16,
+            );
+            f.churn = true;
+            f.backlog = Some(128);
+            f.flood = Some(Flood {
+                syns_per_second: 2000,
+                syncookies: cookies,
+                max_syn_backlog: 1024,
+            });
+            f
+        };
+
+        let mut targets = vec![
+            Target::backlog("single", "single", &[]),
+            Target::backlog("dispatch", "dispatch", &[]),
+            Target::backlog("pool", "pool", &[]),
+            Target::backlog("shared", "shared", &[]),
+            Target::backlog("reuseport", "reuseport", &[]),
+            Target::backlog("reuseport ×2 proc", "reuseport", &["--processes", "2"]),
+        ];
+        if !quick {
+            targets.extend([
+                Target::backlog("dispatch ×2 proc", "dispatch", &["--processes", "2"]),
+                Target::backlog(
+                    "dispatch/least-conns",
+                    "dispatch",
+                    &["--balance", "least-conns"],
+                ),
+                Target::backlog("dispatch/p2c", "dispatch", &["--balance", "p2c"]),
+                Target::backlog("shared/mutex", "shared", &["--accept", "mutex"]),
+                Target::backlog("shared/herd", "shared", &["--accept", "herd"]),
+            ]);
+        }
+        // Shapes no preset has, on the workloads that tell shapes apart.
+        let shapes = |t: Target| t.only(&SHAPE_SCENARIOS);
+        targets.push(shapes(Target::backlog(
+            "hybrid 1×2×2×2",
+            "listeners=1 acceptors=2 readers=2 workers=2",
+            &[],
+        )));
+        if !quick {
+            targets.extend([
+                shapes(Target::backlog(
+                    "hybrid 1×3×5×8",
+                    "listeners=1 acceptors=3 readers=5 workers=8",
+                    &[],
+                )),
+                shapes(Target::backlog(
+                    "reuseport readers + pool",
+                    &format!("listeners={threads} readers={threads} workers={threads}"),
+                    &[],
+                )),
+            ]);
+            targets.extend(sweep_targets());
+        }
+        targets.push(Target::anchor(
+            &format!("nginx ({threads} workers)"),
+            target::Kind::Nginx { workers: threads },
+        ));
+        if cfg!(feature = "hyper") {
+            targets.push(Target::anchor(
+                &format!("hyper ({threads} threads)"),
+                target::Kind::Hyper,
+            ));
+        }
+        targets.push(Target::anchor(
+            "node",
+            target::Kind::Node { cluster: false },
+        ));
+        if !quick {
+            targets.push(Target::anchor(
+                &format!("node cluster ({threads})"),
+                target::Kind::Node { cluster: true },
+            ));
+        }
+        let scenarios = if quick {
+            vec![keepalive, churn, pipelined, mixed, reload]
+        } else {
+            vec![
+                keepalive,
+                big,
+                churn,
+                pipelined,
+                mixed,
+                fixed,
+                slowloris,
+                slow_readers,
+                reload,
+                storm,
+                flood(0),
+                flood(1),
+            ]
+        };
+        Plan {
+            scenarios,
+            targets,
+            threads,
+            client_threads: 1,
+            duration: if quick {
+                Duration::from_millis(1500)
+            } else {
+                Duration::from_secs(5)
+            },
+            warmup: if quick {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(1)
+            },
+            repeats: if quick { 1 } else { 3 },
+            idle_connections: if quick { 1000 } else { 10_000 },
+            syscalls: !quick,
+        }
+    }
+
+    /// Number of runs, for the progress bar.
+    pub fn runs(&self) -> usize {
+        self.scenarios
+            .iter()
+            .map(|s| self.targets.iter().filter(|t| s.includes(t)).count())
+            .sum::<usize>()
+            * self.repeats
+    }
+
+    /// A bound on how long it takes.
+    pub fn expected(&self) -> Duration {
+        let per_run = self.duration + self.warmup + Duration::from_millis(900);
+        per_run * self.runs() as u32 + Duration::from_secs(4) * self.targets.len() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_split_the_thread_budget_and_only_reloadable_servers_reload() {
+        let plan = Plan::new(false, 2);
+        let reload = plan.scenarios.iter().find(|s| s.name == "reload").unwrap();
+        let mixed = plan.scenarios.iter().find(|s| s.name == "mixed").unwrap();
+        let procs = Target::backlog("r", "reuseport", &["--processes", "2"]);
+        assert_eq!(procs.processes(), 2);
+        assert!(reload.includes(&procs) && mixed.includes(&procs));
+        let plain = Target::backlog("s", "single", &[]);
+        assert_eq!(plain.processes(), 1);
+        assert!(!reload.includes(&plain));
+        let nginx = Target::anchor("nginx", target::Kind::Nginx { workers: 2 });
+        assert!(reload.includes(&nginx));
+        assert!(!mixed.includes(&nginx), "/work is backlog's");
+    }
+
+    #[test]
+    fn extra_shapes_and_the_sweep_run_only_their_workloads() {
+        let plan = Plan::new(false, 2);
+        let sweep: Vec<&Target> = plan
+            .targets
+            .iter()
+            .filter(|t| t.name.starts_with("sweep/"))
+            .collect();
+        assert_eq!(sweep.len(), 3 * SWEEP_READERS.len());
+        let shapes = plan.targets.iter().filter(|t| t.is_backlog()).count();
+        assert!(
+            shapes - sweep.len() >= 8,
+            "at least 8 shapes besides the sweep"
+        );
+        for s in &plan.scenarios {
+            let runs_sweep = sweep.iter().any(|t| s.includes(t));
+            assert_eq!(
+                runs_sweep,
+                SWEEP_SCENARIOS.contains(&s.name.as_str()),
+                "{}",
+                s.name
+            );
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The loop that measures: each scenario against each target, each server its own process on
+//! a fresh port, with a warm-up before measuring; each figure is the median of the repeats,
+//! with the spread kept. Server CPU per request (user + system time of the server's processes
+//! over the measured window, from /proc) is the figure that decides: on two cores the client
+//! is often the limit on requests/s, and the report says when it was.
+
+use crate::loadgen::{self, LoadSpec, Pace, Reuse};
+use crate::netns::{self, Hosts};
+use crate::plan::Plan;
+use crate::results::{IdleMemory, Measurement, Results, SyscallCount};
+use crate::scenario::{bursts, never_read, request, syn_flood, trickle, Scenario};
+use crate::target::{self, Running};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+struct Run {
+    result: loadgen::LoadResult,
+    /// Context switches during the measured window (voluntary, involuntary).
+    switches: (u64, u64),
+    server_cpu: f64,
+    server_sys: f64,
+    client_cpu: f64,
+    rss: u64,
+    tcp_ext: kernel::TcpExt,
+    queues: Vec<(f64, u32, u32)>,
+    per_thread: Vec<(String, u64)>,
+}
+
+/// What the kernel shows about the server's port while a run measures, read from the
+/// server's own network namespace: queues every 100 ms, TcpExt counters before and after.
+struct Watch {
+    queues: Vec<(f64, u32, u32)>,
+    tcp_ext: kernel::TcpExt,
+}
+
+fn watch(server_ns: Option<&str>, port: u16, warmup: Duration, measuring: &AtomicBool) -> Watch {
+    if let Some(ns) = server_ns {
+        if sys::netns::enter(ns).is_err() {
+            return Watch {
+                queues: Vec::new(),
+                tcp_ext: kernel::TcpExt::default(),
+            };
+        }
+    }
+    std::thread::sleep(warmup);
+    let before = kernel::TcpExt::read().unwrap_or_default();
+    let start = Instant::now();
+    let mut queues = Vec::new();
+    while measuring.load(Ordering::Relaxed) {
+        let accept = kernel::listen_queues(port).map_or(0, |q| q.queued);
+        let syn = kernel::syn_recv_count(port).unwrap_or(0);
+        queues.push((start.elapsed().as_secs_f64(), accept, syn));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = kernel::TcpExt::read().unwrap_or_default();
+    Watch {
+        queues,
+        tcp_ext: after.since(&before),
+    }
+}
+
+fn one_run(
+    plan: &Plan,
+    s: &Scenario,
+    server: &Running,
+    server_ns: Option<&str>,
+    stop: &AtomicBool,
+) -> Run {
+    // A storm is measured from its first burst: that is when the queue overflows.
+    let warmup = if s.backlog.is_some() && s.flood.is_none() {
+        Duration::ZERO
+    } else {
+        plan.warmup
+    };
+    let spec = LoadSpec {
+        addr: server.addr,
+        connections: s.connections,
+        threads: s.client_threads.unwrap_or(plan.client_threads),
+        duration: plan.duration,
+        warmup,
+        pace: s.rate.map_or(Pace::Closed, Pace::Rate),
+        reuse: if s.churn {
+            Reuse::Churn
+        } else {
+            Reuse::KeepAlive
+        },
+        pipeline: s.pipeline,
+        requests: s.mix.iter().map(|(w, p)| (*w, request(p))).collect(),
+        timeout: Duration::from_secs(5),
+    };
+    let measuring = AtomicBool::new(true);
+    let before_state = server_admin_state(server, server_ns);
+    let mut cpu = ((0.0, 0.0), 0.0);
+    let mut switches_before = (0, 0);
+    let mut watched = None;
+    let result = std::thread::scope(|scope| {
+        // CPU from the end of the warm-up.
+        let baseline = scope.spawn(|| {
+            std::thread::sleep(warmup);
+            let switches = server.context_switches();
+            ((server.cpu_split(), target::own_cpu_seconds()), switches)
+        });
+        let kernel = scope.spawn(|| watch(server_ns, server.addr.port(), warmup, &measuring));
+        // The queues are read by `watch` for every target alike; polling backlog's admin
+        // endpoint as well would charge backlog alone for the samples (each a sock_diag
+        // dump and a JSON encode on the server's cores).
+        if s.slowloris > 0 {
+            let (addr, n, until) = (
+                server.addr,
+                s.slowloris,
+                Instant::now() + warmup + plan.duration,
+            );
+            scope.spawn(move || trickle(addr, n, until));
+        }
+        let until = Instant::now() + warmup + plan.duration;
+        if s.slow_readers > 0 {
+            let (addr, n) = (server.addr, s.slow_readers);
+            scope.spawn(move || never_read(addr, n, until));
+        }
+        if let Some(every) = s.reload_every {
+            let pid = server.pid();
+            scope.spawn(move || {
+                let mut next = Instant::now() + warmup + every / 2;
+                while next < until {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    let _ = sys::process::signal(pid, 1 /* SIGHUP */);
+                    next += every;
+                }
+            });
+        }
+        if s.burst > 0 {
+            let (addr, n) = (server.addr, s.burst);
+            scope.spawn(move || bursts(addr, n, until));
+        }
+        if let Some(flood) = s.flood {
+            let addr = server.addr;
+            scope.spawn(move || syn_flood(addr, flood.syns_per_second, until));
+        }
+        let r = loadgen::run(&spec, stop);
+        measuring.store(false, Ordering::Relaxed);
+        (cpu, switches_before) = baseline.join().unwrap_or((((0.0, 0.0), 0.0), (0, 0)));
+        watched = kernel.join().ok();
+        r
+    });
+    let (user, sys) = server.cpu_split();
+    let switches_after = server.context_switches();
+    let after_state = server_admin_state(server, server_ns);
+    let per_thread = match (before_state, after_state) {
+        (Some(b), Some(a)) => a
+            .threads
+            .iter()
+            .filter(|t| {
+                a.layout
+                    .iter()
+                    .any(|l| l.name == t.counters.name && l.handles)
+            })
+            .map(|t| {
+                let before = b
+                    .threads
+                    .iter()
+                    .find(|o| o.counters.name == t.counters.name);
+                (
+                    t.counters.name.clone(),
+                    t.counters.requests - before.map_or(0, |o| o.counters.requests),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Run {
+        server_cpu: (user + sys) - (cpu.0 .0 + cpu.0 .1),
+        server_sys: sys - cpu.0 .1,
+        client_cpu: target::own_cpu_seconds() - cpu.1,
+        rss: server.rss_kib(),
+        tcp_ext: watched
+            .as_ref()
+            .map(|w| w.tcp_ext.clone())
+            .unwrap_or_default(),
+        queues: watched.map(|w| w.queues).unwrap_or_default(),
+        per_thread,
+        switches: (
+            switches_after.0.saturating_sub(switches_before.0),
+            switches_after.1.saturating_sub(switches_before.1),
+        ),
+        result,
+    }
+}
+
+/// The server's `/debug/state`, fetched from inside its namespace when it has one.
+fn server_admin_state(server: &Running, server_ns: Option<&str>) -> Option<admin::State> {
+    let admin = server.admin?;
+    match server_ns {
+        None => target::admin_state(admin),
+        Some(ns) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    sys::netns::enter(ns).ok()?;
+                    target::admin_state(admin)
+                })
+                .join()
+                .ok()
+                .flatten()
+        }),
+    }
+}
+
+/// Hold `n` idle keep-alive connections (each answered once) and measure RSS growth.
+fn idle_memory(server: &Running, n: usize) -> f64 {
+    use std::io::Read;
+    let before = server.rss_kib();
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let Ok(mut c) = TcpStream::connect(server.addr) else {
+            break;
+        };
+        let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n");
+        conns.push(c);
+    }
+    let mut buf = [0u8; 512];
+    for c in conns.iter_mut() {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = c.read(&mut buf);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = server.rss_kib();
+    (after.saturating_sub(before) as f64 * 1024.0) / conns.len().max(1) as f64
+}
+
+fn median_index(values: &[f64]) -> usize {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+    idx[idx.len() / 2]
+}
+
+/// Run the plan. `progress` is told each run as it starts; `stop` (Ctrl-C) ends the run
+/// early and what is done is returned.
+pub fn run(
+    plan: &Plan,
+    backlog_bin: &Path,
+    scratch: &Path,
+    stop: &AtomicBool,
+    progress: &dyn Fn(&str, &str),
+) -> Results {
+    let started = Instant::now();
+    let mut results = Results {
+        plan: plan.clone(),
+        measurements: Vec::new(),
+        idle: Vec::new(),
+        syscalls: Vec::new(),
+        interrupted: false,
+        wall_s: 0.0,
+        notes: Vec::new(),
+    };
+    for t in &plan.targets {
+        if !t.available() {
+            results
+                .notes
+                .push(format!("{} skipped: not installed", t.name));
+        }
+    }
+    'scenarios: for s in &plan.scenarios {
+        let namespace = if s.netns || s.flood.is_some() {
+            let made = if s.flood.is_some() {
+                Hosts::pair()
+            } else {
+                Hosts::create()
+            };
+            match made {
+                Some(ns) => Some(ns),
+                None => {
+                    results.notes.push(format!(
+                        "{} skipped: creating a network namespace needs root and iproute2",
+                        s.name
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        if let (Some(ns), Some(flood)) = (&namespace, s.flood) {
+            netns::sysctl(
+                &ns.server,
+                &format!("net.ipv4.tcp_syncookies={}", flood.syncookies),
+            );
+            netns::sysctl(
+                &ns.server,
+                &format!("net.ipv4.tcp_max_syn_backlog={}", flood.max_syn_backlog),
+            );
+        }
+        let opts = target::Options {
+            threads: plan.threads,
+            backlog: s.backlog,
+            netns: namespace.as_ref().map(|n| n.server.clone()),
+            host: match &namespace {
+                Some(ns) if ns.is_pair() => netns::SERVER.into(),
+                _ => std::net::Ipv4Addr::LOCALHOST.into(),
+            },
+        };
+        let client_ns = namespace.as_ref().map(|n| n.client.clone());
+        let server_ns = namespace
+            .as_ref()
+            .filter(|n| n.is_pair())
+            .map(|n| n.server.as_str());
+        for t in plan
+            .targets
+            .iter()
+            .filter(|t| t.available() && s.includes(t))
+        {
+            let mut runs = Vec::new();
+            for _ in 0..plan.repeats {
+                if stop.load(Ordering::Relaxed) {
+                    results.interrupted = true;
+                    break 'scenarios;
+                }
+                progress(&s.name, &t.name);
+                // In a namespace the clients (and every thread they start) must be inside it
+                // too: the run happens on a thread that entered it.
+                let outcome = std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| -> anyhow::Result<Run> {
+                            if let Some(ns) = &client_ns {
+                                sys::netns::enter(ns)?;
+                            }
+                            let server = target::start(t, backlog_bin, &opts, scratch)?;
+                            let run = one_run(plan, s, &server, server_ns, stop);
+                            server.stop();
+                            Ok(run)
+                        })
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run panicked")))
+                });
+                match outcome {
+                    Ok(run) => runs.push(run),
+                    Err(err) => results
+                        .notes
+                        .push(format!("{} / {}: {err:#}", s.name, t.name)),
+                }
+            }
+            if runs.is_empty() {
+                continue;
+            }
+            results
+                .measurements
+                .push(summarise(plan, s, &t.name, &runs));
+        }
+    }
+    if !results.interrupted {
+        side_figures(plan, backlog_bin, scratch, stop, progress, &mut results);
+    }
+    results.wall_s = started.elapsed().as_secs_f64();
+    results
+}
+
+/// One figure per scenario and target from its runs: the median run by requests/s, the
+/// spread of all of them, and the errors of every run.
+fn summarise(plan: &Plan, s: &Scenario, target: &str, runs: &[Run]) -> Measurement {
+    let rps: Vec<f64> = runs.iter().map(|r| r.result.rps()).collect();
+    let mid = &runs[median_index(&rps)];
+    let h = &mid.result.latency;
+    let reqs = mid.result.requests.max(1) as f64;
+    let mut errors = BTreeMap::new();
+    for r in runs {
+        for (k, v) in &r.result.errors {
+            *errors.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    let window = plan.duration.as_secs_f64();
+    Measurement {
+        scenario: s.name.clone(),
+        target: target.to_string(),
+        rps: mid.result.rps(),
+        rps_runs: rps.clone(),
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        cdf: [
+            0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0,
+        ]
+        .iter()
+        .map(|q| (*q * 100.0, h.value_at_quantile(*q)))
+        .collect(),
+        errors,
+        server_cpu_us: mid.server_cpu * 1e6 / reqs,
+        server_sys_us: mid.server_sys * 1e6 / reqs,
+        client_cpu_us: mid.client_cpu * 1e6 / reqs,
+        client_limited: mid.client_cpu
+            >= 0.9 * window * s.client_threads.unwrap_or(plan.client_threads) as f64,
+        rss_kib: mid.rss,
+        accept_queue_peak: mid.queues.iter().map(|q| q.1).max(),
+        listen_overflows: mid.tcp_ext.get("ListenOverflows"),
+        syn_recv_peak: mid.queues.iter().map(|q| q.2).max().unwrap_or(0),
+        tcp_ext: mid
+            .tcp_ext
+            .counters
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        queues: mid.queues.clone(),
+        per_thread: mid.per_thread.clone(),
+        voluntary_switches: mid.switches.0 as f64 / reqs,
+        involuntary_switches: mid.switches.1 as f64 / reqs,
+    }
+}
+
+/// Idle memory and syscalls per request for the main targets (extra shapes and the sweep run
+/// only their own scenarios), each on a server of its own.
+fn side_figures(
+    plan: &Plan,
+    backlog_bin: &Path,
+    scratch: &Path,
+    stop: &AtomicBool,
+    progress: &dyn Fn(&str, &str),
+    results: &mut Results,
+) {
+    // Idle memory and syscalls for the main targets; extra shapes and the sweep run only
+    // their own scenarios.
+    for t in plan
+        .targets
+        .iter()
+        .filter(|t| t.available() && t.only.is_empty())
+    {
+        if stop.load(Ordering::Relaxed) {
+            results.interrupted = true;
+            break;
+        }
+        progress("idle-memory", &t.name);
+        let opts = target::Options {
+            threads: plan.threads,
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..Default::default()
+        };
+        if let Ok(server) = target::start(t, backlog_bin, &opts, scratch) {
+            let per = idle_memory(&server, plan.idle_connections);
+            results.idle.push(IdleMemory {
+                target: t.name.clone(),
+                connections: plan.idle_connections,
+                bytes_per_connection: per,
+            });
+            server.stop();
+        }
+        if plan.syscalls && crate::syscalls::available() {
+            for pipeline in [1, 16] {
+                progress("syscalls", &t.name);
+                if let Ok(server) = target::start(t, backlog_bin, &opts, scratch) {
+                    if let Some(per) = crate::syscalls::per_request(
+                        &server,
+                        64,
+                        pipeline,
+                        Duration::from_secs(2),
+                        stop,
+                    ) {
+                        results.syscalls.push(SyscallCount {
+                            target: t.name.clone(),
+                            pipeline,
+                            per_request: per,
+                        });
+                    }
+                    server.stop();
+                }
+            }
+        }
+    }
+}
+
+/// Where the lab keeps server scratch directories.
+pub fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("backlog-lab-{}", std::process::id()))
+}
