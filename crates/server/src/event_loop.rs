@@ -87,6 +87,23 @@ impl EventLoop {
                 r.set_now(busy_since);
             }
 
+            // A stop asked for is taken up before this round's events: a request that arrives
+            // in the same round as the signal is answered `Connection: close`, not kept alive
+            // only to be closed idle a moment later.
+            if drain_deadline.is_none() && shutdown.requested() {
+                drain_deadline = Some(Instant::now() + drain_timeout);
+                // Close the listeners first, so new connections are refused from now on;
+                // what was already queued is taken and answered with the rest.
+                if let Some(a) = acceptor.take() {
+                    a.close(&epoll, &mut sink(&epoll, &mut reader, &mut balancer));
+                }
+                // The balancer's inboxes go with it: each reader sees when every acceptor
+                // feeding it has gone, and may finish its drain.
+                balancer = None;
+                if let Some(r) = reader.as_mut() {
+                    r.begin_drain((drain_timeout / 4).min(DRAIN_IDLE_GRACE));
+                }
+            }
             let mut woken = false;
             // Accept first (nginx does the same with its posted accept events): a connection
             // waiting in the accept queue holds a slot there that a burst needs, and the
@@ -122,20 +139,6 @@ impl EventLoop {
                 a.after_events();
             }
 
-            if drain_deadline.is_none() && shutdown.requested() {
-                drain_deadline = Some(Instant::now() + drain_timeout);
-                // Close the listeners first, so new connections are refused from now on;
-                // what was already queued is taken and answered with the rest.
-                if let Some(a) = acceptor.take() {
-                    a.close(&epoll, &mut sink(&epoll, &mut reader, &mut balancer));
-                }
-                // The balancer's inboxes go with it: each reader sees when every acceptor
-                // feeding it has gone, and may finish its drain.
-                balancer = None;
-                if let Some(r) = reader.as_mut() {
-                    r.begin_drain((drain_timeout / 4).min(DRAIN_IDLE_GRACE));
-                }
-            }
             if let Some(deadline) = drain_deadline {
                 let done = reader.as_ref().is_none_or(|r| r.drained());
                 if done {
