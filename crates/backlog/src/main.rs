@@ -418,6 +418,77 @@ fn run_supervisor(
     result
 }
 
+/// Start the built-in app on `builder`: `hello` with its store (and the thread that purges
+/// expired idempotency keys, which stops when the returned sender drops), or `echo`.
+fn bind_app(
+    args: &ServeArgs,
+    builder: server::ServerBuilder,
+) -> anyhow::Result<(Server, Option<std::sync::mpsc::Sender<()>>)> {
+    match args.app {
+        AppArg::Hello => {
+            let store = idempotency::open(args.store.as_deref(), &args.data)
+                .map_err(|err| ServerError::Config(format!("store: {err}")))?;
+            let kind = store.kind();
+            let purge = purge_thread(store.clone())?;
+            let cfg = idempotency::IdempotencyConfig {
+                ttl: args.idempotency_ttl,
+                lease: args.idempotency_lease,
+                scope_header: args.idempotency_scope_header.clone(),
+                require_key: args.require_idempotency_key,
+            };
+            let server = builder
+                .blocking_threads(args.blocking_threads)
+                .bind(app::hello(store, cfg, args.comment_delay))?;
+            tracing::info!(
+                store = kind,
+                "comments and idempotency keys stored in {kind}"
+            );
+            Ok((server, Some(purge)))
+        }
+        AppArg::Echo => Ok((builder.bind(app::echo())?, None)),
+    }
+}
+
+/// The thread that turns SIGINT/SIGTERM (and, in a supervised worker, the parent-death
+/// signal) into a graceful stop of `servers`: the first starts the drain; an operator's second
+/// exits at once; the parent-death notice, which comes once per exiting supervisor thread, may
+/// start the drain but never counts as that second signal.
+fn signal_thread(servers: Vec<server::ServerHandle>, supervised: bool) -> anyhow::Result<()> {
+    let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    if supervised {
+        wanted.push(inherit::PARENT_DEATH_SIGNAL);
+    }
+    let mut signals =
+        signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut draining = false;
+            let mut operator_signals = 0;
+            for signal in signals.forever() {
+                if signal != inherit::PARENT_DEATH_SIGNAL {
+                    operator_signals += 1;
+                }
+                if !draining {
+                    // Shut down first: nothing before this may be able to fail.
+                    draining = true;
+                    for s in &servers {
+                        s.shutdown();
+                    }
+                    tracing::info!(
+                        signal,
+                        "shutting down: no new connections, finishing requests in progress"
+                    );
+                } else if operator_signals >= 2 {
+                    tracing::warn!(signal, "second signal: exiting now");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 /// The server `serve`'s flags describe: its shape (a preset, or `--topology` with
 /// `--accept`/`--balance` filling what it leaves out), limits and timeouts. A shape the rules
 /// refuse is a configuration error (exit 2).
@@ -513,32 +584,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .into());
         }
     }
-    let mut purge = None;
-    let mut store_kind = None;
-    let server = match args.app {
-        AppArg::Hello => {
-            let store = idempotency::open(args.store.as_deref(), &args.data)
-                .map_err(|err| ServerError::Config(format!("store: {err}")))?;
-            store_kind = Some(store.kind());
-            purge = Some(purge_thread(store.clone())?);
-            let cfg = idempotency::IdempotencyConfig {
-                ttl: args.idempotency_ttl,
-                lease: args.idempotency_lease,
-                scope_header: args.idempotency_scope_header.clone(),
-                require_key: args.require_idempotency_key,
-            };
-            builder
-                .blocking_threads(args.blocking_threads)
-                .bind(app::hello(store, cfg, args.comment_delay))
-        }
-        AppArg::Echo => builder.bind(app::echo()),
-    }?;
-    if let Some(kind) = store_kind {
-        tracing::info!(
-            store = kind,
-            "comments and idempotency keys stored in {kind}"
-        );
-    }
+    let (server, purge) = bind_app(&args, builder)?;
     // The admin endpoint runs on backlog's own core: a single-model server whose one thread
     // is named `admin`, so scrapes never run on a serving thread.
     // A supervised worker's admin endpoint is its own, on an ephemeral loopback port; the
@@ -562,44 +608,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ready) = &ready {
         ready.send(admin.as_ref().map(|a| a.local_addr()))?;
     }
-    let handle = server.handle();
-    let admin_handle = admin.as_ref().map(|a| a.handle());
-    let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
-    if worker.is_some() {
-        wanted.push(inherit::PARENT_DEATH_SIGNAL);
-    }
-    let mut signals =
-        signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut draining = false;
-            let mut operator_signals = 0;
-            for signal in signals.forever() {
-                // The parent-death notice comes once per exiting supervisor thread: it may
-                // start the drain, never end it.
-                let from_operator = signal != inherit::PARENT_DEATH_SIGNAL;
-                if from_operator {
-                    operator_signals += 1;
-                }
-                if !draining {
-                    // Shut down first: nothing before this may be able to fail.
-                    draining = true;
-                    handle.shutdown();
-                    if let Some(admin) = &admin_handle {
-                        admin.shutdown();
-                    }
-                    tracing::info!(
-                        signal,
-                        "shutting down: no new connections, finishing requests in progress"
-                    );
-                } else if operator_signals >= 2 {
-                    tracing::warn!(signal, "second signal: exiting now");
-                    std::process::exit(1);
-                }
-            }
-        })
-        .context("starting the signal thread")?;
+    let handles: Vec<server::ServerHandle> = std::iter::once(server.handle())
+        .chain(admin.as_ref().map(|a| a.handle()))
+        .collect();
+    signal_thread(handles, worker.is_some())?;
     let stats = server.wait();
     if let Some(admin) = admin {
         admin.stop();
