@@ -181,9 +181,10 @@ struct ServeArgs {
     /// Answer 400 to POST /comments without an Idempotency-Key.
     #[arg(long)]
     require_idempotency_key: bool,
-    /// Threads that run database calls off the event loops (not used by --model pool).
-    #[arg(long, default_value_t = 4)]
-    blocking_threads: usize,
+    /// Threads that run database calls off the event loops (default: 4 when the app has
+    /// any; shapes with workers run them there and need none).
+    #[arg(long)]
+    blocking_threads: Option<usize>,
     /// Hold each POST /comments this long inside its transaction (crash tests, the lab).
     #[arg(long, default_value = "0s", value_parser = parse_duration, hide = true)]
     comment_delay: Duration,
@@ -418,6 +419,21 @@ fn run_supervisor(
     result
 }
 
+/// Say once, at start, which given flags the shape does not use.
+fn warn_ignored(args: &ServeArgs, shape: &server::Topology) {
+    if args.threads.is_some() && shape.preset == Some(Model::Pool) {
+        tracing::warn!(
+            "--threads is not used by --model pool (one loop; --workers sets its handler threads)"
+        );
+    }
+    if args.workers.is_some() && shape.preset.is_some() && shape.preset != Some(Model::Pool) {
+        tracing::warn!(
+            model = shape.name(),
+            "--workers is used by --model pool only; use --topology for readers with workers"
+        );
+    }
+}
+
 /// Start the built-in app on `builder`: `hello` with its store (and the thread that purges
 /// expired idempotency keys, which stops when the returned sender drops), or `echo`.
 fn bind_app(
@@ -436,9 +452,11 @@ fn bind_app(
                 scope_header: args.idempotency_scope_header.clone(),
                 require_key: args.require_idempotency_key,
             };
-            let server = builder
-                .blocking_threads(args.blocking_threads)
-                .bind(app::hello(store, cfg, args.comment_delay))?;
+            let builder = match args.blocking_threads {
+                Some(n) => builder.blocking_threads(n),
+                None => builder,
+            };
+            let server = builder.bind(app::hello(store, cfg, args.comment_delay))?;
             tracing::info!(
                 store = kind,
                 "comments and idempotency keys stored in {kind}"
@@ -536,11 +554,11 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<server::ServerBuilder> {
         }
         builder = builder.topology(t);
     }
-    builder
-        .config()
-        .shape()
+    let shape = builder.config().shape();
+    shape
         .validate()
         .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
+    warn_ignored(args, &shape);
     Ok(builder)
 }
 

@@ -156,6 +156,10 @@ impl Handler for Idempotent {
         true
     }
 
+    fn may_block(&self) -> bool {
+        true
+    }
+
     fn call(&self, req: Request) -> Response {
         if let Some(Err(refusal)) = self.validate.as_ref().map(|v| v(&req)) {
             return refusal;

@@ -174,8 +174,11 @@ pub struct Config {
     /// RLIMIT_NOFILE after raising the soft limit to the hard one.
     pub max_conns: Option<usize>,
     /// Threads of the blocking pool that takes [`Handler::blocks`](crate::Handler::blocks)
-    /// requests off the event loops (0: none; such requests then run inline).
-    pub blocking_threads: usize,
+    /// requests off the event loops. `None`: [`DEFAULT_BLOCKING_THREADS`] when the handler
+    /// may block ([`Handler::may_block`](crate::Handler::may_block)) and readers run
+    /// handlers, else none. `Some(0)` with a handler that may block runs its blocking calls
+    /// on the event loops, with a warning at start.
+    pub blocking_threads: Option<usize>,
     /// A name for a secondary server in the same process (the admin listener): its thread
     /// (`single` only) and its log lines carry it.
     pub label: Option<String>,
@@ -210,6 +213,9 @@ impl Default for Timeouts {
         }
     }
 }
+
+/// The blocking pool started for a handler that may block when none was configured.
+pub const DEFAULT_BLOCKING_THREADS: usize = 4;
 
 impl Config {
     /// The shape to build: the one given, or the model's preset.
@@ -247,7 +253,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             max_conns: None,
             label: None,
-            blocking_threads: 0,
+            blocking_threads: None,
         }
     }
 }

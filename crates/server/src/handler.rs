@@ -18,9 +18,19 @@ pub trait Handler: Send + Sync + 'static {
     fn blocks(&self, _req: &Request) -> bool {
         false
     }
+
+    /// Whether `blocks` may say yes for some request. The server looks once, at `bind`:
+    /// a handler that may block gets a blocking pool even when none was configured, so a
+    /// blocking call never runs on an event loop by accident. Handlers that override
+    /// `blocks` should override this too; wrappers forward it.
+    fn may_block(&self) -> bool {
+        false
+    }
 }
 
-/// Marks a handler as blocking for every request (see [`Handler::blocks`]).
+/// Marks a handler as blocking for every request (see [`Handler::blocks`]). A server with
+/// such a handler always has a blocking pool (see
+/// [`ServerBuilder::blocking_threads`](crate::ServerBuilder::blocking_threads)).
 pub struct Blocking<H>(pub H);
 
 impl<H: Handler> Handler for Blocking<H> {
@@ -28,6 +38,9 @@ impl<H: Handler> Handler for Blocking<H> {
         self.0.call(req)
     }
     fn blocks(&self, _req: &Request) -> bool {
+        true
+    }
+    fn may_block(&self) -> bool {
         true
     }
 }
@@ -48,6 +61,9 @@ impl<H: Handler + ?Sized> Handler for Arc<H> {
     fn blocks(&self, req: &Request) -> bool {
         (**self).blocks(req)
     }
+    fn may_block(&self) -> bool {
+        (**self).may_block()
+    }
 }
 
 impl Handler for Box<dyn Handler> {
@@ -56,6 +72,9 @@ impl Handler for Box<dyn Handler> {
     }
     fn blocks(&self, req: &Request) -> bool {
         (**self).blocks(req)
+    }
+    fn may_block(&self) -> bool {
+        (**self).may_block()
     }
 }
 

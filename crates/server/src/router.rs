@@ -108,6 +108,10 @@ impl Handler for Router {
         self.find(req).is_some_and(|r| r.handler.blocks(req))
     }
 
+    fn may_block(&self) -> bool {
+        self.routes.iter().any(|r| r.handler.may_block())
+    }
+
     fn call(&self, req: Request) -> Response {
         if *req.method() == Method::Connect
             && !self.routes.iter().any(|r| r.method == Method::Connect)

@@ -147,10 +147,14 @@ impl ServerBuilder {
         self.cfg.max_conns = Some(max);
         self
     }
-    /// Threads for handlers that block ([`Handler::blocks`]), off
-    /// the event loops (default 0: none).
+    /// Threads for requests whose handler blocks ([`Handler::blocks`]), off the event
+    /// loops. Unset, a handler that may block ([`Handler::may_block`]) gets
+    /// [`DEFAULT_BLOCKING_THREADS`](crate::DEFAULT_BLOCKING_THREADS) and one that
+    /// does not gets none; shapes with workers run every handler there and need none. `0`
+    /// with a handler that may block is allowed, and warned about at start: its blocking
+    /// calls then stall every connection of the loop they run on.
     pub fn blocking_threads(mut self, n: usize) -> Self {
-        self.cfg.blocking_threads = n;
+        self.cfg.blocking_threads = Some(n);
         self
     }
     /// Name a secondary server (e.g. `admin`): with `single`, its one thread takes the name.
@@ -170,7 +174,7 @@ impl ServerBuilder {
 
     /// Bind every socket, then start every thread. Returns once the server accepts.
     pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
-        let ServerBuilder { cfg, inherited } = self;
+        let ServerBuilder { mut cfg, inherited } = self;
         if cfg.topology.is_none() && (cfg.threads == 0 || cfg.workers == 0) {
             return Err(ServerError::Config(
                 "threads and workers must be at least 1".into(),
@@ -186,6 +190,7 @@ impl ServerBuilder {
         let backlog = effective_backlog(cfg.backlog);
         let fd_limit = sys::rlimit::raise_nofile();
         let max_conns = cfg.max_conns.unwrap_or((fd_limit as usize / 10 * 9).max(1));
+        cfg.blocking_threads = Some(blocking_pool(&cfg, &topology, handler.may_block()));
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let mut wiring = Wiring::new(&cfg, handler, max_conns);
         wiring.inherited = inherited;
@@ -254,6 +259,28 @@ impl ServerBuilder {
     /// [`bind`](Self::bind), then block until the server stops.
     pub fn serve(self, handler: impl Handler) -> Result<Arc<StatsRegistry>, ServerError> {
         Ok(self.bind(handler)?.wait())
+    }
+}
+
+/// Threads of the blocking pool: as configured, or, unset, a small pool when the handler may
+/// block and readers run handlers (never a blocking call on an event loop by accident).
+fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
+    let inline = topology.workers == 0;
+    match cfg.blocking_threads {
+        Some(0) if may_block && inline => {
+            tracing::warn!("blocking_threads is 0 but the handler may block: its blocking calls run on the event loops and stall every connection of theirs");
+            0
+        }
+        Some(n) if !inline && n > 0 => {
+            tracing::warn!(
+                blocking_threads = n,
+                "the shape has workers, which run every handler: the blocking pool is not used"
+            );
+            0
+        }
+        Some(n) => n,
+        None if may_block && inline => crate::DEFAULT_BLOCKING_THREADS,
+        None => 0,
     }
 }
 

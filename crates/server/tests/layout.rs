@@ -37,11 +37,23 @@ fn layouts_name_every_thread_by_role() {
             .map(|t| t.name.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(names(Model::Single), ["loop-0"]);
-    assert_eq!(names(Model::Dispatch), ["acceptor", "reader-0", "reader-1"]);
+    // The test app has a blocking route: every shape whose readers run handlers gets the
+    // blocking pool; pool's workers run every handler and need none.
+    fn with_pool(loops: &[&'static str]) -> Vec<&'static str> {
+        [
+            loops,
+            &["blocking-0", "blocking-1", "blocking-2", "blocking-3"][..],
+        ]
+        .concat()
+    }
+    assert_eq!(names(Model::Single), with_pool(&["loop-0"]));
+    assert_eq!(
+        names(Model::Dispatch),
+        with_pool(&["acceptor", "reader-0", "reader-1"])
+    );
     assert_eq!(names(Model::Pool), ["worker-0", "worker-1", "loop-0"]);
-    assert_eq!(names(Model::Shared), ["loop-0", "loop-1"]);
-    assert_eq!(names(Model::Reuseport), ["loop-0", "loop-1"]);
+    assert_eq!(names(Model::Shared), with_pool(&["loop-0", "loop-1"]));
+    assert_eq!(names(Model::Reuseport), with_pool(&["loop-0", "loop-1"]));
 }
 
 #[test]
@@ -206,4 +218,60 @@ fn blocking_handlers_leave_the_event_loop_free_and_answers_keep_their_order() {
             .collect();
         assert_eq!(got, ["slept 300\n", "/seq/after"], "{model:?}");
     }
+}
+
+/// A handler that may block gets a blocking pool without being asked: its calls never run
+/// on the event loop by accident (they used to, with the default of no pool: fast requests
+/// waited behind every slow call). Handlers that never block get no pool.
+#[test]
+fn a_handler_that_may_block_gets_a_blocking_pool_by_default() {
+    let s = TestServer::start(builder(Model::Single));
+    let names: Vec<_> = s.server().layout().iter().map(|t| t.name.clone()).collect();
+    assert!(names.contains(&"blocking-3".to_string()), "{names:?}");
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let c = connect(s.addr);
+            (&c).write_all(b"GET /sleep?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    let t0 = Instant::now();
+    assert_eq!(
+        roundtrip(s.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
+    let fast = t0.elapsed();
+    assert!(
+        fast < Duration::from_millis(150),
+        "GET / waited {fast:?} behind blocking calls"
+    );
+    for c in slow {
+        let resp = read_response(&mut BufReader::new(c), false).unwrap();
+        assert_eq!(resp.text(), "slept 300\n");
+    }
+
+    let plain = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .model(Model::Single)
+        .bind(|_req: server::Request| server::Response::text(200, "plain"))
+        .unwrap();
+    assert!(
+        !plain
+            .layout()
+            .iter()
+            .any(|t| t.name.starts_with("blocking-")),
+        "no pool for a handler that never blocks"
+    );
+    let zero = TestServer::start(builder(Model::Single).blocking_threads(0));
+    assert!(!zero
+        .server()
+        .layout()
+        .iter()
+        .any(|t| t.name.starts_with("blocking-")));
+    assert_eq!(
+        roundtrip(zero.addr, b"GET /sleep?ms=1 HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
 }

@@ -233,7 +233,7 @@ impl<'a> Wiring<'a> {
     /// How a reader on `parts` runs the handler: on its own thread, with a link to the
     /// blocking pool for requests that may block (when the pool is configured).
     pub(crate) fn inline_exec(&mut self, parts: &LoopParts) -> Exec {
-        let blocking = (self.cfg.blocking_threads > 0).then(|| {
+        let blocking = (self.cfg.blocking_threads.unwrap_or(0) > 0).then(|| {
             let depth = self.cfg.queue_depth;
             let (tx, _) = self.blocking.get_or_insert_with(|| worker::queue(depth));
             let submit = Submitter::new(tx.clone(), parts.stats.clone());
@@ -257,7 +257,12 @@ impl<'a> Wiring<'a> {
             return;
         };
         let replies = Arc::new(std::mem::take(&mut self.blocking_replies));
-        self.spawn_workers(Role::Blocking, self.cfg.blocking_threads, jobs, replies);
+        self.spawn_workers(
+            Role::Blocking,
+            self.cfg.blocking_threads.unwrap_or(0),
+            jobs,
+            replies,
+        );
     }
 
     /// Queue `count` handler threads named `{role}-{i}` (`worker` or `blocking`), taking jobs
