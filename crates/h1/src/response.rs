@@ -61,6 +61,48 @@ impl StatusCode {
     }
 }
 
+impl StatusCode {
+    /// 200 OK.
+    pub const OK: u16 = 200;
+    /// 201 Created.
+    pub const CREATED: u16 = 201;
+    /// 204 No Content.
+    pub const NO_CONTENT: u16 = 204;
+    /// 400 Bad Request.
+    pub const BAD_REQUEST: u16 = 400;
+    /// 401 Unauthorized.
+    pub const UNAUTHORIZED: u16 = 401;
+    /// 403 Forbidden.
+    pub const FORBIDDEN: u16 = 403;
+    /// 404 Not Found.
+    pub const NOT_FOUND: u16 = 404;
+    /// 405 Method Not Allowed.
+    pub const METHOD_NOT_ALLOWED: u16 = 405;
+    /// 409 Conflict.
+    pub const CONFLICT: u16 = 409;
+    /// 413 Content Too Large.
+    pub const CONTENT_TOO_LARGE: u16 = 413;
+    /// 415 Unsupported Media Type.
+    pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
+    /// 422 Unprocessable Content.
+    pub const UNPROCESSABLE_CONTENT: u16 = 422;
+    /// 500 Internal Server Error.
+    pub const INTERNAL_SERVER_ERROR: u16 = 500;
+    /// 503 Service Unavailable.
+    pub const SERVICE_UNAVAILABLE: u16 = 503;
+}
+
+/// A header field a handler tried to set that cannot go on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidHeader {
+    /// The name is empty or not a token (RFC 9110 §5.1).
+    #[error("invalid header name {0:?}")]
+    Name(String),
+    /// The value holds CR, LF or NUL: it would inject fields or a second response.
+    #[error("invalid value for header {0:?}: CR, LF and NUL are not allowed")]
+    Value(String),
+}
+
 /// A response: status, fields and a complete body.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -68,6 +110,8 @@ pub struct Response {
     headers: SmallVec<[(Bytes, Bytes); 4]>,
     body: Bytes,
     close: bool,
+    /// A field that could not be set: the response goes out as a 500 instead.
+    invalid: Option<Box<InvalidHeader>>,
 }
 
 /// What the encoder must know about the request being answered.
@@ -105,6 +149,7 @@ impl Response {
             headers: SmallVec::new(),
             body: Bytes::new(),
             close: false,
+            invalid: None,
         }
     }
 
@@ -129,21 +174,45 @@ impl Response {
         Response::text(err.status(), text).close()
     }
 
-    /// Add a field. Names must be tokens and values free of CR, LF and NUL: a handler that
-    /// breaks that is a bug, and panics (which the server turns into a 500), rather than
-    /// letting a value inject fields or a second response.
+    /// Add a field (a second one with the same name is added, not replaced: see
+    /// [`set_header`](Self::set_header)). Names must be tokens and values free of CR, LF and
+    /// NUL; a field that breaks that is not sent, and the response goes out as a 500 — a
+    /// value can never inject fields or a second response. [`try_header`](Self::try_header)
+    /// reports the error instead.
     pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
         let (name, value) = (name.into(), value.into());
-        assert!(
-            !name.is_empty() && name.iter().all(|&b| crate::chunked::is_tchar(b)),
-            "invalid header name {name:?}"
-        );
-        assert!(
-            !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
-            "invalid header value for {name:?}"
-        );
-        self.headers.push((name, value));
+        match check_field(&name, &value) {
+            Ok(()) => self.headers.push((name, value)),
+            Err(err) => {
+                self.invalid.get_or_insert(Box::new(err));
+            }
+        }
         self
+    }
+
+    /// Add a field, or say why it cannot be sent.
+    pub fn try_header(
+        mut self,
+        name: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<Self, InvalidHeader> {
+        let (name, value) = (name.into(), value.into());
+        check_field(&name, &value)?;
+        self.headers.push((name, value));
+        Ok(self)
+    }
+
+    /// Set a field, replacing every field of that name (case-insensitively): setting
+    /// `Content-Type` after [`json`](Self::json) sends one, not two.
+    pub fn set_header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        let name = name.into();
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        self.header(name, value)
+    }
+
+    /// The field that could not be set, if any (the response then goes out as a 500).
+    pub fn invalid_header(&self) -> Option<&InvalidHeader> {
+        self.invalid.as_deref()
     }
 
     /// Set the body.
@@ -188,6 +257,12 @@ impl Response {
 
     /// Append the encoded response to `out`. Returns whether the connection stays open.
     pub fn encode(&self, ctx: EncodeContext, date: &DateCache, out: &mut BytesMut) -> bool {
+        if self.invalid.is_some() {
+            // A handler's bug, answered as one; the connection closes like after a panic.
+            return Response::text(500, "Internal Server Error\n")
+                .close()
+                .encode(ctx, date, out);
+        }
         let status = StatusCode(self.status);
         // After a 2xx to CONNECT the bytes that follow are the tunnel's, not requests: the
         // answer has no Content-Length or body (RFC 9110 §9.3.6), and the connection closes.
@@ -228,6 +303,22 @@ impl Response {
         }
         keep_alive
     }
+}
+
+/// A name must be a token and a value free of CR, LF and NUL, or the field could inject
+/// others (or a second response).
+fn check_field(name: &[u8], value: &[u8]) -> Result<(), InvalidHeader> {
+    if name.is_empty() || !name.iter().all(|&b| crate::chunked::is_tchar(b)) {
+        return Err(InvalidHeader::Name(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(InvalidHeader::Value(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn is_hop_or_framing(name: &[u8]) -> bool {
@@ -330,8 +421,33 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, Worl
     }
 
     #[test]
-    #[should_panic]
-    fn header_injection_panics() {
-        let _ = Response::new(200).header("X", "a\r\nSet-Cookie: b");
+    fn header_injection_is_a_500_not_a_panic() {
+        let resp = Response::new(200).header("X", "a\r\nSet-Cookie: b");
+        assert!(matches!(
+            resp.invalid_header(),
+            Some(InvalidHeader::Value(_))
+        ));
+        let mut out = BytesMut::new();
+        assert!(!resp.encode(ctx(true), &date(), &mut out));
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 500 ") && !text.contains("Set-Cookie"),
+            "{text}"
+        );
+        assert!(Response::new(200).try_header("Bad Name", "v").is_err());
+        assert!(Response::new(200).try_header("X-Ok", "v").is_ok());
+    }
+
+    #[test]
+    fn set_header_replaces() {
+        let resp = Response::json(200, "{}").set_header("content-type", "application/problem+json");
+        let types: Vec<_> = resp
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"content-type"))
+            .collect();
+        assert_eq!(
+            types,
+            [(&b"content-type"[..], &b"application/problem+json"[..])]
+        );
     }
 }

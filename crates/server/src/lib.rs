@@ -49,7 +49,7 @@ pub use acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY}
 pub use config::{
     AcceptStrategy, Balance, Config, Model, Timeouts, UnknownName, DEFAULT_BLOCKING_THREADS,
 };
-pub use h1::{Limits, Method, Request, Response};
+pub use h1::{InvalidHeader, Limits, Method, Request, RequestBuilder, Response, StatusCode};
 pub use handler::{Blocking, Handler};
 pub use introspect::{ConnInfo, Connections, Introspect, ListenerInfo, MAX_LISTED_CONNECTIONS};
 pub use listener::{somaxconn, Listener};

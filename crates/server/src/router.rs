@@ -152,3 +152,58 @@ impl Handler for Router {
         Response::text(405, "Method Not Allowed\n").header("Allow", allow)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Blocking;
+
+    fn router() -> Router {
+        Router::new()
+            .get("/a", |_r: Request| Response::text(200, "a"))
+            .post("/a", |_r: Request| Response::text(201, "made"))
+            .put("/slow", Blocking(|_r: Request| Response::text(200, "slow")))
+    }
+
+    fn call(method: &str, target: &str) -> Response {
+        let req = Request::builder()
+            .method(method)
+            .target(target)
+            .build()
+            .unwrap();
+        router().call(req)
+    }
+
+    #[test]
+    fn routes_answer_404_405_with_allow_and_connect_405() {
+        assert_eq!(call("GET", "/a").status(), 200);
+        assert_eq!(call("HEAD", "/a").status(), 200);
+        assert_eq!(call("POST", "/a").status(), 201);
+        assert_eq!(call("GET", "/nope").status(), 404);
+        let resp = call("DELETE", "/a");
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.header_value("allow"), Some(&b"GET, HEAD, POST"[..]));
+        let resp = call("CONNECT", "h:443");
+        assert_eq!(resp.status(), 405);
+        assert_eq!(
+            resp.header_value("allow"),
+            Some(&b"GET, HEAD, POST, PUT"[..])
+        );
+    }
+
+    #[test]
+    fn a_router_may_block_when_a_route_does() {
+        let r = router();
+        assert!(r.may_block());
+        let slow = Request::builder()
+            .method("PUT")
+            .target("/slow")
+            .build()
+            .unwrap();
+        let fast = Request::builder().target("/a").build().unwrap();
+        assert!(r.blocks(&slow) && !r.blocks(&fast));
+        assert!(!Router::new()
+            .get("/", |_r: Request| Response::new(204))
+            .may_block());
+    }
+}
