@@ -238,6 +238,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
         fields,
         body: Bytes::new(),
         keep_alive,
+        params: Vec::new(),
         head,
     };
     Ok(Some(Head {

@@ -27,5 +27,5 @@ pub use date::DateCache;
 pub use decoder::{Decoded, RequestDecoder};
 pub use error::Error;
 pub use limits::Limits;
-pub use request::{Method, Request, RequestBuilder, Version};
+pub use request::{percent_decode, Method, Request, RequestBuilder, Version};
 pub use response::{EncodeContext, InvalidHeader, Response, StatusCode};

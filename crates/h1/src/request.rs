@@ -112,6 +112,8 @@ pub struct Request {
     pub(crate) fields: SmallVec<[FieldSpan; 16]>,
     pub(crate) body: Bytes,
     pub(crate) keep_alive: bool,
+    /// Path parameters a router matched (`/items/{id}`), percent-decoded.
+    pub(crate) params: Vec<(Box<str>, Box<str>)>,
 }
 
 impl Request {
@@ -150,12 +152,27 @@ impl Request {
         self.target().split_once('?').map(|(_, q)| q)
     }
 
-    /// The value of query parameter `name` (no percent-decoding).
+    /// The value of query parameter `name`, as sent (see [`percent_decode`] to decode it).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query()?.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == name).then_some(v)
         })
+    }
+
+    /// The query's `key=value` pairs in order, percent-decoded (`+` is a space); a pair that
+    /// does not decode to UTF-8 is left out.
+    pub fn query_pairs(
+        &self,
+    ) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> + '_ {
+        self.query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                Some((percent_decode(k, true)?, percent_decode(v, true)?))
+            })
     }
 
     /// The protocol version.
@@ -187,6 +204,20 @@ impl Request {
     /// Whether the connection stays open after this request's response (RFC 9112 §9.3).
     pub fn keep_alive(&self) -> bool {
         self.keep_alive
+    }
+
+    /// The path parameter `name` a router matched (`/items/{id}` → `param("id")`),
+    /// percent-decoded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| &**v)
+    }
+
+    /// Set the path parameters (what a router does when a pattern matches).
+    pub fn set_params(&mut self, params: Vec<(Box<str>, Box<str>)>) {
+        self.params = params;
     }
 
     /// The request head exactly as received (request line and fields, with the blank line).
@@ -302,6 +333,35 @@ impl RequestBuilder {
     }
 }
 
+/// `%XX` sequences decoded (and, in a query, `+` as a space when `plus_is_space`); `None` when
+/// the result is not UTF-8 or a `%` is not followed by two hex digits.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<std::borrow::Cow<'_, str>> {
+    if !(s.contains('%') || plus_is_space && s.contains('+')) {
+        return Some(std::borrow::Cow::Borrowed(s));
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +384,23 @@ mod tests {
         assert!(refused.is_err());
         let refused = Request::builder().header("Host", "a b").build();
         assert_eq!(refused.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn query_pairs_are_decoded() {
+        let req = Request::builder()
+            .target("/s?q=a+b%21&empty=&flag&bad=%zz&x=%C3%A9")
+            .build()
+            .unwrap();
+        let pairs: Vec<(String, String)> = req
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let expected = [("q", "a b!"), ("empty", ""), ("flag", ""), ("x", "é")];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(pairs, expected);
     }
 }

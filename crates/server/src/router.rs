@@ -1,4 +1,5 @@
-//! A small router: exact paths and path prefixes, each with its methods.
+//! A small router: exact paths, paths with `{name}` segments (`/items/{id}`, read with
+//! [`Request::param`]), and path prefixes, each with its methods.
 //!
 //! Unknown paths get 404; a known path with another method gets 405 with `Allow`, and HEAD
 //! is served by the GET route (the encoder drops the body). CONNECT, unless a route asks for
@@ -9,11 +10,80 @@ use h1::{Method, Request, Response};
 
 enum Pattern {
     Exact(String),
+    /// Segments, each a literal or a `{name}` that matches one non-empty segment.
+    Params(Vec<Segment>),
     Prefix(String),
 }
 
+/// Path parameters a pattern binds: name and percent-decoded value.
+type Params = Vec<(Box<str>, Box<str>)>;
+
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+impl Pattern {
+    fn parse(path: &str) -> Pattern {
+        if !path.contains('{') {
+            return Pattern::Exact(path.to_string());
+        }
+        Pattern::Params(
+            path.split('/')
+                .map(
+                    |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(name) => Segment::Param(name.to_string()),
+                        None => Segment::Literal(seg.to_string()),
+                    },
+                )
+                .collect(),
+        )
+    }
+
+    /// Whether `path` matches, and the parameters it binds (percent-decoded).
+    fn matches(&self, path: &str) -> Option<Params> {
+        match self {
+            Pattern::Exact(p) => (p == path).then(Vec::new),
+            Pattern::Prefix(p) => path.starts_with(p.as_str()).then(Vec::new),
+            Pattern::Params(segments) => {
+                let mut parts = path.split('/');
+                let mut params = Vec::new();
+                for seg in segments {
+                    let part = parts.next()?;
+                    match seg {
+                        Segment::Literal(l) if l == part => {}
+                        Segment::Literal(_) => return None,
+                        Segment::Param(_) if part.is_empty() => return None,
+                        Segment::Param(name) => {
+                            let value = h1::percent_decode(part, false)?;
+                            params.push((name.as_str().into(), value.into()));
+                        }
+                    }
+                }
+                parts.next().is_none().then_some(params)
+            }
+        }
+    }
+}
+
+/// Which methods a route answers.
+#[derive(PartialEq)]
+enum Methods {
+    One(Method),
+    Any,
+}
+
+impl Methods {
+    fn allows(&self, m: &Method) -> bool {
+        match self {
+            Methods::One(own) => own == m,
+            Methods::Any => true,
+        }
+    }
+}
+
 struct Route {
-    method: Method,
+    method: Methods,
     pattern: Pattern,
     handler: Box<dyn Handler>,
 }
@@ -30,11 +100,22 @@ impl Router {
         Router::default()
     }
 
-    /// Route `method path` (exact match) to `handler`.
+    /// Route `method path` to `handler`. `path` is exact, or has `{name}` segments that
+    /// match one segment each (`/items/{id}`; the handler reads `req.param("id")`).
     pub fn route(mut self, method: Method, path: &str, handler: impl Handler) -> Self {
         self.routes.push(Route {
-            method,
-            pattern: Pattern::Exact(path.to_string()),
+            method: Methods::One(method),
+            pattern: Pattern::parse(path),
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// Route every method on `path` to `handler`.
+    pub fn any(mut self, path: &str, handler: impl Handler) -> Self {
+        self.routes.push(Route {
+            method: Methods::Any,
+            pattern: Pattern::parse(path),
             handler: Box::new(handler),
         });
         self
@@ -43,7 +124,7 @@ impl Router {
     /// Route `method` on every path starting with `prefix` to `handler`.
     pub fn prefix(mut self, method: Method, prefix: &str, handler: impl Handler) -> Self {
         self.routes.push(Route {
-            method,
+            method: Methods::One(method),
             pattern: Pattern::Prefix(prefix.to_string()),
             handler: Box::new(handler),
         });
@@ -65,22 +146,26 @@ impl Router {
         self.route(Method::Put, path, handler)
     }
 
-    fn matches(pattern: &Pattern, path: &str) -> bool {
-        match pattern {
-            Pattern::Exact(p) => p == path,
-            Pattern::Prefix(p) => path.starts_with(p.as_str()),
-        }
+    /// `PATCH path`.
+    pub fn patch(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Patch, path, handler)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Delete, path, handler)
     }
 }
 
 impl Router {
-    /// Every method some route serves, for a 405 that has no path to go by.
-    fn allow_all(&self) -> String {
+    /// The methods `routes` answer, for `Allow` (GET brings HEAD).
+    fn allow<'a>(routes: impl Iterator<Item = &'a Route>) -> String {
         let mut methods: Vec<&str> = Vec::new();
-        for route in &self.routes {
-            let names: &[&str] = match route.method {
-                Method::Get => &["GET", "HEAD"],
-                ref m => &[m.as_str()],
+        for route in routes {
+            let names: &[&str] = match &route.method {
+                Methods::One(Method::Get) => &["GET", "HEAD"],
+                Methods::One(m) => &[m.as_str()],
+                Methods::Any => &[],
             };
             for name in names {
                 if !methods.contains(name) {
@@ -91,65 +176,59 @@ impl Router {
         methods.join(", ")
     }
 
-    fn find(&self, req: &Request) -> Option<&Route> {
+    /// The route for `req` and the path parameters it binds.
+    fn find(&self, req: &Request) -> Option<(&Route, Params)> {
         let path = req.path();
         let wanted = match req.method() {
             Method::Head => &Method::Get,
             m => m,
         };
-        self.routes
-            .iter()
-            .find(|r| &r.method == wanted && Self::matches(&r.pattern, path))
+        self.routes.iter().find_map(|r| {
+            if !r.method.allows(wanted) {
+                return None;
+            }
+            r.pattern.matches(path).map(|params| (r, params))
+        })
     }
 }
 
 impl Handler for Router {
     fn blocks(&self, req: &Request) -> bool {
-        self.find(req).is_some_and(|r| r.handler.blocks(req))
+        self.find(req).is_some_and(|(r, _)| r.handler.blocks(req))
     }
 
     fn may_block(&self) -> bool {
         self.routes.iter().any(|r| r.handler.may_block())
     }
 
-    fn call(&self, req: Request) -> Response {
+    fn call(&self, mut req: Request) -> Response {
         if *req.method() == Method::Connect
-            && !self.routes.iter().any(|r| r.method == Method::Connect)
+            && !self
+                .routes
+                .iter()
+                .any(|r| r.method == Methods::One(Method::Connect))
         {
-            return Response::text(405, "Method Not Allowed\n").header("Allow", self.allow_all());
+            // backlog does not tunnel; a CONNECT target is an authority, not a path.
+            return Response::text(405, "Method Not Allowed\n")
+                .header("Allow", Self::allow(self.routes.iter()));
+        }
+        if let Some((route, params)) = self.find(&req) {
+            if !params.is_empty() {
+                req.set_params(params);
+            }
+            return route.handler.call(req);
         }
         let path = req.path();
-        let wanted = match req.method() {
-            Method::Head => &Method::Get,
-            m => m,
-        };
-        let mut path_known = false;
-        for route in &self.routes {
-            if Self::matches(&route.pattern, path) {
-                path_known = true;
-                if &route.method == wanted {
-                    return route.handler.call(req);
-                }
-            }
-        }
-        if !path_known {
-            return Response::text(404, "Not Found\n");
-        }
-        let mut allow = String::new();
-        for route in self
+        let on_path: Vec<&Route> = self
             .routes
             .iter()
-            .filter(|r| Self::matches(&r.pattern, path))
-        {
-            if !allow.is_empty() {
-                allow.push_str(", ");
-            }
-            allow.push_str(route.method.as_str());
-            if route.method == Method::Get {
-                allow.push_str(", HEAD");
-            }
+            .filter(|r| r.pattern.matches(path).is_some())
+            .collect();
+        if on_path.is_empty() {
+            return Response::text(404, "Not Found\n");
         }
-        Response::text(405, "Method Not Allowed\n").header("Allow", allow)
+        Response::text(405, "Method Not Allowed\n")
+            .header("Allow", Self::allow(on_path.into_iter()))
     }
 }
 
@@ -189,6 +268,44 @@ mod tests {
             resp.header_value("allow"),
             Some(&b"GET, HEAD, POST, PUT"[..])
         );
+    }
+
+    #[test]
+    fn path_parameters_are_bound_and_decoded() {
+        let r = Router::new()
+            .get("/items/{id}", |req: Request| {
+                Response::text(200, req.param("id").unwrap_or("?").to_string())
+            })
+            .delete("/items/{id}", |_r: Request| Response::new(204))
+            .patch("/users/{user}/items/{id}", |req: Request| {
+                let (u, i) = (req.param("user").unwrap(), req.param("id").unwrap());
+                Response::text(200, format!("{u}:{i}"))
+            })
+            .any("/echo", |req: Request| {
+                Response::text(200, req.method().as_str().to_string())
+            });
+        let call = |method: &str, target: &str| {
+            let req = Request::builder()
+                .method(method)
+                .target(target)
+                .build()
+                .unwrap();
+            r.call(req)
+        };
+        assert_eq!(&call("GET", "/items/7").body_bytes()[..], b"7");
+        assert_eq!(&call("GET", "/items/a%20b").body_bytes()[..], b"a b");
+        assert_eq!(call("GET", "/items/").status(), 404);
+        assert_eq!(call("GET", "/items/7/more").status(), 404);
+        assert_eq!(call("DELETE", "/items/7").status(), 204);
+        let resp = call("PUT", "/items/7");
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.header_value("allow"), Some(&b"GET, HEAD, DELETE"[..]));
+        assert_eq!(
+            &call("PATCH", "/users/u1/items/9").body_bytes()[..],
+            b"u1:9"
+        );
+        assert_eq!(&call("OPTIONS", "/echo").body_bytes()[..], b"OPTIONS");
+        assert_eq!(call("GET", "/items/%zz").status(), 404, "undecodable");
     }
 
     #[test]
