@@ -77,6 +77,13 @@ fn alive(pid: u32) -> bool {
     })
 }
 
+/// Wait until every process in `pids` has exited.
+fn wait_gone(pids: &[u32], limit: Duration) {
+    wait_until(&format!("processes {pids:?} exited"), limit, || {
+        pids.iter().all(|&p| !alive(p))
+    });
+}
+
 fn term(pid: u32) {
     assert!(Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -155,9 +162,7 @@ fn sigterm_with_a_closed_stderr_stops_supervisor_and_workers() {
     let (code, took) = exit_within(&mut child, Duration::from_secs(10));
     eprintln!("supervisor with closed stderr: exit {code} {took:?} after SIGTERM");
     assert_eq!(code, 0);
-    wait_until("every worker exited", Duration::from_secs(5), || {
-        workers.iter().all(|&w| !alive(w))
-    });
+    wait_gone(&workers, Duration::from_secs(5));
 }
 
 /// kill -9 of the supervisor: each worker gets the parent-death signal once per supervisor
@@ -211,9 +216,7 @@ fn a_killed_supervisor_makes_each_worker_drain_once() {
         std::thread::sleep(Duration::from_millis(200));
         s.kill9();
         let results: Vec<(u32, u32)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-        wait_until("workers exited", Duration::from_secs(10), || {
-            workers.iter().all(|&w| !alive(w))
-        });
+        wait_gone(&workers, Duration::from_secs(10));
         s.drain();
         let lost: u32 = results.iter().map(|r| r.1).sum();
         let answered: u32 = results.iter().map(|r| r.0).sum();

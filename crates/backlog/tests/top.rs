@@ -22,18 +22,29 @@ fn tmux(dir: &testkit::TempDir) -> Command {
     cmd
 }
 
-/// A server with an admin endpoint on a free port; returns it and the admin address.
-fn serve(model: &str) -> (Served, String) {
-    let mut served = Served::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--model",
-        model,
-    ]);
+/// A server with an admin endpoint on a free port, started with `args`; returns it and the
+/// admin address.
+fn serve(args: &[&str]) -> (Served, String) {
+    let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut served = Served::start(&all);
     let admin = served.admin_addr().to_string();
     (served, admin)
+}
+
+fn require_tmux() {
+    assert!(
+        have_tmux(),
+        "tmux is not installed (scripts/test installs it)"
+    );
+}
+
+/// The screen fits 80×24: every thread shown or counted, no line cut.
+fn assert_fits(screen: &str) {
+    assert!(
+        screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80),
+        "{screen}"
+    );
 }
 
 /// Run `backlog top ADDR` in a detached 80×24 tmux session and return the screen once it
@@ -89,11 +100,8 @@ fn screen_after_keys(session: &str, addr: &str, needle: &str, keys: &[&str]) -> 
 #[test]
 #[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_shows_the_model_the_listener_gauge_and_the_thread_table() {
-    assert!(
-        have_tmux(),
-        "tmux is not installed (scripts/test installs it)"
-    );
-    let (server, admin) = serve("dispatch");
+    require_tmux();
+    let (server, admin) = serve(&["--model", "dispatch"]);
     let screen = screen("backlog-top-test", &admin, "reader-1");
     drop(server);
     assert!(screen.contains("model dispatch"), "{screen}");
@@ -107,16 +115,13 @@ fn top_shows_the_model_the_listener_gauge_and_the_thread_table() {
         assert!(screen.contains(thread), "{thread}: {screen}");
     }
     assert!(screen.contains("imbalance"), "{screen}");
-    assert!(screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80));
+    assert_fits(&screen);
 }
 
 #[test]
 #[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_without_a_server_says_so_and_keeps_trying() {
-    assert!(
-        have_tmux(),
-        "tmux is not installed (scripts/test installs it)"
-    );
+    require_tmux();
     // A port nobody listens on: bind, read it, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -132,10 +137,7 @@ fn top_without_a_server_says_so_and_keeps_trying() {
 #[test]
 #[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_against_a_supervisor_shows_every_worker_process() {
-    assert!(
-        have_tmux(),
-        "tmux is not installed (scripts/test installs it)"
-    );
+    require_tmux();
     let mut server = Served::start(&[
         "--listen",
         "127.0.0.1:0",
@@ -191,21 +193,8 @@ fn top_without_a_terminal_says_so_and_exits_2() {
 #[test]
 #[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_with_more_threads_than_lines_scrolls_and_counts_the_rest() {
-    assert!(
-        have_tmux(),
-        "tmux is not installed (scripts/test installs it)"
-    );
-    let mut served = Served::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--model",
-        "reuseport",
-        "--threads",
-        "24",
-    ]);
-    let admin = served.admin_addr().to_string();
+    require_tmux();
+    let (served, admin) = serve(&["--model", "reuseport", "--threads", "24"]);
     let first = screen("backlog-top-many", &admin, "more");
     let last = screen_after_keys(
         "backlog-top-scroll",
@@ -215,10 +204,7 @@ fn top_with_more_threads_than_lines_scrolls_and_counts_the_rest() {
     );
     drop(served);
     for screen in [&first, &last] {
-        assert!(
-            screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80),
-            "{screen}"
-        );
+        assert_fits(screen);
     }
     assert!(
         first.contains("of 28"),
@@ -250,19 +236,8 @@ fn top_with_more_threads_than_lines_scrolls_and_counts_the_rest() {
 #[test]
 #[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_draws_a_hybrid_topology() {
-    assert!(
-        have_tmux(),
-        "tmux is not installed (scripts/test installs it)"
-    );
-    let mut served = Served::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--topology",
-        "listeners=1 acceptors=3 readers=5 workers=8",
-    ]);
-    let admin = served.admin_addr().to_string();
+    require_tmux();
+    let (served, admin) = serve(&["--topology", "listeners=1 acceptors=3 readers=5 workers=8"]);
     let screen = screen("backlog-top-hybrid", &admin, "worker-0..7");
     drop(served);
     assert!(
@@ -270,8 +245,5 @@ fn top_draws_a_hybrid_topology() {
         "{screen}"
     );
     assert!(screen.contains("model custom"), "{screen}");
-    assert!(
-        screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80),
-        "{screen}"
-    );
+    assert_fits(&screen);
 }

@@ -31,6 +31,19 @@ pub fn sections(results: &Results, out: &Path) -> anyhow::Result<String> {
     Ok(md)
 }
 
+/// The cells both tables show: req/s, p99 ms, CPU µs/req, voluntary and involuntary switches
+/// per request.
+fn figures(m: &Measurement) -> String {
+    format!(
+        "{:.0} | {:.2} | {:.1} | {:.3} | {:.3}",
+        m.rps,
+        m.p99_us as f64 / 1000.0,
+        m.server_cpu_us,
+        m.voluntary_switches,
+        m.involuntary_switches
+    )
+}
+
 /// Every shape in the workloads that tell them apart.
 fn shapes_table(results: &Results, md: &mut String) {
     let rows: Vec<&Measurement> = results
@@ -54,15 +67,10 @@ fn shapes_table(results: &Results, md: &mut String) {
             .unwrap_or_default();
         let _ = writeln!(
             md,
-            "| {} | {} | `{}` | {:.0} | {:.2} | {:.1} | {:.3} | {:.3} |",
+            "| {} | {} | `{topology}` | {} |",
             m.scenario,
             m.target,
-            topology,
-            m.rps,
-            m.p99_us as f64 / 1000.0,
-            m.server_cpu_us,
-            m.voluntary_switches,
-            m.involuntary_switches
+            figures(m)
         );
     }
     md.push('\n');
@@ -99,15 +107,7 @@ fn sweep(results: &Results, out: &Path, md: &mut String) -> anyhow::Result<()> {
         let _ = writeln!(md, "### {scenario}\n\n| shape | readers | req/s | p99 ms | CPU µs/req | vol. switches/req | invol. switches/req |\n|---|---:|---:|---:|---:|---:|---:|");
         for kind in kinds {
             for (n, m) in sweep_points(results, kind, scenario) {
-                let _ = writeln!(
-                    md,
-                    "| {kind} | {n} | {:.0} | {:.2} | {:.1} | {:.3} | {:.3} |",
-                    m.rps,
-                    m.p99_us as f64 / 1000.0,
-                    m.server_cpu_us,
-                    m.voluntary_switches,
-                    m.involuntary_switches
-                );
+                let _ = writeln!(md, "| {kind} | {n} | {} |", figures(m));
             }
         }
         md.push('\n');

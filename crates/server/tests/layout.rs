@@ -142,18 +142,7 @@ fn pool_a_slow_request_does_not_delay_another_connection() {
 #[test]
 fn pool_pipelined_slow_then_fast_come_back_in_request_order() {
     let s = TestServer::start(builder(Model::Pool).workers(4));
-    let c = connect(s.addr);
-    let mut w = c.try_clone().unwrap();
-    w.write_all(
-        b"GET /work?spin_us=100000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/2 HTTP/1.1\r\nHost: t\r\n\r\n\
-GET /work?spin_us=30000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/4 HTTP/1.1\r\nHost: t\r\n\r\n",
-    )
-    .unwrap();
-    let mut r = BufReader::new(c);
-    let got: Vec<String> = (0..4)
-        .map(|_| read_response(&mut r, false).unwrap().text())
-        .collect();
-    assert_eq!(got, ["worked\n", "/seq/2", "worked\n", "/seq/4"]);
+    slow_and_fast_pipelined_come_back_in_order(s.addr);
 }
 
 #[test]

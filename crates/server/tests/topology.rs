@@ -206,17 +206,7 @@ fn readers_share_a_worker_pool_in_order() {
         "5 fast requests took {fast:?}"
     );
 
-    let c = connect(server.addr);
-    (&c).write_all(
-        b"GET /work?spin_us=100000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/2 HTTP/1.1\r\nHost: t\r\n\r\n\
-GET /work?spin_us=30000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/4 HTTP/1.1\r\nHost: t\r\n\r\n",
-    )
-    .unwrap();
-    let mut r = BufReader::new(c);
-    let got: Vec<String> = (0..4)
-        .map(|_| read_response(&mut r, false).unwrap().text())
-        .collect();
-    assert_eq!(got, ["worked\n", "/seq/2", "worked\n", "/seq/4"]);
+    slow_and_fast_pipelined_come_back_in_order(server.addr);
 }
 
 /// A shape the rules refuse is refused at bind, with the rule in the message.

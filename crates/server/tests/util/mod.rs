@@ -164,3 +164,20 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// One connection pipelines slow, fast, slow, fast requests: with workers the fast ones finish
+/// first, yet the answers must come back in request order.
+pub fn slow_and_fast_pipelined_come_back_in_order(addr: SocketAddr) {
+    use std::io::{BufReader, Write};
+    let c = connect(addr);
+    (&c).write_all(
+        b"GET /work?spin_us=100000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/2 HTTP/1.1\r\nHost: t\r\n\r\n\
+GET /work?spin_us=30000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/4 HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(c);
+    let got: Vec<String> = (0..4)
+        .map(|_| read_response(&mut r, false).unwrap().text())
+        .collect();
+    assert_eq!(got, ["worked\n", "/seq/2", "worked\n", "/seq/4"]);
+}
