@@ -467,17 +467,25 @@ fn bind_app(
     }
 }
 
-/// The thread that turns SIGINT/SIGTERM (and, in a supervised worker, the parent-death
-/// signal) into a graceful stop of `servers`: the first starts the drain; an operator's second
-/// exits at once; the parent-death notice, which comes once per exiting supervisor thread, may
-/// start the drain but never counts as that second signal.
-fn signal_thread(servers: Vec<server::ServerHandle>, supervised: bool) -> anyhow::Result<()> {
+/// Catch SIGINT/SIGTERM (and, in a supervised worker, the parent-death signal) from now on.
+/// Done before any socket serves: a signal that comes while the server starts is held for
+/// [`signal_thread`], not left to the default action that would end the process undrained.
+fn catch_signals(supervised: bool) -> anyhow::Result<signal_hook::iterator::Signals> {
     let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
     if supervised {
         wanted.push(inherit::PARENT_DEATH_SIGNAL);
     }
-    let mut signals =
-        signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")?;
+    signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")
+}
+
+/// The thread that turns SIGINT/SIGTERM (and, in a supervised worker, the parent-death
+/// signal) into a graceful stop of `servers`: the first starts the drain; an operator's second
+/// exits at once; the parent-death notice, which comes once per exiting supervisor thread, may
+/// start the drain but never counts as that second signal.
+fn signal_thread(
+    mut signals: signal_hook::iterator::Signals,
+    servers: Vec<server::ServerHandle>,
+) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -602,6 +610,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .into());
         }
     }
+    let signals = catch_signals(worker.is_some())?;
     let (server, purge) = bind_app(&args, builder)?;
     // The admin endpoint runs on backlog's own core: a single-model server whose one thread
     // is named `admin`, so scrapes never run on a serving thread.
@@ -629,7 +638,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let handles: Vec<server::ServerHandle> = std::iter::once(server.handle())
         .chain(admin.as_ref().map(|a| a.handle()))
         .collect();
-    signal_thread(handles, worker.is_some())?;
+    signal_thread(signals, handles)?;
     let stats = server.wait();
     if let Some(admin) = admin {
         admin.stop();

@@ -229,3 +229,28 @@ fn a_killed_supervisor_makes_each_worker_drain_once() {
         assert_eq!(lost, 0, "{:#?}", s.seen);
     }
 }
+
+/// A SIGTERM that comes the moment the server serves (before its start-up is done) still
+/// drains and exits 0: signals are caught before any socket serves, not left to the default
+/// action that ends the process undrained (exit by signal, seen once in CI).
+#[test]
+fn sigterm_right_at_start_still_exits_zero() {
+    for _ in 0..10 {
+        let data = testkit::scratch("backlog-test-");
+        let (mut child, mut err) = spawn(
+            &["--listen", "127.0.0.1:0", "--model", "single"],
+            "info",
+            &data,
+        );
+        read_until(&mut err, "backlog serving", 1);
+        term(child.id());
+        // Keep reading stderr so the server never blocks on a full pipe.
+        let drain = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        });
+        let (code, _) = exit_within(&mut child, Duration::from_secs(10));
+        let _ = drain.join();
+        assert_eq!(code, 0, "killed by the signal instead of draining");
+    }
+}
