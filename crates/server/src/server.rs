@@ -260,6 +260,60 @@ impl ServerBuilder {
     pub fn serve(self, handler: impl Handler) -> Result<Arc<StatsRegistry>, ServerError> {
         Ok(self.bind(handler)?.wait())
     }
+
+    /// [`bind`](Self::bind), serve until SIGINT or SIGTERM, drain (requests read are
+    /// answered, up to the drain timeout), and return the counters. A second signal ends
+    /// the process at once (exit 1). The signals are caught before any socket serves, so one
+    /// that comes during start-up drains too rather than killing the process.
+    ///
+    /// ```no_run
+    /// use server::{Request, Response, Router, Server};
+    /// let app = Router::new().get("/", |_req: Request| Response::text(200, "hi\n"));
+    /// let stats = Server::builder().serve_until_signal(app)?;
+    /// println!("{}", stats.table());
+    /// # Ok::<(), server::ServerError>(())
+    /// ```
+    pub fn serve_until_signal(
+        self,
+        handler: impl Handler,
+    ) -> Result<Arc<StatsRegistry>, ServerError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let io = |source| ServerError::Io {
+            what: "catching SIGINT and SIGTERM",
+            source,
+        };
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(io)?;
+        let closer = signals.handle();
+        let server = match self.bind(handler) {
+            Ok(server) => server,
+            Err(err) => {
+                closer.close();
+                return Err(err);
+            }
+        };
+        let handle = server.handle();
+        let watcher = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut seen = 0;
+                for signal in signals.forever() {
+                    seen += 1;
+                    if seen == 1 {
+                        handle.shutdown();
+                        tracing::info!(signal, "shutting down: finishing requests in progress");
+                    } else {
+                        tracing::warn!(signal, "second signal: exiting now");
+                        std::process::exit(1);
+                    }
+                }
+            })
+            .map_err(io)?;
+        let stats = server.wait();
+        // The server stopped (by a signal, or by a handle): let the watcher go.
+        closer.close();
+        let _ = watcher.join();
+        Ok(stats)
+    }
 }
 
 /// Threads of the blocking pool: as configured, or, unset, a small pool when the handler may
