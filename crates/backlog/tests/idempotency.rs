@@ -520,11 +520,7 @@ fn a_postgres_outage_is_503_for_the_store_and_recovers_by_itself() {
 
 #[test]
 fn an_unreachable_store_at_start_is_one_line_and_exit_2() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_addr().port();
     let out = Command::new(BIN)
         .args([
             "serve",

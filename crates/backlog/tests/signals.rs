@@ -108,14 +108,9 @@ fn sigterm_with_a_closed_stderr_drains_and_exits_zero() {
         ];
         let (mut child, addr) = if log == "off" {
             // No start line to read the address from: take a free port first.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let listen = format!("127.0.0.1:{port}");
+            let addr = testkit::free_addr();
+            let listen = addr.to_string();
             let (child, err) = spawn(&["--listen", &listen, "--model", "shared"], log, &data);
-            let addr: SocketAddr = listen.parse().unwrap();
             wait_until("serving", Duration::from_secs(10), || {
                 std::net::TcpStream::connect(addr).is_ok()
             });

@@ -122,13 +122,8 @@ fn top_shows_the_model_the_listener_gauge_and_the_thread_table() {
 #[ignore = "needs tmux (scripts/test installs it and runs this)"]
 fn top_without_a_server_says_so_and_keeps_trying() {
     require_tmux();
-    // A port nobody listens on: bind, read it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    // A port nobody listens on.
+    let addr = testkit::free_addr().to_string();
     let screen = screen("backlog-top-none", &addr, "retrying");
     assert!(screen.contains(&format!("cannot reach {addr}")), "{screen}");
     assert!(screen.contains("retrying"), "{screen}");

@@ -9,12 +9,7 @@ use util::*;
 
 #[test]
 fn sigterm_drains_and_serve_until_signal_returns() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = free_addr();
     let serving = std::thread::spawn(move || {
         server::Server::builder()
             .listen(addr)

@@ -25,7 +25,7 @@ pub fn scratch(prefix: &str) -> TempDir {
 }
 
 pub use http::{
-    assert_closed, connect, next_response, open, read_response, request, reset, roundtrip,
-    HttpResponse,
+    assert_closed, connect, free_addr, next_response, open, read_response, request, reset,
+    roundtrip, HttpResponse,
 };
 pub use wait::wait_until;

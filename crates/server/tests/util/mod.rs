@@ -165,6 +165,18 @@ impl Drop for TestServer {
     }
 }
 
+/// How long a plain `GET /` takes on a fresh connection, a moment after slow calls were
+/// started: it must not wait behind them.
+pub fn time_a_fast_get_beside_slow_calls(addr: SocketAddr) -> Duration {
+    std::thread::sleep(Duration::from_millis(30));
+    let t0 = Instant::now();
+    assert_eq!(
+        roundtrip(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
+    t0.elapsed()
+}
+
 /// One connection pipelines slow, fast, slow, fast requests: with workers the fast ones finish
 /// first, yet the answers must come back in request order.
 pub fn slow_and_fast_pipelined_come_back_in_order(addr: SocketAddr) {
