@@ -6,7 +6,7 @@
 //! the listening sockets' queues itself: it holds them, and they outlive any worker.
 
 use crate::state::{ListenerState, ProcessState, State};
-use server::{Handler, Listener, Router};
+use backlog_server::{Handler, Listener, Router};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,13 +132,13 @@ pub fn app(
                 .body(crate::metrics::encode(&for_metrics()))
         })
         .get("/debug/state", move |_req: h1::Request| {
-            h1::Response::json(
+            h1::Response::json_bytes(
                 200,
                 serde_json::to_vec_pretty(&for_state()).unwrap_or_default(),
             )
         })
         .get("/debug/processes", move |_req: h1::Request| {
-            h1::Response::json(
+            h1::Response::json_bytes(
                 200,
                 serde_json::to_vec_pretty(&for_procs().processes).unwrap_or_default(),
             )

@@ -5,7 +5,7 @@
 //! - `GET /metrics`: Prometheus text exposition ([`metrics`]).
 //! - `GET /debug/state`: the same as JSON, plus the model and its thread layout ([`State`]).
 //! - `GET /debug/connections?limit=N`: the oldest connections' kernel queues, `N` of them
-//!   (default and most: [`server::MAX_LISTED_CONNECTIONS`], 1000) with a count of the rest.
+//!   (default and most: [`backlog_server::MAX_LISTED_CONNECTIONS`], 1000) with a count of the rest.
 //!   Each listed connection costs its reader four syscalls, so the cap is not negotiable.
 //!
 //! A supervisor (`--processes`) serves [`fleet::app`] instead: the same endpoints over every
@@ -24,9 +24,9 @@ pub mod state;
 pub use client::fetch_state;
 pub use state::{ListenerState, ProcessState, Sampler, State, ThreadState};
 
+use backlog_server::{Handler, Introspect, Router};
 use bytes::Bytes;
 use h1::{Request, Response};
-use server::{Handler, Introspect, Router};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,15 +47,15 @@ pub fn app(view: Introspect) -> impl Handler {
         })
         .get("/debug/state", move |_req: Request| {
             let state = for_state.state();
-            Response::json(200, serde_json::to_vec_pretty(&*state).unwrap_or_default())
+            Response::json_bytes(200, serde_json::to_vec_pretty(&*state).unwrap_or_default())
         })
         .get("/debug/connections", move |req: Request| {
             let limit = req
                 .query_param("limit")
                 .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(server::MAX_LISTED_CONNECTIONS)
-                .min(server::MAX_LISTED_CONNECTIONS);
-            Response::json(200, listings.get(limit, || list_connections(&view, limit)))
+                .unwrap_or(backlog_server::MAX_LISTED_CONNECTIONS)
+                .min(backlog_server::MAX_LISTED_CONNECTIONS);
+            Response::json_bytes(200, listings.get(limit, || list_connections(&view, limit)))
         })
         .get("/", |_req: Request| {
             Response::text(

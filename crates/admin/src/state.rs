@@ -1,7 +1,7 @@
 //! One sample of everything the admin endpoint shows, and the sampler that takes it.
 
+use backlog_server::{Introspect, Role, ThreadLayout, ThreadSnapshot};
 use serde::{Deserialize, Serialize};
-use server::{Introspect, Role, ThreadLayout, ThreadSnapshot};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! per-connection queues, and Prometheus text that a real parser accepts.
 
 use admin::State;
-use server::{Balance, Model, Request, Response, Router, Server, ServerBuilder};
+use backlog_server::{Balance, Model, Request, Response, Router, Server, ServerBuilder};
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -2,9 +2,9 @@
 //! slow handler that makes imbalance visible) and `echo` (what HTTP conformance suites
 //! expect of a server under test).
 
+use backlog_server::{Handler, Router};
 use bytes::Bytes;
 use h1::{Request, Response};
-use server::{Handler, Router};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

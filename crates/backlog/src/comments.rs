@@ -8,10 +8,10 @@
 // Refusals travel as whole `Response`s on paths that are never hot.
 #![allow(clippy::result_large_err)]
 
+use backlog_server::{Blocking, Router};
 use h1::{Request, Response};
 use idempotency::middleware::problem;
 use idempotency::{IdempotencyConfig, Idempotent, Store, StoreError, StoredResponse, Tx};
-use server::{Blocking, Router};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ fn create(req: &Request, tx: &mut dyn Tx, delay: Duration) -> Result<Response, S
         std::thread::sleep(delay);
     }
     Ok(
-        Response::json(201, serde_json::to_vec(&comment).unwrap_or_default())
+        Response::json_bytes(201, serde_json::to_vec(&comment).unwrap_or_default())
             .header("Location", format!("/comments/{}", comment.id)),
     )
 }
@@ -105,7 +105,7 @@ fn list(store: &dyn Store, req: &Request) -> Response {
         })
     });
     match result {
-        Ok(s) => Response::json(s.status, s.body),
+        Ok(s) => Response::json_bytes(s.status, s.body),
         Err(err) => store_error(err),
     }
 }
@@ -128,7 +128,7 @@ fn upsert(store: &dyn Store, req: &Request) -> Response {
         })
     });
     match result {
-        Ok(s) => Response::json(s.status, s.body),
+        Ok(s) => Response::json_bytes(s.status, s.body),
         Err(err) => store_error(err),
     }
 }

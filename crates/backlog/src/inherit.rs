@@ -29,13 +29,13 @@ pub enum Source {
     Systemd,
 }
 
-fn adopt_listener(raw: i32) -> anyhow::Result<server::Listener> {
+fn adopt_listener(raw: i32) -> anyhow::Result<backlog_server::Listener> {
     let fd = sys::fd::adopt(raw).with_context(|| format!("inherited descriptor {raw}"))?;
-    server::Listener::from_fd(fd).with_context(|| format!("inherited descriptor {raw}"))
+    backlog_server::Listener::from_fd(fd).with_context(|| format!("inherited descriptor {raw}"))
 }
 
 /// The listening sockets passed down to this process, if any.
-pub fn listeners() -> anyhow::Result<Option<(Source, Vec<server::Listener>)>> {
+pub fn listeners() -> anyhow::Result<Option<(Source, Vec<backlog_server::Listener>)>> {
     if let Ok(passed) = std::env::var(PASSED_ENV) {
         std::env::remove_var(PASSED_ENV);
         let (raw, addr) = passed
@@ -44,7 +44,7 @@ pub fn listeners() -> anyhow::Result<Option<(Source, Vec<server::Listener>)>> {
         let raw: i32 = raw.parse().context(PASSED_ENV)?;
         let addr: SocketAddr = addr.parse().context(PASSED_ENV)?;
         let fd = sys::fd::adopt(raw).context("the connection socket")?;
-        let listener = server::Listener::from_passed(fd, addr)?;
+        let listener = backlog_server::Listener::from_passed(fd, addr)?;
         return Ok(Some((Source::Supervisor, vec![listener])));
     }
     if let Ok(list) = std::env::var(FDS_ENV) {

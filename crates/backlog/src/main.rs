@@ -29,9 +29,9 @@ mod supervisor;
 mod top;
 
 use anyhow::Context;
+use backlog_server::{AcceptStrategy, Balance, Model, Server, ServerError};
 use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
-use server::{AcceptStrategy, Balance, Model, Server, ServerError};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -352,8 +352,8 @@ fn reload(pid_file: &std::path::Path) -> anyhow::Result<u32> {
 /// Run as the supervisor of `args.processes` workers.
 fn supervise(
     args: &ServeArgs,
-    cfg: &server::Config,
-    inherited: Option<Vec<server::Listener>>,
+    cfg: &backlog_server::Config,
+    inherited: Option<Vec<backlog_server::Listener>>,
 ) -> anyhow::Result<()> {
     // systemd's sockets are shared by every worker as they are; otherwise a shape with
     // several listeners gets that many SO_REUSEPORT sockets per worker.
@@ -377,7 +377,7 @@ fn supervise(
 fn run_supervisor(
     args: &ServeArgs,
     opts: supervisor::Options,
-    listeners: Vec<server::Listener>,
+    listeners: Vec<backlog_server::Listener>,
 ) -> anyhow::Result<()> {
     let addr = listeners.first().map(|l| l.local_addr());
     tracing::info!(
@@ -420,7 +420,7 @@ fn run_supervisor(
 }
 
 /// Say once, at start, which given flags the shape does not use.
-fn warn_ignored(args: &ServeArgs, shape: &server::Topology) {
+fn warn_ignored(args: &ServeArgs, shape: &backlog_server::Topology) {
     if args.threads.is_some() && shape.preset == Some(Model::Pool) {
         tracing::warn!(
             "--threads is not used by --model pool (one loop; --workers sets its handler threads)"
@@ -438,7 +438,7 @@ fn warn_ignored(args: &ServeArgs, shape: &server::Topology) {
 /// expired idempotency keys, which stops when the returned sender drops), or `echo`.
 fn bind_app(
     args: &ServeArgs,
-    builder: server::ServerBuilder,
+    builder: backlog_server::ServerBuilder,
 ) -> anyhow::Result<(Server, Option<std::sync::mpsc::Sender<()>>)> {
     match args.app {
         AppArg::Hello => {
@@ -484,7 +484,7 @@ fn catch_signals(supervised: bool) -> anyhow::Result<signal_hook::iterator::Sign
 /// start the drain but never counts as that second signal.
 fn signal_thread(
     mut signals: signal_hook::iterator::Signals,
-    servers: Vec<server::ServerHandle>,
+    servers: Vec<backlog_server::ServerHandle>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
@@ -518,7 +518,7 @@ fn signal_thread(
 /// The server `serve`'s flags describe: its shape (a preset, or `--topology` with
 /// `--accept`/`--balance` filling what it leaves out), limits and timeouts. A shape the rules
 /// refuse is a configuration error (exit 2).
-fn builder_from(args: &ServeArgs) -> anyhow::Result<server::ServerBuilder> {
+fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilder> {
     let mut builder = Server::builder()
         .listen(args.listen)
         .model(args.model)
@@ -528,18 +528,18 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<server::ServerBuilder> {
         .defer_accept(args.defer_accept)
         .queue_depth(args.queue_depth)
         .drain_timeout(args.drain_timeout)
-        .limits(server::Limits {
+        .limits(backlog_server::Limits {
             max_header_bytes: args.max_header_bytes as usize,
             max_headers: args.max_headers as usize,
             max_uri_bytes: args.max_uri_bytes as usize,
             max_body_bytes: args.max_body_bytes,
         })
-        .timeouts(server::Timeouts {
+        .timeouts(backlog_server::Timeouts {
             header: args.header_timeout,
             body: args.body_timeout,
             idle: args.idle_timeout,
             write: args.write_timeout,
-            ..server::Timeouts::default()
+            ..backlog_server::Timeouts::default()
         });
     if let Some(n) = args.max_conns {
         builder = builder.max_conns(n);
@@ -551,7 +551,7 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<server::ServerBuilder> {
         builder = builder.workers(n);
     }
     if let Some(text) = &args.topology {
-        let mut t: server::Topology = text
+        let mut t: backlog_server::Topology = text
             .parse()
             .map_err(|err| ServerError::Config(format!("--topology: {err}")))?;
         if !text.contains("accept=") {
@@ -635,7 +635,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ready) = &ready {
         ready.send(admin.as_ref().map(|a| a.local_addr()))?;
     }
-    let handles: Vec<server::ServerHandle> = std::iter::once(server.handle())
+    let handles: Vec<backlog_server::ServerHandle> = std::iter::once(server.handle())
         .chain(admin.as_ref().map(|a| a.handle()))
         .collect();
     signal_thread(signals, handles)?;

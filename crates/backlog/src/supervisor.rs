@@ -20,8 +20,8 @@
 use crate::inherit::{FDS_ENV, PASSED_ENV, READY_ENV, WORKER_ENV};
 use admin::ProcessState;
 use anyhow::Context;
+use backlog_server::Listener;
 use crossbeam_channel::{Receiver, Sender};
-use server::Listener;
 use std::ffi::OsString;
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -590,7 +590,7 @@ fn describe(status: ExitStatus) -> String {
 
 /// Bind the sockets for `opts` as `cfg` asks: one, or `processes × per_worker`
 /// SO_REUSEPORT sockets on one port.
-pub fn bind(cfg: &server::Config, opts: &Options) -> anyhow::Result<Vec<Listener>> {
+pub fn bind(cfg: &backlog_server::Config, opts: &Options) -> anyhow::Result<Vec<Listener>> {
     let count = if opts.reuseport {
         opts.processes * opts.per_worker
     } else {
@@ -641,7 +641,7 @@ fn dispatcher(sockets: &Sockets, targets: &Targets, stop: &AtomicBool) {
                     continue;
                 }
                 match listener.accept() {
-                    Ok(fd) => fd,
+                    Ok(conn) => conn.fd,
                     Err(err) if sys::would_block(&err) => {
                         let _ = epoll.wait(&mut events, Some(Duration::from_millis(100)));
                         continue;
@@ -678,7 +678,7 @@ fn dispatcher(sockets: &Sockets, targets: &Targets, stop: &AtomicBool) {
         let fd = match held.take() {
             Some(fd) => fd,
             None => match listener.accept() {
-                Ok(fd) => fd,
+                Ok(conn) => conn.fd,
                 Err(_) => break,
             },
         };

@@ -52,6 +52,11 @@ impl ChunkedDecoder {
         }
     }
 
+    /// Change the body limit before any chunk is read (a route's own limit).
+    pub fn set_max_body(&mut self, max_body: u64) {
+        self.max_body = max_body;
+    }
+
     /// Consume what it can of `input`. `Ok(true)` when the body is complete (the bytes after it
     /// stay in `input`), `Ok(false)` when it needs more.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<bool, Error> {

@@ -74,14 +74,29 @@ impl RequestDecoder {
 
     /// Take the next request out of `buf`, consuming exactly its bytes.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
-        let result = self.step(buf);
+        self.decode_with(buf, |_| None)
+    }
+
+    /// [`decode`](Self::decode), asking `body_limit` once per request, when its head is
+    /// complete and before any of its body is read, for a limit that replaces
+    /// [`Limits::max_body_bytes`] for that request (a route's own limit, larger or smaller).
+    pub fn decode_with(
+        &mut self,
+        buf: &mut BytesMut,
+        body_limit: impl FnOnce(&Request) -> Option<u64>,
+    ) -> Result<Decoded, Error> {
+        let result = self.step(buf, body_limit);
         if let Err(err) = result {
             self.state = State::Failed(err);
         }
         result
     }
 
-    fn step(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
+    fn step(
+        &mut self,
+        buf: &mut BytesMut,
+        body_limit: impl FnOnce(&Request) -> Option<u64>,
+    ) -> Result<Decoded, Error> {
         match std::mem::replace(&mut self.state, State::Head) {
             State::Failed(err) => Err(err),
             State::Body { req, framing } => self.read_body(*req, framing, buf, false),
@@ -89,9 +104,15 @@ impl RequestDecoder {
                 if buf.is_empty() {
                     return Ok(Decoded::Partial);
                 }
-                let Some(head) = parse_head(buf, &self.limits)? else {
+                let Some(mut head) = parse_head(buf, &self.limits)? else {
                     return Ok(Decoded::Partial);
                 };
+                let max = body_limit(&head.req).unwrap_or(self.limits.max_body_bytes);
+                match &mut head.framing {
+                    Framing::Length(n) if *n > max => return Err(Error::BodyTooLarge),
+                    Framing::Length(_) => {}
+                    Framing::Chunked(dec) => dec.set_max_body(max),
+                }
                 let expect = head.expect_continue;
                 self.read_body(head.req, head.framing, buf, expect)
             }
@@ -239,6 +260,8 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
         body: Bytes::new(),
         keep_alive,
         params: Vec::new(),
+        peer: None,
+        extensions: Default::default(),
         head,
     };
     Ok(Some(Head {
@@ -551,11 +574,9 @@ fn decide_framing(facts: &FieldFacts, version: Version, limits: &Limits) -> Resu
             limits.max_header_bytes,
         )));
     }
-    match facts.content_length {
-        Some(n) if n > limits.max_body_bytes => Err(Error::BodyTooLarge),
-        Some(n) => Ok(Framing::Length(n)),
-        None => Ok(Framing::Length(0)),
-    }
+    // The length is checked against the body limit by the caller, which may hold a
+    // route's own limit.
+    Ok(Framing::Length(facts.content_length.unwrap_or(0)))
 }
 
 fn trim_ows(s: &[u8]) -> &[u8] {

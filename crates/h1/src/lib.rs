@@ -11,6 +11,8 @@
 //!   framing, smuggling), then the body by Content-Length or [`chunked`] coding.
 //! - [`request`]: [`Request`], owned and zero-copy: slices of the connection's read buffer.
 //! - [`response`]: [`Response`], a builder, and its encoding with Date, Server and framing.
+//! - [`extensions`]: [`Extensions`], values layers attach to a request for the handler.
+//! - `json` (feature `serde`): `Request::json`, `Request::query_as`, `Response::json`.
 //! - [`limits`]: [`Limits`], with nginx-like defaults.
 //! - [`error`]: [`Error`], each variant mapped to the status RFC 9110 gives it.
 //! - [`date`]: [`DateCache`], the Date header formatted once a second.
@@ -19,6 +21,9 @@ pub mod chunked;
 pub mod date;
 pub mod decoder;
 pub mod error;
+pub mod extensions;
+#[cfg(feature = "serde")]
+pub mod json;
 pub mod limits;
 pub mod request;
 pub mod response;
@@ -26,6 +31,9 @@ pub mod response;
 pub use date::DateCache;
 pub use decoder::{Decoded, RequestDecoder};
 pub use error::Error;
+pub use extensions::Extensions;
+#[cfg(feature = "serde")]
+pub use json::{is_json, JsonError};
 pub use limits::Limits;
 pub use request::{percent_decode, Method, Request, RequestBuilder, Version};
 pub use response::{EncodeContext, InvalidHeader, Response, StatusCode};

@@ -5,8 +5,10 @@
 //! to a worker thread (`pool`) for the price of a memcpy, and the plaintext path allocates
 //! nothing per request once the read buffer has been promoted to shared storage.
 
+use crate::Extensions;
 use bytes::Bytes;
 use smallvec::SmallVec;
+use std::net::SocketAddr;
 
 /// The request method (RFC 9110 §9). Extension methods keep their token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +116,8 @@ pub struct Request {
     pub(crate) keep_alive: bool,
     /// Path parameters a router matched (`/items/{id}`), percent-decoded.
     pub(crate) params: Vec<(Box<str>, Box<str>)>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) extensions: Extensions,
 }
 
 impl Request {
@@ -188,6 +192,12 @@ impl Request {
             .map(|(_, v)| v)
     }
 
+    /// The first field named `name` as text, when its value is visible ASCII (and spaces);
+    /// `None` when absent or not text.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.header(name)?).ok()
+    }
+
     /// Every header field in the order received.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.fields.iter().map(move |f| {
@@ -220,6 +230,27 @@ impl Request {
         self.params = params;
     }
 
+    /// The client's address, as `accept` reported it (`None` for a request built in a test
+    /// without [`RequestBuilder::peer`]).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Record the client's address (what the server does for every request it reads).
+    pub fn set_peer_addr(&mut self, peer: Option<SocketAddr>) {
+        self.peer = peer;
+    }
+
+    /// Values earlier layers attached to this request (see [`Extensions`]).
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Attach values for later layers and the handler.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
     /// The request head exactly as received (request line and fields, with the blank line).
     pub fn raw_head(&self) -> &Bytes {
         &self.head
@@ -249,6 +280,8 @@ pub struct RequestBuilder {
     target: String,
     headers: Vec<(String, String)>,
     body: Bytes,
+    peer: Option<SocketAddr>,
+    extensions: Extensions,
 }
 
 impl Request {
@@ -259,6 +292,8 @@ impl Request {
             target: "/".into(),
             headers: Vec::new(),
             body: Bytes::new(),
+            peer: None,
+            extensions: Extensions::default(),
         }
     }
 }
@@ -285,6 +320,18 @@ impl RequestBuilder {
     /// The body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// The client's address ([`Request::peer_addr`]).
+    pub fn peer(mut self, addr: SocketAddr) -> Self {
+        self.peer = Some(addr);
+        self
+    }
+
+    /// Attach a value, as a layer before the handler would ([`Request::extensions`]).
+    pub fn extension<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
         self
     }
 
@@ -321,7 +368,11 @@ impl RequestBuilder {
         let mut decoder = crate::RequestDecoder::new(limits);
         loop {
             match decoder.decode(&mut buf)? {
-                crate::Decoded::Request(req) => return Ok(req),
+                crate::Decoded::Request(mut req) => {
+                    req.peer = self.peer;
+                    req.extensions = self.extensions;
+                    return Ok(req);
+                }
                 crate::Decoded::Continue => continue,
                 crate::Decoded::Partial => {
                     return Err(crate::Error::Framing(

@@ -160,8 +160,9 @@ impl Response {
             .body(body)
     }
 
-    /// An `application/json` response (the body is not checked).
-    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+    /// An `application/json` response from already encoded bytes (not checked). With the
+    /// `serde` feature, `Response::json` serializes a value.
+    pub fn json_bytes(status: u16, body: impl Into<Bytes>) -> Self {
         Response::new(status)
             .header("Content-Type", "application/json")
             .body(body)
@@ -213,6 +214,12 @@ impl Response {
     /// The field that could not be set, if any (the response then goes out as a 500).
     pub fn invalid_header(&self) -> Option<&InvalidHeader> {
         self.invalid.as_deref()
+    }
+
+    /// Change the status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
     }
 
     /// Set the body.
@@ -440,7 +447,8 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, Worl
 
     #[test]
     fn set_header_replaces() {
-        let resp = Response::json(200, "{}").set_header("content-type", "application/problem+json");
+        let resp =
+            Response::json_bytes(200, "{}").set_header("content-type", "application/problem+json");
         let types: Vec<_> = resp
             .headers()
             .filter(|(n, _)| n.eq_ignore_ascii_case(b"content-type"))

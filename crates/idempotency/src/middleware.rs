@@ -15,8 +15,8 @@
 
 use crate::store::{Claim, KeyRef, Store, StoreError, StoredResponse, Tx};
 use crate::{fingerprint, key};
+use backlog_server::Handler;
 use h1::{Method, Request, Response};
-use server::Handler;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;

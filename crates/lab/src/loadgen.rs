@@ -536,7 +536,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use server::{Model, Request, Response, Router, Server};
+    use backlog_server::{Model, Request, Response, Router, Server};
 
     fn serve() -> Server {
         Server::builder()

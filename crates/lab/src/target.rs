@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 #[serde(into = "String", try_from = "String")]
 pub enum Shape {
     /// A model, with the plan's thread count.
-    Preset(server::Model),
+    Preset(backlog_server::Model),
     /// Any shape, as given.
-    Topology(server::Topology),
+    Topology(backlog_server::Topology),
 }
 
 impl std::fmt::Display for Shape {
@@ -37,10 +37,10 @@ impl std::str::FromStr for Shape {
     type Err = String;
     /// A model name, or a topology (`listeners=1 acceptors=2 readers=4 …`).
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(m) = s.parse::<server::Model>() {
+        if let Ok(m) = s.parse::<backlog_server::Model>() {
             return Ok(Shape::Preset(m));
         }
-        let t: server::Topology = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        let t: backlog_server::Topology = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
         t.validate().map_err(|e| format!("{s:?}: {e}"))?;
         Ok(Shape::Topology(t))
     }
@@ -162,7 +162,7 @@ impl Target {
 
     /// The topology a backlog target runs with `threads` event-loop threads: its shape with
     /// the `--accept`/`--balance` flags it adds. `None` for the anchors.
-    pub fn topology(&self, threads: usize) -> Option<server::Topology> {
+    pub fn topology(&self, threads: usize) -> Option<backlog_server::Topology> {
         let Kind::Backlog { shape, extra } = &self.kind else {
             return None;
         };
@@ -174,16 +174,16 @@ impl Target {
         };
         Some(match shape {
             Shape::Topology(t) => *t,
-            Shape::Preset(m) => server::Topology::preset(
+            Shape::Preset(m) => backlog_server::Topology::preset(
                 *m,
                 threads,
                 threads,
                 flag("--accept")
                     .and_then(|a| a.parse().ok())
-                    .unwrap_or(server::AcceptStrategy::Exclusive),
+                    .unwrap_or(backlog_server::AcceptStrategy::Exclusive),
                 flag("--balance")
                     .and_then(|b| b.parse().ok())
-                    .unwrap_or(server::Balance::RoundRobin),
+                    .unwrap_or(backlog_server::Balance::RoundRobin),
             ),
         })
     }

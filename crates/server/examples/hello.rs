@@ -4,7 +4,7 @@
 //! Pick the shape as the first argument; the handler does not change. Ctrl-C drains and
 //! prints each thread's counters.
 
-use server::{Request, Response, Router, Server, Topology};
+use backlog_server::{Request, Response, Router, Server, Topology};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shape: Topology = std::env::args()

@@ -13,11 +13,11 @@
 use crate::conn_limit::ConnLimit;
 use crate::listener::Listener;
 use crate::stats::ThreadStats;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sys::socket::AcceptError;
+use sys::socket::Accepted;
 use sys::{Epoll, Interest};
 
 /// Accepts per readiness event before the thread goes back to its connections.
@@ -180,7 +180,7 @@ impl Acceptor {
         epoll: &Epoll,
         index: usize,
         now: Instant,
-        deliver: &mut dyn FnMut(OwnedFd),
+        deliver: &mut dyn FnMut(Accepted),
     ) {
         let Some(listener) = self.listeners.get(index).cloned() else {
             return;
@@ -198,10 +198,10 @@ impl Acceptor {
                 break;
             }
             match listener.accept() {
-                Ok(fd) => {
+                Ok(conn) => {
                     accepted += 1;
-                    let _ = sys::socket::set_nodelay(&fd);
-                    self.hand_over(fd, deliver);
+                    let _ = sys::socket::set_nodelay(&conn.fd);
+                    self.hand_over(conn, deliver);
                 }
                 Err(err) => {
                     self.limit.release();
@@ -230,9 +230,9 @@ impl Acceptor {
     /// reader, or a balancer over other threads' readers: the loop's [`Roles`] decide).
     ///
     /// [`Roles`]: crate::event_loop::Roles
-    fn hand_over(&mut self, fd: OwnedFd, deliver: &mut dyn FnMut(OwnedFd)) {
+    fn hand_over(&mut self, conn: Accepted, deliver: &mut dyn FnMut(Accepted)) {
         self.stats.accepted();
-        deliver(fd);
+        deliver(conn);
     }
 
     fn pause(&mut self, epoll: &Epoll, now: Instant, err: &std::io::Error) {
@@ -250,7 +250,7 @@ impl Acceptor {
     /// Shutdown: take what is already queued (those clients completed their handshake and
     /// would otherwise be reset), then stop polling and drop the listeners. The socket closes
     /// when its last thread lets go, and from then on the kernel refuses new connections.
-    pub(crate) fn close(mut self, epoll: &Epoll, deliver: &mut dyn FnMut(OwnedFd)) {
+    pub(crate) fn close(mut self, epoll: &Epoll, deliver: &mut dyn FnMut(Accepted)) {
         self.deregister(epoll);
         if let Turn::Mutex(lock) = &self.turn {
             if self.holding {
@@ -263,7 +263,7 @@ impl Acceptor {
                     break;
                 }
                 match listener.accept() {
-                    Ok(fd) => self.hand_over(fd, deliver),
+                    Ok(conn) => self.hand_over(conn, deliver),
                     Err(_) => {
                         self.limit.release();
                         break;

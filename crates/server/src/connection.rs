@@ -10,6 +10,7 @@ use crate::worker::Job;
 use bytes::{Bytes, BytesMut};
 use h1::{Limits, RequestDecoder};
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
@@ -26,6 +27,8 @@ pub(crate) type Slot = Option<(Bytes, bool)>;
 
 pub(crate) struct Connection {
     pub(crate) fd: OwnedFd,
+    /// The client's address, as accept reported it; each request carries a copy.
+    pub(crate) peer: Option<SocketAddr>,
     pub(crate) gen: u32,
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: BytesMut,
@@ -67,12 +70,12 @@ pub(crate) struct Connection {
     /// Half-closed after a refusal: discarding input until this instant, then close.
     pub(crate) lingering: Option<Instant>,
     /// Bytes discarded while lingering.
-    pub(crate) discarded: usize,
+    pub(crate) discarded: u32,
     /// Bytes of answers waiting in `slots` for an earlier one (`pool`).
     pub(crate) held: usize,
     /// Size of the last answer a worker sent: how many more requests the output bound can
     /// afford to have in flight (`pool`).
-    pub(crate) last_answer: usize,
+    pub(crate) last_answer: u32,
 }
 
 /// Which timeout a connection is under.
@@ -86,9 +89,16 @@ pub(crate) enum Expiry {
 }
 
 impl Connection {
-    pub(crate) fn new(fd: OwnedFd, gen: u32, limits: Limits, now: Instant) -> Self {
+    pub(crate) fn new(
+        fd: OwnedFd,
+        peer: Option<SocketAddr>,
+        gen: u32,
+        limits: Limits,
+        now: Instant,
+    ) -> Self {
         Connection {
             fd,
+            peer,
             gen,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
@@ -126,7 +136,7 @@ impl Connection {
             // Slow start: until one answer shows how large they are.
             return INITIAL_IN_FLIGHT;
         }
-        (OUTPUT_BOUND / self.last_answer).clamp(1, MAX_IN_FLIGHT)
+        (OUTPUT_BOUND / self.last_answer as usize).clamp(1, MAX_IN_FLIGHT)
     }
 
     /// The deadline this connection is under now, and which one it is. `None` while the
@@ -218,7 +228,7 @@ impl Connection {
         let Some(idx) = seq.checked_sub(self.base_seq) else {
             return;
         };
-        self.last_answer = bytes.len();
+        self.last_answer = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         if let Some(slot) = self.slots.get_mut(idx as usize) {
             self.held += bytes.len();
             *slot = Some((bytes, keep_alive));
@@ -247,7 +257,7 @@ mod tests {
 
     fn conn() -> Connection {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        Connection::new(OwnedFd::from(l), 0, Limits::default(), Instant::now())
+        Connection::new(OwnedFd::from(l), None, 0, Limits::default(), Instant::now())
     }
 
     #[test]

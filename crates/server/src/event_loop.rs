@@ -163,7 +163,7 @@ fn sink<'a>(
     epoll: &'a Epoll,
     reader: &'a mut Option<Reader>,
     balancer: &'a mut Option<Balancer>,
-) -> impl FnMut(std::os::fd::OwnedFd) + 'a {
+) -> impl FnMut(sys::socket::Accepted) + 'a {
     move |fd| match (reader.as_mut(), balancer.as_mut()) {
         (Some(r), _) => r.add(epoll, fd),
         (None, Some(b)) => b.dispatch(fd),

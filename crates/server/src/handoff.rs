@@ -9,15 +9,15 @@ use crate::conn_limit::ConnLimit;
 use crate::stats::ThreadStats;
 use crate::Balance;
 use crossbeam_channel::{Receiver, Sender};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use sys::socket::Accepted;
 use sys::Waker;
 
 /// A reader's queue of connections handed to it. Cloned once per acceptor that may feed
 /// the reader: several acceptors can hand connections to one reader.
 pub(crate) struct Inbox {
-    tx: Sender<OwnedFd>,
+    tx: Sender<Accepted>,
     waker: Arc<Waker>,
     stats: Arc<ThreadStats>,
     senders: Arc<AtomicUsize>,
@@ -26,7 +26,7 @@ pub(crate) struct Inbox {
 
 /// The reader's end of its inbox.
 pub(crate) struct InboxReceiver {
-    rx: Receiver<OwnedFd>,
+    rx: Receiver<Accepted>,
     stats: Arc<ThreadStats>,
     senders: Arc<AtomicUsize>,
 }
@@ -53,7 +53,7 @@ pub(crate) fn inbox(
 impl Inbox {
     /// Queue `fd` for the reader and wake it. The count rises before the send so that the
     /// balancer's next look at this reader already sees the connection.
-    fn push(&self, fd: OwnedFd) {
+    fn push(&self, fd: Accepted) {
         self.stats.handoff_push();
         if self.tx.send(fd).is_err() {
             // The reader has exited (shutdown): the fd is dropped, closing the connection.
@@ -96,7 +96,7 @@ impl InboxReceiver {
     }
 
     /// The next handed-over connection, if any.
-    pub(crate) fn pop(&self) -> Option<OwnedFd> {
+    pub(crate) fn pop(&self) -> Option<Accepted> {
         let fd = self.rx.try_recv().ok()?;
         self.stats.handoff_pop();
         Some(fd)
@@ -123,7 +123,7 @@ impl Balancer {
     }
 
     /// Hand `fd` to the reader this strategy picks.
-    pub(crate) fn dispatch(&mut self, fd: OwnedFd) {
+    pub(crate) fn dispatch(&mut self, fd: Accepted) {
         let i = self.pick();
         self.inboxes[i].push(fd);
     }

@@ -35,8 +35,10 @@ mod event_loop;
 pub mod handler;
 mod handoff;
 pub mod introspect;
+pub mod layer;
 mod listener;
 mod reader;
+pub mod refusal;
 pub mod router;
 pub mod server;
 mod shutdown;
@@ -49,10 +51,16 @@ pub use acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY}
 pub use config::{
     AcceptStrategy, Balance, Config, Model, Timeouts, UnknownName, DEFAULT_BLOCKING_THREADS,
 };
-pub use h1::{InvalidHeader, Limits, Method, Request, RequestBuilder, Response, StatusCode};
-pub use handler::{Blocking, Handler};
+#[cfg(feature = "serde")]
+pub use h1::JsonError;
+pub use h1::{
+    Extensions, InvalidHeader, Limits, Method, Request, RequestBuilder, Response, StatusCode,
+};
+pub use handler::{Blocking, BodyLimit, Handler, IntoResponse};
 pub use introspect::{ConnInfo, Connections, Introspect, ListenerInfo, MAX_LISTED_CONNECTIONS};
+pub use layer::{HandlerExt, Layer, Layered};
 pub use listener::{somaxconn, Listener};
+pub use refusal::Refusal;
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle};
 pub use stats::{Role, StatsRegistry, ThreadSnapshot};

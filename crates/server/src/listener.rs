@@ -11,6 +11,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
+use sys::socket::Accepted;
 
 /// How a listening socket is set up.
 #[derive(Debug, Clone, Copy)]
@@ -140,11 +141,14 @@ impl Listener {
 
     /// The next connection: accept(2), or the next descriptor the supervisor sent.
     /// `WouldBlock` when there is none now.
-    pub fn accept(&self) -> std::io::Result<OwnedFd> {
+    pub fn accept(&self) -> std::io::Result<Accepted> {
         if !self.passed {
             return sys::socket::accept(self);
         }
-        sys::fd::recv_fd(self.socket.as_fd())
+        let fd = sys::fd::recv_fd(self.socket.as_fd())?;
+        // The supervisor accepted it; asking the kernel once is the price of the handoff.
+        let peer = sys::socket::peer_addr(&fd).ok();
+        Ok(Accepted { fd, peer })
     }
 
     /// The address it is bound to (with the port the kernel chose for port 0).

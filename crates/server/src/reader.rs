@@ -18,17 +18,18 @@ use crate::connection::{Connection, Expiry};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
+use crate::refusal::{self, RenderRefusal};
 use crate::stats::ThreadStats;
 use crate::timer::{Entry, TimerWheel};
 use crate::worker::{Completion, ConnId, Job, Submitter};
 use bytes::{Buf, BytesMut};
 use crossbeam_channel::Receiver;
-use h1::{Decoded, EncodeContext, Limits, Response};
+use h1::{Decoded, EncodeContext, Limits};
 use slab::Slab;
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use sys::socket::Accepted;
 use sys::{Epoll, Interest, Readiness};
 
 /// Free space we want in a read buffer before each read.
@@ -72,6 +73,11 @@ pub(crate) struct ReaderConfig {
     pub(crate) limits: Limits,
     pub(crate) timeouts: Timeouts,
     pub(crate) conn_limit: Arc<ConnLimit>,
+    /// The application, asked for each request's body limit once its head is read (in
+    /// `pool` too, where another thread will run it).
+    pub(crate) app: Arc<dyn Handler>,
+    /// How the application renders the server's refusals.
+    pub(crate) refusals: Option<RenderRefusal>,
 }
 
 pub(crate) struct Reader {
@@ -148,7 +154,8 @@ impl Reader {
 
     /// Take ownership of an accepted connection (its slot in the connection limit is
     /// already claimed).
-    pub(crate) fn add(&mut self, epoll: &Epoll, fd: OwnedFd) {
+    pub(crate) fn add(&mut self, epoll: &Epoll, accepted: Accepted) {
+        let Accepted { fd, peer } = accepted;
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
@@ -160,7 +167,7 @@ impl Reader {
             self.cfg.conn_limit.release();
             return;
         }
-        entry.insert(Connection::new(fd, gen, self.cfg.limits, self.now));
+        entry.insert(Connection::new(fd, peer, gen, self.cfg.limits, self.now));
         self.stats.opened();
         if self.draining {
             // Accepted during shutdown: answer what it already sent, or close it now.
@@ -305,8 +312,7 @@ impl Reader {
             Expiry::Header | Expiry::Body => {
                 let ctx = error_context();
                 let mut out = BytesMut::new();
-                Response::text(408, "request timed out\n")
-                    .close()
+                refusal::respond(self.cfg.refusals.as_ref(), 408, "request timed out")
                     .encode(ctx, &self.date, &mut out);
                 if conn.wbuf.is_empty() {
                     conn.last_write = self.now;
@@ -464,8 +470,8 @@ impl Reader {
             match sys::socket::read_into(&conn.fd, &mut conn.rbuf, 1) {
                 Ok(0) => break,
                 Ok(n) => {
-                    conn.discarded += n;
-                    if conn.discarded > LINGER_MAX_BYTES {
+                    conn.discarded = conn.discarded.saturating_add(n as u32);
+                    if conn.discarded as usize > LINGER_MAX_BYTES {
                         break;
                     }
                     if n < spare && !conn.fin_seen {
@@ -494,6 +500,7 @@ impl Reader {
             draining,
             now,
             spare,
+            cfg,
             ..
         } = self;
         let Some(conn) = conns.get_mut(key) else {
@@ -502,7 +509,10 @@ impl Reader {
         let had_output = !conn.wbuf.is_empty();
         conn.wants_bytes = false;
         while conn.may_parse() {
-            match conn.decoder.decode(&mut conn.rbuf) {
+            match conn
+                .decoder
+                .decode_with(&mut conn.rbuf, |req| cfg.app.body_limit(req))
+            {
                 Ok(Decoded::Partial) => {
                     conn.wants_bytes = true;
                     break;
@@ -510,15 +520,20 @@ impl Reader {
                 Ok(Decoded::Continue) => conn.push_ready(h1::response::CONTINUE, true),
                 Err(err) => {
                     let mut out = BytesMut::new();
-                    Response::for_error(err).encode(error_context(), date, &mut out);
+                    refusal::respond(cfg.refusals.as_ref(), err.status(), &err.to_string()).encode(
+                        error_context(),
+                        date,
+                        &mut out,
+                    );
                     conn.push_ready(&out, false);
                     conn.refused = true;
                     conn.closing = true;
                     stats.requests(1);
                     break;
                 }
-                Ok(Decoded::Request(req)) => {
+                Ok(Decoded::Request(mut req)) => {
                     conn.requests += 1;
+                    req.set_peer_addr(conn.peer);
                     let ctx = EncodeContext::for_request(&req, !*draining);
                     if !ctx.keep_alive {
                         conn.closing = true;

@@ -1,12 +1,26 @@
 //! A small router: exact paths, paths with `{name}` segments (`/items/{id}`, read with
-//! [`Request::param`]), and path prefixes, each with its methods.
+//! [`Request::param`]), and path prefixes, each with its methods; routers nest under a prefix
+//! and merge.
 //!
-//! Unknown paths get 404; a known path with another method gets 405 with `Allow`, and HEAD
-//! is served by the GET route (the encoder drops the body). CONNECT, unless a route asks for
-//! it, gets 405: backlog does not tunnel, and a CONNECT target is an authority, not a path.
+//! A request goes to the most specific route that matches its path and method: an exact
+//! path before a pattern with parameters before a prefix, and among equals the one added
+//! first. Unknown paths go to the [`fallback`](Router::fallback) (404 unless set); a known
+//! path with another method gets 405 with `Allow` (its body from
+//! [`method_not_allowed`](Router::method_not_allowed) if set), and HEAD is served by the GET
+//! route (the encoder drops the body). CONNECT, unless a route asks for it, gets 405:
+//! backlog does not tunnel, and a CONNECT target is an authority, not a path.
 
+use crate::layer::{Layer, Layered};
 use crate::Handler;
 use h1::{Method, Request, Response};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    Exact,
+    Params,
+    Prefix,
+}
 
 enum Pattern {
     Exact(String),
@@ -14,7 +28,6 @@ enum Pattern {
     Params(Vec<Segment>),
     Prefix(String),
 }
-
 /// Path parameters a pattern binds: name and percent-decoded value.
 type Params = Vec<(Box<str>, Box<str>)>;
 
@@ -24,6 +37,14 @@ enum Segment {
 }
 
 impl Pattern {
+    fn rank(&self) -> Rank {
+        match self {
+            Pattern::Exact(_) => Rank::Exact,
+            Pattern::Params(_) => Rank::Params,
+            Pattern::Prefix(_) => Rank::Prefix,
+        }
+    }
+
     fn parse(path: &str) -> Pattern {
         if !path.contains('{') {
             return Pattern::Exact(path.to_string());
@@ -84,14 +105,56 @@ impl Methods {
 
 struct Route {
     method: Methods,
+    /// The path as given (for [`Router::nest`]), and whether it is a prefix.
+    path: String,
+    prefix: bool,
     pattern: Pattern,
     handler: Box<dyn Handler>,
 }
 
+impl Route {
+    fn new(method: Methods, path: &str, prefix: bool, handler: Box<dyn Handler>) -> Route {
+        let pattern = if prefix {
+            Pattern::Prefix(path.to_string())
+        } else {
+            Pattern::parse(path)
+        };
+        Route {
+            method,
+            path: path.to_string(),
+            prefix,
+            pattern,
+            handler,
+        }
+    }
+}
+
 /// Routes requests by method and path.
+///
+/// ```
+/// use backlog_server::{Handler, Request, Response, Router};
+///
+/// let items = Router::new()
+///     .get("/", |_req: Request| Response::text(200, "all items"))
+///     .get("/{id}", |req: Request| Response::text(200, format!("item {}", req.param("id").unwrap())));
+/// let app = Router::new()
+///     .get("/health", |_req: Request| Response::text(200, "ok"))
+///     .nest("/items", items)
+///     .fallback(|_req: Request| Response::text(404, "nothing here"));
+///
+/// let get = |target: &str| app.call(Request::builder().target(target).build().unwrap());
+/// assert_eq!(&get("/items/7").body_bytes()[..], b"item 7");
+/// assert_eq!(&get("/items").body_bytes()[..], b"all items");
+/// assert_eq!(&get("/nope").body_bytes()[..], b"nothing here");
+/// ```
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    fallback: Option<Box<dyn Handler>>,
+    not_allowed: Option<Box<dyn Handler>>,
+    /// Some route has its own body limit: only then is a request's route looked up before
+    /// its body is read.
+    limited: bool,
 }
 
 impl Router {
@@ -100,38 +163,40 @@ impl Router {
         Router::default()
     }
 
-    /// Route `method path` to `handler`. `path` is exact, or has `{name}` segments that
-    /// match one segment each (`/items/{id}`; the handler reads `req.param("id")`).
-    pub fn route(mut self, method: Method, path: &str, handler: impl Handler) -> Self {
-        self.routes.push(Route {
-            method: Methods::One(method),
-            pattern: Pattern::parse(path),
-            handler: Box::new(handler),
-        });
+    fn push(mut self, route: Route) -> Self {
+        self.limited |= route.handler.max_body().is_some();
+        self.routes.push(route);
         self
+    }
+
+    /// Route `method path` to `handler`. `path` is exact, or has `{name}` segments that
+    /// match one segment each (`/items/{id}`; the handler reads `req.param("id")`,
+    /// percent-decoded).
+    pub fn route(self, method: Method, path: &str, handler: impl Handler) -> Self {
+        self.push(Route::new(
+            Methods::One(method),
+            path,
+            false,
+            Box::new(handler),
+        ))
     }
 
     /// Route every method on `path` to `handler`.
-    pub fn any(mut self, path: &str, handler: impl Handler) -> Self {
-        self.routes.push(Route {
-            method: Methods::Any,
-            pattern: Pattern::parse(path),
-            handler: Box::new(handler),
-        });
-        self
+    pub fn any(self, path: &str, handler: impl Handler) -> Self {
+        self.push(Route::new(Methods::Any, path, false, Box::new(handler)))
     }
 
     /// Route `method` on every path starting with `prefix` to `handler`.
-    pub fn prefix(mut self, method: Method, prefix: &str, handler: impl Handler) -> Self {
-        self.routes.push(Route {
-            method: Methods::One(method),
-            pattern: Pattern::Prefix(prefix.to_string()),
-            handler: Box::new(handler),
-        });
-        self
+    pub fn prefix(self, method: Method, prefix: &str, handler: impl Handler) -> Self {
+        self.push(Route::new(
+            Methods::One(method),
+            prefix,
+            true,
+            Box::new(handler),
+        ))
     }
 
-    /// `GET path`.
+    /// `GET path` (and HEAD).
     pub fn get(self, path: &str, handler: impl Handler) -> Self {
         self.route(Method::Get, path, handler)
     }
@@ -155,6 +220,65 @@ impl Router {
     pub fn delete(self, path: &str, handler: impl Handler) -> Self {
         self.route(Method::Delete, path, handler)
     }
+
+    /// What answers paths no route matches (404 text unless set).
+    pub fn fallback(mut self, handler: impl Handler) -> Self {
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
+    /// What answers a known path with a method it does not take. The router sets the
+    /// status to 405 and adds `Allow`; `handler` chooses the body.
+    pub fn method_not_allowed(mut self, handler: impl Handler) -> Self {
+        self.not_allowed = Some(Box::new(handler));
+        self
+    }
+
+    /// Mount `other`'s routes under `prefix` (`/items` + `/{id}` = `/items/{id}`; its `/`
+    /// is `prefix` itself). Layers already applied to them stay; its fallbacks are not
+    /// taken (this router's answer for unknown paths).
+    pub fn nest(mut self, prefix: &str, other: Router) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        for route in other.routes {
+            let path = match route.path.as_str() {
+                "/" | "" if !route.prefix => prefix.to_string(),
+                p => format!("{prefix}{p}"),
+            };
+            self = self.push(Route::new(route.method, &path, route.prefix, route.handler));
+        }
+        self
+    }
+
+    /// Add `other`'s routes to this router; its fallbacks are used where this router has
+    /// none.
+    pub fn merge(mut self, other: Router) -> Self {
+        for route in other.routes {
+            self = self.push(route);
+        }
+        self.fallback = self.fallback.or(other.fallback);
+        self.not_allowed = self.not_allowed.or(other.not_allowed);
+        self
+    }
+
+    /// Wrap every route added so far in `layer` (routes added later, and the fallbacks,
+    /// are not wrapped: an authentication layer does not turn 404s into 401s).
+    pub fn layer<L: Layer>(mut self, layer: L) -> Self {
+        let layer = Arc::new(layer);
+        for route in &mut self.routes {
+            let inner = std::mem::replace(&mut route.handler, Box::new(Unreachable));
+            route.handler = Box::new(Layered::new(layer.clone(), inner));
+        }
+        self
+    }
+}
+
+/// A placeholder while a route's handler is being wrapped.
+struct Unreachable;
+
+impl Handler for Unreachable {
+    fn call(&self, _req: Request) -> Response {
+        Response::new(500)
+    }
 }
 
 impl Router {
@@ -176,29 +300,67 @@ impl Router {
         methods.join(", ")
     }
 
-    /// The route for `req` and the path parameters it binds.
+    /// The most specific route for `req` and the path parameters it binds.
     fn find(&self, req: &Request) -> Option<(&Route, Params)> {
         let path = req.path();
         let wanted = match req.method() {
             Method::Head => &Method::Get,
             m => m,
         };
-        self.routes.iter().find_map(|r| {
-            if !r.method.allows(wanted) {
-                return None;
+        let mut best: Option<(&Route, Params)> = None;
+        for route in &self.routes {
+            if !route.method.allows(wanted)
+                || best
+                    .as_ref()
+                    .is_some_and(|(b, _)| b.pattern.rank() <= route.pattern.rank())
+            {
+                continue;
             }
-            r.pattern.matches(path).map(|params| (r, params))
-        })
+            if let Some(params) = route.pattern.matches(path) {
+                if route.pattern.rank() == Rank::Exact {
+                    return Some((route, params));
+                }
+                best = Some((route, params));
+            }
+        }
+        best
+    }
+
+    fn refuse(&self, req: Request, allow: String) -> Response {
+        let resp = match &self.not_allowed {
+            Some(h) => h.call(req).with_status(405),
+            None => Response::text(405, "Method Not Allowed\n"),
+        };
+        resp.set_header("Allow", allow)
+    }
+
+    fn not_found(&self, req: Request) -> Response {
+        match &self.fallback {
+            Some(h) => h.call(req),
+            None => Response::text(404, "Not Found\n"),
+        }
     }
 }
 
 impl Handler for Router {
     fn blocks(&self, req: &Request) -> bool {
-        self.find(req).is_some_and(|(r, _)| r.handler.blocks(req))
+        match self.find(req) {
+            Some((route, _)) => route.handler.blocks(req),
+            None => self.fallback.as_ref().is_some_and(|f| f.blocks(req)),
+        }
     }
 
     fn may_block(&self) -> bool {
         self.routes.iter().any(|r| r.handler.may_block())
+            || self.fallback.as_ref().is_some_and(|f| f.may_block())
+            || self.not_allowed.as_ref().is_some_and(|f| f.may_block())
+    }
+
+    fn body_limit(&self, req: &Request) -> Option<u64> {
+        if !self.limited {
+            return None;
+        }
+        self.find(req).and_then(|(r, _)| r.handler.body_limit(req))
     }
 
     fn call(&self, mut req: Request) -> Response {
@@ -209,8 +371,8 @@ impl Handler for Router {
                 .any(|r| r.method == Methods::One(Method::Connect))
         {
             // backlog does not tunnel; a CONNECT target is an authority, not a path.
-            return Response::text(405, "Method Not Allowed\n")
-                .header("Allow", Self::allow(self.routes.iter()));
+            let allow = Self::allow(self.routes.iter());
+            return self.refuse(req, allow);
         }
         if let Some((route, params)) = self.find(&req) {
             if !params.is_empty() {
@@ -225,10 +387,10 @@ impl Handler for Router {
             .filter(|r| r.pattern.matches(path).is_some())
             .collect();
         if on_path.is_empty() {
-            return Response::text(404, "Not Found\n");
+            return self.not_found(req);
         }
-        Response::text(405, "Method Not Allowed\n")
-            .header("Allow", Self::allow(on_path.into_iter()))
+        let allow = Self::allow(on_path.into_iter());
+        self.refuse(req, allow)
     }
 }
 
@@ -322,5 +484,105 @@ mod tests {
         assert!(!Router::new()
             .get("/", |_r: Request| Response::new(204))
             .may_block());
+    }
+
+    fn req(method: &str, target: &str) -> Request {
+        Request::builder()
+            .method(method)
+            .target(target)
+            .build()
+            .unwrap()
+    }
+
+    fn text(resp: Response) -> String {
+        String::from_utf8_lossy(resp.body_bytes()).into_owned()
+    }
+
+    #[test]
+    fn the_most_specific_route_wins_then_the_first() {
+        let r = Router::new()
+            .prefix(Method::Get, "/items/", |_r: Request| {
+                Response::text(200, "prefix")
+            })
+            .get("/items/{id}", |_r: Request| Response::text(200, "param"))
+            .get("/items/{other}", |_r: Request| {
+                Response::text(200, "second")
+            })
+            .get("/items/new", |_r: Request| Response::text(200, "exact"));
+        assert_eq!(text(r.call(req("GET", "/items/new"))), "exact");
+        assert_eq!(text(r.call(req("GET", "/items/7"))), "param");
+        assert_eq!(text(r.call(req("GET", "/items/7/x"))), "prefix");
+    }
+
+    #[test]
+    fn fallbacks_answer_unknown_paths_and_wrong_methods() {
+        let r = Router::new()
+            .get("/a", |_r: Request| Response::new(200))
+            .fallback(|_r: Request| Response::json_bytes(404, r#"{"error":"not found"}"#))
+            .method_not_allowed(|_r: Request| {
+                Response::json_bytes(200, r#"{"error":"method not allowed"}"#)
+            });
+        let missing = r.call(req("GET", "/b"));
+        assert_eq!(
+            (missing.status(), text(missing)),
+            (404, r#"{"error":"not found"}"#.into())
+        );
+        let wrong = r.call(req("PUT", "/a"));
+        assert_eq!(wrong.status(), 405, "the router keeps the status");
+        assert_eq!(wrong.header_value("allow"), Some(&b"GET, HEAD"[..]));
+        assert_eq!(text(wrong), r#"{"error":"method not allowed"}"#);
+        let connect = r.call(req("CONNECT", "h:443"));
+        assert_eq!(connect.status(), 405);
+    }
+
+    #[test]
+    fn nest_and_merge_mount_routes_with_their_layers() {
+        let guarded = |req: Request, next: &dyn Handler| match req.header("x-key") {
+            Some(_) => next.call(req),
+            None => Response::new(401),
+        };
+        let items = Router::new()
+            .get("/", |_r: Request| Response::text(200, "list"))
+            .get("/{id}", |r: Request| {
+                Response::text(200, r.param("id").unwrap().to_string())
+            })
+            .layer(guarded);
+        let other = Router::new()
+            .get("/health", |_r: Request| Response::text(200, "ok"))
+            .fallback(|_r: Request| Response::text(404, "merged fallback"));
+        let r = Router::new().nest("/items/", items).merge(other);
+        assert_eq!(r.call(req("GET", "/items")).status(), 401);
+        let with_key = |target: &str| {
+            r.call(
+                Request::builder()
+                    .target(target)
+                    .header("X-Key", "k")
+                    .build()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(text(with_key("/items")), "list");
+        assert_eq!(text(with_key("/items/a%2Fb")), "a/b");
+        assert_eq!(text(r.call(req("GET", "/health"))), "ok");
+        assert_eq!(text(r.call(req("GET", "/x"))), "merged fallback");
+        assert_eq!(text(r.call(req("GET", "/items/1/2"))), "merged fallback");
+    }
+
+    #[test]
+    fn body_limits_come_from_the_matched_route() {
+        use crate::BodyLimit;
+        let plain = Router::new().post("/a", |_r: Request| Response::new(200));
+        assert_eq!(plain.body_limit(&req("POST", "/a")), None);
+        let r = plain
+            .post(
+                "/small",
+                BodyLimit::new(16, |_r: Request| Response::new(200)),
+            )
+            .layer(|req: Request, next: &dyn Handler| next.call(req));
+        assert_eq!(r.body_limit(&req("POST", "/small")), Some(16));
+        assert_eq!(r.body_limit(&req("POST", "/a")), None);
+        assert_eq!(r.body_limit(&req("POST", "/none")), None);
+        let nested = Router::new().nest("/v1", r);
+        assert_eq!(nested.body_limit(&req("POST", "/v1/small")), Some(16));
     }
 }

@@ -4,11 +4,12 @@ use crate::arch::{self, Wiring};
 use crate::handler::Handler;
 use crate::introspect::Introspect;
 use crate::listener::{effective_backlog, Listener};
+use crate::refusal::{Refusal, RenderRefusal};
 use crate::shutdown::Shutdown;
 use crate::stats::StatsRegistry;
 use crate::topology::{ThreadLayout, Topology};
 use crate::{AcceptStrategy, Balance, Config, Model};
-use h1::Limits;
+use h1::{Limits, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -47,7 +48,7 @@ pub enum ServerError {
 /// Builds a [`Server`]:
 ///
 /// ```no_run
-/// use server::{Model, Server};
+/// use backlog_server::{Model, Server};
 /// use h1::{Request, Response};
 ///
 /// let server = Server::builder()
@@ -62,6 +63,7 @@ pub enum ServerError {
 pub struct ServerBuilder {
     cfg: Config,
     inherited: Vec<Arc<Listener>>,
+    refusals: Option<RenderRefusal>,
 }
 
 impl ServerBuilder {
@@ -70,6 +72,7 @@ impl ServerBuilder {
         ServerBuilder {
             cfg,
             inherited: Vec::new(),
+            refusals: None,
         }
     }
 
@@ -80,6 +83,24 @@ impl ServerBuilder {
         self.inherited = listeners.into_iter().map(Arc::new).collect();
         self
     }
+    /// Render the server's own refusals — 400, 408, 413, 414, 431, 505… — in the
+    /// application's format (a JSON API answers them in JSON). The server keeps the status
+    /// and closes the connection after it; `render` chooses the body and fields.
+    ///
+    /// ```
+    /// use backlog_server::{Refusal, Response, Server};
+    /// let builder = Server::builder().on_refusal(|r: &Refusal| {
+    ///     Response::json_bytes(r.status(), format!(r#"{{"error":"{}"}}"#, r.reason()))
+    /// });
+    /// ```
+    pub fn on_refusal(
+        mut self,
+        render: impl Fn(&Refusal<'_>) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        self.refusals = Some(RenderRefusal(Arc::new(render)));
+        self
+    }
+
     /// The address to listen on (default 127.0.0.1:8080; port 0 picks one).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.cfg.listen = addr;
@@ -174,7 +195,11 @@ impl ServerBuilder {
 
     /// Bind every socket, then start every thread. Returns once the server accepts.
     pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
-        let ServerBuilder { mut cfg, inherited } = self;
+        let ServerBuilder {
+            mut cfg,
+            inherited,
+            refusals,
+        } = self;
         if cfg.topology.is_none() && (cfg.threads == 0 || cfg.workers == 0) {
             return Err(ServerError::Config(
                 "threads and workers must be at least 1".into(),
@@ -194,6 +219,7 @@ impl ServerBuilder {
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let mut wiring = Wiring::new(&cfg, handler, max_conns);
         wiring.inherited = inherited;
+        wiring.refusals = refusals;
         arch::build(&mut wiring)?;
         let Wiring {
             shutdown,
@@ -267,11 +293,11 @@ impl ServerBuilder {
     /// that comes during start-up drains too rather than killing the process.
     ///
     /// ```no_run
-    /// use server::{Request, Response, Router, Server};
+    /// use backlog_server::{Request, Response, Router, Server};
     /// let app = Router::new().get("/", |_req: Request| Response::text(200, "hi\n"));
     /// let stats = Server::builder().serve_until_signal(app)?;
     /// println!("{}", stats.table());
-    /// # Ok::<(), server::ServerError>(())
+    /// # Ok::<(), backlog_server::ServerError>(())
     /// ```
     pub fn serve_until_signal(
         self,

@@ -4,7 +4,7 @@
 //! other test runs beside it); the client below allocates nothing in its loop, so what the
 //! counter shows during the measured requests is the server's.
 
-use server::{Model, Request, Response, Router, Server};
+use backlog_server::{Model, Request, Response, Router, Server};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 

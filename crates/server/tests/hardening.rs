@@ -2,7 +2,7 @@
 
 mod util;
 
-use server::Timeouts;
+use backlog_server::Timeouts;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -127,7 +127,7 @@ fn connect_is_refused_and_a_2xx_to_it_closes() {
         );
 
         let yes = builder(m)
-            .bind(|_req: server::Request| server::Response::text(200, "tunnel?"))
+            .bind(|_req: backlog_server::Request| backlog_server::Response::text(200, "tunnel?"))
             .unwrap();
         let (mut w, mut r) = open(yes.local_addr());
         w.write_all(
@@ -181,7 +181,7 @@ fn absolute_form_targets_are_accepted() {
 #[test]
 fn limits_answer_then_close_without_reading_the_rest() {
     for (model, builder) in models() {
-        let limits = server::Limits {
+        let limits = backlog_server::Limits {
             max_header_bytes: 1024,
             max_headers: 10,
             max_uri_bytes: 256,

@@ -2,12 +2,12 @@
 
 mod util;
 
-use server::{AcceptStrategy, Model, Role, Server};
+use backlog_server::{AcceptStrategy, Model, Role, Server};
 use std::io::{BufReader, Write};
 use std::time::{Duration, Instant};
 use util::*;
 
-fn builder(model: Model) -> server::ServerBuilder {
+fn builder(model: Model) -> backlog_server::ServerBuilder {
     Server::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .model(model)
@@ -59,9 +59,9 @@ fn layouts_name_every_thread_by_role() {
 #[test]
 fn dispatch_only_the_acceptor_accepts_and_every_reader_serves() {
     for balance in [
-        server::Balance::RoundRobin,
-        server::Balance::LeastConns,
-        server::Balance::P2c,
+        backlog_server::Balance::RoundRobin,
+        backlog_server::Balance::LeastConns,
+        backlog_server::Balance::P2c,
     ] {
         let s = TestServer::start(builder(Model::Dispatch).threads(3).balance(balance));
         burst(s.addr, 90);
@@ -77,7 +77,7 @@ fn dispatch_only_the_acceptor_accepts_and_every_reader_serves() {
                 reader.name
             );
         }
-        if balance == server::Balance::RoundRobin {
+        if balance == backlog_server::Balance::RoundRobin {
             let per: Vec<u64> = stats
                 .iter()
                 .filter(|t| t.role == Role::Reader)
@@ -232,7 +232,7 @@ fn a_handler_that_may_block_gets_a_blocking_pool_by_default() {
     let plain = Server::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .model(Model::Single)
-        .bind(|_req: server::Request| server::Response::text(200, "plain"))
+        .bind(|_req: backlog_server::Request| backlog_server::Response::text(200, "plain"))
         .unwrap();
     assert!(
         !plain

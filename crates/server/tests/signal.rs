@@ -11,7 +11,7 @@ use util::*;
 fn sigterm_drains_and_serve_until_signal_returns() {
     let addr = free_addr();
     let serving = std::thread::spawn(move || {
-        server::Server::builder()
+        backlog_server::Server::builder()
             .listen(addr)
             .threads(1)
             .serve_until_signal(app())

@@ -3,8 +3,8 @@
 
 mod util;
 
+use backlog_server::{AcceptStrategy, Balance, Server, Topology};
 use proptest::prelude::*;
-use server::{AcceptStrategy, Balance, Server, Topology};
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
@@ -117,7 +117,7 @@ proptest! {
         let answered: u64 = server
             .stats()
             .iter()
-            .filter(|s| s.role != server::Role::Worker)
+            .filter(|s| s.role != backlog_server::Role::Worker)
             .map(|s| s.requests)
             .sum();
         prop_assert_eq!(answered, 50 * 20);

@@ -12,12 +12,21 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
-/// Accept one connection, already non-blocking and close-on-exec (`accept4`).
-pub fn accept(listener: impl AsFd) -> io::Result<OwnedFd> {
-    Ok(net::accept_with(
-        listener,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-    )?)
+/// An accepted connection and the peer's address.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The connection.
+    pub fd: OwnedFd,
+    /// The client's address: what `accept4` wrote, so knowing it costs no syscall.
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+/// Accept one connection, already non-blocking and close-on-exec (`accept4`), with the
+/// peer's address.
+pub fn accept(listener: impl AsFd) -> io::Result<Accepted> {
+    let (fd, addr) = net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    let peer = addr.and_then(|a| std::net::SocketAddr::try_from(a).ok());
+    Ok(Accepted { fd, peer })
 }
 
 /// Read once into `buf`'s spare capacity, growing it to at least `min_spare` free bytes first.

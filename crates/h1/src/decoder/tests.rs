@@ -458,3 +458,55 @@ proptest! {
         prop_assert_eq!(status_in_pieces(case, &cuts), Some(status_of(case)));
     }
 }
+
+#[test]
+fn a_per_request_body_limit_replaces_the_global_one() {
+    let limit = |req: &Request| (req.path() == "/small").then_some(4);
+    let decode = |input: &[u8]| {
+        let mut dec = RequestDecoder::new(Limits {
+            max_body_bytes: 8,
+            ..Limits::default()
+        });
+        let mut buf = BytesMut::from(input);
+        dec.decode_with(&mut buf, limit).map(|d| match d {
+            Decoded::Request(r) => r.body().len(),
+            _ => usize::MAX,
+        })
+    };
+    let sized = |path: &str, n: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {n}\r\n\r\n{}",
+            "x".repeat(n)
+        )
+    };
+    let chunked = |path: &str, n: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{n:x}\r\n{}\r\n0\r\n\r\n",
+            "x".repeat(n)
+        )
+    };
+    assert_eq!(decode(sized("/small", 4).as_bytes()), Ok(4));
+    assert_eq!(
+        decode(sized("/small", 5).as_bytes()),
+        Err(Error::BodyTooLarge)
+    );
+    assert_eq!(
+        decode(chunked("/small", 5).as_bytes()),
+        Err(Error::BodyTooLarge)
+    );
+    assert_eq!(decode(sized("/other", 8).as_bytes()), Ok(8));
+    assert_eq!(
+        decode(sized("/other", 9).as_bytes()),
+        Err(Error::BodyTooLarge)
+    );
+    // A route may also allow more than the server-wide limit.
+    let mut dec = RequestDecoder::new(Limits {
+        max_body_bytes: 8,
+        ..Limits::default()
+    });
+    let mut buf = BytesMut::from(chunked("/big", 100).as_bytes());
+    assert!(matches!(
+        dec.decode_with(&mut buf, |_| Some(1000)),
+        Ok(Decoded::Request(r)) if r.body().len() == 100
+    ));
+}

@@ -27,6 +27,7 @@ use crate::handoff::{inbox, Balancer, InboxReceiver};
 use crate::introspect::{reader_port, ReaderPort};
 use crate::listener::{ListenOptions, Listener};
 use crate::reader::{Exec, PoolLink, Reader, ReaderConfig};
+use crate::refusal::RenderRefusal;
 use crate::shutdown::Shutdown;
 use crate::stats::{Role, StatsRegistry, ThreadStats};
 use crate::topology::ThreadLayout;
@@ -57,6 +58,8 @@ pub(crate) struct Wiring<'a> {
     /// Sockets passed down to serve on instead of binding, and how many were handed out.
     pub(crate) inherited: Vec<Arc<Listener>>,
     inherited_taken: usize,
+    /// How the application renders the server's refusals.
+    pub(crate) refusals: Option<RenderRefusal>,
 }
 
 /// A loop before it has a role: its epoll and waker exist so that other parts (inboxes,
@@ -78,6 +81,7 @@ impl<'a> Wiring<'a> {
             blocking_replies: Vec::new(),
             inherited: Vec::new(),
             inherited_taken: 0,
+            refusals: None,
             cfg,
             handler,
             shutdown: Arc::new(Shutdown::default()),
@@ -187,6 +191,8 @@ impl<'a> Wiring<'a> {
             limits: self.cfg.limits,
             timeouts: self.cfg.timeouts,
             conn_limit: self.conn_limit.clone(),
+            app: self.handler.clone(),
+            refusals: self.refusals.clone(),
         };
         let (port, queries) = reader_port(parts.waker.clone());
         self.readers.push(port);

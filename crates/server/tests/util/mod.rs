@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
-use server::{AcceptStrategy, Balance, Model, Request, Response, Router, Server, ServerBuilder};
+use backlog_server::{
+    AcceptStrategy, Balance, Model, Request, Response, Router, Server, ServerBuilder,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,7 +79,7 @@ pub fn app() -> Router {
     Router::new()
         .get("/", |_req: Request| Response::text(200, "Hello, World!\n"))
         .post("/echo", echo)
-        .prefix(server::Method::Get, "/seq/", seq)
+        .prefix(backlog_server::Method::Get, "/seq/", seq)
         .get("/work", |req: Request| {
             let us: u64 = req
                 .query_param("spin_us")
@@ -94,7 +96,7 @@ pub fn app() -> Router {
         })
         .get(
             "/sleep",
-            server::Blocking(|req: Request| {
+            backlog_server::Blocking(|req: Request| {
                 let ms: u64 = req
                     .query_param("ms")
                     .and_then(|v| v.parse().ok())
@@ -129,7 +131,7 @@ impl TestServer {
         self.server.as_ref().unwrap()
     }
 
-    pub fn stats(&self) -> Vec<server::ThreadSnapshot> {
+    pub fn stats(&self) -> Vec<backlog_server::ThreadSnapshot> {
         self.server().stats().snapshot()
     }
 
@@ -152,7 +154,7 @@ impl TestServer {
         )
     }
 
-    pub fn stop(mut self) -> Arc<server::StatsRegistry> {
+    pub fn stop(mut self) -> Arc<backlog_server::StatsRegistry> {
         self.server.take().unwrap().stop()
     }
 }
