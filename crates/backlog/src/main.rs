@@ -181,8 +181,8 @@ struct ServeArgs {
     /// Answer 400 to POST /comments without an Idempotency-Key.
     #[arg(long)]
     require_idempotency_key: bool,
-    /// Threads that run database calls off the event loops (default: 4 when the app has
-    /// any; shapes with workers run them there and need none).
+    /// Threads that run database calls off the event loops and workers (default: 4 when
+    /// the app has any).
     #[arg(long)]
     blocking_threads: Option<usize>,
     /// Hold each POST /comments this long inside its transaction (crash tests, the lab).

@@ -174,10 +174,10 @@ pub struct Config {
     /// RLIMIT_NOFILE after raising the soft limit to the hard one.
     pub max_conns: Option<usize>,
     /// Threads of the blocking pool that takes [`Handler::blocks`](crate::Handler::blocks)
-    /// requests off the event loops. `None`: [`DEFAULT_BLOCKING_THREADS`] when the handler
-    /// may block ([`Handler::may_block`](crate::Handler::may_block)) and readers run
-    /// handlers, else none. `Some(0)` with a handler that may block runs its blocking calls
-    /// on the event loops, with a warning at start.
+    /// requests off the event loops and the workers. `None`: [`DEFAULT_BLOCKING_THREADS`]
+    /// when the handler may block ([`Handler::may_block`](crate::Handler::may_block)), else
+    /// none. `Some(0)` with a handler that may block runs its blocking calls where the
+    /// other requests run, with a warning at start.
     pub blocking_threads: Option<usize>,
     /// A name for a secondary server in the same process (the admin listener): its thread
     /// (`single` only) and its log lines carry it.

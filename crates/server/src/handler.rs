@@ -60,12 +60,12 @@ impl IntoResponse for h1::JsonError {
 ///
 /// # Blocking
 /// A handler that may block its thread (a database call, a file read, a sleep) must say so,
-/// with [`blocks`](Self::blocks) or by being wrapped in [`Blocking`]. In the models that run
-/// handlers on the event loop, such requests go to the server's blocking pool, so one slow
-/// call does not stall every other connection of that loop; a server whose handler
-/// [`may_block`](Self::may_block) always has that pool (sized by
+/// with [`blocks`](Self::blocks) or by being wrapped in [`Blocking`]. Such requests go to
+/// the server's blocking pool, in every model: one slow call then never stalls the other
+/// connections of an event loop, nor queues fast requests behind it on `pool`'s workers. A
+/// server whose handler [`may_block`](Self::may_block) always has that pool (sized by
 /// [`ServerBuilder::blocking_threads`](crate::ServerBuilder::blocking_threads), 4 threads
-/// unless set). `pool` runs every handler on its workers anyway.
+/// unless set).
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn call(&self, req: Request) -> Response;

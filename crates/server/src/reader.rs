@@ -47,24 +47,27 @@ pub(crate) struct PoolLink {
     pub(crate) reply: usize,
 }
 
-/// Who runs the handler for requests this reader parsed.
-pub(crate) enum Exec {
-    /// The reader itself, between reads — except requests the handler says may block
-    /// ([`Handler::blocks`]), which go to the blocking pool when there is one.
-    Inline {
-        handler: Arc<dyn Handler>,
-        blocking: Option<PoolLink>,
-    },
-    /// The worker pool, for every request (`pool`).
-    Pool(PoolLink),
+/// Who runs the handler for requests this reader parsed: requests the handler says may
+/// block ([`Handler::blocks`]) go to the blocking pool when there is one; the others to the
+/// worker pool when the shape has workers (`pool`), else to the reader itself, between
+/// reads. Blocking calls thus never hold up fast requests, even behind a worker pool.
+pub(crate) struct Exec {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) workers: Option<PoolLink>,
+    pub(crate) blocking: Option<PoolLink>,
 }
 
 impl Exec {
-    fn link(&self) -> Option<&PoolLink> {
-        match self {
-            Exec::Inline { blocking, .. } => blocking.as_ref(),
-            Exec::Pool(link) => Some(link),
+    /// The pool `req` goes to, or `None` to run it here.
+    fn pool_for(&self, req: &h1::Request) -> Option<&PoolLink> {
+        match &self.blocking {
+            Some(link) if self.handler.blocks(req) => Some(link),
+            _ => self.workers.as_ref(),
         }
+    }
+
+    fn links(&self) -> impl Iterator<Item = &PoolLink> {
+        self.workers.iter().chain(self.blocking.iter())
     }
 }
 
@@ -209,23 +212,29 @@ impl Reader {
         while let Some(fd) = self.inbox.as_ref().and_then(|i| i.pop()) {
             self.add(epoll, fd);
         }
-        let Some(PoolLink { completions, .. }) = self.exec.link() else {
-            return;
-        };
-        while let Ok(done) = completions.try_recv() {
-            let Some(conn) = self.conns.get_mut(done.conn.key) else {
+        let Reader {
+            exec,
+            conns,
+            now,
+            spare,
+            stats,
+            touched,
+            ..
+        } = self;
+        for done in exec.links().flat_map(|l| l.completions.try_iter()) {
+            let Some(conn) = conns.get_mut(done.conn.key) else {
                 continue;
             };
             if conn.gen != done.conn.gen {
                 continue;
             }
             if conn.wbuf.is_empty() {
-                conn.last_write = self.now;
-                self.spare.lend(&mut conn.wbuf);
+                conn.last_write = *now;
+                spare.lend(&mut conn.wbuf);
             }
             conn.complete(done.seq, done.bytes, done.keep_alive);
-            self.stats.requests(1);
-            self.touched.push(done.conn.key);
+            stats.requests(1);
+            touched.push(done.conn.key);
         }
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
@@ -244,7 +253,7 @@ impl Reader {
                 self.blocked.pop_front();
                 continue;
             };
-            let Some(PoolLink { submit, .. }) = self.exec.link() else {
+            let Some(PoolLink { submit, .. }) = self.exec.pool_for(&job.req) else {
                 return;
             };
             match submit.try_submit(*job) {
@@ -538,16 +547,9 @@ impl Reader {
                     if !ctx.keep_alive {
                         conn.closing = true;
                     }
-                    let inline = match exec {
-                        Exec::Inline { handler, blocking } => match blocking {
-                            Some(link) if handler.blocks(&req) => Err(link),
-                            _ => Ok(handler),
-                        },
-                        Exec::Pool(link) => Err(link),
-                    };
-                    match inline {
-                        Ok(handler) => {
-                            let (resp, panicked) = call_guarded(&**handler, req);
+                    match exec.pool_for(&req) {
+                        None => {
+                            let (resp, panicked) = call_guarded(&*exec.handler, req);
                             if panicked {
                                 stats.panicked();
                             }
@@ -564,7 +566,7 @@ impl Reader {
                             }
                             stats.requests(1);
                         }
-                        Err(PoolLink { submit, reply, .. }) => {
+                        Some(PoolLink { submit, reply, .. }) => {
                             let seq = conn.push_pending();
                             let job = Job {
                                 reply: *reply,

@@ -345,21 +345,18 @@ impl ServerBuilder {
 /// Threads of the blocking pool: as configured, or, unset, a small pool when the handler may
 /// block and readers run handlers (never a blocking call on an event loop by accident).
 fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
-    let inline = topology.workers == 0;
+    let runs_on = if topology.workers == 0 {
+        "event loops"
+    } else {
+        "workers"
+    };
     match cfg.blocking_threads {
-        Some(0) if may_block && inline => {
-            tracing::warn!("blocking_threads is 0 but the handler may block: its blocking calls run on the event loops and stall every connection of theirs");
-            0
-        }
-        Some(n) if !inline && n > 0 => {
-            tracing::warn!(
-                blocking_threads = n,
-                "the shape has workers, which run every handler: the blocking pool is not used"
-            );
+        Some(0) if may_block => {
+            tracing::warn!("blocking_threads is 0 but the handler may block: its blocking calls run on the {runs_on} and hold up every request behind them");
             0
         }
         Some(n) => n,
-        None if may_block && inline => crate::DEFAULT_BLOCKING_THREADS,
+        None if may_block => crate::DEFAULT_BLOCKING_THREADS,
         None => 0,
     }
 }

@@ -37,8 +37,8 @@ fn layouts_name_every_thread_by_role() {
             .map(|t| t.name.clone())
             .collect::<Vec<_>>()
     };
-    // The test app has a blocking route: every shape whose readers run handlers gets the
-    // blocking pool; pool's workers run every handler and need none.
+    // The test app has a blocking route: every shape gets the blocking pool, pool too (its
+    // blocking calls must not queue fast requests behind them on the workers).
     fn with_pool(loops: &[&'static str]) -> Vec<&'static str> {
         [
             loops,
@@ -51,7 +51,10 @@ fn layouts_name_every_thread_by_role() {
         names(Model::Dispatch),
         with_pool(&["acceptor", "reader-0", "reader-1"])
     );
-    assert_eq!(names(Model::Pool), ["worker-0", "worker-1", "loop-0"]);
+    assert_eq!(
+        names(Model::Pool),
+        with_pool(&["worker-0", "worker-1", "loop-0"])
+    );
     assert_eq!(names(Model::Shared), with_pool(&["loop-0", "loop-1"]));
     assert_eq!(names(Model::Reuseport), with_pool(&["loop-0", "loop-1"]));
 }
@@ -173,13 +176,8 @@ fn pool_stops_reading_when_workers_are_saturated() {
 
 #[test]
 fn blocking_handlers_leave_the_event_loop_free_and_answers_keep_their_order() {
-    for model in [
-        Model::Single,
-        Model::Dispatch,
-        Model::Shared,
-        Model::Reuseport,
-    ] {
-        let s = TestServer::start(builder(model).threads(1).blocking_threads(2));
+    for model in MODELS {
+        let s = TestServer::start(builder(model).threads(1).workers(1).blocking_threads(2));
         let names: Vec<_> = s.server().layout().iter().map(|t| t.name.clone()).collect();
         assert!(names.contains(&"blocking-1".to_string()), "{names:?}");
         // One connection: a blocking request, then plain ones pipelined behind it.

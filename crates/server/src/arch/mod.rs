@@ -157,7 +157,7 @@ impl<'a> Wiring<'a> {
 
     /// Queue a loop that reads the connections handed to it through `inbox`.
     pub(crate) fn spawn_read_only(&mut self, parts: LoopParts, exec: Exec, inbox: InboxReceiver) {
-        let handles = matches!(exec, Exec::Inline { .. });
+        let handles = exec.workers.is_none();
         let reader = self.reader(&parts, exec, Some(inbox));
         self.spawn_loop(parts, Roles::Read(reader), handles);
     }
@@ -170,7 +170,7 @@ impl<'a> Wiring<'a> {
         turn: Turn,
         exec: Exec,
     ) {
-        let handles = matches!(exec, Exec::Inline { .. });
+        let handles = exec.workers.is_none();
         let acceptor = self.acceptor(&parts, listeners, turn);
         let reader = self.reader(&parts, exec, None);
         self.spawn_loop(parts, Roles::AcceptAndRead(acceptor, reader), handles);
@@ -236,9 +236,10 @@ impl<'a> Wiring<'a> {
             .push((parts.name, Box::new(move || event_loop.run())));
     }
 
-    /// How a reader on `parts` runs the handler: on its own thread, with a link to the
-    /// blocking pool for requests that may block (when the pool is configured).
-    pub(crate) fn inline_exec(&mut self, parts: &LoopParts) -> Exec {
+    /// How a reader on `parts` runs the handler: through `workers` if the shape has them,
+    /// else on its own thread; either way with a link to the blocking pool for requests
+    /// that may block (when there is a pool).
+    pub(crate) fn exec(&mut self, parts: &LoopParts, workers: Option<PoolLink>) -> Exec {
         let blocking = (self.cfg.blocking_threads.unwrap_or(0) > 0).then(|| {
             let depth = self.cfg.queue_depth;
             let (tx, _) = self.blocking.get_or_insert_with(|| worker::queue(depth));
@@ -251,8 +252,9 @@ impl<'a> Wiring<'a> {
                 reply: self.blocking_replies.len() - 1,
             }
         });
-        Exec::Inline {
+        Exec {
             handler: self.handler.clone(),
+            workers,
             blocking,
         }
     }
@@ -372,16 +374,17 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
         for (parts, _) in &readers {
             let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
             replies.push(port);
-            execs.push(Exec::Pool(PoolLink {
+            let link = PoolLink {
                 submit: Submitter::new(tx.clone(), parts.stats.clone()),
                 completions,
                 reply: replies.len() - 1,
-            }));
+            };
+            execs.push(w.exec(parts, Some(link)));
         }
         w.spawn_workers(Role::Worker, t.workers, jobs, Arc::new(replies));
     } else {
         for (parts, _) in &readers {
-            execs.push(w.inline_exec(parts));
+            execs.push(w.exec(parts, None));
         }
     }
 

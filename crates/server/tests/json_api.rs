@@ -1,0 +1,220 @@
+//! The json_api example's contract, in every model: the example binary is started on an
+//! ephemeral port and spoken to over raw TCP, as its users would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::{free_addr, request, roundtrip, wait_until, HttpResponse};
+
+/// The example binary, built beside this test (`cargo test` builds examples; a run of this
+/// test alone builds it here).
+fn example() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let bin = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/json_api");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "backlog-server",
+                "--example",
+                "json_api",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the json_api example");
+    }
+    bin
+}
+
+/// The example running; SIGTERM and reaped when dropped.
+struct Api {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Api {
+    fn start(args: &[&str]) -> Api {
+        let addr = free_addr();
+        let child = Command::new(example())
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let api = Api { child, addr };
+        wait_until("json_api answers", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        api
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpResponse {
+        request(self.addr, method, target, headers, body.as_bytes())
+    }
+
+    /// SIGTERM; the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        sys::process::signal(self.child.id(), signal_hook::consts::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const AUTH: (&str, &str) = ("Authorization", "Bearer secret");
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn json(resp: &HttpResponse) -> serde_json::Value {
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json"),
+        "{}",
+        resp.text()
+    );
+    serde_json::from_slice(&resp.body).unwrap()
+}
+
+fn check_contract(api: &Api, name: &str) {
+    let health = api.call("GET", "/health", &[], "");
+    assert_eq!(
+        (health.status, json(&health)),
+        (200, serde_json::json!({"ok": true}))
+    );
+
+    let put = |id: &str, body: &str| api.call("PUT", &format!("/items/{id}"), &[AUTH, JSON], body);
+    assert_eq!(put("apple", r#"{"n":1}"#).status, 201, "{name}: new");
+    assert_eq!(put("apple", r#"{"n":2}"#).status, 200, "{name}: replaced");
+    assert_eq!(put("avocado", "{}").status, 201);
+    assert_eq!(put("banana", "{}").status, 201);
+    let bad = put("x", "{not json");
+    assert_eq!(bad.status, 400, "{name}");
+    assert!(json(&bad)["error"].is_string());
+    assert_eq!(put("x", "[1]").status, 400, "{name}: an object is required");
+    let form = api.call(
+        "PUT",
+        "/items/x",
+        &[AUTH, ("Content-Type", "text/plain")],
+        "{}",
+    );
+    assert_eq!(form.status, 415, "{name}");
+    assert!(json(&form)["error"].is_string());
+    let big = format!(r#"{{"s":"{}"}}"#, "x".repeat(16 * 1024));
+    let too_big = put("x", &big);
+    assert_eq!(too_big.status, 413, "{name}");
+    assert!(json(&too_big)["error"].is_string());
+
+    let got = api.call("GET", "/items/apple", &[AUTH], "");
+    assert_eq!(
+        (got.status, json(&got)),
+        (200, serde_json::json!({"n": 2})),
+        "{name}"
+    );
+    let missing = api.call("GET", "/items/pear", &[AUTH], "");
+    assert_eq!(missing.status, 404);
+    assert!(json(&missing)["error"].is_string());
+
+    let list = |q: &str| json(&api.call("GET", &format!("/items{q}"), &[AUTH], ""));
+    assert_eq!(
+        list(""),
+        serde_json::json!(["apple", "avocado", "banana"]),
+        "{name}"
+    );
+    assert_eq!(
+        list("?prefix=a&limit=10"),
+        serde_json::json!(["apple", "avocado"])
+    );
+    assert_eq!(list("?prefix=a&limit=1"), serde_json::json!(["apple"]));
+
+    assert_eq!(api.call("DELETE", "/items/banana", &[AUTH], "").status, 204);
+    assert_eq!(api.call("DELETE", "/items/banana", &[AUTH], "").status, 404);
+
+    for (target, headers) in [
+        ("/items", &[][..]),
+        ("/items/apple", &[("Authorization", "Bearer nope")][..]),
+    ] {
+        let denied = api.call("GET", target, headers, "");
+        assert_eq!(denied.status, 401, "{name} {target}");
+        assert!(json(&denied)["error"].is_string());
+    }
+    let unknown = api.call("GET", "/nope", &[], "");
+    assert_eq!(unknown.status, 404);
+    assert!(json(&unknown)["error"].is_string());
+    let wrong = api.call("POST", "/health", &[], "");
+    assert_eq!(wrong.status, 405, "{name}");
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+    assert!(json(&wrong)["error"].is_string());
+    // The server's own refusals come in the API's format too.
+    let refused = roundtrip(api.addr, b"GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(refused.status, 400);
+    assert!(json(&refused)["error"].is_string());
+}
+
+/// The median time of `GET /health` while eight `/slow` calls (50 ms each, more than the
+/// default blocking pool holds at once) are in progress.
+fn health_beside_slow(api: &Api) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let addr = api.addr;
+        let slow: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(move || request(addr, "GET", "/slow", &[], b"").status))
+            .collect();
+        std::thread::sleep(Duration::from_millis(10));
+        let t0 = Instant::now();
+        assert_eq!(api.call("GET", "/health", &[], "").status, 200);
+        times.push(t0.elapsed());
+        for s in slow {
+            assert_eq!(s.join().unwrap(), 200);
+        }
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[test]
+fn the_json_api_example_keeps_its_contract_in_every_model() {
+    for model in ["single", "dispatch", "pool", "shared", "reuseport"] {
+        let api = Api::start(&["--model", model]);
+        check_contract(&api, model);
+        let health = health_beside_slow(&api);
+        eprintln!("{model}: GET /health beside /slow, median of 5: {health:?}");
+        assert!(
+            health < Duration::from_millis(40),
+            "{model}: /health waited {health:?} behind 50 ms blocking calls"
+        );
+        let status = api.stop();
+        assert!(
+            status.success(),
+            "{model}: SIGTERM must exit 0, got {status}"
+        );
+    }
+}
+
+#[test]
+fn the_json_api_example_takes_a_topology() {
+    let api = Api::start(&["--topology", "listeners=1 acceptors=1 readers=2 workers=0"]);
+    check_contract(&api, "topology");
+    assert!(api.stop().success());
+}
