@@ -5,7 +5,7 @@
 //! - `GET /metrics`: Prometheus text exposition ([`metrics`]).
 //! - `GET /debug/state`: the same as JSON, plus the model and its thread layout ([`State`]).
 //! - `GET /debug/connections?limit=N`: the oldest connections' kernel queues, `N` of them
-//!   (default and most: [`backlog_server::MAX_LISTED_CONNECTIONS`], 1000) with a count of the rest.
+//!   (default and most: [`backlog_server::tuning::MAX_LISTED_CONNECTIONS`], 1000) with a count of the rest.
 //!   Each listed connection costs its reader four syscalls, so the cap is not negotiable.
 //!
 //! A supervisor (`--processes`) serves [`fleet::app`] instead: the same endpoints over every
@@ -24,7 +24,7 @@ pub mod state;
 pub use client::fetch_state;
 pub use state::{ListenerState, ProcessState, Sampler, State, ThreadState};
 
-use backlog_server::{Handler, Introspect, Router};
+use backlog_server::{introspect::Introspect, Handler, Router};
 use bytes::Bytes;
 use h1::{Request, Response};
 use std::sync::Arc;
@@ -53,8 +53,8 @@ pub fn app(view: Introspect) -> impl Handler {
             let limit = req
                 .query_param("limit")
                 .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(backlog_server::MAX_LISTED_CONNECTIONS)
-                .min(backlog_server::MAX_LISTED_CONNECTIONS);
+                .unwrap_or(backlog_server::tuning::MAX_LISTED_CONNECTIONS)
+                .min(backlog_server::tuning::MAX_LISTED_CONNECTIONS);
             Response::json_bytes(200, listings.get(limit, || list_connections(&view, limit)))
         })
         .get("/", |_req: Request| {

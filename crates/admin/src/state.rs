@@ -1,6 +1,8 @@
 //! One sample of everything the admin endpoint shows, and the sampler that takes it.
 
-use backlog_server::{Introspect, Role, ThreadLayout, ThreadSnapshot};
+use backlog_server::{
+    introspect::Introspect, stats::Role, stats::ThreadSnapshot, topology::ThreadLayout,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

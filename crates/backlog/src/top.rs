@@ -324,7 +324,7 @@ fn draw_processes(f: &mut Frame, area: Rect, state: &State) {
 
 /// The model's thread layout as one or two lines.
 fn diagram_lines(state: &State) -> Vec<Line<'static>> {
-    let names = |pred: fn(&backlog_server::ThreadLayout) -> bool| {
+    let names = |pred: fn(&backlog_server::topology::ThreadLayout) -> bool| {
         compact_names(
             state
                 .layout
@@ -345,7 +345,7 @@ fn diagram_lines(state: &State) -> Vec<Line<'static>> {
     };
     let acceptors = names(|t| t.accepts && !t.reads);
     let loops = names(|t| t.accepts && t.reads);
-    let workers = names(|t| t.role == backlog_server::Role::Worker);
+    let workers = names(|t| t.role == backlog_server::stats::Role::Worker);
     let mut first = format!("clients → {sockets}");
     if let Some(accept) = &state.accept {
         first.push_str(&format!(" {accept}"));

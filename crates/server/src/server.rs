@@ -170,7 +170,7 @@ impl ServerBuilder {
     }
     /// Threads for requests whose handler blocks ([`Handler::blocks`]), off the event
     /// loops. Unset, a handler that may block ([`Handler::may_block`]) gets
-    /// [`DEFAULT_BLOCKING_THREADS`](crate::DEFAULT_BLOCKING_THREADS) and one that
+    /// [`DEFAULT_BLOCKING_THREADS`](crate::tuning::DEFAULT_BLOCKING_THREADS) and one that
     /// does not gets none; shapes with workers run every handler there and need none. `0`
     /// with a handler that may block is allowed, and warned about at start: its blocking
     /// calls then stall every connection of the loop they run on.
@@ -356,7 +356,7 @@ fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
             0
         }
         Some(n) => n,
-        None if may_block => crate::DEFAULT_BLOCKING_THREADS,
+        None if may_block => crate::tuning::DEFAULT_BLOCKING_THREADS,
         None => 0,
     }
 }

@@ -2,7 +2,7 @@
 
 mod util;
 
-use backlog_server::{AcceptStrategy, Model, Role, Server};
+use backlog_server::{stats::Role, AcceptStrategy, Model, Server};
 use std::io::{BufReader, Write};
 use std::time::{Duration, Instant};
 use util::*;

@@ -57,7 +57,7 @@ fn pipelined_load(name: &str, server: &TestServer) {
     let stats = server.stats();
     let total: u64 = stats
         .iter()
-        .filter(|s| s.role != backlog_server::Role::Worker)
+        .filter(|s| s.role != backlog_server::stats::Role::Worker)
         .map(|s| s.requests)
         .sum();
     assert!(

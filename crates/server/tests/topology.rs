@@ -117,7 +117,7 @@ proptest! {
         let answered: u64 = server
             .stats()
             .iter()
-            .filter(|s| s.role != backlog_server::Role::Worker)
+            .filter(|s| s.role != backlog_server::stats::Role::Worker)
             .map(|s| s.requests)
             .sum();
         prop_assert_eq!(answered, 50 * 20);

@@ -131,7 +131,7 @@ impl TestServer {
         self.server.as_ref().unwrap()
     }
 
-    pub fn stats(&self) -> Vec<backlog_server::ThreadSnapshot> {
+    pub fn stats(&self) -> Vec<backlog_server::stats::ThreadSnapshot> {
         self.server().stats().snapshot()
     }
 
@@ -154,7 +154,7 @@ impl TestServer {
         )
     }
 
-    pub fn stop(mut self) -> Arc<backlog_server::StatsRegistry> {
+    pub fn stop(mut self) -> Arc<backlog_server::stats::StatsRegistry> {
         self.server.take().unwrap().stop()
     }
 }
