@@ -419,21 +419,6 @@ fn run_supervisor(
     result
 }
 
-/// Say once, at start, which given flags the shape does not use.
-fn warn_ignored(args: &ServeArgs, shape: &backlog_server::Topology) {
-    if args.threads.is_some() && shape.preset == Some(Model::Pool) {
-        tracing::warn!(
-            "--threads is not used by --model pool (one loop; --workers sets its handler threads)"
-        );
-    }
-    if args.workers.is_some() && shape.preset.is_some() && shape.preset != Some(Model::Pool) {
-        tracing::warn!(
-            model = shape.name(),
-            "--workers is used by --model pool only; use --topology for readers with workers"
-        );
-    }
-}
-
 /// Start the built-in app on `builder`: `hello` with its store (and the thread that purges
 /// expired idempotency keys, which stops when the returned sender drops), or `echo`.
 fn bind_app(
@@ -566,7 +551,6 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
     shape
         .validate()
         .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
-    warn_ignored(args, &shape);
     Ok(builder)
 }
 

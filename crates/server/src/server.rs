@@ -62,6 +62,8 @@ pub enum ServerError {
 #[derive(Debug, Clone, Default)]
 pub struct ServerBuilder {
     cfg: Config,
+    /// Which of the settings a shape may ignore were given, to say so at `bind`.
+    given: Given,
     inherited: Vec<Arc<Listener>>,
     refusals: Option<RenderRefusal>,
 }
@@ -71,6 +73,7 @@ impl ServerBuilder {
     pub fn from_config(cfg: Config) -> Self {
         ServerBuilder {
             cfg,
+            given: Given::default(),
             inherited: Vec::new(),
             refusals: None,
         }
@@ -114,6 +117,7 @@ impl ServerBuilder {
     /// Event-loop threads (default: one per core).
     pub fn threads(mut self, n: usize) -> Self {
         self.cfg.threads = n;
+        self.given.threads = true;
         self
     }
     /// Any shape of listeners × acceptors × readers × workers; overrides [`model`](Self::model),
@@ -126,6 +130,7 @@ impl ServerBuilder {
     /// Worker threads for `pool` (default: one per core).
     pub fn workers(mut self, n: usize) -> Self {
         self.cfg.workers = n;
+        self.given.workers = true;
         self
     }
     /// How `shared` threads take turns accepting.
@@ -197,9 +202,11 @@ impl ServerBuilder {
     pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
         let ServerBuilder {
             mut cfg,
+            given,
             inherited,
             refusals,
         } = self;
+        given.warn_ignored(&cfg);
         if cfg.topology.is_none() && (cfg.threads == 0 || cfg.workers == 0) {
             return Err(ServerError::Config(
                 "threads and workers must be at least 1".into(),
@@ -358,6 +365,36 @@ fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
         Some(n) => n,
         None if may_block => crate::tuning::DEFAULT_BLOCKING_THREADS,
         None => 0,
+    }
+}
+
+/// Settings given to the builder that some shapes do not use.
+#[derive(Debug, Clone, Copy, Default)]
+struct Given {
+    threads: bool,
+    workers: bool,
+}
+
+impl Given {
+    /// Say once, at start, which given settings the shape does not use.
+    fn warn_ignored(self, cfg: &Config) {
+        if cfg.topology.is_some() {
+            if self.threads || self.workers {
+                tracing::warn!("threads and workers are not used with a topology (it says how many of each role)");
+            }
+            return;
+        }
+        if self.threads && cfg.model == Model::Pool {
+            tracing::warn!(
+                "threads is not used by the pool model (one loop; workers sets its handler threads)"
+            );
+        }
+        if self.workers && cfg.model != Model::Pool {
+            tracing::warn!(
+                model = cfg.model.name(),
+                "workers is used by the pool model only; use a topology for readers with workers"
+            );
+        }
     }
 }
 
