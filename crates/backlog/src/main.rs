@@ -23,6 +23,7 @@ macro_rules! outln {
 
 mod app;
 mod comments;
+mod config_file;
 mod inherit;
 mod labcmd;
 mod supervisor;
@@ -31,7 +32,7 @@ mod top;
 use anyhow::Context;
 use backlog_server::{AcceptStrategy, Balance, Model, Server, ServerError};
 use clap::builder::TypedValueParser;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -95,6 +96,13 @@ struct ServeArgs {
     /// Print the thread layout the shape means, and exit.
     #[arg(long)]
     dry_run: bool,
+    /// Read flags from this TOML file (keys are the flags' names: `model = "pool"`,
+    /// `max-body-bytes = "1MiB"`); flags on the command line win.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Print the effective configuration as TOML (a file for --config), and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Event-loop threads (readers in dispatch); default: one per core.
     #[arg(long)]
     threads: Option<usize>,
@@ -218,7 +226,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv = match config_file::merge(Cli::command(), std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(err) => {
+            say!("backlog serve: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(matches) => matches,
+        Err(err) => return usage_error(err),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
@@ -274,6 +293,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Serve(args) if args.print_config => {
+            let cmd = Cli::command();
+            let (Some(serve), Some(given)) = (
+                cmd.find_subcommand("serve"),
+                matches.subcommand_matches("serve"),
+            ) else {
+                return ExitCode::FAILURE;
+            };
+            outln!("{}", config_file::render(serve, given).trim_end());
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
