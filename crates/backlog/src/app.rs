@@ -5,22 +5,60 @@
 use backlog_server::{Handler, Router};
 use bytes::Bytes;
 use h1::{Request, Response};
+use idempotency::{PgStore, SqliteStore, StoreError};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The longest `/work?spin_us=` honoured, so one request cannot hold a thread for minutes.
 const MAX_SPIN: Duration = Duration::from_secs(10);
 
-/// `GET /`, `GET /work?spin_us=N`, and the comments API over `store`.
+/// The `hello` app's database: its comments and their idempotency records, in one store so
+/// that both commit in one transaction.
+pub enum Db {
+    /// Embedded, under `--data` (the default).
+    Sqlite(Arc<SqliteStore>),
+    /// Shared by a fleet, at `--store postgres://…`.
+    Postgres(Arc<PgStore>),
+}
+
+impl Db {
+    /// The store `spec` names: a `postgres://` URL, or SQLite under `data_dir`. Fails
+    /// (for the binary: one line, exit 2) when it cannot be reached or set up.
+    pub fn open(spec: Option<&str>, data_dir: &Path) -> Result<Db, StoreError> {
+        match spec {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Db::Postgres(PgStore::open(url)?))
+            }
+            Some(other) => Err(StoreError::Setup(format!(
+                "unknown store {other:?}: use postgres://… (or omit --store for SQLite)"
+            ))),
+            None => Ok(Db::Sqlite(SqliteStore::open(data_dir)?)),
+        }
+    }
+
+    /// `sqlite` or `postgres`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// `GET /`, `GET /work?spin_us=N`, and the comments API over `db`.
 pub fn hello(
-    store: Arc<dyn idempotency::Store>,
+    db: &Db,
     cfg: idempotency::IdempotencyConfig,
     comment_delay: Duration,
-) -> impl Handler {
+) -> Result<impl Handler, StoreError> {
     let router = Router::new()
         .get("/", |_req: Request| Response::text(200, "Hello, World!\n"))
         .get("/work", work);
-    crate::comments::routes(router, store, cfg, comment_delay)
+    match db {
+        Db::Sqlite(s) => crate::comments::routes(router, s.clone(), cfg, comment_delay),
+        Db::Postgres(p) => crate::comments::routes(router, p.clone(), cfg, comment_delay),
+    }
 }
 
 /// Burn `spin_us` microseconds of CPU on the thread running the handler.

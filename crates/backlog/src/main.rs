@@ -344,28 +344,6 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Purges expired idempotency records once a minute; stops when the returned sender drops.
-fn purge_thread(
-    store: std::sync::Arc<dyn idempotency::Store>,
-) -> anyhow::Result<std::sync::mpsc::Sender<()>> {
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("purge".into())
-        .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(Duration::from_secs(60))
-            {
-                match store.purge_expired() {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
-                    Err(err) => tracing::warn!(%err, "purging idempotency keys"),
-                }
-            }
-        })
-        .context("starting the purge thread")?;
-    Ok(stop)
-}
-
 /// Send SIGHUP to the pid in `pid_file`.
 fn reload(pid_file: &std::path::Path) -> anyhow::Result<u32> {
     let text = std::fs::read_to_string(pid_file)
@@ -449,36 +427,35 @@ fn run_supervisor(
     result
 }
 
-/// Start the built-in app on `builder`: `hello` with its store (and the thread that purges
-/// expired idempotency keys, which stops when the returned sender drops), or `echo`.
-fn bind_app(
-    args: &ServeArgs,
-    builder: backlog_server::ServerBuilder,
-) -> anyhow::Result<(Server, Option<std::sync::mpsc::Sender<()>>)> {
+/// Start the built-in app on `builder`: `hello` with its store (which purges its expired
+/// idempotency keys by itself), or `echo`.
+fn bind_app(args: &ServeArgs, builder: backlog_server::ServerBuilder) -> anyhow::Result<Server> {
     match args.app {
         AppArg::Hello => {
-            let store = idempotency::open(args.store.as_deref(), &args.data)
+            let db = app::Db::open(args.store.as_deref(), &args.data)
                 .map_err(|err| ServerError::Config(format!("store: {err}")))?;
-            let kind = store.kind();
-            let purge = purge_thread(store.clone())?;
+            let kind = db.kind();
             let cfg = idempotency::IdempotencyConfig {
                 ttl: args.idempotency_ttl,
                 lease: args.idempotency_lease,
                 scope_header: args.idempotency_scope_header.clone(),
                 require_key: args.require_idempotency_key,
+                ..Default::default()
             };
             let builder = match args.blocking_threads {
                 Some(n) => builder.blocking_threads(n),
                 None => builder,
             };
-            let server = builder.bind(app::hello(store, cfg, args.comment_delay))?;
+            let app = app::hello(&db, cfg, args.comment_delay)
+                .map_err(|err| ServerError::Config(format!("store: {err}")))?;
+            let server = builder.bind(app)?;
             tracing::info!(
                 store = kind,
                 "comments and idempotency keys stored in {kind}"
             );
-            Ok((server, Some(purge)))
+            Ok(server)
         }
-        AppArg::Echo => Ok((builder.bind(app::echo())?, None)),
+        AppArg::Echo => Ok(builder.bind(app::echo())?),
     }
 }
 
@@ -625,7 +602,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let signals = catch_signals(worker.is_some())?;
-    let (server, purge) = bind_app(&args, builder)?;
+    let server = bind_app(&args, builder)?;
     // The admin endpoint runs on backlog's own core: a single-model server whose one thread
     // is named `admin`, so scrapes never run on a serving thread.
     // A supervised worker's admin endpoint is its own, on an ephemeral loopback port; the
@@ -657,7 +634,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = admin {
         admin.stop();
     }
-    drop(purge);
     say!("{}", stats.table().trim_end());
     tracing::info!("stopped");
     Ok(())

@@ -194,7 +194,12 @@ fn every_status_of_the_middleware(backend: Backend) {
     // Malformed keys, and bodies refused before the handler: 400, nothing stored, and the
     // key stays free for a corrected retry.
     let bad = unique("bad");
-    for raw in ["unquoted", "\"\"", &format!("\"{}\"", "k".repeat(256))] {
+    for raw in [
+        "two words",
+        "a\\b",
+        "\"\"",
+        &format!("\"{}\"", "k".repeat(256)),
+    ] {
         let a = http(
             s.addr,
             "POST",
@@ -204,6 +209,29 @@ fn every_status_of_the_middleware(backend: Backend) {
         );
         assert_eq!(a.status, 400, "{raw}");
     }
+    // A bare key (as Stripe's clients send it) is the same key as its quoted form.
+    let (bare, bare_text) = (unique("bare"), unique("bare"));
+    let body = format!("{{\"text\":\"{bare_text}\"}}");
+    let first = http(
+        s.addr,
+        "POST",
+        "/comments",
+        &[("Idempotency-Key", &bare)],
+        &body,
+    );
+    assert_eq!(first.status, 201);
+    let quoted = format!("\"{bare}\"");
+    let again = http(
+        s.addr,
+        "POST",
+        "/comments",
+        &[("Idempotency-Key", &quoted)],
+        &body,
+    );
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(rows_with(s.addr, &bare_text), 1);
+
     let retry_key = unique("retry");
     assert_eq!(
         http(

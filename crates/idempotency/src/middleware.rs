@@ -1,5 +1,5 @@
-//! [`Idempotent`]: wraps a handler so that POST and PATCH requests carrying an
-//! `Idempotency-Key` run at most once per key.
+//! [`Idempotent`] and [`IdempotencyLayer`]: so that POST and PATCH requests (or the methods
+//! configured) carrying an `Idempotency-Key` run at most once per key.
 //!
 //! Outcomes, after the IETF draft and Stripe:
 //! - first request with a key: claim it (leased), run, store the response, answer;
@@ -11,11 +11,11 @@
 //! Refusals made before the handler ran (400, 409, 422, 503) are not stored, so they can be
 //! retried. A lease left by a crashed process expires, and then a retry runs. The store's
 //! calls may block, so the wrapper says it does ([`Handler::blocks`]): the server runs it on
-//! its blocking pool (or, in `pool`, on a worker), never on an event loop.
+//! its blocking pool, never on an event loop.
 
-use crate::store::{Claim, KeyRef, Store, StoreError, StoredResponse, Tx};
+use crate::store::{Claim, Claimed, Key, Store, StoreError, StoredResponse, Transactional};
 use crate::{fingerprint, key};
-use backlog_server::Handler;
+use backlog_server::{Handler, Layer};
 use h1::{Method, Request, Response};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -32,8 +32,11 @@ pub struct IdempotencyConfig {
     /// A request header naming the client, to scope keys per client; keys are global
     /// without it.
     pub scope_header: Option<String>,
-    /// Answer 400 to POST / PATCH without a key.
+    /// Answer 400 to a guarded method without a key.
     pub require_key: bool,
+    /// The methods keys guard: POST and PATCH unless set (the draft's non-idempotent
+    /// methods; PUT and DELETE are idempotent by definition).
+    pub methods: Vec<Method>,
 }
 
 impl Default for IdempotencyConfig {
@@ -43,28 +46,138 @@ impl Default for IdempotencyConfig {
             lease: Duration::from_secs(30),
             scope_header: None,
             require_key: false,
+            methods: vec![Method::Post, Method::Patch],
         }
     }
 }
 
-/// A handler that writes through the store, inside the transaction that also stores its
-/// response. A store error rolls the transaction back (nothing is stored under the key).
-pub type TxHandler = dyn Fn(&Request, &mut dyn Tx) -> Result<Response, StoreError> + Send + Sync;
-
-enum Inner {
-    Plain(Box<dyn Handler>),
-    Transactional(Box<TxHandler>),
-}
+/// Runs the guarded handler; with a claim, also records its response.
+type Run<'a> = &'a dyn Fn(Request, Option<&Claimed>) -> Result<Response, StoreError>;
 
 /// Checks a request before any key is claimed; a refusal is answered and not stored.
 pub type Validator = dyn Fn(&Request) -> Result<(), Response> + Send + Sync;
 
-/// The Idempotency-Key middleware around one handler.
-pub struct Idempotent {
+/// What both forms of the middleware share: the store, the settings, the validator.
+struct Guard {
     store: Arc<dyn Store>,
     cfg: IdempotencyConfig,
-    inner: Inner,
     validate: Option<Box<Validator>>,
+}
+
+impl Guard {
+    fn guards(&self, req: &Request) -> bool {
+        self.cfg.methods.contains(req.method())
+    }
+
+    fn call(&self, req: Request, run: Run<'_>) -> Response {
+        if let Some(Err(refusal)) = self.validate.as_ref().map(|v| v(&req)) {
+            return refusal;
+        }
+        let guarded = self.guards(&req);
+        let header = req.header("idempotency-key").map(<[u8]>::to_vec);
+        let Some(raw_key) = header.filter(|_| guarded) else {
+            if guarded && self.cfg.require_key {
+                return problem(
+                    400,
+                    "Idempotency-Key required",
+                    "this endpoint needs an Idempotency-Key header",
+                );
+            }
+            return run(req, None).unwrap_or_else(unavailable);
+        };
+        let key = match key::parse(&raw_key) {
+            Ok(k) => k,
+            Err(err) => return problem(400, "Invalid Idempotency-Key", &err.to_string()),
+        };
+        let scope = self
+            .cfg
+            .scope_header
+            .as_deref()
+            .and_then(|h| req.header(h))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let k = Key { scope, key };
+        let fp = fingerprint::of(&req);
+        match self.store.claim(&k, &fp, self.cfg.lease, self.cfg.ttl) {
+            Err(err) => unavailable(err),
+            Ok(Claim::Replay(stored)) => from_stored(&stored, true),
+            Ok(Claim::InFlight) => problem(
+                409,
+                "Request in progress",
+                "a request with this Idempotency-Key is still being processed; retry later",
+            ),
+            Ok(Claim::Mismatch) => problem(
+                422,
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used for a different request",
+            ),
+            Ok(Claim::Run { token }) => {
+                let claimed = Claimed { key: k, token };
+                match run(req, Some(&claimed)) {
+                    Ok(resp) => resp,
+                    Err(StoreError::LeaseLost) => problem(
+                        409,
+                        "Request superseded",
+                        "this request outlived its lease and a retry took the key over",
+                    ),
+                    Err(StoreError::HandlerPanicked) => {
+                        // Stripe's rule: the first outcome is the answer, a 500 included.
+                        let resp = internal_error();
+                        match self.store.complete(&claimed, &to_stored(&resp)) {
+                            Ok(()) => resp,
+                            Err(err) => {
+                                let _ = self.store.release(&claimed);
+                                unavailable(err)
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        let _ = self.store.release(&claimed);
+                        unavailable(err)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run `handler` outside any transaction, then record its response.
+    fn plain(&self, handler: &dyn Handler, req: Request, claim: Option<&Claimed>) -> Response {
+        let resp = catch_unwind(AssertUnwindSafe(|| handler.call(req)))
+            .unwrap_or_else(|_| internal_error());
+        if let Some(claimed) = claim {
+            if let Err(err) = self.store.complete(claimed, &to_stored(&resp)) {
+                // The handler's effect happened; answer it even if it cannot be recorded
+                // (a retry may then run it again).
+                crate::store::warn_unavailable("cannot record an idempotent response", &err);
+            }
+        }
+        resp
+    }
+}
+
+/// A handler that writes through a [`Transactional`] store, type-erased: runs the handler
+/// in a transaction that also records its response.
+type TxRun = dyn Fn(Request, Option<&Claimed>) -> Result<Response, StoreError> + Send + Sync;
+
+enum Inner {
+    Plain(Box<dyn Handler>),
+    Transactional(Box<TxRun>),
+}
+
+/// The Idempotency-Key middleware around one handler.
+///
+/// ```
+/// use backlog_server::{Handler, Request, Response};
+/// use idempotency::{IdempotencyConfig, Idempotent};
+/// # fn store() -> std::sync::Arc<dyn idempotency::Store> { unimplemented!() }
+/// let create = |_req: Request| Response::new(201);
+/// # if false {
+/// let guarded = Idempotent::wrap(store(), IdempotencyConfig::default(), create);
+/// # }
+/// ```
+pub struct Idempotent {
+    guard: Guard,
+    inner: Inner,
 }
 
 impl Idempotent {
@@ -72,25 +185,46 @@ impl Idempotent {
     /// own business).
     pub fn wrap(store: Arc<dyn Store>, cfg: IdempotencyConfig, handler: impl Handler) -> Self {
         Idempotent {
-            store,
-            cfg,
+            guard: Guard {
+                store,
+                cfg,
+                validate: None,
+            },
             inner: Inner::Plain(Box::new(handler)),
-            validate: None,
         }
     }
 
-    /// Wrap a handler that writes through the store: its effect and its stored response
-    /// commit together, or neither does.
-    pub fn transactional(
-        store: Arc<dyn Store>,
-        cfg: IdempotencyConfig,
-        handler: impl Fn(&Request, &mut dyn Tx) -> Result<Response, StoreError> + Send + Sync + 'static,
-    ) -> Self {
+    /// Wrap a handler that writes through the store's own transaction (`S::Tx`: a SQLite
+    /// savepoint, a PostgreSQL transaction): its effect and its recorded response commit
+    /// together, or neither does. A crash then either loses both (and the retry runs once)
+    /// or keeps both (and the retry replays).
+    pub fn transactional<S, F>(store: Arc<S>, cfg: IdempotencyConfig, handler: F) -> Self
+    where
+        S: Transactional,
+        F: for<'t> Fn(&Request, &mut S::Tx<'t>) -> Result<Response, StoreError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let handler = Arc::new(handler);
+        let tx_store = store.clone();
+        let run = move |req: Request, claim: Option<&Claimed>| {
+            let (handler, claim) = (handler.clone(), claim.cloned());
+            tx_store.transact(move |tx| {
+                let resp = handler(&req, tx)?;
+                if let Some(claimed) = &claim {
+                    S::record(tx, claimed, &to_stored(&resp))?;
+                }
+                Ok(resp)
+            })
+        };
         Idempotent {
-            store,
-            cfg,
-            inner: Inner::Transactional(Box::new(handler)),
-            validate: None,
+            guard: Guard {
+                store,
+                cfg,
+                validate: None,
+            },
+            inner: Inner::Transactional(Box::new(run)),
         }
     }
 
@@ -100,54 +234,8 @@ impl Idempotent {
         mut self,
         check: impl Fn(&Request) -> Result<(), Response> + Send + Sync + 'static,
     ) -> Self {
-        self.validate = Some(Box::new(check));
+        self.guard.validate = Some(Box::new(check));
         self
-    }
-
-    /// Run the handler; for a transactional one, inside a store transaction that also
-    /// records the response under `record`.
-    fn run(&self, req: Request, record: Option<(KeyRef<'_>, i64)>) -> Result<Response, StoreError> {
-        match &self.inner {
-            Inner::Plain(h) => {
-                let resp = catch_unwind(AssertUnwindSafe(|| h.call(req)))
-                    .unwrap_or_else(|_| internal_error());
-                if let Some((k, token)) = record {
-                    let stored = to_stored(&resp);
-                    if let Err(err) = self.store.complete(k, token, &stored) {
-                        // The handler's effect happened; answer it even if it cannot be
-                        // recorded (a retry may then run it again).
-                        crate::store::warn_unavailable(
-                            "cannot record an idempotent response",
-                            &err,
-                        );
-                    }
-                }
-                Ok(resp)
-            }
-            Inner::Transactional(f) => {
-                let result =
-                    self.store
-                        .transact(record, &mut |tx| match catch_unwind(AssertUnwindSafe(|| {
-                            f(&req, tx)
-                        })) {
-                            Ok(Ok(resp)) => Ok(to_stored(&resp)),
-                            Ok(Err(err)) => Err(err),
-                            Err(_) => Err(StoreError::HandlerPanicked),
-                        });
-                match result {
-                    Ok(stored) => Ok(from_stored(&stored, false)),
-                    Err(StoreError::HandlerPanicked) => {
-                        // Stripe's rule: the first outcome is the answer, a 500 included.
-                        let resp = internal_error();
-                        if let Some((k, token)) = record {
-                            self.store.complete(k, token, &to_stored(&resp))?;
-                        }
-                        Ok(resp)
-                    }
-                    Err(err) => Err(err),
-                }
-            }
-        }
     }
 }
 
@@ -161,63 +249,47 @@ impl Handler for Idempotent {
     }
 
     fn call(&self, req: Request) -> Response {
-        if let Some(Err(refusal)) = self.validate.as_ref().map(|v| v(&req)) {
-            return refusal;
+        match &self.inner {
+            Inner::Plain(h) => self
+                .guard
+                .call(req, &|req, claim| Ok(self.guard.plain(&**h, req, claim))),
+            Inner::Transactional(run) => self.guard.call(req, &**run),
         }
-        let unsafe_method = matches!(req.method(), Method::Post | Method::Patch);
-        let header = req.header("idempotency-key").map(<[u8]>::to_vec);
-        let Some(raw_key) = header.filter(|_| unsafe_method) else {
-            if unsafe_method && self.cfg.require_key {
-                return problem(
-                    400,
-                    "Idempotency-Key required",
-                    "this endpoint needs an Idempotency-Key header",
-                );
-            }
-            return self.run(req, None).unwrap_or_else(unavailable);
-        };
-        let key = match key::parse(&raw_key) {
-            Ok(k) => k,
-            Err(err) => return problem(400, "Invalid Idempotency-Key", &err.to_string()),
-        };
-        let scope = self
-            .cfg
-            .scope_header
-            .as_deref()
-            .and_then(|h| req.header(h))
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        let k = KeyRef {
-            scope: &scope,
-            key: &key,
-        };
-        let fp = fingerprint::of(&req);
-        match self.store.claim(k, &fp, self.cfg.lease, self.cfg.ttl) {
-            Err(err) => unavailable(err),
-            Ok(Claim::Replay(stored)) => from_stored(&stored, true),
-            Ok(Claim::InFlight) => problem(
-                409,
-                "Request in progress",
-                "a request with this Idempotency-Key is still being processed; retry later",
-            ),
-            Ok(Claim::Mismatch) => problem(
-                422,
-                "Idempotency-Key reused",
-                "this Idempotency-Key was used for a different request",
-            ),
-            Ok(Claim::Run { token }) => match self.run(req, Some((k, token))) {
-                Ok(resp) => resp,
-                Err(StoreError::LeaseLost) => problem(
-                    409,
-                    "Request superseded",
-                    "this request outlived its lease and a retry took the key over",
-                ),
-                Err(err) => {
-                    let _ = self.store.release(k, token);
-                    unavailable(err)
-                }
+    }
+}
+
+/// The middleware as a [`Layer`], for any handler or a whole router:
+/// `router.layer(IdempotencyLayer::new(store, cfg))`. Requests it guards (a configured
+/// method with a key) count as blocking, since they wait on the store.
+pub struct IdempotencyLayer {
+    guard: Guard,
+}
+
+impl IdempotencyLayer {
+    /// Guard requests with `store` and `cfg`.
+    pub fn new(store: Arc<dyn Store>, cfg: IdempotencyConfig) -> Self {
+        IdempotencyLayer {
+            guard: Guard {
+                store,
+                cfg,
+                validate: None,
             },
         }
+    }
+}
+
+impl Layer for IdempotencyLayer {
+    fn call(&self, req: Request, next: &dyn Handler) -> Response {
+        self.guard
+            .call(req, &|req, claim| Ok(self.guard.plain(next, req, claim)))
+    }
+
+    fn blocks(&self, req: &Request) -> bool {
+        self.guard.guards(req) && req.header("idempotency-key").is_some()
+    }
+
+    fn may_block(&self) -> bool {
+        true
     }
 }
 

@@ -1,14 +1,18 @@
 //! Durable storage for idempotency records and for the effects they guard.
 //!
-//! One trait, two stores: [`sqlite`] (embedded, WAL, `synchronous=FULL`: what committed
-//! survives `kill -9`) and [`postgres`] (one database shared by every backlog instance, so a
-//! retry landing on another instance is still answered once). Times are Unix milliseconds.
+//! [`Store`] holds idempotency records and nothing else; [`Transactional`] adds what an
+//! application needs to write its effect in the transaction that records the response.
+//! Two built-in backends, each behind its cargo feature: `sqlite` (embedded, WAL,
+//! `synchronous=FULL`: what committed survives `kill -9`; one writer with group commit) and
+//! `postgres` (one database shared by every backlog instance, so a retry landing on another
+//! instance is still answered once). Times are Unix milliseconds.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,10 +20,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite failed.
+    #[cfg(feature = "sqlite")]
     #[error("sqlite: {}", crate::throttle::chain(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed or is unreachable (with the server's own message, which the
     /// client library keeps in the error's source).
+    #[cfg(feature = "postgres")]
     #[error("postgres: {}", crate::throttle::chain(.0))]
     Postgres(#[from] ::postgres::Error),
     /// The claim was taken over by another request after its lease ran out; this one's
@@ -44,12 +50,21 @@ pub fn warn_unavailable(what: &str, err: &StoreError) {
 }
 
 /// A key in its scope (a client identity, or "" for global keys).
-#[derive(Debug, Clone, Copy)]
-pub struct KeyRef<'a> {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
     /// Whose key it is.
-    pub scope: &'a str,
+    pub scope: String,
     /// The key.
-    pub key: &'a str,
+    pub key: String,
+}
+
+/// A key this request claimed, and the token that proves the claim is still its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The key.
+    pub key: Key,
+    /// Changes when another request takes the key over (after the lease ran out).
+    pub token: i64,
 }
 
 /// A response as stored under a key: replayed byte for byte.
@@ -66,6 +81,7 @@ pub struct StoredResponse {
 impl StoredResponse {
     /// Rebuild a stored response from its columns; `None` while the claim is in flight
     /// (no status yet). Both stores keep the fields as a JSON array of pairs.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn from_columns(
         status: Option<i64>,
         headers: Option<String>,
@@ -81,6 +97,7 @@ impl StoredResponse {
     }
 
     /// The header fields as stored in the `headers` column.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn headers_json(&self) -> String {
         serde_json::to_string(&self.headers).unwrap_or_else(|_| "[]".into())
     }
@@ -102,65 +119,30 @@ pub enum Claim {
     Mismatch,
 }
 
-/// A comment, the built-in app's example of a non-idempotent insert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Comment {
-    /// Row id, ascending in insertion order.
-    pub id: i64,
-    /// The client-chosen id of an upserted comment (`PUT /comments/{client_id}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// The text.
-    pub text: String,
-    /// When it was stored, RFC 3339.
-    pub created_at: String,
-}
-
-/// Work done inside a store transaction.
-pub trait Tx {
-    /// Insert a comment.
-    fn insert_comment(&mut self, text: &str) -> Result<Comment, StoreError>;
-    /// Comments with id > `after`, oldest first, at most `limit`.
-    fn list_comments(&mut self, after: i64, limit: i64) -> Result<Vec<Comment>, StoreError>;
-    /// Insert or rewrite the comment with this client id; true if it was created.
-    fn upsert_comment(
-        &mut self,
-        client_id: &str,
-        text: &str,
-    ) -> Result<(Comment, bool), StoreError>;
-}
-
-/// Work to run in one transaction.
-pub type Work<'a> = &'a mut dyn FnMut(&mut dyn Tx) -> Result<StoredResponse, StoreError>;
-
-/// A durable store of idempotency records (and the comments they guard).
+/// A durable store of idempotency records: the only thing the middleware needs. Implement
+/// it for another database (or, in tests, a map) and [`Idempotent`](crate::Idempotent)
+/// works over it.
+///
+/// A store also removes expired records by itself (the built-in ones every minute, in the
+/// background), so an application never has to.
 pub trait Store: Send + Sync + 'static {
     /// Claim `k` for a request with fingerprint `fp`: take it (in flight, leased until
     /// `now + lease`, kept until `now + ttl`), or report what holds it.
     fn claim(
         &self,
-        k: KeyRef<'_>,
+        k: &Key,
         fp: &[u8; 32],
         lease: Duration,
         ttl: Duration,
     ) -> Result<Claim, StoreError>;
 
-    /// Run `work` in one transaction. With `record`, the response it returns is stored under
-    /// that claimed key in the same transaction — or, if the claim is no longer ours, the
-    /// whole transaction rolls back ([`StoreError::LeaseLost`]).
-    fn transact(
-        &self,
-        record: Option<(KeyRef<'_>, i64)>,
-        work: Work<'_>,
-    ) -> Result<StoredResponse, StoreError>;
-
-    /// Store `resp` as the outcome of claimed `k` (for handlers that do not write through
-    /// the store, and for a handler that panicked).
-    fn complete(&self, k: KeyRef<'_>, token: i64, resp: &StoredResponse) -> Result<(), StoreError>;
+    /// Store `resp` as the outcome of the claim, if it is still ours
+    /// ([`StoreError::LeaseLost`] otherwise).
+    fn complete(&self, claimed: &Claimed, resp: &StoredResponse) -> Result<(), StoreError>;
 
     /// Drop an in-flight claim that will never complete (the store failed mid-request), so
     /// a retry can run at once.
-    fn release(&self, k: KeyRef<'_>, token: i64) -> Result<(), StoreError>;
+    fn release(&self, claimed: &Claimed) -> Result<(), StoreError>;
 
     /// Delete expired records; returns how many.
     fn purge_expired(&self) -> Result<u64, StoreError>;
@@ -169,20 +151,62 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
-/// Open the store named by `spec`: a `postgres://` URL, or SQLite under `data_dir`.
-/// Fails (for the binary: one line, exit 2) when it cannot be reached or set up.
-pub fn open(spec: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    match spec {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(postgres::PgStore::open(url)?))
-        }
-        Some(other) => Err(StoreError::Setup(format!(
-            "unknown store {other:?}: use postgres://… (or omit --store for SQLite)"
-        ))),
-        None => Ok(Arc::new(sqlite::SqliteStore::open(data_dir)?)),
+/// A store whose transactions an application may write in, so that a request's effect and
+/// its recorded response commit together, or neither does (see
+/// [`Idempotent::transactional`](crate::Idempotent::transactional)).
+pub trait Transactional: Store {
+    /// What work is given to write with: the backend's own transaction.
+    type Tx<'t>;
+
+    /// Run `work` in one transaction and commit it; an error or a panic
+    /// ([`StoreError::HandlerPanicked`]) rolls it back.
+    fn transact<T: Send + 'static>(
+        &self,
+        work: impl for<'t> FnOnce(&mut Self::Tx<'t>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError>;
+
+    /// Inside `tx`, store `resp` as the claim's outcome ([`StoreError::LeaseLost`] if the
+    /// claim is no longer ours, which rolls the whole transaction back).
+    fn record(
+        tx: &mut Self::Tx<'_>,
+        claimed: &Claimed,
+        resp: &StoredResponse,
+    ) -> Result<(), StoreError>;
+}
+
+/// How often the built-in stores delete expired records.
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Delete `store`'s expired records every [`PURGE_EVERY`] on a thread of its own, which ends
+/// when the store is dropped.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn purge_in_background<S: Store>(store: &Arc<S>) {
+    let weak = Arc::downgrade(store);
+    let spawned = std::thread::Builder::new()
+        .name("idempotency-purge".into())
+        .spawn(move || {
+            let mut next = std::time::Instant::now() + PURGE_EVERY;
+            loop {
+                // Short naps, so the thread notices soon that the store is gone.
+                std::thread::sleep(Duration::from_secs(1));
+                let Some(store) = weak.upgrade() else { return };
+                if std::time::Instant::now() < next {
+                    continue;
+                }
+                next = std::time::Instant::now() + PURGE_EVERY;
+                match store.purge_expired() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
+                    Err(err) => warn_unavailable("purging expired idempotency keys", &err),
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "cannot start the idempotency purge thread; expired keys stay");
     }
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -190,16 +214,13 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-        .to_string()
-}
-
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn new_token() -> i64 {
     fastrand::i64(1..i64::MAX)
 }
 
 /// What a claim decides from an existing record.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn decide(
     existing_fp: &[u8],
     fp: &[u8; 32],

@@ -5,12 +5,13 @@
 //! the store recovers by itself when the database comes back.
 
 use super::{
-    decide, new_token, now_ms, rfc3339, Claim, Comment, KeyRef, Store, StoreError, StoredResponse,
-    Tx, Work,
+    decide, new_token, now_ms, purge_in_background, Claim, Claimed, Key, Store, StoreError,
+    StoredResponse, Transactional,
 };
 use postgres::{Client, NoTls, Transaction};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Connections kept open at most.
@@ -29,13 +30,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE idempotency (
         body        BYTEA,
         PRIMARY KEY (scope, key)
     );
-    CREATE INDEX idempotency_expires ON idempotency (expires_at);
-    CREATE TABLE comments (
-        id         BIGSERIAL PRIMARY KEY,
-        client_id  TEXT UNIQUE,
-        text       TEXT   NOT NULL,
-        created_at BIGINT NOT NULL
-    );"];
+    CREATE INDEX idempotency_expires ON idempotency (expires_at);"];
 
 /// PostgreSQL at a URL.
 pub struct PgStore {
@@ -44,8 +39,9 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connect, and migrate the schema.
-    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+    /// Connect, migrate the schema, and purge expired records every minute while the
+    /// store lives.
+    pub fn open(url: &str) -> Result<Arc<PgStore>, StoreError> {
         let mut config = postgres::Config::from_str(url)?;
         config.connect_timeout(Duration::from_secs(3));
         let store = PgStore {
@@ -53,6 +49,8 @@ impl PgStore {
             idle: Mutex::new(Vec::new()),
         };
         store.with(migrate)?;
+        let store = Arc::new(store);
+        purge_in_background(&store);
         Ok(store)
     }
 
@@ -100,80 +98,10 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn save(
-    tx: &mut Transaction<'_>,
-    k: KeyRef<'_>,
-    token: i64,
-    resp: &StoredResponse,
-) -> Result<(), StoreError> {
-    let headers = resp.headers_json();
-    let n = tx.execute(
-        "UPDATE idempotency SET status = $1, headers = $2, body = $3
-         WHERE scope = $4 AND key = $5 AND token = $6 AND status IS NULL",
-        &[
-            &(resp.status as i32),
-            &headers,
-            &resp.body,
-            &k.scope,
-            &k.key,
-            &token,
-        ],
-    )?;
-    if n == 0 {
-        return Err(StoreError::LeaseLost);
-    }
-    Ok(())
-}
-
-struct PgTx<'a, 'c>(&'a mut Transaction<'c>);
-
-fn comment(row: &postgres::Row) -> Comment {
-    Comment {
-        id: row.get(0),
-        client_id: row.get(1),
-        text: row.get(2),
-        created_at: rfc3339(row.get(3)),
-    }
-}
-
-impl Tx for PgTx<'_, '_> {
-    fn insert_comment(&mut self, text: &str) -> Result<Comment, StoreError> {
-        let row = self.0.query_one(
-            "INSERT INTO comments (text, created_at) VALUES ($1, $2)
-             RETURNING id, client_id, text, created_at",
-            &[&text, &now_ms()],
-        )?;
-        Ok(comment(&row))
-    }
-
-    fn list_comments(&mut self, after: i64, limit: i64) -> Result<Vec<Comment>, StoreError> {
-        let rows = self.0.query(
-            "SELECT id, client_id, text, created_at FROM comments WHERE id > $1 ORDER BY id LIMIT $2",
-            &[&after, &limit],
-        )?;
-        Ok(rows.iter().map(comment).collect())
-    }
-
-    fn upsert_comment(
-        &mut self,
-        client_id: &str,
-        text: &str,
-    ) -> Result<(Comment, bool), StoreError> {
-        // xmax = 0 only on a freshly inserted row.
-        let row = self.0.query_one(
-            "INSERT INTO comments (client_id, text, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (client_id) DO UPDATE SET text = excluded.text
-             RETURNING id, client_id, text, created_at, (xmax = 0) AS inserted",
-            &[&client_id, &text, &now_ms()],
-        )?;
-        Ok((comment(&row), row.get(4)))
-    }
-}
-
 impl Store for PgStore {
     fn claim(
         &self,
-        k: KeyRef<'_>,
+        k: &Key,
         fp: &[u8; 32],
         lease: Duration,
         ttl: Duration,
@@ -222,36 +150,20 @@ impl Store for PgStore {
         })
     }
 
-    fn transact(
-        &self,
-        record: Option<(KeyRef<'_>, i64)>,
-        work: Work<'_>,
-    ) -> Result<StoredResponse, StoreError> {
+    fn complete(&self, claimed: &Claimed, resp: &StoredResponse) -> Result<(), StoreError> {
         self.with(|client| {
             let mut tx = client.transaction()?;
-            let resp = work(&mut PgTx(&mut tx))?;
-            if let Some((k, token)) = record {
-                save(&mut tx, k, token, &resp)?;
-            }
-            tx.commit()?;
-            Ok(resp)
-        })
-    }
-
-    fn complete(&self, k: KeyRef<'_>, token: i64, resp: &StoredResponse) -> Result<(), StoreError> {
-        self.with(|client| {
-            let mut tx = client.transaction()?;
-            save(&mut tx, k, token, resp)?;
+            Self::record(&mut tx, claimed, resp)?;
             tx.commit()?;
             Ok(())
         })
     }
 
-    fn release(&self, k: KeyRef<'_>, token: i64) -> Result<(), StoreError> {
+    fn release(&self, claimed: &Claimed) -> Result<(), StoreError> {
         self.with(|client| {
             client.execute(
                 "DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND token = $3 AND status IS NULL",
-                &[&k.scope, &k.key, &token],
+                &[&claimed.key.scope, &claimed.key.key, &claimed.token],
             )?;
             Ok(())
         })
@@ -268,5 +180,47 @@ impl Store for PgStore {
 
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+}
+
+impl Transactional for PgStore {
+    /// A transaction on a pooled connection.
+    type Tx<'t> = Transaction<'t>;
+
+    fn transact<T: Send + 'static>(
+        &self,
+        work: impl for<'t> FnOnce(&mut Transaction<'t>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.with(|client| {
+            let mut tx = client.transaction()?;
+            // A panic drops the transaction uncommitted: rolled back.
+            let out = catch_unwind(AssertUnwindSafe(|| work(&mut tx)))
+                .unwrap_or(Err(StoreError::HandlerPanicked))?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn record(
+        tx: &mut Transaction<'_>,
+        claimed: &Claimed,
+        resp: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let n = tx.execute(
+            "UPDATE idempotency SET status = $1, headers = $2, body = $3
+             WHERE scope = $4 AND key = $5 AND token = $6 AND status IS NULL",
+            &[
+                &(resp.status as i32),
+                &resp.headers_json(),
+                &resp.body,
+                &claimed.key.scope,
+                &claimed.key.key,
+                &claimed.token,
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(())
     }
 }
