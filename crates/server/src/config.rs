@@ -56,6 +56,33 @@ macro_rules! named {
 named!(Model, Single, Dispatch, Pool, Shared, Reuseport);
 named!(AcceptStrategy, Exclusive, Mutex, Herd);
 named!(Balance, RoundRobin, LeastConns, P2c);
+named!(QueueTiming, On, Off);
+
+/// Whether to measure how long connections and requests wait in the kernel's queues (see
+/// [`queue_wait`](crate::queue_wait)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueTiming {
+    /// Receive timestamps on every listening socket; reads through `recvmsg` (the same one
+    /// syscall per read) count each request's receive-queue wait and each connection's
+    /// accept-queue wait.
+    #[default]
+    On,
+    /// Plain `read`s; nothing counted.
+    Off,
+}
+
+impl QueueTiming {
+    /// Both settings.
+    pub const ALL: [QueueTiming; 2] = [QueueTiming::On, QueueTiming::Off];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueTiming::On => "on",
+            QueueTiming::Off => "off",
+        }
+    }
+}
 
 impl AcceptStrategy {
     /// Every strategy.
@@ -162,6 +189,8 @@ pub struct Config {
     pub backlog: u32,
     /// Set TCP_DEFER_ACCEPT on listeners.
     pub defer_accept: bool,
+    /// Measure waits in the kernel's accept and receive queues.
+    pub queue_timing: QueueTiming,
     /// Request size limits.
     pub limits: Limits,
     /// `pool`: capacity of the request queue; when full, the loop stops reading.
@@ -247,6 +276,7 @@ impl Default for Config {
             balance: Balance::RoundRobin,
             backlog: 4096,
             defer_accept: false,
+            queue_timing: QueueTiming::default(),
             limits: Limits::default(),
             queue_depth: 1024,
             drain_timeout: Duration::from_secs(30),

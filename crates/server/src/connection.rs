@@ -22,6 +22,12 @@ pub(crate) const MAX_IN_FLIGHT: usize = 64;
 /// Requests of one connection in the worker pool before any answer has come back.
 const INITIAL_IN_FLIGHT: usize = 4;
 
+/// [`Connection::timer_tick`] when the connection has no entry in the wheel.
+pub(crate) const NO_TICK: u64 = u64::MAX;
+
+/// [`Connection::receive_wait_us`] when no wait is known.
+pub(crate) const NO_WAIT: u32 = u32::MAX;
+
 /// A response slot in request order: `None` until its worker answers.
 pub(crate) type Slot = Option<(Bytes, bool)>;
 
@@ -58,15 +64,22 @@ pub(crate) struct Connection {
     /// while whole requests still wait in `rbuf` would only move the client's backlog from
     /// the kernel's receive queue, where it slows the client, into our memory.
     pub(crate) wants_bytes: bool,
-    /// Requests parsed so far.
-    pub(crate) requests: u64,
+    /// Requests parsed so far (saturating).
+    pub(crate) requests: u32,
+    /// When `accept` returned this connection.
     pub(crate) accepted_at: Instant,
+    /// How long the first bytes of the request now in `rbuf` waited in the kernel's receive
+    /// queue, in µs ([`NO_WAIT`]: not known), counted for each request they begin.
+    pub(crate) receive_wait_us: u32,
+    /// The accept-queue wait is still to be counted, at the first timestamped read.
+    pub(crate) accept_wait_pending: bool,
     /// When the bytes of the request head now in `rbuf` started to arrive.
     pub(crate) head_started: Option<Instant>,
     pub(crate) last_read: Instant,
     pub(crate) last_write: Instant,
     /// The tick of this connection's live entry in its thread's timer wheel.
-    pub(crate) timer_tick: Option<u64>,
+    /// [`NO_TICK`] when none (a sentinel, not an `Option`: it saves 8 bytes per connection).
+    pub(crate) timer_tick: u64,
     /// Half-closed after a refusal: discarding input until this instant, then close.
     pub(crate) lingering: Option<Instant>,
     /// Bytes discarded while lingering.
@@ -116,10 +129,12 @@ impl Connection {
             wants_bytes: true,
             requests: 0,
             accepted_at: now,
+            receive_wait_us: NO_WAIT,
+            accept_wait_pending: true,
             head_started: None,
             last_read: now,
             last_write: now,
-            timer_tick: None,
+            timer_tick: NO_TICK,
             lingering: None,
             discarded: 0,
             held: 0,

@@ -58,7 +58,8 @@
 //! - [`topology`]: [`Topology`], who listens, accepts, reads and handles. `arch`: wiring a
 //!   topology from the parts above.
 //! - [`handler`], [`layer`], [`router`], [`refusal`]: the API applications implement.
-//! - [`stats`]: per-thread counters. `shutdown`: the stop signal.
+//! - [`stats`]: per-thread counters; [`queue_wait`]: how long connections and requests waited
+//!   in the kernel's accept and receive queues. `shutdown`: the stop signal.
 //! - [`introspect`]: what a running server tells backlog's admin endpoint and `top`.
 //! - [`tuning`]: the constants behind its behaviour under load.
 //! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`].
@@ -78,6 +79,7 @@ mod handoff;
 pub mod introspect;
 pub mod layer;
 mod listener;
+pub mod queue_wait;
 mod reader;
 pub mod refusal;
 pub mod router;
@@ -89,7 +91,7 @@ pub mod topology;
 pub mod tuning;
 mod worker;
 
-pub use config::{AcceptStrategy, Balance, Config, Model, Timeouts, UnknownName};
+pub use config::{AcceptStrategy, Balance, Config, Model, QueueTiming, Timeouts, UnknownName};
 #[cfg(feature = "serde")]
 pub use h1::JsonError;
 pub use h1::{

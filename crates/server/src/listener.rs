@@ -148,7 +148,24 @@ impl Listener {
         let fd = sys::fd::recv_fd(self.socket.as_fd())?;
         // The supervisor accepted it; asking the kernel once is the price of the handoff.
         let peer = sys::socket::peer_addr(&fd).ok();
-        Ok(Accepted { fd, peer })
+        Ok(Accepted {
+            fd,
+            peer,
+            at: std::time::Instant::now(),
+        })
+    }
+
+    /// Turn the kernel's receive timestamps on or off for this socket and the connections
+    /// accepted from it from now on (see [`queue_wait`](crate::queue_wait)). Descriptors a
+    /// supervisor passes one by one keep what its socket has.
+    pub fn set_receive_timestamps(&self, on: bool) -> Result<(), ServerError> {
+        if self.passed {
+            return Ok(());
+        }
+        sys::socket::set_receive_timestamps(&self.socket, on).map_err(|source| ServerError::Io {
+            what: "setting SO_TIMESTAMPNS on the listening socket",
+            source,
+        })
     }
 
     /// The address it is bound to (with the port the kernel chose for port 0).

@@ -14,7 +14,7 @@
 use crate::buffers::Buffers;
 use crate::config::Timeouts;
 use crate::conn_limit::ConnLimit;
-use crate::connection::{Connection, Expiry};
+use crate::connection::{Connection, Expiry, NO_TICK, NO_WAIT};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
@@ -71,6 +71,25 @@ impl Exec {
     }
 }
 
+/// Count what a read's kernel timestamp says (see [`crate::queue_wait`]): the connection's
+/// accept-queue wait at its first timestamped read, and, when the read begins a request, how
+/// long its bytes waited in the receive queue (kept for each request they begin).
+fn queue_waits(conn: &mut Connection, stats: &ThreadStats, arrived: SystemTime, starts: bool) {
+    let waited = SystemTime::now()
+        .duration_since(arrived)
+        .unwrap_or(Duration::ZERO);
+    if starts {
+        conn.receive_wait_us = u32::try_from(waited.as_micros()).unwrap_or(NO_WAIT - 1);
+    }
+    if conn.accept_wait_pending {
+        conn.accept_wait_pending = false;
+        // The bytes arrived `waited` ago; the accept came `since_accept` ago. Bytes that came
+        // after the accept mean the connection was out of the queue before it spoke: 0.
+        let since_accept = Instant::now().saturating_duration_since(conn.accepted_at);
+        stats.accept_waited(waited.saturating_sub(since_accept));
+    }
+}
+
 /// What a reader needs besides its executor: limits, deadlines, the connection ceiling.
 pub(crate) struct ReaderConfig {
     pub(crate) limits: Limits,
@@ -81,6 +100,8 @@ pub(crate) struct ReaderConfig {
     pub(crate) app: Arc<dyn Handler>,
     /// How the application renders the server's refusals.
     pub(crate) refusals: Option<RenderRefusal>,
+    /// Read with `recvmsg` and count queue waits from the kernel's receive timestamps.
+    pub(crate) queue_timing: bool,
 }
 
 pub(crate) struct Reader {
@@ -158,7 +179,7 @@ impl Reader {
     /// Take ownership of an accepted connection (its slot in the connection limit is
     /// already claimed).
     pub(crate) fn add(&mut self, epoll: &Epoll, accepted: Accepted) {
-        let Accepted { fd, peer } = accepted;
+        let Accepted { fd, peer, at } = accepted;
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
@@ -170,7 +191,7 @@ impl Reader {
             self.cfg.conn_limit.release();
             return;
         }
-        entry.insert(Connection::new(fd, peer, gen, self.cfg.limits, self.now));
+        entry.insert(Connection::new(fd, peer, gen, self.cfg.limits, at));
         self.stats.opened();
         if self.draining {
             // Accepted during shutdown: answer what it already sent, or close it now.
@@ -294,15 +315,15 @@ impl Reader {
             let Some(conn) = self.conns.get_mut(e.key) else {
                 continue;
             };
-            if conn.gen != e.gen || conn.timer_tick != Some(e.tick) {
+            if conn.gen != e.gen || conn.timer_tick != e.tick {
                 continue; // stale: the connection was re-filed earlier, or the slot reused
             }
-            conn.timer_tick = None;
+            conn.timer_tick = NO_TICK;
             match conn.deadline(&self.cfg.timeouts) {
                 None => {}
                 Some((when, kind)) if when <= self.now => self.expire(e.key, kind),
                 Some((when, _)) => {
-                    conn.timer_tick = Some(self.wheel.insert(e.key, e.gen, when));
+                    conn.timer_tick = self.wheel.insert(e.key, e.gen, when);
                 }
             }
         }
@@ -347,8 +368,8 @@ impl Reader {
             return;
         };
         let tick = self.wheel.tick_of(when);
-        if conn.timer_tick.is_none_or(|filed| filed > tick) {
-            conn.timer_tick = Some(self.wheel.insert(key, conn.gen, when));
+        if conn.timer_tick == NO_TICK || conn.timer_tick > tick {
+            conn.timer_tick = self.wheel.insert(key, conn.gen, when);
         }
     }
 
@@ -394,9 +415,18 @@ impl Reader {
                     conn.rbuf.reserve(READ_GROW);
                 }
                 let spare = conn.rbuf.capacity() - conn.rbuf.len();
-                match sys::socket::read_into(&conn.fd, &mut conn.rbuf, 1) {
-                    Ok(0) => conn.peer_closed = true,
-                    Ok(n) => {
+                let starts_request = conn.rbuf.is_empty() && !conn.decoder.in_body();
+                let read = if self.cfg.queue_timing {
+                    sys::socket::recv_into(&conn.fd, &mut conn.rbuf, 1)
+                } else {
+                    sys::socket::read_into(&conn.fd, &mut conn.rbuf, 1).map(|n| (n, None))
+                };
+                match read {
+                    Ok((0, _)) => conn.peer_closed = true,
+                    Ok((n, arrived)) => {
+                        if let Some(arrived) = arrived {
+                            queue_waits(conn, &self.stats, arrived, starts_request);
+                        }
                         self.stats.bytes_in(n);
                         conn.last_read = self.now;
                         // A short read emptied the kernel queue; the next edge tells us
@@ -541,7 +571,10 @@ impl Reader {
                     break;
                 }
                 Ok(Decoded::Request(mut req)) => {
-                    conn.requests += 1;
+                    conn.requests = conn.requests.saturating_add(1);
+                    if conn.receive_wait_us != NO_WAIT {
+                        stats.receive_waited(Duration::from_micros(conn.receive_wait_us.into()));
+                    }
                     req.set_peer_addr(conn.peer);
                     let ctx = EncodeContext::for_request(&req, !*draining);
                     if !ctx.keep_alive {
@@ -627,7 +660,7 @@ impl Reader {
                     .now
                     .saturating_duration_since(c.accepted_at)
                     .as_millis() as u64,
-                requests: c.requests,
+                requests: u64::from(c.requests),
                 recv_queue: sys::socket::inq(&c.fd).unwrap_or(0),
                 send_queue: sys::socket::outq(&c.fd).unwrap_or(0),
                 buffered_in: c.rbuf.len() as u64,

@@ -8,7 +8,7 @@ use crate::refusal::{Refusal, RenderRefusal};
 use crate::shutdown::Shutdown;
 use crate::stats::StatsRegistry;
 use crate::topology::{ThreadLayout, Topology};
-use crate::{AcceptStrategy, Balance, Config, Model};
+use crate::{AcceptStrategy, Balance, Config, Model, QueueTiming};
 use h1::{Limits, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,6 +131,11 @@ impl ServerBuilder {
     pub fn workers(mut self, n: usize) -> Self {
         self.cfg.workers = n;
         self.given.workers = true;
+        self
+    }
+    /// Whether to measure waits in the kernel's accept and receive queues (on by default).
+    pub fn queue_timing(mut self, timing: QueueTiming) -> Self {
+        self.cfg.queue_timing = timing;
         self
     }
     /// How `shared` threads take turns accepting.

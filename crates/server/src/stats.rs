@@ -8,6 +8,7 @@
 //! Every counter is independent and monotonic (or a gauge) and no other memory is published
 //! through it, so `Relaxed` suffices everywhere.
 
+use crate::queue_wait::{WaitHistogram, WaitSnapshot};
 use crossbeam_utils::CachePadded;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -62,6 +63,8 @@ struct Counters {
     panics: AtomicU64,
     aborted: AtomicU64,
     busy_ns: AtomicU64,
+    accept_wait: WaitHistogram,
+    receive_wait: WaitHistogram,
 }
 
 /// A point-in-time copy of one thread's counters.
@@ -91,6 +94,12 @@ pub struct ThreadSnapshot {
     pub aborted: u64,
     /// Nanoseconds spent outside epoll_wait (or, for workers, running handlers).
     pub busy_ns: u64,
+    /// How long the connections this thread read waited in the accept queue.
+    #[serde(default)]
+    pub accept_wait: WaitSnapshot,
+    /// How long the requests this thread read waited in the receive queue.
+    #[serde(default)]
+    pub receive_wait: WaitSnapshot,
 }
 
 impl ThreadStats {
@@ -132,6 +141,12 @@ impl ThreadStats {
     pub(crate) fn aborted(&self) {
         self.c.aborted.fetch_add(1, Relaxed);
     }
+    pub(crate) fn accept_waited(&self, wait: std::time::Duration) {
+        self.c.accept_wait.record(wait);
+    }
+    pub(crate) fn receive_waited(&self, wait: std::time::Duration) {
+        self.c.receive_wait.record(wait);
+    }
     pub(crate) fn busy(&self, ns: u64) {
         self.c.busy_ns.fetch_add(ns, Relaxed);
     }
@@ -156,6 +171,8 @@ impl ThreadStats {
             panics: self.c.panics.load(Relaxed),
             aborted: self.c.aborted.load(Relaxed),
             busy_ns: self.c.busy_ns.load(Relaxed),
+            accept_wait: self.c.accept_wait.snapshot(),
+            receive_wait: self.c.receive_wait.snapshot(),
         }
     }
 }
