@@ -59,6 +59,8 @@ pub fn merge(
             threads: Vec::new(),
             requests_total: 0,
             open_connections: 0,
+            // Percentiles do not add up across processes; each thread keeps its own.
+            waits: Default::default(),
             ..s.clone()
         },
         None => State::default(),

@@ -4,10 +4,13 @@
 //! thread, never by request data.
 
 use crate::State;
-use prometheus_client::encoding::EncodeLabelSet;
+use backlog_server::queue_wait::{WaitSnapshot, BUCKETS_US};
+use backlog_server::stats::Role;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -32,6 +35,37 @@ struct ProcessLabels {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// A queue-wait histogram per thread, as the threads counted it (buckets from
+/// [`BUCKETS_US`], 10 µs to 10 s, in seconds).
+#[derive(Debug, Default)]
+struct WaitHistograms(Vec<(ThreadLabels, WaitSnapshot)>);
+
+impl EncodeMetric for WaitHistograms {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, waits) in &self.0 {
+            let buckets: Vec<(f64, u64)> = BUCKETS_US
+                .iter()
+                .map(|&us| us as f64 / 1e6)
+                .chain([f64::INFINITY])
+                .zip(waits.counts.iter().copied())
+                .collect();
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(
+                    waits.sum_us as f64 / 1e6,
+                    waits.count(),
+                    &buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
 
 /// The TcpExt counters and the metric each becomes (without the `backlog_` prefix and the
 /// `_total` suffix the encoder adds).
@@ -188,11 +222,23 @@ pub fn encode(state: &State) -> String {
         "Share of wall time the thread spent outside epoll_wait over the last interval",
         busy.clone(),
     );
+    let (mut accept_waits, mut receive_waits) =
+        (WaitHistograms::default(), WaitHistograms::default());
     for t in &state.threads {
         let labels = ThreadLabels {
             thread: t.counters.name.clone(),
             role: t.counters.role.name().to_string(),
         };
+        // The threads that read connections count the waits (zeros included, so the
+        // series exist before traffic); acceptors and handler threads read nothing.
+        if matches!(t.counters.role, Role::Loop | Role::Reader) {
+            accept_waits
+                .0
+                .push((labels.clone(), t.counters.accept_wait.clone()));
+            receive_waits
+                .0
+                .push((labels.clone(), t.counters.receive_wait.clone()));
+        }
         accepted.get_or_create(&labels).inc_by(t.counters.accepted);
         open.get_or_create(&labels).set(t.counters.open as i64);
         requests.get_or_create(&labels).inc_by(t.counters.requests);
@@ -207,6 +253,17 @@ pub fn encode(state: &State) -> String {
         aborted.get_or_create(&labels).inc_by(t.counters.aborted);
         busy.get_or_create(&labels).set(t.busy_ratio);
     }
+
+    registry.register(
+        "accept_queue_wait_seconds",
+        "How long connections waited in the kernel's accept queue: from the arrival of their first bytes to accept (by the thread that read them)",
+        accept_waits,
+    );
+    registry.register(
+        "receive_queue_wait_seconds",
+        "How long requests' first bytes waited in the kernel's receive queue before the thread read them",
+        receive_waits,
+    );
 
     let imbalance = FloatGauge::default();
     imbalance.set(state.imbalance);

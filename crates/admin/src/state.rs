@@ -1,7 +1,8 @@
 //! One sample of everything the admin endpoint shows, and the sampler that takes it.
 
 use backlog_server::{
-    introspect::Introspect, stats::Role, stats::ThreadSnapshot, topology::ThreadLayout,
+    introspect::Introspect, queue_wait::WaitSnapshot, stats::Role, stats::ThreadSnapshot,
+    topology::ThreadLayout,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,6 +42,42 @@ pub struct ThreadState {
     pub busy_ratio: f64,
     /// Requests per second over the last interval.
     pub requests_per_s: f64,
+    /// Queue-wait percentiles over the last interval.
+    #[serde(default)]
+    pub waits: QueueWaits,
+}
+
+/// The median and 99th percentile of the two queue waits over an interval, in µs; `None`
+/// when nothing was counted (timing off, or no traffic).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueWaits {
+    /// Accept queue: handshake done (first bytes received) to `accept`.
+    pub accept_p50_us: Option<u64>,
+    /// Accept queue, 99th percentile.
+    pub accept_p99_us: Option<u64>,
+    /// Receive queue: a request's bytes received to read.
+    pub receive_p50_us: Option<u64>,
+    /// Receive queue, 99th percentile.
+    pub receive_p99_us: Option<u64>,
+    /// Connections counted in the accept figures.
+    pub accepted: u64,
+    /// Requests counted in the receive figures.
+    pub requests: u64,
+}
+
+impl QueueWaits {
+    /// The percentiles of these waits.
+    pub fn of(accept: &WaitSnapshot, receive: &WaitSnapshot) -> Self {
+        let us = |s: &WaitSnapshot, q| s.quantile(q).map(|d| d.as_micros() as u64);
+        QueueWaits {
+            accept_p50_us: us(accept, 0.5),
+            accept_p99_us: us(accept, 0.99),
+            receive_p50_us: us(receive, 0.5),
+            receive_p99_us: us(receive, 0.99),
+            accepted: accept.count(),
+            requests: receive.count(),
+        }
+    }
 }
 
 /// One worker process.
@@ -106,6 +143,9 @@ pub struct State {
     /// Worker processes, when a supervisor answers (`--processes`); empty otherwise.
     #[serde(default)]
     pub processes: Vec<ProcessState>,
+    /// Queue-wait percentiles of the whole server over the interval.
+    #[serde(default)]
+    pub waits: QueueWaits,
 }
 
 struct Previous {
@@ -199,6 +239,7 @@ impl Sampler {
             .collect();
         let mut threads = Vec::new();
         let mut handled = Vec::new();
+        let (mut all_accept, mut all_receive) = (WaitSnapshot::default(), WaitSnapshot::default());
         for (i, t) in snapshot.iter().enumerate() {
             let before = prev.and_then(|p| p.iter().find(|o| o.name == t.name));
             let d_requests = t.requests - before.map_or(0, |b| b.requests);
@@ -206,10 +247,20 @@ impl Sampler {
             if handles[i] {
                 handled.push(d_requests as f64);
             }
+            let empty = WaitSnapshot::default();
+            let accept = t
+                .accept_wait
+                .since(before.map_or(&empty, |b| &b.accept_wait));
+            let receive = t
+                .receive_wait
+                .since(before.map_or(&empty, |b| &b.receive_wait));
+            all_accept.merge(&accept);
+            all_receive.merge(&receive);
             threads.push(ThreadState {
                 counters: t.clone(),
                 busy_ratio: (d_busy as f64 / 1e9 / secs).min(1.0),
                 requests_per_s: d_requests as f64 / secs,
+                waits: QueueWaits::of(&accept, &receive),
             });
         }
         let imbalance = imbalance(&handled);
@@ -249,6 +300,7 @@ impl Sampler {
                 .map(|t| t.open)
                 .sum(),
             processes: Vec::new(),
+            waits: QueueWaits::of(&all_accept, &all_receive),
         }
     }
 }

@@ -349,3 +349,73 @@ fn state_names_the_model_and_its_layout() {
         .iter()
         .any(|(n, l, _)| n == "backlog_thread_busy_ratio" && l["thread"] == "worker-1"));
 }
+
+/// The queue waits in `/metrics` (parsed) and `/debug/state`: a connection held 500 ms in the
+/// accept queue with its request sent shows ≥ 450 ms in both histograms, in every model.
+#[test]
+fn queue_waits_are_histograms_by_thread_in_every_model() {
+    for model in Model::ALL {
+        let pair = Pair::start(Server::builder().model(model).threads(2).max_conns(1));
+        let addr = pair.main.local_addr();
+        let (held, mut held_r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(read_answer(&mut held_r), 200);
+        let (second, mut second_r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(500));
+        drop((held, held_r));
+        assert_eq!(read_answer(&mut second_r), 200);
+        drop((second, second_r));
+
+        let text = pair.get("/metrics");
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+        for name in [
+            "backlog_accept_queue_wait_seconds",
+            "backlog_receive_queue_wait_seconds",
+        ] {
+            let sum: f64 = scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == format!("{name}_sum"))
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Untyped(v)
+                    | prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v) => v,
+                    _ => 0.0,
+                })
+                .sum();
+            let slow: f64 = scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == name)
+                .filter_map(|s| match &s.value {
+                    prometheus_parse::Value::Histogram(buckets) => Some(buckets),
+                    _ => None,
+                })
+                .map(|buckets| {
+                    let at = |le: f64| {
+                        buckets
+                            .iter()
+                            .find(|b| b.less_than == le)
+                            .map_or(0.0, |b| b.count)
+                    };
+                    at(f64::INFINITY) - at(0.25)
+                })
+                .sum();
+            assert!(sum >= 0.45, "{model:?} {name}: sum {sum}\n{text}");
+            assert!(slow >= 1.0, "{model:?} {name}: no wait over 250 ms\n{text}");
+        }
+        let state = pair.state();
+        let slowest = state
+            .threads
+            .iter()
+            .filter_map(|t| t.counters.accept_wait.quantile(1.0))
+            .max()
+            .unwrap();
+        assert!(
+            slowest > Duration::from_millis(250),
+            "{model:?}: {slowest:?}"
+        );
+        pair.admin.stop();
+        pair.main.stop();
+    }
+}

@@ -30,7 +30,7 @@ mod supervisor;
 mod top;
 
 use anyhow::Context;
-use backlog_server::{AcceptStrategy, Balance, Model, Server, ServerError};
+use backlog_server::{AcceptStrategy, Balance, Model, QueueTiming, Server, ServerError};
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -121,6 +121,10 @@ struct ServeArgs {
     /// Set TCP_DEFER_ACCEPT: connections reach the accept queue only once data arrives.
     #[arg(long)]
     defer_accept: bool,
+    /// Measure how long connections and requests wait in the kernel's accept and receive
+    /// queues (receive timestamps; reads through recvmsg, the same one syscall).
+    #[arg(long, default_value = "on", value_parser = named(&QueueTiming::ALL, |q| q.name()))]
+    queue_timing: QueueTiming,
     /// The built-in application.
     #[arg(long, value_enum, default_value_t = AppArg::Hello)]
     app: AppArg,
@@ -518,6 +522,7 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
         .balance(args.balance)
         .backlog(args.backlog)
         .defer_accept(args.defer_accept)
+        .queue_timing(args.queue_timing)
         .queue_depth(args.queue_depth)
         .drain_timeout(args.drain_timeout)
         .limits(backlog_server::Limits {

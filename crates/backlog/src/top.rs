@@ -462,16 +462,45 @@ fn draw_kernel(f: &mut Frame, area: Rect, view: &View) {
     );
 }
 
-/// The thread table. Past the screen it scrolls from `scroll`; a last row sums the threads
-/// below, so every thread is either shown or counted.
+/// A wait for a narrow column: `27µs`, `3.4ms`, `41ms`, `1.2s`; `–` when none was counted.
+fn short_wait(us: Option<u64>) -> String {
+    match us {
+        None => "–".to_string(),
+        Some(us) if us < 1_000 => format!("{us}µs"),
+        Some(us) if us < 10_000 => format!("{:.1}ms", us as f64 / 1e3),
+        Some(us) if us < 1_000_000 => format!("{}ms", us / 1_000),
+        Some(us) => format!("{:.1}s", us as f64 / 1e6),
+    }
+}
+
+/// `p50/p99` of a wait.
+fn wait_pair(p50: Option<u64>, p99: Option<u64>) -> String {
+    if p50.is_none() {
+        return "–".to_string();
+    }
+    format!("{}/{}", short_wait(p50), short_wait(p99))
+}
+
+/// The thread table: a first row for the whole server, then the threads. Past the screen it
+/// scrolls from `scroll`; a last row sums the threads below, so every thread is either shown
+/// or counted. Queue waits are over the last interval: accept-queue p99, receive-queue
+/// p50/p99 (see `backlog_server::queue_wait`).
 fn draw_threads(f: &mut Frame, area: Rect, state: &State, scroll: usize) {
     let header = Row::new([
-        "thread", "role", "conns", "accepted", "req/s", "busy %", "queue",
+        "thread",
+        "role",
+        "conns",
+        "accept",
+        "req/s",
+        "busy%",
+        "queue",
+        "acc p99",
+        "recv p50/99",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
     let total = state.threads.len();
-    // Borders and the header take three rows.
-    let room = usize::from(area.height).saturating_sub(3).max(1);
+    // Borders, the header and the server's row take four rows.
+    let room = usize::from(area.height).saturating_sub(4).max(1);
     let first = scroll.min(total.saturating_sub(room));
     let fits = total - first <= room;
     let shown = if fits { total - first } else { room - 1 };
@@ -484,36 +513,51 @@ fn draw_threads(f: &mut Frame, area: Rect, state: &State, scroll: usize) {
             format!("{:.0}", t.requests_per_s),
             format!("{:.0}", t.busy_ratio * 100.0),
             t.counters.handoff_queued.to_string(),
+            short_wait(t.waits.accept_p99_us),
+            wait_pair(t.waits.receive_p50_us, t.waits.receive_p99_us),
         ])
     };
-    let mut rows: Vec<Row> = state.threads[first..first + shown]
-        .iter()
-        .map(row)
-        .collect();
+    let sum_rows = |label: String, note: String, ts: &[ThreadState], waits: [String; 2]| {
+        let [accept, receive] = waits;
+        Row::new([
+            label,
+            note,
+            ts.iter().map(|t| t.counters.open).sum::<u64>().to_string(),
+            ts.iter()
+                .map(|t| t.counters.accepted)
+                .sum::<u64>()
+                .to_string(),
+            format!("{:.0}", ts.iter().map(|t| t.requests_per_s).sum::<f64>()),
+            String::new(),
+            ts.iter()
+                .map(|t| t.counters.handoff_queued)
+                .sum::<u64>()
+                .to_string(),
+            accept,
+            receive,
+        ])
+    };
+    let w = &state.waits;
+    let mut rows = vec![sum_rows(
+        "server".to_string(),
+        String::new(),
+        &state.threads,
+        [
+            short_wait(w.accept_p99_us),
+            wait_pair(w.receive_p50_us, w.receive_p99_us),
+        ],
+    )
+    .style(Style::default().add_modifier(Modifier::BOLD))];
+    rows.extend(state.threads[first..first + shown].iter().map(row));
     if !fits {
         let below = &state.threads[first + shown..];
         rows.push(
-            Row::new([
+            sum_rows(
                 format!("+{} more", below.len()),
                 "↓ j".to_string(),
-                below
-                    .iter()
-                    .map(|t| t.counters.open)
-                    .sum::<u64>()
-                    .to_string(),
-                below
-                    .iter()
-                    .map(|t| t.counters.accepted)
-                    .sum::<u64>()
-                    .to_string(),
-                format!("{:.0}", below.iter().map(|t| t.requests_per_s).sum::<f64>()),
-                String::new(),
-                below
-                    .iter()
-                    .map(|t| t.counters.handoff_queued)
-                    .sum::<u64>()
-                    .to_string(),
-            ])
+                below,
+                [String::new(), String::new()],
+            )
             .style(Style::default().add_modifier(Modifier::DIM)),
         );
     }
@@ -530,13 +574,15 @@ fn draw_threads(f: &mut Frame, area: Rect, state: &State, scroll: usize) {
         Table::new(
             rows,
             [
-                Constraint::Length(14),
-                Constraint::Length(9),
-                Constraint::Length(7),
-                Constraint::Length(9),
-                Constraint::Length(9),
-                Constraint::Length(7),
+                Constraint::Length(12),
+                Constraint::Length(8),
                 Constraint::Length(6),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Length(5),
+                Constraint::Length(5),
+                Constraint::Length(7),
+                Constraint::Length(13),
             ],
         )
         .header(header)
@@ -548,6 +594,19 @@ fn draw_threads(f: &mut Frame, area: Rect, state: &State, scroll: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_fit_their_columns() {
+        assert_eq!(short_wait(None), "–");
+        assert_eq!(short_wait(Some(27)), "27µs");
+        assert_eq!(short_wait(Some(3_400)), "3.4ms");
+        assert_eq!(short_wait(Some(41_000)), "41ms");
+        assert_eq!(short_wait(Some(1_200_000)), "1.2s");
+        assert_eq!(wait_pair(Some(5), Some(250_000)), "5µs/250ms");
+        assert_eq!(wait_pair(None, None), "–");
+        // The widest pair fits its 13 columns.
+        assert!(wait_pair(Some(999_999), Some(999_999)).chars().count() <= 13);
+    }
 
     #[test]
     fn runs_of_names_are_compacted() {

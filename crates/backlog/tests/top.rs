@@ -222,8 +222,12 @@ fn top_with_more_threads_than_lines_scrolls_and_counts_the_rest() {
         "{first}"
     );
     assert!(
-        last.contains("loop-23"),
+        last.contains("blocking-3") && last.contains("–28 of 28"),
         "scrolled to the last thread: {last}"
+    );
+    assert!(
+        first.contains("server ") && last.contains("server "),
+        "the whole server's row stays: {last}"
     );
 }
 

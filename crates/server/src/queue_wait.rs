@@ -21,6 +21,11 @@
 //!   kernel it moves to the data's arrival as soon as the client sends, so it measures the
 //!   same thing, worse.)
 //!
+//! The kernel stamps packets only once some socket on the host has asked, and it turns
+//! stamping on a moment after the first one asks (a deferred static key): in a server that is
+//! the first on its host to ask, the first packets after start can come unstamped, and are
+//! not counted.
+//!
 //! Histograms are per thread, fixed buckets from 10 µs to 10 s (atomics; the owner writes,
 //! the admin endpoint reads).
 

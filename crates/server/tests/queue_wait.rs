@@ -48,7 +48,11 @@ fn a_connection_held_in_the_accept_queue_counts_its_wait_in_every_model() {
         assert!(t0.elapsed() < Duration::from_secs(2));
         let (accept, receive) = waits(&server);
         let (a, r) = (total(&accept), total(&receive));
-        eprintln!("{model:?}: accept-queue wait {a:?}, receive-queue wait {r:?}");
+        eprintln!(
+            "{model:?}: accept-queue wait {a:?}, receive-queue wait {r:?} counts {} {}",
+            accept.count(),
+            receive.count()
+        );
         assert!(
             a >= Duration::from_millis(450),
             "{model:?}: accept wait {a:?}"
