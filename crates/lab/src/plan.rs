@@ -16,6 +16,9 @@ pub const SWEEP_READERS: [usize; 5] = [1, 2, 4, 8, 16];
 
 /// The thread sweep ("how many is too many"): readers 1…16 for reuseport, dispatch and a
 /// hybrid with two acceptors and a two-worker pool, named `sweep/<shape>/<readers>`.
+/// Where the reuseport target with queue timing off runs beside the default one.
+pub const TIMING_SCENARIOS: [&str; 3] = ["keepalive-64", "pipelined-16", "churn"];
+
 fn sweep_targets() -> Vec<Target> {
     let mut out = Vec::new();
     for n in SWEEP_READERS {
@@ -141,6 +144,16 @@ impl Plan {
             Target::backlog("reuseport ×2 proc", "reuseport", &["--processes", "2"]),
         ];
         if !quick {
+            // The price of counting queue waits: the default shape with timing off, on the
+            // workloads where per-request CPU shows.
+            targets.push(
+                Target::backlog(
+                    "reuseport timing-off",
+                    "reuseport",
+                    &["--queue-timing", "off"],
+                )
+                .only(&TIMING_SCENARIOS),
+            );
             targets.extend([
                 Target::backlog("dispatch ×2 proc", "dispatch", &["--processes", "2"]),
                 Target::backlog(

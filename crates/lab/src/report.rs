@@ -46,6 +46,16 @@ pub fn write(results: &Results, out: &Path) -> anyhow::Result<()> {
             queues_plot(&out.join(&file), &s.name, &rows)?;
             files.push(file);
         }
+        let timed: Vec<&Measurement> = rows
+            .iter()
+            .copied()
+            .filter(|m| !m.waits_over_time.is_empty())
+            .collect();
+        if s.plots_waits() && !timed.is_empty() {
+            let file = format!("waits-{}.svg", s.name);
+            waits_plot(&out.join(&file), &s.name, &timed)?;
+            files.push(file);
+        }
         plots.push((s.name.clone(), files));
     }
     let balance: Vec<&Measurement> = results
@@ -98,6 +108,22 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
+/// Queue waits as `p50/p99` ms for the accept and the receive queue; `n/a` for servers that
+/// cannot tell (nginx, Node, hyper: none of them exposes when the kernel received a request).
+fn waits(m: &Measurement) -> (String, String) {
+    let Some(w) = &m.queue_waits else {
+        return ("n/a".into(), "n/a".into());
+    };
+    let pair = |p50: Option<u64>, p99: Option<u64>| match (p50, p99) {
+        (Some(a), Some(b)) => format!("{}/{}", ms(a), ms(b)),
+        _ => "—".into(),
+    };
+    (
+        pair(w.accept_p50_us, w.accept_p99_us),
+        pair(w.receive_p50_us, w.receive_p99_us),
+    )
+}
+
 /// The report's headline table for one scenario.
 pub fn table(results: &Results, scenario: &str) -> String {
     let rows: Vec<&Measurement> = results
@@ -107,10 +133,10 @@ pub fn table(results: &Results, scenario: &str) -> String {
         .collect();
     let base = nginx(&rows);
     let mut t = String::new();
-    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | of which kernel | vs nginx | client CPU µs/req | errors | accept-queue peak | SYN_RECV peak | kernel counters |");
+    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | of which kernel | vs nginx | client CPU µs/req | errors | accept-queue peak | SYN_RECV peak | kernel counters | accept-queue wait p50/p99 ms | receive-queue wait p50/p99 ms |");
     let _ = writeln!(
         t,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     );
     for m in rows {
         let spread = if m.rps_runs.len() > 1 {
@@ -120,10 +146,11 @@ pub fn table(results: &Results, scenario: &str) -> String {
         } else {
             String::new()
         };
+        let (accept_wait, receive_wait) = waits(m);
         let _ =
             writeln!(
             t,
-            "| {}{} | {:.0}{} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {:.0}{} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.target,
             if m.client_limited { " ⚑" } else { "" },
             m.rps,
@@ -156,6 +183,8 @@ pub fn table(results: &Results, scenario: &str) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             },
+            accept_wait,
+            receive_wait,
         );
     }
     t
@@ -362,6 +391,59 @@ fn balance_plot(path: &Path, rows: &[&Measurement]) -> anyhow::Result<()> {
 }
 
 /// Accept queue (top) and SYN_RECV (bottom) over the measured window, one line per target.
+/// Accept-queue and receive-queue p99 over time, per backlog target (ms, log scale).
+fn waits_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(280);
+    let end = rows
+        .iter()
+        .flat_map(|m| m.waits_over_time.iter().map(|w| w.0))
+        .fold(1.0, f64::max);
+    type Pick = fn(&(f64, Option<u64>, Option<u64>)) -> Option<u64>;
+    for (area, title, pick) in [
+        (
+            &top,
+            format!("{scenario}: accept-queue wait p99 (ms; nginx cannot report it)"),
+            (|w: &(f64, Option<u64>, Option<u64>)| w.1) as Pick,
+        ),
+        (
+            &bottom,
+            format!("{scenario}: receive-queue wait p99 (ms)"),
+            (|w: &(f64, Option<u64>, Option<u64>)| w.2) as Pick,
+        ),
+    ] {
+        let max = rows
+            .iter()
+            .flat_map(|m| m.waits_over_time.iter().filter_map(pick))
+            .max()
+            .unwrap_or(1)
+            .max(10) as f64
+            / 1000.0;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..end, (0.001..max * 2.0).log_scale())?;
+        chart.configure_mesh().x_desc("s").draw()?;
+        let series = rows
+            .iter()
+            .map(|m| {
+                let points = m
+                    .waits_over_time
+                    .iter()
+                    .filter_map(|w| pick(w).map(|us| (w.0, (us as f64 / 1000.0).max(0.001))))
+                    .collect();
+                (m.target.clone(), points)
+            })
+            .collect();
+        draw_lines(&mut chart, series, SeriesLabelPosition::UpperRight)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 fn queues_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -438,6 +520,8 @@ mod tests {
             tcp_ext: BTreeMap::new(),
             queues: vec![(0.0, 1, 0), (0.1, 3, 2)],
             per_thread: vec![],
+            queue_waits: None,
+            waits_over_time: vec![],
             voluntary_switches: 0.5,
             involuntary_switches: 0.01,
         }
@@ -446,12 +530,25 @@ mod tests {
     fn results() -> Results {
         let mut failed = measured("locked-out", 0.0, 0.0);
         failed.errors.insert("connect_pending".into(), 16);
+        let mut single = measured("single", 100_000.0, 5.0);
+        single.queue_waits = Some(admin::QueueWaits {
+            accept_p50_us: Some(40),
+            accept_p99_us: Some(1_500),
+            receive_p50_us: Some(5),
+            receive_p99_us: Some(25),
+            accepted: 64,
+            requests: 500_000,
+        });
+        let mut mixed = single.clone();
+        mixed.scenario = "mixed".into();
+        mixed.waits_over_time = vec![(0.5, Some(900), Some(20)), (1.0, None, Some(2_100))];
         Results {
             plan: Plan::new(true, 2),
             measurements: vec![
                 measured("nginx (2 workers)", 50_000.0, 10.0),
-                measured("single", 100_000.0, 5.0),
+                single,
                 failed,
+                mixed,
             ],
             idle: vec![],
             syscalls: vec![],
@@ -470,6 +567,12 @@ mod tests {
             "{single}"
         );
         assert!(single.contains("| 5.0 | 75% | 0.50× |"), "{single}");
+        assert!(single.ends_with("| 0.04/1.50 | 0.01/0.03 |"), "{single}");
+        let nginx = t.lines().find(|l| l.starts_with("| nginx")).unwrap();
+        assert!(
+            nginx.ends_with("| n/a | n/a |"),
+            "nginx cannot tell: {nginx}"
+        );
         // Nothing answered: no per-request figures, the errors by kind.
         let failed = t.lines().find(|l| l.starts_with("| locked-out")).unwrap();
         assert!(failed.contains("16 (connect_pending 16)"), "{failed}");
@@ -494,7 +597,11 @@ mod tests {
         }
         let back: Results =
             serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-        assert_eq!(back.measurements.len(), 3);
+        assert_eq!(back.measurements.len(), 4);
+        assert!(
+            out.join("waits-mixed.svg").exists(),
+            "mixed plots its waits"
+        );
         let md = std::fs::read_to_string(out.join("report.md")).unwrap();
         assert!(md.contains("## keepalive-64"));
     }

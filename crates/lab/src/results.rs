@@ -57,6 +57,14 @@ pub struct Measurement {
     pub queues: Vec<(f64, u32, u32)>,
     /// Requests per handling thread (backlog only), for the balance plot.
     pub per_thread: Vec<(String, u64)>,
+    /// How long connections waited in the accept queue and requests in the receive queue,
+    /// median run (backlog only: nginx, Node and hyper cannot tell).
+    #[serde(default)]
+    pub queue_waits: Option<admin::QueueWaits>,
+    /// (seconds, accept-queue p99 µs, receive-queue p99 µs) every 500 ms of the median run,
+    /// for the scenarios that plot them.
+    #[serde(default)]
+    pub waits_over_time: Vec<(f64, Option<u64>, Option<u64>)>,
     /// Voluntary context switches of the server's threads per request (median run).
     #[serde(default)]
     pub voluntary_switches: f64,

@@ -10,6 +10,8 @@ use crate::plan::Plan;
 use crate::results::{IdleMemory, Measurement, Results, SyscallCount};
 use crate::scenario::{bursts, never_read, request, syn_flood, trickle, Scenario};
 use crate::target::{self, Running};
+use admin::QueueWaits;
+use backlog_server::queue_wait::WaitSnapshot;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -28,6 +30,69 @@ struct Run {
     tcp_ext: kernel::TcpExt,
     queues: Vec<(f64, u32, u32)>,
     per_thread: Vec<(String, u64)>,
+    /// Accept-queue and receive-queue waits counted during the window (backlog only).
+    waits: Option<(WaitSnapshot, WaitSnapshot)>,
+    /// (seconds, accept-queue p99 µs, receive-queue p99 µs) every 500 ms, where the scenario
+    /// plots them.
+    waits_over_time: Vec<(f64, Option<u64>, Option<u64>)>,
+}
+
+/// The waits the server's threads counted between two of its states: the whole server's
+/// accept-queue and receive-queue histograms.
+fn waits_between(before: &admin::State, after: &admin::State) -> (WaitSnapshot, WaitSnapshot) {
+    let (mut accept, mut receive) = (WaitSnapshot::default(), WaitSnapshot::default());
+    for t in &after.threads {
+        let b = before
+            .threads
+            .iter()
+            .find(|o| o.counters.name == t.counters.name);
+        let empty = WaitSnapshot::default();
+        accept.merge(
+            &t.counters
+                .accept_wait
+                .since(b.map_or(&empty, |b| &b.counters.accept_wait)),
+        );
+        receive.merge(
+            &t.counters
+                .receive_wait
+                .since(b.map_or(&empty, |b| &b.counters.receive_wait)),
+        );
+    }
+    (accept, receive)
+}
+
+/// The server's queue waits every 500 ms while `measuring`: each sample is the interval
+/// since the previous one (the admin endpoint's own). Only where a scenario plots them: each
+/// poll costs the server a state sample, which the other targets do not pay.
+fn watch_waits(
+    server: &Running,
+    server_ns: Option<&str>,
+    warmup: Duration,
+    measuring: &AtomicBool,
+) -> Vec<(f64, Option<u64>, Option<u64>)> {
+    let Some(admin) = server.admin else {
+        return Vec::new();
+    };
+    if let Some(ns) = server_ns {
+        if sys::netns::enter(ns).is_err() {
+            return Vec::new();
+        }
+    }
+    std::thread::sleep(warmup);
+    let start = Instant::now();
+    let _ = target::admin_state(admin); // the interval starts here
+    let mut out = Vec::new();
+    while measuring.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(state) = target::admin_state(admin) {
+            out.push((
+                start.elapsed().as_secs_f64(),
+                state.waits.accept_p99_us,
+                state.waits.receive_p99_us,
+            ));
+        }
+    }
+    out
 }
 
 /// What the kernel shows about the server's port while a run measures, read from the
@@ -97,6 +162,7 @@ fn one_run(
     let mut cpu = ((0.0, 0.0), 0.0);
     let mut switches_before = (0, 0);
     let mut watched = None;
+    let mut waits_over_time = Vec::new();
     let result = std::thread::scope(|scope| {
         // CPU from the end of the warm-up.
         let baseline = scope.spawn(|| {
@@ -105,6 +171,9 @@ fn one_run(
             ((server.cpu_split(), target::own_cpu_seconds()), switches)
         });
         let kernel = scope.spawn(|| watch(server_ns, server.addr.port(), warmup, &measuring));
+        let over_time = s
+            .plots_waits()
+            .then(|| scope.spawn(|| watch_waits(server, server_ns, warmup, &measuring)));
         // The queues are read by `watch` for every target alike; polling backlog's admin
         // endpoint as well would charge backlog alone for the samples (each a sock_diag
         // dump and a JSON encode on the server's cores).
@@ -144,11 +213,16 @@ fn one_run(
         measuring.store(false, Ordering::Relaxed);
         (cpu, switches_before) = baseline.join().unwrap_or((((0.0, 0.0), 0.0), (0, 0)));
         watched = kernel.join().ok();
+        waits_over_time = over_time.and_then(|t| t.join().ok()).unwrap_or_default();
         r
     });
     let (user, sys) = server.cpu_split();
     let switches_after = server.context_switches();
     let after_state = server_admin_state(server, server_ns);
+    let waits = match (&before_state, &after_state) {
+        (Some(b), Some(a)) => Some(waits_between(b, a)),
+        _ => None,
+    };
     let per_thread = match (before_state, after_state) {
         (Some(b), Some(a)) => a
             .threads
@@ -182,6 +256,8 @@ fn one_run(
             .unwrap_or_default(),
         queues: watched.map(|w| w.queues).unwrap_or_default(),
         per_thread,
+        waits,
+        waits_over_time,
         switches: (
             switches_after.0.saturating_sub(switches_before.0),
             switches_after.1.saturating_sub(switches_before.1),
@@ -405,6 +481,8 @@ fn summarise(plan: &Plan, s: &Scenario, target: &str, runs: &[Run]) -> Measureme
             .collect(),
         queues: mid.queues.clone(),
         per_thread: mid.per_thread.clone(),
+        queue_waits: mid.waits.as_ref().map(|(a, r)| QueueWaits::of(a, r)),
+        waits_over_time: mid.waits_over_time.clone(),
         voluntary_switches: mid.switches.0 as f64 / reqs,
         involuntary_switches: mid.switches.1 as f64 / reqs,
     }

@@ -68,6 +68,12 @@ pub struct Flood {
 }
 
 impl Scenario {
+    /// Whether the report plots queue waits over time for it: the storm (the accept queue)
+    /// and the mixed load (head-of-line blocking in the receive queue).
+    pub fn plots_waits(&self) -> bool {
+        self.burst > 0 || self.name == "mixed"
+    }
+
     /// Whether target `t` runs in this scenario: a target limited to some scenarios runs in
     /// those; `/work` needs backlog; reloads need a server that reloads in place.
     pub fn includes(&self, t: &Target) -> bool {

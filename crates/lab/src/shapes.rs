@@ -244,6 +244,8 @@ mod tests {
             syn_recv_peak: 0,
             tcp_ext: BTreeMap::new(),
             queues: vec![],
+            queue_waits: None,
+            waits_over_time: vec![],
             per_thread: vec![],
             voluntary_switches: 0.2,
             involuntary_switches: cpu_us / 100.0,
