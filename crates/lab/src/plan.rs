@@ -190,8 +190,25 @@ impl Plan {
         }
         targets.push(Target::anchor(
             &format!("nginx ({threads} workers)"),
-            target::Kind::Nginx { workers: threads },
+            target::Kind::Nginx {
+                workers: threads,
+                reuseport: true,
+            },
         ));
+        if !quick {
+            // The storm compares overflow counts, which depend on queue capacity: the
+            // single-socket shapes against nginx on one socket too.
+            targets.push(
+                Target::anchor(
+                    &format!("nginx ({threads} workers, one socket)"),
+                    target::Kind::Nginx {
+                        workers: threads,
+                        reuseport: false,
+                    },
+                )
+                .only(&["accept-storm"]),
+            );
+        }
         if cfg!(feature = "hyper") {
             targets.push(Target::anchor(
                 &format!("hyper ({threads} threads)"),
@@ -278,7 +295,13 @@ mod tests {
         let plain = Target::backlog("s", "single", &[]);
         assert_eq!(plain.processes(), 1);
         assert!(!reload.includes(&plain));
-        let nginx = Target::anchor("nginx", target::Kind::Nginx { workers: 2 });
+        let nginx = Target::anchor(
+            "nginx",
+            target::Kind::Nginx {
+                workers: 2,
+                reuseport: true,
+            },
+        );
         assert!(reload.includes(&nginx));
         assert!(!mixed.includes(&nginx), "/work is backlog's");
     }

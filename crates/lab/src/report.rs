@@ -124,6 +124,77 @@ fn waits(m: &Measurement) -> (String, String) {
     )
 }
 
+/// Accept-queue overflows in the storm at equal queue capacity: each backlog shape beside
+/// the nginx with as many listening sockets (one, or one per worker with `reuseport`), with
+/// the median and the spread over the runs (the storm varies a lot from run to run).
+fn storm_pairs(results: &Results) -> String {
+    use crate::target::Kind;
+    let rows: Vec<&Measurement> = results
+        .measurements
+        .iter()
+        .filter(|m| m.scenario == "accept-storm")
+        .collect();
+    let target = |name: &str| results.plan.targets.iter().find(|t| t.name == name);
+    let sockets = |m: &Measurement| -> Option<usize> {
+        let t = target(&m.target)?;
+        match &t.kind {
+            Kind::Nginx { workers, reuseport } => Some(if *reuseport { *workers } else { 1 }),
+            // Processes split the sockets among them: no single nginx to match.
+            Kind::Backlog { .. } if t.processes() > 1 => None,
+            Kind::Backlog { .. } => t.topology(results.plan.threads).map(|t| t.listeners),
+            _ => None,
+        }
+    };
+    let spread = |m: &Measurement| {
+        let lo = m
+            .overflows_runs
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or(m.listen_overflows);
+        let hi = m
+            .overflows_runs
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(m.listen_overflows);
+        format!("{} ({lo}–{hi})", m.listen_overflows)
+    };
+    let mut t = String::from(
+        "\nAt equal queue capacity (ListenOverflows, median of the runs, min–max):\n\n\
+         | target | listening sockets | overflows | nginx with as many sockets | its overflows | ratio |\n\
+         |---|---:|---:|---|---:|---:|\n",
+    );
+    for m in rows.iter().filter(|m| !m.target.starts_with("nginx")) {
+        let Some(n) = sockets(m) else { continue };
+        let peer = rows
+            .iter()
+            .find(|o| o.target.starts_with("nginx") && sockets(o) == Some(n));
+        let (name, theirs, ratio) = match peer {
+            Some(p) => (
+                p.target.clone(),
+                spread(p),
+                if p.listen_overflows > 0 {
+                    format!(
+                        "{:.2}×",
+                        m.listen_overflows as f64 / p.listen_overflows as f64
+                    )
+                } else {
+                    "—".into()
+                },
+            ),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {n} | {} | {name} | {theirs} | {ratio} |",
+            m.target,
+            spread(m)
+        );
+    }
+    t
+}
+
 /// The report's headline table for one scenario.
 pub fn table(results: &Results, scenario: &str) -> String {
     let rows: Vec<&Measurement> = results
@@ -229,6 +300,9 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
             .unwrap_or_default();
         let _ = writeln!(md, "## {name}\n\n{about}\n");
         md.push_str(&table(results, name));
+        if name == "accept-storm" {
+            md.push_str(&storm_pairs(results));
+        }
         let images: Vec<String> = files.iter().map(|f| format!("![{f}]({f})")).collect();
         let _ = writeln!(md, "\n{}\n", images.join(" "));
     }
@@ -516,6 +590,7 @@ mod tests {
             rss_kib: 1000,
             accept_queue_peak: Some(3),
             listen_overflows: 0,
+            overflows_runs: vec![],
             syn_recv_peak: 0,
             tcp_ext: BTreeMap::new(),
             queues: vec![(0.0, 1, 0), (0.1, 3, 2)],

@@ -45,6 +45,9 @@ pub struct Measurement {
     pub accept_queue_peak: Option<u32>,
     /// ListenOverflows during the run (the host's, or the lab namespace's).
     pub listen_overflows: u64,
+    /// ListenOverflows of every run, for the spread.
+    #[serde(default)]
+    pub overflows_runs: Vec<u64>,
     /// Peak SYN_RECV count on the server's port (sock_diag), median run.
     #[serde(default)]
     pub syn_recv_peak: u32,

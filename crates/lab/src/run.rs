@@ -471,6 +471,10 @@ fn summarise(plan: &Plan, s: &Scenario, target: &str, runs: &[Run]) -> Measureme
         rss_kib: mid.rss,
         accept_queue_peak: mid.queues.iter().map(|q| q.1).max(),
         listen_overflows: mid.tcp_ext.get("ListenOverflows"),
+        overflows_runs: runs
+            .iter()
+            .map(|r| r.tcp_ext.get("ListenOverflows"))
+            .collect(),
         syn_recv_peak: mid.queues.iter().map(|q| q.2).max().unwrap_or(0),
         tcp_ext: mid
             .tcp_ext

@@ -241,6 +241,7 @@ mod tests {
             rss_kib: 1,
             accept_queue_peak: None,
             listen_overflows: 0,
+            overflows_runs: vec![],
             syn_recv_peak: 0,
             tcp_ext: BTreeMap::new(),
             queues: vec![],

@@ -1,6 +1,6 @@
 //! Servers under test, each its own process on a fresh port: backlog in any model, and the
-//! anchors — nginx (the lab writes its config: same worker count, `reuseport`, `return 200`,
-//! no access log), Node (`http.createServer`, one process or a cluster) when installed, and
+//! anchors — nginx (the lab writes its config: same worker count, `reuseport` or one shared
+//! socket, `return 200`, no access log), Node (`http.createServer`, one process or a cluster) when installed, and
 //! hyper 1.x when the binary is built with the `hyper` feature. CPU time (user and kernel,
 //! including reaped children: workers a reload replaced) and RSS are read from /proc for the
 //! whole process tree.
@@ -92,6 +92,12 @@ pub enum Kind {
     Nginx {
         /// Worker processes.
         workers: usize,
+        /// One listening socket per worker (`listen … reuseport`), each with its own accept
+        /// queue; without it the workers share one socket and one queue, as the
+        /// single-socket models do. Queue capacity differs by the worker count, so each
+        /// backlog shape is compared with the nginx that has as many queues.
+        #[serde(default = "reuseport_default")]
+        reuseport: bool,
     },
     /// Node's http module; with `cluster`, one process per core.
     Node {
@@ -114,6 +120,11 @@ pub struct Target {
     /// few workloads that tell them apart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub only: Vec<String>,
+}
+
+/// Results written before nginx had both forms ran it with `reuseport`.
+fn reuseport_default() -> bool {
+    true
 }
 
 impl Target {
@@ -355,12 +366,13 @@ pub fn start(
             std::thread::spawn(move || for _ in lines {});
             (child, addr.context("address")?, admin)
         }
-        Kind::Nginx { workers } => {
+        Kind::Nginx { workers, reuseport } => {
             let port = free_port()?;
+            let reuseport = if *reuseport { " reuseport" } else { "" };
             let conf = format!(
                 "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
 events {{ worker_connections 16384; }}\n\
-http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen {listen} reuseport backlog={backlog};\n\
+http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen {listen}{reuseport} backlog={backlog};\n\
     location / {{ return 200 \"Hello, World!\\n\"; }}\n  }}\n}}\n",
                 dir = dir.display(),
                 listen = SocketAddr::new(opts.host, port),
