@@ -145,6 +145,13 @@ fn storm_pairs(results: &Results) -> String {
             _ => None,
         }
     };
+    let median = |m: &Measurement| {
+        let mut runs = m.overflows_runs.clone();
+        runs.sort_unstable();
+        runs.get(runs.len() / 2)
+            .copied()
+            .unwrap_or(m.listen_overflows)
+    };
     let spread = |m: &Measurement| {
         let lo = m
             .overflows_runs
@@ -158,7 +165,7 @@ fn storm_pairs(results: &Results) -> String {
             .max()
             .copied()
             .unwrap_or(m.listen_overflows);
-        format!("{} ({lo}–{hi})", m.listen_overflows)
+        format!("{} ({lo}–{hi})", median(m))
     };
     let mut t = String::from(
         "\nAt equal queue capacity (ListenOverflows, median of the runs, min–max):\n\n\
@@ -174,11 +181,8 @@ fn storm_pairs(results: &Results) -> String {
             Some(p) => (
                 p.target.clone(),
                 spread(p),
-                if p.listen_overflows > 0 {
-                    format!(
-                        "{:.2}×",
-                        m.listen_overflows as f64 / p.listen_overflows as f64
-                    )
+                if median(p) > 0 {
+                    format!("{:.2}×", median(m) as f64 / median(p) as f64)
                 } else {
                     "—".into()
                 },

@@ -199,8 +199,8 @@ impl Acceptor {
             }
             match listener.accept() {
                 Ok(conn) => {
+                    // TCP_NODELAY came with it from the listener (`prepare_accepted`).
                     accepted += 1;
-                    let _ = sys::socket::set_nodelay(&conn.fd);
                     self.hand_over(conn, deliver);
                 }
                 Err(err) => {

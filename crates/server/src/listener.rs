@@ -146,8 +146,9 @@ impl Listener {
             return sys::socket::accept(self);
         }
         let fd = sys::fd::recv_fd(self.socket.as_fd())?;
-        // The supervisor accepted it; asking the kernel once is the price of the handoff.
+        // The supervisor accepted it; asking the kernel is the price of the handoff.
         let peer = sys::socket::peer_addr(&fd).ok();
+        let _ = sys::socket::set_nodelay(&fd);
         Ok(Accepted {
             fd,
             peer,
@@ -155,17 +156,20 @@ impl Listener {
         })
     }
 
-    /// Turn the kernel's receive timestamps on or off for this socket and the connections
-    /// accepted from it from now on (see [`queue_wait`](crate::queue_wait)). Descriptors a
-    /// supervisor passes one by one keep what its socket has.
-    pub fn set_receive_timestamps(&self, on: bool) -> Result<(), ServerError> {
+    /// Set, on the listening socket, the options every accepted connection should have —
+    /// accepted sockets inherit them, so no connection pays a syscall for them: TCP_NODELAY
+    /// (a response leaves in one write; Nagle would only hold back the next) and, with
+    /// `timestamps`, the kernel's receive timestamps (see [`queue_wait`](crate::queue_wait)).
+    /// Descriptors a supervisor passes one by one get TCP_NODELAY as they come.
+    pub fn prepare_accepted(&self, timestamps: bool) -> Result<(), ServerError> {
         if self.passed {
             return Ok(());
         }
-        sys::socket::set_receive_timestamps(&self.socket, on).map_err(|source| ServerError::Io {
-            what: "setting SO_TIMESTAMPNS on the listening socket",
-            source,
-        })
+        let io = |what| move |source| ServerError::Io { what, source };
+        sys::socket::set_nodelay(&self.socket)
+            .map_err(io("setting TCP_NODELAY on the listening socket"))?;
+        sys::socket::set_receive_timestamps(&self.socket, timestamps)
+            .map_err(io("setting SO_TIMESTAMPNS on the listening socket"))
     }
 
     /// The address it is bound to (with the port the kernel chose for port 0).

@@ -381,6 +381,16 @@ mod tests {
     }
 
     #[test]
+    fn accepted_sockets_inherit_tcp_nodelay_from_the_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_nodelay(&listener).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let conn = accept(&listener).unwrap();
+        let stream = TcpStream::from(conn.fd);
+        assert!(stream.nodelay().unwrap(), "no setsockopt per connection needed");
+    }
+
+    #[test]
     fn tcp_info_on_a_listener_reports_the_accept_queue() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -102,7 +102,7 @@ impl<'a> Wiring<'a> {
             if self.inherited_taken <= self.inherited.len() {
                 self.listeners
                     .push((listener.local_addr(), Arc::downgrade(&listener)));
-                listener.set_receive_timestamps(self.cfg.queue_timing == QueueTiming::On)?;
+                listener.prepare_accepted(self.cfg.queue_timing == QueueTiming::On)?;
             }
             return Ok(listener);
         }
@@ -119,7 +119,7 @@ impl<'a> Wiring<'a> {
             },
         )?;
         self.addr.get_or_insert(listener.local_addr());
-        listener.set_receive_timestamps(self.cfg.queue_timing == QueueTiming::On)?;
+        listener.prepare_accepted(self.cfg.queue_timing == QueueTiming::On)?;
         let listener = Arc::new(listener);
         // Weak: the admin side must not keep a listener open after shutdown closes it.
         self.listeners
