@@ -227,6 +227,12 @@ impl ServerBuilder {
         let backlog = effective_backlog(cfg.backlog);
         let fd_limit = sys::rlimit::raise_nofile();
         let max_conns = cfg.max_conns.unwrap_or((fd_limit as usize / 10 * 9).max(1));
+        // Room for every connection allowed, plus the server's own descriptors, before the
+        // first burst: growing the table later stalls accept (see `reserve_table`).
+        let room = (max_conns + 256).min(fd_limit as usize);
+        if let Err(err) = sys::fd::reserve_table(room) {
+            tracing::debug!(%err, room, "could not pre-size the descriptor table");
+        }
         cfg.blocking_threads = Some(blocking_pool(&cfg, &topology, handler.may_block()));
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let mut wiring = Wiring::new(&cfg, handler, max_conns);

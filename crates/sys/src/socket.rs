@@ -387,7 +387,10 @@ mod tests {
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let conn = accept(&listener).unwrap();
         let stream = TcpStream::from(conn.fd);
-        assert!(stream.nodelay().unwrap(), "no setsockopt per connection needed");
+        assert!(
+            stream.nodelay().unwrap(),
+            "no setsockopt per connection needed"
+        );
     }
 
     #[test]
