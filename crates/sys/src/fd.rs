@@ -162,6 +162,25 @@ mod tests {
     use super::*;
     use std::os::fd::IntoRawFd;
 
+    /// The table's size, as /proc says (`FDSize`).
+    fn table_size() -> usize {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("FDSize:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_descriptor_table_is_sized_once_and_kept() {
+        reserve_table(3000).unwrap();
+        assert!(table_size() >= 3000, "FDSize {}", table_size());
+        // Nothing stays open: the next descriptor is a low one.
+        let (r, _w) = pipe().unwrap();
+        assert!(number(&r) < 1000);
+    }
+
     #[test]
     fn a_descriptor_is_adopted_once_and_only_if_open() {
         let (r, _w) = pipe().unwrap();
