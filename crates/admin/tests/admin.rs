@@ -357,6 +357,19 @@ fn queue_waits_are_histograms_by_thread_in_every_model() {
     for model in Model::ALL {
         let pair = Pair::start(Server::builder().model(model).threads(2).max_conns(1));
         let addr = pair.main.local_addr();
+        // The kernel stamps packets a moment after the first socket asks: warm up first.
+        testkit::wait_until("receive timestamps", Duration::from_secs(5), || {
+            let (_c, mut r) = request(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            );
+            read_answer(&mut r);
+            pair.main
+                .stats()
+                .snapshot()
+                .iter()
+                .any(|t| t.receive_wait.count() > 0)
+        });
         let (held, mut held_r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(read_answer(&mut held_r), 200);
         let (second, mut second_r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");

@@ -331,6 +331,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
 
     #[test]
     fn read_into_appends_what_the_peer_sent() {
@@ -348,6 +349,20 @@ mod tests {
     fn recv_into_returns_when_the_kernel_received_the_bytes() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         set_receive_timestamps(&listener, true).unwrap();
+        // The kernel turns stamping on a moment after the first socket asks (a deferred
+        // static key): until a warm-up connection comes back stamped, packets may not be.
+        let warm = Instant::now();
+        loop {
+            let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            c.write_all(b"w").unwrap();
+            let (s, _) = listener.accept().unwrap();
+            let mut b = BytesMut::new();
+            if recv_into(&s, &mut b, 8).unwrap().1.is_some() {
+                break;
+            }
+            assert!(warm.elapsed() < Duration::from_secs(5), "never stamped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.write_all(b"hello").unwrap();
         let sent = SystemTime::now();
