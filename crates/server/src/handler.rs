@@ -162,41 +162,31 @@ where
     }
 }
 
-impl<H: Handler + ?Sized> Handler for Arc<H> {
-    fn call(&self, req: Request) -> Response {
-        (**self).call(req)
-    }
-    fn blocks(&self, req: &Request) -> bool {
-        (**self).blocks(req)
-    }
-    fn may_block(&self) -> bool {
-        (**self).may_block()
-    }
-    fn body_limit(&self, req: &Request) -> Option<u64> {
-        (**self).body_limit(req)
-    }
-    fn max_body(&self) -> Option<u64> {
-        (**self).max_body()
-    }
+/// A handler behind a pointer is the handler: every question is forwarded.
+macro_rules! forward_through {
+    ($([$($generics:tt)*] $ptr:ty),*) => {$(
+        impl<$($generics)*> Handler for $ptr {
+            fn call(&self, req: Request) -> Response {
+                (**self).call(req)
+            }
+            fn blocks(&self, req: &Request) -> bool {
+                (**self).blocks(req)
+            }
+            fn may_block(&self) -> bool {
+                (**self).may_block()
+            }
+            fn body_limit(&self, req: &Request) -> Option<u64> {
+                (**self).body_limit(req)
+            }
+            fn max_body(&self) -> Option<u64> {
+                (**self).max_body()
+            }
+        }
+    )*};
 }
 
-impl Handler for Box<dyn Handler> {
-    fn call(&self, req: Request) -> Response {
-        (**self).call(req)
-    }
-    fn blocks(&self, req: &Request) -> bool {
-        (**self).blocks(req)
-    }
-    fn may_block(&self) -> bool {
-        (**self).may_block()
-    }
-    fn body_limit(&self, req: &Request) -> Option<u64> {
-        (**self).body_limit(req)
-    }
-    fn max_body(&self) -> Option<u64> {
-        (**self).max_body()
-    }
-}
+// `Box<dyn Handler>` only: a boxed closure is already a handler through `Fn`.
+forward_through!([H: Handler + ?Sized] Arc<H>, [] Box<dyn Handler>);
 
 /// Run `handler`; a panic becomes a 500 that closes the connection. Returns whether it
 /// panicked, for the thread's counters.

@@ -75,6 +75,10 @@ impl Exec {
 /// accept-queue wait at its first timestamped read, and, when the read begins a request, how
 /// long its bytes waited in the receive queue (kept for each request they begin).
 fn queue_waits(conn: &mut Connection, stats: &ThreadStats, arrived: SystemTime, starts: bool) {
+    if !starts && !conn.accept_wait_pending {
+        // The rest of a request already counted: no clock to read.
+        return;
+    }
     let waited = SystemTime::now()
         .duration_since(arrived)
         .unwrap_or(Duration::ZERO);

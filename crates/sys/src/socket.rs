@@ -82,23 +82,40 @@ pub fn set_receive_timestamps(fd: impl AsFd, on: bool) -> io::Result<()> {
 
 /// Whether receive timestamps are on for `fd` (an accepted socket inherits its listener's).
 pub fn receive_timestamps(fd: impl AsFd) -> io::Result<bool> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is an open socket; `value` and `len` are valid for writes of the sizes
-    // given.
+    let on: libc::c_int = get_option(fd.as_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS)?;
+    Ok(on != 0)
+}
+
+/// Socket option values that are plain data: whatever bytes the kernel writes (all-zero
+/// included) make a valid value.
+trait OptionValue: Copy {}
+impl OptionValue for libc::c_int {}
+impl OptionValue for libc::tcp_info {}
+
+/// `getsockopt(level, name)` into a `T`.
+fn get_option<T: OptionValue>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<T> {
+    // SAFETY: `T` is plain data (`OptionValue`), for which all-zero is a valid value.
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the fd is valid while borrowed; `value` is a live, writable `T` and `len` holds
+    // its size, which the kernel will not exceed.
     let rc = unsafe {
         libc::getsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&mut value as *mut libc::c_int).cast(),
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut T).cast(),
             &mut len,
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(value != 0)
+    Ok(value)
 }
 
 /// [`read_into`] through `recvmsg`: the same one syscall, and with it, when receive
@@ -234,23 +251,7 @@ pub struct TcpInfo {
 
 /// `getsockopt(TCP_INFO)`.
 pub fn tcp_info(fd: impl AsFd) -> io::Result<TcpInfo> {
-    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the fd is valid while borrowed; `info` is a live, writable tcp_info and `len`
-    // holds its size, which the kernel will not exceed.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let info: libc::tcp_info = get_option(fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO)?;
     Ok(TcpInfo {
         state: info.tcpi_state,
         unacked: info.tcpi_unacked,
