@@ -144,7 +144,10 @@ impl Reader {
         Reader {
             name,
             queries,
-            conns: Slab::new(),
+            // Room for every connection this reader may hold, reserved now: growing the table
+            // during a burst (a realloc that copies and faults in every entry) stalled the
+            // loop long enough for the accept queue to overflow. Untouched pages cost no RSS.
+            conns: Slab::with_capacity(cfg.conn_limit.max().min(1 << 16)),
             exec,
             cfg,
             date: h1::DateCache::new(SystemTime::now()),
