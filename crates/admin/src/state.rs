@@ -247,13 +247,7 @@ impl Sampler {
             if handles[i] {
                 handled.push(d_requests as f64);
             }
-            let empty = WaitSnapshot::default();
-            let accept = t
-                .accept_wait
-                .since(before.map_or(&empty, |b| &b.accept_wait));
-            let receive = t
-                .receive_wait
-                .since(before.map_or(&empty, |b| &b.receive_wait));
+            let (accept, receive) = t.waits_since(before);
             all_accept.merge(&accept);
             all_receive.merge(&receive);
             threads.push(ThreadState {

@@ -46,17 +46,9 @@ fn waits_between(before: &admin::State, after: &admin::State) -> (WaitSnapshot, 
             .threads
             .iter()
             .find(|o| o.counters.name == t.counters.name);
-        let empty = WaitSnapshot::default();
-        accept.merge(
-            &t.counters
-                .accept_wait
-                .since(b.map_or(&empty, |b| &b.counters.accept_wait)),
-        );
-        receive.merge(
-            &t.counters
-                .receive_wait
-                .since(b.map_or(&empty, |b| &b.counters.receive_wait)),
-        );
+        let (a, r) = t.counters.waits_since(b.map(|b| &b.counters));
+        accept.merge(&a);
+        receive.merge(&r);
     }
     (accept, receive)
 }

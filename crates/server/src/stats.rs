@@ -102,6 +102,20 @@ pub struct ThreadSnapshot {
     pub receive_wait: WaitSnapshot,
 }
 
+impl ThreadSnapshot {
+    /// The accept-queue and receive-queue waits this thread counted since `before` (an
+    /// earlier snapshot of the same thread; `None`: since start).
+    pub fn waits_since(&self, before: Option<&ThreadSnapshot>) -> (WaitSnapshot, WaitSnapshot) {
+        match before {
+            Some(b) => (
+                self.accept_wait.since(&b.accept_wait),
+                self.receive_wait.since(&b.receive_wait),
+            ),
+            None => (self.accept_wait.clone(), self.receive_wait.clone()),
+        }
+    }
+}
+
 impl ThreadStats {
     pub(crate) fn new(name: &str, role: Role) -> Self {
         ThreadStats {
