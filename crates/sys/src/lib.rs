@@ -16,6 +16,7 @@
 //! - [`process`]: signals to other processes (supervisor and workers).
 //! - [`rlimit`]: the file-descriptor limit.
 //! - [`socket`]: non-blocking accept, read straight into a `BytesMut`, write, TCP options.
+//! - [`uring`]: an io_uring per loop: multishot accept and receive, owned sends.
 
 pub mod epoll;
 pub mod fd;
@@ -24,6 +25,7 @@ pub mod netns;
 pub mod process;
 pub mod rlimit;
 pub mod socket;
+pub mod uring;
 pub mod waker;
 
 pub use epoll::{Epoll, Events, Interest, Readiness};

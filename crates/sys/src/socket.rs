@@ -158,7 +158,7 @@ pub fn recv_into(
 }
 
 /// The `SCM_TIMESTAMPNS` message in `msg`, if the kernel sent one.
-fn timestamp(msg: &libc::msghdr) -> Option<SystemTime> {
+pub(crate) fn timestamp(msg: &libc::msghdr) -> Option<SystemTime> {
     // SAFETY: `msg` was filled by `recvmsg`: `msg_control`/`msg_controllen` describe the
     // control messages it wrote, which the CMSG_* macros walk without leaving that buffer;
     // the payload is read unaligned.
