@@ -30,7 +30,7 @@ mod supervisor;
 mod top;
 
 use anyhow::Context;
-use backlog_server::{AcceptStrategy, Balance, Model, QueueTiming, Server, ServerError};
+use backlog_server::{AcceptStrategy, Balance, Io, Model, QueueTiming, Server, ServerError};
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -66,6 +66,18 @@ enum Command {
         /// The server's admin address.
         #[arg(default_value = "127.0.0.1:9901")]
         addr: String,
+    },
+    /// The lab's floor: a minimal server that only reads, counts heads and writes.
+    #[command(hide = true)]
+    AnchorFloor {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 4096)]
+        backlog: i32,
+        #[arg(long, default_value = "epoll", value_parser = named(&Io::ALL, |i| i.name()))]
+        io: Io,
     },
     /// The lab's hyper 1.x anchor (built with `--features hyper`).
     #[cfg(feature = "hyper")]
@@ -262,6 +274,18 @@ fn main() -> ExitCode {
             Err(err) => {
                 say!("backlog lab: {err:#}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::AnchorFloor {
+            listen,
+            threads,
+            backlog,
+            io,
+        } => match lab::floor::run(listen, threads, backlog, io) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                say!("backlog anchor-floor: {err:#}");
+                ExitCode::from(2)
             }
         },
         #[cfg(feature = "hyper")]

@@ -3,13 +3,11 @@
 //! `Hello, World!\n` to everything. Built only with the `hyper` feature (it pulls in tokio
 //! and hyper); the lab starts it as `backlog anchor-hyper` beside nginx and Node.
 
-use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use socket2::{Domain, Socket, Type};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -20,22 +18,10 @@ async fn hello(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>
         .unwrap_or_default())
 }
 
-fn listener(addr: SocketAddr, backlog: i32) -> anyhow::Result<std::net::TcpListener> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    sock.set_reuse_address(true)?;
-    sock.set_reuse_port(true)?;
-    sock.set_nonblocking(true)?;
-    sock.bind(&addr.into())
-        .with_context(|| format!("binding {addr}"))?;
-    sock.listen(backlog)?;
-    Ok(sock.into())
-}
-
 async fn serve(listener: std::net::TcpListener) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     loop {
         let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .pipeline_flush(true)
@@ -48,11 +34,11 @@ async fn serve(listener: std::net::TcpListener) -> anyhow::Result<()> {
 /// Serve on `addr` (port 0 picks one) with `threads` runtimes until killed. Prints
 /// `hyper serving addr=…` on stderr once every listener is bound.
 pub fn run(addr: SocketAddr, threads: usize, backlog: i32) -> anyhow::Result<()> {
-    let first = listener(addr, backlog)?;
+    let first = crate::floor::reuseport_listener(addr, backlog)?;
     let bound = first.local_addr()?;
     let mut listeners = vec![first];
     for _ in 1..threads.max(1) {
-        listeners.push(listener(bound, backlog)?);
+        listeners.push(crate::floor::reuseport_listener(bound, backlog)?);
     }
     eprintln!("hyper serving addr={bound}");
     let handles: Vec<_> = listeners

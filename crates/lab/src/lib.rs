@@ -15,10 +15,12 @@
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots; [`shapes`]: its sections on
 //!   topologies, the thread sweep and which shape suits which workload.
+//! - [`floor`]: the physical floor, a minimal server under epoll or io_uring.
 //! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.
 
 #[cfg(feature = "hyper")]
 pub mod anchor_hyper;
+pub mod floor;
 pub mod loadgen;
 pub mod netns;
 pub mod plan;

@@ -188,6 +188,21 @@ impl Plan {
             ]);
             targets.extend(sweep_targets());
         }
+        // The physical floor under both I/O interfaces: what any server here must spend.
+        targets.extend([
+            Target::anchor(
+                "floor (epoll)",
+                target::Kind::Floor {
+                    io: backlog_server::Io::Epoll,
+                },
+            ),
+            Target::anchor(
+                "floor (io_uring)",
+                target::Kind::Floor {
+                    io: backlog_server::Io::Uring,
+                },
+            ),
+        ]);
         targets.push(Target::anchor(
             &format!("nginx ({threads} workers)"),
             target::Kind::Nginx {

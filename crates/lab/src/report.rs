@@ -78,6 +78,13 @@ fn nginx<'a>(rows: &[&'a Measurement]) -> Option<&'a Measurement> {
     rows.iter().copied().find(|m| m.target.starts_with("nginx"))
 }
 
+/// The epoll floor: the least CPU per request any server here can spend.
+fn floor<'a>(rows: &[&'a Measurement]) -> Option<&'a Measurement> {
+    rows.iter()
+        .copied()
+        .find(|m| m.target == "floor (epoll)" && m.rps >= 1.0)
+}
+
 fn ratio(value: f64, base: Option<f64>) -> String {
     match base {
         Some(b) if b > 0.0 => format!("{:.2}×", value / b),
@@ -207,11 +214,12 @@ pub fn table(results: &Results, scenario: &str) -> String {
         .filter(|m| m.scenario == scenario)
         .collect();
     let base = nginx(&rows);
+    let floor = floor(&rows);
     let mut t = String::new();
-    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | of which kernel | vs nginx | client CPU µs/req | errors | accept-queue peak | SYN_RECV peak | kernel counters | accept-queue wait p50/p99 ms | receive-queue wait p50/p99 ms |");
+    let _ = writeln!(t, "| target | req/s | vs nginx | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | of which kernel | vs nginx | vs floor | client CPU µs/req | errors | accept-queue peak | SYN_RECV peak | kernel counters | accept-queue wait p50/p99 ms | receive-queue wait p50/p99 ms |");
     let _ = writeln!(
         t,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     );
     for m in rows {
         let spread = if m.rps_runs.len() > 1 {
@@ -225,7 +233,7 @@ pub fn table(results: &Results, scenario: &str) -> String {
         let _ =
             writeln!(
             t,
-            "| {}{} | {:.0}{} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {:.0}{} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.target,
             if m.client_limited { " ⚑" } else { "" },
             m.rps,
@@ -244,6 +252,11 @@ pub fn table(results: &Results, scenario: &str) -> String {
                 "—".into()
             } else {
                 ratio(m.server_cpu_us, base.filter(|b| b.rps >= 1.0).map(|b| b.server_cpu_us))
+            },
+            if m.rps < 1.0 {
+                "—".into()
+            } else {
+                ratio(m.server_cpu_us, floor.map(|f| f.server_cpu_us))
             },
             per_request(m, m.client_cpu_us),
             errors(m),

@@ -107,6 +107,12 @@ pub enum Kind {
     /// hyper 1.x, a tokio current-thread runtime per thread with SO_REUSEPORT
     /// (`backlog anchor-hyper`, built with the `hyper` feature).
     Hyper,
+    /// The physical floor ([`crate::floor`]): reads, counts heads, writes canned answers,
+    /// through epoll or io_uring (`backlog anchor-floor`).
+    Floor {
+        /// The I/O interface.
+        io: backlog_server::Io,
+    },
 }
 
 /// A named server configuration.
@@ -219,6 +225,9 @@ impl Target {
             Kind::Nginx { .. } => which("nginx"),
             Kind::Node { .. } => which("node"),
             Kind::Hyper => cfg!(feature = "hyper"),
+            Kind::Floor { io } => {
+                io != backlog_server::Io::Uring || sys::uring::Ring::new().is_ok()
+            }
         }
     }
 }
@@ -301,25 +310,23 @@ pub fn start(
     std::fs::create_dir_all(&dir)?;
     let (child, addr, admin) = match &target.kind {
         Kind::Hyper => {
-            let mut child = command(backlog_bin, netns)
-                .args(["anchor-hyper", "--listen"])
-                .arg(SocketAddr::new(opts.host, 0).to_string())
-                .args(["--threads", &threads.to_string()])
-                .args(["--backlog", &opts.backlog.unwrap_or(4096).to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("starting the hyper anchor")?;
-            let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-            let addr = loop {
-                let Some(Ok(line)) = lines.next() else {
-                    bail!("the hyper anchor exited before serving");
-                };
-                if let Some(a) = line.strip_prefix("hyper serving addr=") {
-                    break a.trim().parse::<SocketAddr>()?;
-                }
-            };
-            std::thread::spawn(move || for _ in lines {});
+            let (child, addr) = start_anchor(
+                command(backlog_bin, netns).arg("anchor-hyper"),
+                opts,
+                threads,
+                "hyper serving addr=",
+            )
+            .context("starting the hyper anchor")?;
+            (child, addr, None)
+        }
+        Kind::Floor { io } => {
+            let (child, addr) = start_anchor(
+                command(backlog_bin, netns).args(["anchor-floor", "--io", io.name()]),
+                opts,
+                threads,
+                "floor serving addr=",
+            )
+            .context("starting the floor")?;
             (child, addr, None)
         }
         Kind::Backlog { shape, extra } => {
@@ -417,6 +424,44 @@ if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) clust
     };
     running.wait_ready()?;
     Ok(running)
+}
+
+/// Start one of the anchors the backlog binary carries, and read where it serves from the
+/// line starting with `announce` on its stderr.
+fn start_anchor(
+    cmd: &mut Command,
+    opts: &Options,
+    threads: usize,
+    announce: &str,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let mut child = cmd
+        .arg("--listen")
+        .arg(SocketAddr::new(opts.host, 0).to_string())
+        .args(["--threads", &threads.to_string()])
+        .args(["--backlog", &opts.backlog.unwrap_or(4096).to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.wait();
+            bail!("it exited before serving");
+        };
+        if let Some(rest) = line.strip_prefix(announce) {
+            let a = rest.split_whitespace().next().unwrap_or_default();
+            match a.parse::<SocketAddr>() {
+                Ok(a) => break a,
+                Err(err) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("{line:?}: {err}");
+                }
+            }
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, addr))
 }
 
 impl Running {

@@ -57,6 +57,35 @@ named!(Model, Single, Dispatch, Pool, Shared, Reuseport);
 named!(AcceptStrategy, Exclusive, Mutex, Herd);
 named!(Balance, RoundRobin, LeastConns, P2c);
 named!(QueueTiming, On, Off);
+named!(Io, Epoll, Uring, Auto);
+
+/// The interface the event loops use to talk to the kernel (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Io {
+    /// epoll readiness, then `accept4`/`recvmsg`/`write` per connection.
+    #[default]
+    Epoll,
+    /// io_uring completions: multishot accept and receive, sends submitted with the wait.
+    /// Fails at start, naming the cause, where the kernel cannot provide it.
+    Uring,
+    /// io_uring where available, else epoll; says at start which it chose.
+    Auto,
+}
+
+impl Io {
+    /// Every choice.
+    pub const ALL: [Io; 3] = [Io::Epoll, Io::Uring, Io::Auto];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Io::Epoll => "epoll",
+            Io::Uring => "uring",
+            Io::Auto => "auto",
+        }
+    }
+}
 
 /// Whether to measure how long connections and requests wait in the kernel's queues (see
 /// [`queue_wait`](crate::queue_wait)).

@@ -91,7 +91,7 @@ pub mod topology;
 pub mod tuning;
 mod worker;
 
-pub use config::{AcceptStrategy, Balance, Config, Model, QueueTiming, Timeouts, UnknownName};
+pub use config::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming, Timeouts, UnknownName};
 #[cfg(feature = "serde")]
 pub use h1::JsonError;
 pub use h1::{

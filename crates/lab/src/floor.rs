@@ -1,0 +1,384 @@
+//! The floor: the least an HTTP/1.1 server can do on this machine, so every other figure
+//! can be read as a ratio to the physical limit in the same run.
+//!
+//! It reads, counts complete request heads (`\r\n\r\n`), writes one canned answer per head
+//! in one send (the same bytes backlog answers `GET /` with, a fixed Date), and closes when
+//! the client does or a head says `Connection: close`. No parsing, no routing, no
+//! timeouts, no limits: whatever backlog spends above it is the price of being a server.
+//! Each thread has its own `SO_REUSEPORT` listener and loop, and either I/O interface:
+//!
+//! - epoll: edge-triggered connections, a read until the queue is empty, one write;
+//! - io_uring ([`sys::uring`]): multishot accept, multishot receive into the provided
+//!   buffer ring, the answers sent with the next `io_uring_enter`, which also waits.
+//!
+//! Started by the lab as `backlog anchor-floor --io epoll|uring`.
+
+use anyhow::Context;
+use backlog_server::Io;
+use bytes::BytesMut;
+use slab::Slab;
+use socket2::{Domain, Socket, Type};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, OwnedFd};
+use sys::uring::{Event, Ring};
+use sys::{Epoll, Events, Interest};
+
+/// What backlog's demo answers `GET /` with, byte for byte (its Date is live).
+const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nServer: backlog\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, World!\n";
+const LISTENER: u64 = u64::MAX >> 8;
+const READ_SIZE: usize = 64 * 1024;
+
+/// A listening socket of its own for each thread (`SO_REUSEPORT`), TCP_NODELAY inherited
+/// by what it accepts.
+pub(crate) fn reuseport_listener(addr: SocketAddr, backlog: i32) -> anyhow::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.set_tcp_nodelay(true)?;
+    sock.bind(&addr.into())
+        .with_context(|| format!("binding {addr}"))?;
+    sock.listen(backlog)?;
+    Ok(sock.into())
+}
+
+/// Request heads seen so far on one connection: what is left of an unfinished head.
+#[derive(Debug, Default)]
+struct Heads {
+    carry: Vec<u8>,
+}
+
+impl Heads {
+    /// Count the heads `data` completes; whether one asked to close.
+    fn feed(&mut self, data: &[u8]) -> (usize, bool) {
+        if self.carry.is_empty() {
+            let (n, close, used) = scan(data);
+            self.carry.extend_from_slice(&data[used..]);
+            (n, close)
+        } else {
+            self.carry.extend_from_slice(data);
+            let (n, close, used) = scan(&self.carry);
+            self.carry.drain(..used);
+            (n, close)
+        }
+    }
+}
+
+/// Complete heads in `buf`, whether any says `Connection: close`, and the bytes they span.
+fn scan(buf: &[u8]) -> (usize, bool, usize) {
+    let (mut heads, mut close, mut start, mut i) = (0, false, 0, 0);
+    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + p;
+        if nl >= start + 3 && &buf[nl - 3..=nl] == b"\r\n\r\n" {
+            heads += 1;
+            close |= asks_close(&buf[start..=nl]);
+            start = nl + 1;
+        }
+        i = nl + 1;
+    }
+    (heads, close, start)
+}
+
+fn asks_close(head: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"connection: close";
+    head.windows(NEEDLE.len())
+        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+}
+
+fn answers(out: &mut BytesMut, n: usize) {
+    out.clear();
+    out.reserve(n * ANSWER.len());
+    for _ in 0..n {
+        out.extend_from_slice(ANSWER);
+    }
+}
+
+/// The floor's listening sockets, bound and not yet served.
+#[derive(Debug)]
+pub struct Floor {
+    listeners: Vec<TcpListener>,
+    uring: bool,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Floor {
+    /// Bind `threads` listeners on `addr` (port 0 picks one). `Io::Auto` is io_uring where
+    /// the kernel has it; `Io::Uring` fails here, with the cause, where it does not.
+    pub fn bind(addr: SocketAddr, threads: usize, backlog: i32, io: Io) -> anyhow::Result<Floor> {
+        let uring = match io {
+            Io::Epoll => false,
+            Io::Uring => {
+                Ring::new().context("--io uring")?;
+                true
+            }
+            Io::Auto => Ring::new().is_ok(),
+        };
+        let first = reuseport_listener(addr, backlog)?;
+        let addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..threads.max(1) {
+            listeners.push(reuseport_listener(addr, backlog)?);
+        }
+        Ok(Floor {
+            listeners,
+            uring,
+            addr,
+        })
+    }
+
+    /// The interface it serves through.
+    pub fn io(&self) -> Io {
+        if self.uring {
+            Io::Uring
+        } else {
+            Io::Epoll
+        }
+    }
+
+    /// Serve until the process ends: a thread per listener.
+    pub fn serve(self) -> anyhow::Result<()> {
+        let uring = self.uring;
+        let handles: Vec<_> = self
+            .listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                std::thread::Builder::new()
+                    .name(format!("floor-{i}"))
+                    .spawn(move || if uring { uring_loop(l) } else { epoll_loop(l) })
+            })
+            .collect::<Result<_, _>>()?;
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a floor thread panicked"))??;
+        }
+        Ok(())
+    }
+}
+
+/// `backlog anchor-floor`: bind, print `floor serving addr=… io=…` on stderr, serve until
+/// killed.
+pub fn run(addr: SocketAddr, threads: usize, backlog: i32, io: Io) -> anyhow::Result<()> {
+    let floor = Floor::bind(addr, threads, backlog, io)?;
+    eprintln!("floor serving addr={} io={}", floor.addr, floor.io());
+    floor.serve()
+}
+
+struct EpollConn {
+    fd: OwnedFd,
+    heads: Heads,
+}
+
+fn epoll_loop(listener: TcpListener) -> anyhow::Result<()> {
+    let epoll = Epoll::new()?;
+    epoll.add(&listener, LISTENER, Interest::Readable)?;
+    let mut conns: Slab<EpollConn> = Slab::with_capacity(1024);
+    let mut events = Events::with_capacity(256);
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut out = BytesMut::new();
+    loop {
+        epoll.wait(&mut events, None)?;
+        for (token, readiness) in events.iter() {
+            if token == LISTENER {
+                for _ in 0..64 {
+                    match sys::socket::accept(&listener) {
+                        Ok(a) => {
+                            let entry = conns.vacant_entry();
+                            epoll.add(&a.fd, entry.key() as u64, Interest::Connection)?;
+                            entry.insert(EpollConn {
+                                fd: a.fd,
+                                heads: Heads::default(),
+                            });
+                        }
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            let key = token as usize;
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            if !serve_readable(conn, readiness.peer_closed(), &mut buf, &mut out) {
+                conns.remove(key);
+            }
+        }
+    }
+}
+
+/// Read until the kernel's queue is empty, answering every complete head. `false`: close.
+/// With the client's FIN reported (`fin`), read on to the 0 that ends it: no edge follows.
+fn serve_readable(conn: &mut EpollConn, fin: bool, buf: &mut BytesMut, out: &mut BytesMut) -> bool {
+    loop {
+        buf.clear();
+        let n = match sys::socket::read_into(&conn.fd, buf, READ_SIZE) {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(err) if sys::would_block(&err) => return true,
+            Err(err) if sys::interrupted(&err) => continue,
+            Err(_) => return false,
+        };
+        let (heads, close) = conn.heads.feed(&buf[..n]);
+        if heads > 0 {
+            answers(out, heads);
+            // Canned answers to a closed-loop client always fit the send buffer; a short
+            // write would mean a client the floor does not serve.
+            match sys::socket::write(&conn.fd, out) {
+                Ok(w) if w == out.len() => {}
+                _ => return false,
+            }
+        }
+        if close {
+            return false;
+        }
+        if n < buf.capacity() && !fin {
+            return true;
+        }
+    }
+}
+
+struct UringConn {
+    fd: OwnedFd,
+    gen: u32,
+    heads: Heads,
+    /// Answers owed and not yet sent.
+    owed: usize,
+    sending: bool,
+    /// The receive is no longer armed: re-arm it (the pool ran dry), or it ended.
+    rearm: bool,
+    /// The receive ended for good (FIN or error): close once the answers are sent.
+    ended: bool,
+    /// A send failed: close now.
+    broken: bool,
+    /// A head asked to close.
+    close: bool,
+}
+
+fn token(key: usize, gen: u32) -> u64 {
+    (u64::from(gen) << 32) | key as u64
+}
+
+fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
+    let mut ring = Ring::new()?;
+    ring.accept_multi(listener.as_fd(), LISTENER);
+    let mut conns: Slab<UringConn> = Slab::with_capacity(1024);
+    let mut next_gen = 0u32;
+    let mut accepted: Vec<OwnedFd> = Vec::new();
+    let mut touched: Vec<usize> = Vec::new();
+    let mut spare: Vec<BytesMut> = Vec::new();
+    let mut rearm_accept = false;
+    loop {
+        ring.submit_and_wait(1, None)?;
+        ring.complete(|ev| match ev {
+            Event::Accepted { fd, more, .. } => {
+                if let Ok(fd) = fd {
+                    accepted.push(fd);
+                }
+                rearm_accept |= !more;
+            }
+            Event::Received {
+                token, data, more, ..
+            } => {
+                let key = (token & u64::from(u32::MAX)) as usize;
+                let Some(c) = conns
+                    .get_mut(key)
+                    .filter(|c| u64::from(c.gen) == token >> 32)
+                else {
+                    return;
+                };
+                match data {
+                    Ok([]) => c.ended = true,
+                    Ok(bytes) => {
+                        let (n, close) = c.heads.feed(bytes);
+                        c.owed += n;
+                        c.close |= close;
+                        c.rearm |= !more;
+                    }
+                    Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => c.rearm = true,
+                    Err(_) => c.ended = true,
+                }
+                touched.push(key);
+            }
+            Event::Sent { token, result, buf } => {
+                spare.push(buf);
+                let key = (token & u64::from(u32::MAX)) as usize;
+                if let Some(c) = conns
+                    .get_mut(key)
+                    .filter(|c| u64::from(c.gen) == token >> 32)
+                {
+                    c.sending = false;
+                    if result.is_err() {
+                        c.broken = true;
+                    }
+                    touched.push(key);
+                }
+            }
+            Event::Ready { .. } => {}
+        });
+        if std::mem::take(&mut rearm_accept) {
+            ring.accept_multi(listener.as_fd(), LISTENER);
+        }
+        for fd in accepted.drain(..) {
+            next_gen = next_gen.wrapping_add(1);
+            let key = conns.insert(UringConn {
+                fd,
+                gen: next_gen,
+                heads: Heads::default(),
+                owed: 0,
+                sending: false,
+                rearm: false,
+                ended: false,
+                broken: false,
+                close: false,
+            });
+            let c = &conns[key];
+            ring.recv_multi(c.fd.as_fd(), token(key, c.gen), false);
+        }
+        for key in touched.drain(..) {
+            let Some(c) = conns.get_mut(key) else {
+                continue;
+            };
+            let tok = token(key, c.gen);
+            if !c.sending && c.owed > 0 && !c.broken {
+                let mut out = spare.pop().unwrap_or_default();
+                answers(&mut out, std::mem::take(&mut c.owed));
+                ring.send(c.fd.as_fd(), tok, out);
+                c.sending = true;
+            }
+            if c.sending {
+                continue;
+            }
+            if c.ended || c.close || c.broken {
+                let c = conns.remove(key);
+                if !c.ended {
+                    ring.cancel_recv(tok);
+                }
+                ring.close(c.fd);
+            } else if std::mem::take(&mut c.rearm) {
+                ring.recv_multi(c.fd.as_fd(), tok, false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_counted_whatever_the_split() {
+        let two = b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nConnection: Close\r\n\r\n";
+        for cut in 0..two.len() {
+            let mut h = Heads::default();
+            let (a, ca) = h.feed(&two[..cut]);
+            let (b, cb) = h.feed(&two[cut..]);
+            assert_eq!(a + b, 2, "cut at {cut}");
+            assert!(ca || cb, "cut at {cut}: the close is seen");
+            assert!(h.carry.is_empty());
+        }
+        let mut h = Heads::default();
+        assert_eq!(h.feed(b"GET / HTTP/1.1\r\n\r"), (0, false));
+        assert_eq!(h.feed(b"\n"), (1, false));
+    }
+}
