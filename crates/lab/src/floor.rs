@@ -261,7 +261,7 @@ fn token(key: usize, gen: u32) -> u64 {
 
 fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
     let mut ring = Ring::new()?;
-    ring.accept_multi(listener.as_fd(), LISTENER);
+    ring.submit().accept_multi(listener.as_fd(), LISTENER);
     let mut conns: Slab<UringConn> = Slab::with_capacity(1024);
     let mut next_gen = 0u32;
     let mut accepted: Vec<OwnedFd> = Vec::new();
@@ -270,7 +270,7 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
     let mut rearm_accept = false;
     loop {
         ring.submit_and_wait(1, None)?;
-        ring.complete(|ev| match ev {
+        ring.complete(|_, ev| match ev {
             Event::Accepted { fd, more, .. } => {
                 if let Ok(fd) = fd {
                     accepted.push(fd);
@@ -317,7 +317,7 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
             Event::Ready { .. } => {}
         });
         if std::mem::take(&mut rearm_accept) {
-            ring.accept_multi(listener.as_fd(), LISTENER);
+            ring.submit().accept_multi(listener.as_fd(), LISTENER);
         }
         for fd in accepted.drain(..) {
             next_gen = next_gen.wrapping_add(1);
@@ -333,7 +333,8 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
                 close: false,
             });
             let c = &conns[key];
-            ring.recv_multi(c.fd.as_fd(), token(key, c.gen), false);
+            ring.submit()
+                .recv_multi(c.fd.as_fd(), token(key, c.gen), false);
         }
         for key in touched.drain(..) {
             let Some(c) = conns.get_mut(key) else {
@@ -343,7 +344,7 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
             if !c.sending && c.owed > 0 && !c.broken {
                 let mut out = spare.pop().unwrap_or_default();
                 answers(&mut out, std::mem::take(&mut c.owed));
-                ring.send(c.fd.as_fd(), tok, out);
+                ring.submit().send(c.fd.as_fd(), tok, out);
                 c.sending = true;
             }
             if c.sending {
@@ -352,11 +353,11 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
             if c.ended || c.close || c.broken {
                 let c = conns.remove(key);
                 if !c.ended {
-                    ring.cancel_recv(tok);
+                    ring.submit().cancel_recv(tok);
                 }
-                ring.close(c.fd);
+                ring.submit().close(c.fd);
             } else if std::mem::take(&mut c.rearm) {
-                ring.recv_multi(c.fd.as_fd(), tok, false);
+                ring.submit().recv_multi(c.fd.as_fd(), tok, false);
             }
         }
     }

@@ -131,6 +131,8 @@ pub(crate) struct Connection {
     pub(crate) gen: u32,
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: BytesMut,
+    /// Bytes a completion-based driver took from `wbuf` and has not yet confirmed sent.
+    sending: u32,
     decoder: RequestDecoder,
     life: Life,
     /// The client closed its sending side.
@@ -166,10 +168,15 @@ pub(crate) struct Connection {
     /// Bytes discarded while lingering.
     discarded: u32,
     /// Bytes of answers waiting in `slots` for an earlier one (`pool`).
-    pub(crate) held: usize,
+    pub(crate) held: u32,
     /// Size of the last answer a worker sent: how many more requests the output bound can
     /// afford to have in flight (`pool`).
     last_answer: u32,
+}
+
+/// A length as counted in 32 bits (answers are far smaller than 4 GiB).
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Refusals are answered as HTTP/1.1 and close the connection.
@@ -189,6 +196,7 @@ impl Connection {
             gen,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
+            sending: 0,
             decoder: RequestDecoder::new(limits),
             life: Life::Open,
             peer_closed: false,
@@ -216,7 +224,7 @@ impl Connection {
         match self.life {
             Life::Broken => Phase::Closed,
             Life::Lingering { .. } => Phase::Lingering,
-            _ if !self.wbuf.is_empty() => Phase::Writing,
+            _ if self.has_output() => Phase::Writing,
             _ if !self.slots.is_empty() || self.stalled.is_some() => Phase::Handling,
             _ if self.decoder.in_body() => Phase::ReadingBody,
             _ => Phase::ReadingHead,
@@ -241,7 +249,7 @@ impl Connection {
         if let Life::Lingering { until } = self.life {
             return Some((until, Expiry::Linger));
         }
-        if !self.wbuf.is_empty() {
+        if self.has_output() {
             return Some((self.last_write + t.write, Expiry::Write));
         }
         if !self.slots.is_empty() || self.stalled.is_some() {
@@ -264,7 +272,7 @@ impl Connection {
         self.life == Life::Open
             && self.stalled.is_none()
             && self.slots.len() < self.in_flight_cap()
-            && self.wbuf.len() + self.held < OUTPUT_BOUND
+            && self.wbuf.len() + self.sending as usize + (self.held as usize) < OUTPUT_BOUND
     }
 
     /// Whether the connection wants bytes from the socket now (the driver adds whether the
@@ -284,7 +292,7 @@ impl Connection {
 
     /// Every answer is out and nothing more will come: close.
     fn finished(&self) -> bool {
-        let owes_nothing = self.slots.is_empty() && self.wbuf.is_empty() && self.stalled.is_none();
+        let owes_nothing = self.slots.is_empty() && !self.has_output() && self.stalled.is_none();
         match self.life {
             Life::Broken => true,
             Life::Lingering { .. } => false,
@@ -303,8 +311,13 @@ impl Connection {
         self.rbuf.is_empty()
             && !self.decoder.in_body()
             && self.slots.is_empty()
-            && self.wbuf.is_empty()
+            && !self.has_output()
             && self.stalled.is_none()
+    }
+
+    /// Answers wait to be sent, or are being sent.
+    fn has_output(&self) -> bool {
+        !self.wbuf.is_empty() || self.sending > 0
     }
 
     // ---- input -------------------------------------------------------------------------
@@ -493,7 +506,7 @@ impl Connection {
     ) {
         if self.slots.is_empty() && !self.discard {
             spare.lend(&mut self.wbuf);
-            if self.wbuf.is_empty() {
+            if !self.has_output() {
                 self.last_write = now;
             }
             if !resp.encode(ctx, date, &mut self.wbuf) {
@@ -529,7 +542,7 @@ impl Connection {
     fn push_ready(&mut self, bytes: &[u8], keep_alive: bool, now: Instant) {
         if self.slots.is_empty() {
             if !self.discard {
-                if self.wbuf.is_empty() {
+                if !self.has_output() {
                     self.last_write = now;
                 }
                 self.wbuf.extend_from_slice(bytes);
@@ -539,7 +552,7 @@ impl Connection {
                 self.discard = true;
             }
         } else {
-            self.held += bytes.len();
+            self.held = self.held.saturating_add(len32(bytes.len()));
             self.slots
                 .push_back(Some((Bytes::copy_from_slice(bytes), keep_alive)));
         }
@@ -557,20 +570,20 @@ impl Connection {
         let Some(idx) = seq.checked_sub(self.base_seq) else {
             return;
         };
-        if self.wbuf.is_empty() {
+        if !self.has_output() {
             self.last_write = now;
-            spare.lend(&mut self.wbuf);
         }
-        self.last_answer = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        spare.lend(&mut self.wbuf);
+        self.last_answer = len32(bytes.len());
         if let Some(slot) = self.slots.get_mut(idx as usize) {
-            self.held += bytes.len();
+            self.held = self.held.saturating_add(len32(bytes.len()));
             *slot = Some((bytes, keep_alive));
         }
         while let Some(Some(_)) = self.slots.front() {
             let Some(Some((bytes, keep_alive))) = self.slots.pop_front() else {
                 break;
             };
-            self.held -= bytes.len();
+            self.held = self.held.saturating_sub(len32(bytes.len()));
             self.base_seq += 1;
             if !self.discard {
                 self.wbuf.extend_from_slice(&bytes);
@@ -594,6 +607,38 @@ impl Connection {
         stats.bytes_out(n);
         self.wbuf.advance(n);
         self.last_write = now;
+    }
+
+    /// For a driver whose sends own their buffer (io_uring): the output to send now, unless
+    /// there is none or a send is still out. Answers queued meanwhile wait behind it.
+    pub(crate) fn take_output(&mut self) -> Option<BytesMut> {
+        if self.wbuf.is_empty() || self.sending > 0 {
+            return None;
+        }
+        let out = self.wbuf.split();
+        self.sending = len32(out.len());
+        Some(out)
+    }
+
+    /// The send of [`Connection::take_output`]'s buffer completed with `n` bytes taken:
+    /// what the kernel did not take goes back in front of what was queued since.
+    pub(crate) fn sent_back(
+        &mut self,
+        mut buf: BytesMut,
+        n: usize,
+        now: Instant,
+        stats: &ThreadStats,
+    ) {
+        stats.bytes_out(n);
+        self.sending = 0;
+        self.last_write = now;
+        buf.advance(n.min(buf.len()));
+        // A whole send is dropped: its allocation is shared with `wbuf`, whose next
+        // `reserve` takes the room back once this handle is gone.
+        if !buf.is_empty() {
+            buf.unsplit(std::mem::take(&mut self.wbuf));
+            self.wbuf = buf;
+        }
     }
 
     // ---- deadlines and the end ---------------------------------------------------------
@@ -632,7 +677,7 @@ impl Connection {
             // The client went away mid-request (or reset): nobody to answer.
             return Verdict::Close { aborted: true };
         }
-        if self.life == (Life::Closing { refused: true }) && self.wbuf.is_empty() {
+        if self.life == (Life::Closing { refused: true }) && !self.has_output() {
             self.life = Life::Lingering {
                 until: now + linger,
             };
@@ -909,6 +954,29 @@ pub(super) mod tests {
         c.complete(a, Bytes::from_static(b"A"), false, &mut w.spare, w.now);
         assert_eq!(&c.wbuf[..], b"A");
         assert!(!c.may_parse());
+    }
+
+    #[test]
+    fn a_partial_owned_send_goes_back_in_front_of_later_answers() {
+        let mut w = World::new();
+        let mut c = conn(&w);
+        w.feed(&mut c, GET);
+        let out = c.take_output().expect("output");
+        let first = out.len();
+        assert!(c.take_output().is_none(), "one send at a time");
+        assert_eq!(c.phase(), Phase::Writing, "a send in flight is output owed");
+        w.feed(&mut c, GET);
+        c.sent_back(out, 10, w.now, &w.stats);
+        let rest = c.take_output().unwrap();
+        assert_eq!(
+            rest.len(),
+            2 * first - 10,
+            "the unsent tail, then the second answer"
+        );
+        assert!(rest.starts_with(b"OK\r\n") || rest[..].windows(2).any(|x| x == b"\r\n"));
+        c.sent_back(rest, 2 * first - 10, w.now, &w.stats);
+        assert_eq!(c.phase(), Phase::ReadingHead);
+        assert_eq!(c.settle(w.now, w.timeouts.linger, false), Verdict::Keep);
     }
 
     #[test]

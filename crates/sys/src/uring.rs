@@ -210,22 +210,36 @@ impl Drop for BufRing {
 /// One event loop's io_uring.
 pub struct Ring {
     ring: IoUring,
+    ops: Ops,
+    bufs: BufRing,
+}
+
+/// What the ring keeps for requests in flight.
+struct Ops {
     /// Sends in flight: their buffers and tokens, by slot.
     sends: Vec<Option<(u64, BytesMut)>>,
     free_sends: Vec<usize>,
     /// Submissions that produce completions and have not all come back (multishot ones
     /// count once until their last). Cancelled and waited for on drop.
     in_flight: usize,
-    bufs: BufRing,
     /// The header `recvmsg` multishot receives take their layout from (name and control
     /// lengths); read by the kernel when each is submitted, kept for the ring's life.
     msghdr: Box<libc::msghdr>,
 }
 
+/// A handle for queueing submissions: from [`Ring::submit`], or given to the callback of
+/// [`Ring::complete`] so that a completion can be answered at once. What is queued leaves
+/// with the next [`Ring::submit_and_wait`] (or earlier, if the queue fills).
+pub struct Submit<'a> {
+    submitter: io_uring::Submitter<'a>,
+    sq: io_uring::SubmissionQueue<'a>,
+    ops: &'a mut Ops,
+}
+
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ring")
-            .field("in_flight", &self.in_flight)
+            .field("in_flight", &self.ops.in_flight)
             .finish_non_exhaustive()
     }
 }
@@ -314,121 +328,24 @@ impl Ring {
         msghdr.msg_controllen = CONTROL_LEN;
         Ok(Ring {
             ring,
-            sends: Vec::new(),
-            free_sends: Vec::new(),
-            in_flight: 0,
+            ops: Ops {
+                sends: Vec::new(),
+                free_sends: Vec::new(),
+                in_flight: 0,
+                msghdr,
+            },
             bufs,
-            msghdr,
         })
     }
 
-    fn push(&mut self, sqe: squeue::Entry) {
-        loop {
-            // SAFETY: every pointer an entry carries is owned by the ring and outlives the
-            // request: send buffers sit in `sends` until their completion, the buffer ring
-            // and `msghdr` live as long as the ring; file descriptors are the caller's.
-            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
-                return;
-            }
-            // The submission queue is full: hand it to the kernel now.
-            if let Err(err) = self.ring.submit() {
-                if err.raw_os_error() != Some(libc::EINTR)
-                    && err.raw_os_error() != Some(libc::EBUSY)
-                {
-                    // Nothing else to do with it; the entry is retried.
-                    std::thread::yield_now();
-                }
-            }
+    /// Queue submissions.
+    pub fn submit(&mut self) -> Submit<'_> {
+        let (submitter, sq, _) = self.ring.split();
+        Submit {
+            submitter,
+            sq,
+            ops: &mut self.ops,
         }
-    }
-
-    /// Accept every connection `listener` gets, until cancelled or an error ends it.
-    pub fn accept_multi(&mut self, listener: BorrowedFd<'_>, token: u64) {
-        let sqe = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
-        self.in_flight += 1;
-        self.push(sqe);
-    }
-
-    /// Receive whatever `fd` gets into the buffer pool, until the peer's FIN, an error or a
-    /// cancel; with `timestamps`, through `recvmsg` so the kernel's arrival time comes along.
-    pub fn recv_multi(&mut self, fd: BorrowedFd<'_>, token: u64, timestamps: bool) {
-        let fd = types::Fd(fd.as_raw_fd());
-        let sqe = if timestamps {
-            opcode::RecvMsgMulti::new(fd, &*self.msghdr, GROUP)
-                .build()
-                .user_data(RECVMSG << KIND_SHIFT | token & TOKEN_MASK)
-        } else {
-            opcode::RecvMulti::new(fd, GROUP)
-                .build()
-                .user_data(RECV << KIND_SHIFT | token & TOKEN_MASK)
-        };
-        self.in_flight += 1;
-        self.push(sqe);
-    }
-
-    /// Send `buf`; it comes back with the completion ([`Event::Sent`]).
-    pub fn send(&mut self, fd: BorrowedFd<'_>, token: u64, buf: BytesMut) {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let ptr = buf.as_ptr();
-        let slot = match self.free_sends.pop() {
-            Some(s) => {
-                self.sends[s] = Some((token, buf));
-                s
-            }
-            None => {
-                self.sends.push(Some((token, buf)));
-                self.sends.len() - 1
-            }
-        };
-        let sqe = opcode::Send::new(types::Fd(fd.as_raw_fd()), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(SEND << KIND_SHIFT | slot as u64);
-        self.in_flight += 1;
-        self.push(sqe);
-    }
-
-    /// Be told when `fd` is readable, every time (an eventfd another thread writes).
-    pub fn poll_multi(&mut self, fd: BorrowedFd<'_>, token: u64) {
-        let sqe = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
-            .multi(true)
-            .build()
-            .user_data(POLL << KIND_SHIFT | token & TOKEN_MASK);
-        self.in_flight += 1;
-        self.push(sqe);
-    }
-
-    /// Cancel the multishot receive of `token` (its last completion still comes).
-    pub fn cancel_recv(&mut self, token: u64) {
-        self.cancel(RECV << KIND_SHIFT | token & TOKEN_MASK);
-        self.cancel(RECVMSG << KIND_SHIFT | token & TOKEN_MASK);
-    }
-
-    /// Cancel the multishot accept of `token`.
-    pub fn cancel_accept(&mut self, token: u64) {
-        self.cancel(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
-    }
-
-    fn cancel(&mut self, user_data: u64) {
-        let sqe = opcode::AsyncCancel::new(user_data)
-            .build()
-            .user_data(QUIET << KIND_SHIFT);
-        self.in_flight += 1;
-        self.push(sqe);
-    }
-
-    /// Close `fd` with the next submission (no syscall of its own). A request still armed
-    /// on it holds the socket open until it completes: cancel it first.
-    pub fn close(&mut self, fd: OwnedFd) {
-        let raw: RawFd = fd.into_raw_fd();
-        let sqe = opcode::Close::new(types::Fd(raw))
-            .build()
-            .user_data(QUIET << KIND_SHIFT);
-        self.in_flight += 1;
-        self.push(sqe);
     }
 
     /// Submit what is queued and wait for at least `want` completions, or `timeout`: one
@@ -458,19 +375,14 @@ impl Ring {
         }
     }
 
-    /// Hand every completion that has arrived to `f`. Receive buffers go back to the pool
-    /// as soon as `f` returns.
-    pub fn complete(&mut self, mut f: impl FnMut(Event<'_>)) {
-        let Ring {
-            ring,
-            sends,
-            free_sends,
-            in_flight,
-            bufs,
-            msghdr,
-        } = self;
+    /// Hand every completion that has arrived to `f`, with a handle to answer it with more
+    /// submissions. Receive buffers go back to the pool as soon as `f` returns.
+    pub fn complete(&mut self, mut f: impl FnMut(&mut Submit<'_>, Event<'_>)) {
+        let Ring { ring, ops, bufs } = self;
+        let (submitter, sq, cq) = ring.split();
+        let mut sub = Submit { submitter, sq, ops };
         let mut returned = false;
-        for cqe in ring.completion() {
+        for cqe in cq {
             let user_data = cqe.user_data();
             let kind = user_data >> KIND_SHIFT;
             let token = user_data & TOKEN_MASK;
@@ -478,7 +390,7 @@ impl Ring {
             let flags = cqe.flags();
             let more = cqueue::more(flags);
             if !more {
-                *in_flight = in_flight.saturating_sub(1);
+                sub.ops.in_flight = sub.ops.in_flight.saturating_sub(1);
             }
             let err = || io::Error::from_raw_os_error(-res);
             match kind {
@@ -490,23 +402,26 @@ impl Ring {
                     } else {
                         Err(err())
                     };
-                    f(Event::Accepted { token, fd, more });
+                    f(&mut sub, Event::Accepted { token, fd, more });
                 }
                 RECV | RECVMSG => {
                     let Some(bid) = cqueue::buffer_select(flags) else {
                         // No buffer: an error (or a FIN, which takes none).
                         let data = if res < 0 { Err(err()) } else { Ok(&[][..]) };
-                        f(Event::Received {
-                            token,
-                            data,
-                            arrived: None,
-                            more,
-                        });
+                        f(
+                            &mut sub,
+                            Event::Received {
+                                token,
+                                data,
+                                arrived: None,
+                                more,
+                            },
+                        );
                         continue;
                     };
                     let raw = bufs.buffer(bid, res.max(0) as usize);
                     let (data, arrived) = if kind == RECVMSG {
-                        match types::RecvMsgOut::parse(raw, msghdr) {
+                        match types::RecvMsgOut::parse(raw, &sub.ops.msghdr) {
                             Ok(out) => {
                                 // The payload is a tail of `raw`: keep `raw`'s lifetime.
                                 let payload = out.payload_data();
@@ -521,28 +436,31 @@ impl Ring {
                     } else {
                         (raw, None)
                     };
-                    f(Event::Received {
-                        token,
-                        data: Ok(data),
-                        arrived,
-                        more,
-                    });
+                    f(
+                        &mut sub,
+                        Event::Received {
+                            token,
+                            data: Ok(data),
+                            arrived,
+                            more,
+                        },
+                    );
                     bufs.push(bid);
                     returned = true;
                 }
                 SEND => {
                     let slot = token as usize;
-                    if let Some((token, buf)) = sends.get_mut(slot).and_then(Option::take) {
-                        free_sends.push(slot);
+                    if let Some((token, buf)) = sub.ops.sends.get_mut(slot).and_then(Option::take) {
+                        sub.ops.free_sends.push(slot);
                         let result = if res >= 0 {
                             Ok(res as usize)
                         } else {
                             Err(err())
                         };
-                        f(Event::Sent { token, result, buf });
+                        f(&mut sub, Event::Sent { token, result, buf });
                     }
                 }
-                POLL => f(Event::Ready { token, more }),
+                POLL => f(&mut sub, Event::Ready { token, more }),
                 _ => {}
             }
         }
@@ -553,7 +471,130 @@ impl Ring {
 
     /// Requests still armed or in flight.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.ops.in_flight
+    }
+}
+
+impl Submit<'_> {
+    fn push(&mut self, sqe: squeue::Entry) {
+        loop {
+            // SAFETY: every pointer an entry carries is owned by the ring and outlives the
+            // request: send buffers sit in `sends` until their completion, the buffer ring
+            // and `msghdr` live as long as the ring; file descriptors are the caller's.
+            if unsafe { self.sq.push(&sqe) }.is_ok() {
+                return;
+            }
+            // The submission queue is full: hand it to the kernel now.
+            self.sq.sync();
+            if self.submitter.submit().is_err() {
+                // EINTR, or EBUSY (completions to reap first): the entry is retried.
+                std::thread::yield_now();
+            }
+            self.sq.sync();
+        }
+    }
+
+    /// Accept every connection `listener` gets, until cancelled or an error ends it.
+    pub fn accept_multi(&mut self, listener: BorrowedFd<'_>, token: u64) {
+        let sqe = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
+    /// Accept one connection from `listener` (its completion says `more: false`).
+    pub fn accept(&mut self, listener: BorrowedFd<'_>, token: u64) {
+        let sqe = opcode::Accept::new(
+            types::Fd(listener.as_raw_fd()),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
+    /// Receive whatever `fd` gets into the buffer pool, until the peer's FIN, an error or a
+    /// cancel; with `timestamps`, through `recvmsg` so the kernel's arrival time comes along.
+    pub fn recv_multi(&mut self, fd: BorrowedFd<'_>, token: u64, timestamps: bool) {
+        let fd = types::Fd(fd.as_raw_fd());
+        let sqe = if timestamps {
+            opcode::RecvMsgMulti::new(fd, &*self.ops.msghdr, GROUP)
+                .build()
+                .user_data(RECVMSG << KIND_SHIFT | token & TOKEN_MASK)
+        } else {
+            opcode::RecvMulti::new(fd, GROUP)
+                .build()
+                .user_data(RECV << KIND_SHIFT | token & TOKEN_MASK)
+        };
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
+    /// Send `buf`; it comes back with the completion ([`Event::Sent`]).
+    pub fn send(&mut self, fd: BorrowedFd<'_>, token: u64, buf: BytesMut) {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let ptr = buf.as_ptr();
+        let slot = match self.ops.free_sends.pop() {
+            Some(s) => {
+                self.ops.sends[s] = Some((token, buf));
+                s
+            }
+            None => {
+                self.ops.sends.push(Some((token, buf)));
+                self.ops.sends.len() - 1
+            }
+        };
+        let sqe = opcode::Send::new(types::Fd(fd.as_raw_fd()), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(SEND << KIND_SHIFT | slot as u64);
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
+    /// Be told when `fd` is readable, every time (an eventfd another thread writes).
+    pub fn poll_multi(&mut self, fd: BorrowedFd<'_>, token: u64) {
+        let sqe = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(POLL << KIND_SHIFT | token & TOKEN_MASK);
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
+    /// Cancel the multishot receive of `token` (its last completion still comes).
+    pub fn cancel_recv(&mut self, token: u64) {
+        self.cancel(RECV << KIND_SHIFT | token & TOKEN_MASK);
+        self.cancel(RECVMSG << KIND_SHIFT | token & TOKEN_MASK);
+    }
+
+    /// Cancel the multishot accept of `token`.
+    pub fn cancel_accept(&mut self, token: u64) {
+        self.cancel(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
+    }
+
+    fn cancel(&mut self, user_data: u64) {
+        let sqe = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(QUIET << KIND_SHIFT);
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
+    /// Close `fd` with the next submission (no syscall of its own). A request still armed
+    /// on it holds the socket open until it completes: cancel it first.
+    pub fn close(&mut self, fd: OwnedFd) {
+        let raw: RawFd = fd.into_raw_fd();
+        let sqe = opcode::Close::new(types::Fd(raw))
+            .build()
+            .user_data(QUIET << KIND_SHIFT);
+        self.ops.in_flight += 1;
+        self.push(sqe);
     }
 }
 
@@ -578,13 +619,13 @@ impl Drop for Ring {
             .submitter()
             .register_sync_cancel(None, types::CancelBuilder::any());
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
-        while self.in_flight > 0 && std::time::Instant::now() < deadline {
+        while self.ops.in_flight > 0 && std::time::Instant::now() < deadline {
             let _ = self.submit_and_wait(1, Some(Duration::from_millis(10)));
-            self.complete(|_| {});
+            self.complete(|_, _| {});
         }
-        if self.in_flight > 0 {
+        if self.ops.in_flight > 0 {
             // Requests the kernel did not give back: their buffers must outlive them.
-            std::mem::forget(std::mem::take(&mut self.sends));
+            std::mem::forget(std::mem::take(&mut self.ops.sends));
             let bufs = std::mem::replace(&mut self.bufs.data, Box::new([]));
             std::mem::forget(bufs);
             self.bufs.map_len = 0;

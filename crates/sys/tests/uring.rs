@@ -20,7 +20,7 @@ fn pump(ring: &mut Ring, mut on: impl FnMut(&mut Vec<Action>, Event<'_>) -> bool
         ring.submit_and_wait(1, Some(Duration::from_millis(50)))
             .unwrap();
         let mut done = false;
-        ring.complete(|ev| done |= on(&mut actions, ev));
+        ring.complete(|_, ev| done |= on(&mut actions, ev));
         if done {
             return actions;
         }
@@ -42,7 +42,7 @@ enum Action {
 fn accepts_receives_and_sends_through_the_ring() {
     let mut ring = Ring::new().expect("io_uring");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    ring.accept_multi(listener.as_fd(), LISTENER);
+    ring.submit().accept_multi(listener.as_fd(), LISTENER);
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let mut got = pump(&mut ring, |acts, ev| match ev {
         Event::Accepted { token, fd, more } => {
@@ -56,7 +56,7 @@ fn accepts_receives_and_sends_through_the_ring() {
     let Some(Action::Conn(conn)) = got.pop() else {
         panic!("no connection")
     };
-    ring.recv_multi(conn.as_fd(), CONN, false);
+    ring.submit().recv_multi(conn.as_fd(), CONN, false);
     client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let got = pump(&mut ring, |acts, ev| match ev {
         Event::Received {
@@ -87,7 +87,7 @@ fn accepts_receives_and_sends_through_the_ring() {
 
     let mut out = BytesMut::new();
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-    ring.send(conn.as_fd(), CONN, out);
+    ring.submit().send(conn.as_fd(), CONN, out);
     let got = pump(&mut ring, |acts, ev| match ev {
         Event::Sent { token, result, buf } => {
             assert_eq!(token, CONN);
@@ -116,8 +116,8 @@ fn accepts_receives_and_sends_through_the_ring() {
         other => panic!("unexpected {other:?}"),
     });
     assert!(matches!(&got[..], [Action::Fin]));
-    ring.close(conn);
-    ring.cancel_accept(LISTENER);
+    ring.submit().close(conn);
+    ring.submit().cancel_accept(LISTENER);
     pump(&mut ring, |_, ev| {
         matches!(ev, Event::Accepted { more: false, .. })
     });
@@ -152,7 +152,7 @@ fn receives_carry_the_kernel_timestamp_when_asked() {
     let (server, _) = listener.accept().unwrap();
     client.write_all(b"hello").unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    ring.recv_multi(server.as_fd(), CONN, true);
+    ring.submit().recv_multi(server.as_fd(), CONN, true);
     let got = pump(&mut ring, |acts, ev| match ev {
         Event::Received { data, arrived, .. } => {
             acts.push(Action::Bytes(data.unwrap().to_vec(), arrived));
@@ -167,7 +167,7 @@ fn receives_carry_the_kernel_timestamp_when_asked() {
     let waited = SystemTime::now().duration_since(*at).unwrap();
     assert!(waited >= Duration::from_millis(90), "waited {waited:?}");
     assert!(waited < Duration::from_secs(2), "waited {waited:?}");
-    ring.cancel_recv(CONN);
+    ring.submit().cancel_recv(CONN);
     pump(&mut ring, |_, ev| {
         matches!(ev, Event::Received { more: false, .. })
     });
@@ -179,7 +179,7 @@ fn receives_carry_the_kernel_timestamp_when_asked() {
 fn another_thread_wakes_the_ring_through_an_eventfd() {
     let mut ring = Ring::new().expect("io_uring");
     let waker = std::sync::Arc::new(sys::Waker::new().unwrap());
-    ring.poll_multi(waker.as_fd(), WAKER);
+    ring.submit().poll_multi(waker.as_fd(), WAKER);
     let w = waker.clone();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
