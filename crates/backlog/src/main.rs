@@ -137,6 +137,12 @@ struct ServeArgs {
     /// queues (receive timestamps; reads through recvmsg, the same one syscall).
     #[arg(long, default_value = "on", value_parser = named(&QueueTiming::ALL, |q| q.name()))]
     queue_timing: QueueTiming,
+    /// The I/O interface of every event loop: epoll (readiness), uring (io_uring
+    /// completions: multishot accept and receive, sends submitted with the wait; exits 2
+    /// naming the cause where the kernel cannot), or auto (io_uring where available; logs
+    /// its choice).
+    #[arg(long, env = "BACKLOG_IO", default_value = "epoll", value_parser = named(&Io::ALL, |i| i.name()))]
+    io: Io,
     /// The built-in application.
     #[arg(long, value_enum, default_value_t = AppArg::Hello)]
     app: AppArg,
@@ -338,6 +344,7 @@ fn main() -> ExitCode {
                 let code = match err.downcast_ref::<ServerError>() {
                     Some(ServerError::AddrInUse { .. })
                     | Some(ServerError::Bind { .. })
+                    | Some(ServerError::Uring(_))
                     | Some(ServerError::Config(_)) => 2,
                     _ => 1,
                 };
@@ -547,6 +554,7 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
         .backlog(args.backlog)
         .defer_accept(args.defer_accept)
         .queue_timing(args.queue_timing)
+        .io(args.io)
         .queue_depth(args.queue_depth)
         .drain_timeout(args.drain_timeout)
         .limits(backlog_server::Limits {

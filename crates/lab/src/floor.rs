@@ -109,10 +109,10 @@ impl Floor {
         let uring = match io {
             Io::Epoll => false,
             Io::Uring => {
-                Ring::new().context("--io uring")?;
+                sys::uring::check().context("--io uring")?;
                 true
             }
-            Io::Auto => Ring::new().is_ok(),
+            Io::Auto => sys::uring::check().is_ok(),
         };
         let first = reuseport_listener(addr, backlog)?;
         let addr = first.local_addr()?;

@@ -225,9 +225,7 @@ impl Target {
             Kind::Nginx { .. } => which("nginx"),
             Kind::Node { .. } => which("node"),
             Kind::Hyper => cfg!(feature = "hyper"),
-            Kind::Floor { io } => {
-                io != backlog_server::Io::Uring || sys::uring::Ring::new().is_ok()
-            }
+            Kind::Floor { io } => io != backlog_server::Io::Uring || sys::uring::check().is_ok(),
         }
     }
 }

@@ -13,6 +13,7 @@
 use crate::conn_limit::ConnLimit;
 use crate::listener::Listener;
 use crate::stats::ThreadStats;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,27 @@ pub const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
 
 /// Token bit marking a listener (the low bits are its index); connections use plain keys.
 pub(crate) const LISTENER_TAG: u64 = 1 << 62;
+/// On an io_uring: a listener's token (the ring's tokens are 60 bits; connections' use the
+/// low 56). Its multishot accept and its readiness poll (near the ceiling) share it.
+pub(crate) const URING_LISTENER: u64 = 1 << 58;
+/// io_uring: room under `--max-conns` below which the listener is polled and accepted
+/// from as under epoll (readiness, then `accept4` for each slot there is room for). A
+/// multishot accept takes whatever arrives, so it is stopped while this much room is left:
+/// at the ceiling, connections wait in the kernel's accept queue exactly as under epoll.
+const MULTISHOT_ROOM: usize = 1024;
+
+/// A listener's accepts on an io_uring.
+#[derive(Debug, Clone, Copy, Default)]
+struct UringAccepts {
+    /// A multishot accept is armed.
+    multishot: bool,
+    /// It was cancelled and its last completion has not come yet.
+    stopping: bool,
+    /// A one-shot readiness poll is armed (near the ceiling).
+    polling: bool,
+    /// Shared socket: move to the back of the kernel's waiters (see `before_wait_uring`).
+    rotate: bool,
+}
 
 /// nginx's accept_mutex: a lock word shared by the threads of one listening socket.
 ///
@@ -54,6 +76,16 @@ impl AcceptMutex {
     fn unlock(&self) {
         self.locked.store(false, Ordering::Release);
     }
+}
+
+/// How an accept batch ended.
+enum Batch {
+    /// The queue is empty (or the batch is done): this many were accepted.
+    Drained(u32),
+    /// At `--max-conns`.
+    Full,
+    /// Out of descriptors (or a fatal error): pausing.
+    Paused,
 }
 
 /// How this acceptor shares its listeners with other threads.
@@ -80,6 +112,8 @@ pub(crate) struct Acceptor {
     since_rotate: u32,
     paused_until: Option<Instant>,
     last_warning: Option<Instant>,
+    /// io_uring only: each listener's accepts.
+    uring: Vec<UringAccepts>,
 }
 
 impl Acceptor {
@@ -100,7 +134,13 @@ impl Acceptor {
             since_rotate: 0,
             paused_until: None,
             last_warning: None,
+            uring: Vec::new(),
         }
+    }
+
+    /// The ceiling it accepts under.
+    pub(crate) fn limit(&self) -> Arc<ConnLimit> {
+        self.limit.clone()
     }
 
     fn interest(&self) -> Interest {
@@ -182,20 +222,45 @@ impl Acceptor {
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
+        match self.accept_batch(index, now, deliver) {
+            Batch::Full => {
+                self.deregister(epoll);
+                tracing::debug!(
+                    max = self.limit.max(),
+                    "connection limit reached; accepting paused"
+                );
+            }
+            Batch::Paused => self.deregister(epoll),
+            Batch::Drained(accepted) => {
+                if let Turn::Exclusive = self.turn {
+                    self.since_rotate += accepted;
+                    if self.since_rotate >= EXCLUSIVE_ROTATE {
+                        self.since_rotate = 0;
+                        self.deregister(epoll);
+                        self.register(epoll);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Accept up to [`ACCEPT_BATCH`] from listener `index` with `accept4`, each with its
+    /// slot under the ceiling claimed first.
+    fn accept_batch(
+        &mut self,
+        index: usize,
+        now: Instant,
+        deliver: &mut dyn FnMut(Accepted),
+    ) -> Batch {
         let Some(listener) = self.listeners.get(index).cloned() else {
-            return;
+            return Batch::Drained(0);
         };
         let mut accepted = 0u32;
         for _ in 0..ACCEPT_BATCH {
             if !self.limit.try_acquire() {
                 // At the ceiling: leave connections in the kernel's accept queue.
                 self.full = true;
-                self.deregister(epoll);
-                tracing::debug!(
-                    max = self.limit.max(),
-                    "connection limit reached; accepting paused"
-                );
-                break;
+                return Batch::Full;
             }
             match listener.accept() {
                 Ok(conn) => {
@@ -209,21 +274,14 @@ impl Acceptor {
                         AcceptError::Drained => break,
                         AcceptError::Skip => continue,
                         AcceptError::Exhausted | AcceptError::Fatal => {
-                            self.pause(epoll, now, &err);
-                            break;
+                            self.pause_for(now, &err);
+                            return Batch::Paused;
                         }
                     }
                 }
             }
         }
-        if let Turn::Exclusive = self.turn {
-            self.since_rotate += accepted;
-            if self.since_rotate >= EXCLUSIVE_ROTATE {
-                self.since_rotate = 0;
-                self.deregister(epoll);
-                self.register(epoll);
-            }
-        }
+        Batch::Drained(accepted)
     }
 
     /// Count an accepted connection and send it where this loop's connections go (its own
@@ -235,8 +293,8 @@ impl Acceptor {
         deliver(conn);
     }
 
-    fn pause(&mut self, epoll: &Epoll, now: Instant, err: &std::io::Error) {
-        self.deregister(epoll);
+    /// Stop accepting for [`EXHAUSTED_PAUSE`], saying why (at most once a second).
+    fn pause_for(&mut self, now: Instant, err: &std::io::Error) {
         self.paused_until = Some(now + EXHAUSTED_PAUSE);
         let quiet = self
             .last_warning
@@ -257,6 +315,11 @@ impl Acceptor {
                 lock.unlock();
             }
         }
+        self.take_queued(deliver);
+    }
+
+    /// Accept what is already in the accept queues, then drop the listeners.
+    fn take_queued(&mut self, deliver: &mut dyn FnMut(Accepted)) {
         for listener in std::mem::take(&mut self.listeners) {
             for _ in 0..4096 {
                 if !self.limit.try_acquire() {
@@ -271,5 +334,153 @@ impl Acceptor {
                 }
             }
         }
+    }
+}
+
+/// The acceptor on an io_uring. The kernel's accept is polled exclusively (one waiter per
+/// connection), so on a shared socket `exclusive`, `mutex` and `herd` all become that:
+/// every loop keeps an accept armed on it and the kernel hands each connection to one.
+impl Acceptor {
+    /// Arm what the room under the ceiling allows: a multishot accept with room to spare,
+    /// a readiness poll near the ceiling (and for connections passed by a supervisor),
+    /// nothing at it. Returns how long the loop may sleep
+    /// at most (a pause after EMFILE).
+    pub(crate) fn before_wait_uring(
+        &mut self,
+        sub: &mut sys::uring::Submit<'_>,
+        now: Instant,
+    ) -> Option<Duration> {
+        if let Some(until) = self.paused_until {
+            if now < until {
+                return Some(until - now);
+            }
+            self.paused_until = None;
+        }
+        self.uring
+            .resize(self.listeners.len(), UringAccepts::default());
+        let room = self.limit.room();
+        for (i, (listener, arm)) in self.listeners.iter().zip(&mut self.uring).enumerate() {
+            let token = URING_LISTENER | i as u64;
+            // Connections a supervisor passes over a Unix socket are not accepted but
+            // received: that socket is polled, then read as under epoll.
+            if room > MULTISHOT_ROOM && !listener.is_passed() {
+                if !arm.multishot {
+                    sub.accept_multi(listener.as_fd(), token);
+                    arm.multishot = true;
+                } else if arm.rotate && !arm.stopping {
+                    // The kernel wakes a shared socket's waiters in the order they armed,
+                    // and an armed multishot accept never leaves the queue: without this,
+                    // the first loop would take every connection. Cancelled, it is armed
+                    // again at the back once its last completion comes.
+                    sub.cancel_accept(token);
+                    arm.stopping = true;
+                }
+                arm.rotate = false;
+                continue;
+            }
+            if arm.multishot {
+                if !arm.stopping {
+                    sub.cancel_accept(token);
+                    arm.stopping = true;
+                }
+                continue;
+            }
+            if room > 0 && !arm.polling {
+                sub.poll_once(listener.as_fd(), token);
+                arm.polling = true;
+            }
+        }
+        None
+    }
+
+    /// A multishot accept completed.
+    pub(crate) fn on_accepted_uring(
+        &mut self,
+        token: u64,
+        fd: std::io::Result<std::os::fd::OwnedFd>,
+        more: bool,
+        now: Instant,
+        deliver: &mut dyn FnMut(Accepted),
+    ) {
+        let shared = !matches!(self.turn, Turn::Own);
+        if let Some(arm) = self.uring.get_mut((token & 0xffff) as usize) {
+            if !more {
+                arm.multishot = false;
+                arm.stopping = false;
+            }
+            if shared && fd.is_ok() {
+                self.since_rotate += 1;
+                if self.since_rotate >= EXCLUSIVE_ROTATE {
+                    self.since_rotate = 0;
+                    arm.rotate = true;
+                }
+            }
+        }
+        if let Some(err) = deliver_accepted(fd, &self.limit, &self.stats, deliver) {
+            let exhausted = matches!(
+                sys::socket::classify_accept_error(&err),
+                AcceptError::Exhausted | AcceptError::Fatal
+            );
+            if exhausted && !sys::cancelled(&err) {
+                self.pause_for(now, &err);
+            }
+        }
+    }
+
+    /// A listener polled near the ceiling is readable: accept what there is room for.
+    pub(crate) fn on_listener_ready_uring(
+        &mut self,
+        token: u64,
+        now: Instant,
+        deliver: &mut dyn FnMut(Accepted),
+    ) {
+        let index = (token & 0xffff) as usize;
+        if let Some(arm) = self.uring.get_mut(index) {
+            arm.polling = false;
+        }
+        self.accept_batch(index, now, deliver);
+    }
+
+    /// Shutdown on an io_uring: cancel the accepts and polls, take what is queued, drop
+    /// the listeners. Accepts that completed before the cancel still come, and are
+    /// delivered by the loop with [`deliver_accepted`].
+    pub(crate) fn close_uring(
+        mut self,
+        sub: &mut sys::uring::Submit<'_>,
+        deliver: &mut dyn FnMut(Accepted),
+    ) {
+        for i in 0..self.listeners.len() {
+            sub.cancel_accept(URING_LISTENER | i as u64);
+            sub.cancel_poll(URING_LISTENER | i as u64);
+        }
+        self.take_queued(deliver);
+    }
+}
+
+/// Hand a multishot accept's connection on, counted under the ceiling (or past it: it is
+/// already ours; the accept is stopped well before the ceiling). Returns the error, if
+/// the accept failed.
+pub(crate) fn deliver_accepted(
+    fd: std::io::Result<std::os::fd::OwnedFd>,
+    limit: &ConnLimit,
+    stats: &ThreadStats,
+    deliver: &mut dyn FnMut(Accepted),
+) -> Option<std::io::Error> {
+    match fd {
+        Ok(fd) => {
+            if !limit.try_acquire() {
+                limit.force_acquire();
+            }
+            // A multishot accept does not report the peer: one getpeername.
+            let peer = sys::socket::peer_addr(&fd).ok();
+            stats.accepted();
+            deliver(Accepted {
+                fd,
+                peer,
+                at: Instant::now(),
+            });
+            None
+        }
+        Err(err) => Some(err),
     }
 }

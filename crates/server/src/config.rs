@@ -59,18 +59,28 @@ named!(Balance, RoundRobin, LeastConns, P2c);
 named!(QueueTiming, On, Off);
 named!(Io, Epoll, Uring, Auto);
 
-/// The interface the event loops use to talk to the kernel (`--io`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// The interface the event loops use to talk to the kernel (`--io`). The default is
+/// epoll, or what the `BACKLOG_IO` environment variable names (`epoll`, `uring`, `auto`):
+/// a whole deployment, or a whole test suite, switches driver without code changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Io {
     /// epoll readiness, then `accept4`/`recvmsg`/`write` per connection.
-    #[default]
     Epoll,
     /// io_uring completions: multishot accept and receive, sends submitted with the wait.
     /// Fails at start, naming the cause, where the kernel cannot provide it.
     Uring,
     /// io_uring where available, else epoll; says at start which it chose.
     Auto,
+}
+
+impl Default for Io {
+    fn default() -> Io {
+        std::env::var("BACKLOG_IO")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Io::Epoll)
+    }
 }
 
 impl Io {
@@ -220,6 +230,9 @@ pub struct Config {
     pub defer_accept: bool,
     /// Measure waits in the kernel's accept and receive queues.
     pub queue_timing: QueueTiming,
+    /// The I/O interface of every event loop: epoll, io_uring, or io_uring where the
+    /// kernel has it. Checked when the server binds.
+    pub io: Io,
     /// Request size limits.
     pub limits: Limits,
     /// `pool`: capacity of the request queue; when full, the loop stops reading.
@@ -306,6 +319,7 @@ impl Default for Config {
             backlog: 4096,
             defer_accept: false,
             queue_timing: QueueTiming::default(),
+            io: Io::default(),
             limits: Limits::default(),
             queue_depth: 1024,
             drain_timeout: Duration::from_secs(30),

@@ -63,6 +63,17 @@ impl ConnLimit {
         }
     }
 
+    /// Count a connection that is already accepted, ceiling or not (io_uring's multishot
+    /// accept takes whatever arrives; it is stopped well before the ceiling).
+    pub(crate) fn force_acquire(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many more connections fit under the ceiling.
+    pub(crate) fn room(&self) -> usize {
+        self.max.saturating_sub(self.open.load(Ordering::Acquire))
+    }
+
     /// Whether an acceptor may resume.
     pub(crate) fn has_room(&self) -> bool {
         self.open.load(Ordering::Acquire) < self.max

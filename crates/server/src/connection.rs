@@ -357,10 +357,6 @@ impl Connection {
 
     /// Bytes a completion-based driver received into its own buffer: copied in, then as
     /// [`Connection::received`].
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the io_uring driver's way in, which lands next")
-    )]
     pub(crate) fn receive(
         &mut self,
         data: &[u8],

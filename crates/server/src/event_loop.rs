@@ -8,11 +8,13 @@
 
 use crate::acceptor::{Acceptor, LISTENER_TAG};
 use crate::handoff::Balancer;
-use crate::reader::Reader;
+use crate::reader::{Driver, Reader};
 use crate::shutdown::Shutdown;
 use crate::stats::ThreadStats;
+use crate::Io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sys::socket::Accepted;
 use sys::{Epoll, Events, Interest, Waker};
 
 /// Token of the loop's own eventfd.
@@ -21,7 +23,7 @@ const WAKER_TOKEN: u64 = u64::MAX;
 const EVENTS_PER_WAIT: usize = 256;
 /// In a drain, how long an idle keep-alive connection may still send one more request
 /// (at most a quarter of the drain timeout).
-const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a loop does. An accept-only loop always has somewhere to send what it accepts: the
 /// type leaves no way to build one that would drop connections.
@@ -41,12 +43,33 @@ pub(crate) struct EventLoop {
     pub(crate) roles: Roles,
     pub(crate) stats: Arc<ThreadStats>,
     pub(crate) drain_timeout: Duration,
+    /// The I/O interface (resolved: epoll or io_uring).
+    pub(crate) io: Io,
+}
+
+impl Roles {
+    /// The roles as the loop holds them.
+    pub(crate) fn split(self) -> (Option<Acceptor>, Option<Balancer>, Option<Reader>) {
+        match self {
+            Roles::Accept(a, b) => (Some(a), Some(b), None),
+            Roles::Read(r) => (None, None, Some(r)),
+            Roles::AcceptAndRead(a, r) => (Some(a), None, Some(r)),
+        }
+    }
 }
 
 impl EventLoop {
     /// Run until shutdown has been requested and every connection is answered (or the drain
     /// deadline passes).
     pub(crate) fn run(self) {
+        if self.io == Io::Uring {
+            crate::uring_loop::run(self);
+        } else {
+            self.run_epoll();
+        }
+    }
+
+    fn run_epoll(self) {
         let EventLoop {
             epoll,
             waker,
@@ -54,12 +77,9 @@ impl EventLoop {
             roles,
             stats,
             drain_timeout,
+            ..
         } = self;
-        let (mut acceptor, mut balancer, mut reader) = match roles {
-            Roles::Accept(a, b) => (Some(a), Some(b), None),
-            Roles::Read(r) => (None, None, Some(r)),
-            Roles::AcceptAndRead(a, r) => (Some(a), None, Some(r)),
-        };
+        let (mut acceptor, mut balancer, mut reader) = roles.split();
         if let Err(err) = epoll.add(&*waker, WAKER_TOKEN, Interest::Readable) {
             tracing::error!(%err, "cannot poll the loop's eventfd; thread exits");
             return;
@@ -95,13 +115,18 @@ impl EventLoop {
                 // Close the listeners first, so new connections are refused from now on;
                 // what was already queued is taken and answered with the rest.
                 if let Some(a) = acceptor.take() {
-                    a.close(&epoll, &mut sink(&epoll, &mut reader, &mut balancer));
+                    a.close(&epoll, &mut |c| {
+                        deliver(&mut Driver::Epoll(&epoll), &mut reader, &mut balancer, c)
+                    });
                 }
                 // The balancer's inboxes go with it: each reader sees when every acceptor
                 // feeding it has gone, and may finish its drain.
                 balancer = None;
                 if let Some(r) = reader.as_mut() {
-                    r.begin_drain((drain_timeout / 4).min(DRAIN_IDLE_GRACE));
+                    r.begin_drain(
+                        &mut Driver::Epoll(&epoll),
+                        (drain_timeout / 4).min(DRAIN_IDLE_GRACE),
+                    );
                 }
             }
             let mut woken = false;
@@ -112,8 +137,9 @@ impl EventLoop {
                 if token != WAKER_TOKEN && token & LISTENER_TAG != 0 {
                     let Some(a) = acceptor.as_mut() else { continue };
                     let index = (token & !LISTENER_TAG) as usize;
-                    let mut deliver = sink(&epoll, &mut reader, &mut balancer);
-                    a.on_ready(&epoll, index, busy_since, &mut deliver);
+                    a.on_ready(&epoll, index, busy_since, &mut |c| {
+                        deliver(&mut Driver::Epoll(&epoll), &mut reader, &mut balancer, c)
+                    });
                 }
             }
             for (token, readiness) in events.iter() {
@@ -121,19 +147,19 @@ impl EventLoop {
                     woken = true;
                 } else if token & LISTENER_TAG == 0 {
                     if let Some(r) = reader.as_mut() {
-                        r.on_event(token as usize, readiness);
+                        r.on_event(&epoll, token as usize, readiness);
                     }
                 }
             }
             if woken {
                 waker.reset();
                 if let Some(r) = reader.as_mut() {
-                    r.on_wake(&epoll);
+                    r.on_wake(&mut Driver::Epoll(&epoll));
                 }
             }
             if let Some(r) = reader.as_mut() {
-                r.after_events();
-                r.on_timers();
+                r.after_events(&mut Driver::Epoll(&epoll));
+                r.on_timers(&mut Driver::Epoll(&epoll));
             }
             if let Some(a) = acceptor.as_mut() {
                 a.after_events();
@@ -145,7 +171,9 @@ impl EventLoop {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    let cut = reader.as_mut().map_or(0, |r| r.cut_all());
+                    let cut = reader
+                        .as_mut()
+                        .map_or(0, |r| r.cut_all(&mut Driver::Epoll(&epoll)));
                     tracing::warn!(
                         cut,
                         "drain deadline passed; closing connections still in progress"
@@ -157,16 +185,19 @@ impl EventLoop {
     }
 }
 
-/// Where this loop's accepted connections go: its own reader, or the balancer. [`Roles`]
-/// guarantees one of the two exists.
-fn sink<'a>(
-    epoll: &'a Epoll,
-    reader: &'a mut Option<Reader>,
-    balancer: &'a mut Option<Balancer>,
-) -> impl FnMut(sys::socket::Accepted) + 'a {
-    move |fd| match (reader.as_mut(), balancer.as_mut()) {
-        (Some(r), _) => r.add(epoll, fd),
-        (None, Some(b)) => b.dispatch(fd),
-        (None, None) => unreachable!("Roles gives every accepting loop a sink"),
+/// Send an accepted connection where this loop's connections go: its own reader, or the
+/// balancer. [`Roles`] guarantees one of the two exists (until a drain drops the balancer:
+/// an acceptor is closed before that).
+pub(crate) fn deliver(
+    io: &mut Driver<'_, '_>,
+    reader: &mut Option<Reader>,
+    balancer: &mut Option<Balancer>,
+    conn: Accepted,
+) {
+    match (reader.as_mut(), balancer.as_mut()) {
+        (Some(r), _) => r.add(io, conn),
+        (None, Some(b)) => b.dispatch(conn),
+        // Only after a drain dropped the balancer: the connection closes.
+        (None, None) => drop(conn),
     }
 }

@@ -48,13 +48,14 @@
 //! - `acceptor`: the accept role — batches, error triage, taking turns on a shared socket
 //!   (EPOLLEXCLUSIVE, accept mutex, herd).
 //! - `handoff`: passing an accepted fd to another thread's reader, and the balancer.
-//! - `reader`: the reading role — connections, parsing, answering, ordered writes,
-//!   backpressure. `connection`: one connection's buffers and state. `buffers`: the
-//!   reader's bounded free list of I/O buffers.
+//! - `reader`: the reading role, a driver over `connection` — one connection's protocol
+//!   state without I/O (parsing, answering, ordered writes, backpressure, deadlines, how
+//!   it ends). `buffers`: the reader's bounded free list of I/O buffers.
 //! - `worker`: handler threads (a topology's workers, and the blocking pool).
 //! - `timer`: the per-thread timer wheel behind every connection deadline.
 //! - `conn_limit`: `--max-conns`, pausing accepts at the ceiling.
 //! - `event_loop`: one thread's epoll loop and its typed roles: accept, read, or both.
+//!   `uring_loop`: the same roles on an io_uring ([`Io`]: `--io epoll|uring|auto`).
 //! - [`topology`]: [`Topology`], who listens, accepts, reads and handles. `arch`: wiring a
 //!   topology from the parts above.
 //! - [`handler`], [`layer`], [`router`], [`refusal`]: the API applications implement.
@@ -89,6 +90,7 @@ pub mod stats;
 mod timer;
 pub mod topology;
 pub mod tuning;
+mod uring_loop;
 mod worker;
 
 pub use config::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming, Timeouts, UnknownName};

@@ -28,22 +28,56 @@ use crossbeam_channel::Receiver;
 use h1::Limits;
 use slab::Slab;
 use std::collections::VecDeque;
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use sys::socket::Accepted;
+use sys::uring::Submit;
 use sys::{Epoll, Interest, Readiness};
 
-/// A connection as this driver holds it: the socket, what epoll last said about it, and
-/// the I/O-free protocol state.
+/// The loop's I/O interface, lent to the reader for one call.
+pub(crate) enum Driver<'a, 'r> {
+    /// Readiness: connections are registered with this epoll; the reader reads and writes.
+    Epoll(&'a Epoll),
+    /// Completions: the reader queues receives, sends and closes on the loop's ring.
+    Uring(&'a mut Submit<'r>),
+}
+
+/// A connection as this reader holds it: the socket, what the driver last said about it,
+/// and the I/O-free protocol state.
 struct Socket {
     fd: OwnedFd,
-    /// Edge-triggered: the kernel may hold bytes we have not read yet.
+    /// epoll, edge-triggered: the kernel may hold bytes we have not read yet.
     readable: bool,
     /// epoll reported the client's FIN: read until a read returns 0, since a short read
     /// before it is followed by no further edge.
     fin_seen: bool,
+    /// io_uring: where its multishot receive is.
+    recv: Armed,
     conn: Connection,
+}
+
+/// An io_uring multishot receive's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    Off,
+    On,
+    /// Cancelled; its last completion has not come yet (re-arming now would make two).
+    Stopping,
+}
+
+/// A connection's token on the ring: its slab key and the low bits of its generation, so
+/// a completion for a connection since closed (its slot reused) is recognised and dropped.
+pub(crate) fn conn_token(key: usize, gen: u32) -> u64 {
+    (u64::from(gen & 0xff_ffff) << 32) | key as u64
+}
+
+fn token_key(token: u64) -> (usize, u32) {
+    (
+        (token & 0xffff_ffff) as usize,
+        (token >> 32) as u32 & 0xff_ffff,
+    )
 }
 
 /// A reader's link to a pool of handler threads: where it submits requests and where the
@@ -169,23 +203,33 @@ impl Reader {
 
     /// Take ownership of an accepted connection (its slot in the connection limit is
     /// already claimed).
-    pub(crate) fn add(&mut self, epoll: &Epoll, accepted: Accepted) {
+    pub(crate) fn add(&mut self, io: &mut Driver<'_, '_>, accepted: Accepted) {
         let Accepted { fd, peer, at } = accepted;
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        // Registration reports data that is already waiting (TCP_DEFER_ACCEPT, fast
-        // clients): epoll checks readiness when a file is added.
-        if let Err(err) = epoll.add(&fd, key as u64, Interest::Connection) {
-            tracing::warn!(%err, "cannot register connection; closing it");
-            self.cfg.conn_limit.release();
-            return;
+        let mut recv = Armed::Off;
+        match io {
+            Driver::Epoll(epoll) => {
+                // Registration reports data that is already waiting (TCP_DEFER_ACCEPT, fast
+                // clients): epoll checks readiness when a file is added.
+                if let Err(err) = epoll.add(&fd, key as u64, Interest::Connection) {
+                    tracing::warn!(%err, "cannot register connection; closing it");
+                    self.cfg.conn_limit.release();
+                    return;
+                }
+            }
+            Driver::Uring(sub) => {
+                sub.recv_multi(fd.as_fd(), conn_token(key, gen), self.cfg.queue_timing);
+                recv = Armed::On;
+            }
         }
         entry.insert(Socket {
             fd,
             readable: false,
             fin_seen: false,
+            recv,
             conn: Connection::new(peer, gen, self.cfg.limits, at),
         });
         self.stats.opened();
@@ -194,14 +238,94 @@ impl Reader {
             if let Some(s) = self.conns.get_mut(key) {
                 s.readable = true;
             }
-            self.drive(key);
+            self.drive(io, key);
         } else {
             self.schedule(key);
         }
     }
 
+    /// io_uring: bytes (or the FIN, or an error) from a connection's multishot receive.
+    pub(crate) fn on_received(
+        &mut self,
+        io: &mut Driver<'_, '_>,
+        token: u64,
+        data: std::io::Result<&[u8]>,
+        arrived: Option<SystemTime>,
+        more: bool,
+    ) {
+        let (key, gen) = token_key(token);
+        let Some(s) = self
+            .conns
+            .get_mut(key)
+            .filter(|s| s.conn.gen & 0xff_ffff == gen)
+        else {
+            return;
+        };
+        if !more {
+            s.recv = Armed::Off;
+        }
+        let lingering = s.conn.lingering();
+        let mut ended = false;
+        match data {
+            Ok([]) => {
+                s.conn.peer_closed();
+                ended = true;
+            }
+            Ok(bytes) if lingering => ended = !s.conn.discard_input(bytes.len()),
+            Ok(bytes) => s
+                .conn
+                .receive(bytes, arrived, self.now, &mut self.spare, &self.stats),
+            // The pool ran dry, or we cancelled it: armed again when wanted.
+            Err(err) if sys::out_of_buffers(&err) || sys::cancelled(&err) => {}
+            Err(_) => {
+                s.conn.broke();
+                ended = true;
+            }
+        }
+        if lingering {
+            // Discarding until the FIN, an error, the cap or the linger deadline.
+            if ended {
+                self.close(io, key);
+            } else {
+                if let (Driver::Uring(sub), Armed::Off) = (&mut *io, s.recv) {
+                    sub.recv_multi(s.fd.as_fd(), token, false);
+                    s.recv = Armed::On;
+                }
+                self.schedule(key);
+            }
+            return;
+        }
+        self.drive(io, key);
+    }
+
+    /// io_uring: a send finished; its buffer comes back.
+    pub(crate) fn on_sent(
+        &mut self,
+        io: &mut Driver<'_, '_>,
+        token: u64,
+        result: std::io::Result<usize>,
+        buf: bytes::BytesMut,
+    ) {
+        let (key, gen) = token_key(token);
+        let Some(s) = self
+            .conns
+            .get_mut(key)
+            .filter(|s| s.conn.gen & 0xff_ffff == gen)
+        else {
+            return;
+        };
+        match result {
+            Ok(n) => s.conn.sent_back(buf, n, self.now, &self.stats),
+            Err(_) => {
+                s.conn.sent_back(buf, 0, self.now, &self.stats);
+                s.conn.broke();
+            }
+        }
+        self.drive(io, key);
+    }
+
     /// epoll reported readiness for connection `key`.
-    pub(crate) fn on_event(&mut self, key: usize, readiness: Readiness) {
+    pub(crate) fn on_event(&mut self, epoll: &Epoll, key: usize, readiness: Readiness) {
         let Some(s) = self.conns.get_mut(key) else {
             return;
         };
@@ -215,19 +339,19 @@ impl Reader {
         if readiness.readable() {
             s.readable = true;
         }
-        self.drive(key);
+        self.drive(&mut Driver::Epoll(epoll), key);
     }
 
     /// The loop's eventfd fired: take handed-over connections, worker answers and
     /// questions from the admin thread.
-    pub(crate) fn on_wake(&mut self, epoll: &Epoll) {
+    pub(crate) fn on_wake(&mut self, io: &mut Driver<'_, '_>) {
         while let Ok(query) = self.queries.try_recv() {
             let _ = query
                 .reply
                 .send((self.conns.len(), self.describe(query.limit)));
         }
         while let Some(fd) = self.inbox.as_ref().and_then(|i| i.pop()) {
-            self.add(epoll, fd);
+            self.add(io, fd);
         }
         let Reader {
             exec,
@@ -253,14 +377,14 @@ impl Reader {
         touched.sort_unstable();
         touched.dedup();
         for &key in &touched {
-            self.drive(key);
+            self.drive(io, key);
         }
         touched.clear();
         self.touched = touched;
     }
 
     /// After a round of events: give stalled requests the queue room workers freed.
-    pub(crate) fn after_events(&mut self) {
+    pub(crate) fn after_events(&mut self, io: &mut Driver<'_, '_>) {
         while let Some(&key) = self.blocked.front() {
             let Some(job) = self.conns.get_mut(key).and_then(|s| s.conn.take_stalled()) else {
                 self.blocked.pop_front();
@@ -272,7 +396,7 @@ impl Reader {
             match submit.try_submit(job) {
                 Ok(()) => {
                     self.blocked.pop_front();
-                    self.drive(key);
+                    self.drive(io, key);
                 }
                 Err(job) => {
                     if let Some(s) = self.conns.get_mut(key) {
@@ -285,7 +409,7 @@ impl Reader {
     }
 
     /// Fire the deadlines that are due.
-    pub(crate) fn on_timers(&mut self) {
+    pub(crate) fn on_timers(&mut self, io: &mut Driver<'_, '_>) {
         if self.idle_close_at.is_some_and(|at| self.now >= at) {
             self.idle_close_at = None;
             let idle: Vec<usize> = self
@@ -295,7 +419,7 @@ impl Reader {
                 .map(|(k, _)| k)
                 .collect();
             for key in idle {
-                self.drive(key);
+                self.drive(io, key);
             }
         }
         if self.wheel.len() == 0 {
@@ -313,7 +437,7 @@ impl Reader {
             conn.timer_tick = NO_TICK;
             match conn.deadline(&self.cfg.timeouts) {
                 None => {}
-                Some((when, kind)) if when <= self.now => self.expire(e.key, kind),
+                Some((when, kind)) if when <= self.now => self.expire(io, e.key, kind),
                 Some((when, _)) => {
                     conn.timer_tick = self.wheel.insert(e.key, e.gen, when);
                 }
@@ -322,7 +446,7 @@ impl Reader {
         self.due = due;
     }
 
-    fn expire(&mut self, key: usize, kind: Expiry) {
+    fn expire(&mut self, io: &mut Driver<'_, '_>, key: usize, kind: Expiry) {
         let Reader {
             conns,
             cfg,
@@ -344,8 +468,8 @@ impl Reader {
             now: *now,
         };
         match s.conn.expire(kind, &cx) {
-            Expired::Close => self.close(key),
-            Expired::Answered => self.drive(key),
+            Expired::Close => self.close(io, key),
+            Expired::Answered => self.drive(io, key),
         }
     }
 
@@ -370,7 +494,7 @@ impl Reader {
     /// client cannot know) loses that request — the race that makes restarts reset
     /// connections. A busy client's next request comes within microseconds and is answered;
     /// an idle one is closed when the grace ends.
-    pub(crate) fn begin_drain(&mut self, idle_grace: Duration) {
+    pub(crate) fn begin_drain(&mut self, io: &mut Driver<'_, '_>, idle_grace: Duration) {
         self.draining = true;
         self.idle_close_at = Some(self.now + idle_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -379,7 +503,7 @@ impl Reader {
                 // Read what the kernel holds: a request already sent is answered, not lost.
                 s.readable = true;
             }
-            self.drive(key);
+            self.drive(io, key);
         }
     }
 
@@ -390,8 +514,16 @@ impl Reader {
         self.conns.is_empty() && !inbox_open
     }
 
-    /// Read, parse, answer and write until the connection has nothing more to do now.
-    fn drive(&mut self, key: usize) {
+    /// Take the connection as far as it can go now, through the loop's driver.
+    fn drive(&mut self, io: &mut Driver<'_, '_>, key: usize) {
+        match io {
+            Driver::Epoll(_) => self.drive_epoll(key),
+            Driver::Uring(sub) => self.drive_uring(sub, key),
+        }
+    }
+
+    /// epoll: read, parse, answer and write until the connection has nothing more to do.
+    fn drive_epoll(&mut self, key: usize) {
         loop {
             let Some(s) = self.conns.get_mut(key) else {
                 return;
@@ -443,7 +575,7 @@ impl Reader {
                     if aborted {
                         self.stats.aborted();
                     }
-                    self.close(key);
+                    self.remove(key);
                     return;
                 }
             }
@@ -487,7 +619,49 @@ impl Reader {
                 Err(_) => break,
             }
         }
-        self.close(key);
+        self.remove(key);
+    }
+
+    /// io_uring: answer what has arrived, send what is ready (one send in flight per
+    /// connection), and keep the receive armed exactly while the connection wants bytes.
+    fn drive_uring(&mut self, sub: &mut Submit<'_>, key: usize) {
+        self.answer(key);
+        let Some(s) = self.conns.get_mut(key) else {
+            return;
+        };
+        let token = conn_token(key, s.conn.gen);
+        if let Some(out) = s.conn.take_output() {
+            sub.send(s.fd.as_fd(), token, out);
+        }
+        let idle_over = self.draining && self.idle_close_at.is_none();
+        match s.conn.settle(self.now, self.cfg.timeouts.linger, idle_over) {
+            Verdict::Keep => {}
+            Verdict::HalfClose => {
+                let _ = sys::socket::shutdown_write(&s.fd);
+            }
+            Verdict::Close { aborted } => {
+                if aborted {
+                    self.stats.aborted();
+                }
+                self.close(&mut Driver::Uring(sub), key);
+                return;
+            }
+        }
+        let wants = s.conn.wants_read();
+        match s.recv {
+            Armed::Off if wants => {
+                sub.recv_multi(s.fd.as_fd(), token, self.cfg.queue_timing);
+                s.recv = Armed::On;
+            }
+            // Backpressure: stop taking bytes; they wait in the kernel and slow the client.
+            Armed::On if !wants => {
+                sub.cancel_recv(token);
+                s.recv = Armed::Stopping;
+            }
+            _ => {}
+        }
+        s.conn.park_buffers(&mut self.spare);
+        self.schedule(key);
     }
 
     /// Run or dispatch every request the connection has ready.
@@ -545,11 +719,34 @@ impl Reader {
         }
     }
 
-    fn close(&mut self, key: usize) {
-        if self.conns.try_remove(key).is_some() {
-            self.stats.closed();
-            self.cfg.conn_limit.release();
+    /// Close the connection through the driver: under io_uring, its receive is cancelled
+    /// and the close goes with the next submission.
+    fn close(&mut self, io: &mut Driver<'_, '_>, key: usize) {
+        match io {
+            Driver::Epoll(_) => self.remove(key),
+            Driver::Uring(sub) => {
+                let Some(s) = self.conns.try_remove(key) else {
+                    return;
+                };
+                if s.recv != Armed::Off {
+                    sub.cancel_recv(conn_token(key, s.conn.gen));
+                }
+                sub.close(s.fd);
+                self.closed();
+            }
         }
+    }
+
+    /// Drop the connection (closing its socket at once).
+    fn remove(&mut self, key: usize) {
+        if self.conns.try_remove(key).is_some() {
+            self.closed();
+        }
+    }
+
+    fn closed(&self) {
+        self.stats.closed();
+        self.cfg.conn_limit.release();
     }
 
     /// The `limit` oldest connections as this thread and the kernel see them (asked on
@@ -584,11 +781,11 @@ impl Reader {
     }
 
     /// The drain deadline passed: close everything. Returns how many were cut.
-    pub(crate) fn cut_all(&mut self) -> usize {
+    pub(crate) fn cut_all(&mut self, io: &mut Driver<'_, '_>) -> usize {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         let n = keys.len();
         for key in keys {
-            self.close(key);
+            self.close(io, key);
         }
         n
     }

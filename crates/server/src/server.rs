@@ -8,7 +8,7 @@ use crate::refusal::{Refusal, RenderRefusal};
 use crate::shutdown::Shutdown;
 use crate::stats::StatsRegistry;
 use crate::topology::{ThreadLayout, Topology};
-use crate::{AcceptStrategy, Balance, Config, Model, QueueTiming};
+use crate::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming};
 use h1::{Limits, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +35,9 @@ pub enum ServerError {
     /// A configuration that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// `--io uring` on a host whose kernel cannot provide it (disabled, denied, too old).
+    #[error("--io uring: {0}")]
+    Uring(sys::uring::Unavailable),
     /// Any other system call failed while setting up.
     #[error("{what}: {source}")]
     Io {
@@ -43,6 +46,28 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Check that the I/O interface asked for can be had here (each loop makes its own ring,
+/// on its own thread; this one only proves the kernel allows it), and choose for `auto`.
+fn resolve_io(io: Io) -> Result<Io, ServerError> {
+    match io {
+        Io::Epoll => Ok(Io::Epoll),
+        Io::Uring => {
+            sys::uring::check().map_err(ServerError::Uring)?;
+            Ok(Io::Uring)
+        }
+        Io::Auto => match sys::uring::check() {
+            Ok(_) => {
+                tracing::info!(io = "uring", "--io auto chose io_uring");
+                Ok(Io::Uring)
+            }
+            Err(err) => {
+                tracing::info!(io = "epoll", reason = %err, "--io auto chose epoll");
+                Ok(Io::Epoll)
+            }
+        },
+    }
 }
 
 /// Builds a [`Server`]:
@@ -138,6 +163,12 @@ impl ServerBuilder {
         self.cfg.queue_timing = timing;
         self
     }
+    /// The I/O interface of every event loop (`--io`). `Io::Uring` fails at
+    /// [`bind`](ServerBuilder::bind), naming the cause, where the kernel cannot provide it.
+    pub fn io(mut self, io: Io) -> Self {
+        self.cfg.io = io;
+        self
+    }
     /// How `shared` threads take turns accepting.
     pub fn accept(mut self, strategy: AcceptStrategy) -> Self {
         self.cfg.accept = strategy;
@@ -224,6 +255,7 @@ impl ServerBuilder {
         if inherited.is_empty() && cfg.listen.ip().is_unspecified() {
             tracing::warn!(addr = %cfg.listen, "listening on every interface: anything that can reach this host can reach the server");
         }
+        cfg.io = resolve_io(cfg.io)?;
         let backlog = effective_backlog(cfg.backlog);
         let fd_limit = sys::rlimit::raise_nofile();
         let max_conns = cfg.max_conns.unwrap_or((fd_limit as usize / 10 * 9).max(1));

@@ -46,6 +46,19 @@ pub fn interrupted(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Interrupted
 }
 
+/// An io_uring request was cancelled (ECANCELED): it ended because we asked.
+#[inline]
+pub fn cancelled(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ECANCELED)
+}
+
+/// An io_uring receive found its provided-buffer pool empty (ENOBUFS): arm it again once
+/// buffers are back.
+#[inline]
+pub fn out_of_buffers(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ENOBUFS)
+}
+
 /// A non-blocking connect has started and will finish later (EINPROGRESS).
 #[inline]
 pub fn in_progress(err: &io::Error) -> bool {

@@ -259,6 +259,21 @@ fn kernel_version() -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// Whether this host lets a process make rings, and if not why. The ring is made and
+/// dropped on a thread of its own: a ring's teardown queues work for the thread that made
+/// it, which interrupts that thread's blocking calls (a socket read with a timeout then
+/// fails with EINTR), and the caller may be a thread that reads sockets.
+pub fn check() -> Result<(), Unavailable> {
+    std::thread::Builder::new()
+        .name("uring-check".into())
+        .spawn(|| Ring::new().map(drop))
+        .map_err(Unavailable::Other)?
+        .join()
+        .unwrap_or(Err(Unavailable::Missing(
+            "a ring that can be set up without panicking",
+        )))
+}
+
 impl Ring {
     /// A ring for the calling thread, or the reason there can be none.
     pub fn new() -> Result<Ring, Unavailable> {
@@ -504,20 +519,6 @@ impl Submit<'_> {
         self.push(sqe);
     }
 
-    /// Accept one connection from `listener` (its completion says `more: false`).
-    pub fn accept(&mut self, listener: BorrowedFd<'_>, token: u64) {
-        let sqe = opcode::Accept::new(
-            types::Fd(listener.as_raw_fd()),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-        .build()
-        .user_data(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
-        self.ops.in_flight += 1;
-        self.push(sqe);
-    }
-
     /// Receive whatever `fd` gets into the buffer pool, until the peer's FIN, an error or a
     /// cancel; with `timestamps`, through `recvmsg` so the kernel's arrival time comes along.
     pub fn recv_multi(&mut self, fd: BorrowedFd<'_>, token: u64, timestamps: bool) {
@@ -567,6 +568,21 @@ impl Submit<'_> {
         self.push(sqe);
     }
 
+    /// Be told once when `fd` is readable (a listener near `--max-conns`: accept only
+    /// what there is room for, as epoll does).
+    pub fn poll_once(&mut self, fd: BorrowedFd<'_>, token: u64) {
+        let sqe = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(POLL << KIND_SHIFT | token & TOKEN_MASK);
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
+    /// Cancel the polls of `token`.
+    pub fn cancel_poll(&mut self, token: u64) {
+        self.cancel(POLL << KIND_SHIFT | token & TOKEN_MASK);
+    }
+
     /// Cancel the multishot receive of `token` (its last completion still comes).
     pub fn cancel_recv(&mut self, token: u64) {
         self.cancel(RECV << KIND_SHIFT | token & TOKEN_MASK);
@@ -578,8 +594,9 @@ impl Submit<'_> {
         self.cancel(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
     }
 
+    /// Cancel every request with this `user_data`.
     fn cancel(&mut self, user_data: u64) {
-        let sqe = opcode::AsyncCancel::new(user_data)
+        let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(user_data).all())
             .build()
             .user_data(QUIET << KIND_SHIFT);
         self.ops.in_flight += 1;

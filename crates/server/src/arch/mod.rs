@@ -234,6 +234,7 @@ impl<'a> Wiring<'a> {
             roles,
             stats: parts.stats,
             drain_timeout: self.cfg.drain_timeout,
+            io: self.cfg.io,
         };
         self.threads
             .push((parts.name, Box::new(move || event_loop.run())));
