@@ -259,3 +259,32 @@ fn topologies_are_shown_before_they_run_and_refused_with_their_rule() {
         assert!(stderr.contains(rule), "{shape}: {stderr}");
     }
 }
+
+/// `--io uring` where the host denies io_uring (here a seccomp filter, as container
+/// runtimes install, makes io_uring_setup fail with EPERM): one line naming the cause, exit
+/// 2, never a silent fallback; `--io auto` serves on epoll and says so.
+#[test]
+fn io_uring_denied_by_seccomp_exits_2_naming_the_cause() {
+    let data = testkit::scratch("backlog-test-");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--io", "uring"])
+        .env("BACKLOG_DATA", data.path());
+    sys::process::refuse_syscall(&mut cmd, libc::SYS_io_uring_setup);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("io_uring")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("--io uring") && lines[0].contains("EPERM"),
+        "{stderr}"
+    );
+
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--io", "auto"]);
+    sys::process::refuse_syscall(&mut cmd, libc::SYS_io_uring_setup);
+    let mut served = Served::spawn(cmd);
+    let line = served.wait_for("--io auto chose");
+    assert!(line.contains("epoll"), "{line}");
+    assert!(get(served.addr, "/").contains("Hello, World!"));
+}

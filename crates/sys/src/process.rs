@@ -27,3 +27,51 @@ pub fn signal_with_parent(parent: u32, signal: i32) -> io::Result<bool> {
     rustix::process::set_parent_process_death_signal(Some(signal))?;
     Ok(rustix::process::getppid().is_some_and(|p| p.as_raw_pid() as u32 == parent))
 }
+
+/// Make the program `cmd` runs see `EPERM` from one system call (`nr`, e.g.
+/// `libc::SYS_io_uring_setup`), as a container runtime's seccomp profile does: no new
+/// privileges, then a seccomp filter installed between fork and exec. For tests of how a
+/// program behaves where the host denies it something.
+#[allow(unsafe_code)]
+pub fn refuse_syscall(cmd: &mut std::process::Command, nr: libc::c_long) {
+    use std::os::unix::process::CommandExt;
+    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    // Load the syscall number (offset 0 of seccomp_data); equal: EPERM; else: allow.
+    let filter = [
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr as u32, 0, 1),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            0,
+            0,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    // SAFETY: the closure runs in the child between fork and exec and makes only two
+    // async-signal-safe calls (prctl); `filter` is moved into it, so the program it points
+    // at lives through the call that copies it into the kernel.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

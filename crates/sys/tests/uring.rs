@@ -39,7 +39,7 @@ enum Action {
 
 #[test]
 #[ignore = "needs io_uring (scripts/test runs it)"]
-fn accepts_receives_and_sends_through_the_ring() {
+fn uring_accepts_receives_and_sends() {
     let mut ring = Ring::new().expect("io_uring");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     ring.submit().accept_multi(listener.as_fd(), LISTENER);
@@ -130,7 +130,7 @@ fn accepts_receives_and_sends_through_the_ring() {
 
 #[test]
 #[ignore = "needs io_uring (scripts/test runs it)"]
-fn receives_carry_the_kernel_timestamp_when_asked() {
+fn uring_receives_carry_the_kernel_timestamp_when_asked() {
     let mut ring = Ring::new().expect("io_uring");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     sys::socket::set_receive_timestamps(&listener, true).unwrap();
@@ -176,7 +176,7 @@ fn receives_carry_the_kernel_timestamp_when_asked() {
 
 #[test]
 #[ignore = "needs io_uring (scripts/test runs it)"]
-fn another_thread_wakes_the_ring_through_an_eventfd() {
+fn uring_another_thread_wakes_the_ring_through_an_eventfd() {
     let mut ring = Ring::new().expect("io_uring");
     let waker = std::sync::Arc::new(sys::Waker::new().unwrap());
     ring.submit().poll_multi(waker.as_fd(), WAKER);
