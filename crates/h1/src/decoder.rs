@@ -12,7 +12,7 @@
 
 use crate::chunked::{is_tchar, ChunkedDecoder};
 use crate::limits::HEADER_SLOTS;
-use crate::request::{FieldSpan, Span};
+use crate::request::{FieldSpan, Fields, Span};
 use crate::{Error, Limits, Method, Request, Version};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
@@ -231,7 +231,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     check_target(method, target)?;
 
     let mut facts = FieldFacts::default();
-    let mut fields: SmallVec<[FieldSpan; 16]> = SmallVec::new();
+    let mut fields: Fields = SmallVec::new();
     for field in parsed.headers.iter() {
         let value = trim_ows(field.value);
         check_field(field.name.as_bytes(), value, &mut facts)?;

@@ -142,7 +142,16 @@ impl Plan {
             Target::backlog("shared", "shared", &[]),
             Target::backlog("reuseport", "reuseport", &[]),
             Target::backlog("reuseport ×2 proc", "reuseport", &["--processes", "2"]),
+            // The second I/O interface, on the simplest shape and on the default one.
+            Target::backlog("single io_uring", "single", &["--io", "uring"]),
         ];
+        if !quick {
+            targets.push(Target::backlog(
+                "reuseport io_uring",
+                "reuseport",
+                &["--io", "uring"],
+            ));
+        }
         if !quick {
             // The price of counting queue waits: the default shape with timing off, on the
             // workloads where per-request CPU shows.

@@ -220,12 +220,15 @@ impl Target {
 
     /// Whether the program it needs is installed.
     pub fn available(&self) -> bool {
-        match self.kind {
-            Kind::Backlog { .. } => true,
+        match &self.kind {
+            Kind::Backlog { extra, .. } => {
+                !extra.windows(2).any(|w| w[0] == "--io" && w[1] == "uring")
+                    || sys::uring::check().is_ok()
+            }
             Kind::Nginx { .. } => which("nginx"),
             Kind::Node { .. } => which("node"),
             Kind::Hyper => cfg!(feature = "hyper"),
-            Kind::Floor { io } => io != backlog_server::Io::Uring || sys::uring::check().is_ok(),
+            Kind::Floor { io } => *io != backlog_server::Io::Uring || sys::uring::check().is_ok(),
         }
     }
 }
