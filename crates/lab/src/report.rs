@@ -332,7 +332,7 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
             .iter()
             .find(|i| i.target.starts_with("nginx"))
             .map(|i| i.bytes_per_connection);
-        let _ = writeln!(md, "## Memory per idle keep-alive connection\n\n| target | connections | bytes/connection | vs nginx |\n|---|---:|---:|---:|");
+        let _ = writeln!(md, "## Memory per idle keep-alive connection\n\nRSS added per connection from half the connections open to all of them (each has made one request): fixed costs the first connections touch are not counted per connection.\n\n| target | connections | bytes/connection | vs nginx |\n|---|---:|---:|---:|");
         for i in &results.idle {
             let _ = writeln!(
                 md,

@@ -277,25 +277,35 @@ fn server_admin_state(server: &Running, server_ns: Option<&str>) -> Option<admin
 }
 
 /// Hold `n` idle keep-alive connections (each answered once) and measure RSS growth.
+/// Bytes of RSS each idle keep-alive connection adds: the growth from `n / 2` to `n` open
+/// connections, each having made one request. The slope, not the total over the count: a
+/// server's fixed costs touched by its first connections (an io_uring loop's buffer pool,
+/// tables sized once) are not per-connection costs.
 fn idle_memory(server: &Running, n: usize) -> f64 {
     use std::io::Read;
-    let before = server.rss_kib();
+    let open = |conns: &mut Vec<TcpStream>, upto: usize| {
+        let first = conns.len();
+        while conns.len() < upto {
+            let Ok(mut c) = TcpStream::connect(server.addr) else {
+                break;
+            };
+            let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n");
+            conns.push(c);
+        }
+        let mut buf = [0u8; 512];
+        for c in conns[first..].iter_mut() {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = c.read(&mut buf);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        server.rss_kib()
+    };
     let mut conns = Vec::new();
-    for _ in 0..n {
-        let Ok(mut c) = TcpStream::connect(server.addr) else {
-            break;
-        };
-        let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n");
-        conns.push(c);
-    }
-    let mut buf = [0u8; 512];
-    for c in conns.iter_mut() {
-        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = c.read(&mut buf);
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let after = server.rss_kib();
-    (after.saturating_sub(before) as f64 * 1024.0) / conns.len().max(1) as f64
+    let half = open(&mut conns, n / 2);
+    let opened_half = conns.len();
+    let full = open(&mut conns, n);
+    let added = conns.len().saturating_sub(opened_half);
+    (full.saturating_sub(half) as f64 * 1024.0) / added.max(1) as f64
 }
 
 fn median_index(values: &[f64]) -> usize {

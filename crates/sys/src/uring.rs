@@ -69,6 +69,8 @@ impl std::error::Error for Unavailable {}
 /// shared by every connection of the loop, whatever their number.
 const RECV_BUFFERS: u16 = 256;
 const RECV_BUFFER_SIZE: usize = 4096;
+/// Send-table slots kept once every send has completed.
+const SENDS_KEPT: usize = 256;
 /// The buffer group of the receive pool.
 const GROUP: u16 = 0;
 /// Room in `recvmsg` buffers for the header and one timestamp control message.
@@ -115,7 +117,7 @@ pub enum Event<'a> {
         token: u64,
         /// Bytes sent, or the error.
         result: io::Result<usize>,
-        /// The buffer given to [`Ring::send`], back to its owner, unchanged.
+        /// The buffer given to [`Submit::send`], back to its owner, unchanged.
         buf: BytesMut,
     },
     /// A polled descriptor (an eventfd) became readable.
@@ -481,6 +483,13 @@ impl Ring {
         }
         if returned {
             bufs.publish();
+        }
+        // The send table grows to the most sends ever in flight at once (a burst of answers
+        // to thousands of connections); once none are, it is let go rather than kept.
+        let ops = &mut *sub.ops;
+        if ops.free_sends.len() == ops.sends.len() && ops.sends.capacity() > SENDS_KEPT {
+            ops.sends = Vec::new();
+            ops.free_sends = Vec::new();
         }
     }
 
