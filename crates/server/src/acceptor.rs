@@ -114,6 +114,8 @@ pub(crate) struct Acceptor {
     last_warning: Option<Instant>,
     /// io_uring only: each listener's accepts.
     uring: Vec<UringAccepts>,
+    /// io_uring only: shutting down, waiting for cancelled accepts to finish.
+    closing: bool,
 }
 
 impl Acceptor {
@@ -135,12 +137,8 @@ impl Acceptor {
             paused_until: None,
             last_warning: None,
             uring: Vec::new(),
+            closing: false,
         }
-    }
-
-    /// The ceiling it accepts under.
-    pub(crate) fn limit(&self) -> Arc<ConnLimit> {
-        self.limit.clone()
     }
 
     fn interest(&self) -> Interest {
@@ -438,29 +436,44 @@ impl Acceptor {
         if let Some(arm) = self.uring.get_mut(index) {
             arm.polling = false;
         }
-        self.accept_batch(index, now, deliver);
+        self.accept_batch(index, now, &mut |c| deliver(blocking(c)));
     }
 
-    /// Shutdown on an io_uring: cancel the accepts and polls, take what is queued, drop
-    /// the listeners. Accepts that completed before the cancel still come, and are
-    /// delivered by the loop with [`deliver_accepted`].
-    pub(crate) fn close_uring(
-        mut self,
-        sub: &mut sys::uring::Submit<'_>,
-        deliver: &mut dyn FnMut(Accepted),
-    ) {
+    /// Shutdown on an io_uring, first step: cancel the accepts and polls and arm no more.
+    /// Connections a multishot accept took before the cancel still come; once its last
+    /// completion has ([`Acceptor::armed_uring`] is false), [`Acceptor::close_uring`].
+    pub(crate) fn cancel_uring(&mut self, sub: &mut sys::uring::Submit<'_>) {
+        self.closing = true;
         for i in 0..self.listeners.len() {
             sub.cancel_accept(URING_LISTENER | i as u64);
             sub.cancel_poll(URING_LISTENER | i as u64);
         }
-        self.take_queued(deliver);
     }
+
+    /// Whether an accept or a poll is still armed on the ring.
+    pub(crate) fn armed_uring(&self) -> bool {
+        self.uring.iter().any(|a| a.multishot || a.polling)
+    }
+
+    /// Shutdown on an io_uring, last step: take what is queued, drop the listeners.
+    pub(crate) fn close_uring(mut self, deliver: &mut dyn FnMut(Accepted)) {
+        self.take_queued(&mut |c| deliver(blocking(c)));
+    }
+}
+
+/// A connection `accept4` (or a supervisor) gave non-blocking, made blocking for the ring
+/// (see [`sys::socket::set_blocking`]); multishot accepts give them blocking already.
+fn blocking(conn: Accepted) -> Accepted {
+    if let Err(err) = sys::socket::set_blocking(&conn.fd) {
+        tracing::debug!(%err, "cannot make a connection blocking");
+    }
+    conn
 }
 
 /// Hand a multishot accept's connection on, counted under the ceiling (or past it: it is
 /// already ours; the accept is stopped well before the ceiling). Returns the error, if
 /// the accept failed.
-pub(crate) fn deliver_accepted(
+fn deliver_accepted(
     fd: std::io::Result<std::os::fd::OwnedFd>,
     limit: &ConnLimit,
     stats: &ThreadStats,

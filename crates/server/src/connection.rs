@@ -616,6 +616,11 @@ impl Connection {
         Some(out)
     }
 
+    /// A driver's send of [`Connection::take_output`]'s buffer has not completed yet.
+    pub(crate) fn sending(&self) -> bool {
+        self.sending > 0
+    }
+
     /// The send of [`Connection::take_output`]'s buffer completed with `n` bytes taken:
     /// what the kernel did not take goes back in front of what was queued since.
     pub(crate) fn sent_back(

@@ -728,8 +728,10 @@ impl Reader {
                 let Some(s) = self.conns.try_remove(key) else {
                     return;
                 };
-                if s.recv != Armed::Off {
-                    sub.cancel_recv(conn_token(key, s.conn.gen));
+                // Its receive, and a send to a client that stopped reading, would hold the
+                // socket open (and the send's buffer) until they complete.
+                if s.recv != Armed::Off || s.conn.sending() {
+                    sub.cancel_fd(s.fd.as_fd());
                 }
                 sub.close(s.fd);
                 self.closed();

@@ -12,7 +12,7 @@
 //! polled on the ring. Everything else (the connection core, the timer wheel, balancers,
 //! pools, the drain) is the epoll loop's.
 
-use crate::acceptor::{deliver_accepted, URING_LISTENER};
+use crate::acceptor::URING_LISTENER;
 use crate::event_loop::{deliver, EventLoop, DRAIN_IDLE_GRACE};
 use crate::reader::Driver;
 use std::os::fd::AsFd;
@@ -42,7 +42,6 @@ pub(crate) fn run(lp: EventLoop) {
         }
     };
     ring.submit().poll_multi(waker.as_fd(), WAKER);
-    let limit = acceptor.as_ref().map(|a| a.limit());
     let mut drain_deadline: Option<Instant> = None;
     let mut busy_since = Instant::now();
     loop {
@@ -70,14 +69,11 @@ pub(crate) fn run(lp: EventLoop) {
         if drain_deadline.is_none() && shutdown.requested() {
             drain_deadline = Some(Instant::now() + drain_timeout);
             let mut sub = ring.submit();
-            if let Some(a) = acceptor.take() {
-                let mut queued = Vec::new();
-                a.close_uring(&mut sub, &mut |c| queued.push(c));
-                for c in queued {
-                    deliver(&mut Driver::Uring(&mut sub), &mut reader, &mut balancer, c);
-                }
+            // The acceptor (and the balancer it feeds) goes once its cancelled accepts have
+            // finished: a connection one took before the cancel is answered, not dropped.
+            if let Some(a) = acceptor.as_mut() {
+                a.cancel_uring(&mut sub);
             }
-            balancer = None;
             if let Some(r) = reader.as_mut() {
                 r.begin_drain(
                     &mut Driver::Uring(&mut sub),
@@ -90,13 +86,8 @@ pub(crate) fn run(lp: EventLoop) {
         ring.complete(|sub, ev| match ev {
             Event::Accepted { token, fd, more } if token & URING_LISTENER != 0 => {
                 let mut to = |c| deliver(&mut Driver::Uring(sub), &mut reader, &mut balancer, c);
-                match (acceptor.as_mut(), &limit) {
-                    (Some(a), _) => a.on_accepted_uring(token, fd, more, busy_since, &mut to),
-                    // Accepted before the drain cancelled it: still ours to answer.
-                    (None, Some(limit)) => {
-                        let _ = deliver_accepted(fd, limit, &stats, &mut to);
-                    }
-                    (None, None) => {}
+                if let Some(a) = acceptor.as_mut() {
+                    a.on_accepted_uring(token, fd, more, busy_since, &mut to);
                 }
             }
             Event::Accepted { .. } => {}
@@ -146,7 +137,16 @@ pub(crate) fn run(lp: EventLoop) {
         }
 
         if let Some(deadline) = drain_deadline {
-            if reader.as_ref().is_none_or(|r| r.drained()) {
+            if acceptor.as_ref().is_some_and(|a| !a.armed_uring()) {
+                if let Some(a) = acceptor.take() {
+                    let mut io = Driver::Uring(&mut sub);
+                    a.close_uring(&mut |c| deliver(&mut io, &mut reader, &mut balancer, c));
+                }
+                // The balancer's inboxes go with it: each reader then sees every acceptor
+                // feeding it gone, and may finish its drain.
+                balancer = None;
+            }
+            if acceptor.is_none() && reader.as_ref().is_none_or(|r| r.drained()) {
                 break;
             }
             if Instant::now() >= deadline {

@@ -383,3 +383,34 @@ fn a_body_that_stops_arriving_gets_408() {
         assert_closed(&mut r);
     }
 }
+
+/// A client that reads a large answer slowly gets all of it: the server waits for room in
+/// the socket (up to the write timeout), under either I/O interface. (Under io_uring a send
+/// on a non-blocking socket would fail with EAGAIN the moment the buffer filled.)
+#[test]
+fn a_large_answer_read_slowly_arrives_whole() {
+    const BODY: usize = 16 << 20;
+    for (model, builder) in models() {
+        let limits = backlog_server::Limits {
+            max_body_bytes: BODY as u64,
+            ..backlog_server::Limits::default()
+        };
+        let server = TestServer::start(builder.limits(limits));
+        let (mut w, mut r) = open(server.addr);
+        let writer = std::thread::spawn(move || {
+            w.write_all(
+                format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+            w.write_all(&vec![b'a'; BODY]).unwrap();
+            w
+        });
+        // Not reading for a while: the answer fills every buffer on the way.
+        std::thread::sleep(Duration::from_millis(300));
+        let resp = read_response(&mut r, false).unwrap();
+        assert_eq!(resp.status, 200, "{model}");
+        assert_eq!(resp.body.len(), BODY, "{model}");
+        drop(writer.join().unwrap());
+    }
+}

@@ -185,6 +185,15 @@ pub fn set_nodelay(fd: impl AsFd) -> io::Result<()> {
     Ok(rustix::net::sockopt::set_tcp_nodelay(fd, true)?)
 }
 
+/// Make a connection blocking again, for io_uring: the ring waits for a blocking socket
+/// without blocking the thread, while on a non-blocking one a send that finds the buffer
+/// full fails with EAGAIN instead of waiting for the client to read.
+pub fn set_blocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(&fd)?;
+    rustix::fs::fcntl_setfl(&fd, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
 /// Half-close: send FIN after what is queued, keep reading. The first step of a lingering
 /// close, so a client still sending is not answered with RST before it reads our response.
 pub fn shutdown_write(fd: impl AsFd) -> io::Result<()> {

@@ -94,7 +94,7 @@ pub enum Event<'a> {
     Accepted {
         /// The listener's token.
         token: u64,
-        /// The connection, non-blocking and close-on-exec.
+        /// The connection, blocking (see [`Submit::accept_multi`]) and close-on-exec.
         fd: io::Result<OwnedFd>,
         /// Whether the accept stays armed; if not, arm it again.
         more: bool,
@@ -520,8 +520,10 @@ impl Submit<'_> {
 
     /// Accept every connection `listener` gets, until cancelled or an error ends it.
     pub fn accept_multi(&mut self, listener: BorrowedFd<'_>, token: u64) {
+        // Blocking connections: the ring waits on them without blocking the thread, and a
+        // send to a slow reader then waits for room instead of failing with EAGAIN.
         let sqe = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
         self.ops.in_flight += 1;
@@ -560,7 +562,9 @@ impl Submit<'_> {
             }
         };
         let sqe = opcode::Send::new(types::Fd(fd.as_raw_fd()), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
+            // WAITALL: a stream send that fills the socket buffer waits (in the kernel, off
+            // this thread) for room and completes when all is taken, not with a short count.
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build()
             .user_data(SEND << KIND_SHIFT | slot as u64);
         self.ops.in_flight += 1;
@@ -598,6 +602,18 @@ impl Submit<'_> {
         self.cancel(RECVMSG << KIND_SHIFT | token & TOKEN_MASK);
     }
 
+    /// Cancel every request on `fd` (its receive, and a send a client that stops reading
+    /// would hold forever): each still completes, with ECANCELED. Before closing a
+    /// connection: a request in flight keeps the socket open until it completes.
+    pub fn cancel_fd(&mut self, fd: BorrowedFd<'_>) {
+        let sqe =
+            opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all())
+                .build()
+                .user_data(QUIET << KIND_SHIFT);
+        self.ops.in_flight += 1;
+        self.push(sqe);
+    }
+
     /// Cancel the multishot accept of `token`.
     pub fn cancel_accept(&mut self, token: u64) {
         self.cancel(ACCEPT << KIND_SHIFT | token & TOKEN_MASK);
@@ -613,7 +629,7 @@ impl Submit<'_> {
     }
 
     /// Close `fd` with the next submission (no syscall of its own). A request still armed
-    /// on it holds the socket open until it completes: cancel it first.
+    /// on it holds the socket open until it completes: cancel it first ([`Submit::cancel_fd`]).
     pub fn close(&mut self, fd: OwnedFd) {
         let raw: RawFd = fd.into_raw_fd();
         let sqe = opcode::Close::new(types::Fd(raw))

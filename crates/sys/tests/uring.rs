@@ -200,3 +200,47 @@ fn uring_another_thread_wakes_the_ring_through_an_eventfd() {
     // Dropping a ring with requests still armed cancels them first.
     drop(ring);
 }
+
+#[test]
+#[ignore = "needs io_uring (scripts/test runs it)"]
+fn uring_a_send_to_a_client_that_never_reads_is_cancelled_with_its_fd() {
+    let mut ring = Ring::new().expect("io_uring");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    // Far more than the socket buffers hold: the send waits for a reader that never comes.
+    let mut big = BytesMut::new();
+    big.resize(64 << 20, b'x');
+    ring.submit().send(server.as_fd(), CONN, big);
+    ring.submit_and_wait(0, Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut pending = true;
+    ring.complete(|_, ev| {
+        if matches!(ev, Event::Sent { .. }) {
+            pending = false;
+        }
+    });
+    assert!(pending, "64 MiB cannot have been taken by the kernel");
+    ring.submit().cancel_fd(server.as_fd());
+    let got = pump(&mut ring, |acts, ev| match ev {
+        Event::Sent { result, buf, .. } => {
+            // Cancelled, or cut short: either way it ends, and the buffer comes back.
+            assert!(
+                result
+                    .as_ref()
+                    .map_or_else(sys::cancelled, |&n| n < buf.len()),
+                "{result:?}"
+            );
+            acts.push(Action::Sent(0, buf));
+            true
+        }
+        _ => false,
+    });
+    assert!(matches!(&got[..], [Action::Sent(_, b)] if b.len() == 64 << 20));
+    ring.submit().close(OwnedFd::from(server));
+    ring.submit_and_wait(1, Some(Duration::from_millis(200)))
+        .unwrap();
+    ring.complete(|_, _| {});
+    assert_eq!(ring.in_flight(), 0, "{ring:?}");
+    drop(client);
+}
