@@ -151,6 +151,12 @@ impl Plan {
                 "reuseport",
                 &["--io", "uring"],
             ));
+            // One shared socket under io_uring: the kernel's own exclusive accept, where
+            // the storm tells the accept paths apart.
+            targets.push(
+                Target::backlog("shared io_uring", "shared", &["--io", "uring"])
+                    .only(&["accept-storm", "churn", "keepalive-64"]),
+            );
         }
         if !quick {
             // The price of counting queue waits: the default shape with timing off, on the
