@@ -154,8 +154,11 @@ impl Plan {
             // One shared socket under io_uring: the kernel's own exclusive accept, where
             // the storm tells the accept paths apart.
             targets.push(
-                Target::backlog("shared io_uring", "shared", &["--io", "uring"])
-                    .only(&["accept-storm", "churn", "keepalive-64"]),
+                Target::backlog("shared io_uring", "shared", &["--io", "uring"]).only(&[
+                    "accept-storm",
+                    "churn",
+                    "keepalive-64",
+                ]),
             );
         }
         if !quick {
