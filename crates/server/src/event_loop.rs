@@ -89,14 +89,8 @@ impl EventLoop {
         let mut busy_since = Instant::now();
         loop {
             let now = Instant::now();
-            let mut timeout = acceptor.as_mut().and_then(|a| a.before_wait(&epoll, now));
-            if let Some(wake) = reader.as_ref().and_then(|r| r.next_wake(now)) {
-                timeout = Some(timeout.map_or(wake, |t| t.min(wake)));
-            }
-            if let Some(deadline) = drain_deadline {
-                let left = deadline.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            }
+            let accept_wait = acceptor.as_mut().and_then(|a| a.before_wait(&epoll, now));
+            let timeout = sleep_limit(accept_wait, reader.as_ref(), drain_deadline, now);
             stats.busy(now.duration_since(busy_since).as_nanos() as u64);
             if let Err(err) = epoll.wait(&mut events, timeout) {
                 tracing::error!(%err, "epoll_wait failed; thread exits");
@@ -183,6 +177,24 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// The longest a loop may sleep: until the nearest of the acceptor's pause, the reader's
+/// next deadline and the drain's end (`None`: until an event).
+pub(crate) fn sleep_limit(
+    accept_wait: Option<Duration>,
+    reader: Option<&Reader>,
+    drain_deadline: Option<Instant>,
+    now: Instant,
+) -> Option<Duration> {
+    [
+        accept_wait,
+        reader.and_then(|r| r.next_wake(now)),
+        drain_deadline.map(|d| d.saturating_duration_since(now)),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 /// Send an accepted connection where this loop's connections go: its own reader, or the

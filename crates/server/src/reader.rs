@@ -73,11 +73,17 @@ pub(crate) fn conn_token(key: usize, gen: u32) -> u64 {
     (u64::from(gen & 0xff_ffff) << 32) | key as u64
 }
 
-fn token_key(token: u64) -> (usize, u32) {
-    (
+/// The connection a ring completion is for, unless it has closed since (its slot may hold
+/// another connection now: the generation tells).
+fn socket_of(conns: &mut Slab<Socket>, token: u64) -> Option<(usize, &mut Socket)> {
+    let (key, gen) = (
         (token & 0xffff_ffff) as usize,
         (token >> 32) as u32 & 0xff_ffff,
-    )
+    );
+    conns
+        .get_mut(key)
+        .filter(|s| s.conn.gen & 0xff_ffff == gen)
+        .map(|s| (key, s))
 }
 
 /// A reader's link to a pool of handler threads: where it submits requests and where the
@@ -253,12 +259,7 @@ impl Reader {
         arrived: Option<SystemTime>,
         more: bool,
     ) {
-        let (key, gen) = token_key(token);
-        let Some(s) = self
-            .conns
-            .get_mut(key)
-            .filter(|s| s.conn.gen & 0xff_ffff == gen)
-        else {
+        let Some((key, s)) = socket_of(&mut self.conns, token) else {
             return;
         };
         if !more {
@@ -306,12 +307,7 @@ impl Reader {
         result: std::io::Result<usize>,
         buf: bytes::BytesMut,
     ) {
-        let (key, gen) = token_key(token);
-        let Some(s) = self
-            .conns
-            .get_mut(key)
-            .filter(|s| s.conn.gen & 0xff_ffff == gen)
-        else {
+        let Some((key, s)) = socket_of(&mut self.conns, token) else {
             return;
         };
         match result {

@@ -13,7 +13,7 @@
 //! pools, the drain) is the epoll loop's.
 
 use crate::acceptor::URING_LISTENER;
-use crate::event_loop::{deliver, EventLoop, DRAIN_IDLE_GRACE};
+use crate::event_loop::{deliver, sleep_limit, EventLoop, DRAIN_IDLE_GRACE};
 use crate::reader::Driver;
 use std::os::fd::AsFd;
 use std::time::Instant;
@@ -46,16 +46,10 @@ pub(crate) fn run(lp: EventLoop) {
     let mut busy_since = Instant::now();
     loop {
         let now = Instant::now();
-        let mut timeout = acceptor
+        let accept_wait = acceptor
             .as_mut()
             .and_then(|a| a.before_wait_uring(&mut ring.submit(), now));
-        if let Some(wake) = reader.as_ref().and_then(|r| r.next_wake(now)) {
-            timeout = Some(timeout.map_or(wake, |t| t.min(wake)));
-        }
-        if let Some(deadline) = drain_deadline {
-            let left = deadline.saturating_duration_since(now);
-            timeout = Some(timeout.map_or(left, |t| t.min(left)));
-        }
+        let timeout = sleep_limit(accept_wait, reader.as_ref(), drain_deadline, now);
         stats.busy(now.duration_since(busy_since).as_nanos() as u64);
         if let Err(err) = ring.submit_and_wait(1, timeout) {
             tracing::error!(%err, "io_uring_enter failed; thread exits");
