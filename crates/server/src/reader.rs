@@ -132,6 +132,26 @@ pub(crate) struct ReaderConfig {
     pub(crate) queue_timing: bool,
 }
 
+impl ReaderConfig {
+    /// What a connection parses and refuses with, this round.
+    fn parse_context<'a>(
+        &'a self,
+        date: &'a h1::DateCache,
+        stats: &'a ThreadStats,
+        draining: bool,
+        now: Instant,
+    ) -> ParseContext<'a> {
+        ParseContext {
+            app: &*self.app,
+            refusals: self.refusals.as_ref(),
+            date,
+            stats,
+            draining,
+            now,
+        }
+    }
+}
+
 pub(crate) struct Reader {
     name: String,
     queries: Receiver<ConnQuery>,
@@ -455,14 +475,7 @@ impl Reader {
         let Some(s) = conns.get_mut(key) else {
             return;
         };
-        let cx = ParseContext {
-            app: &*cfg.app,
-            refusals: cfg.refusals.as_ref(),
-            date,
-            stats,
-            draining: *draining,
-            now: *now,
-        };
+        let cx = cfg.parse_context(date, stats, *draining, *now);
         match s.conn.expire(kind, &cx) {
             Expired::Close => self.close(io, key),
             Expired::Answered => self.drive(io, key),
@@ -677,14 +690,7 @@ impl Reader {
         let Some(Socket { conn, .. }) = conns.get_mut(key) else {
             return;
         };
-        let cx = ParseContext {
-            app: &*cfg.app,
-            refusals: cfg.refusals.as_ref(),
-            date,
-            stats,
-            draining: *draining,
-            now: *now,
-        };
+        let cx = cfg.parse_context(date, stats, *draining, *now);
         while let Some((req, ctx)) = conn.poll_request(&cx) {
             match exec.pool_for(&req) {
                 None => {
