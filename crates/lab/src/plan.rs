@@ -162,16 +162,16 @@ impl Plan {
             );
         }
         if !quick {
-            // The price of counting queue waits: the default shape with timing off, on the
-            // workloads where per-request CPU shows.
-            targets.push(
+            // The price of counting queue waits: the default shape (sampled timing) with
+            // every read timed and with none, on the workloads where per-request CPU shows.
+            targets.extend(["on", "off"].map(|timing| {
                 Target::backlog(
-                    "reuseport timing-off",
+                    &format!("reuseport timing-{timing}"),
                     "reuseport",
-                    &["--queue-timing", "off"],
+                    &["--queue-timing", timing],
                 )
-                .only(&TIMING_SCENARIOS),
-            );
+                .only(&TIMING_SCENARIOS)
+            }));
             targets.extend([
                 Target::backlog("dispatch ×2 proc", "dispatch", &["--processes", "2"]),
                 Target::backlog(

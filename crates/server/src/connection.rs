@@ -16,6 +16,7 @@
 use crate::buffers::Buffers;
 use crate::config::Timeouts;
 use crate::handler::Handler;
+use crate::queue_wait::PendingWait;
 use crate::refusal::{self, RenderRefusal};
 use crate::stats::ThreadStats;
 use crate::worker::Job;
@@ -41,9 +42,6 @@ const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
 /// [`Connection::timer_tick`] when the connection has no entry in the wheel.
 pub(crate) const NO_TICK: u64 = u64::MAX;
-
-/// [`Connection::receive_wait_us`] when no wait is known.
-const NO_WAIT: u32 = u32::MAX;
 
 /// A response slot in request order: `None` until its worker answers.
 pub(crate) type Slot = Option<(Bytes, bool)>;
@@ -154,8 +152,9 @@ pub(crate) struct Connection {
     /// When `accept` returned this connection.
     pub(crate) accepted_at: Instant,
     /// How long the first bytes of the request now in `rbuf` waited in the kernel's receive
-    /// queue, in µs ([`NO_WAIT`]: not known), counted for each request they begin.
-    receive_wait_us: u32,
+    /// queue, and how many requests that stands for (sampled timing), counted for each
+    /// request they begin.
+    receive_wait: PendingWait,
     /// The accept-queue wait is still to be counted, at the first timestamped read.
     accept_wait_pending: bool,
     /// When the bytes of the request head now in `rbuf` started to arrive.
@@ -207,7 +206,7 @@ impl Connection {
             wants_bytes: true,
             requests: 0,
             accepted_at: now,
-            receive_wait_us: NO_WAIT,
+            receive_wait: PendingWait::NONE,
             accept_wait_pending: true,
             head_started: None,
             last_read: now,
@@ -338,21 +337,31 @@ impl Connection {
     }
 
     /// `n` bytes were appended to [`Connection::read_buffer`] at `now`; `arrived` is the
-    /// kernel's receive timestamp, if it gave one, and `starts` what
-    /// [`Connection::starts_request`] said before the read.
+    /// kernel's receive timestamp, if the read asked and it gave one, with how many requests
+    /// the read stands for (1, or [`crate::queue_wait::SAMPLE_EVERY`] for a sampled one), and
+    /// `starts` what [`Connection::starts_request`] said before the read.
     pub(crate) fn received(
         &mut self,
         n: usize,
-        arrived: Option<SystemTime>,
+        arrived: Option<(SystemTime, u8)>,
         starts: bool,
         now: Instant,
         stats: &ThreadStats,
     ) {
         stats.bytes_in(n);
         self.last_read = now;
-        if let Some(arrived) = arrived {
-            self.count_waits(arrived, starts, stats);
+        match arrived {
+            Some((arrived, weight)) => self.count_waits(arrived, weight, starts, stats),
+            // Not timed (or not stamped): the requests these bytes begin have no known wait.
+            None if starts => self.receive_wait = PendingWait::NONE,
+            None => {}
         }
+    }
+
+    /// Whether the connection's accept-queue wait is still to be counted: its first stamped
+    /// read is still to come.
+    pub(crate) fn first_stamp_pending(&self) -> bool {
+        self.accept_wait_pending
     }
 
     /// Bytes a completion-based driver received into its own buffer: copied in, then as
@@ -372,14 +381,14 @@ impl Connection {
         let starts = self.starts_request();
         spare.lend(&mut self.rbuf);
         self.rbuf.extend_from_slice(data);
-        self.received(data.len(), arrived, starts, now, stats);
+        self.received(data.len(), arrived.map(|at| (at, 1)), starts, now, stats);
     }
 
     /// Count what a read's kernel timestamp says (see [`crate::queue_wait`]): the
     /// connection's accept-queue wait at its first timestamped read, and, when the read
     /// begins a request, how long its bytes waited in the receive queue (kept for each
     /// request they begin).
-    fn count_waits(&mut self, arrived: SystemTime, starts: bool, stats: &ThreadStats) {
+    fn count_waits(&mut self, arrived: SystemTime, weight: u8, starts: bool, stats: &ThreadStats) {
         if !starts && !self.accept_wait_pending {
             // The rest of a request already counted: no clock to read.
             return;
@@ -388,7 +397,7 @@ impl Connection {
             .duration_since(arrived)
             .unwrap_or(Duration::ZERO);
         if starts {
-            self.receive_wait_us = u32::try_from(waited.as_micros()).unwrap_or(NO_WAIT - 1);
+            self.receive_wait = PendingWait::new(waited, weight.into());
         }
         if self.accept_wait_pending {
             self.accept_wait_pending = false;
@@ -457,9 +466,8 @@ impl Connection {
                 }
                 Ok(Decoded::Request(mut req)) => {
                     self.requests = self.requests.saturating_add(1);
-                    if self.receive_wait_us != NO_WAIT {
-                        cx.stats
-                            .receive_waited(Duration::from_micros(self.receive_wait_us.into()));
+                    if let Some((wait, weight)) = self.receive_wait.get() {
+                        cx.stats.receive_waited(wait, weight);
                     }
                     req.set_peer_addr(self.peer);
                     let ctx = EncodeContext::for_request(&req, !cx.draining);

@@ -14,12 +14,13 @@
 //! linger; see [`Connection::deadline`]), kept on the thread's [`TimerWheel`].
 
 use crate::buffers::Buffers;
-use crate::config::Timeouts;
+use crate::config::{QueueTiming, Timeouts};
 use crate::conn_limit::ConnLimit;
 use crate::connection::{Connection, Expired, Expiry, ParseContext, Verdict, NO_TICK};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
+use crate::queue_wait::{SAMPLE_EVERY, TIME_EVERY_READ_AFTER};
 use crate::refusal::RenderRefusal;
 use crate::stats::ThreadStats;
 use crate::timer::{Entry, TimerWheel};
@@ -128,8 +129,9 @@ pub(crate) struct ReaderConfig {
     pub(crate) app: Arc<dyn Handler>,
     /// How the application renders the server's refusals.
     pub(crate) refusals: Option<RenderRefusal>,
-    /// Read with `recvmsg` and count queue waits from the kernel's receive timestamps.
-    pub(crate) queue_timing: bool,
+    /// Which reads go through `recvmsg` to count queue waits from the kernel's receive
+    /// timestamps.
+    pub(crate) queue_timing: QueueTiming,
 }
 
 impl ReaderConfig {
@@ -167,6 +169,11 @@ pub(crate) struct Reader {
     /// Connections whose next request waits for room in the worker queue, oldest first.
     blocked: VecDeque<usize>,
     next_gen: u32,
+    /// `--queue-timing sampled`: requests begun by this thread's reads, to time one in
+    /// [`SAMPLE_EVERY`].
+    sampled: u32,
+    /// When the loop's previous round began (see [`TIME_EVERY_READ_AFTER`]).
+    previous_round: Instant,
     draining: bool,
     /// In a drain, when idle keep-alive connections stop being given a last chance.
     idle_close_at: Option<Instant>,
@@ -202,6 +209,8 @@ impl Reader {
             inbox,
             blocked: VecDeque::new(),
             next_gen: 0,
+            sampled: 0,
+            previous_round: Instant::now(),
             draining: false,
             idle_close_at: None,
             touched: Vec::new(),
@@ -211,6 +220,7 @@ impl Reader {
 
     /// The loop woke at `now`: one clock read per round serves every connection.
     pub(crate) fn set_now(&mut self, now: Instant) {
+        self.previous_round = self.now;
         self.now = now;
         self.date.refresh(SystemTime::now());
     }
@@ -247,7 +257,11 @@ impl Reader {
                 }
             }
             Driver::Uring(sub) => {
-                sub.recv_multi(fd.as_fd(), conn_token(key, gen), self.cfg.queue_timing);
+                sub.recv_multi(
+                    fd.as_fd(),
+                    conn_token(key, gen),
+                    self.cfg.queue_timing.stamps(),
+                );
                 recv = Armed::On;
             }
         }
@@ -543,12 +557,30 @@ impl Reader {
             }
             if s.readable && s.conn.wants_read() {
                 let starts = s.conn.starts_request();
+                // The weight a timed read's wait counts for; `None`: a plain read.
+                let timed: Option<u8> = match self.cfg.queue_timing {
+                    QueueTiming::On => Some(1),
+                    QueueTiming::Off => None,
+                    QueueTiming::Sampled if s.conn.first_stamp_pending() => Some(1),
+                    // The rest of a request already counted (or not sampled): nothing to time.
+                    QueueTiming::Sampled if !starts => None,
+                    QueueTiming::Sampled
+                        if Instant::now().duration_since(self.previous_round)
+                            >= TIME_EVERY_READ_AFTER =>
+                    {
+                        Some(1)
+                    }
+                    QueueTiming::Sampled => {
+                        self.sampled = self.sampled.wrapping_add(1);
+                        (self.sampled % SAMPLE_EVERY == 0).then_some(SAMPLE_EVERY as u8)
+                    }
+                };
                 let buf = s.conn.read_buffer(&mut self.spare);
                 let spare = buf.capacity() - buf.len();
-                let read = if self.cfg.queue_timing {
-                    sys::socket::recv_into(&s.fd, buf, 1)
-                } else {
-                    sys::socket::read_into(&s.fd, buf, 1).map(|n| (n, None))
+                let read = match timed {
+                    Some(weight) => sys::socket::recv_into(&s.fd, buf, 1)
+                        .map(|(n, at)| (n, at.map(|at| (at, weight)))),
+                    None => sys::socket::read_into(&s.fd, buf, 1).map(|n| (n, None)),
                 };
                 match read {
                     Ok((0, _)) => s.conn.peer_closed(),
@@ -659,7 +691,7 @@ impl Reader {
         let wants = s.conn.wants_read();
         match s.recv {
             Armed::Off if wants => {
-                sub.recv_multi(s.fd.as_fd(), token, self.cfg.queue_timing);
+                sub.recv_multi(s.fd.as_fd(), token, self.cfg.queue_timing.stamps());
                 s.recv = Armed::On;
             }
             // Backpressure: stop taking bytes; they wait in the kernel and slow the client.

@@ -158,8 +158,8 @@ impl ThreadStats {
     pub(crate) fn accept_waited(&self, wait: std::time::Duration) {
         self.c.accept_wait.record(wait);
     }
-    pub(crate) fn receive_waited(&self, wait: std::time::Duration) {
-        self.c.receive_wait.record(wait);
+    pub(crate) fn receive_waited(&self, wait: std::time::Duration, weight: u32) {
+        self.c.receive_wait.record_for(wait, weight);
     }
     pub(crate) fn busy(&self, ns: u64) {
         self.c.busy_ns.fetch_add(ns, Relaxed);

@@ -110,7 +110,7 @@ fn a_request_behind_a_busy_loop_counts_its_receive_queue_wait() {
 #[test]
 fn keep_alive_traffic_waits_well_under_a_millisecond() {
     for model in MODELS {
-        let server = TestServer::start(builder(model));
+        let server = TestServer::start(builder(model).queue_timing(QueueTiming::On));
         let (accept0, receive0) = warm_up(&server);
         let (mut w, mut r) = open(server.addr);
         for _ in 0..200 {
@@ -130,6 +130,41 @@ fn keep_alive_traffic_waits_well_under_a_millisecond() {
         eprintln!("{model:?}: keep-alive receive-queue wait p50 {p50:?} p99 {p99:?}");
         assert!(p50 < Duration::from_millis(1), "{model:?}: p50 {p50:?}");
         drop((w, r));
+        server.stop();
+    }
+}
+
+/// The default: every connection's first request, and one in 16 of the rest, each counted
+/// for 16 — so the counts still estimate every request.
+#[test]
+fn sampled_timing_counts_every_connection_and_estimates_the_requests() {
+    for model in MODELS {
+        let server = TestServer::start(builder(model));
+        let (accept0, receive0) = warm_up(&server);
+        let mut conns: Vec<_> = (0..4).map(|_| open(server.addr)).collect();
+        for _ in 0..100 {
+            for (w, r) in &mut conns {
+                w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                read_response(r, false).unwrap();
+            }
+        }
+        let (accept, receive) = waits(&server);
+        let (accept, receive) = (accept.since(&accept0), receive.since(&receive0));
+        eprintln!(
+            "{model:?}: 400 requests on 4 connections, sampled: {} counted",
+            receive.count()
+        );
+        assert_eq!(accept.count(), 4, "{model:?}: every connection");
+        // 4 first requests, then 396 sampled one in 16 per thread (each thread's count
+        // starts anywhere in its cycle), each sample counted for 16 — unless a read came
+        // more than 1 ms into a loop's round, which is timed and counted for 1.
+        let n = receive.count();
+        assert!(
+            (4 + 396 - 2 * 16..=4 + 396 + 2 * 16).contains(&n),
+            "{model:?}: {n}"
+        );
+        assert!(receive.quantile(0.5).unwrap() < Duration::from_millis(1));
+        drop(conns);
         server.stop();
     }
 }

@@ -32,7 +32,7 @@ use crate::shutdown::Shutdown;
 use crate::stats::{Role, StatsRegistry, ThreadStats};
 use crate::topology::ThreadLayout;
 use crate::worker::{self, Job, ReplyPort, Submitter};
-use crate::{AcceptStrategy, Config, QueueTiming, ServerError};
+use crate::{AcceptStrategy, Config, ServerError};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -102,7 +102,7 @@ impl<'a> Wiring<'a> {
             if self.inherited_taken <= self.inherited.len() {
                 self.listeners
                     .push((listener.local_addr(), Arc::downgrade(&listener)));
-                listener.prepare_accepted(self.cfg.queue_timing == QueueTiming::On)?;
+                listener.prepare_accepted(self.cfg.queue_timing.stamps())?;
             }
             return Ok(listener);
         }
@@ -119,7 +119,7 @@ impl<'a> Wiring<'a> {
             },
         )?;
         self.addr.get_or_insert(listener.local_addr());
-        listener.prepare_accepted(self.cfg.queue_timing == QueueTiming::On)?;
+        listener.prepare_accepted(self.cfg.queue_timing.stamps())?;
         let listener = Arc::new(listener);
         // Weak: the admin side must not keep a listener open after shutdown closes it.
         self.listeners
@@ -193,7 +193,7 @@ impl<'a> Wiring<'a> {
             limits: self.cfg.limits,
             timeouts: self.cfg.timeouts,
             conn_limit: self.conn_limit.clone(),
-            queue_timing: self.cfg.queue_timing == QueueTiming::On,
+            queue_timing: self.cfg.queue_timing,
             app: self.handler.clone(),
             refusals: self.refusals.clone(),
         };
