@@ -6,7 +6,7 @@
 //! `shared` and `reuseport` are N loops with both. Workers are not event loops: they block on
 //! their queue.
 
-use crate::acceptor::{Acceptor, LISTENER_TAG};
+use crate::acceptor::{Acceptor, ACCEPT_INTERLEAVE, LISTENER_TAG};
 use crate::handoff::Balancer;
 use crate::reader::{Driver, Reader};
 use crate::shutdown::Shutdown;
@@ -136,12 +136,22 @@ impl EventLoop {
                     });
                 }
             }
+            let mut since_accept = 0;
             for (token, readiness) in events.iter() {
                 if token == WAKER_TOKEN {
                     woken = true;
                 } else if token & LISTENER_TAG == 0 {
                     if let Some(r) = reader.as_mut() {
                         r.on_event(&epoll, token as usize, readiness);
+                    }
+                    since_accept += 1;
+                    if since_accept == ACCEPT_INTERLEAVE {
+                        since_accept = 0;
+                        if let Some(a) = acceptor.as_mut().filter(|a| a.busy()) {
+                            a.accept_more(&epoll, busy_since, &mut |c| {
+                                deliver(&mut Driver::Epoll(&epoll), &mut reader, &mut balancer, c)
+                            });
+                        }
                     }
                 }
             }
