@@ -55,10 +55,8 @@ struct UringAccepts {
     multishot: bool,
     /// It was cancelled and its last completion has not come yet.
     stopping: bool,
-    /// A one-shot readiness poll is armed (near the ceiling).
+    /// A one-shot readiness poll is armed (shared sockets, near the ceiling).
     polling: bool,
-    /// Shared socket: move to the back of the kernel's waiters (see `before_wait_uring`).
-    rotate: bool,
 }
 
 /// nginx's accept_mutex: a lock word shared by the threads of one listening socket.
@@ -370,14 +368,18 @@ impl Acceptor {
     }
 }
 
-/// The acceptor on an io_uring. The kernel's accept is polled exclusively (one waiter per
-/// connection), so on a shared socket `exclusive`, `mutex` and `herd` all become that:
-/// every loop keeps an accept armed on it and the kernel hands each connection to one.
+/// The acceptor on an io_uring. A socket of its own gets a multishot accept. A shared socket
+/// is polled for readiness by every loop, and the loops that wake take batches with
+/// `accept4`, as under epoll: io_uring's accept waits exclusively and wakes waiters in the
+/// order they armed, handing every connection to the first loop's ring even while that
+/// loop is busy (the connection then waits until it next enters the kernel) and the others
+/// sleep. A 9-run accept storm put that at 1.55–1.95× nginx's overflows on one socket. So on a
+/// shared socket `exclusive`, `mutex` and `herd` all become a herd of readiness polls.
 impl Acceptor {
-    /// Arm what the room under the ceiling allows: a multishot accept with room to spare,
-    /// a readiness poll near the ceiling (and for connections passed by a supervisor),
-    /// nothing at it. Returns how long the loop may sleep
-    /// at most (a pause after EMFILE).
+    /// Arm what the room under the ceiling allows: a multishot accept on an own socket with
+    /// room to spare; a readiness poll on a shared socket, near the ceiling, and for
+    /// connections passed by a supervisor; nothing at it. Returns how long the loop may
+    /// sleep at most (a pause after EMFILE).
     pub(crate) fn before_wait_uring(
         &mut self,
         sub: &mut sys::uring::Submit<'_>,
@@ -392,23 +394,16 @@ impl Acceptor {
         self.uring
             .resize(self.listeners.len(), UringAccepts::default());
         let room = self.limit.room();
+        let own = matches!(self.turn, Turn::Own);
         for (i, (listener, arm)) in self.listeners.iter().zip(&mut self.uring).enumerate() {
             let token = URING_LISTENER | i as u64;
             // Connections a supervisor passes over a Unix socket are not accepted but
             // received: that socket is polled, then read as under epoll.
-            if room > MULTISHOT_ROOM && !listener.is_passed() {
+            if own && room > MULTISHOT_ROOM && !listener.is_passed() {
                 if !arm.multishot {
                     sub.accept_multi(listener.as_fd(), token);
                     arm.multishot = true;
-                } else if arm.rotate && !arm.stopping {
-                    // The kernel wakes a shared socket's waiters in the order they armed,
-                    // and an armed multishot accept never leaves the queue: without this,
-                    // the first loop would take every connection. Cancelled, it is armed
-                    // again at the back once its last completion comes.
-                    sub.cancel_accept(token);
-                    arm.stopping = true;
                 }
-                arm.rotate = false;
                 continue;
             }
             if arm.multishot {
@@ -435,18 +430,10 @@ impl Acceptor {
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
-        let shared = !matches!(self.turn, Turn::Own);
         if let Some(arm) = self.uring.get_mut((token & 0xffff) as usize) {
             if !more {
                 arm.multishot = false;
                 arm.stopping = false;
-            }
-            if shared && fd.is_ok() {
-                self.since_rotate += 1;
-                if self.since_rotate >= EXCLUSIVE_ROTATE {
-                    self.since_rotate = 0;
-                    arm.rotate = true;
-                }
             }
         }
         if let Some(err) = deliver_accepted(fd, &self.limit, &self.stats, deliver) {
@@ -460,7 +447,8 @@ impl Acceptor {
         }
     }
 
-    /// A listener polled near the ceiling is readable: accept what there is room for.
+    /// A polled listener (shared, near the ceiling, or passed) is readable: accept a batch,
+    /// as far as there is room.
     pub(crate) fn on_listener_ready_uring(
         &mut self,
         token: u64,
