@@ -227,7 +227,7 @@ impl Acceptor {
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
-        match self.accept_batch(index, now, deliver) {
+        match self.accept_batch(index, true, now, deliver) {
             Batch::Full => {
                 self.deregister(epoll);
                 tracing::debug!(
@@ -276,10 +276,11 @@ impl Acceptor {
     }
 
     /// Accept up to [`ACCEPT_BATCH`] from listener `index` with `accept4`, each with its
-    /// slot under the ceiling claimed first.
+    /// slot under the ceiling claimed first, non-blocking (epoll) or blocking (io_uring).
     fn accept_batch(
         &mut self,
         index: usize,
+        nonblocking: bool,
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) -> Batch {
@@ -293,7 +294,7 @@ impl Acceptor {
                 self.full = true;
                 return Batch::Full;
             }
-            match listener.accept() {
+            match listener.accept_as(nonblocking) {
                 Ok(conn) => {
                     // TCP_NODELAY came with it from the listener (`prepare_accepted`).
                     accepted += 1;
@@ -346,17 +347,18 @@ impl Acceptor {
                 lock.unlock();
             }
         }
-        self.take_queued(deliver);
+        self.take_queued(true, deliver);
     }
 
-    /// Accept what is already in the accept queues, then drop the listeners.
-    fn take_queued(&mut self, deliver: &mut dyn FnMut(Accepted)) {
+    /// Accept what is already in the accept queues (non-blocking for epoll, blocking for an
+    /// io_uring), then drop the listeners.
+    fn take_queued(&mut self, nonblocking: bool, deliver: &mut dyn FnMut(Accepted)) {
         for listener in std::mem::take(&mut self.listeners) {
             for _ in 0..4096 {
                 if !self.limit.try_acquire() {
                     break;
                 }
-                match listener.accept() {
+                match listener.accept_as(nonblocking) {
                     Ok(conn) => self.hand_over(conn, deliver),
                     Err(_) => {
                         self.limit.release();
@@ -385,6 +387,10 @@ impl Acceptor {
         sub: &mut sys::uring::Submit<'_>,
         now: Instant,
     ) -> Option<Duration> {
+        if self.closing {
+            // Shutting down: what was cancelled is not armed again.
+            return None;
+        }
         if let Some(until) = self.paused_until {
             if now < until {
                 return Some(until - now);
@@ -459,7 +465,7 @@ impl Acceptor {
         if let Some(arm) = self.uring.get_mut(index) {
             arm.polling = false;
         }
-        self.accept_batch(index, now, &mut |c| deliver(blocking(c)));
+        self.accept_batch(index, false, now, deliver);
     }
 
     /// Shutdown on an io_uring, first step: cancel the accepts and polls and arm no more.
@@ -480,17 +486,8 @@ impl Acceptor {
 
     /// Shutdown on an io_uring, last step: take what is queued, drop the listeners.
     pub(crate) fn close_uring(mut self, deliver: &mut dyn FnMut(Accepted)) {
-        self.take_queued(&mut |c| deliver(blocking(c)));
+        self.take_queued(false, deliver);
     }
-}
-
-/// A connection `accept4` (or a supervisor) gave non-blocking, made blocking for the ring
-/// (see [`sys::socket::set_blocking`]); multishot accepts give them blocking already.
-fn blocking(conn: Accepted) -> Accepted {
-    if let Err(err) = sys::socket::set_blocking(&conn.fd) {
-        tracing::debug!(%err, "cannot make a connection blocking");
-    }
-    conn
 }
 
 /// Hand a multishot accept's connection on, counted under the ceiling (or past it: it is

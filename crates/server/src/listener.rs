@@ -139,13 +139,21 @@ impl Listener {
         self.passed
     }
 
-    /// The next connection: accept(2), or the next descriptor the supervisor sent.
-    /// `WouldBlock` when there is none now.
+    /// The next connection, non-blocking: accept(2), or the next descriptor the supervisor
+    /// sent. `WouldBlock` when there is none now.
     pub fn accept(&self) -> std::io::Result<Accepted> {
+        self.accept_as(true)
+    }
+
+    /// [`Listener::accept`], the connection non-blocking or blocking (an io_uring's).
+    pub(crate) fn accept_as(&self, nonblocking: bool) -> std::io::Result<Accepted> {
         if !self.passed {
-            return sys::socket::accept(self);
+            return sys::socket::accept_as(self, nonblocking);
         }
         let fd = sys::fd::recv_fd(self.socket.as_fd())?;
+        if !nonblocking {
+            sys::socket::set_blocking(&fd)?;
+        }
         // The supervisor accepted it; asking the kernel is the price of the handoff.
         let peer = sys::socket::peer_addr(&fd).ok();
         let _ = sys::socket::set_nodelay(&fd);

@@ -34,7 +34,18 @@ pub struct Accepted {
 /// Accept one connection, already non-blocking and close-on-exec (`accept4`), with the
 /// peer's address.
 pub fn accept(listener: impl AsFd) -> io::Result<Accepted> {
-    let (fd, addr) = net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    accept_as(listener, true)
+}
+
+/// [`accept`], the connection non-blocking (for readiness loops) or blocking (for an
+/// io_uring, whose sends wait for room in the kernel) as it comes, without a syscall more.
+pub fn accept_as(listener: impl AsFd, nonblocking: bool) -> io::Result<Accepted> {
+    let flags = if nonblocking {
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC
+    } else {
+        SocketFlags::CLOEXEC
+    };
+    let (fd, addr) = net::acceptfrom_with(listener, flags)?;
     let peer = addr.and_then(|a| std::net::SocketAddr::try_from(a).ok());
     Ok(Accepted {
         fd,
