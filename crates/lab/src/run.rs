@@ -9,7 +9,7 @@ use crate::netns::{self, Hosts};
 use crate::plan::Plan;
 use crate::results::{IdleMemory, Measurement, Results, SyscallCount};
 use crate::scenario::{bursts, never_read, request, syn_flood, trickle, Scenario};
-use crate::target::{self, Running};
+use crate::target::{self, Running, Target};
 use admin::QueueWaits;
 use backlog_server::queue_wait::WaitSnapshot;
 use std::collections::BTreeMap;
@@ -384,16 +384,21 @@ pub fn run(
             .as_ref()
             .filter(|n| n.is_pair())
             .map(|n| n.server.as_str());
-        for t in plan
+        // Repeats go round the targets (each target's first run, then each one's second...),
+        // not one target's runs in a block: whatever drifts over the scenario — the machine's
+        // other load, the client's TIME_WAIT sockets piling up in the namespace — then falls
+        // on every target alike instead of on whichever ran last.
+        let targets: Vec<&Target> = plan
             .targets
             .iter()
             .filter(|t| t.available() && s.includes(t))
-        {
-            let mut runs = Vec::new();
-            for _ in 0..plan.repeats {
+            .collect();
+        let mut runs: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
+        'repeats: for _ in 0..plan.repeats {
+            for (t, runs) in targets.iter().zip(&mut runs) {
                 if stop.load(Ordering::Relaxed) {
                     results.interrupted = true;
-                    break 'scenarios;
+                    break 'repeats;
                 }
                 progress(&s.name, &t.name);
                 // In a namespace the clients (and every thread they start) must be inside it
@@ -419,12 +424,14 @@ pub fn run(
                         .push(format!("{} / {}: {err:#}", s.name, t.name)),
                 }
             }
-            if runs.is_empty() {
-                continue;
+        }
+        for (t, runs) in targets.iter().zip(&runs) {
+            if !runs.is_empty() {
+                results.measurements.push(summarise(plan, s, &t.name, runs));
             }
-            results
-                .measurements
-                .push(summarise(plan, s, &t.name, &runs));
+        }
+        if results.interrupted {
+            break 'scenarios;
         }
     }
     if !results.interrupted {
