@@ -131,6 +131,7 @@ impl Acceptor {
         limit: Arc<ConnLimit>,
     ) -> Self {
         Acceptor {
+            busy: vec![false; listeners.len()],
             listeners,
             turn,
             stats,
@@ -139,7 +140,6 @@ impl Acceptor {
             registered: false,
             holding: false,
             since_rotate: 0,
-            busy: Vec::new(),
             paused_until: None,
             last_warning: None,
             uring: Vec::new(),
@@ -212,7 +212,7 @@ impl Acceptor {
 
     /// After the round's events: the mutex holder lets go, so another thread can take a turn.
     pub(crate) fn after_events(&mut self) {
-        self.busy.clear();
+        self.busy.fill(false);
         if let (Turn::Mutex(lock), true) = (&self.turn, self.holding) {
             lock.unlock();
             self.holding = false;
@@ -237,10 +237,9 @@ impl Acceptor {
             }
             Batch::Paused => self.deregister(epoll),
             Batch::Drained(accepted) => {
-                if self.busy.len() <= index {
-                    self.busy.resize(index + 1, false);
+                if let Some(busy) = self.busy.get_mut(index) {
+                    *busy = accepted > 0;
                 }
-                self.busy[index] = accepted > 0;
                 if let Turn::Exclusive = self.turn {
                     self.since_rotate += accepted;
                     if self.since_rotate >= EXCLUSIVE_ROTATE {
