@@ -28,13 +28,26 @@ pub struct LabArgs {
     /// Only these scenarios (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Only these targets (comma-separated names, e.g. single,pool,nginx); a topology
-    /// ("listeners=1 acceptors=2 readers=4 workers=2") not in the plan is added as a target.
+    /// Only these targets (comma-separated names, e.g. single,pool,nginx): a target's whole
+    /// name picks that target, the start of names picks every target it starts ("nginx", or
+    /// "shared/" for shared's accept modes); a topology ("listeners=1 acceptors=2 readers=4
+    /// workers=2") not in the plan is added as a target.
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// Rewrite report.md and the plots from an earlier results.json instead of running.
     #[arg(long)]
     from: Option<PathBuf>,
+}
+
+/// Whether `--targets` entry `asked` picks the target called `name`: its whole name picks
+/// it alone (so "shared" is one target, not every name starting with it); an entry that is
+/// no target's whole name picks every target whose name starts with it.
+fn picks(asked: &str, name: &str, names: &[String]) -> bool {
+    if names.iter().any(|n| n == asked) {
+        name == asked
+    } else {
+        name.starts_with(asked)
+    }
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
@@ -71,8 +84,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                     .push(lab::target::Target::shaped(asked, shape, &[]));
             }
         }
+        let names: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
         plan.targets
-            .retain(|t| args.targets.iter().any(|a| t.name.starts_with(a.as_str())));
+            .retain(|t| args.targets.iter().any(|a| picks(a, &t.name, &names)));
     }
     // The lab holds thousands of client sockets (idle-memory figure).
     sys::rlimit::raise_nofile();
@@ -123,4 +137,33 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::picks;
+
+    #[test]
+    fn a_whole_name_picks_one_target_and_a_prefix_picks_a_family() {
+        let names: Vec<String> = [
+            "shared",
+            "shared/mutex",
+            "shared io_uring",
+            "nginx (2 workers)",
+        ]
+        .map(String::from)
+        .to_vec();
+        let picked = |asked: &str| -> Vec<&str> {
+            names
+                .iter()
+                .filter(|n| picks(asked, n, &names))
+                .map(String::as_str)
+                .collect()
+        };
+        assert_eq!(picked("shared"), ["shared"]);
+        assert_eq!(picked("shared/"), ["shared/mutex"]);
+        assert_eq!(picked("shared "), ["shared io_uring"]);
+        assert_eq!(picked("nginx"), ["nginx (2 workers)"]);
+        assert!(picked("node").is_empty());
+    }
 }
