@@ -7,8 +7,9 @@
 
 use crate::state::{ListenerState, ProcessState, State};
 use backlog_server::{Handler, Listener, Router};
-use std::collections::BTreeMap;
+use kernel::SynRecvGauge;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The thread-name prefix for a worker.
@@ -16,17 +17,14 @@ pub fn prefix(p: &ProcessState) -> String {
     format!("w{}.g{}/", p.slot, p.generation)
 }
 
-/// The queues of the sockets the supervisor holds.
-pub fn listener_states(listeners: &[Listener]) -> Vec<ListenerState> {
-    let mut syn_by_port: BTreeMap<u16, u32> = BTreeMap::new();
+/// The queues of the sockets the supervisor holds (SYN queues through `syn`, which bounds
+/// what counting them costs).
+pub fn listener_states(listeners: &[Listener], syn: &mut SynRecvGauge) -> Vec<ListenerState> {
     listeners
         .iter()
         .enumerate()
         .map(|(index, l)| {
-            let port = l.local_addr().port();
-            let syn_recv = *syn_by_port
-                .entry(port)
-                .or_insert_with(|| kernel::syn_recv_count(port).unwrap_or(0));
+            let syn_recv = syn.count(l.local_addr()).unwrap_or(0);
             let q = kernel::accept_queue(l).unwrap_or(kernel::AcceptQueue {
                 length: 0,
                 limit: 0,
@@ -103,6 +101,7 @@ pub fn app(
     processes: impl Fn() -> Vec<ProcessState> + Send + Sync + 'static,
     listeners: Arc<std::sync::RwLock<Vec<Listener>>>,
 ) -> impl Handler {
+    let syn = Mutex::new(SynRecvGauge::new(crate::state::SYN_WALK_DIVISOR));
     let sample = Arc::new(move || {
         let procs = processes();
         // Workers answer their own scrapes; a slow or dying one costs at most its timeout.
@@ -119,7 +118,10 @@ pub fn app(
             states,
             listeners
                 .read()
-                .map(|l| listener_states(&l))
+                .map(|l| {
+                    let mut syn = syn.lock().unwrap_or_else(|e| e.into_inner());
+                    listener_states(&l, &mut syn)
+                })
                 .unwrap_or_default(),
         )
     });

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// How long a sample is reused: scrapers arriving together cost one kernel read.
 pub(crate) const CACHE: Duration = Duration::from_millis(250);
+/// Counting a SYN queue walks every socket on the host ([`kernel::SynRecvGauge`]): scrapes
+/// may spend at most 1/this of a core on it, however often they come.
+pub(crate) const SYN_WALK_DIVISOR: u32 = 100;
 
 /// One listening socket's queues.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +162,7 @@ pub struct Sampler {
     baseline: kernel::TcpExt,
     cached: Mutex<Option<(Instant, Arc<State>)>>,
     previous: Mutex<Option<Previous>>,
+    syn: Mutex<kernel::SynRecvGauge>,
 }
 
 impl Sampler {
@@ -169,6 +173,7 @@ impl Sampler {
             view,
             cached: Mutex::new(None),
             previous: Mutex::new(None),
+            syn: Mutex::new(kernel::SynRecvGauge::new(SYN_WALK_DIVISOR)),
         }
     }
 
@@ -188,18 +193,15 @@ impl Sampler {
     fn sample(&self) -> State {
         let view = &self.view;
         let now = Instant::now();
-        let mut syn_by_port: BTreeMap<u16, u32> = BTreeMap::new();
+        let mut syn = self.syn.lock().unwrap_or_else(|e| e.into_inner());
         let listeners: Vec<ListenerState> = view
             .listeners()
             .into_iter()
             .enumerate()
             .map(|(index, l)| {
-                let port = l.addr.port();
-                let syn_recv = *syn_by_port.entry(port).or_insert_with(|| {
-                    kernel::syn_recv_count(port).unwrap_or_else(|err| {
-                        tracing::debug!(%err, "sock_diag failed");
-                        0
-                    })
+                let syn_recv = syn.count(l.addr).unwrap_or_else(|err| {
+                    tracing::debug!(%err, "sock_diag failed");
+                    0
                 });
                 ListenerState {
                     index,

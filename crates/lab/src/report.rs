@@ -174,17 +174,41 @@ fn storm_pairs(results: &Results) -> String {
             .unwrap_or(m.listen_overflows);
         format!("{} ({lo}–{hi})", median(m))
     };
+    // Runs go round the targets, so run i of a shape and run i of its nginx ran a few
+    // seconds apart: the ratio within each such pair leaves out the drift between rounds
+    // (other load on the host, TIME_WAIT sockets piling up) that widens each one's spread.
+    let paired = |m: &Measurement, p: &Measurement| -> String {
+        let mut ratios: Vec<f64> = m
+            .overflows_runs
+            .iter()
+            .zip(&p.overflows_runs)
+            .filter(|(_, &theirs)| theirs > 0)
+            .map(|(&ours, &theirs)| ours as f64 / theirs as f64)
+            .collect();
+        if ratios.is_empty() {
+            return "—".into();
+        }
+        ratios.sort_unstable_by(f64::total_cmp);
+        format!(
+            "{:.2}× ({:.2}–{:.2}, {} pairs)",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+            ratios.len()
+        )
+    };
     let mut t = String::from(
-        "\nAt equal queue capacity (ListenOverflows, median of the runs, min–max):\n\n\
-         | target | listening sockets | overflows | nginx with as many sockets | its overflows | ratio |\n\
-         |---|---:|---:|---|---:|---:|\n",
+        "\nAt equal queue capacity (ListenOverflows, median of the runs, min–max; the last column \
+         pairs each run with nginx's run of the same round and gives the median of those ratios):\n\n\
+         | target | listening sockets | overflows | nginx with as many sockets | its overflows | ratio of medians | ratio per round |\n\
+         |---|---:|---:|---|---:|---:|---:|\n",
     );
     for m in rows.iter().filter(|m| !m.target.starts_with("nginx")) {
         let Some(n) = sockets(m) else { continue };
         let peer = rows
             .iter()
             .find(|o| o.target.starts_with("nginx") && sockets(o) == Some(n));
-        let (name, theirs, ratio) = match peer {
+        let (name, theirs, ratio, per_round) = match peer {
             Some(p) => (
                 p.target.clone(),
                 spread(p),
@@ -193,12 +217,13 @@ fn storm_pairs(results: &Results) -> String {
                 } else {
                     "—".into()
                 },
+                paired(m, p),
             ),
-            None => ("—".into(), "—".into(), "—".into()),
+            None => ("—".into(), "—".into(), "—".into(), "—".into()),
         };
         let _ = writeln!(
             t,
-            "| {} | {n} | {} | {name} | {theirs} | {ratio} |",
+            "| {} | {n} | {} | {name} | {theirs} | {ratio} | {per_round} |",
             m.target,
             spread(m)
         );
@@ -648,6 +673,33 @@ mod tests {
             wall_s: 1.0,
             notes: vec![],
         }
+    }
+
+    #[test]
+    fn the_storm_pairs_each_shape_with_the_nginx_of_as_many_sockets_round_by_round() {
+        let mut r = results();
+        let storm = |target: &str, runs: Vec<u64>| {
+            let mut m = measured(target, 1_000.0, 10.0);
+            m.scenario = "accept-storm".into();
+            m.listen_overflows = runs[0];
+            m.overflows_runs = runs;
+            m
+        };
+        // The full plan: it has nginx on one socket, the peer of the one-socket shapes.
+        r.plan = Plan::new(false, 2);
+        r.measurements = vec![
+            storm("single", vec![900, 4_000, 1_000]),
+            storm("nginx (2 workers, one socket)", vec![1_000, 2_000, 4_000]),
+        ];
+        let t = storm_pairs(&r);
+        let single = t.lines().find(|l| l.starts_with("| single")).unwrap();
+        // Medians 1,000 vs 2,000; round by round 0.90, 2.00, 0.25: median 0.90.
+        assert!(
+            single.ends_with(
+                "| 1000 (900–4000) | nginx (2 workers, one socket) | 2000 (1000–4000) | 0.50× | 0.90× (0.25–2.00, 3 pairs) |"
+            ),
+            "{single}"
+        );
     }
 
     #[test]

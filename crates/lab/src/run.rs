@@ -94,7 +94,12 @@ struct Watch {
     tcp_ext: kernel::TcpExt,
 }
 
-fn watch(server_ns: Option<&str>, port: u16, warmup: Duration, measuring: &AtomicBool) -> Watch {
+fn watch(
+    server_ns: Option<&str>,
+    addr: std::net::SocketAddr,
+    warmup: Duration,
+    measuring: &AtomicBool,
+) -> Watch {
     if let Some(ns) = server_ns {
         if sys::netns::enter(ns).is_err() {
             return Watch {
@@ -107,9 +112,12 @@ fn watch(server_ns: Option<&str>, port: u16, warmup: Duration, measuring: &Atomi
     let before = kernel::TcpExt::read().unwrap_or_default();
     let start = Instant::now();
     let mut queues = Vec::new();
+    // Counting SYN_RECV walks every socket on the host (tens of ms in a storm, on the cores
+    // the server needs): at most 1/20 of a core here, so the walk between samples may stand.
+    let mut syn_gauge = kernel::SynRecvGauge::new(20);
     while measuring.load(Ordering::Relaxed) {
-        let accept = kernel::listen_queues(port).map_or(0, |q| q.queued);
-        let syn = kernel::syn_recv_count(port).unwrap_or(0);
+        let accept = kernel::listen_queues(addr.port()).map_or(0, |q| q.queued);
+        let syn = syn_gauge.count(addr).unwrap_or(0);
         queues.push((start.elapsed().as_secs_f64(), accept, syn));
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -162,7 +170,7 @@ fn one_run(
             let switches = server.context_switches();
             ((server.cpu_split(), target::own_cpu_seconds()), switches)
         });
-        let kernel = scope.spawn(|| watch(server_ns, server.addr.port(), warmup, &measuring));
+        let kernel = scope.spawn(|| watch(server_ns, server.addr, warmup, &measuring));
         let over_time = s
             .plots_waits()
             .then(|| scope.spawn(|| watch_waits(server, server_ns, warmup, &measuring)));
