@@ -349,53 +349,21 @@ pub fn run(
         }
     }
     'scenarios: for s in &plan.scenarios {
-        let namespace = if s.netns || s.flood.is_some() {
-            let made = if s.flood.is_some() {
-                Hosts::pair()
-            } else {
-                Hosts::create()
-            };
-            match made {
-                Some(ns) => Some(ns),
-                None => {
-                    results.notes.push(format!(
-                        "{} skipped: creating a network namespace needs root and iproute2",
-                        s.name
-                    ));
-                    continue;
-                }
+        if s.netns || s.flood.is_some() {
+            // Find out before the first run whether namespaces can be made here at all.
+            if fresh_hosts(s).is_none() {
+                results.notes.push(format!(
+                    "{} skipped: creating a network namespace needs root and iproute2",
+                    s.name
+                ));
+                continue;
             }
-        } else {
-            None
-        };
-        if let (Some(ns), Some(flood)) = (&namespace, s.flood) {
-            netns::sysctl(
-                &ns.server,
-                &format!("net.ipv4.tcp_syncookies={}", flood.syncookies),
-            );
-            netns::sysctl(
-                &ns.server,
-                &format!("net.ipv4.tcp_max_syn_backlog={}", flood.max_syn_backlog),
-            );
+            settle_after_namespace();
         }
-        let opts = target::Options {
-            threads: plan.threads,
-            backlog: s.backlog,
-            netns: namespace.as_ref().map(|n| n.server.clone()),
-            host: match &namespace {
-                Some(ns) if ns.is_pair() => netns::SERVER.into(),
-                _ => std::net::Ipv4Addr::LOCALHOST.into(),
-            },
-        };
-        let client_ns = namespace.as_ref().map(|n| n.client.clone());
-        let server_ns = namespace
-            .as_ref()
-            .filter(|n| n.is_pair())
-            .map(|n| n.server.as_str());
         // Repeats go round the targets (each target's first run, then each one's second...),
         // not one target's runs in a block: whatever drifts over the scenario — the machine's
-        // other load, the client's TIME_WAIT sockets piling up in the namespace — then falls
-        // on every target alike instead of on whichever ran last.
+        // other load, the client's TIME_WAIT sockets piling up on loopback outside a
+        // namespace — then falls on every target alike instead of on whichever ran last.
         let targets: Vec<&Target> = plan
             .targets
             .iter()
@@ -409,6 +377,38 @@ pub fn run(
                     break 'repeats;
                 }
                 progress(&s.name, &t.name);
+                // A namespace per run: a run leaves its clients' sockets behind in TIME_WAIT
+                // for a minute (74,772 after one churn run), and in a namespace kept for the
+                // scenario they made the next run's connects dearer, and every walk of the
+                // socket table longer, for whichever target came next.
+                let namespace = if s.netns || s.flood.is_some() {
+                    match fresh_hosts(s) {
+                        Some(ns) => Some(ns),
+                        None => {
+                            results.notes.push(format!(
+                                "{} / {}: could not create its network namespace",
+                                s.name, t.name
+                            ));
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let opts = target::Options {
+                    threads: plan.threads,
+                    backlog: s.backlog,
+                    netns: namespace.as_ref().map(|n| n.server.clone()),
+                    host: match &namespace {
+                        Some(ns) if ns.is_pair() => netns::SERVER.into(),
+                        _ => std::net::Ipv4Addr::LOCALHOST.into(),
+                    },
+                };
+                let client_ns = namespace.as_ref().map(|n| n.client.clone());
+                let server_ns = namespace
+                    .as_ref()
+                    .filter(|n| n.is_pair())
+                    .map(|n| n.server.as_str());
                 // In a namespace the clients (and every thread they start) must be inside it
                 // too: the run happens on a thread that entered it.
                 let outcome = std::thread::scope(|scope| {
@@ -425,6 +425,10 @@ pub fn run(
                         .join()
                         .unwrap_or_else(|_| Err(anyhow::anyhow!("the run panicked")))
                 });
+                if namespace.is_some() {
+                    drop(namespace);
+                    settle_after_namespace();
+                }
                 match outcome {
                     Ok(run) => runs.push(run),
                     Err(err) => results
@@ -448,6 +452,34 @@ pub fn run(
     results.wall_s = started.elapsed().as_secs_f64();
     results
 }
+
+/// New hosts for a run of `s` (one namespace, or a pair for floods), with the scenario's
+/// sysctls; `None` if they cannot be made (not root, no iproute2).
+fn fresh_hosts(s: &Scenario) -> Option<Hosts> {
+    let Some(flood) = s.flood else {
+        return Hosts::create();
+    };
+    let ns = Hosts::pair()?;
+    netns::sysctl(
+        &ns.server,
+        &format!("net.ipv4.tcp_syncookies={}", flood.syncookies),
+    );
+    netns::sysctl(
+        &ns.server,
+        &format!("net.ipv4.tcp_max_syn_backlog={}", flood.max_syn_backlog),
+    );
+    Some(ns)
+}
+
+/// The kernel tears a deleted namespace down in the background, purging its sockets (tens of
+/// thousands in TIME_WAIT after a churn run) with a walk of the host's socket table: let that
+/// finish before the next run starts measuring.
+fn settle_after_namespace() {
+    std::thread::sleep(NAMESPACE_SETTLE);
+}
+
+/// How long [`settle_after_namespace`] waits.
+const NAMESPACE_SETTLE: Duration = Duration::from_millis(500);
 
 /// One figure per scenario and target from its runs: the median run by requests/s, the
 /// spread of all of them, and the errors of every run.
