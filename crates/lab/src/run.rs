@@ -349,17 +349,9 @@ pub fn run(
         }
     }
     'scenarios: for s in &plan.scenarios {
-        if s.netns || s.flood.is_some() {
-            // Find out before the first run whether namespaces can be made here at all.
-            if fresh_hosts(s).is_none() {
-                results.notes.push(format!(
-                    "{} skipped: creating a network namespace needs root and iproute2",
-                    s.name
-                ));
-                continue;
-            }
-            settle_after_namespace();
-        }
+        // Whether a namespace has been made for this scenario yet: if the first cannot be,
+        // none can (not root, no iproute2), and the scenario is skipped.
+        let mut made_one = false;
         // Repeats go round the targets (each target's first run, then each one's second...),
         // not one target's runs in a block: whatever drifts over the scenario — the machine's
         // other load, the client's TIME_WAIT sockets piling up on loopback outside a
@@ -383,7 +375,17 @@ pub fn run(
                 // socket table longer, for whichever target came next.
                 let namespace = if s.netns || s.flood.is_some() {
                     match fresh_hosts(s) {
-                        Some(ns) => Some(ns),
+                        Some(ns) => {
+                            made_one = true;
+                            Some(ns)
+                        }
+                        None if !made_one => {
+                            results.notes.push(format!(
+                                "{} skipped: creating a network namespace needs root and iproute2",
+                                s.name
+                            ));
+                            continue 'scenarios;
+                        }
                         None => {
                             results.notes.push(format!(
                                 "{} / {}: could not create its network namespace",
