@@ -16,6 +16,11 @@ use bytes::{Buf, BytesMut};
 /// The longest chunk-size line (size and extensions) we wait for.
 const MAX_SIZE_LINE: usize = 4096;
 
+/// Chunk-extension bytes skipped per message before it is refused. A per-line limit alone
+/// lets a client make us scan megabytes of extensions around a tiny body (2,000 chunks of
+/// 4 KB of extensions each); hyper caps the total at the same 16 KiB.
+pub const MAX_EXTENSION_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Size,
@@ -36,6 +41,8 @@ pub struct ChunkedDecoder {
     /// trailer is header fields sent late.
     max_trailer: usize,
     trailer_bytes: usize,
+    /// Chunk-extension bytes seen so far in this message (see [`MAX_EXTENSION_BYTES`]).
+    extension_bytes: usize,
 }
 
 impl ChunkedDecoder {
@@ -49,6 +56,7 @@ impl ChunkedDecoder {
             max_body,
             max_trailer,
             trailer_bytes: 0,
+            extension_bytes: 0,
         }
     }
 
@@ -71,7 +79,11 @@ impl ChunkedDecoder {
                     else {
                         return Ok(false);
                     };
-                    let size = parse_size_line(&input[..line_len])?;
+                    let (size, extensions) = parse_size_line(&input[..line_len])?;
+                    self.extension_bytes += extensions;
+                    if self.extension_bytes > MAX_EXTENSION_BYTES {
+                        return Err(Error::Chunked("chunk extensions too large"));
+                    }
                     input.advance(line_len + 2);
                     self.total = self
                         .total
@@ -163,7 +175,8 @@ fn find_crlf(input: &[u8], max: usize) -> Result<Option<usize>, Line> {
     }
 }
 
-fn parse_size_line(line: &[u8]) -> Result<u64, Error> {
+/// The chunk's size, and how many bytes of extensions follow it on the line.
+fn parse_size_line(line: &[u8]) -> Result<(u64, usize), Error> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
         return Err(Error::Chunked("missing chunk size"));
@@ -185,7 +198,7 @@ fn parse_size_line(line: &[u8]) -> Result<u64, Error> {
     if rest.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err(Error::Chunked("control byte in chunk extension"));
     }
-    Ok(size)
+    Ok((size, rest.len()))
 }
 
 fn check_trailer_line(line: &[u8]) -> Result<(), Error> {
@@ -301,6 +314,28 @@ mod tests {
         let mut dec = ChunkedDecoder::new(100, 300);
         let mut buf = BytesMut::from(trailer.as_bytes());
         assert_eq!(dec.decode(&mut buf), Ok(true));
+    }
+
+    #[test]
+    fn extensions_are_bounded_per_message_not_only_per_line() {
+        // The case: 2,000 one-byte chunks, each with a 4,000-byte extension.
+        let ext = format!(";x={}", "e".repeat(3_996));
+        let mut body = String::new();
+        for _ in 0..2_000 {
+            body.push_str(&format!("1{ext}\r\na\r\n"));
+        }
+        body.push_str("0\r\n\r\n");
+        let err = decode_all(body.as_bytes()).unwrap_err();
+        assert_eq!(err, Error::Chunked("chunk extensions too large"));
+        assert_eq!(err.status(), 400);
+        // Just under the total is still fine.
+        let small = format!(";x={}", "e".repeat(1_000));
+        let mut body = String::new();
+        for _ in 0..16 {
+            body.push_str(&format!("1{small}\r\na\r\n"));
+        }
+        body.push_str("0\r\n\r\n");
+        assert_eq!(decode_all(body.as_bytes()).unwrap().0.len(), 16);
     }
 
     #[test]

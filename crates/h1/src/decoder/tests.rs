@@ -86,6 +86,40 @@ fn absolute_form_and_special_forms_are_accepted() {
 }
 
 #[test]
+fn an_absolute_form_authority_gets_the_checks_host_gets() {
+    for good in [
+        &b"http://a/"[..],
+        b"HTTP://a:80/x",
+        b"https://[::1]:8080/x?q",
+        b"http://a?q",
+        b"http://a",
+        b"http://xn--bcher-kva.example:8080/",
+    ] {
+        let mut req = b"GET ".to_vec();
+        req.extend_from_slice(good);
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(status_of(&req), 0, "{}", String::from_utf8_lossy(good));
+    }
+    for bad in [
+        &b"http://a:abc/"[..],
+        b"http://u@a/",
+        b"http://u:p@a/",
+        b"http://a,b/",
+        b"http:///",
+        b"http://:80/",
+        b"http://[::1/",
+        b"http://a b/",
+        b"ftp://a/",
+        b"h2c://a/",
+    ] {
+        let mut req = b"GET ".to_vec();
+        req.extend_from_slice(bad);
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(status_of(&req), 400, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
 fn refusals_carry_the_rfc_status() {
     let cases: &[(&[u8], u16)] = &[
         (b"GET / HTTP/1.1\r\n\r\n", 400),
