@@ -20,7 +20,7 @@
 use crate::inherit::{FDS_ENV, PASSED_ENV, READY_ENV, WORKER_ENV};
 use admin::ProcessState;
 use anyhow::Context;
-use backlog_server::Listener;
+use backlog_server::{Listener, Reuseport};
 use crossbeam_channel::{Receiver, Sender};
 use std::ffi::OsString;
 use std::io::BufRead;
@@ -599,10 +599,15 @@ pub fn bind(cfg: &backlog_server::Config, opts: &Options) -> anyhow::Result<Vec<
     let mut out: Vec<Listener> = Vec::with_capacity(count);
     for _ in 0..count {
         let mut addr = cfg.listen;
-        if let Some(first) = out.first() {
-            addr.set_port(first.local_addr().port());
-        }
-        out.push(Listener::bind_for(cfg, addr, opts.reuseport)?);
+        let reuseport = match (opts.reuseport, out.first()) {
+            (false, _) => Reuseport::No,
+            (true, None) => Reuseport::Lead,
+            (true, Some(first)) => {
+                addr.set_port(first.local_addr().port());
+                Reuseport::Join
+            }
+        };
+        out.push(Listener::bind_for(cfg, addr, reuseport)?);
     }
     Ok(out)
 }

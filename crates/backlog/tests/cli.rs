@@ -121,6 +121,29 @@ fn an_address_in_use_is_one_line_and_exit_2() {
 }
 
 #[test]
+fn a_second_server_on_a_port_in_use_is_refused_in_every_model_even_with_reuseport() {
+    // SO_REUSEPORT would let a second process of the same user join the first's port and
+    // split its traffic; a server started by mistake must be refused instead.
+    for (first, second) in [
+        ("reuseport", "reuseport"),
+        ("reuseport", "single"),
+        ("single", "reuseport"),
+        ("shared", "reuseport"),
+    ] {
+        let mut served = Served::start(&["--listen", "127.0.0.1:0", "--model", first]);
+        let addr = served.addr.to_string();
+        let (code, err) = run_to_end(&["serve", "--listen", &addr, "--model", second]);
+        assert_eq!(code, 2, "{first} then {second}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("already in use"), "{err}");
+        // The first still serves, alone.
+        assert!(get(served.addr, "/").starts_with("200 "));
+        served.signal("-TERM");
+        assert_eq!(served.wait_exit(), 0);
+    }
+}
+
+#[test]
 fn every_interface_is_served_but_logged() {
     let mut served = Served::start(&["--listen", "0.0.0.0:0", "--model", "single"]);
     assert!(

@@ -101,7 +101,7 @@ pub use h1::{
 };
 pub use handler::{Blocking, BodyLimit, Handler, IntoResponse};
 pub use layer::{HandlerExt, Layer, Layered};
-pub use listener::Listener;
+pub use listener::{Listener, Reuseport};
 pub use refusal::Refusal;
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle};

@@ -17,8 +17,27 @@ use sys::socket::Accepted;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ListenOptions {
     pub(crate) backlog: u32,
-    pub(crate) reuseport: bool,
+    pub(crate) reuseport: Reuseport,
     pub(crate) defer_accept: bool,
+}
+
+/// Whether a listening socket shares its port through SO_REUSEPORT, and how it gets there.
+///
+/// SO_REUSEPORT lets any socket of the same user with the option join a port, so a second
+/// server started by mistake on a port in use would quietly split the traffic with the first.
+/// The first socket of a group therefore binds without it (EADDRINUSE if anything holds the
+/// port) and sets it between bind and listen, which is when the kernel forms the group; the
+/// rest of the group joins that socket. Sockets handed down on purpose (a reload, socket
+/// activation) never bind at all. (A program of the same user that sets SO_REUSEPORT itself
+/// can still join a running group: that is the kernel's rule, and no option refuses it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuseport {
+    /// One socket on the port, nobody else's.
+    No,
+    /// The first socket of a SO_REUSEPORT group: refused if the port is in use.
+    Lead,
+    /// Another socket of a group this process started with [`Reuseport::Lead`].
+    Join,
 }
 
 /// A bound, listening, non-blocking socket — or, in a worker of the multi-process
@@ -44,7 +63,7 @@ impl Listener {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(bind_err)?;
         socket.set_reuse_address(true).map_err(bind_err)?;
-        if opts.reuseport {
+        if opts.reuseport == Reuseport::Join {
             socket.set_reuse_port(true).map_err(bind_err)?;
         }
         if addr.is_ipv6() {
@@ -54,6 +73,9 @@ impl Listener {
         }
         socket.set_nonblocking(true).map_err(bind_err)?;
         socket.bind(&SockAddr::from(addr)).map_err(bind_err)?;
+        if opts.reuseport == Reuseport::Lead {
+            socket.set_reuse_port(true).map_err(bind_err)?;
+        }
         if opts.defer_accept {
             sys::socket::set_defer_accept(&socket, Duration::from_secs(30)).map_err(bind_err)?;
         }
@@ -76,7 +98,7 @@ impl Listener {
     pub fn bind_for(
         cfg: &crate::Config,
         addr: SocketAddr,
-        reuseport: bool,
+        reuseport: Reuseport,
     ) -> Result<Listener, ServerError> {
         Listener::bind(
             addr,

@@ -25,7 +25,7 @@ use crate::event_loop::{EventLoop, Roles};
 use crate::handler::Handler;
 use crate::handoff::{inbox, Balancer, InboxReceiver};
 use crate::introspect::{reader_port, ReaderPort};
-use crate::listener::{ListenOptions, Listener};
+use crate::listener::{ListenOptions, Listener, Reuseport};
 use crate::reader::{Exec, PoolLink, Reader, ReaderConfig};
 use crate::refusal::RenderRefusal;
 use crate::shutdown::Shutdown;
@@ -107,6 +107,11 @@ impl<'a> Wiring<'a> {
             return Ok(listener);
         }
         let mut addr = self.cfg.listen;
+        let reuseport = match (reuseport, self.addr) {
+            (false, _) => Reuseport::No,
+            (true, None) => Reuseport::Lead,
+            (true, Some(_)) => Reuseport::Join,
+        };
         if let Some(bound) = self.addr {
             addr.set_port(bound.port());
         }
