@@ -116,12 +116,13 @@ pub fn encode(state: &State) -> String {
     let info = Family::<Vec<(String, String)>, Gauge>::default();
     registry.register(
         "info",
-        "The running shape (topology; model: its preset or custom) and its strategies (always 1)",
+        "The running shape (topology; model: its preset or custom), its strategies and its I/O interface (io: epoll or uring; always 1)",
         info.clone(),
     );
     let mut labels = vec![
         ("model".to_string(), state.model.clone()),
         ("topology".to_string(), state.topology.clone()),
+        ("io".to_string(), state.io.clone()),
     ];
     for (key, value) in [("accept", &state.accept), ("balance", &state.balance)] {
         if let Some(v) = value {

@@ -113,6 +113,9 @@ pub struct State {
     /// The shape: `listeners=L acceptors=A readers=R workers=W` (and `accept=`, `balance=`
     /// where they apply), as `--topology` takes it.
     pub topology: String,
+    /// The I/O interface the loops run on: `epoll` or `uring`.
+    #[serde(default)]
+    pub io: String,
     /// How threads sharing one socket take turns; `None` when no socket is shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept: Option<String>,
@@ -273,6 +276,7 @@ impl Sampler {
         State {
             model: topology.name().to_string(),
             topology: topology.to_string(),
+            io: view.io().name().to_string(),
             accept: topology
                 .shares_a_socket()
                 .then(|| topology.accept.name().to_string()),

@@ -345,6 +345,13 @@ fn state_names_the_model_and_its_layout() {
         .find(|(n, _, _)| n == "backlog_info")
         .unwrap();
     assert_eq!(info.1["model"], "pool");
+    // The I/O interface in force, in both views (BACKLOG_IO runs this suite under either).
+    let io = match std::env::var("BACKLOG_IO").as_deref() {
+        Ok("uring") => "uring",
+        _ => "epoll",
+    };
+    assert_eq!(state.io, io);
+    assert_eq!(info.1["io"], io);
     assert!(metrics
         .iter()
         .any(|(n, l, _)| n == "backlog_thread_busy_ratio" && l["thread"] == "worker-1"));

@@ -174,6 +174,7 @@ fn draw(f: &mut Frame, view: &View) {
             (0, view.addr.clone()),
             (0, format!("model {}", state.model)),
             (4, state.topology.clone()),
+            (1, format!("io {}", state.io)),
             (1, format!("conns {}", state.open_connections)),
             (2, format!("pid {}", state.pid)),
             (3, format!("up {:.0}s", state.uptime_s)),

@@ -310,4 +310,35 @@ fn io_uring_denied_by_seccomp_exits_2_naming_the_cause() {
     let line = served.wait_for("--io auto chose");
     assert!(line.contains("epoll"), "{line}");
     assert!(get(served.addr, "/").contains("Hello, World!"));
+    let line = served.wait_for("backlog serving");
+    assert!(line.contains("io=epoll"), "{line}");
+}
+
+/// The start line names the I/O interface whichever way it was chosen (the flag, the
+/// BACKLOG_IO default, or `auto`).
+#[test]
+fn the_start_line_names_the_io_interface() {
+    let mut served = Served::start(&["--listen", "127.0.0.1:0", "--io", "epoll"]);
+    let line = served.wait_for("backlog serving");
+    assert!(line.contains("io=epoll"), "{line}");
+    served.signal("-TERM");
+    assert_eq!(served.wait_exit(), 0);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("BACKLOG_IO", "epoll");
+    let mut served = Served::spawn(cmd);
+    let line = served.wait_for("backlog serving");
+    assert!(line.contains("io=epoll"), "{line}");
+    served.signal("-TERM");
+    assert_eq!(served.wait_exit(), 0);
+}
+
+#[test]
+#[ignore = "needs io_uring (scripts/test runs it where the kernel allows it)"]
+fn the_start_line_says_uring_when_it_runs() {
+    let mut served = Served::start(&["--listen", "127.0.0.1:0", "--io", "uring"]);
+    let line = served.wait_for("backlog serving");
+    assert!(line.contains("io=uring"), "{line}");
+    served.signal("-TERM");
+    assert_eq!(served.wait_exit(), 0);
 }

@@ -81,6 +81,8 @@ pub(crate) fn reader_port(waker: Arc<Waker>) -> (ReaderPort, Receiver<ConnQuery>
 
 pub(crate) struct Inner {
     pub(crate) topology: Topology,
+    /// The I/O interface every loop runs on (`auto` already resolved).
+    pub(crate) io: crate::Io,
     pub(crate) layout: Vec<ThreadLayout>,
     pub(crate) registry: Arc<StatsRegistry>,
     pub(crate) listeners: Vec<(SocketAddr, Weak<Listener>)>,
@@ -101,6 +103,11 @@ impl Introspect {
     /// model, if it is one).
     pub fn topology(&self) -> Topology {
         self.inner.topology
+    }
+    /// The I/O interface every loop runs on: epoll or io_uring (never `auto`, which is
+    /// resolved at start).
+    pub fn io(&self) -> crate::Io {
+        self.inner.io
     }
     /// Every thread and what it does.
     pub fn layout(&self) -> &[ThreadLayout] {

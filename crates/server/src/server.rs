@@ -285,7 +285,7 @@ impl ServerBuilder {
         let addr = addr.unwrap_or(cfg.listen);
         match &cfg.label {
             None => {
-                tracing::info!(model = topology.name(), topology = %topology, %addr, backlog, max_conns, "backlog serving");
+                tracing::info!(model = topology.name(), topology = %topology, io = %cfg.io.name(), %addr, backlog, max_conns, "backlog serving");
                 for t in &layout {
                     tracing::info!("  {t}");
                 }
@@ -295,6 +295,7 @@ impl ServerBuilder {
         let introspect = Introspect {
             inner: Arc::new(crate::introspect::Inner {
                 topology,
+                io: cfg.io,
                 layout: layout.clone(),
                 registry: registry.clone(),
                 listeners,
