@@ -39,10 +39,10 @@ pub struct ChunkedDecoder {
     max_body: u64,
     /// Trailer section bytes we skip before refusing with 431: the head's limit, since a
     /// trailer is header fields sent late.
-    max_trailer: usize,
-    trailer_bytes: usize,
+    max_trailer: u32,
+    trailer_bytes: u32,
     /// Chunk-extension bytes seen so far in this message (see [`MAX_EXTENSION_BYTES`]).
-    extension_bytes: usize,
+    extension_bytes: u32,
 }
 
 impl ChunkedDecoder {
@@ -54,7 +54,9 @@ impl ChunkedDecoder {
             body: BytesMut::new(),
             total: 0,
             max_body,
-            max_trailer,
+            // u32 keeps the decoder (inside every connection) small; a head limit past 4 GiB
+            // means none.
+            max_trailer: u32::try_from(max_trailer).unwrap_or(u32::MAX),
             trailer_bytes: 0,
             extension_bytes: 0,
         }
@@ -80,8 +82,9 @@ impl ChunkedDecoder {
                         return Ok(false);
                     };
                     let (size, extensions) = parse_size_line(&input[..line_len])?;
-                    self.extension_bytes += extensions;
-                    if self.extension_bytes > MAX_EXTENSION_BYTES {
+                    // A size line is at most MAX_SIZE_LINE long: no overflow before the check.
+                    self.extension_bytes += extensions as u32;
+                    if self.extension_bytes as usize > MAX_EXTENSION_BYTES {
                         return Err(Error::Chunked("chunk extensions too large"));
                     }
                     input.advance(line_len + 2);
@@ -124,7 +127,7 @@ impl ChunkedDecoder {
                     self.state = State::Size;
                 }
                 State::Trailer => {
-                    let room = self.max_trailer.saturating_sub(self.trailer_bytes);
+                    let room = self.max_trailer.saturating_sub(self.trailer_bytes) as usize;
                     // Only a trailer section that is too large is 431; a malformed one is 400.
                     let Some(line_len) = find_crlf(input, room).map_err(|err| match err {
                         Line::BareLf => Error::Chunked("bare LF in trailer"),
@@ -139,7 +142,7 @@ impl ChunkedDecoder {
                         return Ok(true);
                     }
                     check_trailer_line(&input[..line_len])?;
-                    self.trailer_bytes += line_len + 2;
+                    self.trailer_bytes += (line_len + 2) as u32;
                     input.advance(line_len + 2);
                 }
                 State::Done => return Ok(true),

@@ -15,7 +15,7 @@
 
 use crate::store::{Claim, Claimed, Key, Store, StoreError, StoredResponse, Transactional};
 use crate::{fingerprint, key};
-use backlog_server::{Handler, Layer};
+use backlog_server::{BlockingRule, Blocks, Handler, Layer};
 use h1::{Method, Request, Response};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -240,12 +240,8 @@ impl Idempotent {
 }
 
 impl Handler for Idempotent {
-    fn blocks(&self, _req: &Request) -> bool {
-        true
-    }
-
-    fn may_block(&self) -> bool {
-        true
+    fn blocking(&self) -> Blocks<'_> {
+        Blocks::Always
     }
 
     fn call(&self, req: Request) -> Response {
@@ -284,12 +280,15 @@ impl Layer for IdempotencyLayer {
             .call(req, &|req, claim| Ok(self.guard.plain(next, req, claim)))
     }
 
+    fn blocking(&self) -> Blocks<'_> {
+        Blocks::When(self)
+    }
+}
+
+/// Requests it guards wait on the store; the rest pass straight through.
+impl BlockingRule for IdempotencyLayer {
     fn blocks(&self, req: &Request) -> bool {
         self.guard.guards(req) && req.header("idempotency-key").is_some()
-    }
-
-    fn may_block(&self) -> bool {
-        true
     }
 }
 

@@ -127,7 +127,7 @@ fn a_key_runs_the_handler_once_and_replays_its_answer() {
         IdempotencyConfig::default(),
         counting(calls.clone()),
     );
-    assert!(h.may_block() && h.blocks(&post("/", None, "")));
+    assert!(h.blocking().may_block() && h.blocking().blocks(&post("/", None, "")));
 
     let first = h.call(post("/c", Some("\"k1\""), "a"));
     assert_eq!(
@@ -202,8 +202,8 @@ fn methods_are_configurable_and_keys_can_be_required() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     // The layer blocks only where it waits on the store.
     let layer = IdempotencyLayer::new(store, IdempotencyConfig::default());
-    assert!(layer.blocks(&post("/", Some("k"), "")));
-    assert!(!layer.blocks(&post("/", None, "")));
+    assert!(layer.blocking().blocks(&post("/", Some("k"), "")));
+    assert!(!layer.blocking().blocks(&post("/", None, "")));
 }
 
 #[test]

@@ -258,7 +258,7 @@ pub struct Config {
     pub max_conns: Option<usize>,
     /// Threads of the blocking pool that takes [`Handler::blocks`](crate::Handler::blocks)
     /// requests off the event loops and the workers. `None`: [`DEFAULT_BLOCKING_THREADS`]
-    /// when the handler may block ([`Handler::may_block`](crate::Handler::may_block)), else
+    /// when the handler may block ([`Handler::blocking`](crate::Handler::blocking)), else
     /// none. `Some(0)` with a handler that may block runs its blocking calls where the
     /// other requests run, with a warning at start.
     pub blocking_threads: Option<usize>,

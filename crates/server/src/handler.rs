@@ -3,8 +3,8 @@
 //!
 //! A handler is a function from [`Request`] to anything that is [`IntoResponse`]: a
 //! [`Response`], or a `Result` whose error renders itself, so `?` works in handlers. Beside
-//! answering, a handler tells the server two things it must know before calling it: whether
-//! the call may block the thread ([`Handler::blocks`], honoured in every model) and how large a
+//! answering, a handler tells the server two things it must know before calling it: which
+//! calls may block the thread ([`Handler::blocking`], honoured in every model) and how large a
 //! body it accepts ([`Handler::body_limit`], applied before the body is read). Wrappers
 //! ([`Blocking`], [`BodyLimit`], [`crate::Layer`]s, the [`crate::Router`]) forward both.
 
@@ -60,26 +60,25 @@ impl IntoResponse for h1::JsonError {
 ///
 /// # Blocking
 /// A handler that may block its thread (a database call, a file read, a sleep) must say so,
-/// with [`blocks`](Self::blocks) or by being wrapped in [`Blocking`]. Such requests go to
-/// the server's blocking pool, in every model: one slow call then never stalls the other
+/// with [`blocking`](Self::blocking) or by being wrapped in [`Blocking`]. Such requests go
+/// to the server's blocking pool, in every model: one slow call then never stalls the other
 /// connections of an event loop, nor queues fast requests behind it on `pool`'s workers. A
-/// server whose handler [`may_block`](Self::may_block) always has that pool (sized by
+/// server whose handler may block always has that pool (sized by
 /// [`ServerBuilder::blocking_threads`](crate::ServerBuilder::blocking_threads), 4 threads
 /// unless set).
+///
+/// Whether there is a pool and which requests go to it are one answer, [`Blocks`]: a handler
+/// that blocks for some requests only hands over the [`BlockingRule`] that picks them, so it
+/// cannot say "this request blocks" without the server knowing, at `bind`, that a pool is
+/// needed.
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn call(&self, req: Request) -> Response;
 
-    /// Whether answering `req` may block the thread (see [Blocking](#blocking)).
-    fn blocks(&self, _req: &Request) -> bool {
-        false
-    }
-
-    /// Whether `blocks` may say yes for some request. The server looks once, at `bind`, to
-    /// decide whether it needs a blocking pool. Handlers that override `blocks` override this
-    /// too; wrappers forward it.
-    fn may_block(&self) -> bool {
-        false
+    /// Which requests may block the thread (see [Blocking](#blocking)): asked at `bind`
+    /// (is a pool needed?) and for each request (does this one go to it?).
+    fn blocking(&self) -> Blocks<'_> {
+        Blocks::Never
     }
 
     /// The largest body this handler accepts for `req` (whose head has been read, its body
@@ -97,6 +96,56 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// Which of a handler's requests may block its thread (see [Blocking](Handler#blocking)).
+#[derive(Clone, Copy)]
+pub enum Blocks<'a> {
+    /// None: every request runs where the shape runs handlers.
+    Never,
+    /// Every request goes to the blocking pool.
+    Always,
+    /// The requests this rule picks (a router's blocking routes, a layer's keyed requests).
+    When(&'a dyn BlockingRule),
+}
+
+impl Blocks<'_> {
+    /// Whether `req` may block.
+    pub fn blocks(&self, req: &Request) -> bool {
+        match self {
+            Blocks::Never => false,
+            Blocks::Always => true,
+            Blocks::When(rule) => rule.blocks(req),
+        }
+    }
+
+    /// Whether any request may block: the server then has a blocking pool.
+    pub fn may_block(&self) -> bool {
+        !matches!(self, Blocks::Never)
+    }
+}
+
+impl std::fmt::Debug for Blocks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blocks::Never => "Never",
+            Blocks::Always => "Always",
+            Blocks::When(_) => "When(..)",
+        })
+    }
+}
+
+/// Picks, request by request, which calls of a handler that blocks for some requests go to
+/// the blocking pool ([`Blocks::When`]).
+pub trait BlockingRule: Send + Sync {
+    /// Whether answering `req` may block the thread.
+    fn blocks(&self, req: &Request) -> bool;
+}
+
+impl<F: Fn(&Request) -> bool + Send + Sync> BlockingRule for F {
+    fn blocks(&self, req: &Request) -> bool {
+        self(req)
+    }
+}
+
 /// Marks a handler as blocking for every request (see [Blocking](Handler#blocking)). A
 /// server with such a handler always has a blocking pool.
 pub struct Blocking<H>(pub H);
@@ -105,11 +154,8 @@ impl<H: Handler> Handler for Blocking<H> {
     fn call(&self, req: Request) -> Response {
         self.0.call(req)
     }
-    fn blocks(&self, _req: &Request) -> bool {
-        true
-    }
-    fn may_block(&self) -> bool {
-        true
+    fn blocking(&self) -> Blocks<'_> {
+        Blocks::Always
     }
     fn body_limit(&self, req: &Request) -> Option<u64> {
         self.0.body_limit(req)
@@ -138,11 +184,8 @@ impl<H: Handler> Handler for BodyLimit<H> {
     fn call(&self, req: Request) -> Response {
         self.inner.call(req)
     }
-    fn blocks(&self, req: &Request) -> bool {
-        self.inner.blocks(req)
-    }
-    fn may_block(&self) -> bool {
-        self.inner.may_block()
+    fn blocking(&self) -> Blocks<'_> {
+        self.inner.blocking()
     }
     fn body_limit(&self, _req: &Request) -> Option<u64> {
         Some(self.limit)
@@ -169,11 +212,8 @@ macro_rules! forward_through {
             fn call(&self, req: Request) -> Response {
                 (**self).call(req)
             }
-            fn blocks(&self, req: &Request) -> bool {
-                (**self).blocks(req)
-            }
-            fn may_block(&self) -> bool {
-                (**self).may_block()
+            fn blocking(&self) -> Blocks<'_> {
+                (**self).blocking()
             }
             fn body_limit(&self, req: &Request) -> Option<u64> {
                 (**self).body_limit(req)
@@ -231,9 +271,31 @@ mod tests {
     fn wrappers_keep_blocking_and_limits() {
         let h = Blocking(BodyLimit::new(10, |_r: Request| Response::new(200)));
         let req = Request::builder().build().unwrap();
-        assert!(h.may_block() && h.blocks(&req));
+        assert!(h.blocking().may_block() && h.blocking().blocks(&req));
         assert_eq!(h.body_limit(&req), Some(10));
         let boxed: Box<dyn Handler> = Box::new(Arc::new(h));
-        assert!(boxed.may_block() && boxed.max_body() == Some(10));
+        assert!(boxed.blocking().may_block() && boxed.max_body() == Some(10));
+    }
+
+    /// The bug this type removes: a handler that said "this request blocks" without saying
+    /// "I may block" ran its blocking call on the event loop. Now the rule is the answer to
+    /// both questions.
+    #[test]
+    fn a_handler_blocking_for_some_requests_needs_a_pool_by_construction() {
+        struct Slow;
+        impl Handler for Slow {
+            fn call(&self, _req: Request) -> Response {
+                Response::new(200)
+            }
+            fn blocking(&self) -> Blocks<'_> {
+                Blocks::When(&|req: &Request| req.path() == "/slow")
+            }
+        }
+        let slow = Request::builder().target("/slow").build().unwrap();
+        let fast = Request::builder().target("/fast").build().unwrap();
+        let b = Slow.blocking();
+        assert!(b.may_block());
+        assert!(b.blocks(&slow) && !b.blocks(&fast));
+        assert!(!(|_r: Request| Response::new(200)).blocking().may_block());
     }
 }

@@ -7,6 +7,7 @@
 //! the inner handler, so wrapping never hides a blocking handler from the blocking pool. A
 //! layer that blocks by itself (one that asks a database) says so with [`Layer::blocks`].
 
+use crate::handler::{BlockingRule, Blocks};
 use crate::Handler;
 use h1::{Request, Response};
 use std::sync::Arc;
@@ -40,14 +41,10 @@ pub trait Layer: Send + Sync + 'static {
     /// Handle `req`, calling `next` (the wrapped handler) or answering by itself.
     fn call(&self, req: Request, next: &dyn Handler) -> Response;
 
-    /// Whether this layer itself may block the thread for `req` (besides the handler).
-    fn blocks(&self, _req: &Request) -> bool {
-        false
-    }
-
-    /// Whether [`blocks`](Self::blocks) may say yes for some request.
-    fn may_block(&self) -> bool {
-        false
+    /// Which requests this layer itself may block the thread for, besides the handler
+    /// (see [Blocking](crate::Handler#blocking)).
+    fn blocking(&self) -> Blocks<'_> {
+        Blocks::Never
     }
 }
 
@@ -64,11 +61,8 @@ impl<L: Layer + ?Sized> Layer for Arc<L> {
     fn call(&self, req: Request, next: &dyn Handler) -> Response {
         (**self).call(req, next)
     }
-    fn blocks(&self, req: &Request) -> bool {
-        (**self).blocks(req)
-    }
-    fn may_block(&self) -> bool {
-        (**self).may_block()
+    fn blocking(&self) -> Blocks<'_> {
+        (**self).blocking()
     }
 }
 
@@ -89,17 +83,26 @@ impl<L: Layer, H: Handler> Handler for Layered<L, H> {
     fn call(&self, req: Request) -> Response {
         self.layer.call(req, &self.inner)
     }
-    fn blocks(&self, req: &Request) -> bool {
-        self.layer.blocks(req) || self.inner.blocks(req)
-    }
-    fn may_block(&self) -> bool {
-        self.layer.may_block() || self.inner.may_block()
+    fn blocking(&self) -> Blocks<'_> {
+        match (self.layer.blocking(), self.inner.blocking()) {
+            (Blocks::Never, inner) => inner,
+            (outer, Blocks::Never) => outer,
+            (Blocks::Always, _) | (_, Blocks::Always) => Blocks::Always,
+            (Blocks::When(_), Blocks::When(_)) => Blocks::When(self),
+        }
     }
     fn body_limit(&self, req: &Request) -> Option<u64> {
         self.inner.body_limit(req)
     }
     fn max_body(&self) -> Option<u64> {
         self.inner.max_body()
+    }
+}
+
+/// Where layer and handler each block for some requests only: either one blocking is enough.
+impl<L: Layer, H: Handler> BlockingRule for Layered<L, H> {
+    fn blocks(&self, req: &Request) -> bool {
+        self.layer.blocking().blocks(req) || self.inner.blocking().blocks(req)
     }
 }
 
@@ -114,7 +117,7 @@ pub trait HandlerExt: Handler + Sized {
 impl<H: Handler> HandlerExt for H {}
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Blocking, BodyLimit};
 
@@ -124,29 +127,48 @@ mod tests {
         let tag = |req: Request, next: &dyn Handler| next.call(req).header("X-Layer", "1");
         let h = inner.layer(tag);
         let req = Request::builder().build().unwrap();
-        assert!(h.may_block() && h.blocks(&req));
+        assert!(h.blocking().may_block() && h.blocking().blocks(&req));
         assert_eq!(h.body_limit(&req), Some(5));
         assert_eq!(h.call(req).header_value("x-layer"), Some(&b"1"[..]));
     }
 
+    /// A layer that blocks for POSTs (a database write).
+    pub(crate) struct Db;
+    impl Layer for Db {
+        fn call(&self, req: Request, next: &dyn Handler) -> Response {
+            next.call(req)
+        }
+        fn blocking(&self) -> Blocks<'_> {
+            Blocks::When(self)
+        }
+    }
+    impl BlockingRule for Db {
+        fn blocks(&self, req: &Request) -> bool {
+            req.method().as_str() == "POST"
+        }
+    }
+
     #[test]
     fn a_blocking_layer_makes_the_pair_blocking() {
-        struct Db;
-        impl Layer for Db {
-            fn call(&self, req: Request, next: &dyn Handler) -> Response {
-                next.call(req)
-            }
-            fn blocks(&self, req: &Request) -> bool {
-                req.method().as_str() == "POST"
-            }
-            fn may_block(&self) -> bool {
-                true
-            }
-        }
         let h = (|_r: Request| Response::new(200)).layer(Db);
-        assert!(h.may_block());
+        assert!(h.blocking().may_block());
         let post = Request::builder().method("POST").build().unwrap();
-        assert!(h.blocks(&post));
-        assert!(!h.blocks(&Request::builder().build().unwrap()));
+        assert!(h.blocking().blocks(&post));
+        assert!(!h.blocking().blocks(&Request::builder().build().unwrap()));
+        // A per-request layer around a per-request handler: either one blocking is enough.
+        let both = crate::Router::new()
+            .get("/slow", crate::Blocking(|_r: Request| Response::new(200)))
+            .get("/fast", |_r: Request| Response::new(200))
+            .layer(|req: Request, next: &dyn Handler| next.call(req));
+        let h = HandlerExt::layer(both, Db);
+        let slow = Request::builder().target("/slow").build().unwrap();
+        let fast = Request::builder().target("/fast").build().unwrap();
+        let post = Request::builder()
+            .method("POST")
+            .target("/fast")
+            .build()
+            .unwrap();
+        assert!(h.blocking().blocks(&slow) && h.blocking().blocks(&post));
+        assert!(!h.blocking().blocks(&fast));
     }
 }

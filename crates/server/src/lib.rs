@@ -24,7 +24,7 @@
 //! # The application API
 //! - [`Handler`]: any `Fn(Request) -> impl IntoResponse`; [`IntoResponse`] lets handlers
 //!   return `Result<_, E>` with an error type that renders itself. [`Blocking`] and
-//!   [`Handler::blocks`] send blocking calls to a pool; [`BodyLimit`] sets a route's body
+//!   [`Handler::blocking`] send blocking calls to a pool; [`BodyLimit`] sets a route's body
 //!   limit, applied before the body is read.
 //! - [`Router`]: exact paths, `{name}` parameters, prefixes; every method; fallback,
 //!   405 with `Allow`; [`nest`](Router::nest), [`merge`](Router::merge).
@@ -99,7 +99,7 @@ pub use h1::JsonError;
 pub use h1::{
     Extensions, InvalidHeader, Limits, Method, Request, RequestBuilder, Response, StatusCode,
 };
-pub use handler::{Blocking, BodyLimit, Handler, IntoResponse};
+pub use handler::{Blocking, BlockingRule, Blocks, BodyLimit, Handler, IntoResponse};
 pub use layer::{HandlerExt, Layer, Layered};
 pub use listener::{Listener, Reuseport};
 pub use refusal::Refusal;

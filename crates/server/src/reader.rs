@@ -109,7 +109,7 @@ impl Exec {
     /// The pool `req` goes to, or `None` to run it here.
     fn pool_for(&self, req: &h1::Request) -> Option<&PoolLink> {
         match &self.blocking {
-            Some(link) if self.handler.blocks(req) => Some(link),
+            Some(link) if self.handler.blocking().blocks(req) => Some(link),
             _ => self.workers.as_ref(),
         }
     }

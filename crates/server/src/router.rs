@@ -10,6 +10,7 @@
 //! route (the encoder drops the body). CONNECT, unless a route asks for it, gets 405:
 //! backlog does not tunnel, and a CONNECT target is an authority, not a path.
 
+use crate::handler::{BlockingRule, Blocks};
 use crate::layer::{Layer, Layered};
 use crate::Handler;
 use h1::{Method, Request, Response};
@@ -155,6 +156,9 @@ pub struct Router {
     /// Some route has its own body limit: only then is a request's route looked up before
     /// its body is read.
     limited: bool,
+    /// Some route or fallback may block: only then are requests routed to the blocking
+    /// pool by their route ([`Blocks::When`]).
+    may_block: bool,
 }
 
 impl Router {
@@ -165,7 +169,18 @@ impl Router {
 
     fn push(mut self, route: Route) -> Self {
         self.limited |= route.handler.max_body().is_some();
+        self.may_block |= route.handler.blocking().may_block();
         self.routes.push(route);
+        self
+    }
+
+    /// Whether any of its handlers may block, looked at again after a change that can
+    /// turn one into a blocking one (a layer, a fallback).
+    fn refresh_blocking(mut self) -> Self {
+        let blocks = |h: &dyn Handler| h.blocking().may_block();
+        self.may_block = self.routes.iter().any(|r| blocks(&*r.handler))
+            || self.fallback.as_deref().is_some_and(blocks)
+            || self.not_allowed.as_deref().is_some_and(blocks);
         self
     }
 
@@ -224,14 +239,14 @@ impl Router {
     /// What answers paths no route matches (404 text unless set).
     pub fn fallback(mut self, handler: impl Handler) -> Self {
         self.fallback = Some(Box::new(handler));
-        self
+        self.refresh_blocking()
     }
 
     /// What answers a known path with a method it does not take. The router sets the
     /// status to 405 and adds `Allow`; `handler` chooses the body.
     pub fn method_not_allowed(mut self, handler: impl Handler) -> Self {
         self.not_allowed = Some(Box::new(handler));
-        self
+        self.refresh_blocking()
     }
 
     /// Mount `other`'s routes under `prefix` (`/items` + `/{id}` = `/items/{id}`; its `/`
@@ -257,7 +272,7 @@ impl Router {
         }
         self.fallback = self.fallback.or(other.fallback);
         self.not_allowed = self.not_allowed.or(other.not_allowed);
-        self
+        self.refresh_blocking()
     }
 
     /// Wrap every route added so far in `layer` (routes added later, and the fallbacks,
@@ -268,7 +283,7 @@ impl Router {
             let inner = std::mem::replace(&mut route.handler, Box::new(Unreachable));
             route.handler = Box::new(Layered::new(layer.clone(), inner));
         }
-        self
+        self.refresh_blocking()
     }
 }
 
@@ -342,18 +357,26 @@ impl Router {
     }
 }
 
-impl Handler for Router {
+/// A request blocks as the handler it is routed to does.
+impl BlockingRule for Router {
     fn blocks(&self, req: &Request) -> bool {
         match self.find(req) {
-            Some((route, _)) => route.handler.blocks(req),
-            None => self.fallback.as_ref().is_some_and(|f| f.blocks(req)),
+            Some((route, _)) => route.handler.blocking().blocks(req),
+            None => self
+                .fallback
+                .as_ref()
+                .is_some_and(|f| f.blocking().blocks(req)),
         }
     }
+}
 
-    fn may_block(&self) -> bool {
-        self.routes.iter().any(|r| r.handler.may_block())
-            || self.fallback.as_ref().is_some_and(|f| f.may_block())
-            || self.not_allowed.as_ref().is_some_and(|f| f.may_block())
+impl Handler for Router {
+    fn blocking(&self) -> Blocks<'_> {
+        if self.may_block {
+            Blocks::When(self)
+        } else {
+            Blocks::Never
+        }
     }
 
     fn body_limit(&self, req: &Request) -> Option<u64> {
@@ -473,17 +496,23 @@ mod tests {
     #[test]
     fn a_router_may_block_when_a_route_does() {
         let r = router();
-        assert!(r.may_block());
+        assert!(r.blocking().may_block());
         let slow = Request::builder()
             .method("PUT")
             .target("/slow")
             .build()
             .unwrap();
         let fast = Request::builder().target("/a").build().unwrap();
-        assert!(r.blocks(&slow) && !r.blocks(&fast));
+        assert!(r.blocking().blocks(&slow) && !r.blocking().blocks(&fast));
         assert!(!Router::new()
             .get("/", |_r: Request| Response::new(204))
+            .blocking()
             .may_block());
+        // A layer that blocks turns the routes it wraps into blocking ones.
+        let layered = Router::new()
+            .get("/", |_r: Request| Response::new(204))
+            .layer(crate::layer::tests::Db);
+        assert!(layered.blocking().may_block());
     }
 
     fn req(method: &str, target: &str) -> Request {

@@ -210,7 +210,7 @@ impl ServerBuilder {
         self
     }
     /// Threads for requests whose handler blocks ([`Handler::blocks`]), off the event
-    /// loops. Unset, a handler that may block ([`Handler::may_block`]) gets
+    /// loops. Unset, a handler that may block ([`Handler::blocking`]) gets
     /// [`DEFAULT_BLOCKING_THREADS`](crate::tuning::DEFAULT_BLOCKING_THREADS) and one that
     /// does not gets none; shapes with workers run every handler there and need none. `0`
     /// with a handler that may block is allowed, and warned about at start: its blocking
@@ -265,7 +265,11 @@ impl ServerBuilder {
         if let Err(err) = sys::fd::reserve_table(room) {
             tracing::debug!(%err, room, "could not pre-size the descriptor table");
         }
-        cfg.blocking_threads = Some(blocking_pool(&cfg, &topology, handler.may_block()));
+        cfg.blocking_threads = Some(blocking_pool(
+            &cfg,
+            &topology,
+            handler.blocking().may_block(),
+        ));
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let mut wiring = Wiring::new(&cfg, handler, max_conns);
         wiring.inherited = inherited;
