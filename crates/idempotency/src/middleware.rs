@@ -10,7 +10,7 @@
 //!
 //! Refusals made before the handler ran (400, 409, 422, 503) are not stored, so they can be
 //! retried. A lease left by a crashed process expires, and then a retry runs. The store's
-//! calls may block, so the wrapper says it does ([`Handler::blocks`]): the server runs it on
+//! calls may block, so the wrapper says it does ([`Handler::blocking`]): the server runs it on
 //! its blocking pool, never on an event loop.
 
 use crate::store::{Claim, Claimed, Key, Store, StoreError, StoredResponse, Transactional};

@@ -256,7 +256,7 @@ pub struct Config {
     /// Open connections (across all threads) past which accepting pauses; `None`: 90% of
     /// RLIMIT_NOFILE after raising the soft limit to the hard one.
     pub max_conns: Option<usize>,
-    /// Threads of the blocking pool that takes [`Handler::blocks`](crate::Handler::blocks)
+    /// Threads of the blocking pool that takes [`Handler::blocking`](crate::Handler::blocking)
     /// requests off the event loops and the workers. `None`: [`DEFAULT_BLOCKING_THREADS`]
     /// when the handler may block ([`Handler::blocking`](crate::Handler::blocking)), else
     /// none. `Some(0)` with a handler that may block runs its blocking calls where the

@@ -5,7 +5,7 @@
 //! how to call it. The wrapped pair, [`Layered`], is itself a [`Handler`] that forwards what
 //! the server asks of a handler before calling it — whether it blocks, its body limit — to
 //! the inner handler, so wrapping never hides a blocking handler from the blocking pool. A
-//! layer that blocks by itself (one that asks a database) says so with [`Layer::blocks`].
+//! layer that blocks by itself (one that asks a database) says so with [`Layer::blocking`].
 
 use crate::handler::{BlockingRule, Blocks};
 use crate::Handler;

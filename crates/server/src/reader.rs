@@ -96,7 +96,7 @@ pub(crate) struct PoolLink {
 }
 
 /// Who runs the handler for requests this reader parsed: requests the handler says may
-/// block ([`Handler::blocks`]) go to the blocking pool when there is one; the others to the
+/// block ([`Handler::blocking`]) go to the blocking pool when there is one; the others to the
 /// worker pool when the shape has workers (`pool`), else to the reader itself, between
 /// reads. Blocking calls thus never hold up fast requests, even behind a worker pool.
 pub(crate) struct Exec {

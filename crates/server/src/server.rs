@@ -209,7 +209,7 @@ impl ServerBuilder {
         self.cfg.max_conns = Some(max);
         self
     }
-    /// Threads for requests whose handler blocks ([`Handler::blocks`]), off the event
+    /// Threads for requests whose handler blocks ([`Handler::blocking`]), off the event
     /// loops. Unset, a handler that may block ([`Handler::blocking`]) gets
     /// [`DEFAULT_BLOCKING_THREADS`](crate::tuning::DEFAULT_BLOCKING_THREADS) and one that
     /// does not gets none; shapes with workers run every handler there and need none. `0`

@@ -26,7 +26,7 @@ pub enum Role {
     Reader,
     /// Runs handlers for requests another thread read (pool).
     Worker,
-    /// Runs the handlers that say they block (`Handler::blocks`), for requests a loop read:
+    /// Runs the handlers that say they block (`Handler::blocking`), for requests a loop read:
     /// the blocking pool. Its requests are the exception, so it is left out of balance figures.
     Blocking,
 }
