@@ -90,20 +90,55 @@ pub fn listeners() -> anyhow::Result<Option<(Source, Vec<backlog_server::Listene
 /// exit now" from "my parent is gone: drain once".
 pub const PARENT_DEATH_SIGNAL: i32 = signal_hook::consts::SIGUSR2;
 
-/// A supervised worker's `generation.slot`, if this process is one. A worker ends with its
-/// supervisor: it asks for [`PARENT_DEATH_SIGNAL`] when the supervisor dies (and drains on it),
-/// and refuses to start if it already has.
+/// What the supervisor tells a worker about itself: `generation.slot.supervisor-pid`.
+struct WorkerEnv {
+    generation: u64,
+    slot: u64,
+    supervisor: u32,
+}
+
+impl WorkerEnv {
+    fn read() -> anyhow::Result<Option<WorkerEnv>> {
+        let Ok(id) = std::env::var(WORKER_ENV) else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = id.split('.').collect();
+        let parsed = match parts[..] {
+            [g, s, p] => (g.parse().ok(), s.parse().ok(), p.parse().ok()),
+            _ => (None, None, None),
+        };
+        let (Some(generation), Some(slot), Some(supervisor)) = parsed else {
+            bail!("{WORKER_ENV}={id} is not generation.slot.pid");
+        };
+        Ok(Some(WorkerEnv {
+            generation,
+            slot,
+            supervisor,
+        }))
+    }
+
+    /// The name the supervisor's admin view gives this worker's threads' prefix.
+    fn label(&self) -> String {
+        format!("w{}.g{}", self.slot, self.generation)
+    }
+}
+
+/// `w{slot}.g{generation}` if this process is a supervised worker, read without consuming
+/// anything: for the log prefix, set up before the command runs.
+pub fn worker_label() -> Option<String> {
+    WorkerEnv::read().ok().flatten().map(|w| w.label())
+}
+
+/// A supervised worker's name, `w{slot}.g{generation}` (as the supervisor's admin view
+/// prefixes its threads), if this process is one. A worker ends with its supervisor: it asks
+/// for [`PARENT_DEATH_SIGNAL`] when the supervisor dies (and drains on it), and refuses to
+/// start if it already has.
 pub fn worker_id() -> anyhow::Result<Option<String>> {
-    let Ok(id) = std::env::var(WORKER_ENV) else {
+    let Some(env) = WorkerEnv::read()? else {
         return Ok(None);
     };
     std::env::remove_var(WORKER_ENV);
-    let mut parts = id.rsplitn(2, '.');
-    let supervisor: u32 = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .with_context(|| format!("{WORKER_ENV}={id} does not end in a pid"))?;
-    let name = parts.next().unwrap_or_default().to_string();
+    let (supervisor, name) = (env.supervisor, env.label());
     if !sys::process::signal_with_parent(supervisor, PARENT_DEATH_SIGNAL)
         .context("PR_SET_PDEATHSIG")?
     {

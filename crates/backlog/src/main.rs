@@ -26,6 +26,7 @@ mod comments;
 mod config_file;
 mod inherit;
 mod labcmd;
+mod logging;
 mod supervisor;
 mod top;
 
@@ -266,17 +267,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // Its default reports a failed write with `eprintln!`, which panics on a closed
-        // stderr — in whichever thread logged, the signal thread included.
-        .log_internal_errors(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    logging::init(inherit::worker_label());
     match cli.command {
         Command::Lab(args) => match labcmd::run(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -413,21 +404,26 @@ fn supervise(
         args: std::env::args_os().skip(1).collect(),
         pid_file: args.pid_file.clone(),
     };
+    let signals = supervisor::catch_signals()?;
     let listeners = match inherited {
         Some(l) => l,
         None => supervisor::bind(cfg, &opts)?,
     };
-    run_supervisor(args, opts, listeners)
+    run_supervisor(args, opts, listeners, signals)
 }
 
 fn run_supervisor(
     args: &ServeArgs,
     opts: supervisor::Options,
     listeners: Vec<backlog_server::Listener>,
+    signals: signal_hook::iterator::Signals,
 ) -> anyhow::Result<()> {
-    let addr = listeners.first().map(|l| l.local_addr());
+    let addr = listeners
+        .first()
+        .context("no socket to serve")?
+        .local_addr();
     tracing::info!(
-        addr = ?addr,
+        %addr,
         processes = opts.processes,
         sockets = listeners.len(),
         "backlog supervisor: sockets bound; starting workers"
@@ -458,7 +454,7 @@ fn run_supervisor(
         }
         None => None,
     };
-    let result = sup.run();
+    let result = sup.run(signals);
     if let Some(admin) = admin {
         admin.stop();
     }
@@ -625,14 +621,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if worker.is_none() && args.processes > 1 {
-        let cfg = builder.config().clone();
-        return supervise(&args, &cfg, inherited.map(|(_, l)| l));
-    }
-    let builder = match inherited {
-        Some((_, listeners)) => builder.listeners(listeners),
-        None => builder,
-    };
+    // Refused before anything is bound, by a supervisor as by a single process.
     if let Some(addr) = args.admin {
         if !addr.ip().is_loopback() && !args.admin_public {
             return Err(ServerError::Config(format!(
@@ -641,6 +630,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .into());
         }
     }
+    if worker.is_none() && args.processes > 1 {
+        let cfg = builder.config().clone();
+        return supervise(&args, &cfg, inherited.map(|(_, l)| l));
+    }
+    let builder = match inherited {
+        Some((_, listeners)) => builder.listeners(listeners),
+        None => builder,
+    };
     let signals = catch_signals(worker.is_some())?;
     let server = bind_app(&args, builder)?;
     // The admin endpoint runs on backlog's own core: a single-model server whose one thread

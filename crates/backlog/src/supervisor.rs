@@ -148,13 +148,9 @@ impl Supervisor {
     }
 
     /// Start the workers and supervise them until SIGTERM/SIGINT has drained them all.
-    pub fn run(mut self) -> anyhow::Result<()> {
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGHUP,
-        ])
-        .context("installing signal handlers")?;
+    /// `signals` were caught by [`catch_signals`] before any socket was bound, so a signal
+    /// that came meanwhile is handled now, never the default action.
+    pub fn run(mut self, mut signals: signal_hook::iterator::Signals) -> anyhow::Result<()> {
         let tx = self.events.0.clone();
         std::thread::Builder::new()
             .name("signals".into())
@@ -572,6 +568,17 @@ impl Supervisor {
 
 fn signal_worker(w: &Worker, signal: i32) {
     let _ = sys::process::signal(w.child.id(), signal);
+}
+
+/// Catch the signals a supervisor handles (SIGINT, SIGTERM, SIGHUP): first thing, before
+/// the sockets are bound, so a SIGTERM at start drains instead of killing.
+pub fn catch_signals() -> anyhow::Result<signal_hook::iterator::Signals> {
+    signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("installing signal handlers")
 }
 
 /// "exit code 0", "killed by signal 9 (SIGKILL)", …

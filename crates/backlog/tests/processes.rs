@@ -269,6 +269,21 @@ fn sigterm_to_the_supervisor_drains_every_worker_and_exits_zero() {
         state.threads
     );
     assert!(get(s.addr));
+    // Every line a worker logs says which worker speaks, in the admin view's names; the
+    // supervisor's own lines carry no prefix and name its address plainly.
+    s.drain();
+    for worker in ["[w0.g1] ", "[w1.g1] "] {
+        assert!(
+            s.seen
+                .iter()
+                .any(|l| l.starts_with(worker) && l.contains("backlog serving")),
+            "{:#?}",
+            s.seen
+        );
+    }
+    let bound = s.wait_for("sockets bound");
+    assert!(!bound.starts_with('['), "{bound}");
+    assert!(bound.contains(&format!("addr={}", s.addr)), "{bound}");
     let load = Load::start(s.addr, 2, 0);
     std::thread::sleep(Duration::from_millis(200));
     s.signal("-TERM");
@@ -324,4 +339,25 @@ fn workers_that_cannot_start_make_the_supervisor_give_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("workers exit before serving"), "{stderr}");
+}
+
+#[test]
+fn a_public_admin_address_is_refused_before_anything_is_bound() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = testkit::scratch("backlog-test-");
+    let admin = format!("0.0.0.0:{port}");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--processes", "2"])
+        .args(["--admin", &admin])
+        .env("BACKLOG_DATA", data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--admin-public"), "{stderr}");
 }
