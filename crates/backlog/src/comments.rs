@@ -7,6 +7,12 @@
 //! retried, on whichever instance. `PUT /comments/{client_id}` is the upsert the notes
 //! recommend: idempotent by nature. The table belongs to this app, not to the idempotency
 //! library: [`CommentsTx`] writes it in a SQLite savepoint or a PostgreSQL transaction.
+//!
+//! A comment is addressed as `/comments/{key}` ([`CommentKey`]): all digits is the id the
+//! server gave it (what POST's `Location` names), anything else the id a client chose with
+//! PUT. Both read with GET. PUT on a digits key rewrites that comment and is 404 if there is
+//! none — the server assigns numbers, so a client-chosen id may not be all digits — and PUT on
+//! any other key creates or rewrites the comment with that client id.
 
 // Refusals travel as whole `Response`s on paths that are never hot.
 #![allow(clippy::result_large_err)]
@@ -49,6 +55,32 @@ pub trait CommentsTx {
         client_id: &str,
         text: &str,
     ) -> Result<(Comment, bool), StoreError>;
+    /// The comment `key` names, if there is one.
+    fn get_comment(&mut self, key: &CommentKey) -> Result<Option<Comment>, StoreError>;
+    /// Rewrite the text of comment `id`; `None` if there is no such comment.
+    fn update_comment(&mut self, id: i64, text: &str) -> Result<Option<Comment>, StoreError>;
+}
+
+/// How a URL names a comment: `/comments/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommentKey {
+    /// All digits: the id the server assigned (POST's `Location`).
+    Id(i64),
+    /// Anything else: the id a client chose with PUT.
+    Client(String),
+}
+
+impl CommentKey {
+    /// Read a decoded path segment; `None` for an empty one or digits past i64.
+    pub fn parse(segment: &str) -> Option<CommentKey> {
+        if segment.is_empty() {
+            None
+        } else if segment.bytes().all(|b| b.is_ascii_digit()) {
+            segment.parse().ok().map(CommentKey::Id)
+        } else {
+            Some(CommentKey::Client(segment.to_string()))
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -123,6 +155,34 @@ impl CommentsTx for rusqlite::Savepoint<'_> {
         )?;
         Ok((c, existed.is_none()))
     }
+
+    fn get_comment(&mut self, key: &CommentKey) -> Result<Option<Comment>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let found = match key {
+            CommentKey::Id(id) => self.query_row(
+                "SELECT id, client_id, text, created_at FROM comments WHERE id = ?1",
+                [id],
+                sqlite_comment,
+            ),
+            CommentKey::Client(client_id) => self.query_row(
+                "SELECT id, client_id, text, created_at FROM comments WHERE client_id = ?1",
+                [client_id],
+                sqlite_comment,
+            ),
+        };
+        Ok(found.optional()?)
+    }
+
+    fn update_comment(&mut self, id: i64, text: &str) -> Result<Option<Comment>, StoreError> {
+        let changed = self.execute(
+            "UPDATE comments SET text = ?2 WHERE id = ?1",
+            rusqlite::params![id, text],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get_comment(&CommentKey::Id(id))
+    }
 }
 
 fn sqlite_comment(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comment> {
@@ -180,6 +240,29 @@ impl CommentsTx for postgres::Transaction<'_> {
         )?;
         Ok((pg_comment(&row), row.get(4)))
     }
+
+    fn get_comment(&mut self, key: &CommentKey) -> Result<Option<Comment>, StoreError> {
+        let row = match key {
+            CommentKey::Id(id) => self.query_opt(
+                "SELECT id, client_id, text, created_at FROM comments WHERE id = $1",
+                &[id],
+            )?,
+            CommentKey::Client(client_id) => self.query_opt(
+                "SELECT id, client_id, text, created_at FROM comments WHERE client_id = $1",
+                &[client_id],
+            )?,
+        };
+        Ok(row.as_ref().map(pg_comment))
+    }
+
+    fn update_comment(&mut self, id: i64, text: &str) -> Result<Option<Comment>, StoreError> {
+        let row = self.query_opt(
+            "UPDATE comments SET text = $2 WHERE id = $1
+             RETURNING id, client_id, text, created_at",
+            &[&id, &text],
+        )?;
+        Ok(row.as_ref().map(pg_comment))
+    }
 }
 
 fn pg_comment(row: &postgres::Row) -> Comment {
@@ -210,7 +293,7 @@ where
     for<'t> S::Tx<'t>: CommentsTx,
 {
     store.transact(|tx| tx.create_table())?;
-    let (list_store, put_store) = (store.clone(), store.clone());
+    let (list_store, get_store, put_store) = (store.clone(), store.clone(), store.clone());
     Ok(router
         .post(
             "/comments",
@@ -223,10 +306,13 @@ where
             "/comments",
             Blocking(move |req: Request| list(&*list_store, &req)),
         )
-        .prefix(
-            h1::Method::Put,
-            "/comments/",
-            Blocking(move |req: Request| upsert(&*put_store, &req)),
+        .get(
+            "/comments/{key}",
+            Blocking(move |req: Request| get_one(&*get_store, &req)),
+        )
+        .put(
+            "/comments/{key}",
+            Blocking(move |req: Request| put(&*put_store, &req)),
         ))
 }
 
@@ -287,25 +373,89 @@ where
     }
 }
 
-fn upsert<S>(store: &S, req: &Request) -> Response
+/// The key in `/comments/{key}`, or the 404 for a key that can name nothing.
+fn key_of(req: &Request) -> Result<CommentKey, Response> {
+    req.param("key")
+        .and_then(CommentKey::parse)
+        .ok_or_else(|| not_found(req.param("key").unwrap_or("")))
+}
+
+fn not_found(key: &str) -> Response {
+    problem(
+        404,
+        "No such comment",
+        &format!("no comment is named {key:?}"),
+    )
+}
+
+/// `/comments/{key}` as a Location value: the key percent-encoded but for RFC 3986's
+/// unreserved bytes, so any client id makes a valid header.
+fn location(key: &str) -> String {
+    let mut out = String::from("/comments/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn get_one<S>(store: &S, req: &Request) -> Response
 where
     S: Transactional,
     for<'t> S::Tx<'t>: CommentsTx,
 {
-    let client_id = req.path().trim_start_matches("/comments/").to_string();
-    if client_id.is_empty() || client_id.contains('/') {
-        return problem(400, "Invalid comment id", "PUT /comments/{client_id}");
+    let key = match key_of(req) {
+        Ok(k) => k,
+        Err(resp) => return resp,
+    };
+    let shown = req.param("key").unwrap_or("").to_string();
+    match store.transact(move |tx| tx.get_comment(&key)) {
+        Ok(Some(comment)) => {
+            Response::json_bytes(200, serde_json::to_vec(&comment).unwrap_or_default())
+        }
+        Ok(None) => not_found(&shown),
+        Err(err) => store_error(err),
     }
+}
+
+/// PUT: rewrite comment N, or create or rewrite the comment a client named.
+fn put<S>(store: &S, req: &Request) -> Response
+where
+    S: Transactional,
+    for<'t> S::Tx<'t>: CommentsTx,
+{
+    let key = match key_of(req) {
+        Ok(k) => k,
+        Err(resp) => return resp,
+    };
     let text = match parse_text(req) {
         Ok(t) => t,
         Err(resp) => return resp,
     };
-    match store.transact(move |tx| tx.upsert_comment(&client_id, &text)) {
-        Ok((comment, created)) => Response::json_bytes(
-            if created { 201 } else { 200 },
-            serde_json::to_vec(&comment).unwrap_or_default(),
-        ),
-        Err(err) => store_error(err),
+    let body = |c: &Comment| serde_json::to_vec(c).unwrap_or_default();
+    match key {
+        CommentKey::Id(id) => match store.transact(move |tx| tx.update_comment(id, &text)) {
+            Ok(Some(comment)) => Response::json_bytes(200, body(&comment)),
+            Ok(None) => problem(
+                404,
+                "No such comment",
+                &format!("no comment has id {id}: ids are assigned by POST /comments, and an id a client chooses may not be all digits"),
+            ),
+            Err(err) => store_error(err),
+        },
+        CommentKey::Client(client_id) => {
+            match store.transact(move |tx| tx.upsert_comment(&client_id, &text)) {
+                Ok((comment, true)) => Response::json_bytes(201, body(&comment)).header(
+                    "Location",
+                    location(comment.client_id.as_deref().unwrap_or_default()),
+                ),
+                Ok((comment, false)) => Response::json_bytes(200, body(&comment)),
+                Err(err) => store_error(err),
+            }
+        }
     }
 }
 

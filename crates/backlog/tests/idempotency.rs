@@ -258,10 +258,47 @@ fn every_status_of_the_middleware(backend: Backend) {
             &format!("{{\"text\":\"{t}\"}}"),
         )
     };
-    assert_eq!(put("v1").status, 201);
+    let created = put("v1");
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        created.header("Location"),
+        Some(format!("/comments/{client_id}").as_str())
+    );
     let rewritten = put("v2");
     assert_eq!(rewritten.status, 200);
     assert!(rewritten.body.contains("v2"));
+    let read = http(s.addr, "GET", &format!("/comments/{client_id}"), &[], "");
+    assert_eq!(read.status, 200);
+    assert!(read.body.contains("v2"), "{}", read.body);
+
+    // A POST's Location is readable, and PUT on it rewrites that comment, not a new one.
+    let posted_text = unique("posted");
+    let posted = post(s.addr, None, &posted_text);
+    assert_eq!(posted.status, 201);
+    let location = posted.header("Location").unwrap().to_string();
+    let read = http(s.addr, "GET", &location, &[], "");
+    assert_eq!(read.status, 200, "{location}: {}", read.body);
+    assert!(read.body.contains(&posted_text), "{}", read.body);
+    let edited_text = unique("edited");
+    let edited = http(
+        s.addr,
+        "PUT",
+        &location,
+        &[],
+        &format!("{{\"text\":\"{edited_text}\"}}"),
+    );
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    assert_eq!(rows_with(s.addr, &edited_text), 1);
+    assert_eq!(rows_with(s.addr, &posted_text), 0);
+    // A number the server never gave is not created by PUT, and reads as 404.
+    let missing = "/comments/999999999";
+    let refused = http(s.addr, "PUT", missing, &[], "{\"text\":\"x\"}");
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(http(s.addr, "GET", missing, &[], "").status, 404);
+    assert_eq!(
+        http(s.addr, "GET", "/comments/no-such", &[], "").status,
+        404
+    );
 }
 
 fn in_flight_is_409_required_key_is_400_and_keys_expire(backend: Backend) {
