@@ -153,8 +153,23 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The write-ahead log's size kept after a checkpoint (SQLite's `journal_size_limit`): a
+/// burst that grew it gives the space back once its pages are in the database.
+const WAL_KEPT_BYTES: i64 = 64 * 1024 * 1024;
+
 /// The writer: batches of queued writes, one transaction and one fsync each.
+///
+/// After a failed batch (a full disk, most often) the next committed batch is followed by a
+/// truncating checkpoint: while the disk was full the checkpoints that move the log's pages
+/// into the database could not grow it, so the log kept growing into whatever space was
+/// freed; once a commit goes through again, the checkpoint moves them and gives the log's
+/// space back, instead of leaving a log that fills the disk again.
 fn write_loop(mut conn: Connection, jobs: Receiver<Job>) {
+    // One warning a second at most, with how many were left out: at 32 clients a disk full
+    // failed ~450 batches a second, each a warning.
+    static ROLLBACKS: crate::Throttle = crate::Throttle::new(Duration::from_secs(1));
+    let _ = conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES);
+    let mut recovering = false;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -180,8 +195,17 @@ fn write_loop(mut conn: Connection, jobs: Receiver<Job>) {
             Ok(())
         })();
         match committed {
-            Ok(()) => replies.into_iter().for_each(|r| r(Ok(()))),
+            Ok(()) => {
+                replies.into_iter().for_each(|r| r(Ok(())));
+                if recovering {
+                    recovering = !checkpoint_truncate(&conn);
+                    if !recovering {
+                        tracing::info!("SQLite store writes again; its write-ahead log is checkpointed and truncated");
+                    }
+                }
+            }
             Err(err) => {
+                recovering = true;
                 // Jobs never run (the transaction did not start) hear the error too.
                 let text = err.to_string();
                 for reply in replies {
@@ -189,10 +213,23 @@ fn write_loop(mut conn: Connection, jobs: Receiver<Job>) {
                 }
                 // Jobs the failed batch never ran are dropped: their callers hear so.
                 drop(batch);
-                tracing::warn!(%err, "SQLite batch rolled back");
+                if let Some(suppressed) = ROLLBACKS.admit(std::time::Instant::now()) {
+                    tracing::warn!(%err, suppressed, "SQLite batch rolled back");
+                }
             }
         }
     }
+}
+
+/// Move every page of the write-ahead log into the database and truncate the log to zero
+/// bytes. True when it completed (false when a reader held it back, or the disk is still
+/// too full for the database to grow).
+fn checkpoint_truncate(conn: &Connection) -> bool {
+    // The row is (busy, log frames, frames checkpointed); busy = 0 means it completed.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .is_ok_and(|busy| busy == 0)
 }
 
 /// Retry `f` while SQLite reports the database busy or locked, for up to 10 s.
