@@ -40,9 +40,6 @@ const READ_GROW: usize = 16 * 1024;
 /// The most a lingering close discards before it gives up and closes.
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
-/// [`Connection::timer_tick`] when the connection has no entry in the wheel.
-pub(crate) const NO_TICK: u64 = u64::MAX;
-
 /// A response slot in request order: `None` until its worker answers.
 pub(crate) type Slot = Option<(Bytes, bool)>;
 
@@ -161,9 +158,8 @@ pub(crate) struct Connection {
     head_started: Option<Instant>,
     last_read: Instant,
     last_write: Instant,
-    /// The tick of this connection's live entry in its thread's timer wheel.
-    /// [`NO_TICK`] when none (a sentinel, not an `Option`: it saves 8 bytes per connection).
-    pub(crate) timer_tick: u64,
+    /// This connection's entry in its thread's timer wheel, if it has one.
+    pub(crate) timer: crate::timer::TimerRef,
     /// Bytes discarded while lingering.
     discarded: u32,
     /// Bytes of answers waiting in `slots` for an earlier one (`pool`).
@@ -211,7 +207,7 @@ impl Connection {
             head_started: None,
             last_read: now,
             last_write: now,
-            timer_tick: NO_TICK,
+            timer: crate::timer::TimerRef::NONE,
             discarded: 0,
             held: 0,
             last_answer: 0,

@@ -16,14 +16,14 @@
 use crate::buffers::Buffers;
 use crate::config::{QueueTiming, Timeouts};
 use crate::conn_limit::ConnLimit;
-use crate::connection::{Connection, Expired, Expiry, ParseContext, Verdict, NO_TICK};
+use crate::connection::{Connection, Expired, Expiry, ParseContext, Verdict};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
 use crate::queue_wait::{SAMPLE_EVERY, TIME_EVERY_READ_AFTER};
 use crate::refusal::RenderRefusal;
 use crate::stats::ThreadStats;
-use crate::timer::{Entry, TimerWheel};
+use crate::timer::{Entry, TimerRef, TimerWheel};
 use crate::worker::{Completion, ConnId, Job, Submitter};
 use crossbeam_channel::Receiver;
 use h1::Limits;
@@ -461,15 +461,15 @@ impl Reader {
             let Some(Socket { conn, .. }) = self.conns.get_mut(e.key) else {
                 continue;
             };
-            if conn.gen != e.gen || conn.timer_tick != e.tick {
-                continue; // stale: the connection was re-filed earlier, or the slot reused
+            if conn.gen != e.gen || conn.timer.tick != e.tick {
+                continue; // the key's connection closed and the key was reused
             }
-            conn.timer_tick = NO_TICK;
+            conn.timer = TimerRef::NONE;
             match conn.deadline(&self.cfg.timeouts) {
                 None => {}
                 Some((when, kind)) if when <= self.now => self.expire(io, e.key, kind),
                 Some((when, _)) => {
-                    conn.timer_tick = self.wheel.insert(e.key, e.gen, when);
+                    conn.timer = self.wheel.insert(e.key, e.gen, when);
                 }
             }
         }
@@ -506,8 +506,10 @@ impl Reader {
             return;
         };
         let tick = self.wheel.tick_of(when);
-        if conn.timer_tick == NO_TICK || conn.timer_tick > tick {
-            conn.timer_tick = self.wheel.insert(key, conn.gen, when);
+        if conn.timer.is_none() || conn.timer.tick > tick {
+            // Earlier than its entry: file it anew and take the old one out.
+            self.wheel.remove(key, conn.timer);
+            conn.timer = self.wheel.insert(key, conn.gen, when);
         }
     }
 
@@ -762,6 +764,7 @@ impl Reader {
                 let Some(s) = self.conns.try_remove(key) else {
                     return;
                 };
+                self.wheel.remove(key, s.conn.timer);
                 // Its receive, and a send to a client that stopped reading, would hold the
                 // socket open (and the send's buffer) until they complete.
                 if s.recv != Armed::Off || s.conn.sending() {
@@ -775,7 +778,8 @@ impl Reader {
 
     /// Drop the connection (closing its socket at once).
     fn remove(&mut self, key: usize) {
-        if self.conns.try_remove(key).is_some() {
+        if let Some(s) = self.conns.try_remove(key) {
+            self.wheel.remove(key, s.conn.timer);
             self.closed();
         }
     }
