@@ -4,7 +4,7 @@ mod util;
 
 use std::io::Write;
 use std::time::Duration;
-use testkit::process::rss_kib;
+use testkit::process::{rss_anon_kib, rss_kib};
 use testkit::{open, read_response, reset, roundtrip, wait_until};
 use util::Served;
 
@@ -80,6 +80,66 @@ fn rss_returns_after_large_requests() {
             before / 1024,
             peak / 1024,
             after / 1024
+        );
+        served.signal("-TERM");
+        assert_eq!(served.wait_exit(), 0);
+    }
+}
+
+/// Four 16 MiB echoes at once, then idle: nothing keeps a largest answer. Under io_uring a
+/// send's buffer was split from the connection's, and the few bytes parked on the free list
+/// held the 16 MiB allocation (single: +17 MiB for good); a worker's encoding buffer kept
+/// its largest answer (pool: +33 MiB, 8 workers: up to +134 MiB). Run under both drivers
+/// (BACKLOG_IO); the bound leaves room for io_uring's 1 MiB receive ring per loop.
+#[test]
+fn the_largest_answer_is_not_kept_by_any_thread() {
+    const SIZE: usize = 16 * MIB;
+    let body = vec![b'L'; SIZE];
+    let shapes: [&[&str]; 3] = [
+        &["--model", "single"],
+        &["--model", "pool", "--threads", "1", "--workers", "2"],
+        &["--topology", "listeners=1 acceptors=3 readers=5 workers=8"],
+    ];
+    for shape in shapes {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--app", "echo"];
+        args.extend_from_slice(&["--max-body-bytes", "64MiB"]);
+        args.extend_from_slice(shape);
+        let mut served = Served::start(&args);
+        let pid = Some(served.child.id());
+        for _ in 0..20 {
+            let resp = roundtrip(served.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(resp.status, 200);
+        }
+        let before = rss_anon_kib(pid);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let (body, addr) = (&body, served.addr);
+                scope.spawn(move || {
+                    let (mut w, mut r) = open(addr);
+                    let head =
+                        format!("POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n");
+                    w.write_all(head.as_bytes()).unwrap();
+                    // Written while the answer is read: the echo streams back as it reads.
+                    let writer = std::thread::spawn({
+                        let mut w = w.try_clone().unwrap();
+                        let body = body.clone();
+                        move || w.write_all(&body).unwrap()
+                    });
+                    let resp = read_response(&mut r, false).unwrap();
+                    assert_eq!(resp.body.len(), SIZE);
+                    writer.join().unwrap();
+                });
+            }
+        });
+        let settled = wait_until(
+            &format!("{shape:?}: anonymous RSS back within 12 MiB"),
+            Duration::from_secs(5),
+            || rss_anon_kib(pid) <= before + 12 * 1024,
+        );
+        eprintln!(
+            "{shape:?}: RSS before {} KiB, after {} KiB ({settled:?})",
+            before,
+            rss_anon_kib(pid)
         );
         served.signal("-TERM");
         assert_eq!(served.wait_exit(), 0);

@@ -610,12 +610,15 @@ impl Connection {
     }
 
     /// For a driver whose sends own their buffer (io_uring): the output to send now, unless
-    /// there is none or a send is still out. Answers queued meanwhile wait behind it.
+    /// there is none or a send is still out. Answers queued meanwhile wait behind it, in a
+    /// buffer of their own: the send takes the whole buffer, not a split of it, because a
+    /// split leaves the connection a handle on the send's allocation — parked on the free
+    /// list, a few bytes' handle kept a 16 MiB answer's allocation alive for good.
     pub(crate) fn take_output(&mut self) -> Option<BytesMut> {
         if self.wbuf.is_empty() || self.sending > 0 {
             return None;
         }
-        let out = self.wbuf.split();
+        let out = std::mem::take(&mut self.wbuf);
         self.sending = len32(out.len());
         Some(out)
     }
@@ -626,24 +629,25 @@ impl Connection {
     }
 
     /// The send of [`Connection::take_output`]'s buffer completed with `n` bytes taken:
-    /// what the kernel did not take goes back in front of what was queued since.
+    /// what the kernel did not take goes back in front of what was queued since. A buffer
+    /// sent whole is handed back, for the driver's free list (which keeps it if small).
     pub(crate) fn sent_back(
         &mut self,
         mut buf: BytesMut,
         n: usize,
         now: Instant,
         stats: &ThreadStats,
-    ) {
+    ) -> Option<BytesMut> {
         stats.bytes_out(n);
         self.sending = 0;
         self.last_write = now;
         buf.advance(n.min(buf.len()));
-        // A whole send is dropped: its allocation is shared with `wbuf`, whose next
-        // `reserve` takes the room back once this handle is gone.
-        if !buf.is_empty() {
-            buf.unsplit(std::mem::take(&mut self.wbuf));
-            self.wbuf = buf;
+        if buf.is_empty() {
+            return Some(buf);
         }
+        buf.unsplit(std::mem::take(&mut self.wbuf));
+        self.wbuf = buf;
+        None
     }
 
     // ---- deadlines and the end ---------------------------------------------------------

@@ -344,12 +344,15 @@ impl Reader {
         let Some((key, s)) = socket_of(&mut self.conns, token) else {
             return;
         };
-        match result {
+        let done = match result {
             Ok(n) => s.conn.sent_back(buf, n, self.now, &self.stats),
             Err(_) => {
-                s.conn.sent_back(buf, 0, self.now, &self.stats);
                 s.conn.broke();
+                s.conn.sent_back(buf, 0, self.now, &self.stats)
             }
+        };
+        if let Some(buf) = done {
+            self.spare.give(buf);
         }
         self.drive(io, key);
     }

@@ -40,6 +40,31 @@ pub(crate) struct Completion {
     pub(crate) keep_alive: bool,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_answer_takes_its_allocation_and_a_small_one_leaves_room() {
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        out.extend_from_slice(&[b'x'; 100]);
+        let small = encoded(&mut out);
+        assert_eq!(small.len(), 100);
+        assert!(
+            out.capacity() > 0,
+            "a small answer leaves its buffer's room"
+        );
+        drop(small);
+        out.extend_from_slice(&vec![b'y'; 4 << 20]);
+        let large = encoded(&mut out);
+        assert_eq!(large.len(), 4 << 20);
+        drop(large);
+        // The next answer cannot reclaim the 4 MiB: `out` holds none of it.
+        out.reserve(1);
+        assert!(out.capacity() <= MAX_KEPT_ENCODE, "{}", out.capacity());
+    }
+}
+
 /// Where a worker sends a loop's responses.
 pub(crate) struct ReplyPort {
     tx: Sender<Completion>,
@@ -95,6 +120,21 @@ pub(crate) fn queue(depth: usize) -> (Sender<Job>, Receiver<Job>) {
     crossbeam_channel::bounded(depth.max(1))
 }
 
+/// The largest encoding buffer a worker keeps between answers.
+const MAX_KEPT_ENCODE: usize = 64 * 1024;
+
+/// The answer just encoded in `out`, as bytes for the reader. A small one is split off, and
+/// `out` reuses the room once the reader drops it; a large one takes the whole allocation
+/// with it, and `out` starts again small. Splitting a large one would leave `out` a handle
+/// on its allocation, which the next encoding reclaims: every worker would keep its largest
+/// answer for good (4 × 16 MiB echoes left `pool` 33 MB above its start).
+fn encoded(out: &mut BytesMut) -> Bytes {
+    if out.capacity() <= MAX_KEPT_ENCODE {
+        return out.split().freeze();
+    }
+    std::mem::replace(out, BytesMut::with_capacity(16 * 1024)).freeze()
+}
+
 /// One worker thread's body: until every submitter is gone, take a job, run it, reply.
 pub(crate) fn run(
     handler: Arc<dyn Handler>,
@@ -120,7 +160,7 @@ pub(crate) fn run(
         ctx.keep_alive &= !shutdown.requested();
         let keep_alive = resp.encode(ctx, &date, &mut out);
         drop(resp);
-        let bytes = out.split().freeze();
+        let bytes = encoded(&mut out);
         stats.requests(1);
         stats.busy(start.elapsed().as_nanos() as u64);
         if let Some(port) = replies.get(job.reply) {

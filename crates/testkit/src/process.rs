@@ -2,6 +2,16 @@
 
 /// Resident memory of process `pid` (`None`: this process), in KiB.
 pub fn rss_kib(pid: Option<u32>) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Resident anonymous memory (the heap, stacks, mmapped buffers; not the binary's pages,
+/// which grow as new code paths run and say nothing about what is kept), in KiB.
+pub fn rss_anon_kib(pid: Option<u32>) -> u64 {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: Option<u32>, field: &str) -> u64 {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/status"),
         None => "/proc/self/status".to_string(),
@@ -9,7 +19,7 @@ pub fn rss_kib(pid: Option<u32>) -> u64 {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
