@@ -40,31 +40,6 @@ pub(crate) struct Completion {
     pub(crate) keep_alive: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_large_answer_takes_its_allocation_and_a_small_one_leaves_room() {
-        let mut out = BytesMut::with_capacity(16 * 1024);
-        out.extend_from_slice(&[b'x'; 100]);
-        let small = encoded(&mut out);
-        assert_eq!(small.len(), 100);
-        assert!(
-            out.capacity() > 0,
-            "a small answer leaves its buffer's room"
-        );
-        drop(small);
-        out.extend_from_slice(&vec![b'y'; 4 << 20]);
-        let large = encoded(&mut out);
-        assert_eq!(large.len(), 4 << 20);
-        drop(large);
-        // The next answer cannot reclaim the 4 MiB: `out` holds none of it.
-        out.reserve(1);
-        assert!(out.capacity() <= MAX_KEPT_ENCODE, "{}", out.capacity());
-    }
-}
-
 /// Where a worker sends a loop's responses.
 pub(crate) struct ReplyPort {
     tx: Sender<Completion>,
@@ -171,5 +146,30 @@ pub(crate) fn run(
                 keep_alive,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_answer_takes_its_allocation_and_a_small_one_leaves_room() {
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        out.extend_from_slice(&[b'x'; 100]);
+        let small = encoded(&mut out);
+        assert_eq!(small.len(), 100);
+        assert!(
+            out.capacity() > 0,
+            "a small answer leaves its buffer's room"
+        );
+        drop(small);
+        out.extend_from_slice(&vec![b'y'; 4 << 20]);
+        let large = encoded(&mut out);
+        assert_eq!(large.len(), 4 << 20);
+        drop(large);
+        // The next answer cannot reclaim the 4 MiB: `out` holds none of it.
+        out.reserve(1);
+        assert!(out.capacity() <= MAX_KEPT_ENCODE, "{}", out.capacity());
     }
 }
