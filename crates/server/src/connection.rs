@@ -301,6 +301,13 @@ impl Connection {
         !self.rbuf.is_empty() || self.decoder.in_body()
     }
 
+    /// When the connection last got bytes, if it is open and waits for the rest of a
+    /// request (a driver's check that the peer is still there).
+    pub(crate) fn waiting_mid_request_since(&self) -> Option<Instant> {
+        (self.life == Life::Open && !self.peer_closed && self.mid_request())
+            .then_some(self.last_read)
+    }
+
     /// Nothing in progress: no partial request, nothing owed. Safe to close when draining.
     pub(crate) fn idle(&self) -> bool {
         self.rbuf.is_empty()

@@ -280,6 +280,14 @@ pub fn tcp_info(fd: impl AsFd) -> io::Result<TcpInfo> {
     })
 }
 
+/// Whether the connection is in TCP_CLOSE with nothing left to read: the peer reset it (or
+/// it timed out), so no receive will ever return more than the error.
+pub fn peer_reset(fd: impl AsFd) -> io::Result<bool> {
+    const TCP_CLOSE: u8 = 7;
+    let fd = fd.as_fd();
+    Ok(tcp_info(fd)?.state == TCP_CLOSE && inq(fd)? == 0)
+}
+
 /// Bytes in the socket's receive queue, not yet read (`SIOCINQ`).
 pub fn inq(fd: impl AsFd) -> io::Result<u64> {
     Ok(rustix::io::ioctl_fionread(fd)?)
@@ -353,6 +361,31 @@ mod tests {
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::time::Instant;
+
+    #[test]
+    fn peer_reset_tells_a_reset_connection_from_a_live_or_unread_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(!peer_reset(&server).unwrap(), "live");
+        client.write_all(b"unread").unwrap();
+        // SO_LINGER 0: close sends a reset.
+        socket2::SockRef::from(&client)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(client);
+        let start = Instant::now();
+        while tcp_info(&server).unwrap().state != 7 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(5));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Bytes still queued are read (and the error after them) before it counts as reset.
+        assert_eq!(inq(&server).unwrap(), 6);
+        assert!(!peer_reset(&server).unwrap());
+        let mut buf = BytesMut::with_capacity(64);
+        let _ = read_into(&server, &mut buf, 64);
+        assert!(peer_reset(&server).unwrap());
+    }
 
     #[test]
     fn read_into_appends_what_the_peer_sent() {

@@ -160,6 +160,8 @@ impl Served {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Everything it logged so far, not only what was read before.
+        self.drain();
         let _ = self.child.kill();
         panic!("server did not exit; log: {:#?}", self.seen);
     }
