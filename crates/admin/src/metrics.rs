@@ -177,6 +177,7 @@ pub fn encode(state: &State) -> String {
     let handoff = Family::<ThreadLabels, Gauge>::default();
     let panics = Family::<ThreadLabels, Counter>::default();
     let aborted = Family::<ThreadLabels, Counter>::default();
+    let lost = Family::<ThreadLabels, Counter>::default();
     let busy = Family::<ThreadLabels, FloatGauge>::default();
     registry.register(
         "accepted",
@@ -219,6 +220,11 @@ pub fn encode(state: &State) -> String {
         aborted.clone(),
     );
     registry.register(
+        "lost_connections",
+        "Connections passed to this process that the kernel discarded because its descriptor table was full (MSG_CTRUNC): closed unanswered",
+        lost.clone(),
+    );
+    registry.register(
         "thread_busy_ratio",
         "Share of wall time the thread spent outside epoll_wait over the last interval",
         busy.clone(),
@@ -252,6 +258,7 @@ pub fn encode(state: &State) -> String {
             .set(t.counters.handoff_queued as i64);
         panics.get_or_create(&labels).inc_by(t.counters.panics);
         aborted.get_or_create(&labels).inc_by(t.counters.aborted);
+        lost.get_or_create(&labels).inc_by(t.counters.lost);
         busy.get_or_create(&labels).set(t.busy_ratio);
     }
 

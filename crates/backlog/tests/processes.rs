@@ -361,3 +361,60 @@ fn a_public_admin_address_is_refused_before_anything_is_bound() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--admin-public"), "{stderr}");
 }
+
+/// `--processes 2 --model dispatch` with the supervisor passing connections to workers that
+/// may hold 256 descriptors each: 1,000 clients at once, each holding its connection for a
+/// second after its answer. Every one is answered: a worker's ceiling leaves room for its
+/// own descriptors, so the kernel never has to discard a passed one (MSG_CTRUNC, which lost
+/// 540 of 1,000 before), and the rest wait in the kernel's queue as in one process.
+#[test]
+fn passed_connections_are_never_lost_under_a_low_descriptor_limit() {
+    const CLIENTS: usize = 1_000;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec {BIN} serve --listen 127.0.0.1:0 --model dispatch --threads 2 --processes 2"
+        ));
+    let mut s = Served::spawn(cmd);
+    s.wait_count("worker serving", 2);
+    let addr = s.addr;
+    let answered = AtomicU64::new(0);
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..CLIENTS {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(scope, || {
+                    let outcome = (|| -> std::io::Result<()> {
+                        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+                        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+                        let mut r = BufReader::new(stream);
+                        r.get_mut()
+                            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")?;
+                        let resp = testkit::read_response(&mut r, false)?;
+                        if resp.status != 200 {
+                            return Err(std::io::Error::other(format!("status {}", resp.status)));
+                        }
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_secs(1));
+                        Ok(())
+                    })();
+                    if let Err(err) = outcome {
+                        failed.lock().unwrap().push(err.to_string());
+                    }
+                })
+                .unwrap();
+        }
+    });
+    let failed = failed.into_inner().unwrap();
+    assert_eq!(
+        answered.load(Ordering::Relaxed) as usize,
+        CLIENTS,
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(s.count("discarded a passed descriptor"), 0, "{:#?}", s.seen);
+    s.signal("-TERM");
+    assert_eq!(s.wait_exit(), 0);
+}

@@ -301,6 +301,11 @@ impl Acceptor {
                 }
                 Err(err) => {
                     self.limit.release();
+                    if sys::fd::descriptors_dropped(&err) {
+                        // Never silent: the client's connection is gone (counted, logged
+                        // with the pause below).
+                        self.stats.lost();
+                    }
                     match sys::socket::classify_accept_error(&err) {
                         AcceptError::Drained => break,
                         AcceptError::Skip => continue,
@@ -359,8 +364,12 @@ impl Acceptor {
                 }
                 match listener.accept_as(nonblocking) {
                     Ok(conn) => self.hand_over(conn, deliver),
-                    Err(_) => {
+                    Err(err) => {
                         self.limit.release();
+                        if sys::fd::descriptors_dropped(&err) {
+                            self.stats.lost();
+                            tracing::warn!(%err, "a passed connection was lost at shutdown");
+                        }
                         break;
                     }
                 }

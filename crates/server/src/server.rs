@@ -204,7 +204,9 @@ impl ServerBuilder {
         self.cfg.timeouts = timeouts;
         self
     }
-    /// Open connections past which accepting pauses (default: 90% of RLIMIT_NOFILE).
+    /// Open connections past which accepting pauses (default: 90% of RLIMIT_NOFILE, less
+    /// what the process already holds and a reserve, see
+    /// [`DESCRIPTOR_RESERVE`](crate::tuning::DESCRIPTOR_RESERVE)).
     pub fn max_conns(mut self, max: usize) -> Self {
         self.cfg.max_conns = Some(max);
         self
@@ -258,7 +260,9 @@ impl ServerBuilder {
         cfg.io = resolve_io(cfg.io)?;
         let backlog = effective_backlog(cfg.backlog);
         let fd_limit = sys::rlimit::raise_nofile();
-        let max_conns = cfg.max_conns.unwrap_or((fd_limit as usize / 10 * 9).max(1));
+        let max_conns = cfg
+            .max_conns
+            .unwrap_or_else(|| default_max_conns(fd_limit as usize, sys::fd::open_count()));
         // Room for every connection allowed, plus the server's own descriptors, before the
         // first burst: growing the table later stalls accept (see `reserve_table`).
         let room = (max_conns + 256).min(fd_limit as usize);
@@ -397,6 +401,21 @@ impl ServerBuilder {
     }
 }
 
+/// Descriptors kept free beyond the connections and what the process holds at start: for
+/// what it opens later (store connections, admin clients, files served, a reload's pipes).
+/// Without it a process with a low RLIMIT_NOFILE reached the limit below `--max-conns`, and a
+/// worker of `--processes` lost passed connections: the kernel discards a descriptor it
+/// cannot install (MSG_CTRUNC) where accept(2) would have left it queued.
+pub const DESCRIPTOR_RESERVE: usize = 64;
+
+/// The default `--max-conns` for a descriptor limit of `limit` with `open` descriptors already
+/// in use: 90% of the limit, and never past what is left after those and the reserve.
+fn default_max_conns(limit: usize, open: usize) -> usize {
+    (limit / 10 * 9)
+        .min(limit.saturating_sub(open + DESCRIPTOR_RESERVE))
+        .max(1)
+}
+
 /// Threads of the blocking pool: as configured, or, unset, a small pool when the handler may
 /// block and readers run handlers (never a blocking call on an event loop by accident).
 fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
@@ -413,6 +432,19 @@ fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
         Some(n) => n,
         None if may_block => crate::tuning::DEFAULT_BLOCKING_THREADS,
         None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_ceiling_leaves_room_for_what_the_process_holds() {
+        use super::{default_max_conns, DESCRIPTOR_RESERVE};
+        // The worker: `ulimit -n 256`, ~30 descriptors of its own.
+        assert_eq!(default_max_conns(256, 30), 256 - 30 - DESCRIPTOR_RESERVE);
+        // A roomy limit keeps the 90% rule.
+        assert_eq!(default_max_conns(20_000, 40), 18_000);
+        assert_eq!(default_max_conns(16, 40), 1);
     }
 }
 

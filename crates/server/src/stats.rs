@@ -62,6 +62,7 @@ struct Counters {
     handoff_queued: AtomicU64,
     panics: AtomicU64,
     aborted: AtomicU64,
+    lost: AtomicU64,
     busy_ns: AtomicU64,
     accept_wait: WaitHistogram,
     receive_wait: WaitHistogram,
@@ -92,6 +93,11 @@ pub struct ThreadSnapshot {
     /// Closed at once rather than left to a timeout.
     #[serde(default)]
     pub aborted: u64,
+    /// Connections passed to this process that the kernel discarded before it could take
+    /// them (its descriptor table was full: MSG_CTRUNC). Each is a client whose
+    /// connection was closed unanswered.
+    #[serde(default)]
+    pub lost: u64,
     /// Nanoseconds spent outside epoll_wait (or, for workers, running handlers).
     pub busy_ns: u64,
     /// How long the connections this thread read waited in the accept queue.
@@ -152,6 +158,10 @@ impl ThreadStats {
     pub(crate) fn panicked(&self) {
         self.c.panics.fetch_add(1, Relaxed);
     }
+    pub(crate) fn lost(&self) {
+        self.c.lost.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn aborted(&self) {
         self.c.aborted.fetch_add(1, Relaxed);
     }
@@ -184,6 +194,7 @@ impl ThreadStats {
             handoff_queued: self.c.handoff_queued.load(Relaxed),
             panics: self.c.panics.load(Relaxed),
             aborted: self.c.aborted.load(Relaxed),
+            lost: self.c.lost.load(Relaxed),
             busy_ns: self.c.busy_ns.load(Relaxed),
             accept_wait: self.c.accept_wait.snapshot(),
             receive_wait: self.c.receive_wait.snapshot(),

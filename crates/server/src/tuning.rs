@@ -12,8 +12,10 @@
 //! - [`DEFAULT_BLOCKING_THREADS`]: the blocking pool started for a handler that may block.
 //! - [`MAX_LISTED_CONNECTIONS`]: the most connections one `/debug/connections` lists.
 //! - [`somaxconn`]: the kernel's ceiling on a listen backlog.
+//! - [`DESCRIPTOR_RESERVE`]: descriptors the default `--max-conns` leaves free.
 
 pub use crate::acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
 pub use crate::config::DEFAULT_BLOCKING_THREADS;
 pub use crate::introspect::MAX_LISTED_CONNECTIONS;
 pub use crate::listener::somaxconn;
+pub use crate::server::DESCRIPTOR_RESERVE;

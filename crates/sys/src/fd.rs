@@ -93,8 +93,22 @@ pub fn send_fds(via: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     Ok(())
 }
 
+/// What [`recv_fds`] reports when the kernel discarded passed descriptors because this
+/// process could not install them (its descriptor table at RLIMIT_NOFILE: the message came
+/// with MSG_CTRUNC). Those descriptors are closed and gone: for passed connections, each is a
+/// client closed unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the kernel discarded a passed descriptor: this process's descriptor table is full (MSG_CTRUNC)")]
+pub struct DescriptorsDropped;
+
+/// Whether `err` is [`DescriptorsDropped`].
+pub fn descriptors_dropped(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<DescriptorsDropped>())
+}
+
 /// Receive descriptors sent by [`send_fds`] into `out` (made close-on-exec). `Ok(false)`:
-/// the other end closed.
+/// the other end closed. [`DescriptorsDropped`] (after `out` took whatever did arrive) when
+/// the kernel could not install some of them.
 pub fn recv_fds(via: BorrowedFd<'_>, out: &mut Vec<OwnedFd>) -> io::Result<bool> {
     let mut space =
         [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
@@ -110,6 +124,9 @@ pub fn recv_fds(via: BorrowedFd<'_>, out: &mut Vec<OwnedFd>) -> io::Result<bool>
         if let RecvAncillaryMessage::ScmRights(fds) = msg {
             out.extend(fds);
         }
+    }
+    if got.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        return Err(io::Error::other(DescriptorsDropped));
     }
     Ok(got.bytes > 0)
 }
@@ -149,6 +166,13 @@ pub fn reserve_table(n: usize) -> io::Result<()> {
     })?;
     drop(probe);
     Ok(())
+}
+
+/// Descriptors this process has open now (entries of /proc/self/fd, less the one reading it).
+pub fn open_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| dir.count().saturating_sub(1))
+        .unwrap_or(0)
 }
 
 /// `fd`'s number, for the environment of a child that inherits it.

@@ -334,6 +334,10 @@ pub enum AcceptError {
 
 /// Sort an `accept` error, in one place, the way actix-server and mio's examples do.
 pub fn classify_accept_error(err: &io::Error) -> AcceptError {
+    if crate::fd::descriptors_dropped(err) {
+        // The descriptor table is full, as with EMFILE (the connection is already gone).
+        return AcceptError::Exhausted;
+    }
     match err.raw_os_error() {
         Some(libc::EAGAIN) => AcceptError::Drained,
         Some(
