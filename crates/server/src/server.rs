@@ -206,7 +206,7 @@ impl ServerBuilder {
     }
     /// Open connections past which accepting pauses (default: 90% of RLIMIT_NOFILE, less
     /// what the process already holds and a reserve, see
-    /// [`DESCRIPTOR_RESERVE`](crate::tuning::DESCRIPTOR_RESERVE)).
+    /// [`DESCRIPTOR_RESERVE`]).
     pub fn max_conns(mut self, max: usize) -> Self {
         self.cfg.max_conns = Some(max);
         self
