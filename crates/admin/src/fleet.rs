@@ -6,6 +6,7 @@
 //! the listening sockets' queues itself: it holds them, and they outlive any worker.
 
 use crate::state::{ListenerState, ProcessState, State};
+use backlog_server::introspect::Connections;
 use backlog_server::{Handler, Listener, Router};
 use kernel::SynRecvGauge;
 use std::sync::Arc;
@@ -102,6 +103,9 @@ pub fn app(
     listeners: Arc<std::sync::RwLock<Vec<Listener>>>,
 ) -> impl Handler {
     let syn = Mutex::new(SynRecvGauge::new(crate::state::SYN_WALK_DIVISOR));
+    let processes = Arc::new(processes);
+    let for_listing = processes.clone();
+    let listings = crate::Listings::default();
     let sample = Arc::new(move || {
         let procs = processes();
         // Workers answer their own scrapes; a slow or dying one costs at most its timeout.
@@ -147,4 +151,32 @@ pub fn app(
                 serde_json::to_vec_pretty(&for_procs().processes).unwrap_or_default(),
             )
         })
+        .get("/debug/connections", move |req: h1::Request| {
+            let limit = crate::listing_limit(&req);
+            let conns = listings.get(limit, || connections(&for_listing(), limit));
+            h1::Response::json_bytes(200, crate::listing_json(&conns, limit))
+        })
+}
+
+/// The oldest `limit` connections over every worker, each thread named as in the merged
+/// state (`w{slot}.g{generation}/reader-0`). A worker that does not answer within 300 ms
+/// is left out of the listing and its total.
+fn connections(procs: &[ProcessState], limit: usize) -> Connections {
+    let mut all = Connections::default();
+    for p in procs {
+        let Some(addr) = p.admin else { continue };
+        let Ok(listing) = crate::client::fetch_connections(addr, limit, Duration::from_millis(300))
+        else {
+            continue;
+        };
+        let pre = prefix(p);
+        all.total += listing.total;
+        all.shown.extend(listing.shown.into_iter().map(|mut c| {
+            c.thread = format!("{pre}{}", c.thread);
+            c
+        }));
+    }
+    all.shown.sort_by_key(|c| std::cmp::Reverse(c.age_ms));
+    all.shown.truncate(limit);
+    all
 }

@@ -24,7 +24,10 @@ pub mod state;
 pub use client::fetch_state;
 pub use state::{ListenerState, ProcessState, QueueWaits, Sampler, State, ThreadState};
 
-use backlog_server::{introspect::Introspect, Handler, Router};
+use backlog_server::{
+    introspect::{Connections, Introspect},
+    Handler, Router,
+};
 use bytes::Bytes;
 use h1::{Request, Response};
 use std::sync::Arc;
@@ -50,12 +53,9 @@ pub fn app(view: Introspect) -> impl Handler {
             Response::json_bytes(200, serde_json::to_vec_pretty(&*state).unwrap_or_default())
         })
         .get("/debug/connections", move |req: Request| {
-            let limit = req
-                .query_param("limit")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(backlog_server::tuning::MAX_LISTED_CONNECTIONS)
-                .min(backlog_server::tuning::MAX_LISTED_CONNECTIONS);
-            Response::json_bytes(200, listings.get(limit, || list_connections(&view, limit)))
+            let limit = listing_limit(&req);
+            let conns = listings.get(limit, || view.connections(limit, Duration::from_secs(1)));
+            Response::json_bytes(200, listing_json(&conns, limit))
         })
         .get("/", |_req: Request| {
             Response::text(
@@ -65,38 +65,67 @@ pub fn app(view: Introspect) -> impl Handler {
         })
 }
 
-/// The answer to `/debug/connections?limit=N`, as JSON.
-fn list_connections(view: &Introspect, limit: usize) -> Bytes {
-    let conns = view.connections(limit, Duration::from_secs(1));
+/// `?limit=N` of a connection listing, at most (and by default)
+/// [`MAX_LISTED_CONNECTIONS`](backlog_server::tuning::MAX_LISTED_CONNECTIONS).
+pub(crate) fn listing_limit(req: &Request) -> usize {
+    req.query_param("limit")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(backlog_server::tuning::MAX_LISTED_CONNECTIONS)
+        .min(backlog_server::tuning::MAX_LISTED_CONNECTIONS)
+}
+
+/// The answer to `/debug/connections?limit=N`, as JSON: the oldest `limit` of `conns`.
+pub(crate) fn listing_json(conns: &Connections, limit: usize) -> Bytes {
+    let shown = &conns.shown[..conns.shown.len().min(limit)];
     let body = serde_json::json!({
         "total": conns.total,
-        "shown": conns.shown.len(),
-        "omitted": conns.total.saturating_sub(conns.shown.len()),
+        "shown": shown.len(),
+        "omitted": conns.total.saturating_sub(shown.len()),
         "limit": limit,
-        "connections": conns.shown,
+        "connections": shown,
     });
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// Connection listings, each kept for [`state::CACHE`]: the readers answer a listing between
-/// their events, four syscalls a connection, so however often a dashboard polls, they are
-/// asked at most a few times a second (measured: 2,000 connections listed 160 times a
-/// second cost a third of the serving threads' throughput before this).
+/// One connection listing per [`state::CACHE`], whatever the limit asked: the readers
+/// answer a listing between their events, four syscalls a connection, so however often and
+/// with whatever limits a dashboard polls, they are asked at most a few times a second
+/// (measured: 2,000 connections listed 160 times a second cost a third of the serving
+/// threads' throughput; a cache keyed by the limit let rotating limits 901…1000 cost 30%).
+/// Within the window every request is answered from the last listing, cut to its limit (a
+/// larger limit than that listing's gets what it has).
 #[derive(Default)]
-struct Listings {
-    cached: std::sync::Mutex<Option<(std::time::Instant, usize, Bytes)>>,
+pub(crate) struct Listings {
+    cached: std::sync::Mutex<Option<(std::time::Instant, Arc<Connections>)>>,
 }
 
 impl Listings {
-    fn get(&self, limit: usize, list: impl FnOnce() -> Bytes) -> Bytes {
+    pub(crate) fn get(
+        &self,
+        _limit: usize,
+        list: impl FnOnce() -> Connections,
+    ) -> Arc<Connections> {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, l, body)) = cached.as_ref() {
-            if *l == limit && at.elapsed() < state::CACHE {
-                return body.clone();
+        if let Some((at, conns)) = cached.as_ref() {
+            if at.elapsed() < state::CACHE {
+                return conns.clone();
             }
         }
-        let body = list();
-        *cached = Some((std::time::Instant::now(), limit, body.clone()));
-        body
+        let conns = Arc::new(list());
+        *cached = Some((std::time::Instant::now(), conns.clone()));
+        conns
+    }
+}
+
+/// The admin listener's own limits: it must answer an operator while slow or idle clients
+/// hold connections (an attack, or a dashboard left open). A scrape sends its head at once,
+/// so a short header timeout frees a slot held by a client that never finishes within a
+/// second; 400 such clients kept `/metrics` waiting ~11 s behind the default 10 s.
+pub fn admin_timeouts() -> backlog_server::Timeouts {
+    backlog_server::Timeouts {
+        header: Duration::from_secs(1),
+        body: Duration::from_secs(1),
+        idle: Duration::from_secs(5),
+        ..backlog_server::Timeouts::default()
     }
 }

@@ -439,3 +439,78 @@ fn queue_waits_are_histograms_by_thread_in_every_model() {
         pair.main.stop();
     }
 }
+
+/// Any limit is answered from the last listing while it is fresh (250 ms): rotating limits
+/// (901, 902, …) once made every request a new listing, four syscalls per connection on the
+/// serving threads. A listing is recognised by its ages, which a fresh one would advance.
+#[test]
+fn rotating_limits_share_one_listing() {
+    let pair = Pair::start(Server::builder().model(Model::Single));
+    let addr = pair.main.local_addr();
+    let _conns: Vec<_> = (0..3)
+        .map(|_| request(addr, b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: yes"))
+        .collect();
+    testkit::wait_until("3 open", Duration::from_secs(5), || {
+        pair.main
+            .stats()
+            .snapshot()
+            .iter()
+            .map(|t| t.open)
+            .sum::<u64>()
+            == 3
+    });
+    let ages = |limit: usize| -> Vec<u64> {
+        let body: serde_json::Value =
+            serde_json::from_str(&pair.get(&format!("/debug/connections?limit={limit}"))).unwrap();
+        body["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["age_ms"].as_u64().unwrap())
+            .collect()
+    };
+    let first = ages(1000);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        ages(999),
+        first,
+        "a different limit within 250 ms lists again"
+    );
+    assert_eq!(
+        ages(2),
+        first[..2].to_vec(),
+        "a smaller limit is cut from it"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ages(1000)[0] > first[0], "a stale listing is listed again");
+}
+
+/// A 16 MiB answer the client does not read is shown as held by the server, under either
+/// driver (io_uring's send owns the buffer while it waits: the listing read 0 there).
+#[test]
+fn an_unread_answer_shows_as_buffered_out() {
+    let main = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .model(Model::Single)
+        .bind(Router::new().get("/big", |_r: Request| {
+            Response::new(200).body(vec![b'b'; 16 << 20])
+        }))
+        .unwrap();
+    let admin = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .model(Model::Single)
+        .label("admin")
+        .bind(admin::app(main.introspect()))
+        .unwrap();
+    let (_c, _r) = request(main.local_addr(), b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    testkit::wait_until("the answer held", Duration::from_secs(5), || {
+        let resp = testkit::request(admin.local_addr(), "GET", "/debug/connections", &[], b"");
+        let body: serde_json::Value = serde_json::from_str(&resp.text()).unwrap();
+        let held = body["connections"]
+            .as_array()
+            .and_then(|c| c.first())
+            .map_or(0, |c| c["buffered_out"].as_u64().unwrap_or(0));
+        // The kernel's buffers take some; the server holds the rest.
+        held > 8 << 20
+    });
+}

@@ -448,6 +448,7 @@ fn run_supervisor(
                     .model(Model::Single)
                     .label("admin")
                     .max_conns(256)
+                    .timeouts(admin::admin_timeouts())
                     .bind(admin::fleet::app(procs, sup.listeners()))
                     .context("starting the admin listener")?,
             )
@@ -655,6 +656,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .model(Model::Single)
                 .label("admin")
                 .max_conns(256)
+                .timeouts(admin::admin_timeouts())
                 .bind(admin::app(server.introspect()))
                 .context("starting the admin listener")?,
         ),

@@ -342,3 +342,25 @@ fn the_start_line_says_uring_when_it_runs() {
     served.signal("-TERM");
     assert_eq!(served.wait_exit(), 0);
 }
+
+/// 400 clients that connect to the admin endpoint and never send a request (more than its
+/// 256 connections) hold `/metrics` up for about a second, not the 10 s of the serving
+/// listener's header timeout: an operator keeps the view when it is under attack.
+#[test]
+fn the_admin_endpoint_answers_while_idle_clients_crowd_it() {
+    let mut served = Served::start(&["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+    let admin = served.admin_addr();
+    let crowd: Vec<_> = (0..400)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let resp = testkit::request(admin, "GET", "/metrics", &[], b"");
+    let waited = started.elapsed();
+    assert_eq!(resp.status, 200);
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    eprintln!("/metrics behind 400 idle admin clients: {waited:?}");
+    drop(crowd);
+    served.signal("-TERM");
+    assert_eq!(served.wait_exit(), 0);
+}

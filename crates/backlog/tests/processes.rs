@@ -284,6 +284,26 @@ fn sigterm_to_the_supervisor_drains_every_worker_and_exits_zero() {
     let bound = s.wait_for("sockets bound");
     assert!(!bound.starts_with('['), "{bound}");
     assert!(bound.contains(&format!("addr={}", s.addr)), "{bound}");
+    // The supervisor lists its workers' connections, named as in its merged state.
+    let (mut held, mut held_r) = testkit::open(s.addr);
+    held.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        testkit::read_response(&mut held_r, false).unwrap().status,
+        200
+    );
+    let listing = testkit::request(admin, "GET", "/debug/connections?limit=10", &[], b"");
+    assert_eq!(listing.status, 200, "{}", listing.text());
+    let body: serde_json::Value = serde_json::from_str(&listing.text()).unwrap();
+    assert!(body["total"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        body["connections"][0]["thread"]
+            .as_str()
+            .unwrap()
+            .starts_with('w'),
+        "{body}"
+    );
+    drop((held, held_r));
     let load = Load::start(s.addr, 2, 0);
     std::thread::sleep(Duration::from_millis(200));
     s.signal("-TERM");

@@ -630,6 +630,12 @@ impl Connection {
         Some(out)
     }
 
+    /// Answer bytes the server holds for this connection: queued, held by a send still in
+    /// flight (io_uring), or waiting on a worker in `pool`.
+    pub(crate) fn buffered_out(&self) -> u64 {
+        (self.wbuf.len() + self.sending as usize + self.held as usize) as u64
+    }
+
     /// A driver's send of [`Connection::take_output`]'s buffer has not completed yet.
     pub(crate) fn sending(&self) -> bool {
         self.sending > 0

@@ -863,7 +863,7 @@ impl Reader {
                 recv_queue: sys::socket::inq(fd).unwrap_or(0),
                 send_queue: sys::socket::outq(fd).unwrap_or(0),
                 buffered_in: c.rbuf.len() as u64,
-                buffered_out: (c.wbuf.len() + c.held as usize) as u64,
+                buffered_out: c.buffered_out(),
             })
             .collect()
     }
