@@ -38,7 +38,8 @@ pub fn fetch_connections(
 
 /// The body of a 200 answer to GET `path`.
 fn fetch(addr: SocketAddr, path: &str, connect_timeout: Duration) -> Result<Vec<u8>, String> {
-    let mut s = TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect_timeout(&addr, connect_timeout)
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| e.to_string())?;
     s.write_all(
@@ -52,7 +53,11 @@ fn fetch(addr: SocketAddr, path: &str, connect_timeout: Duration) -> Result<Vec<
         .position(|w| w == b"\r\n\r\n")
         .ok_or("no HTTP response")?;
     if !raw.starts_with(b"HTTP/1.1 200") {
-        return Err("the admin endpoint did not answer 200".into());
+        let status = String::from_utf8_lossy(&raw[..raw.len().min(split)]);
+        let status = status.lines().next().unwrap_or("").to_string();
+        return Err(format!(
+            "{addr} answered {status:?} to GET {path}: it is not a backlog admin endpoint (the serving port? start the server with --admin ADDR and point at that)"
+        ));
     }
     raw.drain(..split + 4);
     Ok(raw)

@@ -514,3 +514,21 @@ fn an_unread_answer_shows_as_buffered_out() {
         held > 8 << 20
     });
 }
+
+/// Pointed at the serving port instead of the admin one, a reader is told what it reached.
+#[test]
+fn fetching_state_from_the_serving_port_says_it_is_not_an_admin_endpoint() {
+    let main = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .model(Model::Single)
+        .bind(app())
+        .unwrap();
+    let err = admin::fetch_state(main.local_addr(), Duration::from_secs(1)).unwrap_err();
+    assert!(err.contains("not a backlog admin endpoint"), "{err}");
+    assert!(err.contains("404"), "{err}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let err = admin::fetch_state(addr, Duration::from_secs(1)).unwrap_err();
+    assert!(err.contains("cannot reach"), "{err}");
+}

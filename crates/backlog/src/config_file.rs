@@ -6,7 +6,10 @@
 //! values go through the very parsers the flags use, by becoming flags placed before the
 //! command line's. A flag given on the command line (or through its environment variable)
 //! wins over the file, and so does a flag that conflicts with a file key (`--topology` over
-//! the file's `model`). A key that is no flag is an error that names it.
+//! the file's `model`); within the file, `topology` replaces the keys it conflicts with (a
+//! `--print-config` file with a `topology` added keeps working). A key that is no flag, or a
+//! value its flag refuses, is an error that names the file and the key — never a flag the
+//! user did not type.
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Command};
@@ -47,6 +50,18 @@ pub enum ConfigFileError {
         path: PathBuf,
         /// The key.
         key: String,
+    },
+    /// A value the key's flag refuses (`max-body-bytes = "lots"`).
+    #[error("{path}: invalid value {value:?} for `{key}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What the flag's parser said.
+        reason: String,
     },
 }
 
@@ -101,22 +116,35 @@ fn file_flags(
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         )
     };
-    let mut flags = Vec::new();
-    for (key, value) in &table {
+    let arg_of = |key: &str| {
         let long = key.replace('_', "-");
-        let arg = serve
+        serve
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && !NOT_KEYS.contains(&long.as_str()))
             .ok_or_else(|| ConfigFileError::UnknownKey {
                 path: path.to_path_buf(),
-                key: key.clone(),
-            })?;
+                key: key.to_string(),
+            })
+    };
+    let in_file: Vec<&clap::Arg> = table.keys().map(|k| arg_of(k)).collect::<Result<_, _>>()?;
+    let mut flags = Vec::new();
+    for (key, value) in &table {
+        let long = key.replace('_', "-");
+        let arg = arg_of(key)?;
         let id = arg.get_id().as_str();
         let overridden = set_here(id)
             || serve
                 .get_arguments()
                 .any(|other| set_here(other.get_id().as_str()) && conflict(serve, arg, other));
         if overridden {
+            continue;
+        }
+        // The file's `topology` replaces its `model` (and whatever else it rules out).
+        let replaced = id != "topology"
+            && in_file
+                .iter()
+                .any(|other| other.get_id() == "topology" && conflict(serve, arg, other));
+        if replaced {
             continue;
         }
         let text = match value {
@@ -137,6 +165,20 @@ fn file_flags(
                 })
             }
         };
+        // Checked here with the flag's own parser, so that a bad value is reported as the
+        // file's, not as a flag typed on the command line.
+        if let Err(err) = serve
+            .clone()
+            .no_binary_name(true)
+            .try_get_matches_from([format!("--{long}={text}")])
+        {
+            return Err(ConfigFileError::Invalid {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                value: text,
+                reason: parser_reason(&err),
+            });
+        }
         flags.push(OsString::from(format!("--{long}={text}")));
     }
     Ok(flags)
@@ -183,6 +225,28 @@ pub fn render(serve: &Command, given: &ArgMatches) -> String {
         out.push_str(&format!("{comment}{long} = {}\n", toml_value(arg, value)));
     }
     out
+}
+
+/// What a flag's parser said about a value, without clap's "invalid value … for '--flag'"
+/// framing (the file and key are named instead).
+fn parser_reason(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(source) = std::error::Error::source(err) {
+        return source.to_string();
+    }
+    match err.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(v)) => format!("expected one of: {}", v.join(", ")),
+        _ => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("").trim();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // Past clap's "invalid value 'x' for '--flag <…>': ", if it is there.
+            first
+                .split_once("': ")
+                .map_or(first, |(_, r)| r)
+                .to_string()
+        }
+    }
 }
 
 /// Whether `a` and `b` exclude each other (declared on either side: `topology` names
@@ -274,6 +338,30 @@ mod tests {
             flags("x = ", &[]),
             Err(ConfigFileError::Toml { .. })
         ));
+    }
+
+    #[test]
+    fn a_files_topology_replaces_its_model_and_bad_values_name_the_key() {
+        let got = flags("model = \"pool\"\ntopology = \"readers=2\"\n", &[]).unwrap();
+        assert_eq!(got, ["--topology=readers=2"]);
+        let err = crate::config_file::tests::flags_real("max-body-bytes = \"lots\"\n");
+        let text = err.to_string();
+        assert!(
+            text.contains("f: invalid value \"lots\" for `max-body-bytes`"),
+            "{text}"
+        );
+        assert!(!text.contains("--max-body-bytes"), "{text}");
+    }
+
+    /// `file_flags` against the real `serve` command.
+    pub(super) fn flags_real(text: &str) -> ConfigFileError {
+        let cli = crate::Cli::command();
+        let m = cli
+            .clone()
+            .get_matches_from(["backlog", "serve", "--config", "f"]);
+        let given = m.subcommand_matches("serve").unwrap();
+        let serve = cli.find_subcommand("serve").unwrap();
+        file_flags(serve, given, Path::new("f"), text).unwrap_err()
     }
 
     #[test]

@@ -95,8 +95,9 @@ enum Command {
 
 #[derive(Parser)]
 struct ServeArgs {
-    /// Address to listen on. `0.0.0.0` or `[::]` expose every interface.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT, or a host name (`localhost:8080`) resolved once at
+    /// start, its first address taken. `0.0.0.0` or `[::]` expose every interface.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = resolve_listen)]
     listen: SocketAddr,
     /// Who listens, accepts, reads and handles, as one of five presets.
     #[arg(long, default_value = "reuseport", value_parser = named(&Model::ALL, |m| m.name()))]
@@ -117,10 +118,10 @@ struct ServeArgs {
     #[arg(long)]
     print_config: bool,
     /// Event-loop threads (readers in dispatch); default: one per core.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
     /// Handler threads for the pool model; default: one per core.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     workers: Option<usize>,
     /// How shared-model threads take turns on the one socket.
     #[arg(long, default_value = "exclusive", value_parser = named(&AcceptStrategy::ALL, |a| a.name()))]
@@ -225,6 +226,31 @@ struct ServeArgs {
 }
 
 /// A flag that takes one of a library type's names, listed in `--help`.
+/// A thread count: a number of at least 1 (0 threads would serve nothing).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// `--listen`: an IP address and port, or a host name and port resolved now. Every example
+/// says `localhost`, so it is taken (its first address: 127.0.0.1 where /etc/hosts lists
+/// it first), and the start line shows the address bound.
+fn resolve_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let mut addrs = text.to_socket_addrs().map_err(|err| {
+        format!("not IP:PORT, and {text:?} does not resolve to an address ({err})")
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
 fn named<T>(all: &[T], name: fn(&T) -> &'static str) -> impl TypedValueParser<Value = T>
 where
     T: std::str::FromStr + Clone + Send + Sync + 'static,

@@ -141,7 +141,7 @@ fn draw(f: &mut Frame, view: &View) {
         Err(err) => {
             let text = vec![
                 Line::from(Span::styled(
-                    format!("backlog top — cannot reach {}", view.addr),
+                    format!("backlog top — no admin state from {}", view.addr),
                     Style::default().add_modifier(Modifier::BOLD),
                 )),
                 Line::from(format!("  {err}")),

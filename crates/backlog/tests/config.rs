@@ -73,7 +73,10 @@ fn an_unknown_key_is_refused_by_name() {
         code, 2,
         "a bad value is refused as the flag would be: {err}"
     );
-    assert!(err.contains("--backlog"), "{err}");
+    assert!(
+        err.contains("`backlog`") && err.contains("\"many\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -120,6 +123,78 @@ fn a_served_configuration_comes_from_the_file() {
     let mut served = Served::start(&["--config", file.to_str().unwrap()]);
     let resp = testkit::request(served.addr, "POST", "/", &[], &[b'x'; 17]);
     assert_eq!(resp.status, 413, "the file's body limit is in force");
+    served.signal("-TERM");
+    assert_eq!(served.wait_exit(), 0);
+}
+
+/// A bad value in a file names the file and the key, not a flag the user never typed; a
+/// `--print-config` file with `topology` added starts (its `topology` replaces its `model`).
+#[test]
+fn file_errors_name_the_file_and_a_files_topology_replaces_its_model() {
+    let dir = testkit::scratch("backlog-config-");
+    let file = dir.path().join("backlog.toml");
+    std::fs::write(&file, "max-body-bytes = \"lots\"\n").unwrap();
+    let (code, _, err) = run(&["serve", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("`max-body-bytes`") && err.contains("\"lots\""),
+        "{err}"
+    );
+    assert!(!err.contains("--max-body-bytes"), "{err}");
+
+    let (code, printed, _) = run(&["serve", "--print-config"]);
+    assert_eq!(code, 0);
+    assert!(printed.contains("\nmodel = "), "{printed}");
+    std::fs::write(
+        &file,
+        format!("{printed}\ntopology = \"listeners=1 acceptors=1 readers=2\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["serve", "--config", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("acceptor"), "{out}");
+}
+
+/// Mistakes at the command line read as what they are.
+#[test]
+fn command_line_mistakes_say_what_is_wrong() {
+    let (code, _, err) = run(&["serve", "--threads", "0"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--threads") && err.contains("at least 1"),
+        "{err}"
+    );
+    assert!(!err.contains("listeners=0"), "{err}");
+
+    let dir = testkit::scratch("backlog-config-");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a directory"), "{err}");
+}
+
+/// `--listen localhost:PORT`, as every example writes it, is resolved and served.
+#[test]
+fn listen_takes_a_host_name() {
+    let port = testkit::free_addr().port();
+    let mut served = Served::start(&[
+        "--listen",
+        &format!("localhost:{port}"),
+        "--model",
+        "single",
+    ]);
+    assert_eq!(served.addr.port(), port);
+    assert!(served.addr.ip().is_loopback(), "{}", served.addr);
+    let resp = testkit::roundtrip(served.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(resp.status, 200);
     served.signal("-TERM");
     assert_eq!(served.wait_exit(), 0);
 }

@@ -60,6 +60,12 @@ impl SqliteStore {
     /// Open (creating) `dir/backlog.sqlite3`, start its writer, and purge expired records
     /// every minute while the store lives.
     pub fn open(dir: &Path) -> Result<Arc<SqliteStore>, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::Setup(format!(
+                "{} is not a directory (the data directory holds backlog.sqlite3)",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("backlog.sqlite3");
