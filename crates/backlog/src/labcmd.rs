@@ -94,6 +94,11 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
+    for t in &plan.targets {
+        if let Some(why) = t.unavailable() {
+            say!("backlog lab: {} skipped: {why}", t.name);
+        }
+    }
     say!(
         "backlog lab: {} run(s) over {} scenario(s) and {} target(s); expect about {:.0} s. Ctrl-C stops and writes what is done.",
         plan.runs(),

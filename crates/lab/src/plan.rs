@@ -242,12 +242,12 @@ impl Plan {
                 .only(&["accept-storm"]),
             );
         }
-        if cfg!(feature = "hyper") {
-            targets.push(Target::anchor(
-                &format!("hyper ({threads} threads)"),
-                target::Kind::Hyper,
-            ));
-        }
+        // Listed whether or not this binary has it: without the feature the run says it
+        // is skipped and why, as for a missing nginx or Node.
+        targets.push(Target::anchor(
+            &format!("hyper ({threads} threads)"),
+            target::Kind::Hyper,
+        ));
         targets.push(Target::anchor(
             "node",
             target::Kind::Node { cluster: false },
@@ -316,6 +316,23 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hyper anchor is always planned; a binary without it says so instead of leaving it
+    /// out quietly.
+    #[test]
+    fn the_hyper_anchor_is_planned_and_says_why_it_is_skipped() {
+        let plan = Plan::new(true, 2);
+        let hyper = plan
+            .targets
+            .iter()
+            .find(|t| t.name.starts_with("hyper"))
+            .expect("planned");
+        let reason = hyper.unavailable();
+        assert_eq!(reason.is_none(), cfg!(feature = "hyper"), "{reason:?}");
+        if let Some(why) = reason {
+            assert!(why.contains("--features hyper"), "{why}");
+        }
+    }
 
     #[test]
     fn processes_split_the_thread_budget_and_only_reloadable_servers_reload() {

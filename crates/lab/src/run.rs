@@ -342,10 +342,8 @@ pub fn run(
         notes: Vec::new(),
     };
     for t in &plan.targets {
-        if !t.available() {
-            results
-                .notes
-                .push(format!("{} skipped: not installed", t.name));
+        if let Some(why) = t.unavailable() {
+            results.notes.push(format!("{} skipped: {why}", t.name));
         }
     }
     'scenarios: for s in &plan.scenarios {

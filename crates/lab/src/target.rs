@@ -220,7 +220,12 @@ impl Target {
 
     /// Whether the program it needs is installed.
     pub fn available(&self) -> bool {
-        match &self.kind {
+        self.unavailable().is_none()
+    }
+
+    /// Why this target cannot run here, if it cannot.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        let ok = match &self.kind {
             Kind::Backlog { extra, .. } => {
                 !extra.windows(2).any(|w| w[0] == "--io" && w[1] == "uring")
                     || sys::uring::check().is_ok()
@@ -229,7 +234,16 @@ impl Target {
             Kind::Node { .. } => which("node"),
             Kind::Hyper => cfg!(feature = "hyper"),
             Kind::Floor { io } => *io != backlog_server::Io::Uring || sys::uring::check().is_ok(),
+        };
+        if ok {
+            return None;
         }
+        Some(match &self.kind {
+            Kind::Nginx { .. } => "nginx is not installed (apt-get install nginx-light)",
+            Kind::Node { .. } => "node is not installed (apt-get install nodejs)",
+            Kind::Hyper => "this backlog was built without the `hyper` feature (cargo build --release --features hyper)",
+            Kind::Backlog { .. } | Kind::Floor { .. } => "io_uring is not available here",
+        })
     }
 }
 

@@ -622,7 +622,9 @@ impl Reader {
                     }
                     QueueTiming::Sampled => {
                         self.sampled = self.sampled.wrapping_add(1);
-                        (self.sampled % SAMPLE_EVERY == 0).then_some(SAMPLE_EVERY as u8)
+                        self.sampled
+                            .is_multiple_of(SAMPLE_EVERY)
+                            .then_some(SAMPLE_EVERY as u8)
                     }
                 };
                 let buf = s.conn.read_buffer(&mut self.spare);
