@@ -2,7 +2,7 @@
 //! at a glance, every figure also as a ratio to nginx) and SVG plots (plotters):
 //! requests/s per target per scenario, latency distributions, per-thread balance.
 
-use crate::plot::draw_lines;
+use crate::plot::{draw_lines, legend, nothing_to_show, with_legend, LEGEND_WIDTH};
 use crate::results::{Measurement, Results};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -443,8 +443,9 @@ fn bars(path: &Path, title: &str, values: &[(String, f64)]) -> anyhow::Result<()
 }
 
 fn cdf(path: &Path, title: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (760, 420)).into_drawing_area();
+    let root = SVGBackend::new(path, (760 + LEGEND_WIDTH, 420)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (plot, key) = with_legend(&root);
     // x in "nines": 0 = p0 … 1 = p90, 2 = p99, 3 = p99.9, 4 = p99.99.
     let nines = |p: f64| -> f64 {
         if p >= 100.0 {
@@ -457,7 +458,7 @@ fn cdf(path: &Path, title: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
         .iter()
         .flat_map(|m| m.cdf.iter().map(|(_, us)| *us as f64 / 1000.0))
         .fold(0.1, f64::max);
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(30)
@@ -487,7 +488,8 @@ fn cdf(path: &Path, title: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
             (m.target.clone(), points)
         })
         .collect();
-    draw_lines(&mut chart, series, SeriesLabelPosition::UpperLeft)?;
+    let names = draw_lines(&mut chart, series)?;
+    legend(&key, &names)?;
     root.present()?;
     Ok(())
 }
@@ -509,9 +511,11 @@ fn balance_plot(path: &Path, rows: &[&Measurement]) -> anyhow::Result<()> {
 /// Accept queue (top) and SYN_RECV (bottom) over the measured window, one line per target.
 /// Accept-queue and receive-queue p99 over time, per backlog target (ms, log scale).
 fn waits_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
+    let root = SVGBackend::new(path, (760 + LEGEND_WIDTH, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (top, bottom) = root.split_vertically(280);
+    let (plots, key) = with_legend(&root);
+    let (top, bottom) = plots.split_vertically(280);
+    let mut names = Vec::new();
     let end = rows
         .iter()
         .flat_map(|m| m.waits_over_time.iter().map(|w| w.0))
@@ -529,6 +533,18 @@ fn waits_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Res
             (|w: &(f64, Option<u64>, Option<u64>)| w.2) as Pick,
         ),
     ] {
+        if !rows
+            .iter()
+            .any(|m| m.waits_over_time.iter().any(|w| pick(w).is_some()))
+        {
+            // Keep-alive clients connect before the measured window: no accept to time.
+            nothing_to_show(
+                area,
+                &title,
+                "no connection was accepted during the measured window: nothing waited here",
+            )?;
+            continue;
+        }
         let max = rows
             .iter()
             .flat_map(|m| m.waits_over_time.iter().filter_map(pick))
@@ -554,16 +570,22 @@ fn waits_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Res
                 (m.target.clone(), points)
             })
             .collect();
-        draw_lines(&mut chart, series, SeriesLabelPosition::UpperRight)?;
+        names = draw_lines(&mut chart, series)?;
     }
+    if names.is_empty() {
+        names = rows.iter().map(|m| m.target.clone()).collect();
+    }
+    legend(&key, &names)?;
     root.present()?;
     Ok(())
 }
 
 fn queues_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
+    let root = SVGBackend::new(path, (760 + LEGEND_WIDTH, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (top, bottom) = root.split_vertically(280);
+    let (plots, key) = with_legend(&root);
+    let (top, bottom) = plots.split_vertically(280);
+    let mut names = Vec::new();
     let end = rows
         .iter()
         .flat_map(|m| m.queues.iter().map(|q| q.0))
@@ -600,8 +622,9 @@ fn queues_plot(path: &Path, scenario: &str, rows: &[&Measurement]) -> anyhow::Re
                 (m.target.clone(), points)
             })
             .collect();
-        draw_lines(&mut chart, series, SeriesLabelPosition::UpperRight)?;
+        names = draw_lines(&mut chart, series)?;
     }
+    legend(&key, &names)?;
     root.present()?;
     Ok(())
 }

@@ -350,6 +350,12 @@ pub fn run(
         // Whether a namespace has been made for this scenario yet: if the first cannot be,
         // none can (not root, no iproute2), and the scenario is skipped.
         let mut made_one = false;
+        // Churn on loopback leaves tens of thousands of client sockets in TIME_WAIT for a
+        // minute (42k -> 89k over one run), which makes every later connect dearer: churn gets
+        // a namespace per run, like the storm, where root can make one; elsewhere the report
+        // says how many TIME_WAIT sockets the host held before the runs.
+        let mut fresh_for_churn = churn_wants_fresh_namespace(s);
+        let mut most_time_wait: Option<u64> = None;
         // Repeats go round the targets (each target's first run, then each one's second...),
         // not one target's runs in a block: whatever drifts over the scenario — the machine's
         // other load, the client's TIME_WAIT sockets piling up on loopback outside a
@@ -392,9 +398,20 @@ pub fn run(
                             continue;
                         }
                     }
+                } else if fresh_for_churn {
+                    let ns = fresh_hosts(s);
+                    if ns.is_none() {
+                        fresh_for_churn = false;
+                    }
+                    ns
                 } else {
                     None
                 };
+                if namespace.is_none() && s.churn {
+                    if let Some(tw) = host_time_wait() {
+                        most_time_wait = Some(most_time_wait.unwrap_or(0).max(tw));
+                    }
+                }
                 let opts = target::Options {
                     threads: plan.threads,
                     backlog: s.backlog,
@@ -437,6 +454,12 @@ pub fn run(
                 }
             }
         }
+        if let Some(tw) = most_time_wait.filter(|&tw| tw >= TIME_WAIT_WARN) {
+            results.notes.push(format!(
+                "{}: the host held up to {tw} sockets in TIME_WAIT before a run (no network namespace per run: that needs root and iproute2); connects get dearer as they pile up, so compare targets within a round, and expect lower connection rates than on a quiet host",
+                s.name
+            ));
+        }
         for (t, runs) in targets.iter().zip(&runs) {
             if !runs.is_empty() {
                 results.measurements.push(summarise(plan, s, &t.name, runs));
@@ -451,6 +474,30 @@ pub fn run(
     }
     results.wall_s = started.elapsed().as_secs_f64();
     results
+}
+
+/// TIME_WAIT sockets on the host past which churn figures carry a warning.
+const TIME_WAIT_WARN: u64 = 10_000;
+
+/// Whether `s` is a plain churn scenario, which runs in a fresh namespace when it can.
+fn churn_wants_fresh_namespace(s: &Scenario) -> bool {
+    s.churn && !s.netns && s.flood.is_none() && s.reload_every.is_none()
+}
+
+/// Sockets in TIME_WAIT in this process's network namespace (`tw` in /proc/net/sockstat).
+fn host_time_wait() -> Option<u64> {
+    parse_time_wait(&std::fs::read_to_string("/proc/net/sockstat").ok()?)
+}
+
+fn parse_time_wait(sockstat: &str) -> Option<u64> {
+    let tcp = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = tcp.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "tw" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
 }
 
 /// New hosts for a run of `s` (one namespace, or a pair for floods), with the scenario's
@@ -604,4 +651,35 @@ fn side_figures(
 /// Where the lab keeps server scratch directories.
 pub fn scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!("backlog-lab-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_wait_is_read_from_sockstat() {
+        let text = "sockets: used 310\nTCP: inuse 12 orphan 0 tw 42137 alloc 20 mem 3\nUDP: inuse 1 mem 0\n";
+        assert_eq!(parse_time_wait(text), Some(42_137));
+        assert_eq!(parse_time_wait("TCP: inuse 1\n"), None);
+        assert!(
+            host_time_wait().is_some(),
+            "this kernel has /proc/net/sockstat"
+        );
+    }
+
+    #[test]
+    fn only_plain_churn_asks_for_a_namespace_of_its_own() {
+        let plan = crate::plan::Plan::new(false, 2);
+        let wants: Vec<&str> = plan
+            .scenarios
+            .iter()
+            .filter(|s| churn_wants_fresh_namespace(s))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert!(wants.contains(&"churn"), "{wants:?}");
+        assert!(!wants
+            .iter()
+            .any(|n| n.starts_with("syn-flood") || *n == "reload"));
+    }
 }

@@ -3,7 +3,7 @@
 //! measured figures, never written by hand.
 
 use crate::plan::SWEEP_READERS;
-use crate::plot::draw_lines;
+use crate::plot::{draw_lines, legend, with_legend, LEGEND_WIDTH};
 use crate::results::{Measurement, Results};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -149,8 +149,9 @@ fn sweep_plot(
     title: &str,
     series: Vec<(String, Vec<(f64, f64)>)>,
 ) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (640, 360)).into_drawing_area();
+    let root = SVGBackend::new(path, (640 + LEGEND_WIDTH, 360)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (plot, key) = with_legend(&root);
     let x_max = SWEEP_READERS.iter().copied().max().unwrap_or(1) as f64;
     let y_max = series
         .iter()
@@ -158,14 +159,15 @@ fn sweep_plot(
         .fold(0.0, f64::max)
         .max(1e-3)
         * 1.1;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
         .build_cartesian_2d((1.0..x_max).log_scale(), 0.0..y_max)?;
     chart.configure_mesh().x_desc("readers").draw()?;
-    draw_lines(&mut chart, series, SeriesLabelPosition::UpperLeft)?;
+    let names = draw_lines(&mut chart, series)?;
+    legend(&key, &names)?;
     root.present()?;
     Ok(())
 }
