@@ -184,8 +184,9 @@ struct ServeArgs {
     /// Open connections past which accepting pauses (default: 90% of the fd limit).
     #[arg(long)]
     max_conns: Option<usize>,
-    /// Serve /metrics, /debug/state and /debug/connections here (e.g. 127.0.0.1:9901).
-    #[arg(long)]
+    /// Serve /metrics, /debug/state and /debug/connections here (e.g. 127.0.0.1:9901, or
+    /// localhost:9901).
+    #[arg(long, value_parser = resolve_listen)]
     admin: Option<SocketAddr>,
     /// Allow --admin on a non-loopback address.
     #[arg(long)]
