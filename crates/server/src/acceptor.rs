@@ -13,6 +13,7 @@
 use crate::conn_limit::ConnLimit;
 use crate::listener::Listener;
 use crate::stats::ThreadStats;
+use crate::token::Token;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,11 +38,11 @@ pub const MUTEX_DELAY: Duration = Duration::from_millis(500);
 /// How long accepting pauses after EMFILE / ENFILE / ENOBUFS / ENOMEM.
 pub const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
 
-/// Token bit marking a listener (the low bits are its index); connections use plain keys.
-pub(crate) const LISTENER_TAG: u64 = 1 << 62;
-/// On an io_uring: a listener's token (the ring's tokens are 60 bits; connections' use the
-/// low 56). Its multishot accept and its readiness poll (near the ceiling) share it.
-pub(crate) const URING_LISTENER: u64 = 1 << 58;
+/// A listener's token: its index among the acceptor's listeners. On an io_uring its multishot
+/// accept and its readiness poll (near the ceiling) share it.
+fn listener_token(index: usize) -> u64 {
+    Token::Listener(index as u16).to_u64()
+}
 /// io_uring: room under `--max-conns` below which the listener is polled and accepted
 /// from as under epoll (readiness, then `accept4` for each slot there is room for). A
 /// multishot accept takes whatever arrives, so it is stopped while this much room is left:
@@ -159,7 +160,7 @@ impl Acceptor {
             return;
         }
         for (i, l) in self.listeners.iter().enumerate() {
-            if let Err(err) = epoll.add(&**l, LISTENER_TAG | i as u64, self.interest()) {
+            if let Err(err) = epoll.add(&**l, listener_token(i), self.interest()) {
                 tracing::error!(%err, "cannot poll listener");
             }
         }
@@ -410,7 +411,7 @@ impl Acceptor {
         let room = self.limit.room();
         let own = matches!(self.turn, Turn::Own);
         for (i, (listener, arm)) in self.listeners.iter().zip(&mut self.uring).enumerate() {
-            let token = URING_LISTENER | i as u64;
+            let token = listener_token(i);
             // Connections a supervisor passes over a Unix socket are not accepted but
             // received: that socket is polled, then read as under epoll.
             if own && room > MULTISHOT_ROOM && !listener.is_passed() {
@@ -438,13 +439,13 @@ impl Acceptor {
     /// A multishot accept completed.
     pub(crate) fn on_accepted_uring(
         &mut self,
-        token: u64,
+        index: usize,
         fd: std::io::Result<std::os::fd::OwnedFd>,
         more: bool,
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
-        if let Some(arm) = self.uring.get_mut((token & 0xffff) as usize) {
+        if let Some(arm) = self.uring.get_mut(index) {
             if !more {
                 arm.multishot = false;
                 arm.stopping = false;
@@ -465,11 +466,10 @@ impl Acceptor {
     /// as far as there is room.
     pub(crate) fn on_listener_ready_uring(
         &mut self,
-        token: u64,
+        index: usize,
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
-        let index = (token & 0xffff) as usize;
         if let Some(arm) = self.uring.get_mut(index) {
             arm.polling = false;
         }
@@ -482,8 +482,8 @@ impl Acceptor {
     pub(crate) fn cancel_uring(&mut self, sub: &mut sys::uring::Submit<'_>) {
         self.closing = true;
         for i in 0..self.listeners.len() {
-            sub.cancel_accept(URING_LISTENER | i as u64);
-            sub.cancel_poll(URING_LISTENER | i as u64);
+            sub.cancel_accept(listener_token(i));
+            sub.cancel_poll(listener_token(i));
         }
     }
 

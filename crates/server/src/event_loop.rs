@@ -6,19 +6,18 @@
 //! `shared` and `reuseport` are N loops with both. Workers are not event loops: they block on
 //! their queue.
 
-use crate::acceptor::{Acceptor, ACCEPT_INTERLEAVE, LISTENER_TAG};
+use crate::acceptor::{Acceptor, ACCEPT_INTERLEAVE};
 use crate::handoff::Balancer;
 use crate::reader::{Driver, Reader};
 use crate::shutdown::Shutdown;
 use crate::stats::ThreadStats;
+use crate::token::Token;
 use crate::Io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sys::socket::Accepted;
 use sys::{Epoll, Events, Interest, Waker};
 
-/// Token of the loop's own eventfd.
-const WAKER_TOKEN: u64 = u64::MAX;
 /// Events taken per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 256;
 /// In a drain, how long an idle keep-alive connection may still send one more request
@@ -80,7 +79,7 @@ impl EventLoop {
             ..
         } = self;
         let (mut acceptor, mut balancer, mut reader) = roles.split();
-        if let Err(err) = epoll.add(&*waker, WAKER_TOKEN, Interest::Readable) {
+        if let Err(err) = epoll.add(&*waker, Token::Waker.to_u64(), Interest::Readable) {
             tracing::error!(%err, "cannot poll the loop's eventfd; thread exits");
             return;
         }
@@ -128,21 +127,21 @@ impl EventLoop {
             // waiting in the accept queue holds a slot there that a burst needs, and the
             // queue overflows while the loop serves requests ahead of it.
             for (token, _) in events.iter() {
-                if token != WAKER_TOKEN && token & LISTENER_TAG != 0 {
+                if let Token::Listener(index) = Token::from_u64(token) {
                     let Some(a) = acceptor.as_mut() else { continue };
-                    let index = (token & !LISTENER_TAG) as usize;
-                    a.on_ready(&epoll, index, busy_since, &mut |c| {
+                    a.on_ready(&epoll, usize::from(index), busy_since, &mut |c| {
                         deliver(&mut Driver::Epoll(&epoll), &mut reader, &mut balancer, c)
                     });
                 }
             }
             let mut since_accept = 0;
             for (token, readiness) in events.iter() {
-                if token == WAKER_TOKEN {
+                let kind = Token::from_u64(token);
+                if kind == Token::Waker {
                     woken = true;
-                } else if token & LISTENER_TAG == 0 {
+                } else if let Token::Conn { .. } = kind {
                     if let Some(r) = reader.as_mut() {
-                        r.on_event(&epoll, token as usize, readiness);
+                        r.on_event(&epoll, token, readiness);
                     }
                     since_accept += 1;
                     if since_accept == ACCEPT_INTERLEAVE {

@@ -53,6 +53,8 @@
 //!   it ends). `buffers`: the reader's bounded free list of I/O buffers.
 //! - `worker`: handler threads (a topology's workers, and the blocking pool).
 //! - `timer`: the per-thread timer wheel behind every connection deadline.
+//! - `token`: what an event or a completion is for (waker, listener, connection), one layout
+//!   for both drivers.
 //! - `conn_limit`: `--max-conns`, pausing accepts at the ceiling.
 //! - `event_loop`: one thread's epoll loop and its typed roles: accept, read, or both.
 //!   `uring_loop`: the same roles on an io_uring ([`Io`]: `--io epoll|uring|auto`).
@@ -88,6 +90,7 @@ pub mod server;
 mod shutdown;
 pub mod stats;
 mod timer;
+mod token;
 pub mod topology;
 pub mod tuning;
 mod uring_loop;

@@ -24,6 +24,7 @@ use crate::queue_wait::{SAMPLE_EVERY, TIME_EVERY_READ_AFTER};
 use crate::refusal::RenderRefusal;
 use crate::stats::ThreadStats;
 use crate::timer::{Entry, TimerRef, TimerWheel};
+use crate::token::{Token, GEN_MASK};
 use crate::worker::{Completion, ConnId, Job, Submitter};
 use crossbeam_channel::Receiver;
 use h1::Limits;
@@ -68,22 +69,21 @@ enum Armed {
     Stopping,
 }
 
-/// A connection's token on the ring: its slab key and the low bits of its generation, so
-/// a completion for a connection since closed (its slot reused) is recognised and dropped.
-pub(crate) fn conn_token(key: usize, gen: u32) -> u64 {
-    (u64::from(gen & 0xff_ffff) << 32) | key as u64
+/// A connection's token (see [`crate::token`]).
+fn conn_token(key: usize, gen: u32) -> u64 {
+    Token::conn(key, gen).to_u64()
 }
 
-/// The connection a ring completion is for, unless it has closed since (its slot may hold
-/// another connection now: the generation tells).
+/// The connection an event or a completion is for, unless it has closed since (its slot may
+/// hold another connection now: the generation tells).
 fn socket_of(conns: &mut Slab<Socket>, token: u64) -> Option<(usize, &mut Socket)> {
-    let (key, gen) = (
-        (token & 0xffff_ffff) as usize,
-        (token >> 32) as u32 & 0xff_ffff,
-    );
+    let Token::Conn { key, gen } = Token::from_u64(token) else {
+        return None;
+    };
+    let key = key as usize;
     conns
         .get_mut(key)
-        .filter(|s| s.conn.gen & 0xff_ffff == gen)
+        .filter(|s| s.conn.gen & GEN_MASK == gen)
         .map(|s| (key, s))
 }
 
@@ -258,7 +258,7 @@ impl Reader {
             Driver::Epoll(epoll) => {
                 // Registration reports data that is already waiting (TCP_DEFER_ACCEPT, fast
                 // clients): epoll checks readiness when a file is added.
-                if let Err(err) = epoll.add(&fd, key as u64, Interest::Connection) {
+                if let Err(err) = epoll.add(&fd, conn_token(key, gen), Interest::Connection) {
                     tracing::warn!(%err, "cannot register connection; closing it");
                     self.cfg.conn_limit.release();
                     return;
@@ -366,8 +366,10 @@ impl Reader {
     }
 
     /// epoll reported readiness for connection `key`.
-    pub(crate) fn on_event(&mut self, epoll: &Epoll, key: usize, readiness: Readiness) {
-        let Some(s) = self.conns.get_mut(key) else {
+    pub(crate) fn on_event(&mut self, epoll: &Epoll, token: u64, readiness: Readiness) {
+        // An event of the same round may be for a connection closed (and its key reused)
+        // since epoll reported it: the generation in the token tells.
+        let Some((key, s)) = socket_of(&mut self.conns, token) else {
             return;
         };
         if readiness.broken() {

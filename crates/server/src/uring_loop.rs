@@ -12,15 +12,15 @@
 //! polled on the ring. Everything else (the connection core, the timer wheel, balancers,
 //! pools, the drain) is the epoll loop's.
 
-use crate::acceptor::URING_LISTENER;
 use crate::event_loop::{deliver, sleep_limit, EventLoop, DRAIN_IDLE_GRACE};
 use crate::reader::Driver;
+use crate::token::Token;
 use std::os::fd::AsFd;
 use std::time::Instant;
 use sys::uring::{Event, Ring};
 
 /// The token of the loop's eventfd poll.
-const WAKER: u64 = 1 << 59;
+const WAKER: u64 = Token::Waker.to_u64();
 
 pub(crate) fn run(lp: EventLoop) {
     let EventLoop {
@@ -78,13 +78,15 @@ pub(crate) fn run(lp: EventLoop) {
 
         let mut woken = false;
         ring.complete(|sub, ev| match ev {
-            Event::Accepted { token, fd, more } if token & URING_LISTENER != 0 => {
+            Event::Accepted { token, fd, more } => {
+                let Token::Listener(index) = Token::from_u64(token) else {
+                    return;
+                };
                 let mut to = |c| deliver(&mut Driver::Uring(sub), &mut reader, &mut balancer, c);
                 if let Some(a) = acceptor.as_mut() {
-                    a.on_accepted_uring(token, fd, more, busy_since, &mut to);
+                    a.on_accepted_uring(usize::from(index), fd, more, busy_since, &mut to);
                 }
             }
-            Event::Accepted { .. } => {}
             Event::Received {
                 token,
                 data,
@@ -100,9 +102,12 @@ pub(crate) fn run(lp: EventLoop) {
                     r.on_sent(&mut Driver::Uring(sub), token, result, buf);
                 }
             }
-            Event::Ready { token, .. } if token & URING_LISTENER != 0 => {
+            Event::Ready { token, .. } if matches!(Token::from_u64(token), Token::Listener(_)) => {
+                let Token::Listener(index) = Token::from_u64(token) else {
+                    return;
+                };
                 if let Some(a) = acceptor.as_mut() {
-                    a.on_listener_ready_uring(token, busy_since, &mut |c| {
+                    a.on_listener_ready_uring(usize::from(index), busy_since, &mut |c| {
                         deliver(&mut Driver::Uring(sub), &mut reader, &mut balancer, c)
                     });
                 }
