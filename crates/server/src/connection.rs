@@ -8,6 +8,13 @@
 //! holds no file descriptor and makes no syscall, so every transition is tested here with
 //! no socket, and the same core serves every driver (the epoll reader, io_uring).
 //!
+//! Nor does it read a clock, call the application or write a shared counter: the time comes
+//! in with each input (`now`, and with received bytes the wall clock their kernel
+//! timestamps are compared with), the application's body limit comes in as a function to
+//! ask ([`ParseContext::body_limit`]), and what it counts — bytes, the requests it answers
+//! itself, queue waits — goes out in a [`Tally`] the driver adds to its thread's counters.
+//! So a test drives it on a made-up clock and checks the waits to the microsecond.
+//!
 //! Buffers are `BytesMut`: received bytes land in `rbuf`, requests are cut out of it without
 //! copying, and every response ready for the connection is appended to `wbuf` so that it
 //! leaves in one send. In `pool`, responses come back from workers out of order; `slots`
@@ -15,10 +22,8 @@
 
 use crate::buffers::Buffers;
 use crate::config::Timeouts;
-use crate::handler::Handler;
 use crate::queue_wait::PendingWait;
 use crate::refusal::{self, RenderRefusal};
-use crate::stats::ThreadStats;
 use crate::worker::Job;
 use bytes::{Buf, Bytes, BytesMut};
 use h1::{DateCache, Decoded, EncodeContext, Limits, Request, RequestDecoder, Response};
@@ -111,13 +116,42 @@ pub(crate) enum Expired {
 /// The context a request is parsed in: the application (asked for body limits once each
 /// head is read), how refusals look, the clock's date, the thread's counters.
 pub(crate) struct ParseContext<'a> {
-    pub(crate) app: &'a dyn Handler,
+    /// The application's body limit for a request whose head is read (a route's own limit,
+    /// or `None` for the server's): asked, never called into, by the core.
+    pub(crate) body_limit: &'a dyn Fn(&Request) -> Option<u64>,
     pub(crate) refusals: Option<&'a RenderRefusal>,
     pub(crate) date: &'a DateCache,
-    pub(crate) stats: &'a ThreadStats,
     /// A drain is under way: answers say `Connection: close`.
     pub(crate) draining: bool,
     pub(crate) now: Instant,
+}
+
+/// What a connection counted while it was driven: the driver adds it to its thread's
+/// counters (the core writes none of them itself) and clears it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Bytes read from the client.
+    pub(crate) bytes_in: u64,
+    /// Bytes the kernel took from the output.
+    pub(crate) bytes_out: u64,
+    /// Requests answered here: refusals and 408s (a driver counts those its handlers run).
+    pub(crate) requests: u64,
+    /// Accept-queue waits, one per connection at its first timestamped read.
+    pub(crate) accept_waits: Vec<Duration>,
+    /// Receive-queue waits of the requests decoded, each with how many requests it stands
+    /// for (a sampled read counts for several).
+    pub(crate) receive_waits: Vec<(Duration, u32)>,
+}
+
+impl Tally {
+    /// Whether nothing was counted.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes_in == 0
+            && self.bytes_out == 0
+            && self.requests == 0
+            && self.accept_waits.is_empty()
+            && self.receive_waits.is_empty()
+    }
 }
 
 pub(crate) struct Connection {
@@ -348,13 +382,15 @@ impl Connection {
         n: usize,
         arrived: Option<(SystemTime, u8)>,
         starts: bool,
-        now: Instant,
-        stats: &ThreadStats,
+        (now, wall): (Instant, SystemTime),
+        tally: &mut Tally,
     ) {
-        stats.bytes_in(n);
+        tally.bytes_in += n as u64;
         self.last_read = now;
         match arrived {
-            Some((arrived, weight)) => self.count_waits(arrived, weight, starts, stats),
+            Some((arrived, weight)) => {
+                self.count_waits(arrived, weight, starts, (now, wall), tally)
+            }
             // Not timed (or not stamped): the requests these bytes begin have no known wait.
             None if starts => self.receive_wait = PendingWait::NONE,
             None => {}
@@ -373,9 +409,9 @@ impl Connection {
         &mut self,
         data: &[u8],
         arrived: Option<SystemTime>,
-        now: Instant,
+        clock: (Instant, SystemTime),
         spare: &mut Buffers,
-        stats: &ThreadStats,
+        tally: &mut Tally,
     ) {
         if let Life::Lingering { .. } = self.life {
             self.discard_input(data.len());
@@ -384,21 +420,26 @@ impl Connection {
         let starts = self.starts_request();
         spare.lend(&mut self.rbuf);
         self.rbuf.extend_from_slice(data);
-        self.received(data.len(), arrived.map(|at| (at, 1)), starts, now, stats);
+        self.received(data.len(), arrived.map(|at| (at, 1)), starts, clock, tally);
     }
 
     /// Count what a read's kernel timestamp says (see [`crate::queue_wait`]): the
     /// connection's accept-queue wait at its first timestamped read, and, when the read
     /// begins a request, how long its bytes waited in the receive queue (kept for each
     /// request they begin).
-    fn count_waits(&mut self, arrived: SystemTime, weight: u8, starts: bool, stats: &ThreadStats) {
+    fn count_waits(
+        &mut self,
+        arrived: SystemTime,
+        weight: u8,
+        starts: bool,
+        (now, wall): (Instant, SystemTime),
+        tally: &mut Tally,
+    ) {
         if !starts && !self.accept_wait_pending {
-            // The rest of a request already counted: no clock to read.
+            // The rest of a request already counted.
             return;
         }
-        let waited = SystemTime::now()
-            .duration_since(arrived)
-            .unwrap_or(Duration::ZERO);
+        let waited = wall.duration_since(arrived).unwrap_or(Duration::ZERO);
         if starts {
             self.receive_wait = PendingWait::new(waited, weight.into());
         }
@@ -407,8 +448,8 @@ impl Connection {
             // The bytes arrived `waited` ago; the accept came `since_accept` ago. Bytes that
             // came after the accept mean the connection was out of the queue before it
             // spoke: 0.
-            let since_accept = Instant::now().saturating_duration_since(self.accepted_at);
-            stats.accept_waited(waited.saturating_sub(since_accept));
+            let since_accept = now.saturating_duration_since(self.accepted_at);
+            tally.accept_waits.push(waited.saturating_sub(since_accept));
         }
     }
 
@@ -443,12 +484,13 @@ impl Connection {
     pub(crate) fn poll_request(
         &mut self,
         cx: &ParseContext<'_>,
+        tally: &mut Tally,
     ) -> Option<(Request, EncodeContext)> {
         self.wants_bytes = false;
         while self.may_parse() {
             match self
                 .decoder
-                .decode_with(&mut self.rbuf, |req| cx.app.body_limit(req))
+                .decode_with(&mut self.rbuf, |req| (cx.body_limit)(req))
             {
                 Ok(Decoded::Partial) => {
                     self.wants_bytes = true;
@@ -464,13 +506,13 @@ impl Connection {
                     );
                     self.push_ready(&out, false, cx.now);
                     self.life = Life::Closing { refused: true };
-                    cx.stats.requests(1);
+                    tally.requests += 1;
                     break;
                 }
                 Ok(Decoded::Request(mut req)) => {
                     self.requests = self.requests.saturating_add(1);
                     if let Some((wait, weight)) = self.receive_wait.get() {
-                        cx.stats.receive_waited(wait, weight);
+                        tally.receive_waits.push((wait, weight));
                     }
                     req.set_peer_addr(self.peer);
                     let ctx = EncodeContext::for_request(&req, !cx.draining);
@@ -610,8 +652,8 @@ impl Connection {
     }
 
     /// The kernel took `n` bytes of [`Connection::output`].
-    pub(crate) fn sent(&mut self, n: usize, now: Instant, stats: &ThreadStats) {
-        stats.bytes_out(n);
+    pub(crate) fn sent(&mut self, n: usize, now: Instant, tally: &mut Tally) {
+        tally.bytes_out += n as u64;
         self.wbuf.advance(n);
         self.last_write = now;
     }
@@ -649,9 +691,9 @@ impl Connection {
         mut buf: BytesMut,
         n: usize,
         now: Instant,
-        stats: &ThreadStats,
+        tally: &mut Tally,
     ) -> Option<BytesMut> {
-        stats.bytes_out(n);
+        tally.bytes_out += n as u64;
         self.sending = 0;
         self.last_write = now;
         buf.advance(n.min(buf.len()));
@@ -666,7 +708,12 @@ impl Connection {
     // ---- deadlines and the end ---------------------------------------------------------
 
     /// The deadline [`Connection::deadline`] named has passed.
-    pub(crate) fn expire(&mut self, kind: Expiry, cx: &ParseContext<'_>) -> Expired {
+    pub(crate) fn expire(
+        &mut self,
+        kind: Expiry,
+        cx: &ParseContext<'_>,
+        tally: &mut Tally,
+    ) -> Expired {
         match kind {
             Expiry::Header if self.rbuf.is_empty() && !self.decoder.in_body() => {
                 // Connected and never sent a byte: nothing to answer.
@@ -682,7 +729,7 @@ impl Connection {
                 self.push_ready(&out, false, cx.now);
                 self.life = Life::Closing { refused: true };
                 self.rbuf.clear();
-                cx.stats.requests(1);
+                tally.requests += 1;
                 Expired::Answered
             }
             Expiry::Idle | Expiry::Write | Expiry::Linger => Expired::Close,
@@ -727,8 +774,7 @@ impl Connection {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::stats::Role;
-    use std::sync::Arc;
+    use crate::handler::Handler;
 
     struct Hello;
     impl Handler for Hello {
@@ -738,7 +784,7 @@ pub(super) mod tests {
     }
 
     pub(crate) struct World {
-        stats: Arc<ThreadStats>,
+        pub(crate) tally: Tally,
         date: DateCache,
         pub(crate) spare: Buffers,
         pub(crate) now: Instant,
@@ -748,7 +794,7 @@ pub(super) mod tests {
     impl World {
         pub(crate) fn new() -> World {
             World {
-                stats: Arc::new(ThreadStats::new("t", Role::Loop)),
+                tally: Tally::default(),
                 date: DateCache::new(SystemTime::now()),
                 spare: Buffers::default(),
                 now: Instant::now(),
@@ -758,10 +804,9 @@ pub(super) mod tests {
 
         fn cx(&self) -> ParseContext<'_> {
             ParseContext {
-                app: &Hello,
+                body_limit: &|_req: &Request| None,
                 refusals: None,
                 date: &self.date,
-                stats: &self.stats,
                 draining: false,
                 now: self.now,
             }
@@ -769,13 +814,21 @@ pub(super) mod tests {
 
         /// Feed `bytes`, answer every request inline, return the verdict.
         pub(crate) fn feed(&mut self, c: &mut Connection, bytes: &[u8]) -> Verdict {
-            c.receive(bytes, None, self.now, &mut self.spare, &self.stats);
+            let clock = (self.now, SystemTime::now());
+            c.receive(bytes, None, clock, &mut self.spare, &mut self.tally);
             self.run(c)
         }
 
         fn run(&mut self, c: &mut Connection) -> Verdict {
             loop {
-                let next = c.poll_request(&self.cx());
+                let cx = ParseContext {
+                    body_limit: &|_req: &Request| None,
+                    refusals: None,
+                    date: &self.date,
+                    draining: false,
+                    now: self.now,
+                };
+                let next = c.poll_request(&cx, &mut self.tally);
                 let Some((req, ctx)) = next else { break };
                 let resp = Hello.call(req);
                 c.respond(&resp, ctx, &self.date, &mut self.spare, self.now);
@@ -787,7 +840,7 @@ pub(super) mod tests {
         pub(crate) fn drain_output(&mut self, c: &mut Connection) -> String {
             let out = String::from_utf8_lossy(c.output()).into_owned();
             let n = out.len();
-            c.sent(n, self.now, &self.stats);
+            c.sent(n, self.now, &mut self.tally);
             out
         }
     }
@@ -902,7 +955,10 @@ pub(super) mod tests {
             c.deadline(&w.timeouts),
             Some((w.now + w.timeouts.header, Expiry::Header))
         );
-        assert_eq!(c.expire(Expiry::Header, &w.cx()), Expired::Close);
+        assert_eq!(
+            c.expire(Expiry::Header, &w.cx(), &mut Tally::default()),
+            Expired::Close
+        );
         // Half a head: 408, then half-close.
         let mut c = conn(&w);
         w.now += Duration::from_millis(5);
@@ -911,7 +967,10 @@ pub(super) mod tests {
             c.deadline(&w.timeouts),
             Some((w.now + w.timeouts.header, Expiry::Header))
         );
-        assert_eq!(c.expire(Expiry::Header, &w.cx()), Expired::Answered);
+        assert_eq!(
+            c.expire(Expiry::Header, &w.cx(), &mut Tally::default()),
+            Expired::Answered
+        );
         assert!(w.drain_output(&mut c).starts_with("HTTP/1.1 408"));
         assert_eq!(
             c.settle(w.now, w.timeouts.linger, false),
@@ -925,12 +984,18 @@ pub(super) mod tests {
         );
         assert_eq!(c.phase(), Phase::ReadingBody);
         assert_eq!(c.deadline(&w.timeouts).unwrap().1, Expiry::Body);
-        assert_eq!(c.expire(Expiry::Body, &w.cx()), Expired::Answered);
+        assert_eq!(
+            c.expire(Expiry::Body, &w.cx(), &mut Tally::default()),
+            Expired::Answered
+        );
         // Output waiting: the write deadline.
         let mut c = conn(&w);
         w.feed(&mut c, GET);
         assert_eq!(c.deadline(&w.timeouts).unwrap().1, Expiry::Write);
-        assert_eq!(c.expire(Expiry::Write, &w.cx()), Expired::Close);
+        assert_eq!(
+            c.expire(Expiry::Write, &w.cx(), &mut Tally::default()),
+            Expired::Close
+        );
     }
 
     #[test]
@@ -978,6 +1043,50 @@ pub(super) mod tests {
         assert!(!c.may_parse());
     }
 
+    /// The core reads no clock: fed a made-up monotonic and wall clock, it counts the
+    /// accept-queue and receive-queue waits those clocks mean, to the microsecond.
+    #[test]
+    fn queue_waits_come_exactly_from_the_clocks_given() {
+        let t0 = Instant::now();
+        let wall0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ms = Duration::from_millis;
+        let mut c = Connection::new(None, 0, Limits::default(), t0);
+        let (mut tally, mut spare, date) =
+            (Tally::default(), Buffers::default(), DateCache::new(wall0));
+        // The request reached the kernel 3 ms before the accept (at t0) and is read 2 ms
+        // after it: it waited 5 ms in all, 3 of them in the accept queue.
+        let clock = (t0 + ms(2), wall0 + ms(2));
+        c.receive(GET, Some(wall0 - ms(3)), clock, &mut spare, &mut tally);
+        assert_eq!(tally.accept_waits, vec![ms(3)]);
+        assert_eq!(tally.bytes_in, GET.len() as u64);
+        let cx = |now| ParseContext {
+            body_limit: &|_req: &Request| None,
+            refusals: None,
+            date: &date,
+            draining: false,
+            now,
+        };
+        assert!(c.poll_request(&cx(clock.0), &mut tally).is_some());
+        assert_eq!(tally.receive_waits, vec![(ms(5), 1)]);
+        // The next request, stamped 1.5 ms before its read 10 ms later: its own wait, and no
+        // second accept-queue wait for the connection.
+        let clock = (t0 + ms(12), wall0 + ms(12));
+        let stamp = wall0 + ms(12) - Duration::from_micros(1_500);
+        c.receive(GET, Some(stamp), clock, &mut spare, &mut tally);
+        assert!(c.poll_request(&cx(clock.0), &mut tally).is_some());
+        assert_eq!(tally.accept_waits, vec![ms(3)]);
+        assert_eq!(
+            tally.receive_waits,
+            vec![(ms(5), 1), (Duration::from_micros(1_500), 1)]
+        );
+        // Bytes that arrived after the accept: the connection did not wait in the queue.
+        let mut late = Connection::new(None, 1, Limits::default(), t0);
+        let mut t = Tally::default();
+        let clock = (t0 + ms(4), wall0 + ms(4));
+        late.receive(GET, Some(wall0 + ms(1)), clock, &mut spare, &mut t);
+        assert_eq!(t.accept_waits, vec![Duration::ZERO]);
+    }
+
     #[test]
     fn a_partial_owned_send_goes_back_in_front_of_later_answers() {
         let mut w = World::new();
@@ -988,7 +1097,7 @@ pub(super) mod tests {
         assert!(c.take_output().is_none(), "one send at a time");
         assert_eq!(c.phase(), Phase::Writing, "a send in flight is output owed");
         w.feed(&mut c, GET);
-        c.sent_back(out, 10, w.now, &w.stats);
+        c.sent_back(out, 10, w.now, &mut w.tally);
         let rest = c.take_output().unwrap();
         assert_eq!(
             rest.len(),
@@ -996,7 +1105,7 @@ pub(super) mod tests {
             "the unsent tail, then the second answer"
         );
         assert!(rest.starts_with(b"OK\r\n") || rest[..].windows(2).any(|x| x == b"\r\n"));
-        c.sent_back(rest, 2 * first - 10, w.now, &w.stats);
+        c.sent_back(rest, 2 * first - 10, w.now, &mut w.tally);
         assert_eq!(c.phase(), Phase::ReadingHead);
         assert_eq!(c.settle(w.now, w.timeouts.linger, false), Verdict::Keep);
     }

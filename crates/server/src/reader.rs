@@ -16,7 +16,7 @@
 use crate::buffers::Buffers;
 use crate::config::{QueueTiming, Timeouts};
 use crate::conn_limit::ConnLimit;
-use crate::connection::{Connection, Expired, Expiry, ParseContext, Verdict};
+use crate::connection::{Connection, Expired, Expiry, ParseContext, Tally, Verdict};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
@@ -124,9 +124,9 @@ pub(crate) struct ReaderConfig {
     pub(crate) limits: Limits,
     pub(crate) timeouts: Timeouts,
     pub(crate) conn_limit: Arc<ConnLimit>,
-    /// The application, asked for each request's body limit once its head is read (in
-    /// `pool` too, where another thread will run it).
-    pub(crate) app: Arc<dyn Handler>,
+    /// The application's body limit for a request whose head is read (in `pool` too, where
+    /// another thread will run it), handed to the connection core to ask.
+    pub(crate) body_limit: BodyLimitFn,
     /// How the application renders the server's refusals.
     pub(crate) refusals: Option<RenderRefusal>,
     /// Which reads go through `recvmsg` to count queue waits from the kernel's receive
@@ -134,20 +134,22 @@ pub(crate) struct ReaderConfig {
     pub(crate) queue_timing: QueueTiming,
 }
 
+/// The application's answer to "how large a body for this request?" (see
+/// [`Handler::body_limit`]).
+pub(crate) type BodyLimitFn = Box<dyn Fn(&h1::Request) -> Option<u64> + Send + Sync>;
+
 impl ReaderConfig {
     /// What a connection parses and refuses with, this round.
     fn parse_context<'a>(
         &'a self,
         date: &'a h1::DateCache,
-        stats: &'a ThreadStats,
         draining: bool,
         now: Instant,
     ) -> ParseContext<'a> {
         ParseContext {
-            app: &*self.app,
+            body_limit: &*self.body_limit,
             refusals: self.refusals.as_ref(),
             date,
-            stats,
             draining,
             now,
         }
@@ -184,6 +186,10 @@ pub(crate) struct Reader {
     /// io_uring: when to look next for connections reset under an armed receive
     /// ([`Reader::sweep_reset`]).
     next_sweep: Instant,
+    /// The wall clock read with `now` at the start of the round (for receive timestamps).
+    wall: SystemTime,
+    /// What the connections counted since it was last added to `stats`.
+    tally: Tally,
 }
 
 /// How often, and after how long without bytes, an io_uring reader asks the kernel whether a
@@ -221,6 +227,8 @@ impl Reader {
             draining: false,
             idle_close_at: None,
             next_sweep: now + RESET_SWEEP,
+            wall: SystemTime::now(),
+            tally: Tally::default(),
             touched: Vec::new(),
             spare: Buffers::default(),
         }
@@ -230,7 +238,8 @@ impl Reader {
     pub(crate) fn set_now(&mut self, now: Instant) {
         self.previous_round = self.now;
         self.now = now;
-        self.date.refresh(SystemTime::now());
+        self.wall = SystemTime::now();
+        self.date.refresh(self.wall);
     }
 
     /// How long the loop may sleep before a deadline could be due.
@@ -315,9 +324,13 @@ impl Reader {
                 ended = true;
             }
             Ok(bytes) if lingering => ended = !s.conn.discard_input(bytes.len()),
-            Ok(bytes) => s
-                .conn
-                .receive(bytes, arrived, self.now, &mut self.spare, &self.stats),
+            Ok(bytes) => s.conn.receive(
+                bytes,
+                arrived,
+                read_clock(arrived.is_some(), (self.now, self.wall)),
+                &mut self.spare,
+                &mut self.tally,
+            ),
             // The pool ran dry, or we cancelled it: armed again when wanted.
             Err(err) if sys::out_of_buffers(&err) || sys::cancelled(&err) => {}
             Err(_) => {
@@ -353,10 +366,10 @@ impl Reader {
             return;
         };
         let done = match result {
-            Ok(n) => s.conn.sent_back(buf, n, self.now, &self.stats),
+            Ok(n) => s.conn.sent_back(buf, n, self.now, &mut self.tally),
             Err(_) => {
                 s.conn.broke();
-                s.conn.sent_back(buf, 0, self.now, &self.stats)
+                s.conn.sent_back(buf, 0, self.now, &mut self.tally)
             }
         };
         if let Some(buf) = done {
@@ -530,16 +543,16 @@ impl Reader {
             conns,
             cfg,
             date,
-            stats,
             now,
             draining,
+            tally,
             ..
         } = self;
         let Some(s) = conns.get_mut(key) else {
             return;
         };
-        let cx = cfg.parse_context(date, stats, *draining, *now);
-        match s.conn.expire(kind, &cx) {
+        let cx = cfg.parse_context(date, *draining, *now);
+        match s.conn.expire(kind, &cx, tally) {
             Expired::Close => self.close(io, key),
             Expired::Answered => self.drive(io, key),
         }
@@ -595,6 +608,9 @@ impl Reader {
             Driver::Epoll(_) => self.drive_epoll(key),
             Driver::Uring(sub) => self.drive_uring(sub, key),
         }
+        // The rest of what the core counted (bytes sent) goes to the thread's counters once
+        // the connection has gone as far as it can.
+        self.stats.add(&mut self.tally);
     }
 
     /// epoll: read, parse, answer and write until the connection has nothing more to do.
@@ -639,7 +655,8 @@ impl Reader {
                 match read {
                     Ok((0, _)) => s.conn.peer_closed(),
                     Ok((n, arrived)) => {
-                        s.conn.received(n, arrived, starts, self.now, &self.stats);
+                        let clock = read_clock(arrived.is_some(), (self.now, self.wall));
+                        s.conn.received(n, arrived, starts, clock, &mut self.tally);
                         // A short read emptied the kernel queue; the next edge tells us
                         // when more arrives — unless the client's FIN came with these
                         // bytes: then no edge will come, and the read that returns 0 must
@@ -654,10 +671,13 @@ impl Reader {
                 }
             }
             self.answer(key);
+            // Counted before the answers leave: a client that has its answer finds its
+            // request (and its waits) in the counters.
+            self.stats.add(&mut self.tally);
             let Some(s) = self.conns.get_mut(key) else {
                 return;
             };
-            flush(s, &self.stats, self.now);
+            flush(s, &mut self.tally, self.now);
             let idle_over = self.draining && self.idle_close_at.is_none();
             match s.conn.settle(self.now, self.cfg.timeouts.linger, idle_over) {
                 Verdict::Keep => {}
@@ -721,6 +741,8 @@ impl Reader {
     /// connection), and keep the receive armed exactly while the connection wants bytes.
     fn drive_uring(&mut self, sub: &mut Submit<'_>, key: usize) {
         self.answer(key);
+        // Counted before the answers leave (see `drive_epoll`).
+        self.stats.add(&mut self.tally);
         let Some(s) = self.conns.get_mut(key) else {
             return;
         };
@@ -771,13 +793,14 @@ impl Reader {
             now,
             spare,
             cfg,
+            tally,
             ..
         } = self;
         let Some(Socket { conn, .. }) = conns.get_mut(key) else {
             return;
         };
-        let cx = cfg.parse_context(date, stats, *draining, *now);
-        while let Some((req, ctx)) = conn.poll_request(&cx) {
+        let cx = cfg.parse_context(date, *draining, *now);
+        while let Some((req, ctx)) = conn.poll_request(&cx, tally) {
             match exec.pool_for(&req) {
                 None => {
                     let (resp, panicked) = call_guarded(&*exec.handler, req);
@@ -883,11 +906,22 @@ impl Reader {
     }
 }
 
+/// The clocks a read is given: the round's, or, for a read the kernel timestamped, both
+/// clocks read now — its wait runs to this moment, not to the start of a round that may have
+/// served many connections before it.
+fn read_clock(timed: bool, round: (Instant, SystemTime)) -> (Instant, SystemTime) {
+    if timed {
+        (Instant::now(), SystemTime::now())
+    } else {
+        round
+    }
+}
+
 /// Write what is ready; whatever the kernel does not take waits for the next writable edge.
-fn flush(s: &mut Socket, stats: &ThreadStats, now: Instant) {
+fn flush(s: &mut Socket, tally: &mut Tally, now: Instant) {
     while !s.conn.output().is_empty() && s.conn.phase() != crate::connection::Phase::Closed {
         match sys::socket::write(&s.fd, s.conn.output()) {
-            Ok(n) => s.conn.sent(n, now, stats),
+            Ok(n) => s.conn.sent(n, now, tally),
             Err(err) if sys::would_block(&err) => break,
             Err(err) if sys::interrupted(&err) => continue,
             Err(_) => s.conn.broke(),

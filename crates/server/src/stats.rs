@@ -143,12 +143,6 @@ impl ThreadStats {
     pub(crate) fn requests(&self, n: u64) {
         self.c.requests.fetch_add(n, Relaxed);
     }
-    pub(crate) fn bytes_in(&self, n: usize) {
-        self.c.bytes_in.fetch_add(n as u64, Relaxed);
-    }
-    pub(crate) fn bytes_out(&self, n: usize) {
-        self.c.bytes_out.fetch_add(n as u64, Relaxed);
-    }
     pub(crate) fn handoff_push(&self) {
         self.c.handoff_queued.fetch_add(1, Relaxed);
     }
@@ -170,6 +164,30 @@ impl ThreadStats {
     }
     pub(crate) fn receive_waited(&self, wait: std::time::Duration, weight: u32) {
         self.c.receive_wait.record_for(wait, weight);
+    }
+    /// Add what a connection core counted, and clear it for the next call.
+    pub(crate) fn add(&self, tally: &mut crate::connection::Tally) {
+        if tally.is_empty() {
+            return;
+        }
+        if tally.requests > 0 {
+            self.requests(tally.requests);
+        }
+        if tally.bytes_in > 0 {
+            self.c.bytes_in.fetch_add(tally.bytes_in, Relaxed);
+        }
+        if tally.bytes_out > 0 {
+            self.c.bytes_out.fetch_add(tally.bytes_out, Relaxed);
+        }
+        for wait in tally.accept_waits.drain(..) {
+            self.accept_waited(wait);
+        }
+        for (wait, weight) in tally.receive_waits.drain(..) {
+            self.receive_waited(wait, weight);
+        }
+        tally.requests = 0;
+        tally.bytes_in = 0;
+        tally.bytes_out = 0;
     }
     pub(crate) fn busy(&self, ns: u64) {
         self.c.busy_ns.fetch_add(ns, Relaxed);

@@ -199,7 +199,10 @@ impl<'a> Wiring<'a> {
             timeouts: self.cfg.timeouts,
             conn_limit: self.conn_limit.clone(),
             queue_timing: self.cfg.queue_timing,
-            app: self.handler.clone(),
+            body_limit: {
+                let app = self.handler.clone();
+                Box::new(move |req: &h1::Request| app.body_limit(req))
+            },
             refusals: self.refusals.clone(),
         };
         let (port, queries) = reader_port(parts.waker.clone());
