@@ -36,6 +36,7 @@ impl Pair {
             .bind(app())
             .unwrap();
         let admin = Server::builder()
+            .io(backlog_server::Io::from_env())
             .listen("127.0.0.1:0".parse().unwrap())
             .model(Model::Single)
             .label("admin")
@@ -104,7 +105,12 @@ fn read_answer(r: &mut BufReader<TcpStream>) -> u16 {
 
 #[test]
 fn the_accept_queue_is_seen_filling_and_draining() {
-    let pair = Pair::start(Server::builder().model(Model::Single).max_conns(1));
+    let pair = Pair::start(
+        Server::builder()
+            .io(backlog_server::Io::from_env())
+            .model(Model::Single)
+            .max_conns(1),
+    );
     let addr = pair.main.local_addr();
     let (held, mut held_r) = request(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(read_answer(&mut held_r), 200);
@@ -142,6 +148,7 @@ fn the_accept_queue_is_seen_filling_and_draining() {
 fn listen_overflows_rise_when_a_small_backlog_overflows() {
     let pair = Pair::start(
         Server::builder()
+            .io(backlog_server::Io::from_env())
             .model(Model::Single)
             .max_conns(1)
             .backlog(2),
@@ -181,6 +188,7 @@ fn listen_overflows_rise_when_a_small_backlog_overflows() {
 fn imbalance_under(balance: Balance) -> f64 {
     let pair = Pair::start(
         Server::builder()
+            .io(backlog_server::Io::from_env())
             .model(Model::Dispatch)
             .threads(2)
             .balance(balance),
@@ -228,6 +236,7 @@ fn imbalance_under(balance: Balance) -> f64 {
 fn the_blocking_pool_does_not_count_in_the_imbalance() {
     let pair = Pair::start(
         Server::builder()
+            .io(backlog_server::Io::from_env())
             .model(Model::Dispatch)
             .threads(2)
             .blocking_threads(4)
@@ -272,7 +281,12 @@ fn least_conns_evens_out_what_round_robin_leaves_uneven() {
 
 #[test]
 fn connections_show_their_queues_capped_with_a_count_of_the_rest() {
-    let pair = Pair::start(Server::builder().model(Model::Reuseport).threads(2));
+    let pair = Pair::start(
+        Server::builder()
+            .io(backlog_server::Io::from_env())
+            .model(Model::Reuseport)
+            .threads(2),
+    );
     let addr = pair.main.local_addr();
     let _conns: Vec<_> = (0..5)
         .map(|_| request(addr, b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: yes"))
@@ -300,7 +314,13 @@ fn connections_show_their_queues_capped_with_a_count_of_the_rest() {
 /// `limit` is clamped: a million asked, a thousand listed, the rest counted.
 #[test]
 fn a_connection_listing_is_clamped_to_a_thousand() {
-    let pair = Pair::start(Server::builder().model(Model::Reuseport).threads(2));
+    testkit::process::raise_fd_limit(); // 1,100 connections, both ends here
+    let pair = Pair::start(
+        Server::builder()
+            .io(backlog_server::Io::from_env())
+            .model(Model::Reuseport)
+            .threads(2),
+    );
     let addr = pair.main.local_addr();
     let conns: Vec<TcpStream> = (0..1100)
         .map(|_| TcpStream::connect(addr).unwrap())
@@ -332,7 +352,13 @@ fn a_connection_listing_is_clamped_to_a_thousand() {
 
 #[test]
 fn state_names_the_model_and_its_layout() {
-    let pair = Pair::start(Server::builder().model(Model::Pool).threads(1).workers(2));
+    let pair = Pair::start(
+        Server::builder()
+            .io(backlog_server::Io::from_env())
+            .model(Model::Pool)
+            .threads(1)
+            .workers(2),
+    );
     let state = pair.state();
     assert_eq!(state.model, "pool");
     let names: Vec<_> = state.layout.iter().map(|t| t.name.as_str()).collect();
@@ -362,7 +388,13 @@ fn state_names_the_model_and_its_layout() {
 #[test]
 fn queue_waits_are_histograms_by_thread_in_every_model() {
     for model in Model::ALL {
-        let pair = Pair::start(Server::builder().model(model).threads(2).max_conns(1));
+        let pair = Pair::start(
+            Server::builder()
+                .io(backlog_server::Io::from_env())
+                .model(model)
+                .threads(2)
+                .max_conns(1),
+        );
         let addr = pair.main.local_addr();
         // The kernel stamps packets a moment after the first socket asks: warm up first.
         testkit::wait_until("receive timestamps", Duration::from_secs(5), || {
@@ -445,7 +477,11 @@ fn queue_waits_are_histograms_by_thread_in_every_model() {
 /// serving threads. A listing is recognised by its ages, which a fresh one would advance.
 #[test]
 fn rotating_limits_share_one_listing() {
-    let pair = Pair::start(Server::builder().model(Model::Single));
+    let pair = Pair::start(
+        Server::builder()
+            .io(backlog_server::Io::from_env())
+            .model(Model::Single),
+    );
     let addr = pair.main.local_addr();
     let _conns: Vec<_> = (0..3)
         .map(|_| request(addr, b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: yes"))
@@ -490,6 +526,7 @@ fn rotating_limits_share_one_listing() {
 #[test]
 fn an_unread_answer_shows_as_buffered_out() {
     let main = Server::builder()
+        .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:0".parse().unwrap())
         .model(Model::Single)
         .bind(Router::new().get("/big", |_r: Request| {
@@ -497,6 +534,7 @@ fn an_unread_answer_shows_as_buffered_out() {
         }))
         .unwrap();
     let admin = Server::builder()
+        .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:0".parse().unwrap())
         .model(Model::Single)
         .label("admin")
@@ -519,6 +557,7 @@ fn an_unread_answer_shows_as_buffered_out() {
 #[test]
 fn fetching_state_from_the_serving_port_says_it_is_not_an_admin_endpoint() {
     let main = Server::builder()
+        .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:0".parse().unwrap())
         .model(Model::Single)
         .bind(app())

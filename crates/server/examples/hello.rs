@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     println!("{} ({shape}) on http://127.0.0.1:8080", shape.name());
     let stats = Server::builder()
+        // The driver as BACKLOG_IO says (epoll unless set): the program chooses to ask.
+        .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:8080".parse()?)
         .topology(shape)
         .serve_until_signal(app)?;

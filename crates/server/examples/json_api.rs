@@ -126,7 +126,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fallback(|_req: Request| error(404, "not found"))
         .method_not_allowed(|_req: Request| error(405, "method not allowed"));
 
-    let mut server = Server::builder().listen(args.listen);
+    let mut server = Server::builder()
+        .listen(args.listen)
+        .io(backlog_server::Io::from_env());
     if let Some(model) = args.model {
         server = server.model(model);
     }

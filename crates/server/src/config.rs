@@ -59,13 +59,14 @@ named!(Balance, RoundRobin, LeastConns, P2c);
 named!(QueueTiming, On, Sampled, Off);
 named!(Io, Epoll, Uring, Auto);
 
-/// The interface the event loops use to talk to the kernel (`--io`). The default is
-/// epoll, or what the `BACKLOG_IO` environment variable names (`epoll`, `uring`, `auto`):
-/// a whole deployment, or a whole test suite, switches driver without code changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The interface the event loops use to talk to the kernel (`--io`). The default is epoll;
+/// the library reads no environment, but [`Io::from_env`] lets a program (the `backlog`
+/// binary, a test suite) take it from `BACKLOG_IO` when it chooses to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Io {
     /// epoll readiness, then `accept4`/`recvmsg`/`write` per connection.
+    #[default]
     Epoll,
     /// io_uring completions: multishot accept and receive, sends submitted with the wait.
     /// Fails at start, naming the cause, where the kernel cannot provide it.
@@ -74,16 +75,18 @@ pub enum Io {
     Auto,
 }
 
-impl Default for Io {
-    fn default() -> Io {
+impl Io {
+    /// What the `BACKLOG_IO` environment variable names (`epoll`, `uring`, `auto`), else
+    /// epoll: for a program that lets its environment choose — a whole deployment, or a whole
+    /// test suite run again under io_uring, switches driver without code changes. The
+    /// library never calls it itself.
+    pub fn from_env() -> Io {
         std::env::var("BACKLOG_IO")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(Io::Epoll)
     }
-}
 
-impl Io {
     /// Every choice.
     pub const ALL: [Io; 3] = [Io::Epoll, Io::Uring, Io::Auto];
 

@@ -259,16 +259,13 @@ impl ServerBuilder {
         }
         cfg.io = resolve_io(cfg.io)?;
         let backlog = effective_backlog(cfg.backlog);
-        let fd_limit = sys::rlimit::raise_nofile();
+        // The process's limits are its owner's to set (the `backlog` binary raises
+        // RLIMIT_NOFILE and sizes the descriptor table at start); the server works within
+        // the limit it finds.
+        let fd_limit = sys::rlimit::nofile();
         let max_conns = cfg
             .max_conns
             .unwrap_or_else(|| default_max_conns(fd_limit as usize, sys::fd::open_count()));
-        // Room for every connection allowed, plus the server's own descriptors, before the
-        // first burst: growing the table later stalls accept (see `reserve_table`).
-        let room = (max_conns + 256).min(fd_limit as usize);
-        if let Err(err) = sys::fd::reserve_table(room) {
-            tracing::debug!(%err, room, "could not pre-size the descriptor table");
-        }
         cfg.blocking_threads = Some(blocking_pool(
             &cfg,
             &topology,

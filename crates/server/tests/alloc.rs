@@ -34,6 +34,7 @@ fn keep_alive_plaintext_allocates_nothing_per_request() {
     ] {
         let app = Router::new().get("/", |_req: Request| Response::text(200, "Hello, World!\n"));
         let server = Server::builder()
+            .io(backlog_server::Io::from_env())
             .listen("127.0.0.1:0".parse().unwrap())
             .model(model)
             .threads(2)

@@ -219,6 +219,7 @@ fn limits_answer_then_close_without_reading_the_rest() {
 
 #[test]
 fn slowloris_is_cut_by_the_header_timeout_while_others_are_served() {
+    testkit::process::raise_fd_limit(); // 1,000 tricklers, both ends here
     const TRICKLERS: usize = 1000;
     let timeout = Duration::from_millis(1500);
     for (model, builder) in models() {

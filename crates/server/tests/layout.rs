@@ -9,6 +9,7 @@ use util::*;
 
 fn builder(model: Model) -> backlog_server::ServerBuilder {
     Server::builder()
+        .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:0".parse().unwrap())
         .model(model)
         .threads(2)
@@ -233,6 +234,7 @@ fn a_handler_that_may_block_gets_a_blocking_pool_by_default() {
     }
 
     let plain = Server::builder()
+        .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:0".parse().unwrap())
         .model(Model::Single)
         .bind(|_req: backlog_server::Request| backlog_server::Response::text(200, "plain"))

@@ -12,6 +12,7 @@ fn sigterm_drains_and_serve_until_signal_returns() {
     let addr = free_addr();
     let serving = std::thread::spawn(move || {
         backlog_server::Server::builder()
+            .io(backlog_server::Io::from_env())
             .listen(addr)
             .threads(1)
             .serve_until_signal(app())

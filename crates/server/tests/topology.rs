@@ -14,6 +14,7 @@ use util::*;
 fn start(t: Topology) -> TestServer {
     TestServer::start(
         Server::builder()
+            .io(backlog_server::Io::from_env())
             .listen("127.0.0.1:0".parse().unwrap())
             .topology(t),
     )
@@ -130,8 +131,9 @@ proptest! {
 /// ends its drain while another acceptor may still hand it connections.
 #[test]
 fn several_acceptors_feed_readers_and_drain_together() {
-    // (Not the accept mutex here: like nginx's, it leaves the lock with the thread that has
-    // it while load is light, so one acceptor may take every connection.)
+    testkit::process::raise_fd_limit(); // hundreds of connections, both ends here
+                                        // (Not the accept mutex here: like nginx's, it leaves the lock with the thread that has
+                                        // it while load is light, so one acceptor may take every connection.)
     for t in [shape(1, 3, 5, 0), shape(3, 3, 5, 0)] {
         let server = start(t);
         // Connections that come in bursts, so every acceptor gets a turn.
@@ -218,6 +220,7 @@ fn invalid_shapes_are_refused_at_bind() {
         (shape(1, 0, 0, 0), "at least one reader"),
     ] {
         let err = Server::builder()
+            .io(backlog_server::Io::from_env())
             .listen("127.0.0.1:0".parse().unwrap())
             .topology(t)
             .bind(app())

@@ -2,6 +2,11 @@
 
 use rustix::process::{getrlimit, setrlimit, Resource};
 
+/// The soft RLIMIT_NOFILE in force: what this process may open now.
+pub fn nofile() -> u64 {
+    getrlimit(Resource::Nofile).current.unwrap_or(1 << 20)
+}
+
 /// Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit then in force.
 /// Failure to raise is not an error: the current limit is returned.
 pub fn raise_nofile() -> u64 {

@@ -23,3 +23,17 @@ fn status_kib(pid: Option<u32>, field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Raise this test process's soft descriptor limit to the hard one, for a test that holds
+/// more connections (both ends in one process) than a default soft limit of 1,024 allows.
+/// The server library leaves the process's limits alone; a test that needs more says so.
+pub fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum) {
+        if soft < hard {
+            limit.current = Some(hard);
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+    }
+}

@@ -19,6 +19,7 @@ pub fn rss_kib() -> u64 {
 pub fn all_configs() -> Vec<(String, ServerBuilder)> {
     let base = || {
         Server::builder()
+            .io(backlog_server::Io::from_env())
             .listen("127.0.0.1:0".parse().unwrap())
             .threads(2)
             .workers(2)
@@ -59,6 +60,7 @@ pub const MODELS: [Model; 5] = [
 /// A builder for model `m` on an ephemeral loopback port, two threads and two workers.
 pub fn builder(m: Model) -> ServerBuilder {
     Server::builder()
+        .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:0".parse().unwrap())
         .model(m)
         .threads(2)
