@@ -157,7 +157,6 @@ impl Tally {
 pub(crate) struct Connection {
     /// The client's address, as accept reported it; each request carries a copy.
     pub(crate) peer: Option<SocketAddr>,
-    pub(crate) gen: u32,
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: BytesMut,
     /// Bytes a completion-based driver took from `wbuf` and has not yet confirmed sent.
@@ -192,8 +191,6 @@ pub(crate) struct Connection {
     head_started: Option<Instant>,
     last_read: Instant,
     last_write: Instant,
-    /// This connection's entry in its thread's timer wheel, if it has one.
-    pub(crate) timer: crate::timer::TimerRef,
     /// Bytes discarded while lingering.
     discarded: u32,
     /// Bytes of answers waiting in `slots` for an earlier one (`pool`).
@@ -219,10 +216,9 @@ fn error_context() -> EncodeContext {
 }
 
 impl Connection {
-    pub(crate) fn new(peer: Option<SocketAddr>, gen: u32, limits: Limits, now: Instant) -> Self {
+    pub(crate) fn new(peer: Option<SocketAddr>, limits: Limits, now: Instant) -> Self {
         Connection {
             peer,
-            gen,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             sending: 0,
@@ -241,7 +237,6 @@ impl Connection {
             head_started: None,
             last_read: now,
             last_write: now,
-            timer: crate::timer::TimerRef::NONE,
             discarded: 0,
             held: 0,
             last_answer: 0,
@@ -846,7 +841,7 @@ pub(super) mod tests {
     }
 
     fn conn(w: &World) -> Connection {
-        Connection::new(None, 0, Limits::default(), w.now)
+        Connection::new(None, Limits::default(), w.now)
     }
 
     pub(crate) const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -1050,7 +1045,7 @@ pub(super) mod tests {
         let t0 = Instant::now();
         let wall0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let ms = Duration::from_millis;
-        let mut c = Connection::new(None, 0, Limits::default(), t0);
+        let mut c = Connection::new(None, Limits::default(), t0);
         let (mut tally, mut spare, date) =
             (Tally::default(), Buffers::default(), DateCache::new(wall0));
         // The request reached the kernel 3 ms before the accept (at t0) and is read 2 ms
@@ -1080,7 +1075,7 @@ pub(super) mod tests {
             vec![(ms(5), 1), (Duration::from_micros(1_500), 1)]
         );
         // Bytes that arrived after the accept: the connection did not wait in the queue.
-        let mut late = Connection::new(None, 1, Limits::default(), t0);
+        let mut late = Connection::new(None, Limits::default(), t0);
         let mut t = Tally::default();
         let clock = (t0 + ms(4), wall0 + ms(4));
         late.receive(GET, Some(wall0 + ms(1)), clock, &mut spare, &mut t);
@@ -1148,7 +1143,7 @@ mod properties {
     fn run(cuts: &[usize]) -> (String, Verdict) {
         let bytes = stream();
         let mut w = World::new();
-        let mut c = Connection::new(None, 0, Limits::default(), w.now);
+        let mut c = Connection::new(None, Limits::default(), w.now);
         let mut out = String::new();
         let mut at = 0;
         let mut verdict = Verdict::Keep;
@@ -1189,7 +1184,7 @@ mod properties {
         #[test]
         fn answers_leave_in_request_order_whatever_order_workers_finish(order in Just((0u64..8).collect::<Vec<_>>()).prop_shuffle()) {
             let mut w = World::new();
-            let mut c = Connection::new(None, 0, Limits::default(), w.now);
+            let mut c = Connection::new(None, Limits::default(), w.now);
             let seqs: Vec<u64> = (0..8).map(|_| c.push_pending()).collect();
             for i in order {
                 let body = format!("{i};");

@@ -57,6 +57,11 @@ struct Socket {
     fin_seen: bool,
     /// io_uring: where its multishot receive is.
     recv: Armed,
+    /// Which connection of this slab slot it is: a late event, completion, worker answer or
+    /// timer entry for an earlier one carries another generation.
+    gen: u32,
+    /// Its entry in the thread's timer wheel, if it has one.
+    timer: TimerRef,
     conn: Connection,
 }
 
@@ -83,7 +88,7 @@ fn socket_of(conns: &mut Slab<Socket>, token: u64) -> Option<(usize, &mut Socket
     let key = key as usize;
     conns
         .get_mut(key)
-        .filter(|s| s.conn.gen & GEN_MASK == gen)
+        .filter(|s| s.gen & GEN_MASK == gen)
         .map(|s| (key, s))
 }
 
@@ -287,7 +292,9 @@ impl Reader {
             readable: false,
             fin_seen: false,
             recv,
-            conn: Connection::new(peer, gen, self.cfg.limits, at),
+            gen,
+            timer: TimerRef::NONE,
+            conn: Connection::new(peer, self.cfg.limits, at),
         });
         self.stats.opened();
         if self.draining {
@@ -419,10 +426,10 @@ impl Reader {
             ..
         } = self;
         for done in exec.links().flat_map(|l| l.completions.try_iter()) {
-            let Some(Socket { conn, .. }) = conns.get_mut(done.conn.key) else {
+            let Some(Socket { conn, gen, .. }) = conns.get_mut(done.conn.key) else {
                 continue;
             };
-            if conn.gen != done.conn.gen {
+            if *gen != done.conn.gen {
                 continue;
             }
             conn.complete(done.seq, done.bytes, done.keep_alive, spare, *now);
@@ -520,18 +527,21 @@ impl Reader {
         let mut due = std::mem::take(&mut self.due);
         self.wheel.advance(self.now, &mut due);
         for e in due.drain(..) {
-            let Some(Socket { conn, .. }) = self.conns.get_mut(e.key) else {
+            let Some(Socket {
+                conn, gen, timer, ..
+            }) = self.conns.get_mut(e.key)
+            else {
                 continue;
             };
-            if conn.gen != e.gen || conn.timer.tick != e.tick {
+            if *gen != e.gen || timer.tick != e.tick {
                 continue; // the key's connection closed and the key was reused
             }
-            conn.timer = TimerRef::NONE;
+            *timer = TimerRef::NONE;
             match conn.deadline(&self.cfg.timeouts) {
                 None => {}
                 Some((when, kind)) if when <= self.now => self.expire(io, e.key, kind),
                 Some((when, _)) => {
-                    conn.timer = self.wheel.insert(e.key, e.gen, when);
+                    *timer = self.wheel.insert(e.key, e.gen, when);
                 }
             }
         }
@@ -561,17 +571,20 @@ impl Reader {
     /// File the connection's current deadline, if it is not already filed for that time or
     /// earlier (a later deadline is found when the earlier entry fires).
     fn schedule(&mut self, key: usize) {
-        let Some(Socket { conn, .. }) = self.conns.get_mut(key) else {
+        let Some(Socket {
+            conn, gen, timer, ..
+        }) = self.conns.get_mut(key)
+        else {
             return;
         };
         let Some((when, _)) = conn.deadline(&self.cfg.timeouts) else {
             return;
         };
         let tick = self.wheel.tick_of(when);
-        if conn.timer.is_none() || conn.timer.tick > tick {
+        if timer.is_none() || timer.tick > tick {
             // Earlier than its entry: file it anew and take the old one out.
-            self.wheel.remove(key, conn.timer);
-            conn.timer = self.wheel.insert(key, conn.gen, when);
+            self.wheel.remove(key, *timer);
+            *timer = self.wheel.insert(key, *gen, when);
         }
     }
 
@@ -746,7 +759,7 @@ impl Reader {
         let Some(s) = self.conns.get_mut(key) else {
             return;
         };
-        let token = conn_token(key, s.conn.gen);
+        let token = conn_token(key, s.gen);
         if let Some(out) = s.conn.take_output() {
             sub.send(s.fd.as_fd(), token, out);
         }
@@ -796,9 +809,10 @@ impl Reader {
             tally,
             ..
         } = self;
-        let Some(Socket { conn, .. }) = conns.get_mut(key) else {
+        let Some(Socket { conn, gen, .. }) = conns.get_mut(key) else {
             return;
         };
+        let gen = *gen;
         let cx = cfg.parse_context(date, *draining, *now);
         while let Some((req, ctx)) = conn.poll_request(&cx, tally) {
             match exec.pool_for(&req) {
@@ -814,7 +828,7 @@ impl Reader {
                     let seq = conn.push_pending();
                     let job = Job {
                         reply: *reply,
-                        conn: ConnId { key, gen: conn.gen },
+                        conn: ConnId { key, gen },
                         seq,
                         ctx,
                         req,
@@ -839,7 +853,7 @@ impl Reader {
                 let Some(s) = self.conns.try_remove(key) else {
                     return;
                 };
-                self.wheel.remove(key, s.conn.timer);
+                self.wheel.remove(key, s.timer);
                 // Its receive, and a send to a client that stopped reading, would hold the
                 // socket open (and the send's buffer) until they complete.
                 if s.recv != Armed::Off || s.conn.sending() {
@@ -854,7 +868,7 @@ impl Reader {
     /// Drop the connection (closing its socket at once).
     fn remove(&mut self, key: usize) {
         if let Some(s) = self.conns.try_remove(key) {
-            self.wheel.remove(key, s.conn.timer);
+            self.wheel.remove(key, s.timer);
             self.closed();
         }
     }
