@@ -31,9 +31,14 @@ struct Pair {
 
 impl Pair {
     fn start(builder: ServerBuilder) -> Pair {
+        Pair::serving(builder, app())
+    }
+
+    /// `router` on `builder`, with an admin server over it.
+    fn serving(builder: ServerBuilder, router: Router) -> Pair {
         let main = builder
             .listen("127.0.0.1:0".parse().unwrap())
-            .bind(app())
+            .bind(router)
             .unwrap();
         let admin = Server::builder()
             .io(backlog_server::Io::from_env())
@@ -43,6 +48,14 @@ impl Pair {
             .bind(admin::app(main.introspect()))
             .unwrap();
         Pair { main, admin }
+    }
+
+    /// Wait (10 s at most) until the server holds `n` connections.
+    fn wait_open(&self, n: u64) {
+        testkit::wait_until(&format!("{n} open"), Duration::from_secs(10), || {
+            let snapshot = self.main.stats().snapshot();
+            snapshot.iter().map(|t| t.open).sum::<u64>() == n
+        });
     }
 
     fn get(&self, path: &str) -> String {
@@ -325,15 +338,7 @@ fn a_connection_listing_is_clamped_to_a_thousand() {
     let conns: Vec<TcpStream> = (0..1100)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
-    testkit::wait_until("1100 connections accepted", Duration::from_secs(10), || {
-        pair.main
-            .stats()
-            .snapshot()
-            .iter()
-            .map(|t| t.open)
-            .sum::<u64>()
-            == 1100
-    });
+    pair.wait_open(1100);
     let body: serde_json::Value =
         serde_json::from_str(&pair.get("/debug/connections?limit=1000000")).unwrap();
     assert_eq!(body["total"], 1100);
@@ -486,15 +491,7 @@ fn rotating_limits_share_one_listing() {
     let _conns: Vec<_> = (0..3)
         .map(|_| request(addr, b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: yes"))
         .collect();
-    testkit::wait_until("3 open", Duration::from_secs(5), || {
-        pair.main
-            .stats()
-            .snapshot()
-            .iter()
-            .map(|t| t.open)
-            .sum::<u64>()
-            == 3
-    });
+    pair.wait_open(3);
     let ages = |limit: usize| -> Vec<u64> {
         let body: serde_json::Value =
             serde_json::from_str(&pair.get(&format!("/debug/connections?limit={limit}"))).unwrap();
@@ -525,21 +522,15 @@ fn rotating_limits_share_one_listing() {
 /// driver (io_uring's send owns the buffer while it waits: the listing read 0 there).
 #[test]
 fn an_unread_answer_shows_as_buffered_out() {
-    let main = Server::builder()
-        .io(backlog_server::Io::from_env())
-        .listen("127.0.0.1:0".parse().unwrap())
-        .model(Model::Single)
-        .bind(Router::new().get("/big", |_r: Request| {
+    let pair = Pair::serving(
+        Server::builder()
+            .io(backlog_server::Io::from_env())
+            .model(Model::Single),
+        Router::new().get("/big", |_r: Request| {
             Response::new(200).body(vec![b'b'; 16 << 20])
-        }))
-        .unwrap();
-    let admin = Server::builder()
-        .io(backlog_server::Io::from_env())
-        .listen("127.0.0.1:0".parse().unwrap())
-        .model(Model::Single)
-        .label("admin")
-        .bind(admin::app(main.introspect()))
-        .unwrap();
+        }),
+    );
+    let (main, admin) = (&pair.main, &pair.admin);
     let (_c, _r) = request(main.local_addr(), b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
     testkit::wait_until("the answer held", Duration::from_secs(5), || {
         let resp = testkit::request(admin.local_addr(), "GET", "/debug/connections", &[], b"");
