@@ -448,7 +448,10 @@ fn supervise(
         processes: args.processes as usize,
         per_worker: if reuseport { shape.listeners } else { 1 },
         reuseport,
-        dispatch: shape.preset == Some(Model::Dispatch),
+        // Decided by the shape, never by a preset's name: acceptors handing connections to
+        // readers from one socket is `dispatch` whatever it was called, and across processes
+        // the supervisor plays that acceptor.
+        dispatch: shape.acceptors > 0 && shape.listeners == 1,
         args: std::env::args_os().skip(1).collect(),
         pid_file: args.pid_file.clone(),
     };

@@ -438,3 +438,20 @@ fn passed_connections_are_never_lost_under_a_low_descriptor_limit() {
     s.signal("-TERM");
     assert_eq!(s.wait_exit(), 0);
 }
+
+/// The same shape behaves the same whatever it is called: `--model dispatch` and the topology
+/// it is a preset of both have the supervisor accept and pass connections to the workers.
+#[test]
+fn dispatch_by_name_or_by_topology_runs_the_same_across_processes() {
+    for shape in ["dispatch", "listeners=1 acceptors=1 readers=2"] {
+        let mut s = supervisor(shape, &[]);
+        assert!(
+            s.thread_names().iter().any(|t| t == "dispatcher"),
+            "{shape}: the supervisor accepts: {:?}",
+            s.thread_names()
+        );
+        assert!(get(s.addr), "{shape}");
+        s.signal("-TERM");
+        assert_eq!(s.wait_exit(), 0);
+    }
+}
