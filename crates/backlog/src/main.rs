@@ -668,7 +668,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let builder = builder_from(&args)?;
     let shape = builder.config().shape();
     if args.dry_run {
-        outln!("{}", shape.describe().trim_end());
+        // The built-in hello app's database calls run on a blocking pool; echo has none.
+        let blocking = match args.app {
+            AppArg::Hello => args
+                .blocking_threads
+                .unwrap_or(backlog_server::tuning::DEFAULT_BLOCKING_THREADS),
+            AppArg::Echo => 0,
+        };
+        outln!("{}", shape.describe_with(blocking).trim_end());
         if args.processes > 1 {
             outln!("× {} processes under a supervisor", args.processes);
         }

@@ -364,3 +364,50 @@ fn the_admin_endpoint_answers_while_idle_clients_crowd_it() {
     served.signal("-TERM");
     assert_eq!(served.wait_exit(), 0);
 }
+
+/// `--dry-run` prints the very threads the server then starts and logs, for every preset,
+/// a topology, and both built-in apps (hello has a blocking pool, echo none).
+#[test]
+fn dry_run_prints_the_layout_the_server_runs() {
+    let shapes: [&[&str]; 7] = [
+        &["--model", "single"],
+        &["--model", "dispatch", "--threads", "2"],
+        &["--model", "pool", "--threads", "1", "--workers", "2"],
+        &["--model", "shared", "--threads", "2"],
+        &["--model", "reuseport", "--threads", "2"],
+        &["--topology", "listeners=1 acceptors=3 readers=5 workers=8"],
+        &["--topology", "listeners=2 acceptors=2 readers=2"],
+    ];
+    for shape in shapes {
+        for app in ["hello", "echo"] {
+            let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--app", app];
+            args.extend_from_slice(shape);
+            let data = testkit::scratch("backlog-test-");
+            let out = Command::new(BIN)
+                .args(&args)
+                .arg("--dry-run")
+                .env("BACKLOG_DATA", data.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{shape:?}");
+            let planned: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("  "))
+                .map(|l| l.trim().to_string())
+                .collect();
+            let mut served = Served::start(&args[1..]);
+            served.signal("-TERM");
+            assert_eq!(served.wait_exit(), 0);
+            let running: Vec<String> = served
+                .seen
+                .iter()
+                .filter_map(|l| {
+                    l.split_once("server:   ")
+                        .map(|(_, t)| t.trim().to_string())
+                })
+                .collect();
+            assert!(!planned.is_empty(), "{shape:?} {app}");
+            assert_eq!(planned, running, "{shape:?} {app}");
+        }
+    }
+}

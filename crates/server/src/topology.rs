@@ -281,8 +281,29 @@ impl Topology {
         workers.chain(acceptors).chain(readers).collect()
     }
 
+    /// Every thread a server of this shape starts, with a blocking pool of `blocking`
+    /// threads (see [`ServerBuilder::blocking_threads`](crate::ServerBuilder::blocking_threads)):
+    /// the layout the running server logs and reports.
+    pub fn layout(&self, blocking: usize) -> Vec<ThreadLayout> {
+        let mut threads = self.threads();
+        threads.extend((0..blocking).map(|i| ThreadLayout {
+            name: format!("{}-{i}", Role::Blocking.name()),
+            role: Role::Blocking,
+            listens: false,
+            accepts: false,
+            reads: false,
+            handles: true,
+        }));
+        threads
+    }
+
     /// One line per thread, and how the sockets are shared: what `--dry-run` prints.
     pub fn describe(&self) -> String {
+        self.describe_with(0)
+    }
+
+    /// [`Topology::describe`] for a server with a blocking pool of `blocking` threads.
+    pub fn describe_with(&self, blocking: usize) -> String {
         let mut out = format!("topology {} ({self})\n", self.name());
         let sockets = if self.listeners == 1 {
             format!(
@@ -314,7 +335,7 @@ impl Topology {
                 self.workers
             ));
         }
-        for t in self.threads() {
+        for t in self.layout(blocking) {
             out.push_str(&format!("  {t}\n"));
         }
         out
