@@ -113,8 +113,8 @@ pub(crate) enum Expired {
     Answered,
 }
 
-/// The context a request is parsed in: the application (asked for body limits once each
-/// head is read), how refusals look, the clock's date, the thread's counters.
+/// The context a request is parsed in: the application's body limits (asked once each head
+/// is read), how refusals look, the clock's date, whether a drain is under way, `now`.
 pub(crate) struct ParseContext<'a> {
     /// The application's body limit for a request whose head is read (a route's own limit,
     /// or `None` for the server's): asked, never called into, by the core.
@@ -124,6 +124,17 @@ pub(crate) struct ParseContext<'a> {
     /// A drain is under way: answers say `Connection: close`.
     pub(crate) draining: bool,
     pub(crate) now: Instant,
+}
+
+/// A read the kernel timestamped: when its bytes reached the kernel, how many requests it
+/// stands for (1, or [`crate::queue_wait::SAMPLE_EVERY`] for a sampled read), and both
+/// clocks as the driver read them at the read — the waits run to that moment, not to the
+/// start of a round that may have served many connections first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) arrived: SystemTime,
+    pub(crate) weight: u8,
+    pub(crate) read_at: (Instant, SystemTime),
 }
 
 /// What a connection counted while it was driven: the driver adds it to its thread's
@@ -368,24 +379,21 @@ impl Connection {
         self.rbuf.is_empty() && !self.decoder.in_body()
     }
 
-    /// `n` bytes were appended to [`Connection::read_buffer`] at `now`; `arrived` is the
-    /// kernel's receive timestamp, if the read asked and it gave one, with how many requests
-    /// the read stands for (1, or [`crate::queue_wait::SAMPLE_EVERY`] for a sampled one), and
-    /// `starts` what [`Connection::starts_request`] said before the read.
+    /// `n` bytes were appended to [`Connection::read_buffer`] at `now`; `stamp` is the
+    /// kernel's receive timestamp, if the read asked and it gave one, and `starts` what
+    /// [`Connection::starts_request`] said before the read.
     pub(crate) fn received(
         &mut self,
         n: usize,
-        arrived: Option<(SystemTime, u8)>,
+        stamp: Option<Stamp>,
         starts: bool,
-        (now, wall): (Instant, SystemTime),
+        now: Instant,
         tally: &mut Tally,
     ) {
         tally.bytes_in += n as u64;
         self.last_read = now;
-        match arrived {
-            Some((arrived, weight)) => {
-                self.count_waits(arrived, weight, starts, (now, wall), tally)
-            }
+        match stamp {
+            Some(stamp) => self.count_waits(stamp, starts, tally),
             // Not timed (or not stamped): the requests these bytes begin have no known wait.
             None if starts => self.receive_wait = PendingWait::NONE,
             None => {}
@@ -403,8 +411,8 @@ impl Connection {
     pub(crate) fn receive(
         &mut self,
         data: &[u8],
-        arrived: Option<SystemTime>,
-        clock: (Instant, SystemTime),
+        stamp: Option<Stamp>,
+        now: Instant,
         spare: &mut Buffers,
         tally: &mut Tally,
     ) {
@@ -415,21 +423,19 @@ impl Connection {
         let starts = self.starts_request();
         spare.lend(&mut self.rbuf);
         self.rbuf.extend_from_slice(data);
-        self.received(data.len(), arrived.map(|at| (at, 1)), starts, clock, tally);
+        self.received(data.len(), stamp, starts, now, tally);
     }
 
     /// Count what a read's kernel timestamp says (see [`crate::queue_wait`]): the
     /// connection's accept-queue wait at its first timestamped read, and, when the read
     /// begins a request, how long its bytes waited in the receive queue (kept for each
     /// request they begin).
-    fn count_waits(
-        &mut self,
-        arrived: SystemTime,
-        weight: u8,
-        starts: bool,
-        (now, wall): (Instant, SystemTime),
-        tally: &mut Tally,
-    ) {
+    fn count_waits(&mut self, stamp: Stamp, starts: bool, tally: &mut Tally) {
+        let Stamp {
+            arrived,
+            weight,
+            read_at: (now, wall),
+        } = stamp;
         if !starts && !self.accept_wait_pending {
             // The rest of a request already counted.
             return;
@@ -809,25 +815,17 @@ pub(super) mod tests {
 
         /// Feed `bytes`, answer every request inline, return the verdict.
         pub(crate) fn feed(&mut self, c: &mut Connection, bytes: &[u8]) -> Verdict {
-            let clock = (self.now, SystemTime::now());
-            c.receive(bytes, None, clock, &mut self.spare, &mut self.tally);
+            c.receive(bytes, None, self.now, &mut self.spare, &mut self.tally);
             self.run(c)
         }
 
         fn run(&mut self, c: &mut Connection) -> Verdict {
-            loop {
-                let cx = ParseContext {
-                    body_limit: &|_req: &Request| None,
-                    refusals: None,
-                    date: &self.date,
-                    draining: false,
-                    now: self.now,
-                };
-                let next = c.poll_request(&cx, &mut self.tally);
-                let Some((req, ctx)) = next else { break };
+            let mut tally = std::mem::take(&mut self.tally);
+            while let Some((req, ctx)) = c.poll_request(&self.cx(), &mut tally) {
                 let resp = Hello.call(req);
                 c.respond(&resp, ctx, &self.date, &mut self.spare, self.now);
             }
+            self.tally = tally;
             c.settle(self.now, self.timeouts.linger, false)
         }
 
@@ -1050,8 +1048,18 @@ pub(super) mod tests {
             (Tally::default(), Buffers::default(), DateCache::new(wall0));
         // The request reached the kernel 3 ms before the accept (at t0) and is read 2 ms
         // after it: it waited 5 ms in all, 3 of them in the accept queue.
-        let clock = (t0 + ms(2), wall0 + ms(2));
-        c.receive(GET, Some(wall0 - ms(3)), clock, &mut spare, &mut tally);
+        let stamp = |arrived, read: Duration| Stamp {
+            arrived,
+            weight: 1,
+            read_at: (t0 + read, wall0 + read),
+        };
+        c.receive(
+            GET,
+            Some(stamp(wall0 - ms(3), ms(2))),
+            t0 + ms(2),
+            &mut spare,
+            &mut tally,
+        );
         assert_eq!(tally.accept_waits, vec![ms(3)]);
         assert_eq!(tally.bytes_in, GET.len() as u64);
         let cx = |now| ParseContext {
@@ -1061,14 +1069,19 @@ pub(super) mod tests {
             draining: false,
             now,
         };
-        assert!(c.poll_request(&cx(clock.0), &mut tally).is_some());
+        assert!(c.poll_request(&cx(t0 + ms(2)), &mut tally).is_some());
         assert_eq!(tally.receive_waits, vec![(ms(5), 1)]);
         // The next request, stamped 1.5 ms before its read 10 ms later: its own wait, and no
         // second accept-queue wait for the connection.
-        let clock = (t0 + ms(12), wall0 + ms(12));
-        let stamp = wall0 + ms(12) - Duration::from_micros(1_500);
-        c.receive(GET, Some(stamp), clock, &mut spare, &mut tally);
-        assert!(c.poll_request(&cx(clock.0), &mut tally).is_some());
+        let arrived = wall0 + ms(12) - Duration::from_micros(1_500);
+        c.receive(
+            GET,
+            Some(stamp(arrived, ms(12))),
+            t0 + ms(12),
+            &mut spare,
+            &mut tally,
+        );
+        assert!(c.poll_request(&cx(t0 + ms(12)), &mut tally).is_some());
         assert_eq!(tally.accept_waits, vec![ms(3)]);
         assert_eq!(
             tally.receive_waits,
@@ -1077,8 +1090,13 @@ pub(super) mod tests {
         // Bytes that arrived after the accept: the connection did not wait in the queue.
         let mut late = Connection::new(None, Limits::default(), t0);
         let mut t = Tally::default();
-        let clock = (t0 + ms(4), wall0 + ms(4));
-        late.receive(GET, Some(wall0 + ms(1)), clock, &mut spare, &mut t);
+        late.receive(
+            GET,
+            Some(stamp(wall0 + ms(1), ms(4))),
+            t0 + ms(4),
+            &mut spare,
+            &mut t,
+        );
         assert_eq!(t.accept_waits, vec![Duration::ZERO]);
     }
 

@@ -16,7 +16,7 @@
 use crate::buffers::Buffers;
 use crate::config::{QueueTiming, Timeouts};
 use crate::conn_limit::ConnLimit;
-use crate::connection::{Connection, Expired, Expiry, ParseContext, Tally, Verdict};
+use crate::connection::{Connection, Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
@@ -191,8 +191,6 @@ pub(crate) struct Reader {
     /// io_uring: when to look next for connections reset under an armed receive
     /// ([`Reader::sweep_reset`]).
     next_sweep: Instant,
-    /// The wall clock read with `now` at the start of the round (for receive timestamps).
-    wall: SystemTime,
     /// What the connections counted since it was last added to `stats`.
     tally: Tally,
 }
@@ -232,7 +230,6 @@ impl Reader {
             draining: false,
             idle_close_at: None,
             next_sweep: now + RESET_SWEEP,
-            wall: SystemTime::now(),
             tally: Tally::default(),
             touched: Vec::new(),
             spare: Buffers::default(),
@@ -243,8 +240,7 @@ impl Reader {
     pub(crate) fn set_now(&mut self, now: Instant) {
         self.previous_round = self.now;
         self.now = now;
-        self.wall = SystemTime::now();
-        self.date.refresh(self.wall);
+        self.date.refresh(SystemTime::now());
     }
 
     /// How long the loop may sleep before a deadline could be due.
@@ -333,8 +329,8 @@ impl Reader {
             Ok(bytes) if lingering => ended = !s.conn.discard_input(bytes.len()),
             Ok(bytes) => s.conn.receive(
                 bytes,
-                arrived,
-                read_clock(arrived.is_some(), (self.now, self.wall)),
+                arrived.map(|at| stamp(at, 1)),
+                self.now,
                 &mut self.spare,
                 &mut self.tally,
             ),
@@ -668,8 +664,8 @@ impl Reader {
                 match read {
                     Ok((0, _)) => s.conn.peer_closed(),
                     Ok((n, arrived)) => {
-                        let clock = read_clock(arrived.is_some(), (self.now, self.wall));
-                        s.conn.received(n, arrived, starts, clock, &mut self.tally);
+                        let stamp = arrived.map(|(at, weight)| stamp(at, weight));
+                        s.conn.received(n, stamp, starts, self.now, &mut self.tally);
                         // A short read emptied the kernel queue; the next edge tells us
                         // when more arrives — unless the client's FIN came with these
                         // bytes: then no edge will come, and the read that returns 0 must
@@ -920,14 +916,13 @@ impl Reader {
     }
 }
 
-/// The clocks a read is given: the round's, or, for a read the kernel timestamped, both
-/// clocks read now — its wait runs to this moment, not to the start of a round that may have
-/// served many connections before it.
-fn read_clock(timed: bool, round: (Instant, SystemTime)) -> (Instant, SystemTime) {
-    if timed {
-        (Instant::now(), SystemTime::now())
-    } else {
-        round
+/// A read the kernel stamped `arrived`, standing for `weight` requests, with both clocks read
+/// now, at the read (the connection core reads none).
+fn stamp(arrived: SystemTime, weight: u8) -> Stamp {
+    Stamp {
+        arrived,
+        weight,
+        read_at: (Instant::now(), SystemTime::now()),
     }
 }
 
