@@ -153,7 +153,7 @@ pub fn app(
         })
         .get("/debug/connections", move |req: h1::Request| {
             let limit = crate::listing_limit(&req);
-            let conns = listings.get(limit, || connections(&for_listing(), limit));
+            let conns = listings.get(|| connections(&for_listing(), limit));
             h1::Response::json_bytes(200, crate::listing_json(&conns, limit))
         })
 }

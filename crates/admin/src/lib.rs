@@ -54,7 +54,7 @@ pub fn app(view: Introspect) -> impl Handler {
         })
         .get("/debug/connections", move |req: Request| {
             let limit = listing_limit(&req);
-            let conns = listings.get(limit, || view.connections(limit, Duration::from_secs(1)));
+            let conns = listings.get(|| view.connections(limit, Duration::from_secs(1)));
             Response::json_bytes(200, listing_json(&conns, limit))
         })
         .get("/", |_req: Request| {
@@ -100,11 +100,7 @@ pub(crate) struct Listings {
 }
 
 impl Listings {
-    pub(crate) fn get(
-        &self,
-        _limit: usize,
-        list: impl FnOnce() -> Connections,
-    ) -> Arc<Connections> {
+    pub(crate) fn get(&self, list: impl FnOnce() -> Connections) -> Arc<Connections> {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, conns)) = cached.as_ref() {
             if at.elapsed() < state::CACHE {

@@ -606,14 +606,10 @@ pub fn bind(cfg: &backlog_server::Config, opts: &Options) -> anyhow::Result<Vec<
     let mut out: Vec<Listener> = Vec::with_capacity(count);
     for _ in 0..count {
         let mut addr = cfg.listen;
-        let reuseport = match (opts.reuseport, out.first()) {
-            (false, _) => Reuseport::No,
-            (true, None) => Reuseport::Lead,
-            (true, Some(first)) => {
-                addr.set_port(first.local_addr().port());
-                Reuseport::Join
-            }
-        };
+        if let Some(first) = out.first() {
+            addr.set_port(first.local_addr().port());
+        }
+        let reuseport = Reuseport::of(opts.reuseport, out.is_empty());
         out.push(Listener::bind_for(cfg, addr, reuseport)?);
     }
     Ok(out)

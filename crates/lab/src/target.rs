@@ -225,25 +225,30 @@ impl Target {
 
     /// Why this target cannot run here, if it cannot.
     pub fn unavailable(&self) -> Option<&'static str> {
-        let ok = match &self.kind {
-            Kind::Backlog { extra, .. } => {
-                !extra.windows(2).any(|w| w[0] == "--io" && w[1] == "uring")
-                    || sys::uring::check().is_ok()
-            }
-            Kind::Nginx { .. } => which("nginx"),
-            Kind::Node { .. } => which("node"),
-            Kind::Hyper => cfg!(feature = "hyper"),
-            Kind::Floor { io } => *io != backlog_server::Io::Uring || sys::uring::check().is_ok(),
+        let no_uring = || sys::uring::check().is_err();
+        let (missing, why) = match &self.kind {
+            Kind::Backlog { extra, .. } => (
+                extra.windows(2).any(|w| w[0] == "--io" && w[1] == "uring") && no_uring(),
+                "io_uring is not available here",
+            ),
+            Kind::Floor { io } => (
+                *io == backlog_server::Io::Uring && no_uring(),
+                "io_uring is not available here",
+            ),
+            Kind::Nginx { .. } => (
+                !which("nginx"),
+                "nginx is not installed (apt-get install nginx-light)",
+            ),
+            Kind::Node { .. } => (
+                !which("node"),
+                "node is not installed (apt-get install nodejs)",
+            ),
+            Kind::Hyper => (
+                !cfg!(feature = "hyper"),
+                "this backlog was built without the `hyper` feature (cargo build --release --features hyper)",
+            ),
         };
-        if ok {
-            return None;
-        }
-        Some(match &self.kind {
-            Kind::Nginx { .. } => "nginx is not installed (apt-get install nginx-light)",
-            Kind::Node { .. } => "node is not installed (apt-get install nodejs)",
-            Kind::Hyper => "this backlog was built without the `hyper` feature (cargo build --release --features hyper)",
-            Kind::Backlog { .. } | Kind::Floor { .. } => "io_uring is not available here",
-        })
+        missing.then_some(why)
     }
 }
 

@@ -40,6 +40,18 @@ pub enum Reuseport {
     Join,
 }
 
+impl Reuseport {
+    /// For a socket that shares its port (`shared`) or not, and is the first of its group
+    /// to bind (`first`) or joins one already bound.
+    pub fn of(shared: bool, first: bool) -> Reuseport {
+        match (shared, first) {
+            (false, _) => Reuseport::No,
+            (true, true) => Reuseport::Lead,
+            (true, false) => Reuseport::Join,
+        }
+    }
+}
+
 /// A bound, listening, non-blocking socket — or, in a worker of the multi-process
 /// `dispatch` model, the Unix socket its supervisor sends accepted connections over
 /// (Node cluster's round-robin): "accepting" from it is receiving the next descriptor.

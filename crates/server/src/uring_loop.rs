@@ -102,22 +102,21 @@ pub(crate) fn run(lp: EventLoop) {
                     r.on_sent(&mut Driver::Uring(sub), token, result, buf);
                 }
             }
-            Event::Ready { token, .. } if matches!(Token::from_u64(token), Token::Listener(_)) => {
-                let Token::Listener(index) = Token::from_u64(token) else {
-                    return;
-                };
-                if let Some(a) = acceptor.as_mut() {
-                    a.on_listener_ready_uring(usize::from(index), busy_since, &mut |c| {
-                        deliver(&mut Driver::Uring(sub), &mut reader, &mut balancer, c)
-                    });
+            Event::Ready { token, more } => match Token::from_u64(token) {
+                Token::Listener(index) => {
+                    if let Some(a) = acceptor.as_mut() {
+                        a.on_listener_ready_uring(usize::from(index), busy_since, &mut |c| {
+                            deliver(&mut Driver::Uring(sub), &mut reader, &mut balancer, c)
+                        });
+                    }
                 }
-            }
-            Event::Ready { more, .. } => {
-                woken = true;
-                if !more {
-                    sub.poll_multi(waker.as_fd(), WAKER);
+                _ => {
+                    woken = true;
+                    if !more {
+                        sub.poll_multi(waker.as_fd(), WAKER);
+                    }
                 }
-            }
+            },
         });
         let mut sub = ring.submit();
         if let Some(r) = reader.as_mut() {

@@ -17,7 +17,7 @@ pub fn raise_nofile() -> u64 {
             let _ = setrlimit(Resource::Nofile, limit);
         }
     }
-    getrlimit(Resource::Nofile).current.unwrap_or(1 << 20)
+    nofile()
 }
 
 #[cfg(test)]

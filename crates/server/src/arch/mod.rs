@@ -107,11 +107,7 @@ impl<'a> Wiring<'a> {
             return Ok(listener);
         }
         let mut addr = self.cfg.listen;
-        let reuseport = match (reuseport, self.addr) {
-            (false, _) => Reuseport::No,
-            (true, None) => Reuseport::Lead,
-            (true, Some(_)) => Reuseport::Join,
-        };
+        let reuseport = Reuseport::of(reuseport, self.addr.is_none());
         if let Some(bound) = self.addr {
             addr.set_port(bound.port());
         }
