@@ -126,11 +126,12 @@ fn file_flags(
                 key: key.to_string(),
             })
     };
+    // Every key's flag first: an unknown key is refused before anything else, and a key can
+    // be checked against the others (`topology` against `model`).
     let in_file: Vec<&clap::Arg> = table.keys().map(|k| arg_of(k)).collect::<Result<_, _>>()?;
     let mut flags = Vec::new();
-    for (key, value) in &table {
+    for ((key, value), &arg) in table.iter().zip(&in_file) {
         let long = key.replace('_', "-");
-        let arg = arg_of(key)?;
         let id = arg.get_id().as_str();
         let overridden = set_here(id)
             || serve
@@ -344,7 +345,7 @@ mod tests {
     fn a_files_topology_replaces_its_model_and_bad_values_name_the_key() {
         let got = flags("model = \"pool\"\ntopology = \"readers=2\"\n", &[]).unwrap();
         assert_eq!(got, ["--topology=readers=2"]);
-        let err = crate::config_file::tests::flags_real("max-body-bytes = \"lots\"\n");
+        let err = flags_real("max-body-bytes = \"lots\"\n");
         let text = err.to_string();
         assert!(
             text.contains("f: invalid value \"lots\" for `max-body-bytes`"),

@@ -652,7 +652,6 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A 1 MiB body's buffers go back to the kernel when freed, not into an arena for good.
     sys::memory::return_large_allocations(128 * 1024);
-    prepare_descriptors();
     let worker = inherit::worker_id()?;
     let inherited = inherit::listeners()?;
     let ready = inherit::Ready::take()?;
@@ -681,6 +680,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    prepare_descriptors();
     // Refused before anything is bound, by a supervisor as by a single process.
     if let Some(addr) = args.admin {
         if !addr.ip().is_loopback() && !args.admin_public {
