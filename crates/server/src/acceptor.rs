@@ -11,16 +11,14 @@
 //! a timer", or the level-triggered listener would spin a core (actix-server does the same).
 
 use crate::conn_limit::ConnLimit;
+use crate::driver::{Io, Listen};
 use crate::listener::Listener;
 use crate::stats::ThreadStats;
-use crate::token::Token;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sys::socket::AcceptError;
 use sys::socket::Accepted;
-use sys::{Epoll, Interest};
 
 /// Accepts per readiness event before the thread goes back to its connections.
 pub const ACCEPT_BATCH: usize = 64;
@@ -37,28 +35,6 @@ pub const EXCLUSIVE_ROTATE: u32 = 16;
 pub const MUTEX_DELAY: Duration = Duration::from_millis(500);
 /// How long accepting pauses after EMFILE / ENFILE / ENOBUFS / ENOMEM.
 pub const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
-
-/// A listener's token: its index among the acceptor's listeners. On an io_uring its multishot
-/// accept and its readiness poll (near the ceiling) share it.
-fn listener_token(index: usize) -> u64 {
-    Token::Listener(index as u16).to_u64()
-}
-/// io_uring: room under `--max-conns` below which the listener is polled and accepted
-/// from as under epoll (readiness, then `accept4` for each slot there is room for). A
-/// multishot accept takes whatever arrives, so it is stopped while this much room is left:
-/// at the ceiling, connections wait in the kernel's accept queue exactly as under epoll.
-const MULTISHOT_ROOM: usize = 1024;
-
-/// A listener's accepts on an io_uring.
-#[derive(Debug, Clone, Copy, Default)]
-struct UringAccepts {
-    /// A multishot accept is armed.
-    multishot: bool,
-    /// It was cancelled and its last completion has not come yet.
-    stopping: bool,
-    /// A one-shot readiness poll is armed (shared sockets, near the ceiling).
-    polling: bool,
-}
 
 /// nginx's accept_mutex: a lock word shared by the threads of one listening socket.
 ///
@@ -110,18 +86,28 @@ pub(crate) struct Acceptor {
     limit: Arc<ConnLimit>,
     /// At `--max-conns`: not polling, until a connection closes somewhere.
     full: bool,
-    registered: bool,
+    /// Holding the accept mutex this round.
     holding: bool,
     since_rotate: u32,
+    /// An accept batch asked for a change the driver has not been told yet (see
+    /// [`Acceptor::settle`]).
+    pending: Option<Pending>,
     /// Listeners whose last batch this round took connections: the queue may be refilling
     /// as fast as we take from it (a burst), so the loop tries them between its events.
     busy: Vec<bool>,
     paused_until: Option<Instant>,
     last_warning: Option<Instant>,
-    /// io_uring only: each listener's accepts.
-    uring: Vec<UringAccepts>,
-    /// io_uring only: shutting down, waiting for cancelled accepts to finish.
-    closing: bool,
+    /// Shutting down: what was cancelled is not armed again.
+    stopping: bool,
+}
+
+/// What the driver must be told after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// Stop polling (at the ceiling, or out of descriptors).
+    Off,
+    /// Go to the back of the shared socket's waiters ([`EXCLUSIVE_ROTATE`]).
+    Requeue,
 }
 
 impl Acceptor {
@@ -138,76 +124,65 @@ impl Acceptor {
             stats,
             limit,
             full: false,
-            registered: false,
             holding: false,
             since_rotate: 0,
+            pending: None,
             paused_until: None,
             last_warning: None,
-            uring: Vec::new(),
-            closing: false,
+            stopping: false,
         }
     }
 
-    fn interest(&self) -> Interest {
-        match self.turn {
-            Turn::Exclusive => Interest::ReadableExclusive,
-            _ => Interest::Readable,
+    /// Called at the top of each loop round: tell the driver how to poll the listeners.
+    /// Returns how long the loop may sleep at most.
+    pub(crate) fn before_wait(&mut self, io: &mut impl Io, now: Instant) -> Option<Duration> {
+        if self.stopping {
+            return None;
         }
-    }
-
-    fn register(&mut self, epoll: &Epoll) {
-        if self.registered {
-            return;
-        }
-        for (i, l) in self.listeners.iter().enumerate() {
-            if let Err(err) = epoll.add(&**l, listener_token(i), self.interest()) {
-                tracing::error!(%err, "cannot poll listener");
-            }
-        }
-        self.registered = true;
-    }
-
-    fn deregister(&mut self, epoll: &Epoll) {
-        if !self.registered {
-            return;
-        }
-        for l in &self.listeners {
-            let _ = epoll.delete(&**l);
-        }
-        self.registered = false;
-    }
-
-    /// Called at the top of each loop round. Returns how long the loop may sleep at most.
-    pub(crate) fn before_wait(&mut self, epoll: &Epoll, now: Instant) -> Option<Duration> {
         if let Some(until) = self.paused_until {
             if now < until {
                 return Some(until - now);
             }
             self.paused_until = None;
         }
+        let room = self.limit.room();
         if self.full {
-            if !self.limit.has_room() {
+            if room == 0 {
                 // ConnLimit::release wakes this loop when a connection closes.
-                self.deregister(epoll);
+                io.listen(&self.listeners, Listen::Off);
                 return None;
             }
             self.full = false;
         }
+        let on = Listen::On {
+            exclusive: matches!(self.turn, Turn::Exclusive),
+            own: matches!(self.turn, Turn::Own),
+            room,
+        };
         match &self.turn {
             Turn::Mutex(lock) => {
                 if lock.try_lock() {
                     self.holding = true;
-                    self.register(epoll);
+                    io.listen(&self.listeners, on);
                     None
                 } else {
-                    self.deregister(epoll);
+                    io.listen(&self.listeners, Listen::Off);
                     Some(MUTEX_DELAY)
                 }
             }
             _ => {
-                self.register(epoll);
+                io.listen(&self.listeners, on);
                 None
             }
+        }
+    }
+
+    /// After an accept batch: tell the driver what the batch decided.
+    pub(crate) fn settle(&mut self, io: &mut impl Io) {
+        match self.pending.take() {
+            Some(Pending::Off) => io.listen(&self.listeners, Listen::Off),
+            Some(Pending::Requeue) => io.requeue(&self.listeners),
+            None => {}
         }
     }
 
@@ -220,23 +195,24 @@ impl Acceptor {
         }
     }
 
-    /// Listener `index` is readable: accept a batch.
+    /// Listener `index` has connections queued: accept a batch (`nonblocking`: the
+    /// driver's sockets are non-blocking), then [`Acceptor::settle`].
     pub(crate) fn on_ready(
         &mut self,
-        epoll: &Epoll,
         index: usize,
+        nonblocking: bool,
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
-        match self.accept_batch(index, true, now, deliver) {
+        match self.accept_batch(index, nonblocking, now, deliver) {
             Batch::Full => {
-                self.deregister(epoll);
+                self.pending = Some(Pending::Off);
                 tracing::debug!(
                     max = self.limit.max(),
                     "connection limit reached; accepting paused"
                 );
             }
-            Batch::Paused => self.deregister(epoll),
+            Batch::Paused => self.pending = Some(Pending::Off),
             Batch::Drained(accepted) => {
                 if let Some(busy) = self.busy.get_mut(index) {
                     *busy = accepted > 0;
@@ -245,8 +221,7 @@ impl Acceptor {
                     self.since_rotate += accepted;
                     if self.since_rotate >= EXCLUSIVE_ROTATE {
                         self.since_rotate = 0;
-                        self.deregister(epoll);
-                        self.register(epoll);
+                        self.pending.get_or_insert(Pending::Requeue);
                     }
                 }
             }
@@ -264,19 +239,19 @@ impl Acceptor {
     /// outside a burst this costs at most one `accept4` per listener and round.
     pub(crate) fn accept_more(
         &mut self,
-        epoll: &Epoll,
+        nonblocking: bool,
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
         for index in 0..self.busy.len() {
             if self.busy[index] && !self.full && self.paused_until.is_none() {
-                self.on_ready(epoll, index, now, deliver);
+                self.on_ready(index, nonblocking, now, deliver);
             }
         }
     }
 
     /// Accept up to [`ACCEPT_BATCH`] from listener `index` with `accept4`, each with its
-    /// slot under the ceiling claimed first, non-blocking (epoll) or blocking (io_uring).
+    /// slot under the ceiling claimed first.
     fn accept_batch(
         &mut self,
         index: usize,
@@ -322,9 +297,8 @@ impl Acceptor {
     }
 
     /// Count an accepted connection and send it where this loop's connections go (its own
-    /// reader, or a balancer over other threads' readers: the loop's [`Roles`] decide).
-    ///
-    /// [`Roles`]: crate::event_loop::Roles
+    /// reader, or a balancer over other threads' readers: the loop's
+    /// [`Roles`](crate::event_loop::Roles) decide).
     fn hand_over(&mut self, conn: Accepted, deliver: &mut dyn FnMut(Accepted)) {
         self.stats.accepted();
         deliver(conn);
@@ -342,21 +316,26 @@ impl Acceptor {
         }
     }
 
-    /// Shutdown: take what is already queued (those clients completed their handshake and
-    /// would otherwise be reset), then stop polling and drop the listeners. The socket closes
-    /// when its last thread lets go, and from then on the kernel refuses new connections.
-    pub(crate) fn close(mut self, epoll: &Epoll, deliver: &mut dyn FnMut(Accepted)) {
-        self.deregister(epoll);
-        if let Turn::Mutex(lock) = &self.turn {
-            if self.holding {
-                lock.unlock();
-            }
+    /// Shutdown, first step: cancel what is armed on the listeners and arm nothing again.
+    /// A connection the driver took before the cancel still comes; once nothing is armed
+    /// ([`Io::listening`]), [`Acceptor::close`].
+    pub(crate) fn stop(&mut self, io: &mut impl Io) {
+        self.stopping = true;
+        io.listen(&self.listeners, Listen::Stop);
+        if let (Turn::Mutex(lock), true) = (&self.turn, self.holding) {
+            lock.unlock();
+            self.holding = false;
         }
-        self.take_queued(true, deliver);
     }
 
-    /// Accept what is already in the accept queues (non-blocking for epoll, blocking for an
-    /// io_uring), then drop the listeners.
+    /// Shutdown, last step: take what is already queued (those clients completed their
+    /// handshake and would otherwise be reset) and drop the listeners. The socket closes
+    /// when its last thread lets go, and from then on the kernel refuses new connections.
+    pub(crate) fn close(mut self, nonblocking: bool, deliver: &mut dyn FnMut(Accepted)) {
+        self.take_queued(nonblocking, deliver);
+    }
+
+    /// Accept what is already in the accept queues, then drop the listeners.
     fn take_queued(&mut self, nonblocking: bool, deliver: &mut dyn FnMut(Accepted)) {
         for listener in std::mem::take(&mut self.listeners) {
             for _ in 0..4096 {
@@ -379,78 +358,14 @@ impl Acceptor {
     }
 }
 
-/// The acceptor on an io_uring. A socket of its own gets a multishot accept. A shared socket
-/// is polled for readiness by every loop, and the loops that wake take batches with
-/// `accept4`, as under epoll: io_uring's accept waits exclusively and wakes waiters in the
-/// order they armed, handing every connection to the first loop's ring even while that
-/// loop is busy (the connection then waits until it next enters the kernel) and the others
-/// sleep. A 9-run accept storm put that at 1.55–1.95× nginx's overflows on one socket. So on a
-/// shared socket `exclusive`, `mutex` and `herd` all become a herd of readiness polls.
 impl Acceptor {
-    /// Arm what the room under the ceiling allows: a multishot accept on an own socket with
-    /// room to spare; a readiness poll on a shared socket, near the ceiling, and for
-    /// connections passed by a supervisor; nothing at it. Returns how long the loop may
-    /// sleep at most (a pause after EMFILE).
-    pub(crate) fn before_wait_uring(
+    /// The driver accepted a connection itself (a multishot accept), or its accept failed.
+    pub(crate) fn on_accepted(
         &mut self,
-        sub: &mut sys::uring::Submit<'_>,
-        now: Instant,
-    ) -> Option<Duration> {
-        if self.closing {
-            // Shutting down: what was cancelled is not armed again.
-            return None;
-        }
-        if let Some(until) = self.paused_until {
-            if now < until {
-                return Some(until - now);
-            }
-            self.paused_until = None;
-        }
-        self.uring
-            .resize(self.listeners.len(), UringAccepts::default());
-        let room = self.limit.room();
-        let own = matches!(self.turn, Turn::Own);
-        for (i, (listener, arm)) in self.listeners.iter().zip(&mut self.uring).enumerate() {
-            let token = listener_token(i);
-            // Connections a supervisor passes over a Unix socket are not accepted but
-            // received: that socket is polled, then read as under epoll.
-            if own && room > MULTISHOT_ROOM && !listener.is_passed() {
-                if !arm.multishot {
-                    sub.accept_multi(listener.as_fd(), token);
-                    arm.multishot = true;
-                }
-                continue;
-            }
-            if arm.multishot {
-                if !arm.stopping {
-                    sub.cancel_accept(token);
-                    arm.stopping = true;
-                }
-                continue;
-            }
-            if room > 0 && !arm.polling {
-                sub.poll_once(listener.as_fd(), token);
-                arm.polling = true;
-            }
-        }
-        None
-    }
-
-    /// A multishot accept completed.
-    pub(crate) fn on_accepted_uring(
-        &mut self,
-        index: usize,
         fd: std::io::Result<std::os::fd::OwnedFd>,
-        more: bool,
         now: Instant,
         deliver: &mut dyn FnMut(Accepted),
     ) {
-        if let Some(arm) = self.uring.get_mut(index) {
-            if !more {
-                arm.multishot = false;
-                arm.stopping = false;
-            }
-        }
         if let Some(err) = deliver_accepted(fd, &self.limit, &self.stats, deliver) {
             let exhausted = matches!(
                 sys::socket::classify_accept_error(&err),
@@ -458,43 +373,9 @@ impl Acceptor {
             );
             if exhausted && !sys::cancelled(&err) {
                 self.pause_for(now, &err);
+                self.pending = Some(Pending::Off);
             }
         }
-    }
-
-    /// A polled listener (shared, near the ceiling, or passed) is readable: accept a batch,
-    /// as far as there is room.
-    pub(crate) fn on_listener_ready_uring(
-        &mut self,
-        index: usize,
-        now: Instant,
-        deliver: &mut dyn FnMut(Accepted),
-    ) {
-        if let Some(arm) = self.uring.get_mut(index) {
-            arm.polling = false;
-        }
-        self.accept_batch(index, false, now, deliver);
-    }
-
-    /// Shutdown on an io_uring, first step: cancel the accepts and polls and arm no more.
-    /// Connections a multishot accept took before the cancel still come; once its last
-    /// completion has ([`Acceptor::armed_uring`] is false), [`Acceptor::close_uring`].
-    pub(crate) fn cancel_uring(&mut self, sub: &mut sys::uring::Submit<'_>) {
-        self.closing = true;
-        for i in 0..self.listeners.len() {
-            sub.cancel_accept(listener_token(i));
-            sub.cancel_poll(listener_token(i));
-        }
-    }
-
-    /// Whether an accept or a poll is still armed on the ring.
-    pub(crate) fn armed_uring(&self) -> bool {
-        self.uring.iter().any(|a| a.multishot || a.polling)
-    }
-
-    /// Shutdown on an io_uring, last step: take what is queued, drop the listeners.
-    pub(crate) fn close_uring(mut self, deliver: &mut dyn FnMut(Accepted)) {
-        self.take_queued(false, deliver);
     }
 }
 

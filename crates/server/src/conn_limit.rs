@@ -74,11 +74,6 @@ impl ConnLimit {
         self.max.saturating_sub(self.open.load(Ordering::Acquire))
     }
 
-    /// Whether an acceptor may resume.
-    pub(crate) fn has_room(&self) -> bool {
-        self.open.load(Ordering::Acquire) < self.max
-    }
-
     pub(crate) fn max(&self) -> usize {
         self.max
     }
@@ -94,9 +89,9 @@ mod tests {
         assert!(limit.try_acquire());
         assert!(limit.try_acquire());
         assert!(!limit.try_acquire());
-        assert!(!limit.has_room());
+        assert_eq!(limit.room(), 0);
         limit.release();
-        assert!(limit.has_room());
+        assert_eq!(limit.room(), 1);
         assert!(limit.try_acquire());
     }
 }

@@ -76,6 +76,7 @@ mod buffers;
 mod config;
 mod conn_limit;
 mod connection;
+mod driver;
 mod event_loop;
 pub mod handler;
 mod handoff;
@@ -93,7 +94,6 @@ mod timer;
 mod token;
 pub mod topology;
 pub mod tuning;
-mod uring_loop;
 mod worker;
 
 pub use config::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming, Timeouts, UnknownName};

@@ -38,9 +38,10 @@
 //! Histograms are per thread, fixed buckets from 10 µs to 10 s (atomics; the owner writes,
 //! the admin endpoint reads).
 
+use crate::config::QueueTiming;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `--queue-timing sampled`: one in this many of the requests a thread reads is timed, and
 /// counted for this many, when no read can have waited long (below); every other read is
@@ -59,6 +60,59 @@ pub const BUCKETS_US: [u64; 19] = [
     10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
     500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
+
+/// Which reads a reader times, for the reads it makes itself (epoll): every one
+/// (`--queue-timing on`), none (`off`), or the strata above (`sampled`).
+#[derive(Debug)]
+pub(crate) struct ReadTiming {
+    /// Requests begun by this thread's reads, to time one in [`SAMPLE_EVERY`].
+    sampled: u32,
+    /// When the loop's previous round began (see [`TIME_EVERY_READ_AFTER`]).
+    previous_round: Instant,
+}
+
+impl ReadTiming {
+    pub(crate) fn new(now: Instant) -> Self {
+        ReadTiming {
+            sampled: 0,
+            previous_round: now,
+        }
+    }
+
+    /// The loop began a round; the previous one began at `previous`.
+    pub(crate) fn round_began(&mut self, previous: Instant) {
+        self.previous_round = previous;
+    }
+
+    /// The weight the next read's wait counts for, or `None` for a plain read.
+    /// `first_pending`: the connection's accept-queue wait is still to be counted;
+    /// `starts`: the read begins a request.
+    pub(crate) fn weight(
+        &mut self,
+        mode: QueueTiming,
+        first_pending: bool,
+        starts: bool,
+    ) -> Option<u8> {
+        match mode {
+            QueueTiming::On => Some(1),
+            QueueTiming::Off => None,
+            QueueTiming::Sampled if first_pending => Some(1),
+            // The rest of a request already counted (or not sampled): nothing to time.
+            QueueTiming::Sampled if !starts => None,
+            QueueTiming::Sampled
+                if Instant::now().duration_since(self.previous_round) >= TIME_EVERY_READ_AFTER =>
+            {
+                Some(1)
+            }
+            QueueTiming::Sampled => {
+                self.sampled = self.sampled.wrapping_add(1);
+                self.sampled
+                    .is_multiple_of(SAMPLE_EVERY)
+                    .then_some(SAMPLE_EVERY as u8)
+            }
+        }
+    }
+}
 
 /// A request's receive-queue wait as its connection keeps it until the request is parsed,
 /// in 4 bytes (every connection carries one): µs in the low 27 bits (capped at 134 s; the

@@ -1,14 +1,14 @@
 //! The reader role: owns connections, reads them, parses requests, writes responses.
 //!
-//! The reader is the driver: it makes the syscalls and feeds what they return to each
-//! connection's I/O-free state machine ([`Connection`]), which decides what to parse, run,
-//! send and close. A reader either runs the handler itself (single, dispatch, shared, reuseport) or hands
-//! each request to the worker pool and writes the answers back in order (pool). Sockets are
-//! edge-triggered: a read shorter than the buffer means the kernel queue is empty, so a
-//! keep-alive request costs one `read` and one `write`, with `epoll_wait` amortised. Reading
-//! pauses — the bytes stay in the kernel's receive queue and TCP slows the client — when the
-//! worker queue is full, when a connection has too many requests in flight, or when its
-//! unsent output passes [`OUTPUT_BOUND`](crate::connection::OUTPUT_BOUND).
+//! The reader feeds what its driver reports ([`crate::driver`]) to each connection's I/O-free
+//! state machine ([`Connection`]), which decides what to parse, run, send and close. It is
+//! written once for both drivers: where readiness and completions differ (who reads, how a
+//! send completes, how reading pauses) it asks the driver's [`Io`]. A reader either runs the
+//! handler itself (single, dispatch, shared, reuseport) or hands each request to the worker
+//! pool and writes the answers back in order (pool). Reading pauses — the bytes stay in the
+//! kernel's receive queue and TCP slows the client — when the worker queue is full, when a
+//! connection has too many requests in flight, or when its unsent output passes
+//! [`OUTPUT_BOUND`](crate::connection::OUTPUT_BOUND).
 //!
 //! Every connection is under exactly one deadline at a time (header, body, idle, write or
 //! linger; see [`Connection::deadline`]), kept on the thread's [`TimerWheel`].
@@ -17,10 +17,11 @@ use crate::buffers::Buffers;
 use crate::config::{QueueTiming, Timeouts};
 use crate::conn_limit::ConnLimit;
 use crate::connection::{Connection, Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
+use crate::driver::{ConnEvent, Driver, Io, Read};
 use crate::handler::{call_guarded, Handler};
 use crate::handoff::InboxReceiver;
 use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
-use crate::queue_wait::{SAMPLE_EVERY, TIME_EVERY_READ_AFTER};
+use crate::queue_wait::ReadTiming;
 use crate::refusal::RenderRefusal;
 use crate::stats::ThreadStats;
 use crate::timer::{Entry, TimerRef, TimerWheel};
@@ -30,33 +31,17 @@ use crossbeam_channel::Receiver;
 use h1::Limits;
 use slab::Slab;
 use std::collections::VecDeque;
-use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use sys::socket::Accepted;
-use sys::uring::Submit;
-use sys::{Epoll, Interest, Readiness};
 
-/// The loop's I/O interface, lent to the reader for one call.
-pub(crate) enum Driver<'a, 'r> {
-    /// Readiness: connections are registered with this epoll; the reader reads and writes.
-    Epoll(&'a Epoll),
-    /// Completions: the reader queues receives, sends and closes on the loop's ring.
-    Uring(&'a mut Submit<'r>),
-}
-
-/// A connection as this reader holds it: the socket, what the driver last said about it,
-/// and the I/O-free protocol state.
-struct Socket {
+/// A connection as this reader holds it: the socket, what its driver keeps for it, and the
+/// I/O-free protocol state.
+struct Socket<C> {
     fd: OwnedFd,
-    /// epoll, edge-triggered: the kernel may hold bytes we have not read yet.
-    readable: bool,
-    /// epoll reported the client's FIN: read until a read returns 0, since a short read
-    /// before it is followed by no further edge.
-    fin_seen: bool,
-    /// io_uring: where its multishot receive is.
-    recv: Armed,
+    /// The driver's own state for it (epoll: what the last edge said; io_uring: its receive).
+    io: C,
     /// Which connection of this slab slot it is: a late event, completion, worker answer or
     /// timer entry for an earlier one carries another generation.
     gen: u32,
@@ -65,24 +50,10 @@ struct Socket {
     conn: Connection,
 }
 
-/// An io_uring multishot receive's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Armed {
-    Off,
-    On,
-    /// Cancelled; its last completion has not come yet (re-arming now would make two).
-    Stopping,
-}
-
-/// A connection's token (see [`crate::token`]).
-fn conn_token(key: usize, gen: u32) -> u64 {
-    Token::conn(key, gen).to_u64()
-}
-
 /// The connection an event or a completion is for, unless it has closed since (its slot may
 /// hold another connection now: the generation tells).
-fn socket_of(conns: &mut Slab<Socket>, token: u64) -> Option<(usize, &mut Socket)> {
-    let Token::Conn { key, gen } = Token::from_u64(token) else {
+fn socket_of<C>(conns: &mut Slab<Socket<C>>, token: Token) -> Option<(usize, &mut Socket<C>)> {
+    let Token::Conn { key, gen } = token else {
         return None;
     };
     let key = key as usize;
@@ -161,10 +132,22 @@ impl ReaderConfig {
     }
 }
 
-pub(crate) struct Reader {
+/// What a reader is made of, put together by the wiring before its thread (and driver)
+/// exists.
+pub(crate) struct ReaderParts {
+    pub(crate) exec: Exec,
+    pub(crate) cfg: ReaderConfig,
+    pub(crate) stats: Arc<ThreadStats>,
+    pub(crate) inbox: Option<InboxReceiver>,
+    /// Its thread's name, and where the admin thread's questions arrive.
+    pub(crate) name: String,
+    pub(crate) queries: Receiver<ConnQuery>,
+}
+
+pub(crate) struct Reader<D: Driver> {
     name: String,
     queries: Receiver<ConnQuery>,
-    conns: Slab<Socket>,
+    conns: Slab<Socket<D::Conn>>,
     exec: Exec,
     cfg: ReaderConfig,
     date: h1::DateCache,
@@ -176,11 +159,8 @@ pub(crate) struct Reader {
     /// Connections whose next request waits for room in the worker queue, oldest first.
     blocked: VecDeque<usize>,
     next_gen: u32,
-    /// `--queue-timing sampled`: requests begun by this thread's reads, to time one in
-    /// [`SAMPLE_EVERY`].
-    sampled: u32,
-    /// When the loop's previous round began (see [`TIME_EVERY_READ_AFTER`]).
-    previous_round: Instant,
+    /// Which of the reads the reader makes itself are timed.
+    timing: ReadTiming,
     draining: bool,
     /// In a drain, when idle keep-alive connections stop being given a last chance.
     idle_close_at: Option<Instant>,
@@ -199,14 +179,16 @@ pub(crate) struct Reader {
 /// connection waiting mid-request was reset.
 const RESET_SWEEP: Duration = Duration::from_secs(1);
 
-impl Reader {
-    pub(crate) fn new(
-        exec: Exec,
-        cfg: ReaderConfig,
-        stats: Arc<ThreadStats>,
-        inbox: Option<InboxReceiver>,
-        (name, queries): (String, Receiver<ConnQuery>),
-    ) -> Self {
+impl<D: Driver> Reader<D> {
+    pub(crate) fn new(parts: ReaderParts) -> Self {
+        let ReaderParts {
+            exec,
+            cfg,
+            stats,
+            inbox,
+            name,
+            queries,
+        } = parts;
         let now = Instant::now();
         Reader {
             name,
@@ -225,8 +207,7 @@ impl Reader {
             inbox,
             blocked: VecDeque::new(),
             next_gen: 0,
-            sampled: 0,
-            previous_round: Instant::now(),
+            timing: ReadTiming::new(now),
             draining: false,
             idle_close_at: None,
             next_sweep: now + RESET_SWEEP,
@@ -238,7 +219,7 @@ impl Reader {
 
     /// The loop woke at `now`: one clock read per round serves every connection.
     pub(crate) fn set_now(&mut self, now: Instant) {
-        self.previous_round = self.now;
+        self.timing.round_began(self.now);
         self.now = now;
         self.date.refresh(SystemTime::now());
     }
@@ -257,37 +238,22 @@ impl Reader {
 
     /// Take ownership of an accepted connection (its slot in the connection limit is
     /// already claimed).
-    pub(crate) fn add(&mut self, io: &mut Driver<'_, '_>, accepted: Accepted) {
+    pub(crate) fn add(&mut self, io: &mut impl Io<Conn = D::Conn>, accepted: Accepted) {
         let Accepted { fd, peer, at } = accepted;
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let mut recv = Armed::Off;
-        match io {
-            Driver::Epoll(epoll) => {
-                // Registration reports data that is already waiting (TCP_DEFER_ACCEPT, fast
-                // clients): epoll checks readiness when a file is added.
-                if let Err(err) = epoll.add(&fd, conn_token(key, gen), Interest::Connection) {
-                    tracing::warn!(%err, "cannot register connection; closing it");
-                    self.cfg.conn_limit.release();
-                    return;
-                }
-            }
-            Driver::Uring(sub) => {
-                sub.recv_multi(
-                    fd.as_fd(),
-                    conn_token(key, gen),
-                    self.cfg.queue_timing.stamps(),
-                );
-                recv = Armed::On;
-            }
+        let mut state = D::Conn::default();
+        let stamps = self.cfg.queue_timing.stamps();
+        if let Err(err) = io.open(&fd, Token::conn(key, gen), &mut state, stamps) {
+            tracing::warn!(%err, "cannot register connection; closing it");
+            self.cfg.conn_limit.release();
+            return;
         }
         entry.insert(Socket {
             fd,
-            readable: false,
-            fin_seen: false,
-            recv,
+            io: state,
             gen,
             timer: TimerRef::NONE,
             conn: Connection::new(peer, self.cfg.limits, at),
@@ -296,7 +262,7 @@ impl Reader {
         if self.draining {
             // Accepted during shutdown: answer what it already sent, or close it now.
             if let Some(s) = self.conns.get_mut(key) {
-                s.readable = true;
+                D::Io::read_all(&mut s.io);
             }
             self.drive(io, key);
         } else {
@@ -304,106 +270,61 @@ impl Reader {
         }
     }
 
-    /// io_uring: bytes (or the FIN, or an error) from a connection's multishot receive.
-    pub(crate) fn on_received(
+    /// Something happened on a connection: take it in, and drive the connection.
+    pub(crate) fn on_conn<I: Io<Conn = D::Conn, Note = D::Note>>(
         &mut self,
-        io: &mut Driver<'_, '_>,
-        token: u64,
-        data: std::io::Result<&[u8]>,
-        arrived: Option<SystemTime>,
-        more: bool,
+        io: &mut I,
+        token: Token,
+        event: ConnEvent<'_>,
+        note: D::Note,
     ) {
-        let Some((key, s)) = socket_of(&mut self.conns, token) else {
-            return;
-        };
-        if !more {
-            s.recv = Armed::Off;
-        }
-        let lingering = s.conn.lingering();
-        let mut ended = false;
-        match data {
-            Ok([]) => {
-                s.conn.peer_closed();
-                ended = true;
-            }
-            Ok(bytes) if lingering => ended = !s.conn.discard_input(bytes.len()),
-            Ok(bytes) => s.conn.receive(
-                bytes,
-                arrived.map(|at| stamp(at, 1)),
-                self.now,
-                &mut self.spare,
-                &mut self.tally,
-            ),
-            // The pool ran dry, or we cancelled it: armed again when wanted.
-            Err(err) if sys::out_of_buffers(&err) || sys::cancelled(&err) => {}
-            Err(_) => {
-                s.conn.broke();
-                ended = true;
-            }
-        }
-        if lingering {
-            // Discarding until the FIN, an error, the cap or the linger deadline.
-            if ended {
-                self.close(io, key);
-            } else {
-                if let (Driver::Uring(sub), Armed::Off) = (&mut *io, s.recv) {
-                    sub.recv_multi(s.fd.as_fd(), token, false);
-                    s.recv = Armed::On;
-                }
-                self.schedule(key);
-            }
-            return;
-        }
-        self.drive(io, key);
-    }
-
-    /// io_uring: a send finished; its buffer comes back.
-    pub(crate) fn on_sent(
-        &mut self,
-        io: &mut Driver<'_, '_>,
-        token: u64,
-        result: std::io::Result<usize>,
-        buf: bytes::BytesMut,
-    ) {
-        let Some((key, s)) = socket_of(&mut self.conns, token) else {
-            return;
-        };
-        let done = match result {
-            Ok(n) => s.conn.sent_back(buf, n, self.now, &mut self.tally),
-            Err(_) => {
-                s.conn.broke();
-                s.conn.sent_back(buf, 0, self.now, &mut self.tally)
-            }
-        };
-        if let Some(buf) = done {
-            self.spare.give(buf);
-        }
-        self.drive(io, key);
-    }
-
-    /// epoll reported readiness for connection `key`.
-    pub(crate) fn on_event(&mut self, epoll: &Epoll, token: u64, readiness: Readiness) {
         // An event of the same round may be for a connection closed (and its key reused)
-        // since epoll reported it: the generation in the token tells.
+        // since the driver reported it: the generation in the token tells.
         let Some((key, s)) = socket_of(&mut self.conns, token) else {
             return;
         };
-        if readiness.broken() {
-            // Reset (or both sides shut): nothing can be answered. Close now rather than
-            // at the next timeout, which is what a short read before the RST would cost.
-            s.conn.broke();
-        } else if readiness.peer_closed() {
-            s.fin_seen = true;
+        I::note(&mut s.io, note);
+        match event {
+            // Reset (or both sides shut): nothing can be answered. Close now rather than at
+            // the next timeout, which is what a short read before the RST would cost.
+            ConnEvent::Ready { broken: true } => s.conn.broke(),
+            ConnEvent::Ready { broken: false } => {}
+            ConnEvent::Received { data, arrived } => match data {
+                Ok([]) if s.conn.lingering() => return self.close(io, key),
+                Ok([]) => s.conn.peer_closed(),
+                // Discarding until the FIN, an error, the cap or the linger deadline.
+                Ok(bytes) if s.conn.lingering() => {
+                    if !s.conn.discard_input(bytes.len()) {
+                        return self.close(io, key);
+                    }
+                }
+                Ok(bytes) => s.conn.receive(
+                    bytes,
+                    arrived.map(|at| stamp(at, 1)),
+                    self.now,
+                    &mut self.spare,
+                    &mut self.tally,
+                ),
+                // The pool ran dry, or we cancelled it: armed again when wanted.
+                Err(err) if sys::out_of_buffers(&err) || sys::cancelled(&err) => {}
+                Err(_) => s.conn.broke(),
+            },
+            ConnEvent::Sent { result, buf } => {
+                let n = result.unwrap_or_else(|_| {
+                    s.conn.broke();
+                    0
+                });
+                if let Some(buf) = s.conn.sent_back(buf, n, self.now, &mut self.tally) {
+                    self.spare.give(buf);
+                }
+            }
         }
-        if readiness.readable() {
-            s.readable = true;
-        }
-        self.drive(&mut Driver::Epoll(epoll), key);
+        self.drive(io, key);
     }
 
     /// The loop's eventfd fired: take handed-over connections, worker answers and
     /// questions from the admin thread.
-    pub(crate) fn on_wake(&mut self, io: &mut Driver<'_, '_>) {
+    pub(crate) fn on_wake(&mut self, io: &mut impl Io<Conn = D::Conn>) {
         while let Ok(query) = self.queries.try_recv() {
             let _ = query
                 .reply
@@ -443,7 +364,7 @@ impl Reader {
     }
 
     /// After a round of events: give stalled requests the queue room workers freed.
-    pub(crate) fn after_events(&mut self, io: &mut Driver<'_, '_>) {
+    pub(crate) fn after_events(&mut self, io: &mut impl Io<Conn = D::Conn>) {
         while let Some(&key) = self.blocked.front() {
             let Some(job) = self.conns.get_mut(key).and_then(|s| s.conn.take_stalled()) else {
                 self.blocked.pop_front();
@@ -475,8 +396,8 @@ impl Reader {
     /// Only connections mid-request with no bytes for [`RESET_SWEEP`] are asked (one
     /// `getsockopt` each), at most once per [`RESET_SWEEP`]; when a drain begins, every one
     /// mid-request at once.
-    fn sweep_reset(&mut self, io: &mut Driver<'_, '_>) {
-        if !matches!(io, Driver::Uring(_)) || self.now < self.next_sweep {
+    fn sweep_reset(&mut self, io: &mut impl Io<Conn = D::Conn>) {
+        if self.now < self.next_sweep {
             return;
         }
         self.next_sweep = self.now + RESET_SWEEP;
@@ -485,7 +406,7 @@ impl Reader {
             .conns
             .iter()
             .filter(|(_, s)| {
-                s.recv == Armed::On
+                D::Io::may_miss_reset(&s.io)
                     && s.conn
                         .waiting_mid_request_since()
                         .is_some_and(|since| self.draining || Some(since) <= quiet_since)
@@ -503,7 +424,7 @@ impl Reader {
     }
 
     /// Fire the deadlines that are due.
-    pub(crate) fn on_timers(&mut self, io: &mut Driver<'_, '_>) {
+    pub(crate) fn on_timers(&mut self, io: &mut impl Io<Conn = D::Conn>) {
         self.sweep_reset(io);
         if self.idle_close_at.is_some_and(|at| self.now >= at) {
             self.idle_close_at = None;
@@ -544,7 +465,7 @@ impl Reader {
         self.due = due;
     }
 
-    fn expire(&mut self, io: &mut Driver<'_, '_>, key: usize, kind: Expiry) {
+    fn expire(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize, kind: Expiry) {
         let Reader {
             conns,
             cfg,
@@ -590,7 +511,7 @@ impl Reader {
     /// client cannot know) loses that request — the race that makes restarts reset
     /// connections. A busy client's next request comes within microseconds and is answered;
     /// an idle one is closed when the grace ends.
-    pub(crate) fn begin_drain(&mut self, io: &mut Driver<'_, '_>, idle_grace: Duration) {
+    pub(crate) fn begin_drain(&mut self, io: &mut impl Io<Conn = D::Conn>, idle_grace: Duration) {
         self.draining = true;
         self.idle_close_at = Some(self.now + idle_grace);
         self.next_sweep = self.now;
@@ -598,7 +519,7 @@ impl Reader {
         for key in keys {
             if let Some(s) = self.conns.get_mut(key) {
                 // Read what the kernel holds: a request already sent is answered, not lost.
-                s.readable = true;
+                D::Io::read_all(&mut s.io);
             }
             self.drive(io, key);
         }
@@ -611,72 +532,31 @@ impl Reader {
         self.conns.is_empty() && !inbox_open
     }
 
-    /// Take the connection as far as it can go now, through the loop's driver.
-    fn drive(&mut self, io: &mut Driver<'_, '_>, key: usize) {
-        match io {
-            Driver::Epoll(_) => self.drive_epoll(key),
-            Driver::Uring(sub) => self.drive_uring(sub, key),
-        }
-        // The rest of what the core counted (bytes sent) goes to the thread's counters once
-        // the connection has gone as far as it can.
-        self.stats.add(&mut self.tally);
-    }
-
-    /// epoll: read, parse, answer and write until the connection has nothing more to do.
-    fn drive_epoll(&mut self, key: usize) {
+    /// Take the connection as far as it can go now: read what the driver reads itself,
+    /// answer, send, settle, and go round while there is more to read or parsing was
+    /// held up by output the send has since relieved.
+    fn drive(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize) {
         loop {
             let Some(s) = self.conns.get_mut(key) else {
                 return;
             };
             if s.conn.lingering() {
-                self.linger(key);
-                return;
+                return self.linger(io, key);
             }
-            if s.readable && s.conn.wants_read() {
+            if D::Io::input_waiting(&s.io) && s.conn.wants_read() {
                 let starts = s.conn.starts_request();
-                // The weight a timed read's wait counts for; `None`: a plain read.
-                let timed: Option<u8> = match self.cfg.queue_timing {
-                    QueueTiming::On => Some(1),
-                    QueueTiming::Off => None,
-                    QueueTiming::Sampled if s.conn.first_stamp_pending() => Some(1),
-                    // The rest of a request already counted (or not sampled): nothing to time.
-                    QueueTiming::Sampled if !starts => None,
-                    QueueTiming::Sampled
-                        if Instant::now().duration_since(self.previous_round)
-                            >= TIME_EVERY_READ_AFTER =>
-                    {
-                        Some(1)
-                    }
-                    QueueTiming::Sampled => {
-                        self.sampled = self.sampled.wrapping_add(1);
-                        self.sampled
-                            .is_multiple_of(SAMPLE_EVERY)
-                            .then_some(SAMPLE_EVERY as u8)
-                    }
-                };
+                let weight =
+                    self.timing
+                        .weight(self.cfg.queue_timing, s.conn.first_stamp_pending(), starts);
                 let buf = s.conn.read_buffer(&mut self.spare);
-                let spare = buf.capacity() - buf.len();
-                let read = match timed {
-                    Some(weight) => sys::socket::recv_into(&s.fd, buf, 1)
-                        .map(|(n, at)| (n, at.map(|at| (at, weight)))),
-                    None => sys::socket::read_into(&s.fd, buf, 1).map(|n| (n, None)),
-                };
-                match read {
-                    Ok((0, _)) => s.conn.peer_closed(),
-                    Ok((n, arrived)) => {
-                        let stamp = arrived.map(|(at, weight)| stamp(at, weight));
+                match io.read(&s.fd, &mut s.io, buf, weight.is_some()) {
+                    Read::Closed => s.conn.peer_closed(),
+                    Read::Bytes(n, arrived) => {
+                        let stamp = arrived.zip(weight).map(|(at, w)| stamp(at, w));
                         s.conn.received(n, stamp, starts, self.now, &mut self.tally);
-                        // A short read emptied the kernel queue; the next edge tells us
-                        // when more arrives — unless the client's FIN came with these
-                        // bytes: then no edge will come, and the read that returns 0 must
-                        // be made now.
-                        if n < spare && !s.fin_seen {
-                            s.readable = false;
-                        }
                     }
-                    Err(err) if sys::would_block(&err) => s.readable = false,
-                    Err(err) if sys::interrupted(&err) => continue,
-                    Err(_) => s.conn.broke(),
+                    Read::Again => {}
+                    Read::Failed => s.conn.broke(),
                 }
             }
             self.answer(key);
@@ -686,107 +566,53 @@ impl Reader {
             let Some(s) = self.conns.get_mut(key) else {
                 return;
             };
-            flush(s, &mut self.tally, self.now);
+            let token = Token::conn(key, s.gen);
+            io.write(&s.fd, token, &mut s.conn, &mut self.tally, self.now);
             let idle_over = self.draining && self.idle_close_at.is_none();
             match s.conn.settle(self.now, self.cfg.timeouts.linger, idle_over) {
                 Verdict::Keep => {}
                 Verdict::HalfClose => {
-                    let _ = sys::socket::shutdown_write(&s.fd);
-                    s.readable = true;
+                    io.shutdown_write(&s.fd, &mut s.io);
                     continue;
                 }
                 Verdict::Close { aborted } => {
                     if aborted {
                         self.stats.aborted();
                     }
-                    self.remove(key);
-                    return;
+                    return self.close(io, key);
                 }
             }
-            // Go round again if there are bytes to read, or if parsing stopped for output
-            // backpressure that the write above has since relieved.
-            let more_to_read = s.readable && s.conn.wants_read();
+            let more_to_read = D::Io::input_waiting(&s.io) && s.conn.wants_read();
             if !more_to_read && !s.conn.unblocked() {
+                let wants = s.conn.wants_read();
+                let stamps = self.cfg.queue_timing.stamps();
+                io.want_input(&s.fd, token, &mut s.io, wants, stamps);
+                s.conn.park_buffers(&mut self.spare);
                 break;
             }
         }
-        if let Some(s) = self.conns.get_mut(key) {
-            s.conn.park_buffers(&mut self.spare);
-        }
         self.schedule(key);
+        // The rest of what the core counted (bytes sent) goes to the thread's counters once
+        // the connection has gone as far as it can.
+        self.stats.add(&mut self.tally);
     }
 
-    fn linger(&mut self, key: usize) {
+    /// A refused connection, half-closed: discard what the client still sends until its
+    /// FIN, the cap or the linger deadline, so that the close sends FIN, not RST.
+    fn linger(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize) {
         let Some(s) = self.conns.get_mut(key) else {
             return;
         };
-        loop {
+        while D::Io::input_waiting(&s.io) {
             let buf = s.conn.read_buffer(&mut self.spare);
             buf.clear();
-            let room = buf.capacity();
-            match sys::socket::read_into(&s.fd, buf, 1) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if !s.conn.discard_input(n) {
-                        break;
-                    }
-                    if n < room && !s.fin_seen {
-                        self.schedule(key);
-                        return;
-                    }
-                }
-                Err(err) if sys::would_block(&err) => {
-                    self.schedule(key);
-                    return;
-                }
-                Err(err) if sys::interrupted(&err) => {}
-                Err(_) => break,
+            match io.read(&s.fd, &mut s.io, buf, false) {
+                Read::Bytes(n, _) if s.conn.discard_input(n) => {}
+                Read::Again => {}
+                Read::Bytes(..) | Read::Closed | Read::Failed => return self.close(io, key),
             }
         }
-        self.remove(key);
-    }
-
-    /// io_uring: answer what has arrived, send what is ready (one send in flight per
-    /// connection), and keep the receive armed exactly while the connection wants bytes.
-    fn drive_uring(&mut self, sub: &mut Submit<'_>, key: usize) {
-        self.answer(key);
-        // Counted before the answers leave (see `drive_epoll`).
-        self.stats.add(&mut self.tally);
-        let Some(s) = self.conns.get_mut(key) else {
-            return;
-        };
-        let token = conn_token(key, s.gen);
-        if let Some(out) = s.conn.take_output() {
-            sub.send(s.fd.as_fd(), token, out);
-        }
-        let idle_over = self.draining && self.idle_close_at.is_none();
-        match s.conn.settle(self.now, self.cfg.timeouts.linger, idle_over) {
-            Verdict::Keep => {}
-            Verdict::HalfClose => {
-                let _ = sys::socket::shutdown_write(&s.fd);
-            }
-            Verdict::Close { aborted } => {
-                if aborted {
-                    self.stats.aborted();
-                }
-                self.close(&mut Driver::Uring(sub), key);
-                return;
-            }
-        }
-        let wants = s.conn.wants_read();
-        match s.recv {
-            Armed::Off if wants => {
-                sub.recv_multi(s.fd.as_fd(), token, self.cfg.queue_timing.stamps());
-                s.recv = Armed::On;
-            }
-            // Backpressure: stop taking bytes; they wait in the kernel and slow the client.
-            Armed::On if !wants => {
-                sub.cancel_recv(token);
-                s.recv = Armed::Stopping;
-            }
-            _ => {}
-        }
-        s.conn.park_buffers(&mut self.spare);
+        io.want_input(&s.fd, Token::conn(key, s.gen), &mut s.io, true, false);
         self.schedule(key);
     }
 
@@ -840,33 +666,14 @@ impl Reader {
         }
     }
 
-    /// Close the connection through the driver: under io_uring, its receive is cancelled
-    /// and the close goes with the next submission.
-    fn close(&mut self, io: &mut Driver<'_, '_>, key: usize) {
-        match io {
-            Driver::Epoll(_) => self.remove(key),
-            Driver::Uring(sub) => {
-                let Some(s) = self.conns.try_remove(key) else {
-                    return;
-                };
-                self.wheel.remove(key, s.timer);
-                // Its receive, and a send to a client that stopped reading, would hold the
-                // socket open (and the send's buffer) until they complete.
-                if s.recv != Armed::Off || s.conn.sending() {
-                    sub.cancel_fd(s.fd.as_fd());
-                }
-                sub.close(s.fd);
-                self.closed();
-            }
-        }
-    }
-
-    /// Drop the connection (closing its socket at once).
-    fn remove(&mut self, key: usize) {
-        if let Some(s) = self.conns.try_remove(key) {
-            self.wheel.remove(key, s.timer);
-            self.closed();
-        }
+    /// Close the connection through the driver.
+    fn close(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize) {
+        let Some(s) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.wheel.remove(key, s.timer);
+        io.close(s.fd, s.io, s.conn.sending());
+        self.closed();
     }
 
     fn closed(&self) {
@@ -878,7 +685,7 @@ impl Reader {
     /// demand). Choosing them costs no syscall; only those shown are asked of the kernel
     /// (four calls each), so a large listing cannot stall this thread's connections.
     fn describe(&self, limit: usize) -> Vec<ConnInfo> {
-        let mut oldest: Vec<&Socket> = self.conns.iter().map(|(_, s)| s).collect();
+        let mut oldest: Vec<&Socket<D::Conn>> = self.conns.iter().map(|(_, s)| s).collect();
         if oldest.len() > limit {
             oldest.select_nth_unstable_by_key(limit, |s| s.conn.accepted_at);
             oldest.truncate(limit);
@@ -906,7 +713,7 @@ impl Reader {
     }
 
     /// The drain deadline passed: close everything. Returns how many were cut.
-    pub(crate) fn cut_all(&mut self, io: &mut Driver<'_, '_>) -> usize {
+    pub(crate) fn cut_all(&mut self, io: &mut impl Io<Conn = D::Conn>) -> usize {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         let n = keys.len();
         for key in keys {
@@ -926,25 +733,15 @@ fn stamp(arrived: SystemTime, weight: u8) -> Stamp {
     }
 }
 
-/// Write what is ready; whatever the kernel does not take waits for the next writable edge.
-fn flush(s: &mut Socket, tally: &mut Tally, now: Instant) {
-    while !s.conn.output().is_empty() && s.conn.phase() != crate::connection::Phase::Closed {
-        match sys::socket::write(&s.fd, s.conn.output()) {
-            Ok(n) => s.conn.sent(n, now, tally),
-            Err(err) if sys::would_block(&err) => break,
-            Err(err) if sys::interrupted(&err) => continue,
-            Err(_) => s.conn.broke(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod size {
     /// Every open connection carries one of these even while idle; buffers are lent only
     /// while bytes are in flight. Keep it small (nginx spends ~560 B per idle connection).
     #[test]
     fn an_idle_connection_stays_small() {
-        let size = std::mem::size_of::<super::Socket>();
+        let epoll = std::mem::size_of::<super::Socket<crate::driver::epoll::EdgeState>>();
+        let uring = std::mem::size_of::<super::Socket<crate::driver::uring::RecvState>>();
+        let size = epoll.max(uring);
         assert!(size <= 400, "a connection is {size} bytes");
     }
 }

@@ -26,7 +26,7 @@ use crate::handler::Handler;
 use crate::handoff::{inbox, Balancer, InboxReceiver};
 use crate::introspect::{reader_port, ReaderPort};
 use crate::listener::{ListenOptions, Listener, Reuseport};
-use crate::reader::{Exec, PoolLink, Reader, ReaderConfig};
+use crate::reader::{Exec, PoolLink, ReaderConfig, ReaderParts};
 use crate::refusal::RenderRefusal;
 use crate::shutdown::Shutdown;
 use crate::stats::{Role, StatsRegistry, ThreadStats};
@@ -36,7 +36,7 @@ use crate::{AcceptStrategy, Config, ServerError};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use sys::{Epoll, Waker};
+use sys::Waker;
 
 type ThreadBody = Box<dyn FnOnce() + Send + 'static>;
 
@@ -62,11 +62,10 @@ pub(crate) struct Wiring<'a> {
     pub(crate) refusals: Option<RenderRefusal>,
 }
 
-/// A loop before it has a role: its epoll and waker exist so that other parts (inboxes,
-/// reply ports, the shutdown signal) can point at it.
+/// A loop before it has a role: its waker exists so that other parts (inboxes, reply
+/// ports, the shutdown signal) can point at it. Its driver is made on its own thread.
 pub(crate) struct LoopParts {
     pub(crate) name: String,
-    pub(crate) epoll: Epoll,
     pub(crate) waker: Arc<Waker>,
     pub(crate) stats: Arc<ThreadStats>,
 }
@@ -133,13 +132,11 @@ impl<'a> Wiring<'a> {
             what: "creating an event loop",
             source,
         };
-        let epoll = Epoll::new().map_err(io)?;
         let waker = Arc::new(Waker::new().map_err(io)?);
         self.shutdown.register(waker.clone());
         let stats = self.registry.add(name, role);
         Ok(LoopParts {
             name: name.to_string(),
-            epoll,
             waker,
             stats,
         })
@@ -189,7 +186,12 @@ impl<'a> Wiring<'a> {
         )
     }
 
-    fn reader(&mut self, parts: &LoopParts, exec: Exec, inbox: Option<InboxReceiver>) -> Reader {
+    fn reader(
+        &mut self,
+        parts: &LoopParts,
+        exec: Exec,
+        inbox: Option<InboxReceiver>,
+    ) -> ReaderParts {
         let cfg = ReaderConfig {
             limits: self.cfg.limits,
             timeouts: self.cfg.timeouts,
@@ -203,13 +205,14 @@ impl<'a> Wiring<'a> {
         };
         let (port, queries) = reader_port(parts.waker.clone());
         self.readers.push(port);
-        Reader::new(
+        ReaderParts {
             exec,
             cfg,
-            parts.stats.clone(),
+            stats: parts.stats.clone(),
             inbox,
-            (parts.name.clone(), queries),
-        )
+            name: parts.name.clone(),
+            queries,
+        }
     }
 
     /// Record the loop's layout and queue it for start.
@@ -232,7 +235,6 @@ impl<'a> Wiring<'a> {
             handles,
         });
         let event_loop = EventLoop {
-            epoll: parts.epoll,
             waker: parts.waker,
             shutdown: self.shutdown.clone(),
             roles,
@@ -334,6 +336,9 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     let accept_from = |i: usize| {
         let turn = if !t.shares_a_socket() {
             Turn::Own
+        } else if w.cfg.io == crate::Io::Uring {
+            // On an io_uring a shared socket is polled by every loop (see the driver).
+            Turn::Herd
         } else {
             match t.accept {
                 AcceptStrategy::Exclusive => Turn::Exclusive,
