@@ -1,6 +1,6 @@
 //! What a server is asked to be: the model, its thread counts and its socket options.
 
-use crate::topology::Topology;
+use crate::shape::topology::Topology;
 use h1::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -101,7 +101,7 @@ impl Io {
 }
 
 /// Whether to measure how long connections and requests wait in the kernel's queues (see
-/// [`queue_wait`](crate::queue_wait)).
+/// [`queue_wait`](crate::observe::queue_wait)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueueTiming {
     /// Receive timestamps on every listening socket; every read goes through `recvmsg` (the
@@ -109,7 +109,7 @@ pub enum QueueTiming {
     /// accept-queue wait.
     On,
     /// Every connection's accept-queue wait and first request, and one in
-    /// [`SAMPLE_EVERY`](crate::queue_wait::SAMPLE_EVERY) of the later requests each thread
+    /// [`SAMPLE_EVERY`](crate::observe::queue_wait::SAMPLE_EVERY) of the later requests each thread
     /// reads (epoll; under io_uring every request, as `On`). `recvmsg` costs more than `read`
     /// on every request (about 0.2 µs here, 3–5% of a keep-alive request), so the default
     /// pays it where a wait is likeliest and samples the rest.
@@ -178,7 +178,7 @@ impl Model {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptStrategy {
     /// `EPOLLEXCLUSIVE`: the kernel wakes one waiting thread per connection. Re-registered
-    /// every [`EXCLUSIVE_ROTATE`](crate::acceptor::EXCLUSIVE_ROTATE) accepts, as nginx does,
+    /// every [`EXCLUSIVE_ROTATE`](crate::roles::acceptor::EXCLUSIVE_ROTATE) accepts, as nginx does,
     /// because the kernel favours the most recently waiting thread.
     Exclusive,
     /// nginx's accept_mutex: only the thread holding the lock polls the listener.

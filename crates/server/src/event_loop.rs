@@ -8,14 +8,14 @@
 //! their queue. The loop never asks which driver it runs on (`--io`): it is chosen once, when
 //! the thread starts ([`EventLoop::run`]).
 
-use crate::acceptor::{Acceptor, ACCEPT_INTERLEAVE};
 use crate::driver::epoll::EpollDriver;
 use crate::driver::uring::UringDriver;
 use crate::driver::{Driver, Event, Io};
-use crate::handoff::Balancer;
-use crate::reader::{Reader, ReaderParts};
+use crate::observe::stats::ThreadStats;
+use crate::roles::acceptor::{Acceptor, ACCEPT_INTERLEAVE};
+use crate::roles::handoff::Balancer;
+use crate::roles::reader::{Reader, ReaderParts};
 use crate::shutdown::Shutdown;
-use crate::stats::ThreadStats;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sys::socket::Accepted;

@@ -44,57 +44,46 @@
 //! listeners on one port).
 //!
 //! # Layout
-//! - `listener`: listening sockets (socket2): backlog, SO_REUSEPORT, TCP_DEFER_ACCEPT.
-//! - `acceptor`: the accept role — batches, error triage, taking turns on a shared socket
-//!   (EPOLLEXCLUSIVE, accept mutex, herd).
-//! - `handoff`: passing an accepted fd to another thread's reader, and the balancer.
-//! - `reader`: the reading role, a driver over `connection` — one connection's protocol
-//!   state without I/O (parsing, answering, ordered writes, backpressure, deadlines, how
-//!   it ends). `buffers`: the reader's bounded free list of I/O buffers.
-//! - `worker`: handler threads (a topology's workers, and the blocking pool).
-//! - `timer`: the per-thread timer wheel behind every connection deadline.
-//! - `token`: what an event or a completion is for (waker, listener, connection), one layout
-//!   for both drivers.
-//! - `conn_limit`: `--max-conns`, pausing accepts at the ceiling.
-//! - `event_loop`: one thread's epoll loop and its typed roles: accept, read, or both.
-//!   `uring_loop`: the same roles on an io_uring ([`Io`]: `--io epoll|uring|auto`).
-//! - [`topology`]: [`Topology`], who listens, accepts, reads and handles. `arch`: wiring a
-//!   topology from the parts above.
-//! - [`handler`], [`layer`], [`router`], [`refusal`]: the API applications implement.
-//! - [`stats`]: per-thread counters; [`queue_wait`]: how long connections and requests waited
-//!   in the kernel's accept and receive queues. `shutdown`: the stop signal.
-//! - [`introspect`]: what a running server tells backlog's admin endpoint and `top`.
-//! - [`tuning`]: the constants behind its behaviour under load.
-//! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`].
+//! The folders are the architecture; a connection meets them top to bottom.
+//! - `shape/`: [`topology`] — [`Topology`], who listens, accepts, reads and handles — and
+//!   `wiring`, which builds any valid topology from the roles.
+//! - `roles/`: `listener` (listening sockets: backlog, SO_REUSEPORT, TCP_DEFER_ACCEPT),
+//!   `acceptor` (batches, error triage, taking turns on a shared socket), `conn_limit`
+//!   (`--max-conns`), `handoff` (an accepted fd to another thread's reader; the balancer),
+//!   `reader` (owns connections and feeds their cores), `worker` (handler threads: a
+//!   topology's workers and the blocking pool).
+//! - `event_loop`: one thread's loop with its typed roles (accept, read, or both), written
+//!   once over a driver.
+//! - `driver/`: the seam to the kernel's I/O interface ([`Io`]: `--io epoll|uring|auto`):
+//!   the `Driver` trait, `epoll` and `uring`, and `token` (what an event is for).
+//! - `connection/`: one connection's protocol state with no I/O, no clock and no shared
+//!   counter (its inputs and outputs are listed there); `timer` (the per-thread wheel
+//!   behind every deadline); `buffers` (the reader's bounded free list).
+//! - `app/`: [`handler`], [`router`], [`layer`], [`refusal`] — the API applications use.
+//! - `observe/`: [`stats`] (per-thread counters), [`queue_wait`] (waits in the kernel's
+//!   queues), [`introspect`] (what the admin endpoint and `backlog top` ask).
+//! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`]; `config`, `shutdown`,
+//!   [`tuning`] (the constants behind its behaviour under load).
 //!
 //! HTTP itself lives in the `backlog-h1` crate (no I/O); syscalls and `unsafe` in
 //! `backlog-sys`.
 
-mod acceptor;
-mod arch;
-mod buffers;
+pub mod app;
 mod config;
-mod conn_limit;
 mod connection;
 mod driver;
 mod event_loop;
-pub mod handler;
-mod handoff;
-pub mod introspect;
-pub mod layer;
-mod listener;
-pub mod queue_wait;
-mod reader;
-pub mod refusal;
-pub mod router;
+pub mod observe;
+mod roles;
 pub mod server;
+pub mod shape;
 mod shutdown;
-pub mod stats;
-mod timer;
-mod token;
-pub mod topology;
 pub mod tuning;
-mod worker;
+
+// The public modules keep the paths they had before the tree was folded by concept.
+pub use app::{handler, layer, refusal, router};
+pub use observe::{introspect, queue_wait, stats};
+pub use shape::topology;
 
 pub use config::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming, Timeouts, UnknownName};
 #[cfg(feature = "serde")]
@@ -104,8 +93,8 @@ pub use h1::{
 };
 pub use handler::{Blocking, BlockingRule, Blocks, BodyLimit, Handler, IntoResponse};
 pub use layer::{HandlerExt, Layer, Layered};
-pub use listener::{Listener, Reuseport};
 pub use refusal::Refusal;
+pub use roles::listener::{Listener, Reuseport};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle};
 pub use topology::{Topology, TopologyError};

@@ -1,13 +1,13 @@
 //! The public face: a builder, a running server, and a handle to stop it.
 
-use crate::arch::{self, Wiring};
-use crate::handler::Handler;
-use crate::introspect::Introspect;
-use crate::listener::{effective_backlog, Listener};
-use crate::refusal::{Refusal, RenderRefusal};
+use crate::app::handler::Handler;
+use crate::app::refusal::{Refusal, RenderRefusal};
+use crate::observe::introspect::Introspect;
+use crate::observe::stats::StatsRegistry;
+use crate::roles::listener::{effective_backlog, Listener};
+use crate::shape::topology::{ThreadLayout, Topology};
+use crate::shape::wiring::{self, Wiring};
 use crate::shutdown::Shutdown;
-use crate::stats::StatsRegistry;
-use crate::topology::{ThreadLayout, Topology};
 use crate::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming};
 use h1::{Limits, Response};
 use std::net::SocketAddr;
@@ -275,7 +275,7 @@ impl ServerBuilder {
         let mut wiring = Wiring::new(&cfg, handler, max_conns);
         wiring.inherited = inherited;
         wiring.refusals = refusals;
-        arch::build(&mut wiring)?;
+        wiring::build(&mut wiring)?;
         let Wiring {
             shutdown,
             registry,
@@ -298,7 +298,7 @@ impl ServerBuilder {
             Some(label) => tracing::info!(%addr, "{label} listening"),
         }
         let introspect = Introspect {
-            inner: Arc::new(crate::introspect::Inner {
+            inner: Arc::new(crate::observe::introspect::Inner {
                 topology,
                 io: cfg.io,
                 layout: layout.clone(),

@@ -22,11 +22,12 @@
 //! | [`Io::listen`] | register or deregister the listeners | multishot accept, or a readiness poll near the ceiling |
 
 pub(crate) mod epoll;
+pub(crate) mod token;
 pub(crate) mod uring;
 
 use crate::connection::{Connection, Tally};
-use crate::listener::Listener;
-use crate::token::Token;
+use crate::driver::token::Token;
+use crate::roles::listener::Listener;
 use bytes::BytesMut;
 use std::io;
 use std::os::fd::OwnedFd;

@@ -18,8 +18,8 @@
 
 use super::{ConnEvent, Driver, Event, Io, Listen, Read};
 use crate::connection::{Connection, Tally};
-use crate::listener::Listener;
-use crate::token::Token;
+use crate::driver::token::Token;
+use crate::roles::listener::Listener;
 use bytes::BytesMut;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

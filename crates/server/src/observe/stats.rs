@@ -8,7 +8,7 @@
 //! Every counter is independent and monotonic (or a gauge) and no other memory is published
 //! through it, so `Relaxed` suffices everywhere.
 
-use crate::queue_wait::{WaitHistogram, WaitSnapshot};
+use crate::observe::queue_wait::{WaitHistogram, WaitSnapshot};
 use crossbeam_utils::CachePadded;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -201,7 +201,7 @@ impl Listener {
     /// Set, on the listening socket, the options every accepted connection should have —
     /// accepted sockets inherit them, so no connection pays a syscall for them: TCP_NODELAY
     /// (a response leaves in one write; Nagle would only hold back the next) and, with
-    /// `timestamps`, the kernel's receive timestamps (see [`queue_wait`](crate::queue_wait)).
+    /// `timestamps`, the kernel's receive timestamps (see [`queue_wait`](crate::observe::queue_wait)).
     /// Descriptors a supervisor passes one by one get TCP_NODELAY as they come.
     pub fn prepare_accepted(&self, timestamps: bool) -> Result<(), ServerError> {
         if self.passed {

@@ -5,10 +5,10 @@
 //! answers between events from the connections it owns — the serving threads pay nothing
 //! until someone asks.
 
-use crate::conn_limit::ConnLimit;
-use crate::listener::Listener;
-use crate::stats::StatsRegistry;
-use crate::topology::{ThreadLayout, Topology};
+use crate::observe::stats::StatsRegistry;
+use crate::roles::conn_limit::ConnLimit;
+use crate::roles::listener::Listener;
+use crate::shape::topology::{ThreadLayout, Topology};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

@@ -13,20 +13,20 @@
 //! Every connection is under exactly one deadline at a time (header, body, idle, write or
 //! linger; see [`Connection::deadline`]), kept on the thread's [`TimerWheel`].
 
-use crate::buffers::Buffers;
+use crate::app::handler::{call_guarded, Handler};
+use crate::app::refusal::RenderRefusal;
 use crate::config::{QueueTiming, Timeouts};
-use crate::conn_limit::ConnLimit;
+use crate::connection::buffers::Buffers;
+use crate::connection::timer::{Entry, TimerRef, TimerWheel};
 use crate::connection::{Connection, Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
+use crate::driver::token::{Token, GEN_MASK};
 use crate::driver::{ConnEvent, Driver, Io, Read};
-use crate::handler::{call_guarded, Handler};
-use crate::handoff::InboxReceiver;
-use crate::introspect::{tcp_state_name, ConnInfo, ConnQuery};
-use crate::queue_wait::ReadTiming;
-use crate::refusal::RenderRefusal;
-use crate::stats::ThreadStats;
-use crate::timer::{Entry, TimerRef, TimerWheel};
-use crate::token::{Token, GEN_MASK};
-use crate::worker::{Completion, ConnId, Job, Submitter};
+use crate::observe::introspect::{tcp_state_name, ConnInfo, ConnQuery};
+use crate::observe::queue_wait::ReadTiming;
+use crate::observe::stats::ThreadStats;
+use crate::roles::conn_limit::ConnLimit;
+use crate::roles::handoff::InboxReceiver;
+use crate::roles::worker::{Completion, ConnId, Job, Submitter};
 use crossbeam_channel::Receiver;
 use h1::Limits;
 use slab::Slab;

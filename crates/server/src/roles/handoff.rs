@@ -5,8 +5,8 @@
 //! an eventfd [`Waker`] whose writes coalesce, so a burst of handoffs to one reader costs one
 //! wake-up. The [`Balancer`] chooses the reader.
 
-use crate::conn_limit::ConnLimit;
-use crate::stats::ThreadStats;
+use crate::observe::stats::ThreadStats;
+use crate::roles::conn_limit::ConnLimit;
 use crate::Balance;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,7 +181,7 @@ impl Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Role;
+    use crate::observe::stats::Role;
 
     fn balancer(kind: Balance, n: usize) -> (Balancer, Vec<Arc<ThreadStats>>) {
         let mut inboxes = Vec::new();

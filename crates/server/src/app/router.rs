@@ -10,8 +10,8 @@
 //! route (the encoder drops the body). CONNECT, unless a route asks for it, gets 405:
 //! backlog does not tunnel, and a CONNECT target is an authority, not a path.
 
-use crate::handler::{BlockingRule, Blocks};
-use crate::layer::{Layer, Layered};
+use crate::app::handler::{BlockingRule, Blocks};
+use crate::app::layer::{Layer, Layered};
 use crate::Handler;
 use h1::{Method, Request, Response};
 use std::sync::Arc;
@@ -511,7 +511,7 @@ mod tests {
         // A layer that blocks turns the routes it wraps into blocking ones.
         let layered = Router::new()
             .get("/", |_r: Request| Response::new(204))
-            .layer(crate::layer::tests::Db);
+            .layer(crate::app::layer::tests::Db);
         assert!(layered.blocking().may_block());
     }
 

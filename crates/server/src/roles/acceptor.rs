@@ -2,7 +2,7 @@
 //!
 //! An acceptor owns some listeners and a way to take turns on them with other threads
 //! ([`Turn`]), and sends each connection either to its own thread's reader or, through a
-//! [`Balancer`](crate::handoff::Balancer), to another thread's (memcached's dispatch). Listeners are level-triggered,
+//! [`Balancer`](crate::roles::handoff::Balancer), to another thread's (memcached's dispatch). Listeners are level-triggered,
 //! so an acceptor may stop after a batch and leave the rest queued in the kernel, where they
 //! wait for the next round instead of piling up in our memory.
 //!
@@ -10,10 +10,10 @@
 //! per-connection error means "accept the next"; running out of descriptors means "pause on
 //! a timer", or the level-triggered listener would spin a core (actix-server does the same).
 
-use crate::conn_limit::ConnLimit;
 use crate::driver::{Io, Listen};
-use crate::listener::Listener;
-use crate::stats::ThreadStats;
+use crate::observe::stats::ThreadStats;
+use crate::roles::conn_limit::ConnLimit;
+use crate::roles::listener::Listener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

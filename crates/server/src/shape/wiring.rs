@@ -19,19 +19,19 @@
 //!   kernel hashes each connection to one accept queue, and a busy thread's queue is not
 //!   drained by an idle one.
 
-use crate::acceptor::{AcceptMutex, Acceptor, Turn};
-use crate::conn_limit::ConnLimit;
+use crate::app::handler::Handler;
+use crate::app::refusal::RenderRefusal;
 use crate::event_loop::{EventLoop, Roles};
-use crate::handler::Handler;
-use crate::handoff::{inbox, Balancer, InboxReceiver};
-use crate::introspect::{reader_port, ReaderPort};
-use crate::listener::{ListenOptions, Listener, Reuseport};
-use crate::reader::{Exec, PoolLink, ReaderConfig, ReaderParts};
-use crate::refusal::RenderRefusal;
+use crate::observe::introspect::{reader_port, ReaderPort};
+use crate::observe::stats::{Role, StatsRegistry, ThreadStats};
+use crate::roles::acceptor::{AcceptMutex, Acceptor, Turn};
+use crate::roles::conn_limit::ConnLimit;
+use crate::roles::handoff::{inbox, Balancer, InboxReceiver};
+use crate::roles::listener::{ListenOptions, Listener, Reuseport};
+use crate::roles::reader::{Exec, PoolLink, ReaderConfig, ReaderParts};
+use crate::roles::worker::{self, Job, ReplyPort, Submitter};
+use crate::shape::topology::ThreadLayout;
 use crate::shutdown::Shutdown;
-use crate::stats::{Role, StatsRegistry, ThreadStats};
-use crate::topology::ThreadLayout;
-use crate::worker::{self, Job, ReplyPort, Submitter};
 use crate::{AcceptStrategy, Config, ServerError};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@
 //! the inner handler, so wrapping never hides a blocking handler from the blocking pool. A
 //! layer that blocks by itself (one that asks a database) says so with [`Layer::blocking`].
 
-use crate::handler::{BlockingRule, Blocks};
+use crate::app::handler::{BlockingRule, Blocks};
 use crate::Handler;
 use h1::{Request, Response};
 use std::sync::Arc;

@@ -5,9 +5,9 @@
 //! encodes the response and sends the bytes back to the reader's reply queue, waking it.
 //! The reader — not the worker — writes, and puts responses back in request order.
 
-use crate::handler::{call_guarded, Handler};
+use crate::app::handler::{call_guarded, Handler};
+use crate::observe::stats::ThreadStats;
 use crate::shutdown::Shutdown;
-use crate::stats::ThreadStats;
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use h1::{DateCache, EncodeContext, Request};

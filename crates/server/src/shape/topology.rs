@@ -14,7 +14,7 @@
 //! - with workers, every reader queues parsed requests to the one pool and writes the answers
 //!   back in request order per connection; without, readers run handlers inline.
 
-use crate::stats::Role;
+use crate::observe::stats::Role;
 use crate::{AcceptStrategy, Balance, Model};
 use std::fmt;
 use std::str::FromStr;
