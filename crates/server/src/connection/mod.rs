@@ -1,19 +1,42 @@
 //! One client connection's protocol state, with no I/O in it (the quinn-proto way).
 //!
-//! A [`Connection`] takes what happened — bytes received, the peer's FIN, a failed call,
-//! bytes sent, an answer from a worker, a deadline passed, each with `now` — and says what
-//! to do next: a request to run ([`Connection::poll_request`]), bytes to send
-//! ([`Connection::output`]), whether to read ([`Connection::wants_read`]), the next
-//! deadline ([`Connection::deadline`]) and whether to close ([`Connection::settle`]). It
-//! holds no file descriptor and makes no syscall, so every transition is tested here with
-//! no socket, and the same core serves every driver (the epoll reader, io_uring).
+//! A [`Connection`] holds no file descriptor and makes no syscall; nor does it read a clock,
+//! call the application or write a shared counter. Everything it needs comes in as an
+//! argument, and what it counted goes out in a [`Tally`] the driver adds to its thread's
+//! counters — so every transition is tested here with no socket, on a made-up clock, and the
+//! same core serves both drivers.
 //!
-//! Nor does it read a clock, call the application or write a shared counter: the time comes
-//! in with each input (`now`, and with received bytes the wall clock their kernel
-//! timestamps are compared with), the application's body limit comes in as a function to
-//! ask ([`ParseContext::body_limit`]), and what it counts — bytes, the requests it answers
-//! itself, queue waits — goes out in a [`Tally`] the driver adds to its thread's counters.
-//! So a test drives it on a made-up clock and checks the waits to the microsecond.
+//! # Inputs (each with `now`)
+//! - bytes received: [`Connection::read_buffer`] lends the buffer they go into (a driver
+//!   that reads reads into it; one that receives into its own buffers copies them in), then
+//!   [`Connection::received`] reports how many, with the kernel's timestamp when the read
+//!   asked for one ([`Stamp`]: the time they arrived, and both clocks at the read);
+//! - the peer's FIN: [`Connection::peer_closed`]; a failed call or a reset:
+//!   [`Connection::broke`];
+//! - bytes sent: [`Connection::sent`], with the buffer [`Connection::poll_transmit`] gave;
+//! - an answer: [`Connection::respond`] for a request run on the reader's thread,
+//!   [`Connection::complete`] for a worker's (in any order: answers leave in request order);
+//! - a deadline passed: [`Connection::expire`], with the kind [`Connection::poll_deadline`]
+//!   named;
+//! - while lingering after a refusal: [`Connection::discard_input`] for bytes thrown away.
+//!
+//! # Outputs, polled in this order after any input
+//! 1. [`Connection::poll_request`] until `None`: each request to run, here or on a pool
+//!    ([`Connection::push_pending`] reserves its answer's place; [`Connection::stall`] keeps
+//!    one a full pool refused, [`Connection::take_stalled`] gives it back);
+//! 2. [`Connection::poll_transmit`]: the bytes to send now (one send at a time);
+//! 3. [`Connection::poll_verdict`]: keep, half-close, or close;
+//! 4. [`Connection::wants_read`] (and [`Connection::unblocked`]: requests already buffered
+//!    can be parsed again) — whether to take bytes from the kernel, which is the
+//!    backpressure;
+//! 5. [`Connection::poll_deadline`]: the one deadline it is under now;
+//!
+//! and then [`Connection::park_buffers`], which lends its idle buffers back to the thread.
+//!
+//! The time comes in with each input (`now`, and with received bytes the wall clock their
+//! kernel timestamps are compared with), the application's body limit comes in as a
+//! function to ask ([`ParseContext::body_limit`]), and the requests it answers itself, the
+//! bytes and the queue waits go out in the [`Tally`].
 //!
 //! Buffers are `BytesMut`: received bytes land in `rbuf`, requests are cut out of it without
 //! copying, and every response ready for the connection is appended to `wbuf` so that it
@@ -21,20 +44,22 @@
 //! puts them back in request order before they reach `wbuf`.
 
 pub(crate) mod buffers;
+mod protocol;
 #[cfg(test)]
 mod tests;
 pub(crate) mod timer;
 
-use crate::app::refusal::{self, RenderRefusal};
+use crate::app::refusal;
 use crate::config::Timeouts;
 use crate::connection::buffers::Buffers;
 use crate::observe::queue_wait::PendingWait;
 use crate::roles::worker::Job;
 use bytes::{Buf, Bytes, BytesMut};
 use h1::{DateCache, Decoded, EncodeContext, Limits, Request, RequestDecoder, Response};
+pub(crate) use protocol::{Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Unsent output past which a connection's further requests wait: a client that pipelines
 /// and never reads must not grow our memory.
@@ -55,7 +80,7 @@ pub(crate) type Slot = Option<(Bytes, bool)>;
 
 /// Where a connection is in its life. Requests overlap on a keep-alive connection (one is
 /// read while earlier ones are answered), so within `Open` what it is doing is
-/// [`Connection::phase`].
+/// its phase (what is owed: output, answers, a body, a head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
     /// Reading requests and answering them.
@@ -69,7 +94,8 @@ enum Life {
     Broken,
 }
 
-/// What a connection is doing, for deadlines and for people looking at it.
+/// What a connection is doing, as its tests check it.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// Waiting for (the rest of) a request head, or idle between requests.
@@ -86,95 +112,11 @@ pub(crate) enum Phase {
     Closed,
 }
 
-/// Which timeout a connection is under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expiry {
-    Header,
-    Body,
-    Idle,
-    Write,
-    Linger,
-}
-
-/// What to do with the connection once an event has been taken in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Keep it: read, write or wait as [`Connection::wants_read`] and the output say.
-    Keep,
-    /// Stop sending (`shutdown(SHUT_WR)`), then read and discard until the linger
-    /// deadline: the close then sends FIN rather than RST and the client reads our refusal.
-    HalfClose,
-    /// Close the socket. `aborted`: a request was cut off (the peer went away mid-request
-    /// or the connection broke).
-    Close { aborted: bool },
-}
-
-/// What a passed deadline did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expired {
-    /// Nothing to answer: close now.
-    Close,
-    /// A 408 is queued: send it, then close (through [`Connection::settle`]).
-    Answered,
-}
-
-/// The context a request is parsed in: the application's body limits (asked once each head
-/// is read), how refusals look, the clock's date, whether a drain is under way, `now`.
-pub(crate) struct ParseContext<'a> {
-    /// The application's body limit for a request whose head is read (a route's own limit,
-    /// or `None` for the server's): asked, never called into, by the core.
-    pub(crate) body_limit: &'a dyn Fn(&Request) -> Option<u64>,
-    pub(crate) refusals: Option<&'a RenderRefusal>,
-    pub(crate) date: &'a DateCache,
-    /// A drain is under way: answers say `Connection: close`.
-    pub(crate) draining: bool,
-    pub(crate) now: Instant,
-}
-
-/// A read the kernel timestamped: when its bytes reached the kernel, how many requests it
-/// stands for (1, or [`crate::observe::queue_wait::SAMPLE_EVERY`] for a sampled read), and both
-/// clocks as the driver read them at the read — the waits run to that moment, not to the
-/// start of a round that may have served many connections first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    pub(crate) arrived: SystemTime,
-    pub(crate) weight: u8,
-    pub(crate) read_at: (Instant, SystemTime),
-}
-
-/// What a connection counted while it was driven: the driver adds it to its thread's
-/// counters (the core writes none of them itself) and clears it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Tally {
-    /// Bytes read from the client.
-    pub(crate) bytes_in: u64,
-    /// Bytes the kernel took from the output.
-    pub(crate) bytes_out: u64,
-    /// Requests answered here: refusals and 408s (a driver counts those its handlers run).
-    pub(crate) requests: u64,
-    /// Accept-queue waits, one per connection at its first timestamped read.
-    pub(crate) accept_waits: Vec<Duration>,
-    /// Receive-queue waits of the requests decoded, each with how many requests it stands
-    /// for (a sampled read counts for several).
-    pub(crate) receive_waits: Vec<(Duration, u32)>,
-}
-
-impl Tally {
-    /// Whether nothing was counted.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.bytes_in == 0
-            && self.bytes_out == 0
-            && self.requests == 0
-            && self.accept_waits.is_empty()
-            && self.receive_waits.is_empty()
-    }
-}
-
 pub(crate) struct Connection {
     /// The client's address, as accept reported it; each request carries a copy.
-    pub(crate) peer: Option<SocketAddr>,
-    pub(crate) rbuf: BytesMut,
-    pub(crate) wbuf: BytesMut,
+    peer: Option<SocketAddr>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
     /// Bytes a completion-based driver took from `wbuf` and has not yet confirmed sent.
     sending: u32,
     decoder: RequestDecoder,
@@ -194,9 +136,9 @@ pub(crate) struct Connection {
     /// the kernel's receive queue, where it slows the client, into our memory.
     wants_bytes: bool,
     /// Requests parsed so far (saturating).
-    pub(crate) requests: u32,
+    requests: u32,
     /// When `accept` returned this connection.
-    pub(crate) accepted_at: Instant,
+    accepted_at: Instant,
     /// How long the first bytes of the request now in `rbuf` waited in the kernel's receive
     /// queue, and how many requests that stands for (sampled timing), counted for each
     /// request they begin.
@@ -210,7 +152,7 @@ pub(crate) struct Connection {
     /// Bytes discarded while lingering.
     discarded: u32,
     /// Bytes of answers waiting in `slots` for an earlier one (`pool`).
-    pub(crate) held: u32,
+    held: u32,
     /// Size of the last answer a worker sent: how many more requests the output bound can
     /// afford to have in flight (`pool`).
     last_answer: u32,
@@ -259,7 +201,23 @@ impl Connection {
         }
     }
 
+    /// When `accept` returned this connection.
+    pub(crate) fn accepted_at(&self) -> Instant {
+        self.accepted_at
+    }
+
+    /// Requests parsed so far.
+    pub(crate) fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// Received bytes not yet taken by a request.
+    pub(crate) fn buffered_in(&self) -> u64 {
+        self.rbuf.len() as u64
+    }
+
     /// What the connection is doing now.
+    #[cfg(test)]
     pub(crate) fn phase(&self) -> Phase {
         match self.life {
             Life::Broken => Phase::Closed,
@@ -285,7 +243,7 @@ impl Connection {
 
     /// The deadline this connection is under now, and which one it is. `None` while the
     /// server itself owes the next step (requests with the workers).
-    pub(crate) fn deadline(&self, t: &Timeouts) -> Option<(Instant, Expiry)> {
+    pub(crate) fn poll_deadline(&self, t: &Timeouts) -> Option<(Instant, Expiry)> {
         if let Life::Lingering { until } = self.life {
             return Some((until, Expiry::Linger));
         }
@@ -384,17 +342,18 @@ impl Connection {
         self.rbuf.is_empty() && !self.decoder.in_body()
     }
 
-    /// `n` bytes were appended to [`Connection::read_buffer`] at `now`; `stamp` is the
-    /// kernel's receive timestamp, if the read asked and it gave one, and `starts` what
-    /// [`Connection::starts_request`] said before the read.
+    /// `n` bytes were appended to [`Connection::read_buffer`] at `now` (read into it, or
+    /// copied from a driver's own buffer); `stamp` is the kernel's receive timestamp, if the
+    /// read asked and it gave one.
     pub(crate) fn received(
         &mut self,
         n: usize,
         stamp: Option<Stamp>,
-        starts: bool,
         now: Instant,
         tally: &mut Tally,
     ) {
+        // They begin a request if the buffer held nothing before them, outside a body.
+        let starts = self.rbuf.len() == n && !self.decoder.in_body();
         tally.bytes_in += n as u64;
         self.last_read = now;
         match stamp {
@@ -409,26 +368,6 @@ impl Connection {
     /// read is still to come.
     pub(crate) fn first_stamp_pending(&self) -> bool {
         self.accept_wait_pending
-    }
-
-    /// Bytes a completion-based driver received into its own buffer: copied in, then as
-    /// [`Connection::received`].
-    pub(crate) fn receive(
-        &mut self,
-        data: &[u8],
-        stamp: Option<Stamp>,
-        now: Instant,
-        spare: &mut Buffers,
-        tally: &mut Tally,
-    ) {
-        if let Life::Lingering { .. } = self.life {
-            self.discard_input(data.len());
-            return;
-        }
-        let starts = self.starts_request();
-        spare.lend(&mut self.rbuf);
-        self.rbuf.extend_from_slice(data);
-        self.received(data.len(), stamp, starts, now, tally);
     }
 
     /// Count what a read's kernel timestamp says (see [`crate::observe::queue_wait`]): the
@@ -652,25 +591,13 @@ impl Connection {
 
     // ---- output ------------------------------------------------------------------------
 
-    /// The bytes waiting to be sent.
-    pub(crate) fn output(&self) -> &[u8] {
-        &self.wbuf
-    }
-
-    /// The kernel took `n` bytes of [`Connection::output`].
-    pub(crate) fn sent(&mut self, n: usize, now: Instant, tally: &mut Tally) {
-        tally.bytes_out += n as u64;
-        self.wbuf.advance(n);
-        self.last_write = now;
-    }
-
-    /// For a driver whose sends own their buffer (io_uring): the output to send now, unless
-    /// there is none or a send is still out. Answers queued meanwhile wait behind it, in a
-    /// buffer of their own: the send takes the whole buffer, not a split of it, because a
-    /// split leaves the connection a handle on the send's allocation — parked on the free
-    /// list, a few bytes' handle kept a 16 MiB answer's allocation alive for good.
-    pub(crate) fn take_output(&mut self) -> Option<BytesMut> {
-        if self.wbuf.is_empty() || self.sending > 0 {
+    /// The output to send now, unless there is none, a send is still out, or the
+    /// connection broke. Answers queued meanwhile wait behind it, in a buffer of their own:
+    /// the send takes the whole buffer, not a split of it, because a split leaves the
+    /// connection a handle on the send's allocation — parked on the free list, a few bytes'
+    /// handle kept a 16 MiB answer's allocation alive for good.
+    pub(crate) fn poll_transmit(&mut self) -> Option<BytesMut> {
+        if self.wbuf.is_empty() || self.sending > 0 || self.life == Life::Broken {
             return None;
         }
         let out = std::mem::take(&mut self.wbuf);
@@ -684,15 +611,16 @@ impl Connection {
         (self.wbuf.len() + self.sending as usize + self.held as usize) as u64
     }
 
-    /// A driver's send of [`Connection::take_output`]'s buffer has not completed yet.
+    /// A send of [`Connection::poll_transmit`]'s buffer has not completed yet.
     pub(crate) fn sending(&self) -> bool {
         self.sending > 0
     }
 
-    /// The send of [`Connection::take_output`]'s buffer completed with `n` bytes taken:
-    /// what the kernel did not take goes back in front of what was queued since. A buffer
-    /// sent whole is handed back, for the driver's free list (which keeps it if small).
-    pub(crate) fn sent_back(
+    /// The send of [`Connection::poll_transmit`]'s buffer completed with `n` bytes taken
+    /// (0 when the kernel took none now): what it did not take goes back in front of what
+    /// was queued since. A buffer sent whole is handed back, for the driver's free list
+    /// (which keeps it if small).
+    pub(crate) fn sent(
         &mut self,
         mut buf: BytesMut,
         n: usize,
@@ -701,7 +629,10 @@ impl Connection {
     ) -> Option<BytesMut> {
         tally.bytes_out += n as u64;
         self.sending = 0;
-        self.last_write = now;
+        if n > 0 {
+            // The write deadline runs from the last time the kernel took something.
+            self.last_write = now;
+        }
         buf.advance(n.min(buf.len()));
         if buf.is_empty() {
             return Some(buf);
@@ -713,7 +644,7 @@ impl Connection {
 
     // ---- deadlines and the end ---------------------------------------------------------
 
-    /// The deadline [`Connection::deadline`] named has passed.
+    /// The deadline [`Connection::poll_deadline`] named has passed.
     pub(crate) fn expire(
         &mut self,
         kind: Expiry,
@@ -744,7 +675,12 @@ impl Connection {
 
     /// After an event: keep the connection, half-close it, or close it. `idle_over`: a
     /// drain's grace for idle keep-alive connections has ended, so an idle one closes.
-    pub(crate) fn settle(&mut self, now: Instant, linger: Duration, idle_over: bool) -> Verdict {
+    pub(crate) fn poll_verdict(
+        &mut self,
+        now: Instant,
+        linger: Duration,
+        idle_over: bool,
+    ) -> Verdict {
         if !(self.finished() || (idle_over && self.idle() && !self.lingering())) {
             return Verdict::Keep;
         }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::app::handler::Handler;
+use std::time::SystemTime;
 
 struct Hello;
 impl Handler for Hello {
@@ -41,7 +42,7 @@ impl World {
 
     /// Feed `bytes`, answer every request inline, return the verdict.
     pub(crate) fn feed(&mut self, c: &mut Connection, bytes: &[u8]) -> Verdict {
-        c.receive(bytes, None, self.now, &mut self.spare, &mut self.tally);
+        receive(c, bytes, None, self.now, &mut self.spare, &mut self.tally);
         self.run(c)
     }
 
@@ -52,16 +53,35 @@ impl World {
             c.respond(&resp, ctx, &self.date, &mut self.spare, self.now);
         }
         self.tally = tally;
-        c.settle(self.now, self.timeouts.linger, false)
+        c.poll_verdict(self.now, self.timeouts.linger, false)
     }
 
     /// Everything the connection would send, as if the kernel took it all.
     pub(crate) fn drain_output(&mut self, c: &mut Connection) -> String {
-        let out = String::from_utf8_lossy(c.output()).into_owned();
-        let n = out.len();
-        c.sent(n, self.now, &mut self.tally);
-        out
+        let mut all = String::new();
+        while let Some(out) = c.poll_transmit() {
+            all.push_str(&String::from_utf8_lossy(&out));
+            let n = out.len();
+            if let Some(buf) = c.sent(out, n, self.now, &mut self.tally) {
+                self.spare.give(buf);
+            }
+        }
+        all
     }
+}
+
+/// Bytes received, as a driver hands them to the core: appended to its read buffer, then
+/// reported.
+fn receive(
+    c: &mut Connection,
+    bytes: &[u8],
+    stamp: Option<Stamp>,
+    now: Instant,
+    spare: &mut Buffers,
+    tally: &mut Tally,
+) {
+    c.read_buffer(spare).extend_from_slice(bytes);
+    c.received(bytes.len(), stamp, now, tally);
 }
 
 fn conn(w: &World) -> Connection {
@@ -82,9 +102,12 @@ fn a_request_is_answered_and_the_connection_kept() {
         out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("hi\n"),
         "{out}"
     );
-    assert_eq!(c.settle(w.now, w.timeouts.linger, false), Verdict::Keep);
+    assert_eq!(
+        c.poll_verdict(w.now, w.timeouts.linger, false),
+        Verdict::Keep
+    );
     assert!(c.wants_read());
-    assert_eq!(c.deadline(&w.timeouts).unwrap().1, Expiry::Idle);
+    assert_eq!(c.poll_deadline(&w.timeouts).unwrap().1, Expiry::Idle);
 }
 
 #[test]
@@ -101,7 +124,7 @@ fn every_split_of_pipelined_requests_gives_the_same_answers() {
         w.feed(&mut c, &two[..cut]);
         let verdict = w.feed(&mut c, &two[cut..]);
         let out = w.drain_output(&mut c);
-        let verdict_after = c.settle(w.now, w.timeouts.linger, false);
+        let verdict_after = c.poll_verdict(w.now, w.timeouts.linger, false);
         let got = (out.matches("HTTP/1.1 200").count(), verdict, verdict_after);
         assert_eq!(got.0, 2, "cut {cut}");
         assert_eq!(got.2, Verdict::Close { aborted: false }, "cut {cut}");
@@ -121,12 +144,12 @@ fn a_malformed_request_is_refused_then_half_closed_and_lingers() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(!c.may_parse(), "no request after a refusal");
     assert_eq!(
-        c.settle(w.now, w.timeouts.linger, false),
+        c.poll_verdict(w.now, w.timeouts.linger, false),
         Verdict::HalfClose
     );
     assert_eq!(c.phase(), Phase::Lingering);
     assert!(c.wants_read(), "lingering reads and discards");
-    let (until, kind) = c.deadline(&w.timeouts).unwrap();
+    let (until, kind) = c.poll_deadline(&w.timeouts).unwrap();
     assert_eq!((until, kind), (w.now + w.timeouts.linger, Expiry::Linger));
     assert!(c.discard_input(1000));
     assert!(!c.discard_input(LINGER_MAX_BYTES), "gives up past the cap");
@@ -147,7 +170,7 @@ fn a_fin_mid_request_aborts_and_a_fin_between_requests_closes() {
     assert_eq!(w.run(&mut c), Verdict::Keep);
     w.drain_output(&mut c);
     assert_eq!(
-        c.settle(w.now, w.timeouts.linger, false),
+        c.poll_verdict(w.now, w.timeouts.linger, false),
         Verdict::Close { aborted: false }
     );
 }
@@ -160,7 +183,7 @@ fn a_broken_connection_closes_at_once() {
     c.broke();
     assert_eq!(c.phase(), Phase::Closed);
     assert_eq!(
-        c.settle(w.now, w.timeouts.linger, false),
+        c.poll_verdict(w.now, w.timeouts.linger, false),
         Verdict::Close { aborted: true }
     );
 }
@@ -171,7 +194,7 @@ fn deadlines_follow_the_phase_and_expire_as_they_should() {
     let mut c = conn(&w);
     // A silent new connection: header deadline from accept, closed without a word.
     assert_eq!(
-        c.deadline(&w.timeouts),
+        c.poll_deadline(&w.timeouts),
         Some((w.now + w.timeouts.header, Expiry::Header))
     );
     assert_eq!(
@@ -183,7 +206,7 @@ fn deadlines_follow_the_phase_and_expire_as_they_should() {
     w.now += Duration::from_millis(5);
     w.feed(&mut c, b"GET / HT");
     assert_eq!(
-        c.deadline(&w.timeouts),
+        c.poll_deadline(&w.timeouts),
         Some((w.now + w.timeouts.header, Expiry::Header))
     );
     assert_eq!(
@@ -192,7 +215,7 @@ fn deadlines_follow_the_phase_and_expire_as_they_should() {
     );
     assert!(w.drain_output(&mut c).starts_with("HTTP/1.1 408"));
     assert_eq!(
-        c.settle(w.now, w.timeouts.linger, false),
+        c.poll_verdict(w.now, w.timeouts.linger, false),
         Verdict::HalfClose
     );
     // In a body: the body deadline, from the last read.
@@ -202,7 +225,7 @@ fn deadlines_follow_the_phase_and_expire_as_they_should() {
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc",
     );
     assert_eq!(c.phase(), Phase::ReadingBody);
-    assert_eq!(c.deadline(&w.timeouts).unwrap().1, Expiry::Body);
+    assert_eq!(c.poll_deadline(&w.timeouts).unwrap().1, Expiry::Body);
     assert_eq!(
         c.expire(Expiry::Body, &w.cx(), &mut Tally::default()),
         Expired::Answered
@@ -210,7 +233,7 @@ fn deadlines_follow_the_phase_and_expire_as_they_should() {
     // Output waiting: the write deadline.
     let mut c = conn(&w);
     w.feed(&mut c, GET);
-    assert_eq!(c.deadline(&w.timeouts).unwrap().1, Expiry::Write);
+    assert_eq!(c.poll_deadline(&w.timeouts).unwrap().1, Expiry::Write);
     assert_eq!(
         c.expire(Expiry::Write, &w.cx(), &mut Tally::default()),
         Expired::Close
@@ -222,12 +245,15 @@ fn a_drain_closes_idle_connections_and_answers_busy_ones() {
     let mut w = World::new();
     let mut c = conn(&w);
     assert_eq!(
-        c.settle(w.now, w.timeouts.linger, true),
+        c.poll_verdict(w.now, w.timeouts.linger, true),
         Verdict::Close { aborted: false }
     );
     let mut c = conn(&w);
     w.feed(&mut c, b"GET / HT");
-    assert_eq!(c.settle(w.now, w.timeouts.linger, true), Verdict::Keep);
+    assert_eq!(
+        c.poll_verdict(w.now, w.timeouts.linger, true),
+        Verdict::Keep
+    );
 }
 
 #[test]
@@ -241,7 +267,7 @@ fn out_of_order_completions_are_written_in_request_order() {
     assert!(c.wbuf.is_empty(), "B must wait for A");
     assert_eq!(c.phase(), Phase::Handling);
     assert_eq!(
-        c.deadline(&w.timeouts),
+        c.poll_deadline(&w.timeouts),
         None,
         "the server owes the next step"
     );
@@ -279,7 +305,8 @@ fn queue_waits_come_exactly_from_the_clocks_given() {
         weight: 1,
         read_at: (t0 + read, wall0 + read),
     };
-    c.receive(
+    receive(
+        &mut c,
         GET,
         Some(stamp(wall0 - ms(3), ms(2))),
         t0 + ms(2),
@@ -300,7 +327,8 @@ fn queue_waits_come_exactly_from_the_clocks_given() {
     // The next request, stamped 1.5 ms before its read 10 ms later: its own wait, and no
     // second accept-queue wait for the connection.
     let arrived = wall0 + ms(12) - Duration::from_micros(1_500);
-    c.receive(
+    receive(
+        &mut c,
         GET,
         Some(stamp(arrived, ms(12))),
         t0 + ms(12),
@@ -316,7 +344,8 @@ fn queue_waits_come_exactly_from_the_clocks_given() {
     // Bytes that arrived after the accept: the connection did not wait in the queue.
     let mut late = Connection::new(None, Limits::default(), t0);
     let mut t = Tally::default();
-    late.receive(
+    receive(
+        &mut late,
         GET,
         Some(stamp(wall0 + ms(1), ms(4))),
         t0 + ms(4),
@@ -331,22 +360,25 @@ fn a_partial_owned_send_goes_back_in_front_of_later_answers() {
     let mut w = World::new();
     let mut c = conn(&w);
     w.feed(&mut c, GET);
-    let out = c.take_output().expect("output");
+    let out = c.poll_transmit().expect("output");
     let first = out.len();
-    assert!(c.take_output().is_none(), "one send at a time");
+    assert!(c.poll_transmit().is_none(), "one send at a time");
     assert_eq!(c.phase(), Phase::Writing, "a send in flight is output owed");
     w.feed(&mut c, GET);
-    c.sent_back(out, 10, w.now, &mut w.tally);
-    let rest = c.take_output().unwrap();
+    c.sent(out, 10, w.now, &mut w.tally);
+    let rest = c.poll_transmit().unwrap();
     assert_eq!(
         rest.len(),
         2 * first - 10,
         "the unsent tail, then the second answer"
     );
     assert!(rest.starts_with(b"OK\r\n") || rest[..].windows(2).any(|x| x == b"\r\n"));
-    c.sent_back(rest, 2 * first - 10, w.now, &mut w.tally);
+    c.sent(rest, 2 * first - 10, w.now, &mut w.tally);
     assert_eq!(c.phase(), Phase::ReadingHead);
-    assert_eq!(c.settle(w.now, w.timeouts.linger, false), Verdict::Keep);
+    assert_eq!(
+        c.poll_verdict(w.now, w.timeouts.linger, false),
+        Verdict::Keep
+    );
 }
 
 #[test]
@@ -356,12 +388,12 @@ fn output_backpressure_stops_parsing_until_the_output_drains() {
     // Enough pipelined requests to pass the output bound with their answers.
     let many = GET.repeat(OUTPUT_BOUND / 100 + 10);
     w.feed(&mut c, &many);
-    assert!(c.output().len() >= OUTPUT_BOUND);
+    assert!(c.buffered_out() >= OUTPUT_BOUND as u64);
     assert!(!c.wants_read() && !c.unblocked(), "parsing paused");
     w.drain_output(&mut c);
     assert!(c.unblocked(), "requests still wait in the buffer");
     w.run(&mut c);
-    assert!(!c.output().is_empty());
+    assert!(c.buffered_out() > 0);
 }
 
 mod properties {
@@ -399,7 +431,7 @@ mod properties {
             verdict = w.feed(&mut c, &bytes[at..p]);
             out.push_str(&w.drain_output(&mut c));
             verdict = match verdict {
-                Verdict::Keep => c.settle(w.now, w.timeouts.linger, false),
+                Verdict::Keep => c.poll_verdict(w.now, w.timeouts.linger, false),
                 v => v,
             };
             at = p;

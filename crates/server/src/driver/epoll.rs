@@ -7,15 +7,15 @@
 //! are level-triggered, so an acceptor may stop after a batch and leave the rest queued in
 //! the kernel.
 
+use super::Written;
 use super::{ConnEvent, Driver, Event, Io, Listen, Read};
-use crate::connection::{Connection, Phase, Tally};
 use crate::driver::token::Token;
 use crate::roles::listener::Listener;
 use bytes::BytesMut;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sys::{Epoll, Events, Interest, Readiness, Waker};
 
 /// Events taken per `epoll_wait`.
@@ -212,20 +212,24 @@ impl Io for EpollIo<'_> {
 
     /// Write what is ready; whatever the kernel does not take waits for the next writable
     /// edge.
-    fn write(
-        &mut self,
-        fd: &OwnedFd,
-        _: Token,
-        conn: &mut Connection,
-        tally: &mut Tally,
-        now: Instant,
-    ) {
-        while !conn.output().is_empty() && conn.phase() != Phase::Closed {
-            match sys::socket::write(fd, conn.output()) {
-                Ok(n) => conn.sent(n, now, tally),
-                Err(err) if sys::would_block(&err) => break,
-                Err(err) if sys::interrupted(&err) => continue,
-                Err(_) => conn.broke(),
+    fn write(&mut self, fd: &OwnedFd, _: Token, w: Written<'_>) {
+        while let Some(out) = w.conn.poll_transmit() {
+            let (n, more) = loop {
+                match sys::socket::write(fd, &out) {
+                    Ok(n) => break (n, n == out.len()),
+                    Err(err) if sys::would_block(&err) => break (0, false),
+                    Err(err) if sys::interrupted(&err) => continue,
+                    Err(_) => {
+                        w.conn.broke();
+                        break (0, false);
+                    }
+                }
+            };
+            if let Some(buf) = w.conn.sent(out, n, w.now, w.tally) {
+                w.spare.give(buf);
+            }
+            if !more {
+                break;
             }
         }
     }

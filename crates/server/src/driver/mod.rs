@@ -25,6 +25,7 @@ pub(crate) mod epoll;
 pub(crate) mod token;
 pub(crate) mod uring;
 
+use crate::connection::buffers::Buffers;
 use crate::connection::{Connection, Tally};
 use crate::driver::token::Token;
 use crate::roles::listener::Listener;
@@ -111,6 +112,15 @@ pub(crate) enum Listen {
     Stop,
 }
 
+/// A connection's core and what a write reports to, lent to [`Io::write`].
+pub(crate) struct Written<'a> {
+    pub(crate) conn: &'a mut Connection,
+    pub(crate) tally: &'a mut Tally,
+    /// Where a buffer sent whole goes back.
+    pub(crate) spare: &'a mut Buffers,
+    pub(crate) now: Instant,
+}
+
 /// The result of one [`Io::read`].
 #[derive(Debug)]
 pub(crate) enum Read {
@@ -156,15 +166,8 @@ pub(crate) trait Io {
     /// Read into `buf` (its spare capacity); `timed`: through `recvmsg`, for the kernel's
     /// receive timestamp.
     fn read(&mut self, fd: &OwnedFd, c: &mut Self::Conn, buf: &mut BytesMut, timed: bool) -> Read;
-    /// Send what the connection has ready.
-    fn write(
-        &mut self,
-        fd: &OwnedFd,
-        token: Token,
-        conn: &mut Connection,
-        tally: &mut Tally,
-        now: Instant,
-    );
+    /// Send what the connection has ready ([`Connection::poll_transmit`]).
+    fn write(&mut self, fd: &OwnedFd, token: Token, w: Written<'_>);
     /// Stop sending (a refusal's half-close), then read until the FIN.
     fn shutdown_write(&mut self, fd: &OwnedFd, c: &mut Self::Conn);
     /// Take bytes from the kernel while `wants`; leave them there (and slow the client)

@@ -16,15 +16,15 @@
 //! loop is busy (the connection then waits until it next enters the kernel) and the others
 //! sleep — a 9-run accept storm put that at 1.55–1.95× nginx's overflows on one socket.
 
+use super::Written;
 use super::{ConnEvent, Driver, Event, Io, Listen, Read};
-use crate::connection::{Connection, Tally};
 use crate::driver::token::Token;
 use crate::roles::listener::Listener;
 use bytes::BytesMut;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sys::uring::{Ring, Submit};
 use sys::Waker;
 
@@ -245,15 +245,8 @@ impl Io for UringIo<'_, '_> {
     }
 
     /// One send in flight per connection: what is ready leaves when the last send is back.
-    fn write(
-        &mut self,
-        fd: &OwnedFd,
-        token: Token,
-        conn: &mut Connection,
-        _: &mut Tally,
-        _: Instant,
-    ) {
-        if let Some(out) = conn.take_output() {
+    fn write(&mut self, fd: &OwnedFd, token: Token, w: Written<'_>) {
+        if let Some(out) = w.conn.poll_transmit() {
             self.sub.send(fd.as_fd(), token.to_u64(), out);
         }
     }

@@ -11,22 +11,22 @@
 //! [`OUTPUT_BOUND`](crate::connection::OUTPUT_BOUND).
 //!
 //! Every connection is under exactly one deadline at a time (header, body, idle, write or
-//! linger; see [`Connection::deadline`]), kept on the thread's [`TimerWheel`].
+//! linger; see [`Connection::poll_deadline`]), kept on the thread's [`TimerWheel`].
 
-use crate::app::handler::{call_guarded, Handler};
+use crate::app::handler::call_guarded;
 use crate::app::refusal::RenderRefusal;
 use crate::config::{QueueTiming, Timeouts};
 use crate::connection::buffers::Buffers;
 use crate::connection::timer::{Entry, TimerRef, TimerWheel};
 use crate::connection::{Connection, Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
 use crate::driver::token::{Token, GEN_MASK};
-use crate::driver::{ConnEvent, Driver, Io, Read};
+use crate::driver::{ConnEvent, Driver, Io, Read, Written};
 use crate::observe::introspect::{tcp_state_name, ConnInfo, ConnQuery};
 use crate::observe::queue_wait::ReadTiming;
 use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::InboxReceiver;
-use crate::roles::worker::{Completion, ConnId, Job, Submitter};
+use crate::roles::worker::{ConnId, Exec, Job, PoolLink};
 use crossbeam_channel::Receiver;
 use h1::Limits;
 use slab::Slab;
@@ -61,38 +61,6 @@ fn socket_of<C>(conns: &mut Slab<Socket<C>>, token: Token) -> Option<(usize, &mu
         .get_mut(key)
         .filter(|s| s.gen & GEN_MASK == gen)
         .map(|s| (key, s))
-}
-
-/// A reader's link to a pool of handler threads: where it submits requests and where the
-/// answers come back.
-pub(crate) struct PoolLink {
-    pub(crate) submit: Submitter,
-    pub(crate) completions: Receiver<Completion>,
-    pub(crate) reply: usize,
-}
-
-/// Who runs the handler for requests this reader parsed: requests the handler says may
-/// block ([`Handler::blocking`]) go to the blocking pool when there is one; the others to the
-/// worker pool when the shape has workers (`pool`), else to the reader itself, between
-/// reads. Blocking calls thus never hold up fast requests, even behind a worker pool.
-pub(crate) struct Exec {
-    pub(crate) handler: Arc<dyn Handler>,
-    pub(crate) workers: Option<PoolLink>,
-    pub(crate) blocking: Option<PoolLink>,
-}
-
-impl Exec {
-    /// The pool `req` goes to, or `None` to run it here.
-    fn pool_for(&self, req: &h1::Request) -> Option<&PoolLink> {
-        match &self.blocking {
-            Some(link) if self.handler.blocking().blocks(req) => Some(link),
-            _ => self.workers.as_ref(),
-        }
-    }
-
-    fn links(&self) -> impl Iterator<Item = &PoolLink> {
-        self.workers.iter().chain(self.blocking.iter())
-    }
 }
 
 /// What a reader needs besides its executor: limits, deadlines, the connection ceiling.
@@ -298,13 +266,12 @@ impl<D: Driver> Reader<D> {
                         return self.close(io, key);
                     }
                 }
-                Ok(bytes) => s.conn.receive(
-                    bytes,
-                    arrived.map(|at| stamp(at, 1)),
-                    self.now,
-                    &mut self.spare,
-                    &mut self.tally,
-                ),
+                Ok(bytes) => {
+                    s.conn.read_buffer(&mut self.spare).extend_from_slice(bytes);
+                    let stamp = arrived.map(|at| stamp(at, 1));
+                    s.conn
+                        .received(bytes.len(), stamp, self.now, &mut self.tally);
+                }
                 // The pool ran dry, or we cancelled it: armed again when wanted.
                 Err(err) if sys::out_of_buffers(&err) || sys::cancelled(&err) => {}
                 Err(_) => s.conn.broke(),
@@ -314,7 +281,7 @@ impl<D: Driver> Reader<D> {
                     s.conn.broke();
                     0
                 });
-                if let Some(buf) = s.conn.sent_back(buf, n, self.now, &mut self.tally) {
+                if let Some(buf) = s.conn.sent(buf, n, self.now, &mut self.tally) {
                     self.spare.give(buf);
                 }
             }
@@ -454,7 +421,7 @@ impl<D: Driver> Reader<D> {
                 continue; // the key's connection closed and the key was reused
             }
             *timer = TimerRef::NONE;
-            match conn.deadline(&self.cfg.timeouts) {
+            match conn.poll_deadline(&self.cfg.timeouts) {
                 None => {}
                 Some((when, kind)) if when <= self.now => self.expire(io, e.key, kind),
                 Some((when, _)) => {
@@ -494,7 +461,7 @@ impl<D: Driver> Reader<D> {
         else {
             return;
         };
-        let Some((when, _)) = conn.deadline(&self.cfg.timeouts) else {
+        let Some((when, _)) = conn.poll_deadline(&self.cfg.timeouts) else {
             return;
         };
         let tick = self.wheel.tick_of(when);
@@ -553,7 +520,7 @@ impl<D: Driver> Reader<D> {
                     Read::Closed => s.conn.peer_closed(),
                     Read::Bytes(n, arrived) => {
                         let stamp = arrived.zip(weight).map(|(at, w)| stamp(at, w));
-                        s.conn.received(n, stamp, starts, self.now, &mut self.tally);
+                        s.conn.received(n, stamp, self.now, &mut self.tally);
                     }
                     Read::Again => {}
                     Read::Failed => s.conn.broke(),
@@ -567,9 +534,18 @@ impl<D: Driver> Reader<D> {
                 return;
             };
             let token = Token::conn(key, s.gen);
-            io.write(&s.fd, token, &mut s.conn, &mut self.tally, self.now);
+            let written = Written {
+                conn: &mut s.conn,
+                tally: &mut self.tally,
+                spare: &mut self.spare,
+                now: self.now,
+            };
+            io.write(&s.fd, token, written);
             let idle_over = self.draining && self.idle_close_at.is_none();
-            match s.conn.settle(self.now, self.cfg.timeouts.linger, idle_over) {
+            match s
+                .conn
+                .poll_verdict(self.now, self.cfg.timeouts.linger, idle_over)
+            {
                 Verdict::Keep => {}
                 Verdict::HalfClose => {
                     io.shutdown_write(&s.fd, &mut s.io);
@@ -687,7 +663,7 @@ impl<D: Driver> Reader<D> {
     fn describe(&self, limit: usize) -> Vec<ConnInfo> {
         let mut oldest: Vec<&Socket<D::Conn>> = self.conns.iter().map(|(_, s)| s).collect();
         if oldest.len() > limit {
-            oldest.select_nth_unstable_by_key(limit, |s| s.conn.accepted_at);
+            oldest.select_nth_unstable_by_key(limit, |s| s.conn.accepted_at());
             oldest.truncate(limit);
         }
         oldest
@@ -701,12 +677,12 @@ impl<D: Driver> Reader<D> {
                     .to_string(),
                 age_ms: self
                     .now
-                    .saturating_duration_since(c.accepted_at)
+                    .saturating_duration_since(c.accepted_at())
                     .as_millis() as u64,
-                requests: u64::from(c.requests),
+                requests: u64::from(c.requests()),
                 recv_queue: sys::socket::inq(fd).unwrap_or(0),
                 send_queue: sys::socket::outq(fd).unwrap_or(0),
-                buffered_in: c.rbuf.len() as u64,
+                buffered_in: c.buffered_in(),
                 buffered_out: c.buffered_out(),
             })
             .collect()

@@ -149,6 +149,38 @@ pub(crate) fn run(
     }
 }
 
+/// A reader's link to a pool of handler threads: where it submits requests and where the
+/// answers come back.
+pub(crate) struct PoolLink {
+    pub(crate) submit: Submitter,
+    pub(crate) completions: Receiver<Completion>,
+    pub(crate) reply: usize,
+}
+
+/// Who runs the handler for requests this reader parsed: requests the handler says may
+/// block ([`Handler::blocking`]) go to the blocking pool when there is one; the others to the
+/// worker pool when the shape has workers (`pool`), else to the reader itself, between
+/// reads. Blocking calls thus never hold up fast requests, even behind a worker pool.
+pub(crate) struct Exec {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) workers: Option<PoolLink>,
+    pub(crate) blocking: Option<PoolLink>,
+}
+
+impl Exec {
+    /// The pool `req` goes to, or `None` to run it here.
+    pub(crate) fn pool_for(&self, req: &h1::Request) -> Option<&PoolLink> {
+        match &self.blocking {
+            Some(link) if self.handler.blocking().blocks(req) => Some(link),
+            _ => self.workers.as_ref(),
+        }
+    }
+
+    pub(crate) fn links(&self) -> impl Iterator<Item = &PoolLink> {
+        self.workers.iter().chain(self.blocking.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
