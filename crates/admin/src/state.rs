@@ -279,10 +279,10 @@ impl Sampler {
             io: view.io().name().to_string(),
             accept: topology
                 .shares_a_socket()
-                .then(|| topology.accept.name().to_string()),
+                .then(|| topology.accept().name().to_string()),
             balance: topology
                 .balances()
-                .then(|| topology.balance.name().to_string()),
+                .then(|| topology.balance().name().to_string()),
             pid: std::process::id(),
             uptime_s: view.uptime().as_secs_f64(),
             backlog: view.backlog(),

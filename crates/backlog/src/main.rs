@@ -442,16 +442,16 @@ fn supervise(
 ) -> anyhow::Result<()> {
     // systemd's sockets are shared by every worker as they are; otherwise a shape with
     // several listeners gets that many SO_REUSEPORT sockets per worker.
-    let shape = cfg.shape();
-    let reuseport = shape.listeners > 1 && inherited.is_none();
+    let shape = cfg.shape()?;
+    let reuseport = shape.listeners() > 1 && inherited.is_none();
     let opts = supervisor::Options {
         processes: args.processes as usize,
-        per_worker: if reuseport { shape.listeners } else { 1 },
+        per_worker: if reuseport { shape.listeners() } else { 1 },
         reuseport,
         // Decided by the shape, never by a preset's name: acceptors handing connections to
         // readers from one socket is `dispatch` whatever it was called, and across processes
         // the supervisor plays that acceptor.
-        dispatch: shape.acceptors > 0 && shape.listeners == 1,
+        dispatch: shape.acceptors() > 0 && shape.listeners() == 1,
         args: std::env::args_os().skip(1).collect(),
         pid_file: args.pid_file.clone(),
     };
@@ -631,20 +631,19 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
         builder = builder.workers(n);
     }
     if let Some(text) = &args.topology {
-        let mut t: backlog_server::Topology = text
-            .parse()
+        // --accept and --balance stand for the keys the text leaves out.
+        let defaults = backlog_server::topology::ParseDefaults {
+            accept: args.accept,
+            balance: args.balance,
+            ..backlog_server::topology::ParseDefaults::this_machine()
+        };
+        let t = backlog_server::Topology::parse(text, defaults)
             .map_err(|err| ServerError::Config(format!("--topology: {err}")))?;
-        if !text.contains("accept=") {
-            t.accept = args.accept;
-        }
-        if !text.contains("balance=") {
-            t.balance = args.balance;
-        }
         builder = builder.topology(t);
     }
-    let shape = builder.config().shape();
-    shape
-        .validate()
+    builder
+        .config()
+        .shape()
         .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
     Ok(builder)
 }
@@ -665,7 +664,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let builder = builder_from(&args)?;
-    let shape = builder.config().shape();
+    let shape = builder.config().shape()?;
     if args.dry_run {
         // The built-in hello app's database calls run on a blocking pool; echo has none.
         let blocking = match args.app {

@@ -148,7 +148,7 @@ fn storm_pairs(results: &Results) -> String {
             Kind::Nginx { workers, reuseport } => Some(if *reuseport { *workers } else { 1 }),
             // Processes split the sockets among them: no single nginx to match.
             Kind::Backlog { .. } if t.processes() > 1 => None,
-            Kind::Backlog { .. } => t.topology(results.plan.threads).map(|t| t.listeners),
+            Kind::Backlog { .. } => t.topology(results.plan.threads).map(|t| t.listeners()),
             _ => None,
         }
     };

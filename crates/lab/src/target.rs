@@ -41,7 +41,6 @@ impl std::str::FromStr for Shape {
             return Ok(Shape::Preset(m));
         }
         let t: backlog_server::Topology = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
-        t.validate().map_err(|e| format!("{s:?}: {e}"))?;
         Ok(Shape::Topology(t))
     }
 }
@@ -189,8 +188,8 @@ impl Target {
                 .position(|a| a == name)
                 .and_then(|i| extra.get(i + 1))
         };
-        Some(match shape {
-            Shape::Topology(t) => *t,
+        match shape {
+            Shape::Topology(t) => Some(*t),
             Shape::Preset(m) => backlog_server::Topology::preset(
                 *m,
                 threads,
@@ -201,8 +200,10 @@ impl Target {
                 flag("--balance")
                     .and_then(|b| b.parse().ok())
                     .unwrap_or(backlog_server::Balance::RoundRobin),
-            ),
-        })
+            )
+            // A preset with no threads is no server (`None`, like an anchor's).
+            .ok(),
+        }
     }
 
     /// Processes it runs the model in (`--processes`), 1 if not given.

@@ -1,6 +1,6 @@
 //! What a server is asked to be: the model, its thread counts and its socket options.
 
-use crate::shape::topology::Topology;
+use crate::shape::topology::{Topology, TopologyError};
 use h1::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -304,17 +304,19 @@ impl Default for Timeouts {
 pub const DEFAULT_BLOCKING_THREADS: usize = 4;
 
 impl Config {
-    /// The shape to build: the one given, or the model's preset.
-    pub fn shape(&self) -> Topology {
-        self.topology.unwrap_or_else(|| {
-            Topology::preset(
+    /// The shape to build: the one given, or the model's preset (which may break a rule:
+    /// `dispatch` with no readers).
+    pub fn shape(&self) -> Result<Topology, TopologyError> {
+        match self.topology {
+            Some(t) => Ok(t),
+            None => Topology::preset(
                 self.model,
                 self.threads,
                 self.workers,
                 self.accept,
                 self.balance,
-            )
-        })
+            ),
+        }
     }
 }
 

@@ -250,7 +250,9 @@ impl ServerBuilder {
                 "threads and workers must be at least 1".into(),
             ));
         }
-        let topology = cfg.shape();
+        let topology = cfg
+            .shape()
+            .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
         if cfg.backlog == 0 {
             return Err(ServerError::Config("backlog must be at least 1".into()));
         }
@@ -416,7 +418,7 @@ fn default_max_conns(limit: usize, open: usize) -> usize {
 /// Threads of the blocking pool: as configured, or, unset, a small pool when the handler may
 /// block and readers run handlers (never a blocking call on an event loop by accident).
 fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
-    let runs_on = if topology.workers == 0 {
+    let runs_on = if topology.workers() == 0 {
         "event loops"
     } else {
         "workers"

@@ -4,7 +4,12 @@
 //! 3 acceptors, 5 readers". A [`Topology`] is that sentence as a value — L listening sockets,
 //! A threads that only accept, R threads that own connections, W threads that run handlers —
 //! and the one source of truth for what threads a server starts and what they are called.
-//! The five models are presets of it ([`Topology::preset`]); `arch` wires any valid shape.
+//! The five models are presets of it ([`Topology::preset`]); `wiring` builds any valid shape.
+//!
+//! A `Topology` cannot exist invalid: its fields are private, and every way to make one —
+//! [`Topology::new`], [`Topology::preset`], [`Topology::parse`] and [`str::parse`] — checks
+//! the rules below and names the one broken. Nothing in it reads the machine: "one reader
+//! per core" is resolved by whoever parses ([`ParseDefaults`]).
 //!
 //! The rules a shape must follow, and why:
 //! - with no acceptors, the readers accept for themselves: either all from one socket (taking
@@ -22,24 +27,48 @@ use std::str::FromStr;
 /// The most threads of one role a topology may ask for: past it a typo, not a design.
 pub const MAX_PER_ROLE: usize = 1024;
 
-/// Who listens, accepts, reads and handles. Build one with [`Topology::preset`] or parse one
-/// (`"listeners=1 acceptors=3 readers=5 workers=8"`, or a model name) with [`str::parse`].
+/// Who listens, accepts, reads and handles. Make one with [`Topology::new`] or
+/// [`Topology::preset`], or parse one (`"listeners=1 acceptors=3 readers=5 workers=8"`, or
+/// a model name) with [`Topology::parse`] or [`str::parse`]; each checks the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Topology {
     /// Listening sockets on the port; more than one means SO_REUSEPORT.
-    pub listeners: usize,
+    listeners: usize,
     /// Threads that only accept and hand connections over; 0: readers accept for themselves.
-    pub acceptors: usize,
+    acceptors: usize,
     /// Threads that own connections: read, parse, write.
-    pub readers: usize,
+    readers: usize,
     /// Threads that run handlers; 0: readers run them inline.
-    pub workers: usize,
+    workers: usize,
     /// How threads sharing one socket take turns accepting.
-    pub accept: AcceptStrategy,
+    accept: AcceptStrategy,
     /// How acceptors choose a reader.
-    pub balance: Balance,
+    balance: Balance,
     /// The model this shape is the preset of, if any: it keeps that model's thread names.
-    pub preset: Option<Model>,
+    preset: Option<Model>,
+}
+
+/// What a parsed shape takes for what its text leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseDefaults {
+    /// Readers when `readers=` is not given, and a model name's thread count.
+    pub per_core: usize,
+    /// `accept=` when not given.
+    pub accept: AcceptStrategy,
+    /// `balance=` when not given.
+    pub balance: Balance,
+}
+
+impl ParseDefaults {
+    /// One reader per core of this machine, `exclusive`, `round-robin`: what [`str::parse`]
+    /// uses.
+    pub fn this_machine() -> Self {
+        ParseDefaults {
+            per_core: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            accept: AcceptStrategy::Exclusive,
+            balance: Balance::RoundRobin,
+        }
+    }
 }
 
 /// A shape that cannot be built, or text that is not a shape. Each names the rule.
@@ -141,6 +170,69 @@ impl fmt::Display for ThreadLayout {
 }
 
 impl Topology {
+    /// A custom shape of `listeners` sockets, `acceptors` accept-only threads, `readers` and
+    /// `workers` (taking turns `exclusive` on a shared socket, balancing `round-robin`: see
+    /// [`Topology::with_accept`], [`Topology::with_balance`]).
+    pub fn new(
+        listeners: usize,
+        acceptors: usize,
+        readers: usize,
+        workers: usize,
+    ) -> Result<Topology, TopologyError> {
+        Topology {
+            listeners,
+            acceptors,
+            readers,
+            workers,
+            accept: AcceptStrategy::Exclusive,
+            balance: Balance::RoundRobin,
+            preset: None,
+        }
+        .checked()
+    }
+
+    /// The same shape, its threads sharing a socket taking turns by `accept`.
+    pub fn with_accept(mut self, accept: AcceptStrategy) -> Topology {
+        self.accept = accept;
+        self
+    }
+
+    /// The same shape, its acceptors choosing a reader by `balance`.
+    pub fn with_balance(mut self, balance: Balance) -> Topology {
+        self.balance = balance;
+        self
+    }
+
+    /// Listening sockets on the port; more than one means SO_REUSEPORT.
+    pub fn listeners(&self) -> usize {
+        self.listeners
+    }
+    /// Threads that only accept and hand connections over; 0: readers accept for
+    /// themselves.
+    pub fn acceptors(&self) -> usize {
+        self.acceptors
+    }
+    /// Threads that own connections: read, parse, write.
+    pub fn readers(&self) -> usize {
+        self.readers
+    }
+    /// Threads that run handlers; 0: readers run them inline.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+    /// How threads sharing one socket take turns accepting.
+    pub fn accept(&self) -> AcceptStrategy {
+        self.accept
+    }
+    /// How acceptors choose a reader.
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+    /// The model this shape is the preset of, if any.
+    pub fn preset_of(&self) -> Option<Model> {
+        self.preset
+    }
+
     /// The shape `model` stands for, with `threads` event-loop threads (readers in `dispatch`,
     /// loops in `shared` and `reuseport`) and `workers` handler threads (`pool`).
     pub fn preset(
@@ -149,7 +241,7 @@ impl Topology {
         workers: usize,
         accept: AcceptStrategy,
         balance: Balance,
-    ) -> Topology {
+    ) -> Result<Topology, TopologyError> {
         let (listeners, acceptors, readers, workers) = match model {
             Model::Single => (1, 0, 1, 0),
             Model::Dispatch => (1, 1, threads, 0),
@@ -166,10 +258,15 @@ impl Topology {
             balance,
             preset: Some(model),
         }
+        .checked()
     }
 
-    /// Check the rules (see the module docs); the error names the one broken.
-    pub fn validate(&self) -> Result<(), TopologyError> {
+    /// The shape, if it keeps the rules (see the module docs); else the one it breaks.
+    fn checked(self) -> Result<Topology, TopologyError> {
+        self.check().map(|()| self)
+    }
+
+    fn check(&self) -> Result<(), TopologyError> {
         for (role, n) in [
             ("listeners", self.listeners),
             ("acceptors", self.acceptors),
@@ -364,28 +461,32 @@ impl fmt::Display for Topology {
 impl FromStr for Topology {
     type Err = TopologyError;
 
-    /// A model name (its preset, one reader per core), or `key=value` words in any order,
-    /// separated by spaces or commas; missing keys take `listeners=1 acceptors=0 workers=0`
-    /// and one reader per core.
+    /// [`Topology::parse`] with [`ParseDefaults::this_machine`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Topology::parse(s, ParseDefaults::this_machine())
+    }
+}
+
+impl Topology {
+    /// A model name (its preset, `defaults.per_core` threads), or `key=value` words in any
+    /// order, separated by spaces or commas; missing keys take `listeners=1 acceptors=0
+    /// workers=0`, `defaults.per_core` readers and the default strategies.
+    pub fn parse(s: &str, defaults: ParseDefaults) -> Result<Topology, TopologyError> {
+        let ParseDefaults {
+            per_core,
+            accept,
+            balance,
+        } = defaults;
         if let Ok(model) = s.trim().parse::<Model>() {
-            let t = Topology::preset(
-                model,
-                cores,
-                cores,
-                AcceptStrategy::Exclusive,
-                Balance::RoundRobin,
-            );
-            return Ok(t);
+            return Topology::preset(model, per_core, per_core, accept, balance);
         }
         let mut t = Topology {
             listeners: 1,
             acceptors: 0,
-            readers: cores,
+            readers: per_core,
             workers: 0,
-            accept: AcceptStrategy::Exclusive,
-            balance: Balance::RoundRobin,
+            accept,
+            balance,
             preset: None,
         };
         let mut seen: Vec<&str> = Vec::new();
@@ -419,7 +520,7 @@ impl FromStr for Topology {
                 _ => return Err(TopologyError::UnknownKey(key.to_string())),
             }
         }
-        Ok(t)
+        t.checked()
     }
 }
 
@@ -429,6 +530,13 @@ mod tests {
 
     fn parse(s: &str) -> Topology {
         s.parse().unwrap()
+    }
+
+    fn four_cores() -> ParseDefaults {
+        ParseDefaults {
+            per_core: 4,
+            ..ParseDefaults::this_machine()
+        }
     }
 
     #[test]
@@ -457,7 +565,7 @@ mod tests {
 
     #[test]
     fn presets_are_todays_models() {
-        let p = |m| Topology::preset(m, 4, 3, AcceptStrategy::Mutex, Balance::P2c);
+        let p = |m| Topology::preset(m, 4, 3, AcceptStrategy::Mutex, Balance::P2c).unwrap();
         let names = |t: Topology| t.threads().into_iter().map(|l| l.name).collect::<Vec<_>>();
         assert_eq!(names(p(Model::Single)), ["loop-0"]);
         assert_eq!(
@@ -470,15 +578,19 @@ mod tests {
         );
         assert_eq!(names(p(Model::Shared)).len(), 4);
         assert_eq!(p(Model::Reuseport).listeners, 4);
-        for m in [
-            Model::Single,
-            Model::Dispatch,
-            Model::Pool,
-            Model::Shared,
-            Model::Reuseport,
-        ] {
-            p(m).validate().unwrap();
-        }
+        let shared = Topology::parse("shared", four_cores()).unwrap();
+        assert_eq!(
+            (shared.readers(), shared.preset_of()),
+            (4, Some(Model::Shared))
+        );
+        assert_eq!(parse("readers=3").readers(), 3);
+        assert_eq!(
+            Topology::parse("acceptors=1", four_cores())
+                .unwrap()
+                .readers(),
+            4,
+            "readers default to the cores the caller says"
+        );
     }
 
     #[test]
@@ -500,7 +612,7 @@ mod tests {
 
     #[test]
     fn every_rule_has_its_error() {
-        let err = |s: &str| parse(s).validate().unwrap_err().to_string();
+        let err = |s: &str| s.parse::<Topology>().unwrap_err().to_string();
         assert!(err("listeners=2 readers=3").contains("listeners must be 1"));
         assert!(err("listeners=2 acceptors=3 readers=1").contains("equal acceptors"));
         assert!(err("readers=0").contains("at least one reader"));
@@ -512,5 +624,45 @@ mod tests {
         assert!(parse_err("readers").contains("key=value"));
         assert!(parse_err("readers=1 readers=2").contains("twice"));
         assert!(parse_err("accept=polite").contains("exclusive"));
+    }
+
+    #[test]
+    fn every_way_to_make_one_keeps_the_rules() {
+        let broken = [
+            (2, 0, 3, 0),
+            (2, 3, 1, 0),
+            (1, 0, 0, 0),
+            (0, 0, 1, 0),
+            (1, 0, 5000, 0),
+        ];
+        for (l, a, r, w) in broken {
+            let text = format!("listeners={l} acceptors={a} readers={r} workers={w}");
+            let new = Topology::new(l, a, r, w).unwrap_err();
+            assert_eq!(text.parse::<Topology>().unwrap_err(), new, "{text}");
+            assert_eq!(Topology::parse(&text, four_cores()).unwrap_err(), new);
+        }
+        assert!(
+            Topology::preset(Model::Dispatch, 0, 0, AcceptStrategy::Herd, Balance::P2c).is_err()
+        );
+        assert!(Topology::preset(
+            Model::Reuseport,
+            2000,
+            0,
+            AcceptStrategy::Herd,
+            Balance::P2c
+        )
+        .is_err());
+        assert!(Topology::parse(
+            "shared",
+            ParseDefaults {
+                per_core: 0,
+                ..four_cores()
+            }
+        )
+        .is_err());
+        let ok = Topology::new(1, 3, 5, 8)
+            .unwrap()
+            .with_accept(AcceptStrategy::Mutex);
+        assert_eq!(ok.to_string().parse::<Topology>().unwrap(), ok);
     }
 }

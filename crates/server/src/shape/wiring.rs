@@ -325,11 +325,12 @@ impl<'a> Wiring<'a> {
 
 /// Wire the configured shape (its topology, or its model's preset) and the blocking pool.
 pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
-    let t = w.cfg.shape();
-    t.validate()
+    let t = w
+        .cfg
+        .shape()
         .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
-    let sockets = (0..t.listeners)
-        .map(|_| w.listen(t.listeners > 1))
+    let sockets = (0..t.listeners())
+        .map(|_| w.listen(t.listeners() > 1))
         .collect::<Result<Vec<_>, _>>()?;
     let mutex = Arc::new(AcceptMutex::default());
     // The accepting thread `i`'s socket and how it takes turns on it.
@@ -340,7 +341,7 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
             // On an io_uring a shared socket is polled by every loop (see the driver).
             Turn::Herd
         } else {
-            match t.accept {
+            match t.accept() {
                 AcceptStrategy::Exclusive => Turn::Exclusive,
                 AcceptStrategy::Mutex => Turn::Mutex(mutex.clone()),
                 AcceptStrategy::Herd => Turn::Herd,
@@ -351,23 +352,23 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
 
     // Acceptors' loops first (their stats come first, as the thread list reads), then the
     // readers, each with its inbox when acceptors feed it.
-    let acceptors = (0..t.acceptors)
+    let acceptors = (0..t.acceptors())
         .map(|i| w.loop_parts(&t.acceptor_name(i), Role::Acceptor))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut readers = Vec::with_capacity(t.readers);
+    let mut readers = Vec::with_capacity(t.readers());
     let mut inboxes = Vec::new();
-    for i in 0..t.readers {
-        let name = match (&w.cfg.label, t.readers, t.acceptors) {
+    for i in 0..t.readers() {
+        let name = match (&w.cfg.label, t.readers(), t.acceptors()) {
             (Some(label), 1, 0) => label.clone(),
             _ => t.reader_name(i),
         };
-        let role = if t.acceptors == 0 {
+        let role = if t.acceptors() == 0 {
             Role::Loop
         } else {
             Role::Reader
         };
         let parts = w.loop_parts(&name, role)?;
-        let rx = (t.acceptors > 0).then(|| {
+        let rx = (t.acceptors() > 0).then(|| {
             let (tx, rx) = inbox(
                 parts.waker.clone(),
                 parts.stats.clone(),
@@ -380,10 +381,10 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     }
 
     // Who runs the handler: one worker pool for every reader, or each reader itself.
-    let mut execs = Vec::with_capacity(t.readers);
-    if t.workers > 0 {
+    let mut execs = Vec::with_capacity(t.readers());
+    if t.workers() > 0 {
         let (tx, jobs) = worker::queue(w.cfg.queue_depth);
-        let mut replies = Vec::with_capacity(t.readers);
+        let mut replies = Vec::with_capacity(t.readers());
         for (parts, _) in &readers {
             let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
             replies.push(port);
@@ -394,7 +395,7 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
             };
             execs.push(w.exec(parts, Some(link)));
         }
-        w.spawn_workers(Role::Worker, t.workers, jobs, Arc::new(replies));
+        w.spawn_workers(Role::Worker, t.workers(), jobs, Arc::new(replies));
     } else {
         for (parts, _) in &readers {
             execs.push(w.exec(parts, None));
@@ -403,7 +404,7 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
 
     for (i, parts) in acceptors.into_iter().enumerate() {
         let (listeners, turn) = accept_from(i);
-        let balancer = Balancer::new(t.balance, inboxes.clone());
+        let balancer = Balancer::new(t.balance(), inboxes.clone());
         w.spawn_accept_only(parts, listeners, turn, balancer);
     }
     // The acceptors hold their own clones: the readers' drain waits for every one to go.
