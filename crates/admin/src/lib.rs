@@ -22,7 +22,7 @@ pub mod metrics;
 pub mod state;
 
 pub use client::fetch_state;
-pub use state::{ListenerState, ProcessState, QueueWaits, Sampler, State, ThreadState};
+pub use state::{ListenerState, ProcessState, QueueWaits, Sampler, Shape, State, ThreadState};
 
 use backlog_server::{
     introspect::{Connections, Introspect},

@@ -105,6 +105,43 @@ pub struct ProcessState {
     pub threads: Vec<String>,
 }
 
+/// The running shape as numbers and names (what [`State::topology`] says as text).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    /// Listening sockets on the port.
+    pub listeners: usize,
+    /// Accept-only threads.
+    pub acceptors: usize,
+    /// Threads that own connections.
+    pub readers: usize,
+    /// Handler threads.
+    pub workers: usize,
+    /// How threads sharing one socket take turns; `None` when no socket is shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<String>,
+    /// How acceptors choose a reader; `None` without acceptors or with one reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<String>,
+    /// The model it is the preset of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+}
+
+impl Shape {
+    /// The shape of `t`.
+    pub fn of(t: &backlog_server::Topology) -> Shape {
+        Shape {
+            listeners: t.listeners(),
+            acceptors: t.acceptors(),
+            readers: t.readers(),
+            workers: t.workers(),
+            accept: t.shares_a_socket().then(|| t.accept().name().to_string()),
+            balance: t.balances().then(|| t.balance().name().to_string()),
+            preset: t.preset_of().map(|m| m.name().to_string()),
+        }
+    }
+}
+
 /// Everything `/debug/state` returns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -113,6 +150,9 @@ pub struct State {
     /// The shape: `listeners=L acceptors=A readers=R workers=W` (and `accept=`, `balance=`
     /// where they apply), as `--topology` takes it.
     pub topology: String,
+    /// The same shape as a structure.
+    #[serde(default)]
+    pub shape: Shape,
     /// The I/O interface the loops run on: `epoll` or `uring`.
     #[serde(default)]
     pub io: String,
@@ -221,6 +261,7 @@ impl Sampler {
             .unwrap_or_default();
 
         let topology = view.topology();
+        let shape = Shape::of(&topology);
         let snapshot = view.stats().snapshot();
         let mut previous = self.previous.lock().unwrap_or_else(|e| e.into_inner());
         let (interval, prev) = match previous.as_ref() {
@@ -276,13 +317,10 @@ impl Sampler {
         State {
             model: topology.name().to_string(),
             topology: topology.to_string(),
+            accept: shape.accept.clone(),
+            balance: shape.balance.clone(),
+            shape,
             io: view.io().name().to_string(),
-            accept: topology
-                .shares_a_socket()
-                .then(|| topology.accept().name().to_string()),
-            balance: topology
-                .balances()
-                .then(|| topology.balance().name().to_string()),
             pid: std::process::id(),
             uptime_s: view.uptime().as_secs_f64(),
             backlog: view.backlog(),

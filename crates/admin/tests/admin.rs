@@ -366,6 +366,16 @@ fn state_names_the_model_and_its_layout() {
     );
     let state = pair.state();
     assert_eq!(state.model, "pool");
+    let shape = admin::Shape {
+        listeners: 1,
+        acceptors: 0,
+        readers: 1,
+        workers: 2,
+        accept: None,
+        balance: None,
+        preset: Some("pool".into()),
+    };
+    assert_eq!(state.shape, shape, "the shape as a structure");
     let names: Vec<_> = state.layout.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["worker-0", "worker-1", "loop-0"]);
     assert_eq!(state.listeners.len(), 1);

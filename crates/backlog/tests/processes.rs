@@ -128,6 +128,15 @@ impl Load {
         }
     }
 
+    /// Wait until the load has had `more` answers since it was last asked (the load is
+    /// running through whatever happens next, not only starting).
+    fn wait_answers(&self, more: u64) {
+        let from = self.tally.ok.load(Ordering::Relaxed);
+        testkit::wait_until("answers under load", Duration::from_secs(10), || {
+            self.tally.ok.load(Ordering::Relaxed) >= from + more
+        });
+    }
+
     fn finish(self) -> Arc<Tally> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -193,7 +202,7 @@ fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
         let pid_file = dir.path().join("reload.pid");
         let mut s = supervisor(model, &["--pid-file", pid_file.to_str().unwrap()]);
         let load = Load::start(s.addr, 4, 2);
-        std::thread::sleep(Duration::from_millis(300));
+        load.wait_answers(100);
         const RELOADS: usize = 3;
         for i in 1..=RELOADS {
             let out = Command::new(BIN)
@@ -204,7 +213,8 @@ fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
             s.wait_count("old generation draining", i);
             // Every old worker drains and exits 0 before the next reload.
             s.wait_count("worker drained and exited", 2 * i);
-            std::thread::sleep(Duration::from_millis(300));
+            // The new generation serves before the next reload.
+            load.wait_answers(100);
         }
         let tally = load.finish();
         eprintln!("{model}: {} reloads: {}", RELOADS, tally.report());
@@ -226,7 +236,7 @@ fn reloads_under_load_lose_nothing_and_old_workers_exit_zero() {
 fn a_killed_worker_is_restarted_and_the_socket_never_refuses() {
     let mut s = supervisor("reuseport", &[]);
     let load = Load::start(s.addr, 4, 2);
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_answers(100);
     let victim = pids_in(&mut s, "worker serving")[0];
     let ok = Command::new("kill")
         .args(["-KILL", &victim.to_string()])
@@ -236,7 +246,7 @@ fn a_killed_worker_is_restarted_and_the_socket_never_refuses() {
     assert!(ok);
     s.wait_count("killed by signal 9", 1);
     s.wait_count("worker serving", 3);
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_answers(100);
     let tally = load.finish();
     eprintln!("kill -9 one of two workers: {}", tally.report());
     assert_eq!(
@@ -305,7 +315,7 @@ fn sigterm_to_the_supervisor_drains_every_worker_and_exits_zero() {
     );
     drop((held, held_r));
     let load = Load::start(s.addr, 2, 0);
-    std::thread::sleep(Duration::from_millis(200));
+    load.wait_answers(50);
     s.signal("-TERM");
     assert_eq!(s.wait_exit(), 0);
     let tally = load.finish();

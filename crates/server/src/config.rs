@@ -1,5 +1,6 @@
 //! What a server is asked to be: the model, its thread counts and its socket options.
 
+pub use crate::observe::queue_wait::QueueTiming;
 use crate::shape::topology::{Topology, TopologyError};
 use h1::Limits;
 use std::net::SocketAddr;
@@ -96,44 +97,6 @@ impl Io {
             Io::Epoll => "epoll",
             Io::Uring => "uring",
             Io::Auto => "auto",
-        }
-    }
-}
-
-/// Whether to measure how long connections and requests wait in the kernel's queues (see
-/// [`queue_wait`](crate::observe::queue_wait)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum QueueTiming {
-    /// Receive timestamps on every listening socket; every read goes through `recvmsg` (the
-    /// same one syscall) and counts each request's receive-queue wait and each connection's
-    /// accept-queue wait.
-    On,
-    /// Every connection's accept-queue wait and first request, and one in
-    /// [`SAMPLE_EVERY`](crate::observe::queue_wait::SAMPLE_EVERY) of the later requests each thread
-    /// reads (epoll; under io_uring every request, as `On`). `recvmsg` costs more than `read`
-    /// on every request (about 0.2 µs here, 3–5% of a keep-alive request), so the default
-    /// pays it where a wait is likeliest and samples the rest.
-    #[default]
-    Sampled,
-    /// Plain `read`s; nothing counted.
-    Off,
-}
-
-impl QueueTiming {
-    /// Every setting.
-    pub const ALL: [QueueTiming; 3] = [QueueTiming::On, QueueTiming::Sampled, QueueTiming::Off];
-
-    /// Whether listening sockets ask the kernel for receive timestamps.
-    pub fn stamps(self) -> bool {
-        self != QueueTiming::Off
-    }
-
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            QueueTiming::On => "on",
-            QueueTiming::Sampled => "sampled",
-            QueueTiming::Off => "off",
         }
     }
 }

@@ -45,8 +45,8 @@
 //!
 //! # Layout
 //! The folders are the architecture; a connection meets them top to bottom.
-//! - `shape/`: [`topology`] — [`Topology`], who listens, accepts, reads and handles — and
-//!   `wiring`, which builds any valid topology from the roles.
+//! - `shape/`: [`topology`] — [`Topology`], who listens, accepts, reads and handles, and the
+//!   roles a thread can play. `wiring`: building any valid topology from the roles.
 //! - `roles/`: `listener` (listening sockets: backlog, SO_REUSEPORT, TCP_DEFER_ACCEPT),
 //!   `acceptor` (batches, error triage, taking turns on a shared socket), `conn_limit`
 //!   (`--max-conns`), `handoff` (an accepted fd to another thread's reader; the balancer),
@@ -61,7 +61,8 @@
 //!   behind every deadline); `buffers` (the reader's bounded free list).
 //! - `app/`: [`handler`], [`router`], [`layer`], [`refusal`] — the API applications use.
 //! - `observe/`: [`stats`] (per-thread counters), [`queue_wait`] (waits in the kernel's
-//!   queues), [`introspect`] (what the admin endpoint and `backlog top` ask).
+//!   queues), `connections` (what a reader tells of its connections when asked);
+//!   [`introspect`]: what the admin endpoint and `backlog top` ask a running server.
 //! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`]; `config`, `shutdown`,
 //!   [`tuning`] (the constants behind its behaviour under load).
 //!
@@ -73,16 +74,18 @@ mod config;
 mod connection;
 mod driver;
 mod event_loop;
+pub mod introspect;
 pub mod observe;
 mod roles;
 pub mod server;
 pub mod shape;
 mod shutdown;
 pub mod tuning;
+mod wiring;
 
 // The public modules keep the paths they had before the tree was folded by concept.
 pub use app::{handler, layer, refusal, router};
-pub use observe::{introspect, queue_wait, stats};
+pub use observe::{queue_wait, stats};
 pub use shape::topology;
 
 pub use config::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming, Timeouts, UnknownName};

@@ -2,12 +2,12 @@
 
 use crate::app::handler::Handler;
 use crate::app::refusal::{Refusal, RenderRefusal};
-use crate::observe::introspect::Introspect;
+use crate::introspect::Introspect;
 use crate::observe::stats::StatsRegistry;
 use crate::roles::listener::{effective_backlog, Listener};
 use crate::shape::topology::{ThreadLayout, Topology};
-use crate::shape::wiring::{self, Wiring};
 use crate::shutdown::Shutdown;
+use crate::wiring::{self, Wiring};
 use crate::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming};
 use h1::{Limits, Response};
 use std::net::SocketAddr;
@@ -300,7 +300,7 @@ impl ServerBuilder {
             Some(label) => tracing::info!(%addr, "{label} listening"),
         }
         let introspect = Introspect {
-            inner: Arc::new(crate::observe::introspect::Inner {
+            inner: Arc::new(crate::introspect::Inner {
                 topology,
                 io: cfg.io,
                 layout: layout.clone(),
@@ -429,7 +429,7 @@ fn blocking_pool(cfg: &Config, topology: &Topology, may_block: bool) -> usize {
             0
         }
         Some(n) => n,
-        None if may_block => crate::tuning::DEFAULT_BLOCKING_THREADS,
+        None if may_block => crate::config::DEFAULT_BLOCKING_THREADS,
         None => 0,
     }
 }

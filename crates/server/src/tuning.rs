@@ -15,7 +15,7 @@
 //! - [`DESCRIPTOR_RESERVE`]: descriptors the default `--max-conns` leaves free.
 
 pub use crate::config::DEFAULT_BLOCKING_THREADS;
-pub use crate::observe::introspect::MAX_LISTED_CONNECTIONS;
+pub use crate::introspect::MAX_LISTED_CONNECTIONS;
 pub use crate::roles::acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
 pub use crate::roles::listener::somaxconn;
 pub use crate::server::DESCRIPTOR_RESERVE;

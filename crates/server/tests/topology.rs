@@ -177,7 +177,10 @@ fn readers_share_a_worker_pool_in_order() {
     (&slow)
         .write_all(b"GET /work?spin_us=200000 HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    // The slow request is with a worker (its reader has read it) before the fast ones come.
+    wait_until("the slow request is read", Duration::from_secs(10), || {
+        server.stats().iter().map(|t| t.bytes_in).sum::<u64>() > 0
+    });
     let fast_start = Instant::now();
     for _ in 0..5 {
         assert_eq!(

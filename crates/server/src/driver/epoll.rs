@@ -8,9 +8,8 @@
 //! the kernel.
 
 use super::Written;
-use super::{ConnEvent, Driver, Event, Io, Listen, Read};
+use super::{ConnEvent, Driver, Event, Io, Listen, ListenSocket, Read};
 use crate::driver::token::Token;
-use crate::roles::listener::Listener;
 use bytes::BytesMut;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -107,7 +106,7 @@ impl Driver for EpollDriver {
 }
 
 impl EpollIo<'_> {
-    fn register(&mut self, listeners: &[Arc<Listener>], exclusive: bool) {
+    fn register<L: ListenSocket>(&mut self, listeners: &[Arc<L>], exclusive: bool) {
         if *self.listening {
             return;
         }
@@ -127,7 +126,7 @@ impl EpollIo<'_> {
         *self.listening = true;
     }
 
-    fn deregister(&mut self, listeners: &[Arc<Listener>]) {
+    fn deregister<L: ListenSocket>(&mut self, listeners: &[Arc<L>]) {
         if !*self.listening {
             return;
         }
@@ -142,14 +141,14 @@ impl Io for EpollIo<'_> {
     type Conn = EdgeState;
     type Note = Readiness;
 
-    fn listen(&mut self, listeners: &[Arc<Listener>], how: Listen) {
+    fn listen<L: ListenSocket>(&mut self, listeners: &[Arc<L>], how: Listen) {
         match how {
             Listen::On { exclusive, .. } => self.register(listeners, exclusive),
             Listen::Off | Listen::Stop => self.deregister(listeners),
         }
     }
 
-    fn requeue(&mut self, listeners: &[Arc<Listener>]) {
+    fn requeue<L: ListenSocket>(&mut self, listeners: &[Arc<L>]) {
         self.deregister(listeners);
         self.register(listeners, true);
     }

@@ -22,16 +22,17 @@
 //! | [`Io::listen`] | register or deregister the listeners | multishot accept, or a readiness poll near the ceiling |
 
 pub(crate) mod epoll;
+#[cfg(test)]
+pub(crate) mod fake;
 pub(crate) mod token;
 pub(crate) mod uring;
 
 use crate::connection::buffers::Buffers;
 use crate::connection::{Connection, Tally};
 use crate::driver::token::Token;
-use crate::roles::listener::Listener;
 use bytes::BytesMut;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use sys::Waker;
@@ -95,6 +96,14 @@ pub(crate) enum ConnEvent<'a> {
     },
 }
 
+/// A listening socket, as a driver polls it (the acceptor's listeners are these; the driver
+/// needs no more of them).
+pub(crate) trait ListenSocket: AsFd {
+    /// Connections come passed over a Unix socket (received, not accepted): it can only be
+    /// polled, then read.
+    fn is_passed(&self) -> bool;
+}
+
 /// How the acceptor wants its listeners polled from now on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Listen {
@@ -140,10 +149,10 @@ pub(crate) trait Io {
     type Note: Copy;
 
     /// Poll (or stop polling) the acceptor's listeners.
-    fn listen(&mut self, listeners: &[Arc<Listener>], how: Listen);
+    fn listen<L: ListenSocket>(&mut self, listeners: &[Arc<L>], how: Listen);
     /// Move this thread to the back of the shared listeners' waiters (EPOLLEXCLUSIVE wakes
     /// the last to wait first, so a busy thread would keep every connection).
-    fn requeue(&mut self, listeners: &[Arc<Listener>]);
+    fn requeue<L: ListenSocket>(&mut self, listeners: &[Arc<L>]);
     /// Whether anything is still armed on the listeners (after [`Listen::Stop`], the
     /// acceptor closes once nothing is: a connection taken before the cancel is answered).
     fn listening(&self) -> bool;

@@ -17,9 +17,8 @@
 //! sleep — a 9-run accept storm put that at 1.55–1.95× nginx's overflows on one socket.
 
 use super::Written;
-use super::{ConnEvent, Driver, Event, Io, Listen, Read};
+use super::{ConnEvent, Driver, Event, Io, Listen, ListenSocket, Read};
 use crate::driver::token::Token;
-use crate::roles::listener::Listener;
 use bytes::BytesMut;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -169,7 +168,7 @@ impl Io for UringIo<'_, '_> {
     type Conn = RecvState;
     type Note = StillArmed;
 
-    fn listen(&mut self, listeners: &[Arc<Listener>], how: Listen) {
+    fn listen<L: ListenSocket>(&mut self, listeners: &[Arc<L>], how: Listen) {
         self.accepts.resize(listeners.len(), Accepts::default());
         for (i, (listener, arm)) in listeners.iter().zip(self.accepts.iter_mut()).enumerate() {
             let token = Token::Listener(i as u16).to_u64();
@@ -209,7 +208,7 @@ impl Io for UringIo<'_, '_> {
         }
     }
 
-    fn requeue(&mut self, _: &[Arc<Listener>]) {}
+    fn requeue<L: ListenSocket>(&mut self, _: &[Arc<L>]) {}
 
     fn listening(&self) -> bool {
         self.accepts.iter().any(|a| a.multishot || a.polling)

@@ -1,7 +1,8 @@
-//! What the server tells about itself: per-thread counters ([`stats`]), how long
-//! connections and requests waited in the kernel's queues ([`queue_wait`]), and the live
-//! questions the admin endpoint and `backlog top` ask a running server ([`introspect`]).
+//! What the server counts about itself: per-thread counters ([`stats`]) and how long
+//! connections and requests waited in the kernel's queues ([`queue_wait`]), and what a
+//! reader tells about its connections when asked (`connections`). What a running
+//! server answers the admin endpoint and `backlog top` is [`crate::introspect`].
 
-pub mod introspect;
+pub(crate) mod connections;
 pub mod queue_wait;
 pub mod stats;

@@ -9,40 +9,12 @@
 //! through it, so `Relaxed` suffices everywhere.
 
 use crate::observe::queue_wait::{WaitHistogram, WaitSnapshot};
+/// The thread roles the counters are kept for (defined with the shape they make up).
+pub use crate::shape::topology::Role;
 use crossbeam_utils::CachePadded;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-
-/// What a thread does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Accepts, reads and handles (single, shared, reuseport; pool's loop-0 minus handling).
-    Loop,
-    /// Only accepts, and hands connections over (dispatch).
-    Acceptor,
-    /// Reads and handles connections it was handed (dispatch).
-    Reader,
-    /// Runs handlers for requests another thread read (pool).
-    Worker,
-    /// Runs the handlers that say they block (`Handler::blocking`), for requests a loop read:
-    /// the blocking pool. Its requests are the exception, so it is left out of balance figures.
-    Blocking,
-}
-
-impl Role {
-    /// Lowercase name for logs and tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Loop => "loop",
-            Role::Acceptor => "acceptor",
-            Role::Reader => "reader",
-            Role::Worker => "worker",
-            Role::Blocking => "blocking",
-        }
-    }
-}
 
 /// One thread's counters.
 #[derive(Debug)]

@@ -249,3 +249,9 @@ pub(crate) fn effective_backlog(asked: u32) -> u32 {
         _ => asked,
     }
 }
+
+impl crate::driver::ListenSocket for Listener {
+    fn is_passed(&self) -> bool {
+        Listener::is_passed(self)
+    }
+}

@@ -21,7 +21,7 @@ use crate::connection::timer::{Entry, TimerRef, TimerWheel};
 use crate::connection::{Connection, Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
 use crate::driver::token::{Token, GEN_MASK};
 use crate::driver::{ConnEvent, Driver, Io, Read, Written};
-use crate::observe::introspect::{tcp_state_name, ConnInfo, ConnQuery};
+use crate::observe::connections::{ConnInfo, ConnQuery, Held};
 use crate::observe::queue_wait::ReadTiming;
 use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
@@ -668,22 +668,14 @@ impl<D: Driver> Reader<D> {
         }
         oldest
             .into_iter()
-            .map(|Socket { fd, conn: c, .. }| ConnInfo {
-                thread: self.name.clone(),
-                peer: sys::socket::peer_addr(fd).ok(),
-                state: sys::socket::tcp_info(fd)
-                    .map(|i| tcp_state_name(i.state))
-                    .unwrap_or("UNKNOWN")
-                    .to_string(),
-                age_ms: self
-                    .now
-                    .saturating_duration_since(c.accepted_at())
-                    .as_millis() as u64,
-                requests: u64::from(c.requests()),
-                recv_queue: sys::socket::inq(fd).unwrap_or(0),
-                send_queue: sys::socket::outq(fd).unwrap_or(0),
-                buffered_in: c.buffered_in(),
-                buffered_out: c.buffered_out(),
+            .map(|Socket { fd, conn: c, .. }| {
+                let held = Held {
+                    age: self.now.saturating_duration_since(c.accepted_at()),
+                    requests: c.requests(),
+                    buffered_in: c.buffered_in(),
+                    buffered_out: c.buffered_out(),
+                };
+                held.describe(&self.name, fd)
             })
             .collect()
     }

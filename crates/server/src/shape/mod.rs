@@ -1,5 +1,4 @@
-//! The shape: a [`topology::Topology`] value (who listens, accepts, reads and handles), and
-//! the wiring that builds any valid one from the roles (`wiring`).
+//! The shape: a [`topology::Topology`] value — who listens, accepts, reads and handles, and
+//! the roles a thread can play. The wiring that builds any valid one is `crate::wiring`.
 
 pub mod topology;
-pub(crate) mod wiring;

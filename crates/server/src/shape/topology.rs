@@ -19,10 +19,39 @@
 //! - with workers, every reader queues parsed requests to the one pool and writes the answers
 //!   back in request order per connection; without, readers run handlers inline.
 
-use crate::observe::stats::Role;
 use crate::{AcceptStrategy, Balance, Model};
 use std::fmt;
 use std::str::FromStr;
+
+/// What a thread does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Accepts, reads and handles (single, shared, reuseport; pool's loop-0 minus handling).
+    Loop,
+    /// Only accepts, and hands connections over (dispatch).
+    Acceptor,
+    /// Reads and handles connections it was handed (dispatch).
+    Reader,
+    /// Runs handlers for requests another thread read (pool).
+    Worker,
+    /// Runs the handlers that say they block (`Handler::blocking`), for requests a loop read:
+    /// the blocking pool. Its requests are the exception, so it is left out of balance figures.
+    Blocking,
+}
+
+impl Role {
+    /// Lowercase name for logs and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Loop => "loop",
+            Role::Acceptor => "acceptor",
+            Role::Reader => "reader",
+            Role::Worker => "worker",
+            Role::Blocking => "blocking",
+        }
+    }
+}
 
 /// The most threads of one role a topology may ask for: past it a typo, not a design.
 pub const MAX_PER_ROLE: usize = 1024;

@@ -5,39 +5,16 @@
 //! answers between events from the connections it owns — the serving threads pay nothing
 //! until someone asks.
 
+pub use crate::observe::connections::ConnInfo;
+use crate::observe::connections::{ConnQuery, ReaderPort};
 use crate::observe::stats::StatsRegistry;
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::listener::Listener;
 use crate::shape::topology::{ThreadLayout, Topology};
-use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-use sys::Waker;
-
-/// One connection, as its reader and the kernel see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnInfo {
-    /// The thread that owns it.
-    pub thread: String,
-    /// The client's address.
-    pub peer: Option<SocketAddr>,
-    /// TCP state name (ESTABLISHED, CLOSE_WAIT, …).
-    pub state: String,
-    /// Milliseconds since it was accepted.
-    pub age_ms: u64,
-    /// Requests parsed on it.
-    pub requests: u64,
-    /// Bytes in the kernel's receive queue, not yet read by us.
-    pub recv_queue: u64,
-    /// Bytes in the kernel's send queue, not yet acknowledged by the client.
-    pub send_queue: u64,
-    /// Bytes read but not yet parsed.
-    pub buffered_in: u64,
-    /// Bytes of answers not yet handed to the kernel.
-    pub buffered_out: u64,
-}
 
 /// A listening socket and its accept queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +23,6 @@ pub struct ListenerInfo {
     pub addr: SocketAddr,
     /// Its accept queue now; `None` once closed (after shutdown).
     pub accept_queue: Option<kernel::AcceptQueue>,
-}
-
-/// A question to a reader: "how many connections do you hold, and what are your `limit`
-/// oldest", with where to answer.
-pub(crate) struct ConnQuery {
-    pub(crate) limit: usize,
-    pub(crate) reply: Sender<(usize, Vec<ConnInfo>)>,
 }
 
 /// The most connections [`Introspect::connections`] lists, whatever is asked: each costs its
@@ -66,17 +36,6 @@ pub struct Connections {
     pub total: usize,
     /// The oldest of them, oldest first, at most the limit asked for.
     pub shown: Vec<ConnInfo>,
-}
-
-/// The admin side's handle on one reader.
-pub(crate) struct ReaderPort {
-    pub(crate) queries: Sender<ConnQuery>,
-    pub(crate) waker: Arc<Waker>,
-}
-
-pub(crate) fn reader_port(waker: Arc<Waker>) -> (ReaderPort, Receiver<ConnQuery>) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    (ReaderPort { queries: tx, waker }, rx)
 }
 
 pub(crate) struct Inner {
@@ -166,23 +125,5 @@ impl Introspect {
         out.shown.sort_by_key(|c| std::cmp::Reverse(c.age_ms));
         out.shown.truncate(limit);
         out
-    }
-}
-
-/// Name of a TCP state number from the kernel's tcp_states.h.
-pub(crate) fn tcp_state_name(state: u8) -> &'static str {
-    match state {
-        1 => "ESTABLISHED",
-        2 => "SYN_SENT",
-        3 => "SYN_RECV",
-        4 => "FIN_WAIT1",
-        5 => "FIN_WAIT2",
-        6 => "TIME_WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE_WAIT",
-        9 => "LAST_ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        _ => "UNKNOWN",
     }
 }

@@ -22,7 +22,7 @@
 use crate::app::handler::Handler;
 use crate::app::refusal::RenderRefusal;
 use crate::event_loop::{EventLoop, Roles};
-use crate::observe::introspect::{reader_port, ReaderPort};
+use crate::observe::connections::{reader_port, ReaderPort};
 use crate::observe::stats::{Role, StatsRegistry, ThreadStats};
 use crate::roles::acceptor::{AcceptMutex, Acceptor, Turn};
 use crate::roles::conn_limit::ConnLimit;
