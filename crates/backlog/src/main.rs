@@ -442,7 +442,7 @@ fn supervise(
 ) -> anyhow::Result<()> {
     // systemd's sockets are shared by every worker as they are; otherwise a shape with
     // several listeners gets that many SO_REUSEPORT sockets per worker.
-    let shape = cfg.shape()?;
+    let shape = cfg.topology;
     let reuseport = shape.listeners() > 1 && inherited.is_none();
     let opts = supervisor::Options {
         processes: args.processes as usize,
@@ -641,10 +641,7 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
             .map_err(|err| ServerError::Config(format!("--topology: {err}")))?;
         builder = builder.topology(t);
     }
-    builder
-        .config()
-        .shape()
-        .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
+    builder.shape()?;
     Ok(builder)
 }
 
@@ -664,7 +661,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let builder = builder_from(&args)?;
-    let shape = builder.config().shape()?;
+    let shape = builder.shape()?;
     if args.dry_run {
         // The built-in hello app's database calls run on a blocking pool; echo has none.
         let blocking = match args.app {

@@ -1,7 +1,7 @@
 //! What a server is asked to be: the model, its thread counts and its socket options.
 
 pub use crate::observe::queue_wait::QueueTiming;
-use crate::shape::topology::{Topology, TopologyError};
+use crate::shape::topology::Topology;
 use h1::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -189,19 +189,9 @@ impl Balance {
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (shared by every reuseport socket).
     pub listen: SocketAddr,
-    /// The architecture, as a preset; [`Config::topology`] (when set) overrides it.
-    pub model: Model,
-    /// Any shape of listeners × acceptors × readers × workers (overrides `model`, `threads`,
-    /// `workers`, `accept` and `balance`).
-    pub topology: Option<Topology>,
-    /// Event-loop threads: readers in `dispatch`, loops in `shared` and `reuseport`.
-    pub threads: usize,
-    /// Handler threads in `pool`.
-    pub workers: usize,
-    /// `shared` only.
-    pub accept: AcceptStrategy,
-    /// `dispatch` only.
-    pub balance: Balance,
+    /// The shape: who listens, accepts, reads and handles (a model's preset, or any
+    /// topology). The one description of it the server is built from.
+    pub topology: Topology,
     /// The backlog passed to listen(2); the kernel clamps it to net.core.somaxconn.
     pub backlog: u32,
     /// Set TCP_DEFER_ACCEPT on listeners.
@@ -266,23 +256,6 @@ impl Default for Timeouts {
 /// The blocking pool started for a handler that may block when none was configured.
 pub const DEFAULT_BLOCKING_THREADS: usize = 4;
 
-impl Config {
-    /// The shape to build: the one given, or the model's preset (which may break a rule:
-    /// `dispatch` with no readers).
-    pub fn shape(&self) -> Result<Topology, TopologyError> {
-        match self.topology {
-            Some(t) => Ok(t),
-            None => Topology::preset(
-                self.model,
-                self.threads,
-                self.workers,
-                self.accept,
-                self.balance,
-            ),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         let cores = std::thread::available_parallelism()
@@ -290,12 +263,14 @@ impl Default for Config {
             .unwrap_or(1);
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            model: Model::Reuseport,
-            topology: None,
-            threads: cores,
-            workers: cores,
-            accept: AcceptStrategy::Exclusive,
-            balance: Balance::RoundRobin,
+            topology: Topology::preset(
+                Model::Reuseport,
+                cores,
+                cores,
+                AcceptStrategy::Exclusive,
+                Balance::RoundRobin,
+            )
+            .expect("one reuseport loop per core keeps the rules"),
             backlog: 4096,
             defer_accept: false,
             queue_timing: QueueTiming::default(),

@@ -87,8 +87,9 @@ fn resolve_io(io: Io) -> Result<Io, ServerError> {
 #[derive(Debug, Clone, Default)]
 pub struct ServerBuilder {
     cfg: Config,
-    /// Which of the settings a shape may ignore were given, to say so at `bind`.
-    given: Given,
+    /// The model and its knobs, from which `cfg.topology` is made until a topology is
+    /// given whole.
+    preset: PresetKnobs,
     inherited: Vec<Arc<Listener>>,
     refusals: Option<RenderRefusal>,
 }
@@ -98,7 +99,11 @@ impl ServerBuilder {
     pub fn from_config(cfg: Config) -> Self {
         ServerBuilder {
             cfg,
-            given: Given::default(),
+            preset: PresetKnobs {
+                // A whole configuration carries its shape: the knobs do not apply to it.
+                topology_given: true,
+                ..PresetKnobs::default()
+            },
             inherited: Vec::new(),
             refusals: None,
         }
@@ -136,27 +141,28 @@ impl ServerBuilder {
     }
     /// The architecture (default `reuseport`).
     pub fn model(mut self, model: Model) -> Self {
-        self.cfg.model = model;
-        self
+        self.preset.model = model;
+        self.preset_changed()
     }
     /// Event-loop threads (default: one per core).
     pub fn threads(mut self, n: usize) -> Self {
-        self.cfg.threads = n;
-        self.given.threads = true;
-        self
+        self.preset.threads = n;
+        self.preset.threads_given = true;
+        self.preset_changed()
     }
     /// Any shape of listeners × acceptors × readers × workers; overrides [`model`](Self::model),
     /// [`threads`](Self::threads), [`workers`](Self::workers), [`accept`](Self::accept) and
-    /// [`balance`](Self::balance). Checked at [`bind`](Self::bind).
+    /// [`balance`](Self::balance), before or after.
     pub fn topology(mut self, topology: Topology) -> Self {
-        self.cfg.topology = Some(topology);
+        self.cfg.topology = topology;
+        self.preset.topology_given = true;
         self
     }
     /// Worker threads for `pool` (default: one per core).
     pub fn workers(mut self, n: usize) -> Self {
-        self.cfg.workers = n;
-        self.given.workers = true;
-        self
+        self.preset.workers = n;
+        self.preset.workers_given = true;
+        self.preset_changed()
     }
     /// Whether to measure waits in the kernel's accept and receive queues (on by default).
     pub fn queue_timing(mut self, timing: QueueTiming) -> Self {
@@ -171,13 +177,38 @@ impl ServerBuilder {
     }
     /// How `shared` threads take turns accepting.
     pub fn accept(mut self, strategy: AcceptStrategy) -> Self {
-        self.cfg.accept = strategy;
-        self
+        self.preset.accept = strategy;
+        self.preset_changed()
     }
     /// How `dispatch` picks a reader.
     pub fn balance(mut self, balance: Balance) -> Self {
-        self.cfg.balance = balance;
+        self.preset.balance = balance;
+        self.preset_changed()
+    }
+
+    /// The model's knobs changed: the shape is the preset they make, unless a topology was
+    /// given (or the preset breaks a rule, which [`shape`](Self::shape) reports).
+    fn preset_changed(mut self) -> Self {
+        if let (false, Ok(t)) = (self.preset.topology_given, self.preset.topology()) {
+            self.cfg.topology = t;
+        }
         self
+    }
+
+    /// The shape the server will have, or why there can be none (a model asked for with no
+    /// threads, or more than a role allows).
+    pub fn shape(&self) -> Result<Topology, ServerError> {
+        if self.preset.topology_given {
+            return Ok(self.cfg.topology);
+        }
+        if self.preset.threads == 0 || self.preset.workers == 0 {
+            return Err(ServerError::Config(
+                "threads and workers must be at least 1".into(),
+            ));
+        }
+        self.preset
+            .topology()
+            .map_err(|err| ServerError::Config(format!("topology: {err}")))
     }
     /// The listen(2) backlog (default 4096).
     pub fn backlog(mut self, backlog: u32) -> Self {
@@ -238,21 +269,14 @@ impl ServerBuilder {
 
     /// Bind every socket, then start every thread. Returns once the server accepts.
     pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
+        let topology = self.shape()?;
         let ServerBuilder {
             mut cfg,
-            given,
+            preset,
             inherited,
             refusals,
         } = self;
-        given.warn_ignored(&cfg);
-        if cfg.topology.is_none() && (cfg.threads == 0 || cfg.workers == 0) {
-            return Err(ServerError::Config(
-                "threads and workers must be at least 1".into(),
-            ));
-        }
-        let topology = cfg
-            .shape()
-            .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
+        preset.warn_ignored();
         if cfg.backlog == 0 {
             return Err(ServerError::Config("backlog must be at least 1".into()));
         }
@@ -445,32 +469,94 @@ mod tests {
         assert_eq!(default_max_conns(20_000, 40), 18_000);
         assert_eq!(default_max_conns(16, 40), 1);
     }
+
+    #[test]
+    fn the_config_holds_one_shape_whatever_order_the_knobs_come_in() {
+        use crate::{AcceptStrategy, Model, Server, Topology};
+        let a = Server::builder().threads(3).model(Model::Dispatch);
+        let b = Server::builder().model(Model::Dispatch).threads(3);
+        let dispatch = Topology::new(1, 1, 3, 0).unwrap();
+        assert_eq!(a.shape().unwrap().to_string(), dispatch.to_string());
+        assert_eq!(a.config().topology, b.config().topology);
+        assert_eq!(
+            a.config().topology,
+            a.shape().unwrap(),
+            "the config is the shape"
+        );
+        // A topology given whole is kept, whatever knobs come after it.
+        let t = Topology::new(2, 2, 4, 1).unwrap();
+        let c = Server::builder()
+            .topology(t)
+            .threads(9)
+            .accept(AcceptStrategy::Herd);
+        assert_eq!(c.shape().unwrap(), t);
+        // A model asked for with no threads is no shape.
+        assert!(Server::builder()
+            .model(Model::Shared)
+            .threads(0)
+            .shape()
+            .is_err());
+    }
 }
 
-/// Settings given to the builder that some shapes do not use.
-#[derive(Debug, Clone, Copy, Default)]
-struct Given {
-    threads: bool,
-    workers: bool,
+/// The knobs of a model's preset, as the builder collects them (in any order).
+#[derive(Debug, Clone, Copy)]
+struct PresetKnobs {
+    model: Model,
+    threads: usize,
+    workers: usize,
+    accept: AcceptStrategy,
+    balance: Balance,
+    /// A topology was given whole: the knobs do not apply.
+    topology_given: bool,
+    /// Set explicitly, so a shape that does not use them can say so at `bind`.
+    threads_given: bool,
+    workers_given: bool,
 }
 
-impl Given {
+impl Default for PresetKnobs {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PresetKnobs {
+            model: Model::Reuseport,
+            threads: cores,
+            workers: cores,
+            accept: AcceptStrategy::Exclusive,
+            balance: Balance::RoundRobin,
+            topology_given: false,
+            threads_given: false,
+            workers_given: false,
+        }
+    }
+}
+
+impl PresetKnobs {
+    fn topology(&self) -> Result<Topology, crate::TopologyError> {
+        Topology::preset(
+            self.model,
+            self.threads,
+            self.workers,
+            self.accept,
+            self.balance,
+        )
+    }
+
     /// Say once, at start, which given settings the shape does not use.
-    fn warn_ignored(self, cfg: &Config) {
-        if cfg.topology.is_some() {
-            if self.threads || self.workers {
+    fn warn_ignored(self) {
+        if self.topology_given {
+            if self.threads_given || self.workers_given {
                 tracing::warn!("threads and workers are not used with a topology (it says how many of each role)");
             }
             return;
         }
-        if self.threads && cfg.model == Model::Pool {
+        if self.threads_given && self.model == Model::Pool {
             tracing::warn!(
                 "threads is not used by the pool model (one loop; workers sets its handler threads)"
             );
         }
-        if self.workers && cfg.model != Model::Pool {
+        if self.workers_given && self.model != Model::Pool {
             tracing::warn!(
-                model = cfg.model.name(),
+                model = self.model.name(),
                 "workers is used by the pool model only; use a topology for readers with workers"
             );
         }

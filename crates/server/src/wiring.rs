@@ -323,12 +323,9 @@ impl<'a> Wiring<'a> {
     }
 }
 
-/// Wire the configured shape (its topology, or its model's preset) and the blocking pool.
+/// Wire the configured shape and the blocking pool.
 pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
-    let t = w
-        .cfg
-        .shape()
-        .map_err(|err| ServerError::Config(format!("topology: {err}")))?;
+    let t = w.cfg.topology;
     let sockets = (0..t.listeners())
         .map(|_| w.listen(t.listeners() > 1))
         .collect::<Result<Vec<_>, _>>()?;
