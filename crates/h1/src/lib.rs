@@ -22,6 +22,7 @@ pub mod date;
 pub mod decoder;
 pub mod error;
 pub mod extensions;
+mod interop;
 #[cfg(feature = "serde")]
 pub mod json;
 pub mod limits;

@@ -30,6 +30,9 @@
 //!   405 with `Allow`; [`nest`](Router::nest), [`merge`](Router::merge).
 //! - [`Layer`]: middleware; wrapping keeps what the handler tells the server. Layers pass
 //!   values on in [`Request::extensions`].
+//! - The `http` crate's types at the edge (re-exported as [`http`]): a handler may return
+//!   an `http::Response` or `http::StatusCode`, routes take an `http::Method`,
+//!   [`Request::header_map`] gives an `http::HeaderMap`.
 //! - [`Request`] (with [`Request::builder`] for tests without a socket), [`Response`],
 //!   [`StatusCode`]. With the `serde` feature (on by default): `Request::json`,
 //!   `Request::query_as`, `Response::json`, and [`JsonError`] (415/400).
@@ -95,6 +98,9 @@ pub use h1::{
     Extensions, InvalidHeader, Limits, Method, Request, RequestBuilder, Response, StatusCode,
 };
 pub use handler::{Blocking, BlockingRule, Blocks, BodyLimit, Handler, IntoResponse};
+/// The `http` crate backlog's types convert to and from (`StatusCode`, `Method`,
+/// `HeaderMap`, `Response`), for applications that do not name it themselves.
+pub use http;
 pub use layer::{HandlerExt, Layer, Layered};
 pub use refusal::Refusal;
 pub use roles::listener::{Listener, Reuseport};

@@ -96,3 +96,48 @@ fn peer_extensions_route_limits_and_rendered_refusals_in_every_model() {
         server.stop();
     }
 }
+
+/// The `http` crate's types at the edge: a route keyed by an `::http::Method`, a handler that
+/// reads the request as an `http::HeaderMap` and answers with an `::http::Response` or a bare
+/// `::http::StatusCode` — over a real socket, in every model.
+#[test]
+fn handlers_take_and_give_the_http_crates_types_in_every_model() {
+    let app = || {
+        Router::new()
+            .route(::http::Method::PUT, "/items/{id}", |req: Request| {
+                let headers = req.header_map();
+                let tag = headers
+                    .get("x-tag")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string();
+                ::http::Response::builder()
+                    .status(::http::StatusCode::CREATED)
+                    .header(
+                        ::http::header::LOCATION,
+                        format!("/items/{}", req.param("id").unwrap()),
+                    )
+                    .body(format!("tag {tag}\n"))
+                    .unwrap()
+            })
+            .route(::http::Method::DELETE, "/items/{id}", |_req: Request| {
+                ::http::StatusCode::NO_CONTENT
+            })
+    };
+    for (name, builder) in models() {
+        let server = builder.bind(app()).unwrap();
+        let addr = server.local_addr();
+        let put = roundtrip(
+            addr,
+            b"PUT /items/7 HTTP/1.1\r\nHost: t\r\nX-Tag: blue\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(put.status, 201, "{name}");
+        assert_eq!(put.header("location"), Some("/items/7"), "{name}");
+        assert_eq!(put.text(), "tag blue\n", "{name}");
+        let delete = roundtrip(addr, b"DELETE /items/7 HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(delete.status, 204, "{name}");
+        let get = roundtrip(addr, b"GET /items/7 HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(get.status, 405, "{name}: the routes are keyed by method");
+        server.stop();
+    }
+}

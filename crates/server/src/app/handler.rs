@@ -30,6 +30,20 @@ impl IntoResponse for StatusCode {
     }
 }
 
+/// An `http::Response` with a body of bytes, as an application built on the `http` crate
+/// makes them.
+impl<B: Into<bytes::Bytes>> IntoResponse for http::Response<B> {
+    fn into_response(self) -> Response {
+        Response::from(self)
+    }
+}
+
+impl IntoResponse for http::StatusCode {
+    fn into_response(self) -> Response {
+        Response::new(self.as_u16())
+    }
+}
+
 /// `Ok` and `Err` both render: an application error type implements [`IntoResponse`] once
 /// (say, as a JSON problem document) and handlers use `?`.
 impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {

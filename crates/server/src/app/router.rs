@@ -186,10 +186,10 @@ impl Router {
 
     /// Route `method path` to `handler`. `path` is exact, or has `{name}` segments that
     /// match one segment each (`/items/{id}`; the handler reads `req.param("id")`,
-    /// percent-decoded).
-    pub fn route(self, method: Method, path: &str, handler: impl Handler) -> Self {
+    /// percent-decoded). `method` is backlog's [`Method`] or an `http::Method`.
+    pub fn route(self, method: impl Into<Method>, path: &str, handler: impl Handler) -> Self {
         self.push(Route::new(
-            Methods::One(method),
+            Methods::One(method.into()),
             path,
             false,
             Box::new(handler),
@@ -202,9 +202,9 @@ impl Router {
     }
 
     /// Route `method` on every path starting with `prefix` to `handler`.
-    pub fn prefix(self, method: Method, prefix: &str, handler: impl Handler) -> Self {
+    pub fn prefix(self, method: impl Into<Method>, prefix: &str, handler: impl Handler) -> Self {
         self.push(Route::new(
-            Methods::One(method),
+            Methods::One(method.into()),
             prefix,
             true,
             Box::new(handler),

@@ -1,0 +1,171 @@
+//! The ecosystem's types at the edge: the `http` crate's `StatusCode`, `Method`, `HeaderMap`
+//! and `Response` convert to and from backlog's own. Inside, a request stays what the parser
+//! made it (its fields are spans of the head it was read in, never copied); a conversion
+//! costs its copy only where an application asks for one.
+
+use crate::{Method, Request, Response, StatusCode};
+use bytes::Bytes;
+
+impl From<http::StatusCode> for StatusCode {
+    fn from(status: http::StatusCode) -> Self {
+        StatusCode(status.as_u16())
+    }
+}
+
+impl TryFrom<StatusCode> for http::StatusCode {
+    type Error = http::status::InvalidStatusCode;
+
+    /// Any code from 100 to 999 (what `http` can hold).
+    fn try_from(status: StatusCode) -> Result<Self, Self::Error> {
+        http::StatusCode::from_u16(status.0)
+    }
+}
+
+impl From<http::Method> for Method {
+    fn from(method: http::Method) -> Self {
+        Method::from(&method)
+    }
+}
+
+impl From<&http::Method> for Method {
+    fn from(method: &http::Method) -> Self {
+        match *method {
+            http::Method::GET => Method::Get,
+            http::Method::HEAD => Method::Head,
+            http::Method::POST => Method::Post,
+            http::Method::PUT => Method::Put,
+            http::Method::DELETE => Method::Delete,
+            http::Method::PATCH => Method::Patch,
+            http::Method::OPTIONS => Method::Options,
+            http::Method::CONNECT => Method::Connect,
+            http::Method::TRACE => Method::Trace,
+            ref other => Method::Other(Bytes::copy_from_slice(other.as_str().as_bytes())),
+        }
+    }
+}
+
+impl TryFrom<&Method> for http::Method {
+    type Error = http::method::InvalidMethod;
+
+    /// Every method a request can carry converts: the parser admits only token bytes, which
+    /// is what `http` asks of a method.
+    fn try_from(method: &Method) -> Result<Self, Self::Error> {
+        http::Method::from_bytes(method.as_str().as_bytes())
+    }
+}
+
+impl PartialEq<http::Method> for Method {
+    fn eq(&self, other: &http::Method) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Request {
+    /// The request's fields as an `http::HeaderMap` (a copy; [`Request::header`] and
+    /// [`Request::headers`] read them where they were received). Every field the parser
+    /// admits has a token name and a value without control bytes, so each converts.
+    pub fn header_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::with_capacity(self.fields.len());
+        for (name, value) in self.headers() {
+            let name = http::HeaderName::from_bytes(name.as_bytes());
+            let value = http::HeaderValue::from_bytes(value);
+            if let (Ok(name), Ok(value)) = (name, value) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+}
+
+impl Response {
+    /// The status as `http`'s type, for a code from 100 to 999.
+    pub fn status_code(&self) -> Option<http::StatusCode> {
+        http::StatusCode::from_u16(self.status()).ok()
+    }
+
+    /// Add every field of `map` (checked as [`Response::header`] checks them).
+    pub fn headers_from(mut self, map: &http::HeaderMap) -> Self {
+        for (name, value) in map {
+            self = self.header(
+                Bytes::copy_from_slice(name.as_str().as_bytes()),
+                Bytes::copy_from_slice(value.as_bytes()),
+            );
+        }
+        self
+    }
+}
+
+/// An `http::Response` whose body is bytes (`String`, `Vec<u8>`, `&'static str`, `Bytes`…):
+/// its status, fields and body. Framing fields in it are the encoder's to write, as for any
+/// response.
+impl<B: Into<Bytes>> From<http::Response<B>> for Response {
+    fn from(response: http::Response<B>) -> Self {
+        let (parts, body) = response.into_parts();
+        Response::new(parts.status.as_u16())
+            .headers_from(&parts.headers)
+            .body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_and_methods_go_both_ways() {
+        assert_eq!(StatusCode::from(http::StatusCode::CREATED), StatusCode(201));
+        assert_eq!(
+            http::StatusCode::try_from(StatusCode(418)).unwrap(),
+            http::StatusCode::IM_A_TEAPOT
+        );
+        assert!(http::StatusCode::try_from(StatusCode(1000)).is_err());
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "PURGE",
+        ] {
+            let theirs = http::Method::from_bytes(m.as_bytes()).unwrap();
+            let ours = Method::from(&theirs);
+            assert_eq!(ours.as_str(), m);
+            assert!(ours == theirs);
+            assert_eq!(http::Method::try_from(&ours).unwrap(), theirs);
+        }
+    }
+
+    #[test]
+    fn a_requests_fields_become_a_header_map_in_order() {
+        let req = Request::builder()
+            .method("POST")
+            .target("/x")
+            .header("Accept", "a")
+            .header("accept", "b")
+            .header("X-Obs", "caf\u{e9}")
+            .build()
+            .unwrap();
+        let map = req.header_map();
+        let accepts: Vec<_> = map.get_all("accept").iter().collect();
+        assert_eq!(accepts, ["a", "b"]);
+        assert_eq!(map["x-obs"].as_bytes(), "caf\u{e9}".as_bytes());
+        assert!(req.method() == &http::Method::POST);
+    }
+
+    #[test]
+    fn an_http_response_keeps_status_fields_and_body() {
+        let theirs = http::Response::builder()
+            .status(http::StatusCode::CREATED)
+            .header("Location", "/items/7")
+            .header("X-Two", "1")
+            .header("X-Two", "2")
+            .body("made\n")
+            .unwrap();
+        let ours = Response::from(theirs);
+        assert_eq!(ours.status(), 201);
+        assert_eq!(ours.status_code(), Some(http::StatusCode::CREATED));
+        assert_eq!(ours.header_value("location"), Some(&b"/items/7"[..]));
+        assert_eq!(
+            ours.headers()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(b"x-two"))
+                .count(),
+            2
+        );
+        assert_eq!(ours.body_bytes(), "made\n");
+    }
+}
