@@ -3,8 +3,11 @@
 //! and merge.
 //!
 //! A request goes to the most specific route that matches its path and method: an exact
-//! path before a pattern with parameters before a prefix, and among equals the one added
-//! first. Unknown paths go to the [`fallback`](Router::fallback) (404 unless set); a known
+//! path before a pattern with parameters before a prefix; between two different patterns of
+//! one kind that both match (`/a/{x}/c` and `/a/b/{y}`, two prefixes), the one added first.
+//! Two routes that take the same requests are refused when the router is built (a panic, as
+//! axum does): the second could never be reached. Unknown paths go to the
+//! [`fallback`](Router::fallback) (404 unless set); a known
 //! path with another method gets 405 with `Allow` (its body from
 //! [`method_not_allowed`](Router::method_not_allowed) if set), and HEAD is served by the GET
 //! route (the encoder drops the body). CONNECT, unless a route asks for it, gets 405:
@@ -38,6 +41,25 @@ enum Segment {
 }
 
 impl Pattern {
+    /// The pattern with its parameters' names left out: two patterns of one shape match
+    /// the same paths.
+    fn shape(&self) -> String {
+        match self {
+            Pattern::Exact(p) => format!("={p}"),
+            Pattern::Prefix(p) => format!("^{p}"),
+            Pattern::Params(segments) => {
+                let parts: Vec<&str> = segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Literal(l) => l.as_str(),
+                        Segment::Param(_) => "{}",
+                    })
+                    .collect();
+                format!("~{}", parts.join("/"))
+            }
+        }
+    }
+
     fn rank(&self) -> Rank {
         match self {
             Pattern::Exact(_) => Rank::Exact,
@@ -128,9 +150,30 @@ impl Route {
             handler,
         }
     }
+
+    /// Whether `other` takes the same requests: the same pattern (parameter names aside)
+    /// for a method both answer. The second would never be reached.
+    fn same_requests_as(&self, other: &Route) -> bool {
+        let methods = match (&self.method, &other.method) {
+            (Methods::One(a), Methods::One(b)) => a == b,
+            _ => true,
+        };
+        methods && self.pattern.shape() == other.pattern.shape()
+    }
+
+    fn describe(&self) -> String {
+        let method = match &self.method {
+            Methods::One(m) => m.as_str().to_string(),
+            Methods::Any => "any method".to_string(),
+        };
+        let kind = if self.prefix { " (prefix)" } else { "" };
+        format!("{method} {}{kind}", self.path)
+    }
 }
 
-/// Routes requests by method and path.
+/// Routes requests by method and path. Adding a route that takes the same requests as one
+/// already there (the same method and the same path, parameter names aside) panics: the
+/// second could never be reached.
 ///
 /// ```
 /// use backlog_server::{Handler, Request, Response, Router};
@@ -167,7 +210,18 @@ impl Router {
         Router::default()
     }
 
+    /// # Panics
+    /// If a route already takes the same requests (axum refuses overlapping routes the same
+    /// way): the second could never be reached, which is a mistake to find when the router
+    /// is built, not in production.
     fn push(mut self, route: Route) -> Self {
+        if let Some(earlier) = self.routes.iter().find(|r| r.same_requests_as(&route)) {
+            panic!(
+                "conflicting routes: {} is already routed as {}",
+                route.describe(),
+                earlier.describe()
+            );
+        }
         self.limited |= route.handler.max_body().is_some();
         self.may_block |= route.handler.blocking().may_block();
         self.routes.push(route);
@@ -528,15 +582,12 @@ mod tests {
     }
 
     #[test]
-    fn the_most_specific_route_wins_then_the_first() {
+    fn the_most_specific_route_wins() {
         let r = Router::new()
             .prefix(Method::Get, "/items/", |_r: Request| {
                 Response::text(200, "prefix")
             })
             .get("/items/{id}", |_r: Request| Response::text(200, "param"))
-            .get("/items/{other}", |_r: Request| {
-                Response::text(200, "second")
-            })
             .get("/items/new", |_r: Request| Response::text(200, "exact"));
         assert_eq!(text(r.call(req("GET", "/items/new"))), "exact");
         assert_eq!(text(r.call(req("GET", "/items/7"))), "param");
@@ -613,5 +664,35 @@ mod tests {
         assert_eq!(r.body_limit(&req("POST", "/none")), None);
         let nested = Router::new().nest("/v1", r);
         assert_eq!(nested.body_limit(&req("POST", "/v1/small")), Some(16));
+    }
+
+    #[test]
+    fn routes_that_take_the_same_requests_are_refused_when_the_router_is_built() {
+        let ok = |_r: Request| Response::new(200);
+        let conflict = |build: Box<dyn FnOnce() -> Router + std::panic::UnwindSafe>| {
+            let err = std::panic::catch_unwind(build).err().expect("refused");
+            err.downcast_ref::<String>().cloned().unwrap_or_default()
+        };
+        let msg = conflict(Box::new(move || Router::new().get("/a", ok).get("/a", ok)));
+        assert!(msg.contains("GET /a is already routed as GET /a"), "{msg}");
+        let msg = conflict(Box::new(move || {
+            Router::new().get("/items/{id}", ok).get("/items/{key}", ok)
+        }));
+        assert!(msg.contains("GET /items/{key}"), "{msg}");
+        conflict(Box::new(move || Router::new().any("/x", ok).post("/x", ok)));
+        conflict(Box::new(move || {
+            Router::new()
+                .get("/v1/a", ok)
+                .nest("/v1", Router::new().get("/a", ok))
+        }));
+        // Not conflicts: another method, another shape, a prefix beside an exact path.
+        let r = Router::new()
+            .get("/a", ok)
+            .post("/a", ok)
+            .get("/a/{id}", ok)
+            .prefix(Method::Get, "/a", ok)
+            .get("/b/{id}/c", ok)
+            .get("/b/{id}/{part}", ok);
+        assert_eq!(r.call(req("POST", "/a")).status(), 200);
     }
 }
