@@ -52,6 +52,7 @@ impl Driver for EpollDriver {
         Self: 'r,
         'r: 's;
     const NONBLOCKING: bool = true;
+    const MAY_MISS_RESETS: bool = false;
 
     fn new(waker: &Arc<Waker>) -> io::Result<Self> {
         let epoll = Epoll::new()?;

@@ -114,6 +114,7 @@ impl Driver for FakeDriver {
         Self: 'r,
         'r: 's;
     const NONBLOCKING: bool = true;
+    const MAY_MISS_RESETS: bool = false;
 
     fn new(_: &Arc<Waker>) -> io::Result<Self> {
         Ok(FakeDriver(Fake::new(Semantics::Readiness)))

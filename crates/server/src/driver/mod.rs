@@ -54,6 +54,9 @@ pub(crate) trait Driver: Sized {
     /// Accepted sockets are made non-blocking (readiness) or left blocking (completions
     /// wait in the kernel, never in a `read`).
     const NONBLOCKING: bool;
+    /// A peer's reset may go unreported while a connection waits for bytes (see
+    /// [`Io::may_miss_reset`]): only then do its readers look for such connections.
+    const MAY_MISS_RESETS: bool;
 
     fn new(waker: &Arc<Waker>) -> io::Result<Self>;
     /// Submit what was queued and sleep until something happens, at most `timeout`.

@@ -79,6 +79,7 @@ impl Driver for UringDriver {
         Self: 'r,
         'r: 's;
     const NONBLOCKING: bool = false;
+    const MAY_MISS_RESETS: bool = true;
 
     fn new(waker: &Arc<Waker>) -> io::Result<Self> {
         // With SINGLE_ISSUER the ring belongs to the thread that made it: the loop's. The

@@ -364,7 +364,7 @@ impl<D: Driver> Reader<D> {
     /// `getsockopt` each), at most once per [`RESET_SWEEP`]; when a drain begins, every one
     /// mid-request at once.
     fn sweep_reset(&mut self, io: &mut impl Io<Conn = D::Conn>) {
-        if self.now < self.next_sweep {
+        if !D::MAY_MISS_RESETS || self.now < self.next_sweep {
             return;
         }
         self.next_sweep = self.now + RESET_SWEEP;
