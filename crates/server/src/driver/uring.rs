@@ -66,13 +66,14 @@ pub(crate) struct UringIo<'s, 'r> {
     accepts: &'s mut Vec<Accepts>,
 }
 
-/// What a completion says of the connection's receive: whether it stays armed.
+/// What a completion says of the connection's receive: whether it ended with this
+/// completion (a receive's last; never a send's).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct StillArmed(bool);
+pub(crate) struct RecvEnded(bool);
 
 impl Driver for UringDriver {
     type Conn = RecvState;
-    type Note = StillArmed;
+    type Note = RecvEnded;
     type Io<'s, 'r>
         = UringIo<'s, 'r>
     where
@@ -98,7 +99,7 @@ impl Driver for UringDriver {
         self.ring.submit_and_wait(1, timeout)
     }
 
-    fn dispatch(&mut self, mut f: impl FnMut(&mut UringIo<'_, '_>, Event<'_, StillArmed>)) {
+    fn dispatch(&mut self, mut f: impl FnMut(&mut UringIo<'_, '_>, Event<'_, RecvEnded>)) {
         let UringDriver {
             ring,
             waker,
@@ -127,14 +128,14 @@ impl Driver for UringDriver {
                     let ev = ConnEvent::Received { data, arrived };
                     f(
                         &mut io,
-                        Event::Conn(Token::from_u64(token), ev, StillArmed(more)),
+                        Event::Conn(Token::from_u64(token), ev, RecvEnded(!more)),
                     );
                 }
                 sys::uring::Event::Sent { token, result, buf } => {
                     let ev = ConnEvent::Sent { result, buf };
                     f(
                         &mut io,
-                        Event::Conn(Token::from_u64(token), ev, StillArmed(true)),
+                        Event::Conn(Token::from_u64(token), ev, RecvEnded(false)),
                     );
                 }
                 sys::uring::Event::Ready { token, more } => match Token::from_u64(token) {
@@ -167,7 +168,7 @@ impl Driver for UringDriver {
 
 impl Io for UringIo<'_, '_> {
     type Conn = RecvState;
-    type Note = StillArmed;
+    type Note = RecvEnded;
 
     fn listen<L: ListenSocket>(&mut self, listeners: &[Arc<L>], how: Listen) {
         self.accepts.resize(listeners.len(), Accepts::default());
@@ -227,8 +228,8 @@ impl Io for UringIo<'_, '_> {
         Ok(())
     }
 
-    fn note(c: &mut RecvState, StillArmed(more): StillArmed) {
-        if !more {
+    fn note(c: &mut RecvState, RecvEnded(ended): RecvEnded) {
+        if ended {
             *c = RecvState::Off;
         }
     }
