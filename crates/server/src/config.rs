@@ -1,28 +1,12 @@
-//! What a server is asked to be: the model, its thread counts and its socket options.
+//! What a server is asked to be: its shape, its socket options, limits and timeouts, and the
+//! names every setting has on the command line.
 
 pub use crate::observe::queue_wait::QueueTiming;
-use crate::shape::topology::Topology;
+pub use crate::shape::model::{AcceptStrategy, Balance, Model};
+use crate::shape::topology::{ParseDefaults, Topology, TopologyError};
 use h1::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The five connection architectures (docs/architecture.md §1), presets of a
-/// [`Topology`]. Each is a preset of who listens, who
-/// accepts, who reads and who runs the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// Node.js: one thread listens, accepts, reads, writes and handles.
-    Single,
-    /// memcached: one acceptor thread hands connections to N reader threads.
-    Dispatch,
-    /// RAMCloud: one thread accepts and reads; M workers run handlers; responses are written
-    /// back in request order.
-    Pool,
-    /// nginx: N threads accept on one shared listening socket.
-    Shared,
-    /// Socket sharding: N threads, each with its own SO_REUSEPORT socket on the port.
-    Reuseport,
-}
 
 /// A name that is not one of a type's choices (`--model`, `--accept`, `--balance`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,89 +85,6 @@ impl Io {
     }
 }
 
-impl AcceptStrategy {
-    /// Every strategy.
-    pub const ALL: [AcceptStrategy; 3] = [
-        AcceptStrategy::Exclusive,
-        AcceptStrategy::Mutex,
-        AcceptStrategy::Herd,
-    ];
-}
-
-impl Balance {
-    /// Every balancer.
-    pub const ALL: [Balance; 3] = [Balance::RoundRobin, Balance::LeastConns, Balance::P2c];
-}
-
-impl Model {
-    /// Every model, in the order the docs present them.
-    pub const ALL: [Model; 5] = [
-        Model::Single,
-        Model::Dispatch,
-        Model::Pool,
-        Model::Shared,
-        Model::Reuseport,
-    ];
-
-    /// The name used on the command line and in logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Single => "single",
-            Model::Dispatch => "dispatch",
-            Model::Pool => "pool",
-            Model::Shared => "shared",
-            Model::Reuseport => "reuseport",
-        }
-    }
-}
-
-/// How the threads of the `shared` model take turns on the one listening socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcceptStrategy {
-    /// `EPOLLEXCLUSIVE`: the kernel wakes one waiting thread per connection. Re-registered
-    /// every [`EXCLUSIVE_ROTATE`](crate::roles::acceptor::EXCLUSIVE_ROTATE) accepts, as nginx does,
-    /// because the kernel favours the most recently waiting thread.
-    Exclusive,
-    /// nginx's accept_mutex: only the thread holding the lock polls the listener.
-    Mutex,
-    /// Every thread polls the listener and all wake for each connection: the thundering
-    /// herd, kept so it can be measured.
-    Herd,
-}
-
-impl AcceptStrategy {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            AcceptStrategy::Exclusive => "exclusive",
-            AcceptStrategy::Mutex => "mutex",
-            AcceptStrategy::Herd => "herd",
-        }
-    }
-}
-
-/// How the `dispatch` acceptor picks a reader for a new connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balance {
-    /// memcached's rotation, blind to load.
-    RoundRobin,
-    /// Envoy's exact balance: the reader with the fewest open plus queued connections.
-    LeastConns,
-    /// HAProxy's power of two choices: two random readers, the less loaded one.
-    P2c,
-}
-
-impl Balance {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Balance::RoundRobin => "round-robin",
-            Balance::LeastConns => "least-conns",
-            Balance::P2c => "p2c",
-        }
-    }
-}
-
 /// Everything [`ServerBuilder`](crate::ServerBuilder) collects.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -258,19 +159,11 @@ pub const DEFAULT_BLOCKING_THREADS: usize = 4;
 
 impl Default for Config {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            topology: Topology::preset(
-                Model::Reuseport,
-                cores,
-                cores,
-                AcceptStrategy::Exclusive,
-                Balance::RoundRobin,
-            )
-            .expect("one reuseport loop per core keeps the rules"),
+            topology: PresetKnobs::default()
+                .topology()
+                .expect("one reuseport loop per core keeps the rules"),
             backlog: 4096,
             defer_accept: false,
             queue_timing: QueueTiming::default(),
@@ -282,6 +175,72 @@ impl Default for Config {
             max_conns: None,
             label: None,
             blocking_threads: None,
+        }
+    }
+}
+
+/// The knobs of a model's preset, as the builder collects them (in any order).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PresetKnobs {
+    pub(crate) model: Model,
+    pub(crate) threads: usize,
+    pub(crate) workers: usize,
+    pub(crate) accept: AcceptStrategy,
+    pub(crate) balance: Balance,
+    /// A topology was given whole: the knobs do not apply.
+    pub(crate) topology_given: bool,
+    /// Set explicitly, so a shape that does not use them can say so at `bind`.
+    pub(crate) threads_given: bool,
+    pub(crate) workers_given: bool,
+}
+
+impl Default for PresetKnobs {
+    /// `reuseport`, one loop (and, for `pool`, one worker) per core, with the strategies a
+    /// parsed topology defaults to: the one place these defaults are written.
+    fn default() -> Self {
+        let machine = ParseDefaults::this_machine();
+        PresetKnobs {
+            model: Model::Reuseport,
+            threads: machine.per_core,
+            workers: machine.per_core,
+            accept: machine.accept,
+            balance: machine.balance,
+            topology_given: false,
+            threads_given: false,
+            workers_given: false,
+        }
+    }
+}
+
+impl PresetKnobs {
+    pub(crate) fn topology(&self) -> Result<Topology, TopologyError> {
+        Topology::preset(
+            self.model,
+            self.threads,
+            self.workers,
+            self.accept,
+            self.balance,
+        )
+    }
+
+    /// Say once, at start, which given settings the shape does not use.
+    pub(crate) fn warn_ignored(self) {
+        if self.topology_given {
+            if self.threads_given || self.workers_given {
+                tracing::warn!("threads and workers are not used with a topology (it says how many of each role)");
+            }
+            return;
+        }
+        if self.threads_given && self.model == Model::Pool {
+            tracing::warn!(
+                "threads is not used by the pool model (one loop; workers sets its handler threads)"
+            );
+        }
+        if self.workers_given && self.model != Model::Pool {
+            tracing::warn!(
+                model = self.model.name(),
+                "workers is used by the pool model only; use a topology for readers with workers"
+            );
         }
     }
 }

@@ -49,7 +49,7 @@
 //! # Layout
 //! The folders are the architecture; a connection meets them top to bottom.
 //! - `shape/`: [`topology`] — [`Topology`], who listens, accepts, reads and handles, and the
-//!   roles a thread can play. `wiring`: building any valid topology from the roles.
+//!   roles a thread can play; `model`: the presets' [`Model`], [`AcceptStrategy`], [`Balance`]. `wiring`: building any valid topology from the roles.
 //! - `roles/`: `listener` (listening sockets: backlog, SO_REUSEPORT, TCP_DEFER_ACCEPT),
 //!   `acceptor` (batches, error triage, taking turns on a shared socket), `conn_limit`
 //!   (`--max-conns`), `handoff` (an accepted fd to another thread's reader; the balancer),
@@ -66,7 +66,8 @@
 //! - `observe/`: [`stats`] (per-thread counters), [`queue_wait`] (waits in the kernel's
 //!   queues), `connections` (what a reader tells of its connections when asked);
 //!   [`introspect`]: what the admin endpoint and `backlog top` ask a running server.
-//! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`]; `config`, `shutdown`,
+//! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`]; `error` ([`ServerError`]),
+//!   `config`, `shutdown`,
 //!   [`tuning`] (the constants behind its behaviour under load).
 //!
 //! HTTP itself lives in the `backlog-h1` crate (no I/O); syscalls and `unsafe` in
@@ -76,6 +77,7 @@ pub mod app;
 mod config;
 mod connection;
 mod driver;
+mod error;
 mod event_loop;
 pub mod introspect;
 pub mod observe;
@@ -91,7 +93,8 @@ pub use app::{handler, layer, refusal, router};
 pub use observe::{queue_wait, stats};
 pub use shape::topology;
 
-pub use config::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming, Timeouts, UnknownName};
+pub use config::{Config, Io, QueueTiming, Timeouts, UnknownName};
+pub use error::ServerError;
 #[cfg(feature = "serde")]
 pub use h1::JsonError;
 pub use h1::{
@@ -105,5 +108,6 @@ pub use layer::{HandlerExt, Layer, Layered};
 pub use refusal::Refusal;
 pub use roles::listener::{Listener, Reuseport};
 pub use router::Router;
-pub use server::{Server, ServerBuilder, ServerError, ServerHandle};
+pub use server::{Server, ServerBuilder, ServerHandle};
+pub use shape::model::{AcceptStrategy, Balance, Model};
 pub use topology::{Topology, TopologyError};

@@ -2,6 +2,7 @@
 
 use crate::app::handler::Handler;
 use crate::app::refusal::{Refusal, RenderRefusal};
+use crate::config::PresetKnobs;
 use crate::introspect::Introspect;
 use crate::observe::stats::StatsRegistry;
 use crate::roles::listener::{effective_backlog, Listener};
@@ -15,38 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Why a server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Another socket holds the address.
-    #[error("address {addr} is already in use")]
-    AddrInUse {
-        /// The address asked for.
-        addr: SocketAddr,
-    },
-    /// bind, listen or a socket option failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A configuration that cannot work.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// `--io uring` on a host whose kernel cannot provide it (disabled, denied, too old).
-    #[error("--io uring: {0}")]
-    Uring(sys::uring::Unavailable),
-    /// Any other system call failed while setting up.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
+pub use crate::error::ServerError;
 
 /// Check that the I/O interface asked for can be had here (each loop makes its own ring,
 /// on its own thread; this one only proves the kernel allows it), and choose for `auto`.
@@ -496,70 +466,6 @@ mod tests {
             .threads(0)
             .shape()
             .is_err());
-    }
-}
-
-/// The knobs of a model's preset, as the builder collects them (in any order).
-#[derive(Debug, Clone, Copy)]
-struct PresetKnobs {
-    model: Model,
-    threads: usize,
-    workers: usize,
-    accept: AcceptStrategy,
-    balance: Balance,
-    /// A topology was given whole: the knobs do not apply.
-    topology_given: bool,
-    /// Set explicitly, so a shape that does not use them can say so at `bind`.
-    threads_given: bool,
-    workers_given: bool,
-}
-
-impl Default for PresetKnobs {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        PresetKnobs {
-            model: Model::Reuseport,
-            threads: cores,
-            workers: cores,
-            accept: AcceptStrategy::Exclusive,
-            balance: Balance::RoundRobin,
-            topology_given: false,
-            threads_given: false,
-            workers_given: false,
-        }
-    }
-}
-
-impl PresetKnobs {
-    fn topology(&self) -> Result<Topology, crate::TopologyError> {
-        Topology::preset(
-            self.model,
-            self.threads,
-            self.workers,
-            self.accept,
-            self.balance,
-        )
-    }
-
-    /// Say once, at start, which given settings the shape does not use.
-    fn warn_ignored(self) {
-        if self.topology_given {
-            if self.threads_given || self.workers_given {
-                tracing::warn!("threads and workers are not used with a topology (it says how many of each role)");
-            }
-            return;
-        }
-        if self.threads_given && self.model == Model::Pool {
-            tracing::warn!(
-                "threads is not used by the pool model (one loop; workers sets its handler threads)"
-            );
-        }
-        if self.workers_given && self.model != Model::Pool {
-            tracing::warn!(
-                model = self.model.name(),
-                "workers is used by the pool model only; use a topology for readers with workers"
-            );
-        }
     }
 }
 

@@ -19,7 +19,7 @@
 //! - with workers, every reader queues parsed requests to the one pool and writes the answers
 //!   back in request order per connection; without, readers run handlers inline.
 
-use crate::{AcceptStrategy, Balance, Model};
+use crate::shape::model::{AcceptStrategy, Balance, Model};
 use std::fmt;
 use std::str::FromStr;
 
