@@ -1,4 +1,5 @@
-//! The chunked transfer coding (RFC 9112 §7.1), decoded incrementally.
+//! The chunked transfer coding (RFC 9112 §7.1), decoded incrementally, and encoded for
+//! responses streamed without a length.
 //!
 //! ```text
 //! chunked-body = *chunk last-chunk trailer-section CRLF
@@ -11,7 +12,7 @@
 //! body ends, which is what chunked smuggling exploits.
 
 use crate::Error;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 /// The longest chunk-size line (size and extensions) we wait for.
 const MAX_SIZE_LINE: usize = 4096;
@@ -156,6 +157,29 @@ impl ChunkedDecoder {
     }
 }
 
+/// The chunk that ends a chunked body (no trailer fields).
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Append `data` as one chunk. Empty data is skipped: an empty chunk would end the body.
+pub fn encode_chunk(data: &[u8], out: &mut BytesMut) {
+    if data.is_empty() {
+        return;
+    }
+    out.reserve(data.len() + 20);
+    let mut size = [0u8; 16];
+    let mut n = data.len();
+    let mut i = size.len();
+    while n > 0 || i == size.len() {
+        i -= 1;
+        size[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+    }
+    out.put_slice(&size[i..]);
+    out.put_slice(b"\r\n");
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
 /// Why a line of chunked framing is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Line {
@@ -282,6 +306,20 @@ mod tests {
             decode_all(b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT").unwrap();
         assert_eq!(body, b"hello world");
         assert_eq!(rest, b"NEXT");
+    }
+
+    #[test]
+    fn what_is_encoded_decodes_to_the_same_bytes() {
+        let mut out = BytesMut::new();
+        let pieces: [&[u8]; 4] = [b"a", b"", &[7u8; 300], b"0123456789abcdef!"];
+        for piece in pieces {
+            encode_chunk(piece, &mut out);
+        }
+        assert!(out.starts_with(b"1\r\na\r\n12c\r\n"), "{out:?}");
+        out.extend_from_slice(LAST_CHUNK);
+        let (body, rest) = decode_all(&out).unwrap();
+        assert_eq!(body, pieces.concat());
+        assert!(rest.is_empty());
     }
 
     #[test]

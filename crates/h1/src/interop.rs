@@ -77,6 +77,29 @@ impl Request {
     }
 }
 
+impl Request {
+    /// The request as an `http::Request` whose body is this one's bytes (not copied), for
+    /// a service written against the `http` crate. The method, target, version and fields
+    /// carry over (the fields are copied, once, here); the peer's address and the
+    /// extensions layers attached stay behind, for the caller to move as it sees fit.
+    pub fn into_http(self) -> http::Request<Bytes> {
+        let uri = http::Uri::from_maybe_shared(self.head.slice_ref(self.target().as_bytes()))
+            .unwrap_or_default();
+        let version = match self.version() {
+            crate::Version::Http10 => http::Version::HTTP_10,
+            crate::Version::Http11 => http::Version::HTTP_11,
+        };
+        let method = http::Method::try_from(&self.method).unwrap_or_default();
+        let headers = self.header_map();
+        let mut req = http::Request::new(self.body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers;
+        req
+    }
+}
+
 impl Response {
     /// The status as `http`'s type, for a code from 100 to 999.
     pub fn status_code(&self) -> Option<http::StatusCode> {
@@ -110,6 +133,28 @@ impl<B: Into<Bytes>> From<http::Response<B>> for Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_becomes_an_http_request_with_its_body_uncopied() {
+        let req = Request::builder()
+            .method("POST")
+            .target("/items/7?x=1")
+            .header("X-A", "1")
+            .header("x-a", "2")
+            .body("hello")
+            .build()
+            .unwrap();
+        let body_ptr = req.body().as_ptr();
+        let http = req.into_http();
+        assert_eq!(http.method(), http::Method::POST);
+        assert_eq!(http.uri().path(), "/items/7");
+        assert_eq!(http.uri().query(), Some("x=1"));
+        assert_eq!(http.version(), http::Version::HTTP_11);
+        let values: Vec<_> = http.headers().get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        assert_eq!(http.body().as_ptr(), body_ptr);
+        assert_eq!(&http.body()[..], b"hello");
+    }
 
     #[test]
     fn status_codes_and_methods_go_both_ways() {

@@ -37,4 +37,4 @@ pub use extensions::Extensions;
 pub use json::{is_json, JsonError};
 pub use limits::Limits;
 pub use request::{percent_decode, Method, Request, RequestBuilder, Version};
-pub use response::{EncodeContext, InvalidHeader, Response, StatusCode};
+pub use response::{BodyCoding, EncodeContext, Framing, Head, InvalidHeader, Response, StatusCode};

@@ -282,14 +282,37 @@ impl Response {
                 .close()
                 .encode(ctx, date, out);
         }
+        out.reserve(128 + self.body.len() + self.headers.len() * 32);
+        let head = self.encode_head(ctx, date, Framing::Length(self.body.len() as u64), out);
+        if head.body.is_some() {
+            out.put_slice(&self.body);
+        }
+        head.keep_alive
+    }
+
+    /// Append the status line and fields of a response whose body (not this one's: a
+    /// stream's) is framed as `framing`, and say how that body is to be written. The body
+    /// held by this response is ignored. A response that may not carry a body (1xx, 204,
+    /// 304, a HEAD's answer, a 2xx to CONNECT) gets none whatever `framing` says, and a
+    /// stream of unknown length to an HTTP/1.0 client is delimited by closing the
+    /// connection, as it has no chunked coding.
+    pub fn encode_head(
+        &self,
+        ctx: EncodeContext,
+        date: &DateCache,
+        framing: Framing,
+        out: &mut BytesMut,
+    ) -> Head {
         let status = StatusCode(self.status);
         // After a 2xx to CONNECT the bytes that follow are the tunnel's, not requests: the
         // answer has no Content-Length or body (RFC 9110 §9.3.6), and the connection closes.
         let tunnel = ctx.connect && (200..300).contains(&self.status);
-        let keep_alive = ctx.keep_alive && !self.close && !tunnel;
         let framed = status.allows_body() && !tunnel;
+        let chunked = framed && matches!(framing, Framing::Chunked);
+        let until_close = chunked && ctx.version == Version::Http10;
+        let keep_alive = ctx.keep_alive && !self.close && !tunnel && !until_close;
         let reason = status.reason();
-        out.reserve(128 + self.body.len() + self.headers.len() * 32);
+        out.reserve(128 + self.headers.len() * 32);
         out.put_slice(b"HTTP/1.1 ");
         out.put_slice(itoa::Buffer::new().format(self.status).as_bytes());
         out.put_u8(b' ');
@@ -306,10 +329,16 @@ impl Response {
             out.put_slice(value);
             out.put_slice(b"\r\n");
         }
-        if framed {
-            out.put_slice(b"Content-Length: ");
-            out.put_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
-            out.put_slice(b"\r\n");
+        match framing {
+            Framing::Length(n) if framed => {
+                out.put_slice(b"Content-Length: ");
+                out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            Framing::Chunked if chunked && !until_close => {
+                out.put_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+            _ => {}
         }
         if !keep_alive {
             out.put_slice(b"Connection: close\r\n");
@@ -317,11 +346,41 @@ impl Response {
             out.put_slice(b"Connection: keep-alive\r\n");
         }
         out.put_slice(b"\r\n");
-        if framed && !ctx.head {
-            out.put_slice(&self.body);
-        }
-        keep_alive
+        let body = match framing {
+            _ if !framed || ctx.head => None,
+            Framing::Chunked if !until_close => Some(BodyCoding::Chunked),
+            _ => Some(BodyCoding::AsIs),
+        };
+        Head { keep_alive, body }
     }
+}
+
+/// How the body that follows a head is delimited: by a length the head states, or by
+/// chunks (RFC 9112 §7.1) when the length is not known when the head leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length`: exactly this many bytes follow.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// What [`Response::encode_head`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Whether the connection stays open after the body.
+    pub keep_alive: bool,
+    /// How to write the body, or `None`: write none (HEAD, 204, 304, a tunnel).
+    pub body: Option<BodyCoding>,
+}
+
+/// How a body's bytes go on the wire after [`Response::encode_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCoding {
+    /// As they are (the head gave a length, or the connection's close ends the body).
+    AsIs,
+    /// Each piece as a chunk ([`crate::chunked::encode_chunk`]), then the last chunk.
+    Chunked,
 }
 
 /// A name must be a token and a value free of CR, LF and NUL, or the field could inject
@@ -394,6 +453,51 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\nServer: backlog\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, World!\n"[..]
         );
+    }
+
+    #[test]
+    fn a_streamed_head_states_its_framing_or_closes_for_http10() {
+        let resp = Response::new(200).header("Transfer-Encoding", "gzip");
+        let head = |ctx: EncodeContext, framing| {
+            let mut out = BytesMut::new();
+            let head = resp.encode_head(ctx, &date(), framing, &mut out);
+            (head, String::from_utf8(out.to_vec()).unwrap())
+        };
+        let (h, text) = head(ctx(true), Framing::Chunked);
+        assert_eq!(
+            h,
+            Head {
+                keep_alive: true,
+                body: Some(BodyCoding::Chunked)
+            }
+        );
+        assert!(text.contains("Transfer-Encoding: chunked\r\n") && !text.contains("gzip"));
+        let (h, text) = head(ctx(true), Framing::Length(1 << 40));
+        assert_eq!(h.body, Some(BodyCoding::AsIs));
+        assert!(text.contains("Content-Length: 1099511627776\r\n"));
+        let old = EncodeContext {
+            version: Version::Http10,
+            ..ctx(true)
+        };
+        let (h, text) = head(old, Framing::Chunked);
+        assert_eq!(
+            h,
+            Head {
+                keep_alive: false,
+                body: Some(BodyCoding::AsIs)
+            }
+        );
+        assert!(!text.contains("chunked") && text.contains("Connection: close"));
+        let head_req = EncodeContext {
+            head: true,
+            ..ctx(true)
+        };
+        assert_eq!(head(head_req, Framing::Chunked).0.body, None);
+        let no_content = Response::new(204);
+        let mut out = BytesMut::new();
+        let h = no_content.encode_head(ctx(true), &date(), Framing::Chunked, &mut out);
+        assert_eq!(h.body, None);
+        assert!(!String::from_utf8_lossy(&out).contains("chunked"));
     }
 
     #[test]

@@ -75,8 +75,14 @@ const READ_GROW: usize = 16 * 1024;
 /// The most a lingering close discards before it gives up and closes.
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
-/// A response slot in request order: `None` until its worker answers.
-pub(crate) type Slot = Option<(Bytes, bool)>;
+/// A response in request order, as its worker or task sends it: in one part (a worker's
+/// encoded answer) or in several (a streamed body, each part as it is produced). `end` is
+/// set, with whether the connection stays open, once the last part came.
+#[derive(Default)]
+pub(crate) struct Slot {
+    parts: VecDeque<Bytes>,
+    end: Option<bool>,
+}
 
 /// Where a connection is in its life. Requests overlap on a keep-alive connection (one is
 /// read while earlier ones are answered), so within `Open` what it is doing is
@@ -151,7 +157,7 @@ pub(crate) struct Connection {
     last_write: Instant,
     /// Bytes discarded while lingering.
     discarded: u32,
-    /// Bytes of answers waiting in `slots` for an earlier one (`pool`).
+    /// Bytes of answers waiting in `slots` for an earlier one or for room in `wbuf`.
     held: u32,
     /// Size of the last answer a worker sent: how many more requests the output bound can
     /// afford to have in flight (`pool`).
@@ -517,7 +523,7 @@ impl Connection {
     /// Reserve the next response slot (a request sent to a pool); returns its sequence
     /// number, which its answer comes back with.
     pub(crate) fn push_pending(&mut self) -> u64 {
-        self.slots.push_back(None);
+        self.slots.push_back(Slot::default());
         self.base_seq + self.slots.len() as u64 - 1
     }
 
@@ -547,41 +553,72 @@ impl Connection {
             }
         } else {
             self.held = self.held.saturating_add(len32(bytes.len()));
-            self.slots
-                .push_back(Some((Bytes::copy_from_slice(bytes), keep_alive)));
+            self.slots.push_back(Slot {
+                parts: VecDeque::from([Bytes::copy_from_slice(bytes)]),
+                end: Some(keep_alive),
+            });
         }
     }
 
-    /// A worker's response for `seq`. Moves every response now in order to the output.
+    /// A part of the response for `seq` from a worker or task: the whole of it, or the next
+    /// piece of a stream; `end` (with whether the connection stays open) when it is the
+    /// last. Moves what is now in order to the output, as far as the output bound allows.
     pub(crate) fn complete(
         &mut self,
         seq: u64,
         bytes: Bytes,
-        keep_alive: bool,
+        end: Option<bool>,
         spare: &mut Buffers,
         now: Instant,
     ) {
         let Some(idx) = seq.checked_sub(self.base_seq) else {
             return;
         };
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if slot.end.is_some() {
+            return;
+        }
+        if end.is_some() {
+            self.last_answer = len32(bytes.len());
+        }
+        if !bytes.is_empty() {
+            self.held = self.held.saturating_add(len32(bytes.len()));
+            slot.parts.push_back(bytes);
+        }
+        slot.end = end;
         if !self.has_output() {
             self.last_write = now;
         }
         spare.lend(&mut self.wbuf);
-        self.last_answer = len32(bytes.len());
-        if let Some(slot) = self.slots.get_mut(idx as usize) {
-            self.held = self.held.saturating_add(len32(bytes.len()));
-            *slot = Some((bytes, keep_alive));
-        }
-        while let Some(Some(_)) = self.slots.front() {
-            let Some(Some((bytes, keep_alive))) = self.slots.pop_front() else {
-                break;
-            };
-            self.held = self.held.saturating_sub(len32(bytes.len()));
-            self.base_seq += 1;
-            if !self.discard {
-                self.wbuf.extend_from_slice(&bytes);
+        self.flush_slots();
+    }
+
+    /// Move the answers now in order to the output. A part waits in its slot while the
+    /// output is past [`OUTPUT_BOUND`]: a streamed body's producer is paused by the parts it
+    /// has outstanding (see `roles::service`), so holding them here is what makes a
+    /// slow reader slow the stream down rather than grow our memory.
+    fn flush_slots(&mut self) {
+        while let Some(slot) = self.slots.front_mut() {
+            while !slot.parts.is_empty() {
+                if !self.discard
+                    && !self.wbuf.is_empty()
+                    && self.wbuf.len() + self.sending as usize >= OUTPUT_BOUND
+                {
+                    return;
+                }
+                let part = slot.parts.pop_front().unwrap_or_default();
+                self.held = self.held.saturating_sub(len32(part.len()));
+                if !self.discard {
+                    self.wbuf.extend_from_slice(&part);
+                }
             }
+            let Some(keep_alive) = slot.end else {
+                return;
+            };
+            self.slots.pop_front();
+            self.base_seq += 1;
             if !keep_alive {
                 self.stop_reading();
                 self.discard = true;
@@ -635,6 +672,9 @@ impl Connection {
         }
         buf.advance(n.min(buf.len()));
         if buf.is_empty() {
+            if !self.slots.is_empty() {
+                self.flush_slots();
+            }
             return Some(buf);
         }
         buf.unsplit(std::mem::take(&mut self.wbuf));

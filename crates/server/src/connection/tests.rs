@@ -263,7 +263,7 @@ fn out_of_order_completions_are_written_in_request_order() {
     let a = c.push_pending();
     let b = c.push_pending();
     c.push_ready(b"C", true, w.now);
-    c.complete(b, Bytes::from_static(b"B"), true, &mut w.spare, w.now);
+    c.complete(b, Bytes::from_static(b"B"), Some(true), &mut w.spare, w.now);
     assert!(c.wbuf.is_empty(), "B must wait for A");
     assert_eq!(c.phase(), Phase::Handling);
     assert_eq!(
@@ -271,7 +271,7 @@ fn out_of_order_completions_are_written_in_request_order() {
         None,
         "the server owes the next step"
     );
-    c.complete(a, Bytes::from_static(b"A"), true, &mut w.spare, w.now);
+    c.complete(a, Bytes::from_static(b"A"), Some(true), &mut w.spare, w.now);
     assert_eq!(&c.wbuf[..], b"ABC");
     assert!(c.slots.is_empty());
 }
@@ -282,10 +282,56 @@ fn a_closing_response_drops_the_ones_after_it() {
     let mut c = conn(&w);
     let a = c.push_pending();
     let b = c.push_pending();
-    c.complete(b, Bytes::from_static(b"B"), true, &mut w.spare, w.now);
-    c.complete(a, Bytes::from_static(b"A"), false, &mut w.spare, w.now);
+    c.complete(b, Bytes::from_static(b"B"), Some(true), &mut w.spare, w.now);
+    c.complete(
+        a,
+        Bytes::from_static(b"A"),
+        Some(false),
+        &mut w.spare,
+        w.now,
+    );
     assert_eq!(&c.wbuf[..], b"A");
     assert!(!c.may_parse());
+}
+
+/// A streamed answer arrives in parts: they go out in order behind earlier answers, wait in
+/// their slot while the output is past its bound (so the producer, paused by what it has
+/// outstanding, waits for the client), and a later answer follows only the last part.
+#[test]
+fn a_streamed_answer_leaves_in_parts_held_while_the_output_is_full() {
+    let mut w = World::new();
+    let mut c = conn(&w);
+    let a = c.push_pending();
+    let b = c.push_pending();
+    c.complete(b, Bytes::from_static(b"B"), Some(true), &mut w.spare, w.now);
+    c.complete(a, Bytes::from_static(b"head"), None, &mut w.spare, w.now);
+    assert_eq!(&c.wbuf[..], b"head", "B waits for the end of A");
+    let big = Bytes::from(vec![b'x'; OUTPUT_BOUND]);
+    c.complete(a, big.clone(), None, &mut w.spare, w.now);
+    c.complete(a, big.clone(), None, &mut w.spare, w.now);
+    c.complete(
+        a,
+        Bytes::from_static(b"end"),
+        Some(true),
+        &mut w.spare,
+        w.now,
+    );
+    assert_eq!(
+        c.wbuf.len(),
+        4 + OUTPUT_BOUND,
+        "the second part waits for room"
+    );
+    assert_eq!(c.buffered_out() as usize, 4 + 2 * OUTPUT_BOUND + 3 + 1);
+    assert_eq!(c.phase(), Phase::Writing);
+    let mut seen = Vec::new();
+    while let Some(out) = c.poll_transmit() {
+        seen.extend_from_slice(&out);
+        let n = out.len();
+        c.sent(out, n, w.now, &mut w.tally);
+    }
+    assert_eq!(seen.len(), 4 + 2 * OUTPUT_BOUND + 3 + 1);
+    assert!(seen.ends_with(b"endB"));
+    assert!(c.slots.is_empty() && c.buffered_out() == 0);
 }
 
 /// The core reads no clock: fed a made-up monotonic and wall clock, it counts the
@@ -462,7 +508,7 @@ mod properties {
             let seqs: Vec<u64> = (0..8).map(|_| c.push_pending()).collect();
             for i in order {
                 let body = format!("{i};");
-                c.complete(seqs[i as usize], Bytes::from(body), true, &mut w.spare, w.now);
+                c.complete(seqs[i as usize], Bytes::from(body), Some(true), &mut w.spare, w.now);
             }
             prop_assert_eq!(w.drain_output(&mut c), "0;1;2;3;4;5;6;7;");
         }

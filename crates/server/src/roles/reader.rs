@@ -316,8 +316,10 @@ impl<D: Driver> Reader<D> {
             if *gen != done.conn.gen {
                 continue;
             }
-            conn.complete(done.seq, done.bytes, done.keep_alive, spare, *now);
-            stats.requests(1);
+            if done.end.is_some() {
+                stats.requests(1);
+            }
+            conn.complete(done.seq, done.bytes, done.end, spare, *now);
             touched.push(done.conn.key);
         }
         let mut touched = std::mem::take(&mut self.touched);

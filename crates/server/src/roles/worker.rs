@@ -32,12 +32,13 @@ pub(crate) struct Job {
     pub(crate) req: Request,
 }
 
-/// An encoded response on its way back.
+/// An encoded response, or a part of one, on its way back.
 pub(crate) struct Completion {
     pub(crate) conn: ConnId,
     pub(crate) seq: u64,
     pub(crate) bytes: Bytes,
-    pub(crate) keep_alive: bool,
+    /// Set on the answer's last part: whether the connection stays open after it.
+    pub(crate) end: Option<bool>,
 }
 
 /// Where a worker sends a loop's responses.
@@ -143,7 +144,7 @@ pub(crate) fn run(
                 conn: job.conn,
                 seq: job.seq,
                 bytes,
-                keep_alive,
+                end: Some(keep_alive),
             });
         }
     }
