@@ -178,6 +178,7 @@ pub fn encode(state: &State) -> String {
     let panics = Family::<ThreadLabels, Counter>::default();
     let aborted = Family::<ThreadLabels, Counter>::default();
     let lost = Family::<ThreadLabels, Counter>::default();
+    let cancelled = Family::<ThreadLabels, Counter>::default();
     let busy = Family::<ThreadLabels, FloatGauge>::default();
     registry.register(
         "accepted",
@@ -225,6 +226,11 @@ pub fn encode(state: &State) -> String {
         lost.clone(),
     );
     registry.register(
+        "cancelled_requests",
+        "A service's answers dropped unfinished because their connection closed first (the client went away, or a drain ran out of time)",
+        cancelled.clone(),
+    );
+    registry.register(
         "thread_busy_ratio",
         "Share of wall time the thread spent outside epoll_wait over the last interval",
         busy.clone(),
@@ -259,6 +265,9 @@ pub fn encode(state: &State) -> String {
         panics.get_or_create(&labels).inc_by(t.counters.panics);
         aborted.get_or_create(&labels).inc_by(t.counters.aborted);
         lost.get_or_create(&labels).inc_by(t.counters.lost);
+        cancelled
+            .get_or_create(&labels)
+            .inc_by(t.counters.cancelled);
         busy.get_or_create(&labels).set(t.busy_ratio);
     }
 

@@ -3,8 +3,9 @@
 //! made it (its fields are spans of the head it was read in, never copied); a conversion
 //! costs its copy only where an application asks for one.
 
-use crate::{Method, Request, Response, StatusCode};
-use bytes::Bytes;
+use crate::response::{EncodeContext, Framing, Head};
+use crate::{DateCache, Method, Request, Response, StatusCode};
+use bytes::{Bytes, BytesMut};
 
 impl From<http::StatusCode> for StatusCode {
     fn from(status: http::StatusCode) -> Self {
@@ -118,6 +119,41 @@ impl Response {
     }
 }
 
+/// Append the status line and fields of an `http` response whose body is framed as
+/// `framing` (see [`Response::encode_head`]); its fields are written where they are, not
+/// copied into a [`Response`] first. `Connection: close` among them closes the connection
+/// after the body, as from a native handler.
+pub fn encode_http_head(
+    parts: &http::response::Parts,
+    ctx: EncodeContext,
+    date: &DateCache,
+    framing: Framing,
+    out: &mut BytesMut,
+) -> Head {
+    let close = parts
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        });
+    let fields = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    crate::response::write_head(
+        parts.status.as_u16(),
+        close,
+        fields,
+        ctx,
+        date,
+        framing,
+        out,
+    )
+}
+
 /// An `http::Response` whose body is bytes (`String`, `Vec<u8>`, `&'static str`, `Bytes`…):
 /// its status, fields and body. Framing fields in it are the encoder's to write, as for any
 /// response.
@@ -154,6 +190,38 @@ mod tests {
         assert_eq!(values, ["1", "2"]);
         assert_eq!(http.body().as_ptr(), body_ptr);
         assert_eq!(&http.body()[..], b"hello");
+    }
+
+    #[test]
+    fn an_http_response_head_is_written_like_a_native_one() {
+        let date = DateCache::new(std::time::UNIX_EPOCH);
+        let ctx = EncodeContext {
+            head: false,
+            keep_alive: true,
+            version: crate::Version::Http11,
+            connect: false,
+        };
+        let http = http::Response::builder()
+            .status(201)
+            .header("content-type", "text/plain")
+            .header("content-length", "99")
+            .body(())
+            .unwrap();
+        let (parts, ()) = http.into_parts();
+        let mut theirs = BytesMut::new();
+        let head = encode_http_head(&parts, ctx, &date, Framing::Length(2), &mut theirs);
+        assert!(head.keep_alive);
+        let mut ours = BytesMut::new();
+        Response::new(201)
+            .header("content-type", "text/plain")
+            .encode_head(ctx, &date, Framing::Length(2), &mut ours);
+        assert_eq!(theirs, ours);
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts
+            .headers
+            .insert("connection", "Keep-Alive, Close".parse().unwrap());
+        let head = encode_http_head(&parts, ctx, &date, Framing::Chunked, &mut BytesMut::new());
+        assert!(!head.keep_alive, "the application closes the connection");
     }
 
     #[test]

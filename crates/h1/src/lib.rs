@@ -23,6 +23,7 @@ pub mod decoder;
 pub mod error;
 pub mod extensions;
 mod interop;
+pub use interop::encode_http_head;
 #[cfg(feature = "serde")]
 pub mod json;
 pub mod limits;

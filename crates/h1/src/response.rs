@@ -303,56 +303,71 @@ impl Response {
         framing: Framing,
         out: &mut BytesMut,
     ) -> Head {
-        let status = StatusCode(self.status);
-        // After a 2xx to CONNECT the bytes that follow are the tunnel's, not requests: the
-        // answer has no Content-Length or body (RFC 9110 §9.3.6), and the connection closes.
-        let tunnel = ctx.connect && (200..300).contains(&self.status);
-        let framed = status.allows_body() && !tunnel;
-        let chunked = framed && matches!(framing, Framing::Chunked);
-        let until_close = chunked && ctx.version == Version::Http10;
-        let keep_alive = ctx.keep_alive && !self.close && !tunnel && !until_close;
-        let reason = status.reason();
-        out.reserve(128 + self.headers.len() * 32);
-        out.put_slice(b"HTTP/1.1 ");
-        out.put_slice(itoa::Buffer::new().format(self.status).as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(reason.as_bytes());
-        out.put_slice(b"\r\nServer: backlog\r\nDate: ");
-        out.put_slice(date.as_bytes());
+        let fields = self.headers.iter().map(|(n, v)| (&n[..], &v[..]));
+        write_head(self.status, self.close, fields, ctx, date, framing, out)
+    }
+}
+
+/// The status line and fields of a response with `status` and `fields`, framed as
+/// `framing`; `close`: the application asked to close the connection. Shared by
+/// [`Response`] and the `http` crate's responses, whose fields need no copy to be written.
+pub(crate) fn write_head<'a>(
+    status: u16,
+    close: bool,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ctx: EncodeContext,
+    date: &DateCache,
+    framing: Framing,
+    out: &mut BytesMut,
+) -> Head {
+    let code = StatusCode(status);
+    // After a 2xx to CONNECT the bytes that follow are the tunnel's, not requests: the
+    // answer has no Content-Length or body (RFC 9110 §9.3.6), and the connection closes.
+    let tunnel = ctx.connect && (200..300).contains(&status);
+    let framed = code.allows_body() && !tunnel;
+    let chunked = framed && matches!(framing, Framing::Chunked);
+    let until_close = chunked && ctx.version == Version::Http10;
+    let keep_alive = ctx.keep_alive && !close && !tunnel && !until_close;
+    out.reserve(256);
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(code.reason().as_bytes());
+    out.put_slice(b"\r\nServer: backlog\r\nDate: ");
+    out.put_slice(date.as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in fields {
+        if is_hop_or_framing(name) {
+            continue;
+        }
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
         out.put_slice(b"\r\n");
-        for (name, value) in &self.headers {
-            if is_hop_or_framing(name) {
-                continue;
-            }
-            out.put_slice(name);
-            out.put_slice(b": ");
-            out.put_slice(value);
+    }
+    match framing {
+        Framing::Length(n) if framed => {
+            out.put_slice(b"Content-Length: ");
+            out.put_slice(itoa::Buffer::new().format(n).as_bytes());
             out.put_slice(b"\r\n");
         }
-        match framing {
-            Framing::Length(n) if framed => {
-                out.put_slice(b"Content-Length: ");
-                out.put_slice(itoa::Buffer::new().format(n).as_bytes());
-                out.put_slice(b"\r\n");
-            }
-            Framing::Chunked if chunked && !until_close => {
-                out.put_slice(b"Transfer-Encoding: chunked\r\n");
-            }
-            _ => {}
+        Framing::Chunked if chunked && !until_close => {
+            out.put_slice(b"Transfer-Encoding: chunked\r\n");
         }
-        if !keep_alive {
-            out.put_slice(b"Connection: close\r\n");
-        } else if ctx.version == Version::Http10 {
-            out.put_slice(b"Connection: keep-alive\r\n");
-        }
-        out.put_slice(b"\r\n");
-        let body = match framing {
-            _ if !framed || ctx.head => None,
-            Framing::Chunked if !until_close => Some(BodyCoding::Chunked),
-            _ => Some(BodyCoding::AsIs),
-        };
-        Head { keep_alive, body }
+        _ => {}
     }
+    if !keep_alive {
+        out.put_slice(b"Connection: close\r\n");
+    } else if ctx.version == Version::Http10 {
+        out.put_slice(b"Connection: keep-alive\r\n");
+    }
+    out.put_slice(b"\r\n");
+    let body = match framing {
+        _ if !framed || ctx.head => None,
+        Framing::Chunked if !until_close => Some(BodyCoding::Chunked),
+        _ => Some(BodyCoding::AsIs),
+    };
+    Head { keep_alive, body }
 }
 
 /// How the body that follows a head is delimited: by a length the head states, or by

@@ -89,7 +89,7 @@ pub mod tuning;
 mod wiring;
 
 // The public modules keep the paths they had before the tree was folded by concept.
-pub use app::{handler, layer, refusal, router};
+pub use app::{handler, layer, refusal, router, service};
 pub use observe::{queue_wait, stats};
 pub use shape::topology;
 
@@ -109,5 +109,6 @@ pub use refusal::Refusal;
 pub use roles::listener::{Listener, Reuseport};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerHandle};
+pub use service::{BoxError, HttpBody, HttpService, PeerAddr, RequestBody};
 pub use shape::model::{AcceptStrategy, Balance, Model};
 pub use topology::{Topology, TopologyError};

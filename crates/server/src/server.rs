@@ -2,6 +2,8 @@
 
 use crate::app::handler::Handler;
 use crate::app::refusal::{Refusal, RenderRefusal};
+use crate::app::service::{HttpBody, HttpService, Tower};
+use crate::app::App;
 use crate::config::PresetKnobs;
 use crate::introspect::Introspect;
 use crate::observe::stats::StatsRegistry;
@@ -239,6 +241,49 @@ impl ServerBuilder {
 
     /// Bind every socket, then start every thread. Returns once the server accepts.
     pub fn bind(self, handler: impl Handler) -> Result<Server, ServerError> {
+        let may_block = handler.blocking().may_block();
+        self.bind_app(App::Handler(Arc::new(handler)), may_block)
+    }
+
+    /// [`bind`](Self::bind) for a tower service (an axum `Router`, say): the listener,
+    /// acceptor and reader roles are the shape's as for a native handler; the service's
+    /// futures run on a tokio runtime of the shape's workers, or, in a shape without
+    /// workers, are polled on the reader first and finished on a runtime of one thread per
+    /// reader. Handlers may use tokio's timers and I/O; response bodies are streamed.
+    ///
+    /// ```no_run
+    /// use backlog_server::{http, Server};
+    /// let app = tower::service_fn(|_req: http::Request<backlog_server::RequestBody>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi\n")))
+    /// });
+    /// Server::builder().serve_service_until_signal(app)?;
+    /// # Ok::<(), backlog_server::ServerError>(())
+    /// ```
+    pub fn bind_service<S: HttpService<B>, B: HttpBody>(
+        self,
+        service: S,
+    ) -> Result<Server, ServerError> {
+        self.bind_app(App::Service(Arc::new(Tower::new(service))), false)
+    }
+
+    /// [`bind_service`](Self::bind_service), then block until the server stops.
+    pub fn serve_service<S: HttpService<B>, B: HttpBody>(
+        self,
+        service: S,
+    ) -> Result<Arc<StatsRegistry>, ServerError> {
+        Ok(self.bind_service(service)?.wait())
+    }
+
+    /// [`bind_service`](Self::bind_service), then serve until SIGINT or SIGTERM and drain,
+    /// as [`serve_until_signal`](Self::serve_until_signal) does for a handler.
+    pub fn serve_service_until_signal<S: HttpService<B>, B: HttpBody>(
+        self,
+        service: S,
+    ) -> Result<Arc<StatsRegistry>, ServerError> {
+        self.until_signal(App::Service(Arc::new(Tower::new(service))), false)
+    }
+
+    fn bind_app(self, app: App, may_block: bool) -> Result<Server, ServerError> {
         let topology = self.shape()?;
         let ServerBuilder {
             mut cfg,
@@ -262,13 +307,8 @@ impl ServerBuilder {
         let max_conns = cfg
             .max_conns
             .unwrap_or_else(|| default_max_conns(fd_limit as usize, sys::fd::open_count()));
-        cfg.blocking_threads = Some(blocking_pool(
-            &cfg,
-            &topology,
-            handler.blocking().may_block(),
-        ));
-        let handler: Arc<dyn Handler> = Arc::new(handler);
-        let mut wiring = Wiring::new(&cfg, handler, max_conns);
+        cfg.blocking_threads = Some(blocking_pool(&cfg, &topology, may_block));
+        let mut wiring = Wiring::new(&cfg, app, max_conns);
         wiring.inherited = inherited;
         wiring.refusals = refusals;
         wiring::build(&mut wiring)?;
@@ -355,6 +395,11 @@ impl ServerBuilder {
         self,
         handler: impl Handler,
     ) -> Result<Arc<StatsRegistry>, ServerError> {
+        let may_block = handler.blocking().may_block();
+        self.until_signal(App::Handler(Arc::new(handler)), may_block)
+    }
+
+    fn until_signal(self, app: App, may_block: bool) -> Result<Arc<StatsRegistry>, ServerError> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let io = |source| ServerError::Io {
             what: "catching SIGINT and SIGTERM",
@@ -362,7 +407,7 @@ impl ServerBuilder {
         };
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(io)?;
         let closer = signals.handle();
-        let server = match self.bind(handler) {
+        let server = match self.bind_app(app, may_block) {
             Ok(server) => server,
             Err(err) => {
                 closer.close();

@@ -21,6 +21,7 @@
 
 use crate::app::handler::Handler;
 use crate::app::refusal::RenderRefusal;
+use crate::app::App;
 use crate::event_loop::{EventLoop, Roles};
 use crate::observe::connections::{reader_port, ReaderPort};
 use crate::observe::stats::{Role, StatsRegistry, ThreadStats};
@@ -29,7 +30,8 @@ use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::{inbox, Balancer, InboxReceiver};
 use crate::roles::listener::{ListenOptions, Listener, Reuseport};
 use crate::roles::reader::{ReaderConfig, ReaderParts};
-use crate::roles::worker::{self, Exec, Job, PoolLink, ReplyPort, Submitter};
+use crate::roles::runtime::{self, ServiceExec, Tasks};
+use crate::roles::worker::{self, Exec, HandlerExec, Job, PoolLink, ReplyPort, Submitter};
 use crate::shape::topology::ThreadLayout;
 use crate::shutdown::Shutdown;
 use crate::{AcceptStrategy, Config, ServerError};
@@ -43,7 +45,7 @@ type ThreadBody = Box<dyn FnOnce() + Send + 'static>;
 /// Parts for building a model, and the threads waiting to be started.
 pub(crate) struct Wiring<'a> {
     pub(crate) cfg: &'a Config,
-    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) app: App,
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) registry: Arc<StatsRegistry>,
     pub(crate) layout: Vec<ThreadLayout>,
@@ -71,7 +73,7 @@ pub(crate) struct LoopParts {
 }
 
 impl<'a> Wiring<'a> {
-    pub(crate) fn new(cfg: &'a Config, handler: Arc<dyn Handler>, max_conns: usize) -> Self {
+    pub(crate) fn new(cfg: &'a Config, app: App, max_conns: usize) -> Self {
         Wiring {
             conn_limit: Arc::new(ConnLimit::new(max_conns)),
             listeners: Vec::new(),
@@ -82,7 +84,7 @@ impl<'a> Wiring<'a> {
             inherited_taken: 0,
             refusals: None,
             cfg,
-            handler,
+            app,
             shutdown: Arc::new(Shutdown::default()),
             registry: Arc::new(StatsRegistry::default()),
             layout: Vec::new(),
@@ -157,7 +159,7 @@ impl<'a> Wiring<'a> {
 
     /// Queue a loop that reads the connections handed to it through `inbox`.
     pub(crate) fn spawn_read_only(&mut self, parts: LoopParts, exec: Exec, inbox: InboxReceiver) {
-        let handles = exec.workers.is_none();
+        let handles = exec.runs_here();
         let reader = self.reader(&parts, exec, Some(inbox));
         self.spawn_loop(parts, Roles::Read(reader), handles);
     }
@@ -170,7 +172,7 @@ impl<'a> Wiring<'a> {
         turn: Turn,
         exec: Exec,
     ) {
-        let handles = exec.workers.is_none();
+        let handles = exec.runs_here();
         let acceptor = self.acceptor(&parts, listeners, turn);
         let reader = self.reader(&parts, exec, None);
         self.spawn_loop(parts, Roles::AcceptAndRead(acceptor, reader), handles);
@@ -197,9 +199,14 @@ impl<'a> Wiring<'a> {
             timeouts: self.cfg.timeouts,
             conn_limit: self.conn_limit.clone(),
             queue_timing: self.cfg.queue_timing,
-            body_limit: {
-                let app = self.handler.clone();
-                Box::new(move |req: &h1::Request| app.body_limit(req))
+            body_limit: match &self.app {
+                App::Handler(handler) => {
+                    let handler = handler.clone();
+                    Box::new(move |req: &h1::Request| handler.body_limit(req))
+                }
+                // A service's body limits are its own (axum: DefaultBodyLimit); the server's
+                // max_body_bytes bounds what is buffered for it.
+                App::Service(_) => Box::new(|_req: &h1::Request| None),
             },
             refusals: self.refusals.clone(),
         };
@@ -249,7 +256,12 @@ impl<'a> Wiring<'a> {
     /// How a reader on `parts` runs the handler: through `workers` if the shape has them,
     /// else on its own thread; either way with a link to the blocking pool for requests
     /// that may block (when there is a pool).
-    pub(crate) fn exec(&mut self, parts: &LoopParts, workers: Option<PoolLink>) -> Exec {
+    pub(crate) fn exec(
+        &mut self,
+        handler: &Arc<dyn Handler>,
+        parts: &LoopParts,
+        workers: Option<PoolLink>,
+    ) -> Exec {
         let blocking = (self.cfg.blocking_threads.unwrap_or(0) > 0).then(|| {
             let depth = self.cfg.queue_depth;
             let (tx, _) = self.blocking.get_or_insert_with(|| worker::queue(depth));
@@ -262,20 +274,21 @@ impl<'a> Wiring<'a> {
                 reply: self.blocking_replies.len() - 1,
             }
         });
-        Exec {
-            handler: self.handler.clone(),
+        Exec::Handler(HandlerExec {
+            handler: handler.clone(),
             workers,
             blocking,
-        }
+        })
     }
 
     /// Start the blocking pool's threads, once every reader has its reply port.
-    fn spawn_blocking_pool(&mut self) {
+    fn spawn_blocking_pool(&mut self, handler: &Arc<dyn Handler>) {
         let Some((_, jobs)) = self.blocking.take() else {
             return;
         };
         let replies = Arc::new(std::mem::take(&mut self.blocking_replies));
         self.spawn_workers(
+            handler,
             Role::Blocking,
             self.cfg.blocking_threads.unwrap_or(0),
             jobs,
@@ -287,6 +300,7 @@ impl<'a> Wiring<'a> {
     /// from `jobs` and answering through `replies`.
     pub(crate) fn spawn_workers(
         &mut self,
+        handler: &Arc<dyn Handler>,
         role: Role,
         count: usize,
         jobs: Receiver<Job>,
@@ -296,7 +310,7 @@ impl<'a> Wiring<'a> {
             let name = format!("{}-{i}", role.name());
             let stats = self.registry.add(&name, role);
             let (handler, jobs, replies, shutdown) = (
-                self.handler.clone(),
+                handler.clone(),
                 jobs.clone(),
                 replies.clone(),
                 self.shutdown.clone(),
@@ -377,27 +391,13 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
         readers.push((parts, rx));
     }
 
-    // Who runs the handler: one worker pool for every reader, or each reader itself.
-    let mut execs = Vec::with_capacity(t.readers());
-    if t.workers() > 0 {
-        let (tx, jobs) = worker::queue(w.cfg.queue_depth);
-        let mut replies = Vec::with_capacity(t.readers());
-        for (parts, _) in &readers {
-            let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
-            replies.push(port);
-            let link = PoolLink {
-                submit: Submitter::new(tx.clone(), parts.stats.clone()),
-                completions,
-                reply: replies.len() - 1,
-            };
-            execs.push(w.exec(parts, Some(link)));
-        }
-        w.spawn_workers(Role::Worker, t.workers(), jobs, Arc::new(replies));
-    } else {
-        for (parts, _) in &readers {
-            execs.push(w.exec(parts, None));
-        }
-    }
+    // Who runs the application: one worker pool (or runtime) for every reader, or each
+    // reader itself.
+    let parts: Vec<&LoopParts> = readers.iter().map(|(p, _)| p).collect();
+    let execs = match w.app.clone() {
+        App::Handler(handler) => handler_execs(w, &handler, &parts),
+        App::Service(app) => service_execs(w, app, &parts)?,
+    };
 
     for (i, parts) in acceptors.into_iter().enumerate() {
         let (listeners, turn) = accept_from(i);
@@ -415,6 +415,98 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
             }
         }
     }
-    w.spawn_blocking_pool();
+    if let App::Handler(handler) = w.app.clone() {
+        w.spawn_blocking_pool(&handler);
+    }
     Ok(())
+}
+
+/// A native handler's executors: one worker pool for every reader, or each reader itself.
+fn handler_execs(
+    w: &mut Wiring<'_>,
+    handler: &Arc<dyn Handler>,
+    readers: &[&LoopParts],
+) -> Vec<Exec> {
+    let t = w.cfg.topology;
+    let mut execs = Vec::with_capacity(readers.len());
+    if t.workers() == 0 {
+        for parts in readers {
+            execs.push(w.exec(handler, parts, None));
+        }
+        return execs;
+    }
+    let (tx, jobs) = worker::queue(w.cfg.queue_depth);
+    let mut replies = Vec::with_capacity(readers.len());
+    for parts in readers {
+        let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
+        replies.push(port);
+        let link = PoolLink {
+            submit: Submitter::new(tx.clone(), parts.stats.clone()),
+            completions,
+            reply: replies.len() - 1,
+        };
+        execs.push(w.exec(handler, parts, Some(link)));
+    }
+    w.spawn_workers(handler, Role::Worker, t.workers(), jobs, Arc::new(replies));
+    execs
+}
+
+/// A service's executors: a runtime of the shape's workers (`worker-N`), every future
+/// spawned on it; or, in a shape without workers, futures polled first on their reader and
+/// finished on a runtime of one thread per reader (`async-N`).
+fn service_execs(
+    w: &mut Wiring<'_>,
+    app: Arc<dyn crate::app::service::AsyncApp>,
+    readers: &[&LoopParts],
+) -> Result<Vec<Exec>, ServerError> {
+    let t = w.cfg.topology;
+    let inline = t.workers() == 0;
+    let (prefix, count) = if inline {
+        ("async", readers.len())
+    } else {
+        ("worker", t.workers())
+    };
+    let stats: Vec<Arc<ThreadStats>> = (0..count)
+        .map(|i| w.registry.add(&format!("{prefix}-{i}"), Role::Worker))
+        .collect();
+    for s in &stats {
+        w.layout.push(ThreadLayout {
+            name: s.name().to_string(),
+            role: Role::Worker,
+            listens: false,
+            accepts: false,
+            reads: false,
+            handles: true,
+        });
+    }
+    let rt = runtime::start(stats).map_err(|source| ServerError::Io {
+        what: "starting the service's runtime",
+        source,
+    })?;
+    let (alive, gone) = crossbeam_channel::bounded::<()>(0);
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let execs = readers
+        .iter()
+        .map(|parts| {
+            let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
+            let tasks = Tasks::new(
+                rt.handle().clone(),
+                app.clone(),
+                port,
+                in_flight.clone(),
+                w.cfg.queue_depth,
+                alive.clone(),
+            );
+            Exec::Service(ServiceExec {
+                tasks,
+                completions,
+                inline,
+            })
+        })
+        .collect();
+    w.threads.push((
+        format!("{prefix}-runtime"),
+        Box::new(runtime::keep(rt, gone)),
+    ));
+    Ok(execs)
 }

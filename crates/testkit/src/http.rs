@@ -91,7 +91,12 @@ pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<HttpRespon
         headers,
         body: Vec::new(),
     };
-    if !head && status >= 200 && status != 204 && status != 304 {
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
+    if !head && chunked && status >= 200 && status != 204 && status != 304 {
+        resp.body = read_chunked(r)?;
+    } else if !head && status >= 200 && status != 204 && status != 304 {
         let len: usize = resp
             .header("content-length")
             .expect("content-length")
@@ -101,6 +106,41 @@ pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<HttpRespon
         r.read_exact(&mut resp.body)?;
     }
     Ok(resp)
+}
+
+/// A chunked body (RFC 9112 §7.1), its trailer section skipped.
+fn read_chunked<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut mid-body"));
+        }
+        let size = line.trim_end().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size.trim(), 16).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("chunk size {line:?}"))
+        })?;
+        if size == 0 {
+            loop {
+                line.clear();
+                if r.read_line(&mut line)? == 0 || line == "\r\n" {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf)?;
+        if &crlf != b"\r\n" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk not ended by CRLF",
+            ));
+        }
+    }
 }
 
 /// The next response, or `None` if the server closed (EOF or reset) before one began. Any

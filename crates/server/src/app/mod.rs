@@ -1,8 +1,19 @@
 //! The application's side: what a handler is ([`handler`]), routing ([`router`]),
-//! middleware ([`layer`]) and how the server's own refusals are rendered ([`refusal`]).
-//! Nothing here knows the shape it runs on.
+//! middleware ([`layer`]), a tower service as the application ([`service`]) and how the
+//! server's own refusals are rendered ([`refusal`]). Nothing here knows the shape it runs on.
 
 pub mod handler;
 pub mod layer;
 pub mod refusal;
 pub mod router;
+pub mod service;
+
+use std::sync::Arc;
+
+/// What a server runs: a native handler (a function of the parsed request, run where the
+/// shape says) or a service whose futures run on the worker runtime.
+#[derive(Clone)]
+pub(crate) enum App {
+    Handler(Arc<dyn handler::Handler>),
+    Service(Arc<dyn service::AsyncApp>),
+}

@@ -520,6 +520,21 @@ impl Connection {
         }
     }
 
+    /// Answer the request [`Connection::poll_request`] returned with an answer already
+    /// encoded (a service's, polled ready on the reader).
+    pub(crate) fn respond_encoded(
+        &mut self,
+        bytes: &[u8],
+        keep_alive: bool,
+        spare: &mut Buffers,
+        now: Instant,
+    ) {
+        if self.slots.is_empty() && !self.discard {
+            spare.lend(&mut self.wbuf);
+        }
+        self.push_ready(bytes, keep_alive, now);
+    }
+
     /// Reserve the next response slot (a request sent to a pool); returns its sequence
     /// number, which its answer comes back with.
     pub(crate) fn push_pending(&mut self) -> u64 {

@@ -248,7 +248,7 @@ mod tests {
     use crate::roles::conn_limit::ConnLimit;
     use crate::roles::handoff::{inbox, Balancer};
     use crate::roles::reader::{Reader, ReaderConfig, ReaderParts};
-    use crate::roles::worker::Exec;
+    use crate::roles::worker::{Exec, HandlerExec};
     use crate::{Balance, Request, Response};
     use std::time::Instant;
     use sys::socket::Accepted;
@@ -273,11 +273,11 @@ mod tests {
     ) -> ReaderParts {
         let app = handler.clone();
         ReaderParts {
-            exec: Exec {
+            exec: Exec::Handler(HandlerExec {
                 handler,
                 workers: None,
                 blocking: None,
-            },
+            }),
             cfg: ReaderConfig {
                 limits: h1::Limits::default(),
                 timeouts: Timeouts::default(),

@@ -34,6 +34,7 @@ struct Counters {
     handoff_queued: AtomicU64,
     panics: AtomicU64,
     aborted: AtomicU64,
+    cancelled: AtomicU64,
     lost: AtomicU64,
     busy_ns: AtomicU64,
     accept_wait: WaitHistogram,
@@ -65,6 +66,10 @@ pub struct ThreadSnapshot {
     /// Closed at once rather than left to a timeout.
     #[serde(default)]
     pub aborted: u64,
+    /// A service's answers dropped unfinished because their connection closed first (the
+    /// client went away, or a drain ran out of time): their futures were cancelled.
+    #[serde(default)]
+    pub cancelled: u64,
     /// Connections passed to this process that the kernel discarded before it could take
     /// them (its descriptor table was full: MSG_CTRUNC). Each is a client whose
     /// connection was closed unanswered.
@@ -103,6 +108,11 @@ impl ThreadStats {
         }
     }
 
+    /// The thread's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn accepted(&self) {
         self.c.accepted.fetch_add(1, Relaxed);
     }
@@ -130,6 +140,9 @@ impl ThreadStats {
 
     pub(crate) fn aborted(&self) {
         self.c.aborted.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn cancelled(&self, n: u64) {
+        self.c.cancelled.fetch_add(n, Relaxed);
     }
     pub(crate) fn accept_waited(&self, wait: std::time::Duration) {
         self.c.accept_wait.record(wait);
@@ -184,6 +197,7 @@ impl ThreadStats {
             handoff_queued: self.c.handoff_queued.load(Relaxed),
             panics: self.c.panics.load(Relaxed),
             aborted: self.c.aborted.load(Relaxed),
+            cancelled: self.c.cancelled.load(Relaxed),
             lost: self.c.lost.load(Relaxed),
             busy_ns: self.c.busy_ns.load(Relaxed),
             accept_wait: self.c.accept_wait.snapshot(),

@@ -26,6 +26,7 @@ use crate::observe::queue_wait::ReadTiming;
 use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::InboxReceiver;
+use crate::roles::runtime::Step;
 use crate::roles::worker::{ConnId, Exec, Job, PoolLink};
 use crossbeam_channel::Receiver;
 use h1::Limits;
@@ -35,6 +36,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use sys::socket::Accepted;
+use tokio::task::AbortHandle;
 
 /// A connection as this reader holds it: the socket, what its driver keeps for it, and the
 /// I/O-free protocol state.
@@ -48,6 +50,39 @@ struct Socket<C> {
     /// Its entry in the thread's timer wheel, if it has one.
     timer: TimerRef,
     conn: Connection,
+}
+
+/// A service's answers still running on the runtime, by connection and sequence number:
+/// aborted if the connection closes first. Kept beside the connections rather than in each
+/// (most connections never have one, and every idle connection would pay for the room).
+#[derive(Default)]
+struct Running(std::collections::HashMap<usize, Vec<(u64, AbortHandle)>>);
+
+impl Running {
+    fn add(&mut self, key: usize, seq: u64, task: AbortHandle) {
+        self.0.entry(key).or_default().push((seq, task));
+    }
+
+    fn done(&mut self, key: usize, seq: u64) {
+        if let Some(list) = self.0.get_mut(&key) {
+            list.retain(|(s, _)| *s != seq);
+        }
+    }
+
+    /// Abort what still runs for `key`'s connection, which closed; how many were.
+    fn cancel(&mut self, key: usize) -> u64 {
+        let Some(list) = self.0.remove(&key) else {
+            return 0;
+        };
+        let mut cancelled = 0;
+        for (_, task) in list {
+            if !task.is_finished() {
+                task.abort();
+                cancelled += 1;
+            }
+        }
+        cancelled
+    }
 }
 
 /// The connection an event or a completion is for, unless it has closed since (its slot may
@@ -141,6 +176,7 @@ pub(crate) struct Reader<D: Driver> {
     next_sweep: Instant,
     /// What the connections counted since it was last added to `stats`.
     tally: Tally,
+    running: Running,
 }
 
 /// How often, and after how long without bytes, an io_uring reader asks the kernel whether a
@@ -180,6 +216,7 @@ impl<D: Driver> Reader<D> {
             idle_close_at: None,
             next_sweep: now + RESET_SWEEP,
             tally: Tally::default(),
+            running: Running::default(),
             touched: Vec::new(),
             spare: Buffers::default(),
         }
@@ -307,9 +344,10 @@ impl<D: Driver> Reader<D> {
             spare,
             stats,
             touched,
+            running,
             ..
         } = self;
-        for done in exec.links().flat_map(|l| l.completions.try_iter()) {
+        for done in exec.completions().flat_map(|rx| rx.try_iter()) {
             let Some(Socket { conn, gen, .. }) = conns.get_mut(done.conn.key) else {
                 continue;
             };
@@ -318,6 +356,7 @@ impl<D: Driver> Reader<D> {
             }
             if done.end.is_some() {
                 stats.requests(1);
+                running.done(done.conn.key, done.seq);
             }
             conn.complete(done.seq, done.bytes, done.end, spare, *now);
             touched.push(done.conn.key);
@@ -339,12 +378,20 @@ impl<D: Driver> Reader<D> {
                 self.blocked.pop_front();
                 continue;
             };
-            let Some(PoolLink { submit, .. }) = self.exec.pool_for(&job.req) else {
-                return;
+            let seq = job.seq;
+            let submitted = match &self.exec {
+                Exec::Handler(exec) => match exec.pool_for(&job.req) {
+                    Some(PoolLink { submit, .. }) => submit.try_submit(job).map(|()| None),
+                    None => return,
+                },
+                Exec::Service(exec) => exec.tasks.try_submit(job).map(Some),
             };
-            match submit.try_submit(job) {
-                Ok(()) => {
+            match submitted {
+                Ok(task) => {
                     self.blocked.pop_front();
+                    if let Some(task) = task {
+                        self.running.add(key, seq, task);
+                    }
                     self.drive(io, key);
                 }
                 Err(job) => {
@@ -607,48 +654,105 @@ impl<D: Driver> Reader<D> {
             spare,
             cfg,
             tally,
+            running,
             ..
         } = self;
         let Some(Socket { conn, gen, .. }) = conns.get_mut(key) else {
             return;
         };
-        let gen = *gen;
+        let id = ConnId { key, gen: *gen };
         let cx = cfg.parse_context(date, *draining, *now);
         while let Some((req, ctx)) = conn.poll_request(&cx, tally) {
-            match exec.pool_for(&req) {
-                None => {
-                    let (resp, panicked) = call_guarded(&*exec.handler, req);
-                    if panicked {
-                        stats.panicked();
+            let job = match exec {
+                Exec::Handler(exec) => match exec.pool_for(&req) {
+                    None => {
+                        let (resp, panicked) = call_guarded(&*exec.handler, req);
+                        if panicked {
+                            stats.panicked();
+                        }
+                        conn.respond(&resp, ctx, date, spare, *now);
+                        stats.requests(1);
+                        continue;
                     }
-                    conn.respond(&resp, ctx, date, spare, *now);
-                    stats.requests(1);
+                    Some(PoolLink { submit, reply, .. }) => {
+                        let seq = conn.push_pending();
+                        let job = Job {
+                            reply: *reply,
+                            conn: id,
+                            seq,
+                            ctx,
+                            req,
+                        };
+                        match submit.try_submit(job) {
+                            Ok(()) => continue,
+                            Err(job) => job,
+                        }
+                    }
+                },
+                Exec::Service(exec) if exec.inline => {
+                    // Polled here first: a future ready at once is answered with no hop.
+                    let (answering, poll) = exec.tasks.start_here(req, ctx, date);
+                    let (seq, task) = match poll {
+                        std::task::Poll::Ready(Step::Whole {
+                            out,
+                            keep_alive,
+                            panicked,
+                        }) => {
+                            if panicked {
+                                stats.panicked();
+                            }
+                            conn.respond_encoded(&out, keep_alive, spare, *now);
+                            stats.requests(1);
+                            continue;
+                        }
+                        std::task::Poll::Ready(Step::Stream(stream)) => {
+                            let seq = conn.push_pending();
+                            (seq, exec.tasks.spawn_stream(stream, id, seq))
+                        }
+                        std::task::Poll::Pending => {
+                            let seq = conn.push_pending();
+                            (seq, exec.tasks.spawn(answering, id, seq))
+                        }
+                    };
+                    running.add(key, seq, task);
+                    continue;
                 }
-                Some(PoolLink { submit, reply, .. }) => {
+                Exec::Service(exec) => {
                     let seq = conn.push_pending();
                     let job = Job {
-                        reply: *reply,
-                        conn: ConnId { key, gen },
+                        reply: 0,
+                        conn: id,
                         seq,
                         ctx,
                         req,
                     };
-                    if let Err(job) = submit.try_submit(job) {
-                        // Boxed inside: a stalled request is rare, and the slot is in
-                        // every connection.
-                        conn.stall(job);
-                        blocked.push_back(key);
+                    match exec.tasks.try_submit(job) {
+                        Ok(task) => {
+                            running.add(key, seq, task);
+                            continue;
+                        }
+                        Err(job) => job,
                     }
                 }
-            }
+            };
+            // The pool or runtime is full: the request waits here, and the connection
+            // parses no more until there is room (boxed inside: a stalled request is rare,
+            // and the slot is in every connection).
+            conn.stall(job);
+            blocked.push_back(key);
         }
     }
 
-    /// Close the connection through the driver.
+    /// Close the connection through the driver. A service's answers still running for it
+    /// are dropped: nobody is left to read them.
     fn close(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize) {
         let Some(s) = self.conns.try_remove(key) else {
             return;
         };
+        let cancelled = self.running.cancel(key);
+        if cancelled > 0 {
+            self.stats.cancelled(cancelled);
+        }
         self.wheel.remove(key, s.timer);
         io.close(s.fd, s.io, s.conn.sending());
         self.closed();

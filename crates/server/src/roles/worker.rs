@@ -7,6 +7,7 @@
 
 use crate::app::handler::{call_guarded, Handler};
 use crate::observe::stats::ThreadStats;
+use crate::roles::runtime::ServiceExec;
 use crate::shutdown::Shutdown;
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -58,7 +59,7 @@ impl ReplyPort {
         (ReplyPort { tx, waker, queued }, rx)
     }
 
-    fn send(&self, done: Completion) {
+    pub(crate) fn send(&self, done: Completion) {
         if self.tx.send(done).is_ok() {
             self.waker.wake();
         }
@@ -158,17 +159,47 @@ pub(crate) struct PoolLink {
     pub(crate) reply: usize,
 }
 
-/// Who runs the handler for requests this reader parsed: requests the handler says may
+/// Who runs the application for requests this reader parsed: a native handler
+/// ([`HandlerExec`]) or a service's futures ([`ServiceExec`]).
+pub(crate) enum Exec {
+    Handler(HandlerExec),
+    Service(ServiceExec),
+}
+
+impl Exec {
+    /// Every queue answers come back on.
+    pub(crate) fn completions(&self) -> impl Iterator<Item = &Receiver<Completion>> {
+        let (links, service) = match self {
+            Exec::Handler(h) => (Some(h.links()), None),
+            Exec::Service(s) => (None, Some(&s.completions)),
+        };
+        links
+            .into_iter()
+            .flatten()
+            .map(|l| &l.completions)
+            .chain(service)
+    }
+
+    /// Whether this reader runs the application itself (some requests, at least).
+    pub(crate) fn runs_here(&self) -> bool {
+        match self {
+            Exec::Handler(h) => h.workers.is_none(),
+            Exec::Service(s) => s.inline,
+        }
+    }
+}
+
+/// Who runs a native handler for requests this reader parsed: requests the handler says may
 /// block ([`Handler::blocking`]) go to the blocking pool when there is one; the others to the
 /// worker pool when the shape has workers (`pool`), else to the reader itself, between
 /// reads. Blocking calls thus never hold up fast requests, even behind a worker pool.
-pub(crate) struct Exec {
+pub(crate) struct HandlerExec {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) workers: Option<PoolLink>,
     pub(crate) blocking: Option<PoolLink>,
 }
 
-impl Exec {
+impl HandlerExec {
     /// The pool `req` goes to, or `None` to run it here.
     pub(crate) fn pool_for(&self, req: &h1::Request) -> Option<&PoolLink> {
         match &self.blocking {

@@ -1,0 +1,580 @@
+//! The worker role as a tokio runtime: where a service's futures run.
+//!
+//! A service ([`crate::app::service`]) answers with futures that may wait on tokio's timers
+//! and I/O, so they need a runtime; the reader still parses and writes, in request order,
+//! exactly as for a worker pool (RAMCloud's split). Where the shape has workers, every
+//! future is spawned on a runtime of that many threads (`worker-0..M-1`). Where it has
+//! none, the business runs on the reader: each future is polled once there, and one that
+//! is ready at once — the common case of a handler that awaits nothing — is answered with
+//! no thread hop; one that is not moves to a runtime of one thread per reader (`async-N`),
+//! which polls it again at once (so the wake-up it registered during the first poll, on a
+//! waker that goes nowhere, is replaced by the task's before anything can be missed).
+//!
+//! A response body is collected while it is ready and small ([`STREAM_AFTER`]); past that,
+//! or when it must wait, it is streamed: the head goes out (`Content-Length` if the body
+//! knows its length, else chunked), then each piece as it is produced. A piece is a
+//! [`Completion`] part whose bytes hold a share of the stream's credit ([`STREAM_WINDOW`]);
+//! the credit returns when the connection copies the piece into its output, which it does
+//! only while its output is under its bound — so a client that reads slowly pauses the
+//! producer, and memory per stream stays bounded.
+//!
+//! Each spawned answer is a task the reader can abort: a connection that closes (the
+//! client reset, a drain ran out of time) drops its futures, and the reader counts them.
+
+use crate::app::service::{to_http, AnswerFuture, AsyncApp, ResponseBody};
+use crate::observe::stats::ThreadStats;
+use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
+use bytes::{BufMut, Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use h1::{BodyCoding, DateCache, EncodeContext, Framing};
+use http_body::Body;
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+/// A body that has produced this much without ending is streamed rather than collected.
+pub(crate) const STREAM_AFTER: usize = 64 * 1024;
+/// Bytes of one stream that may be produced and not yet taken into a connection's output.
+pub(crate) const STREAM_WINDOW: usize = 256 * 1024;
+
+/// How long a stopping runtime waits for what it still runs (blocking calls; every task
+/// of a closed connection was aborted) before leaving it.
+const RUNTIME_STOP: Duration = Duration::from_secs(1);
+
+/// Where the answers of one reader's requests go, and what a submission may not exceed.
+pub(crate) struct Tasks {
+    handle: tokio::runtime::Handle,
+    app: Arc<dyn AsyncApp>,
+    port: Arc<ReplyPort>,
+    /// Answers in progress on this runtime, from every reader; at `cap` a reader stalls.
+    in_flight: Arc<AtomicUsize>,
+    cap: usize,
+    /// Held while the reader is: the runtime stops once every reader has let go.
+    _alive: Sender<()>,
+}
+
+/// A reader's link to a service: its runtime, the answers coming back, and whether futures
+/// are first polled on the reader itself.
+pub(crate) struct ServiceExec {
+    pub(crate) tasks: Tasks,
+    pub(crate) completions: Receiver<Completion>,
+    pub(crate) inline: bool,
+}
+
+/// One answer's progress before anything of it was sent: calling the service, then
+/// collecting its body.
+pub(crate) struct Answering {
+    ctx: EncodeContext,
+    state: State,
+}
+
+enum State {
+    Calling(AnswerFuture),
+    Collecting {
+        parts: http::response::Parts,
+        body: ResponseBody,
+        got: BytesMut,
+    },
+    Taken,
+}
+
+/// Where an answer got to.
+pub(crate) enum Step {
+    /// All of it, encoded; `panicked`: it is the 500 a panic became.
+    Whole {
+        out: BytesMut,
+        keep_alive: bool,
+        panicked: bool,
+    },
+    /// The head and the body so far are encoded in `out`; the rest is to be streamed.
+    Stream(Stream),
+}
+
+/// A body being streamed after its head.
+pub(crate) struct Stream {
+    out: BytesMut,
+    body: ResponseBody,
+    coding: Option<BodyCoding>,
+    keep_alive: bool,
+    /// With `Content-Length`: the bytes still owed. More are cut; fewer close.
+    owed: Option<u64>,
+}
+
+/// The 500 a panic or a failed service becomes; it closes the connection, as a native
+/// handler's does.
+fn failed(ctx: EncodeContext, date: &DateCache, panicked: bool) -> Step {
+    let mut out = BytesMut::new();
+    h1::Response::text(500, "Internal Server Error\n")
+        .close()
+        .encode(ctx, date, &mut out);
+    Step::Whole {
+        out,
+        keep_alive: false,
+        panicked,
+    }
+}
+
+impl Answering {
+    pub(crate) fn new(fut: AnswerFuture, ctx: EncodeContext) -> Self {
+        Answering {
+            ctx,
+            state: State::Calling(fut),
+        }
+    }
+
+    /// Drive the answer as far as it goes without waiting. `Pending` only while nothing
+    /// of the body has come: once some has and the rest must be waited for, the head and
+    /// that much leave (a stream's first bytes are not held back for its last).
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, date: &DateCache) -> Poll<Step> {
+        loop {
+            match &mut self.state {
+                State::Taken => return Poll::Ready(failed(self.ctx, date, false)),
+                State::Calling(fut) => {
+                    match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                        Err(_) => return Poll::Ready(failed(self.ctx, date, true)),
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(Err(err))) => {
+                            tracing::warn!(error = %err, "the service failed: answered 500");
+                            return Poll::Ready(failed(self.ctx, date, false));
+                        }
+                        Ok(Poll::Ready(Ok(resp))) => {
+                            let (parts, body) = resp.into_parts();
+                            self.state = State::Collecting {
+                                parts,
+                                body,
+                                got: BytesMut::new(),
+                            };
+                        }
+                    }
+                }
+                State::Collecting { body, got, .. } => loop {
+                    if body.is_end_stream() {
+                        return Poll::Ready(self.finish(date));
+                    }
+                    match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *body).poll_frame(cx))) {
+                        Err(_) => return Poll::Ready(failed(self.ctx, date, true)),
+                        Ok(Poll::Pending) if got.is_empty() => return Poll::Pending,
+                        Ok(Poll::Pending) => return Poll::Ready(self.stream(date)),
+                        Ok(Poll::Ready(None)) => return Poll::Ready(self.finish(date)),
+                        Ok(Poll::Ready(Some(Err(err)))) => {
+                            tracing::warn!(error = %err, "a response body failed before its head was sent: answered 500");
+                            return Poll::Ready(failed(self.ctx, date, false));
+                        }
+                        Ok(Poll::Ready(Some(Ok(frame)))) => {
+                            // Trailers are not sent: an HTTP/1.1 client rarely asks for them.
+                            if let Ok(data) = frame.into_data() {
+                                got.put_slice(&data);
+                                if got.len() > STREAM_AFTER {
+                                    return Poll::Ready(self.stream(date));
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// The body ended: the whole answer, with its length.
+    fn finish(&mut self, date: &DateCache) -> Step {
+        let State::Collecting { parts, got, .. } = std::mem::replace(&mut self.state, State::Taken)
+        else {
+            return failed(self.ctx, date, false);
+        };
+        // A HEAD's answer has no body to count; the length the service gave is the GET's.
+        let len = match declared_length(&parts) {
+            Some(n) if self.ctx.head && got.is_empty() => n,
+            _ => got.len() as u64,
+        };
+        let mut out = BytesMut::with_capacity(256 + got.len());
+        let head = h1::encode_http_head(&parts, self.ctx, date, Framing::Length(len), &mut out);
+        if head.body.is_some() {
+            out.put_slice(&got);
+        }
+        Step::Whole {
+            out,
+            keep_alive: head.keep_alive,
+            panicked: false,
+        }
+    }
+
+    /// The body goes on: its head and what came so far, framed by the length it knows or
+    /// in chunks.
+    fn stream(&mut self, date: &DateCache) -> Step {
+        let State::Collecting { parts, body, got } =
+            std::mem::replace(&mut self.state, State::Taken)
+        else {
+            return failed(self.ctx, date, false);
+        };
+        let length = body
+            .size_hint()
+            .exact()
+            .map(|rest| rest + got.len() as u64)
+            .or_else(|| declared_length(&parts));
+        let framing = length.map_or(Framing::Chunked, Framing::Length);
+        let mut out = BytesMut::with_capacity(256 + got.len() + 32);
+        let head = h1::encode_http_head(&parts, self.ctx, date, framing, &mut out);
+        let mut stream = Stream {
+            out,
+            body,
+            coding: head.body,
+            keep_alive: head.keep_alive,
+            owed: length,
+        };
+        stream.put(&got);
+        Step::Stream(stream)
+    }
+}
+
+/// The `Content-Length` a service set itself, if it is a number.
+fn declared_length(parts: &http::response::Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Stream {
+    /// Append a piece of the body as the head framed it.
+    fn put(&mut self, data: &[u8]) {
+        match self.coding {
+            None => {}
+            Some(BodyCoding::Chunked) => h1::chunked::encode_chunk(data, &mut self.out),
+            Some(BodyCoding::AsIs) => {
+                let take = match &mut self.owed {
+                    Some(owed) => {
+                        let n = (*owed).min(data.len() as u64);
+                        *owed -= n;
+                        n as usize
+                    }
+                    None => data.len(),
+                };
+                self.out.put_slice(&data[..take]);
+            }
+        }
+    }
+
+    /// The body ended: what ends it on the wire, and whether the connection stays open
+    /// (not if a promised length was not met, nor after a body cut short by an error).
+    fn end(&mut self, clean: bool) -> bool {
+        if clean && self.coding == Some(BodyCoding::Chunked) {
+            self.out.put_slice(h1::chunked::LAST_CHUNK);
+        }
+        let short = self.coding == Some(BodyCoding::AsIs) && self.owed.is_some_and(|n| n > 0);
+        self.keep_alive && clean && !short
+    }
+}
+
+/// A stream's credit: bytes sent to the reader and not yet in a connection's output.
+#[derive(Default)]
+struct Credit {
+    outstanding: AtomicUsize,
+    freed: Notify,
+}
+
+/// A piece of a stream: its bytes, returning their credit when the connection is done with
+/// them.
+struct Piece {
+    bytes: BytesMut,
+    credit: Arc<Credit>,
+}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        self.credit
+            .outstanding
+            .fetch_sub(self.bytes.len(), Ordering::AcqRel);
+        self.credit.freed.notify_one();
+    }
+}
+
+impl Credit {
+    /// Wait until the stream may have `more` bytes outstanding.
+    async fn reserve(self: &Arc<Self>, more: usize) {
+        while self.outstanding.load(Ordering::Acquire) + more > STREAM_WINDOW
+            && self.outstanding.load(Ordering::Acquire) > 0
+        {
+            // A release between the check and here leaves a permit: no wake-up is lost.
+            self.freed.notified().await;
+        }
+        self.outstanding.fetch_add(more, Ordering::AcqRel);
+    }
+
+    fn piece(self: &Arc<Self>, bytes: BytesMut) -> Bytes {
+        Bytes::from_owner(Piece {
+            bytes,
+            credit: self.clone(),
+        })
+    }
+}
+
+/// Where a task sends its answer's parts.
+struct Reply {
+    port: Arc<ReplyPort>,
+    conn: ConnId,
+    seq: u64,
+}
+
+impl Reply {
+    fn send(&self, bytes: Bytes, end: Option<bool>) {
+        self.port.send(Completion {
+            conn: self.conn,
+            seq: self.seq,
+            bytes,
+            end,
+        });
+    }
+}
+
+thread_local! {
+    /// The runtime thread's counters, and its Date line.
+    static THREAD: RefCell<Option<(Arc<ThreadStats>, DateCache)>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with this runtime thread's counters and a fresh Date line.
+fn with_thread<R>(f: impl FnOnce(Option<&ThreadStats>, &DateCache) -> R) -> R {
+    THREAD.with(|t| {
+        let mut t = t.borrow_mut();
+        match t.as_mut() {
+            Some((stats, date)) => {
+                date.refresh(SystemTime::now());
+                f(Some(stats), date)
+            }
+            None => f(None, &DateCache::new(SystemTime::now())),
+        }
+    })
+}
+
+/// Counts the time a task spends being polled as its thread's busy time.
+struct Timed<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for Timed<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let start = Instant::now();
+        let out = self.0.as_mut().poll(cx);
+        let ns = start.elapsed().as_nanos() as u64;
+        with_thread(|stats, _| stats.map(|s| s.busy(ns)));
+        out
+    }
+}
+
+/// Lowers the count of answers in progress when the task ends, aborted or not.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A task's whole life: finish the answer, then send it whole or stream it.
+async fn answer(mut answering: Answering, reply: Reply) {
+    let step = std::future::poll_fn(|cx| with_thread(|_, date| answering.poll(cx, date))).await;
+    match step {
+        Step::Whole {
+            out,
+            keep_alive,
+            panicked,
+        } => {
+            with_thread(|stats, _| {
+                if let Some(stats) = stats {
+                    stats.requests(1);
+                    if panicked {
+                        stats.panicked();
+                    }
+                }
+            });
+            reply.send(out.freeze(), Some(keep_alive));
+        }
+        Step::Stream(stream) => stream_rest(stream, reply).await,
+    }
+}
+
+/// Send a streamed body's head and what came with it, then each piece as it is produced,
+/// each waiting for the credit the connection returns as it takes pieces into its output.
+async fn stream_rest(mut stream: Stream, reply: Reply) {
+    let credit = Arc::new(Credit::default());
+    let first = std::mem::take(&mut stream.out);
+    credit.reserve(first.len()).await;
+    reply.send(credit.piece(first), None);
+    let clean = loop {
+        let frame = std::future::poll_fn(|cx| {
+            match catch_unwind(AssertUnwindSafe(|| {
+                Pin::new(&mut stream.body).poll_frame(cx)
+            })) {
+                Ok(poll) => poll.map(Ok),
+                Err(_) => Poll::Ready(Err(())),
+            }
+        })
+        .await;
+        match frame {
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                stream.put(&data);
+                let out = std::mem::take(&mut stream.out);
+                if out.is_empty() {
+                    continue;
+                }
+                credit.reserve(out.len()).await;
+                reply.send(credit.piece(out), None);
+            }
+            Ok(None) => break true,
+            Ok(Some(Err(err))) => {
+                tracing::warn!(error = %err, "a response body failed mid-stream: the connection closes");
+                break false;
+            }
+            Err(()) => {
+                with_thread(|stats, _| stats.map(|s| s.panicked()));
+                break false;
+            }
+        }
+    };
+    let keep_alive = stream.end(clean);
+    with_thread(|stats, _| stats.map(|s| s.requests(1)));
+    reply.send(stream.out.freeze(), Some(keep_alive));
+}
+
+impl Tasks {
+    /// Begin answering `req` and drive it as far as it goes here, without waiting (the
+    /// inline first poll; see the module's doc).
+    pub(crate) fn start_here(
+        &self,
+        req: h1::Request,
+        ctx: EncodeContext,
+        date: &DateCache,
+    ) -> (Answering, Poll<Step>) {
+        let _entered = self.handle.enter();
+        let mut answering = Answering::new(self.app.call(to_http(req)), ctx);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let poll = answering.poll(&mut cx, date);
+        (answering, poll)
+    }
+
+    /// Finish on the runtime an answer begun here; the parts go to `conn`'s slot `seq`.
+    pub(crate) fn spawn(&self, answering: Answering, conn: ConnId, seq: u64) -> AbortHandle {
+        let reply = self.reply(conn, seq);
+        self.run(answer(answering, reply))
+    }
+
+    /// Stream on the runtime the rest of a body whose head was produced here.
+    pub(crate) fn spawn_stream(&self, stream: Stream, conn: ConnId, seq: u64) -> AbortHandle {
+        let reply = self.reply(conn, seq);
+        self.run(stream_rest(stream, reply))
+    }
+
+    fn reply(&self, conn: ConnId, seq: u64) -> Reply {
+        Reply {
+            port: self.port.clone(),
+            conn,
+            seq,
+        }
+    }
+
+    /// Spawn an answer's task, counted in progress until it ends or is aborted.
+    fn run(&self, task: impl Future<Output = ()> + Send + 'static) -> AbortHandle {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let in_flight = InFlight(self.in_flight.clone());
+        let task = async move {
+            let _in_flight = in_flight;
+            task.await
+        };
+        self.handle.spawn(Timed(Box::pin(task))).abort_handle()
+    }
+
+    /// Hand a parsed request to the runtime, or give it back when as many answers as the
+    /// queue depth are already in progress (the reader then stops reading).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn try_submit(&self, job: Job) -> Result<AbortHandle, Job> {
+        if self.in_flight.load(Ordering::Acquire) >= self.cap {
+            return Err(job);
+        }
+        let fut = {
+            let _entered = self.handle.enter();
+            self.app.call(to_http(job.req))
+        };
+        Ok(self.spawn(Answering::new(fut, job.ctx), job.conn, job.seq))
+    }
+}
+
+impl Tasks {
+    /// A reader's link to the runtime behind `handle`: its answers come back through
+    /// `port`; `in_flight` is shared by every reader, up to `cap` at once.
+    pub(crate) fn new(
+        handle: tokio::runtime::Handle,
+        app: Arc<dyn AsyncApp>,
+        port: ReplyPort,
+        in_flight: Arc<AtomicUsize>,
+        cap: usize,
+        alive: Sender<()>,
+    ) -> Self {
+        Tasks {
+            handle,
+            app,
+            port: Arc::new(port),
+            in_flight,
+            cap: cap.max(1),
+            _alive: alive,
+        }
+    }
+}
+
+/// A runtime with one worker thread per entry of `stats`, named after it and counting into
+/// it. Threads tokio adds later for blocking calls are named `{first}-blocking` and count
+/// nowhere.
+pub(crate) fn start(stats: Vec<Arc<ThreadStats>>) -> std::io::Result<tokio::runtime::Runtime> {
+    let names: Vec<String> = stats.iter().map(|s| s.name().to_string()).collect();
+    let blocking = format!(
+        "{}-blocking",
+        names
+            .first()
+            .map_or("async", |n| n.split('-').next().unwrap_or(n))
+    );
+    let next = AtomicUsize::new(0);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(stats.len().max(1))
+        .thread_name_fn(move || {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            names.get(i).cloned().unwrap_or_else(|| blocking.clone())
+        })
+        .on_thread_start(move || {
+            let name = std::thread::current().name().map(str::to_string);
+            let mine = stats.iter().find(|s| Some(s.name()) == name.as_deref());
+            if let Some(mine) = mine {
+                THREAD.with(|t| {
+                    *t.borrow_mut() = Some((mine.clone(), DateCache::new(SystemTime::now())))
+                });
+            }
+        })
+        .enable_all()
+        .build()
+}
+
+/// The body of the thread that owns the runtime: once every reader has let go (the drain
+/// is over, every connection closed and its tasks aborted), stop it.
+pub(crate) fn keep(rt: tokio::runtime::Runtime, alive: Receiver<()>) -> impl FnOnce() + Send {
+    move || {
+        // Returns when the last sender is dropped: nothing is ever sent.
+        let _ = alive.recv();
+        rt.shutdown_timeout(RUNTIME_STOP);
+    }
+}

@@ -1,0 +1,352 @@
+//! A tower service — an unmodified axum `Router` — served on every preset, spoken to over
+//! raw TCP: extractors, async handlers on tokio's timers, answers in order, panics, streamed
+//! bodies, cancellation on reset, backpressure and the drain.
+
+mod util;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use util::*;
+
+#[derive(Default)]
+struct AppState {
+    hits: AtomicUsize,
+    started: AtomicUsize,
+}
+
+#[derive(Deserialize)]
+struct Sleep {
+    ms: u64,
+}
+
+/// A stream of `n` pieces of 64 KiB, produced one at a time.
+fn pieces(n: usize) -> axum::body::Body {
+    let piece = Bytes::from(vec![b's'; 64 * 1024]);
+    let stream = futures_stream(n, piece);
+    axum::body::Body::from_stream(stream)
+}
+
+/// `n` copies of `piece`, each after a yield to the runtime (a producer that is not ready
+/// at once).
+fn futures_stream(
+    n: usize,
+    piece: Bytes,
+) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    struct Pieces {
+        left: usize,
+        piece: Bytes,
+        ready: bool,
+    }
+    impl futures_core::Stream for Pieces {
+        type Item = Result<Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            if !self.ready {
+                self.ready = true;
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            self.ready = false;
+            self.left -= 1;
+            std::task::Poll::Ready(Some(Ok(self.piece.clone())))
+        }
+    }
+    Pieces {
+        left: n,
+        piece,
+        ready: false,
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { "Hello, World!\n" }))
+        .route(
+            "/items/{id}",
+            get(
+                |Path(id): Path<u32>, State(s): State<Arc<AppState>>| async move {
+                    s.hits.fetch_add(1, Ordering::Relaxed);
+                    Json(serde_json::json!({ "id": id }))
+                },
+            ),
+        )
+        .route(
+            "/sleep",
+            get(|Query(q): Query<Sleep>| async move {
+                tokio::time::sleep(Duration::from_millis(q.ms)).await;
+                format!("slept {}\n", q.ms)
+            }),
+        )
+        .route(
+            "/echo",
+            post(|Json(v): Json<serde_json::Value>| async move { (StatusCode::CREATED, Json(v)) }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                tokio::task::yield_now().await;
+                panic!("async handler panic");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .route(
+            "/never",
+            get(|State(s): State<Arc<AppState>>| async move {
+                s.started.fetch_add(1, Ordering::Relaxed);
+                std::future::pending::<()>().await;
+                ""
+            }),
+        )
+        .route(
+            "/stream",
+            get(|Query(q): Query<Sleep>| async move { pieces(q.ms as usize) }),
+        )
+        .with_state(state)
+}
+
+fn start(builder: backlog_server::ServerBuilder) -> (backlog_server::Server, Arc<AppState>) {
+    let state = Arc::new(AppState::default());
+    let server = builder.bind_service(router(state.clone())).unwrap();
+    (server, state)
+}
+
+fn check_routes(addr: SocketAddr, name: &str) {
+    let hello = request(addr, "GET", "/", &[], b"");
+    assert_eq!(
+        (hello.status, hello.text()),
+        (200, "Hello, World!\n".into()),
+        "{name}"
+    );
+    let item = request(addr, "GET", "/items/7", &[], b"");
+    assert_eq!(item.status, 200, "{name}");
+    assert_eq!(item.header("content-type"), Some("application/json"));
+    assert_eq!(item.text(), r#"{"id":7}"#);
+    assert_eq!(
+        request(addr, "GET", "/items/x", &[], b"").status,
+        400,
+        "{name}"
+    );
+    let slept = request(addr, "GET", "/sleep?ms=20", &[], b"");
+    assert_eq!(
+        (slept.status, slept.text()),
+        (200, "slept 20\n".into()),
+        "{name}"
+    );
+    let echo = request(
+        addr,
+        "POST",
+        "/echo",
+        &[("Content-Type", "application/json")],
+        br#"{"a":[1,2]}"#,
+    );
+    assert_eq!(
+        (echo.status, echo.text()),
+        (201, r#"{"a":[1,2]}"#.into()),
+        "{name}"
+    );
+    assert_eq!(
+        request(addr, "GET", "/nope", &[], b"").status,
+        404,
+        "{name}"
+    );
+    assert_eq!(request(addr, "POST", "/", &[], b"").status, 405, "{name}");
+    let head = request(addr, "HEAD", "/", &[], b"");
+    assert_eq!(head.status, 200, "{name}");
+    // The server's own refusals are unchanged.
+    let refused = roundtrip(addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(refused.status, 400, "{name}: no Host");
+
+    // Pipelined: a slow answer first, fast ones after, all in order on one connection.
+    let (mut s, mut r) = open(addr);
+    s.write_all(
+        b"GET /sleep?ms=50 HTTP/1.1\r\nHost: t\r\n\r\nGET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n\
+GET /sleep?ms=1 HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let bodies: Vec<String> = (0..4)
+        .map(|_| next_response(&mut r).expect("an answer").text())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["slept 50\n", r#"{"id":1}"#, "slept 1\n", "Hello, World!\n"],
+        "{name}"
+    );
+    assert_closed(&mut r);
+}
+
+#[test]
+fn an_axum_router_runs_on_every_preset_and_a_hybrid_topology() {
+    let mut shapes = models();
+    shapes.push((
+        "hybrid",
+        backlog_server::Server::builder()
+            .io(backlog_server::Io::from_env())
+            .listen("127.0.0.1:0".parse().unwrap())
+            .topology(
+                "listeners=1 acceptors=1 readers=2 workers=2"
+                    .parse()
+                    .unwrap(),
+            ),
+    ));
+    for (name, builder) in shapes {
+        let (server, state) = start(builder);
+        check_routes(server.local_addr(), name);
+        assert!(
+            state.hits.load(Ordering::Relaxed) >= 2,
+            "{name}: the state is shared"
+        );
+        let stats = server.stop();
+        let requests: u64 = stats.snapshot().iter().map(|t| t.requests).sum();
+        assert!(requests >= 12, "{name}: {requests} requests counted");
+    }
+}
+
+#[test]
+fn a_panic_in_an_async_handler_is_a_500_that_closes_and_is_counted() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder);
+        let addr = server.local_addr();
+        let (mut s, mut r) = open(addr);
+        s.write_all(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let resp = next_response(&mut r).expect("the 500");
+        assert_eq!(resp.status, 500, "{name}");
+        assert_eq!(resp.header("connection"), Some("close"), "{name}");
+        assert_closed(&mut r);
+        assert_eq!(
+            request(addr, "GET", "/", &[], b"").status,
+            200,
+            "{name}: still serving"
+        );
+        let stats = server.stop();
+        let panics: u64 = stats.snapshot().iter().map(|t| t.panics).sum();
+        assert_eq!(panics, 1, "{name}");
+    }
+}
+
+#[test]
+fn a_streamed_body_arrives_whole_in_chunks() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder);
+        let addr = server.local_addr();
+        let resp = request(addr, "GET", "/stream?ms=40", &[], b"");
+        assert_eq!(resp.status, 200, "{name}");
+        assert_eq!(resp.header("transfer-encoding"), Some("chunked"), "{name}");
+        assert_eq!(resp.body.len(), 40 * 64 * 1024, "{name}");
+        assert!(resp.body.iter().all(|&b| b == b's'));
+        // HTTP/1.0 has no chunks: the body ends with the connection.
+        let (mut s, mut r) = open(addr);
+        s.write_all(b"GET /stream?ms=3 HTTP/1.0\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut all).unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && !text.contains("chunked"),
+            "{name}"
+        );
+        assert!(all.ends_with(&[b's'; 3 * 64 * 1024][..]), "{name}");
+        server.stop();
+    }
+}
+
+#[test]
+fn a_client_that_resets_mid_request_has_its_future_dropped_and_counted() {
+    for (name, builder) in models() {
+        let (server, state) = start(builder);
+        let addr = server.local_addr();
+        let (mut s, r) = open(addr);
+        // The reader holds a second descriptor of the socket: only the last close resets.
+        drop(r);
+        s.write_all(b"GET /never HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        wait_until(
+            &format!("{name}: the handler started"),
+            Duration::from_secs(5),
+            || state.started.load(Ordering::Relaxed) == 1,
+        );
+        reset(s);
+        let cancelled = || -> u64 { server.stats().snapshot().iter().map(|t| t.cancelled).sum() };
+        wait_until(
+            &format!("{name}: the future is dropped"),
+            Duration::from_secs(5),
+            || cancelled() == 1,
+        );
+        server.stop();
+    }
+}
+
+#[test]
+fn a_service_that_never_answers_does_not_let_pipelined_requests_pile_up() {
+    for (name, builder) in models() {
+        let (server, state) = start(builder.drain_timeout(Duration::from_millis(200)));
+        let addr = server.local_addr();
+        let (mut s, _r) = open(addr);
+        let many = b"GET /never HTTP/1.1\r\nHost: t\r\n\r\n".repeat(2000);
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        // The server stops reading: the write may not finish, which is the point.
+        let _ = s.write_all(&many);
+        std::thread::sleep(Duration::from_millis(100));
+        let started = state.started.load(Ordering::Relaxed);
+        assert!(
+            (1..=64).contains(&started),
+            "{name}: {started} futures started for one connection"
+        );
+        let stats = server.stop();
+        let cancelled: u64 = stats.snapshot().iter().map(|t| t.cancelled).sum();
+        assert_eq!(cancelled as usize, started, "{name}: cut by the drain");
+    }
+}
+
+#[test]
+fn a_drain_waits_for_futures_in_flight_then_cancels_what_outlives_it() {
+    for (name, builder) in models() {
+        let (server, state) = start(builder.drain_timeout(Duration::from_millis(1500)));
+        let addr = server.local_addr();
+        let (mut slow, slow_r) = open(addr);
+        slow.write_all(b"GET /sleep?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let (mut never, _never_r) = open(addr);
+        never
+            .write_all(b"GET /never HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        wait_until(
+            &format!("{name}: /never started"),
+            Duration::from_secs(5),
+            || state.started.load(Ordering::Relaxed) == 1,
+        );
+        let reader = std::thread::spawn(move || {
+            let mut r = slow_r;
+            next_response(&mut r).map(|resp| (resp.status, resp.text()))
+        });
+        let t0 = Instant::now();
+        let stats = server.stop();
+        let took = t0.elapsed();
+        assert_eq!(
+            reader.join().unwrap(),
+            Some((200, "slept 300\n".into())),
+            "{name}: the answer in flight is finished"
+        );
+        assert!(
+            took >= Duration::from_millis(1000),
+            "{name}: stopped after {took:?}"
+        );
+        let cancelled: u64 = stats.snapshot().iter().map(|t| t.cancelled).sum();
+        assert_eq!(cancelled, 1, "{name}: the future that outlived the drain");
+        drop(BufReader::new(never));
+    }
+}
