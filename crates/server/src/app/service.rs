@@ -2,7 +2,7 @@
 //!
 //! A Rust service is usually written against `http::Request`/`http::Response` and tower —
 //! an axum `Router`, hyper's `service_fn`, tower-http's layers around either. This module
-//! turns such a service into what the server runs: an object-safe [`AsyncApp`] whose `call`
+//! turns such a service into what the server runs: an object-safe `AsyncApp` whose `call`
 //! takes the parsed request and returns a boxed future of a response whose body is any
 //! `http_body::Body`. Where the futures run and how the bodies reach the socket is the
 //! runtime's business (`roles::runtime`): the listener, acceptor and reader roles stay
