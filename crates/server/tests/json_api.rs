@@ -1,5 +1,6 @@
-//! The json_api example's contract, in every model: the example binary is started on an
-//! ephemeral port and spoken to over raw TCP, as its users would.
+//! The json_api example's contract, in every model, kept by both of its binaries: the
+//! native one (`json_api`) and the same service as a plain axum app (`axum_app`). Each is
+//! started on an ephemeral port and spoken to over raw TCP, as its users would.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,30 +8,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::{free_addr, request, roundtrip, wait_until, HttpResponse};
 
-/// The example binary, built beside this test (`cargo test` builds examples; a run of this
+/// The two binaries that keep the contract.
+const EXAMPLES: [&str; 2] = ["json_api", "axum_app"];
+
+/// An example binary, built beside this test (`cargo test` builds examples; a run of this
 /// test alone builds it here).
-fn example() -> PathBuf {
+fn example(name: &str) -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     let bin = deps
         .parent()
         .unwrap()
         .parent()
         .unwrap()
-        .join("examples/json_api");
+        .join("examples")
+        .join(name);
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "backlog-server",
-                "--example",
-                "json_api",
-            ])
+            .args(["build", "-q", "-p", "backlog-server", "--example", name])
             .status()
             .unwrap();
-        assert!(status.success(), "building the json_api example");
+        assert!(status.success(), "building the {name} example");
     }
     bin
 }
@@ -42,9 +40,9 @@ struct Api {
 }
 
 impl Api {
-    fn start(args: &[&str]) -> Api {
+    fn start(name: &str, args: &[&str]) -> Api {
         let addr = free_addr();
-        let child = Command::new(example())
+        let child = Command::new(example(name))
             .arg("--listen")
             .arg(addr.to_string())
             .args(args)
@@ -52,7 +50,7 @@ impl Api {
             .spawn()
             .unwrap();
         let api = Api { child, addr };
-        wait_until("json_api answers", Duration::from_secs(10), || {
+        wait_until(&format!("{name} answers"), Duration::from_secs(10), || {
             std::net::TcpStream::connect(addr).is_ok()
         });
         api
@@ -164,7 +162,14 @@ fn check_contract(api: &Api, name: &str) {
     assert!(json(&unknown)["error"].is_string());
     let wrong = api.call("POST", "/health", &[], "");
     assert_eq!(wrong.status, 405, "{name}");
-    assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+    // A list (RFC 9110 §5.6.1): `GET, HEAD` and `GET,HEAD` say the same.
+    let allow: Vec<&str> = wrong
+        .header("allow")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    assert_eq!(allow, ["GET", "HEAD"], "{name}");
     assert!(json(&wrong)["error"].is_string());
     // The server's own refusals come in the API's format too.
     let refused = roundtrip(api.addr, b"GET /health HTTP/1.1\r\n\r\n");
@@ -195,26 +200,63 @@ fn health_beside_slow(api: &Api) -> Duration {
 
 #[test]
 fn the_json_api_example_keeps_its_contract_in_every_model() {
-    for model in ["single", "dispatch", "pool", "shared", "reuseport"] {
-        let api = Api::start(&["--model", model]);
-        check_contract(&api, model);
-        let health = health_beside_slow(&api);
-        eprintln!("{model}: GET /health beside /slow, median of 5: {health:?}");
-        assert!(
-            health < Duration::from_millis(40),
-            "{model}: /health waited {health:?} behind 50 ms blocking calls"
-        );
-        let status = api.stop();
-        assert!(
-            status.success(),
-            "{model}: SIGTERM must exit 0, got {status}"
-        );
+    for example in EXAMPLES {
+        for model in ["single", "dispatch", "pool", "shared", "reuseport"] {
+            let name = format!("{example} on {model}");
+            let api = Api::start(example, &["--model", model]);
+            check_contract(&api, &name);
+            let health = health_beside_slow(&api);
+            eprintln!("{name}: GET /health beside /slow, median of 5: {health:?}");
+            assert!(
+                health < Duration::from_millis(40),
+                "{name}: /health waited {health:?} behind 50 ms slow calls"
+            );
+            let status = api.stop();
+            assert!(
+                status.success(),
+                "{name}: SIGTERM must exit 0, got {status}"
+            );
+        }
     }
 }
 
 #[test]
 fn the_json_api_example_takes_a_topology() {
-    let api = Api::start(&["--topology", "listeners=1 acceptors=1 readers=2 workers=0"]);
-    check_contract(&api, "topology");
+    for example in EXAMPLES {
+        let api = Api::start(
+            example,
+            &["--topology", "listeners=1 acceptors=1 readers=2 workers=0"],
+        );
+        check_contract(&api, example);
+        assert!(api.stop().success());
+    }
+    let api = Api::start(
+        "axum_app",
+        &["--topology", "listeners=2 acceptors=0 readers=2 workers=2"],
+    );
+    check_contract(&api, "axum_app on a hybrid topology");
+    assert!(api.stop().success());
+}
+
+/// The axum app's tower-http layers work on backlog: the list compresses with gzip when
+/// the client accepts it (and not when it does not).
+#[test]
+fn the_axum_app_compresses_the_list() {
+    let api = Api::start("axum_app", &["--model", "pool"]);
+    for i in 0..20 {
+        let id = format!("item-{i:02}");
+        let put = api.call("PUT", &format!("/items/{id}"), &[AUTH, JSON], "{}");
+        assert_eq!(put.status, 201);
+    }
+    let plain = api.call("GET", "/items", &[AUTH], "");
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), None);
+    let ids: Vec<String> = serde_json::from_slice(&plain.body).unwrap();
+    assert_eq!(ids.len(), 20);
+    let gz = api.call("GET", "/items", &[AUTH, ("Accept-Encoding", "gzip")], "");
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(&gz.body[..2], &[0x1f, 0x8b], "a gzip member");
+    assert!(gz.body.len() < plain.body.len());
     assert!(api.stop().success());
 }
