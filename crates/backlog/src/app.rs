@@ -2,12 +2,12 @@
 //! slow handler that makes imbalance visible) and `echo` (what HTTP conformance suites
 //! expect of a server under test).
 
-use backlog_server::{Handler, Router};
-use bytes::Bytes;
+use backlog_server::{http, Handler, RequestBody, Router};
 use h1::{Request, Response};
 use idempotency::{PgStore, SqliteStore, StoreError};
 use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The longest `/work?spin_us=` honoured, so one request cannot hold a thread for minutes.
@@ -80,20 +80,42 @@ fn work(req: Request) -> Response {
     Response::text(200, format!("spun {} us\n", spin.as_micros()))
 }
 
-/// Every method on every path but CONNECT: 200 with the request body. CONNECT gets 405,
-/// since a 2xx to it would promise a tunnel (RFC 9110 §9.3.6).
-pub fn echo() -> impl Handler {
-    |req: Request| {
-        if *req.method() == h1::Method::Connect {
-            return Response::text(405, "Method Not Allowed\n")
-                .header("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+/// Every method on every path but CONNECT: 200 with the request body, streamed back as it
+/// arrives (a large body is answered while it is read, so memory per echo stays bounded
+/// whatever its size; a client must read while it sends, as curl does). CONNECT gets 405,
+/// since a 2xx to it would promise a tunnel (RFC 9110 §9.3.6). A tower service, run on the
+/// shape's worker runtime or polled on its readers.
+#[derive(Clone, Copy)]
+pub struct Echo;
+
+impl tower_service::Service<http::Request<RequestBody>> for Echo {
+    type Response = http::Response<RequestBody>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<RequestBody>) -> Self::Future {
+        let mut resp = http::Response::new(RequestBody::default());
+        if req.method() == http::Method::CONNECT {
+            *resp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+            resp.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            return std::future::ready(Ok(resp));
         }
-        let content_type = req
-            .header("content-type")
-            .map(Bytes::copy_from_slice)
-            .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
-        Response::new(200)
-            .header("Content-Type", content_type)
-            .body(req.body().clone())
+        let (parts, body) = req.into_parts();
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type);
+        *resp.body_mut() = body;
+        std::future::ready(Ok(resp))
     }
 }

@@ -31,7 +31,9 @@ mod supervisor;
 mod top;
 
 use anyhow::Context;
-use backlog_server::{AcceptStrategy, Balance, Io, Model, QueueTiming, Server, ServerError};
+use backlog_server::{
+    AcceptStrategy, AppThreads, Balance, Io, Model, QueueTiming, Server, ServerError,
+};
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -541,7 +543,7 @@ fn bind_app(args: &ServeArgs, builder: backlog_server::ServerBuilder) -> anyhow:
             );
             Ok(server)
         }
-        AppArg::Echo => Ok(builder.bind(app::echo())?),
+        AppArg::Echo => Ok(builder.bind_service(app::Echo)?),
     }
 }
 
@@ -663,14 +665,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let builder = builder_from(&args)?;
     let shape = builder.shape()?;
     if args.dry_run {
-        // The built-in hello app's database calls run on a blocking pool; echo has none.
-        let blocking = match args.app {
-            AppArg::Hello => args
-                .blocking_threads
-                .unwrap_or(backlog_server::tuning::DEFAULT_BLOCKING_THREADS),
-            AppArg::Echo => 0,
+        // The built-in hello app's database calls run on a blocking pool; echo is a service.
+        let app = match args.app {
+            AppArg::Hello => AppThreads::Handler {
+                blocking: args
+                    .blocking_threads
+                    .unwrap_or(backlog_server::tuning::DEFAULT_BLOCKING_THREADS),
+            },
+            AppArg::Echo => AppThreads::Service,
         };
-        outln!("{}", shape.describe_with(blocking).trim_end());
+        outln!("{}", shape.describe_with(app).trim_end());
         if args.processes > 1 {
             outln!("× {} processes under a supervisor", args.processes);
         }

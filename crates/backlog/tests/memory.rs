@@ -145,3 +145,56 @@ fn the_largest_answer_is_not_kept_by_any_thread() {
         assert_eq!(served.wait_exit(), 0);
     }
 }
+
+/// Eight 20 MiB echoes at once: the echo answers while it reads (its body streams in through
+/// a bounded window and back out as it comes), so the server's RSS stays under 48 MiB at
+/// its peak — buffered whole, the same load took it to 129 MiB.
+#[test]
+fn concurrent_large_echoes_stream_with_memory_bounded() {
+    const SIZE: usize = 20 * MIB;
+    const CLIENTS: usize = 8;
+    let body = vec![b'E'; SIZE];
+    for shape in [
+        &["--model", "single"][..],
+        &["--model", "pool", "--threads", "1", "--workers", "2"][..],
+        &["--model", "dispatch", "--threads", "2"][..],
+    ] {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--app", "echo"];
+        args.extend_from_slice(&["--max-body-bytes", "64MiB"]);
+        args.extend_from_slice(shape);
+        let mut served = Served::start(&args);
+        let pid = Some(served.child.id());
+        let mut peak = rss_kib(pid);
+        std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let (body, addr) = (&body, served.addr);
+                    scope.spawn(move || {
+                        let (mut w, mut r) = open(addr);
+                        let head = format!(
+                            "POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n"
+                        );
+                        w.write_all(head.as_bytes()).unwrap();
+                        std::thread::scope(|inner| {
+                            inner.spawn(move || w.write_all(body).unwrap());
+                            let resp = read_response(&mut r, false).unwrap();
+                            assert_eq!(resp.body.len(), SIZE);
+                            assert!(resp.body.iter().all(|&b| b == b'E'));
+                        });
+                    })
+                })
+                .collect();
+            while clients.iter().any(|t| !t.is_finished()) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        eprintln!(
+            "{shape:?}: {CLIENTS} echoes of 20 MiB at once, server RSS peak {} MiB",
+            peak / 1024
+        );
+        assert!(peak < 48 * 1024, "{shape:?}: RSS peaked at {peak} KiB");
+        served.signal("-TERM");
+        assert_eq!(served.wait_exit(), 0);
+    }
+}

@@ -9,6 +9,11 @@
 //! Three outcomes, as in httparse: a complete [`Request`], [`Decoded::Partial`] ("need more
 //! bytes", not an error), or an [`Error`]. A fourth, [`Decoded::Continue`], asks the caller to
 //! send `100 Continue` before the client will send the body.
+//!
+//! A caller that can take a body as it arrives ([`RequestDecoder::decode_streaming`]) gets a
+//! large or chunked body that way: the request first ([`Streamed::Head`], its body empty),
+//! then its bytes as they come ([`Streamed::Data`]), the last piece marked — the same framing
+//! checks and limits, only not held in memory.
 
 use crate::chunked::{is_tchar, ChunkedDecoder};
 use crate::limits::HEADER_SLOTS;
@@ -32,6 +37,32 @@ pub enum Decoded {
     Continue,
 }
 
+/// What one call to [`RequestDecoder::decode_streaming`] produced: what
+/// [`RequestDecoder::decode`] does, or a streamed body's head or piece.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Streamed {
+    /// A whole request, or no request yet, as from [`RequestDecoder::decode`].
+    Decoded(Decoded),
+    /// A request whose body follows in [`Streamed::Data`] pieces; its own body is empty.
+    /// `length`: the body's length when the head states it (Content-Length), `None` when
+    /// chunked.
+    Head {
+        /// The request, its body to come.
+        req: Request,
+        /// The body's length, if known.
+        length: Option<u64>,
+    },
+    /// The next piece of the body a [`Streamed::Head`] announced, decoded (chunk framing
+    /// removed); `last`: the body ends with it (then the piece may be empty).
+    Data {
+        /// The bytes.
+        bytes: Bytes,
+        /// The body is complete.
+        last: bool,
+    },
+}
+
 #[derive(Debug)]
 enum Framing {
     Length(u64),
@@ -45,6 +76,12 @@ enum State {
     /// decoder, so its size is per-connection memory.
     Body {
         req: Box<Request>,
+        framing: Framing,
+    },
+    /// A body given as it arrives; `head`: the request, until it has been handed out
+    /// (after a `100 Continue`).
+    Stream {
+        head: Option<Box<Request>>,
         framing: Framing,
     },
     Failed(Error),
@@ -69,7 +106,7 @@ impl RequestDecoder {
     /// Whether a request has started but not finished: a head waiting for its body. (A
     /// partial head is visible to the caller as a non-empty buffer.)
     pub fn in_body(&self) -> bool {
-        matches!(self.state, State::Body { .. })
+        matches!(self.state, State::Body { .. } | State::Stream { .. })
     }
 
     /// Take the next request out of `buf`, consuming exactly its bytes.
@@ -85,7 +122,24 @@ impl RequestDecoder {
         buf: &mut BytesMut,
         body_limit: impl FnOnce(&Request) -> Option<u64>,
     ) -> Result<Decoded, Error> {
-        let result = self.step(buf, body_limit);
+        match self.decode_streaming(buf, body_limit, None)? {
+            Streamed::Decoded(decoded) => Ok(decoded),
+            Streamed::Head { .. } | Streamed::Data { .. } => {
+                unreachable!("no body is streamed without a threshold")
+            }
+        }
+    }
+
+    /// [`decode_with`](Self::decode_with), giving a body longer than `stream_over` bytes, or
+    /// chunked, as it arrives: [`Streamed::Head`], then [`Streamed::Data`] pieces. `None`:
+    /// every body whole.
+    pub fn decode_streaming(
+        &mut self,
+        buf: &mut BytesMut,
+        body_limit: impl FnOnce(&Request) -> Option<u64>,
+        stream_over: Option<u64>,
+    ) -> Result<Streamed, Error> {
+        let result = self.step(buf, body_limit, stream_over);
         if let Err(err) = result {
             self.state = State::Failed(err);
         }
@@ -96,16 +150,20 @@ impl RequestDecoder {
         &mut self,
         buf: &mut BytesMut,
         body_limit: impl FnOnce(&Request) -> Option<u64>,
-    ) -> Result<Decoded, Error> {
+        stream_over: Option<u64>,
+    ) -> Result<Streamed, Error> {
         match std::mem::replace(&mut self.state, State::Head) {
             State::Failed(err) => Err(err),
-            State::Body { req, framing } => self.read_body(*req, framing, buf, false),
+            State::Body { req, framing } => self
+                .read_body(*req, framing, buf, false)
+                .map(Streamed::Decoded),
+            State::Stream { head, framing } => self.stream_body(head, framing, buf),
             State::Head => {
                 if buf.is_empty() {
-                    return Ok(Decoded::Partial);
+                    return Ok(Streamed::Decoded(Decoded::Partial));
                 }
                 let Some(mut head) = parse_head(buf, &self.limits)? else {
-                    return Ok(Decoded::Partial);
+                    return Ok(Streamed::Decoded(Decoded::Partial));
                 };
                 let max = body_limit(&head.req).unwrap_or(self.limits.max_body_bytes);
                 match &mut head.framing {
@@ -114,9 +172,68 @@ impl RequestDecoder {
                     Framing::Chunked(dec) => dec.set_max_body(max),
                 }
                 let expect = head.expect_continue;
-                self.read_body(head.req, head.framing, buf, expect)
+                let streams = match (&head.framing, stream_over) {
+                    (_, None) | (Framing::Length(0), _) => false,
+                    (Framing::Length(n), Some(over)) => *n > over,
+                    (Framing::Chunked(_), Some(_)) => true,
+                };
+                if !streams {
+                    return self
+                        .read_body(head.req, head.framing, buf, expect)
+                        .map(Streamed::Decoded);
+                }
+                let req = Box::new(head.req);
+                if expect && buf.is_empty() && req.version == Version::Http11 {
+                    self.state = State::Stream {
+                        head: Some(req),
+                        framing: head.framing,
+                    };
+                    return Ok(Streamed::Decoded(Decoded::Continue));
+                }
+                self.stream_body(Some(req), head.framing, buf)
             }
         }
+    }
+
+    /// The request of a streamed body (once), then its bytes as they come.
+    fn stream_body(
+        &mut self,
+        head: Option<Box<Request>>,
+        mut framing: Framing,
+        buf: &mut BytesMut,
+    ) -> Result<Streamed, Error> {
+        if let Some(req) = head {
+            let length = match &framing {
+                Framing::Length(n) => Some(*n),
+                Framing::Chunked(_) => None,
+            };
+            self.state = State::Stream {
+                head: None,
+                framing,
+            };
+            return Ok(Streamed::Head { req: *req, length });
+        }
+        let (bytes, last) = match &mut framing {
+            Framing::Length(n) => {
+                let take = (*n).min(buf.len() as u64);
+                *n -= take;
+                (buf.split_to(take as usize).freeze(), *n == 0)
+            }
+            Framing::Chunked(dec) => {
+                let done = dec.decode(buf)?;
+                (dec.take_body().freeze(), done)
+            }
+        };
+        if !last {
+            self.state = State::Stream {
+                head: None,
+                framing,
+            };
+            if bytes.is_empty() {
+                return Ok(Streamed::Decoded(Decoded::Partial));
+            }
+        }
+        Ok(Streamed::Data { bytes, last })
     }
 
     fn read_body(

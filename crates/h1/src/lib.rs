@@ -31,7 +31,7 @@ pub mod request;
 pub mod response;
 
 pub use date::DateCache;
-pub use decoder::{Decoded, RequestDecoder};
+pub use decoder::{Decoded, RequestDecoder, Streamed};
 pub use error::Error;
 pub use extensions::Extensions;
 #[cfg(feature = "serde")]

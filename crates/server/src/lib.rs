@@ -89,10 +89,11 @@ pub mod tuning;
 mod wiring;
 
 // The public modules keep the paths they had before the tree was folded by concept.
-pub use app::{handler, layer, refusal, router, service};
+pub use app::{body, handler, layer, refusal, router, service};
 pub use observe::{queue_wait, stats};
 pub use shape::topology;
 
+pub use body::{BodyError, RequestBody};
 pub use config::{Config, Io, QueueTiming, Timeouts, UnknownName};
 pub use error::ServerError;
 #[cfg(feature = "serde")]
@@ -109,6 +110,6 @@ pub use refusal::Refusal;
 pub use roles::listener::{Listener, Reuseport};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerHandle};
-pub use service::{BoxError, HttpBody, HttpService, PeerAddr, RequestBody};
+pub use service::{BoxError, HttpBody, HttpService, PeerAddr};
 pub use shape::model::{AcceptStrategy, Balance, Model};
-pub use topology::{Topology, TopologyError};
+pub use topology::{AppThreads, Topology, TopologyError};

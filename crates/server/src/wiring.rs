@@ -49,6 +49,8 @@ pub(crate) struct Wiring<'a> {
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) registry: Arc<StatsRegistry>,
     pub(crate) layout: Vec<ThreadLayout>,
+    /// A service's runtime threads in a shape without workers, listed after the readers.
+    runtime_layout: Vec<ThreadLayout>,
     pub(crate) threads: Vec<(String, ThreadBody)>,
     pub(crate) addr: Option<SocketAddr>,
     pub(crate) conn_limit: Arc<ConnLimit>,
@@ -88,6 +90,7 @@ impl<'a> Wiring<'a> {
             shutdown: Arc::new(Shutdown::default()),
             registry: Arc::new(StatsRegistry::default()),
             layout: Vec::new(),
+            runtime_layout: Vec::new(),
             threads: Vec::new(),
             addr: None,
         }
@@ -209,6 +212,10 @@ impl<'a> Wiring<'a> {
                 App::Service(_) => Box::new(|_req: &h1::Request| None),
             },
             refusals: self.refusals.clone(),
+            stream_over: match &self.app {
+                App::Handler(_) => None,
+                App::Service(_) => Some(runtime::STREAM_REQUEST_OVER),
+            },
         };
         let (port, queries) = reader_port(parts.waker.clone());
         self.readers.push(port);
@@ -415,6 +422,8 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
             }
         }
     }
+    let runtime = std::mem::take(&mut w.runtime_layout);
+    w.layout.extend(runtime);
     if let App::Handler(handler) = w.app.clone() {
         w.spawn_blocking_pool(&handler);
     }
@@ -469,15 +478,19 @@ fn service_execs(
     let stats: Vec<Arc<ThreadStats>> = (0..count)
         .map(|i| w.registry.add(&format!("{prefix}-{i}"), Role::Worker))
         .collect();
-    for s in &stats {
-        w.layout.push(ThreadLayout {
-            name: s.name().to_string(),
-            role: Role::Worker,
-            listens: false,
-            accepts: false,
-            reads: false,
-            handles: true,
-        });
+    let threads = stats.iter().map(|s| ThreadLayout {
+        name: s.name().to_string(),
+        role: Role::Worker,
+        listens: false,
+        accepts: false,
+        reads: false,
+        handles: true,
+    });
+    // Listed as `Topology::layout` lists them: workers first, the readers' runtime last.
+    if inline {
+        w.runtime_layout.extend(threads);
+    } else {
+        w.layout.extend(threads);
     }
     let rt = runtime::start(stats).map_err(|source| ServerError::Io {
         what: "starting the service's runtime",
@@ -501,6 +514,7 @@ fn service_execs(
                 tasks,
                 completions,
                 inline,
+                waker: parts.waker.clone(),
             })
         })
         .collect();

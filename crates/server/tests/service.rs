@@ -116,6 +116,34 @@ fn router(state: Arc<AppState>) -> Router {
             "/stream",
             get(|Query(q): Query<Sleep>| async move { pieces(q.ms as usize) }),
         )
+        .route(
+            "/count",
+            post(
+                |Query(q): Query<Sleep>, body: axum::body::Body| async move {
+                    // Reads as it comes, `ms` per piece: a slow reader.
+                    let mut body = body;
+                    let mut n = 0usize;
+                    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                        let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() else {
+                            continue;
+                        };
+                        n += data.len();
+                        if q.ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(q.ms)).await;
+                        }
+                    }
+                    Ok::<_, String>(format!("{n}\n"))
+                },
+            ),
+        )
+        .route(
+            "/gib",
+            get(|| async {
+                let piece = Bytes::from(vec![b'g'; 64 * 1024]);
+                let n = (1usize << 30) / piece.len();
+                axum::body::Body::from_stream(futures_stream(n, piece))
+            }),
+        )
         .with_state(state)
 }
 
@@ -348,5 +376,157 @@ fn a_drain_waits_for_futures_in_flight_then_cancels_what_outlives_it() {
         let cancelled: u64 = stats.snapshot().iter().map(|t| t.cancelled).sum();
         assert_eq!(cancelled, 1, "{name}: the future that outlived the drain");
         drop(BufReader::new(never));
+    }
+}
+
+/// Upload `len` bytes to `/count?ms=..` from a shared buffer, in pieces; the count it
+/// answers.
+fn upload(addr: SocketAddr, len: usize, ms: u64, chunked: bool) -> String {
+    static PIECE: [u8; 64 * 1024] = [b'u'; 64 * 1024];
+    let (mut w, mut r) = open(addr);
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_string()
+    } else {
+        format!("Content-Length: {len}")
+    };
+    let head = format!("POST /count?ms={ms} HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n");
+    w.write_all(head.as_bytes()).unwrap();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(PIECE.len());
+        if chunked {
+            write!(w, "{n:x}\r\n").unwrap();
+        }
+        w.write_all(&PIECE[..n]).unwrap();
+        if chunked {
+            w.write_all(b"\r\n").unwrap();
+        }
+        left -= n;
+    }
+    if chunked {
+        w.write_all(b"0\r\n\r\n").unwrap();
+    }
+    let resp = next_response(&mut r).expect("an answer");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.text()
+}
+
+/// Sample this process's RSS while `work` runs; the peak growth, in KiB.
+fn peak_growth(work: impl FnOnce() + Send) -> u64 {
+    let before = rss_kib();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut peak = before;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            work();
+            done.store(true, Ordering::Relaxed);
+        });
+        while !done.load(Ordering::Relaxed) {
+            peak = peak.max(rss_kib());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    peak.saturating_sub(before)
+}
+
+/// 32 clients upload 20 MiB each at once to a handler that reads its body as a stream: the
+/// body reaches it as it arrives, the whole of it, and the server holds a bounded window
+/// per connection (the rest waits in the kernel's queues), so memory stays far below the
+/// 640 MiB sent.
+#[test]
+fn uploads_stream_to_the_handler_with_memory_bounded() {
+    const CLIENTS: usize = 32;
+    const SIZE: usize = 20 << 20;
+    for (name, builder) in [
+        ("single", builder(backlog_server::Model::Single)),
+        ("pool", builder(backlog_server::Model::Pool)),
+    ] {
+        let builder = builder.limits(h1::Limits {
+            max_body_bytes: 64 << 20,
+            ..h1::Limits::default()
+        });
+        let (server, _) = start(builder);
+        let addr = server.local_addr();
+        // Warm: threads, buffers and the runtime exist before the baseline.
+        assert_eq!(upload(addr, 1 << 20, 0, false), "1048576\n");
+        let growth = peak_growth(|| {
+            std::thread::scope(|scope| {
+                for c in 0..CLIENTS {
+                    scope.spawn(move || {
+                        let got = upload(addr, SIZE, 0, c % 4 == 0);
+                        assert_eq!(got, format!("{SIZE}\n"));
+                    });
+                }
+            });
+        });
+        eprintln!(
+            "{name}: {CLIENTS} uploads of 20 MiB at once, RSS grew {} MiB at the peak",
+            growth / 1024
+        );
+        assert!(growth < 64 * 1024, "{name}: RSS grew {growth} KiB");
+        server.stop();
+    }
+}
+
+/// A handler that reads slowly makes its client wait: the reader stops reading when the
+/// body's window is full, and the upload still completes whole.
+#[test]
+fn a_slow_reading_handler_slows_the_upload_down() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder.limits(h1::Limits {
+            max_body_bytes: 64 << 20,
+            ..h1::Limits::default()
+        }));
+        let addr = server.local_addr();
+        let t0 = Instant::now();
+        // 4 MiB read at 64 KiB pieces (or smaller), 1 ms each: at least 64 ms.
+        assert_eq!(
+            upload(addr, 4 << 20, 1, false),
+            format!("{}\n", 4 << 20),
+            "{name}"
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(60), "{name}");
+        server.stop();
+    }
+}
+
+/// A 1 GiB streamed answer to a client that reads slowly: the producer is paused while the
+/// socket is full, so the server's memory stays flat.
+#[test]
+fn a_gib_streamed_to_a_slow_reader_keeps_memory_flat() {
+    for (name, builder) in [
+        ("single", builder(backlog_server::Model::Single)),
+        ("pool", builder(backlog_server::Model::Pool)),
+    ] {
+        let (server, _) = start(builder);
+        let addr = server.local_addr();
+        let growth = peak_growth(|| {
+            let (mut w, r) = open(addr);
+            w.write_all(b"GET /gib HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut r = r.into_inner();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            let mut since_pause = 0usize;
+            loop {
+                let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                since_pause += n;
+                if since_pause >= 4 << 20 {
+                    since_pause = 0;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            assert!(total > 1 << 30, "{name}: {total} bytes");
+        });
+        eprintln!(
+            "{name}: 1 GiB to a slow reader, RSS grew {} KiB at the peak",
+            growth
+        );
+        assert!(growth < 16 * 1024, "{name}: RSS grew {growth} KiB");
+        server.stop();
     }
 }

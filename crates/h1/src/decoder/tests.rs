@@ -550,3 +550,116 @@ fn a_per_request_body_limit_replaces_the_global_one() {
         Ok(Decoded::Request(r)) if r.body().len() == 100
     ));
 }
+
+/// Feed `input` in pieces cut at `cuts`, streaming bodies over `over` bytes: what each
+/// request looks like (method, target, body as gathered from its pieces).
+fn stream_in_pieces(input: &[u8], cuts: &[usize], over: u64) -> Vec<(String, Vec<u8>, bool)> {
+    let mut dec = decoder();
+    let mut buf = BytesMut::new();
+    let mut out: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    let mut cuts: Vec<usize> = cuts.iter().copied().chain([input.len()]).collect();
+    cuts.sort_unstable();
+    let mut at = 0;
+    for cut in cuts {
+        buf.extend_from_slice(&input[at..cut.max(at)]);
+        at = cut.max(at);
+        loop {
+            match dec
+                .decode_streaming(&mut buf, |_| None, Some(over))
+                .unwrap()
+            {
+                Streamed::Decoded(Decoded::Request(r)) => {
+                    out.push((r.target().into(), r.body().to_vec(), false))
+                }
+                Streamed::Head { req, .. } => out.push((req.target().into(), Vec::new(), true)),
+                Streamed::Data { bytes, .. } => out.last_mut().unwrap().1.extend_from_slice(&bytes),
+                Streamed::Decoded(Decoded::Continue) => continue,
+                Streamed::Decoded(Decoded::Partial) => break,
+            }
+        }
+    }
+    out
+}
+
+const STREAMED: &[u8] = b"POST /small HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc\
+POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n\r\n01234567890123456789\
+POST /chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n\
+GET /after HTTP/1.1\r\nHost: h\r\n\r\n";
+
+#[test]
+fn a_streamed_body_arrives_whole_in_pieces_at_every_split() {
+    let want = vec![
+        ("/small".to_string(), b"abc".to_vec(), false),
+        ("/big".to_string(), b"01234567890123456789".to_vec(), true),
+        ("/chunked".to_string(), b"abcde".to_vec(), true),
+        ("/after".to_string(), Vec::new(), false),
+    ];
+    assert_eq!(stream_in_pieces(STREAMED, &[], 10), want);
+    for cut in 0..=STREAMED.len() {
+        assert_eq!(stream_in_pieces(STREAMED, &[cut], 10), want, "cut at {cut}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn streamed_bodies_do_not_depend_on_the_split(
+        cuts in proptest::collection::vec(0..STREAMED.len(), 0..12)
+    ) {
+        prop_assert_eq!(stream_in_pieces(STREAMED, &cuts, 10), stream_in_pieces(STREAMED, &[], 10));
+    }
+}
+
+#[test]
+fn a_streamed_body_keeps_the_limits_and_asks_for_100_continue() {
+    let mut dec = decoder();
+    let mut buf = BytesMut::from(
+        &b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n"[..],
+    );
+    let limit = |_: &Request| Some(1000);
+    assert!(matches!(
+        dec.decode_streaming(&mut buf, limit, Some(10)),
+        Ok(Streamed::Decoded(Decoded::Continue))
+    ));
+    assert!(matches!(
+        dec.decode_streaming(&mut buf, limit, Some(10)),
+        Ok(Streamed::Head {
+            length: Some(100),
+            ..
+        })
+    ));
+    assert!(dec.in_body());
+    assert!(matches!(
+        dec.decode_streaming(&mut buf, limit, Some(10)),
+        Ok(Streamed::Decoded(Decoded::Partial))
+    ));
+    // Larger than the limit: refused before any of it is read, streamed or not.
+    let mut dec = decoder();
+    let mut buf =
+        BytesMut::from(&b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2000\r\n\r\n"[..]);
+    assert_eq!(
+        dec.decode_streaming(&mut buf, limit, Some(10))
+            .unwrap_err()
+            .status(),
+        413
+    );
+    // Chunked past the limit: refused when the limit is crossed.
+    let mut dec = decoder();
+    let mut buf =
+        BytesMut::from(&b"PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+    let small = |_: &Request| Some(4);
+    assert!(matches!(
+        dec.decode_streaming(&mut buf, small, Some(1)),
+        Ok(Streamed::Head { length: None, .. })
+    ));
+    buf.extend_from_slice(b"3\r\nabc\r\n3\r\ndef\r\n");
+    let mut got = Vec::new();
+    let err = loop {
+        match dec.decode_streaming(&mut buf, small, Some(1)) {
+            Ok(Streamed::Data { bytes, .. }) => got.extend_from_slice(&bytes),
+            Ok(other) => panic!("{other:?}"),
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(err.status(), 413);
+    assert!(got.len() <= 4);
+}

@@ -1,7 +1,9 @@
 //! The application's side: what a handler is ([`handler`]), routing ([`router`]),
-//! middleware ([`layer`]), a tower service as the application ([`service`]) and how the
-//! server's own refusals are rendered ([`refusal`]). Nothing here knows the shape it runs on.
+//! middleware ([`layer`]), a tower service as the application ([`service`]) with the
+//! request bodies it reads ([`body`]), and how the server's own refusals are rendered
+//! ([`refusal`]). Nothing here knows the shape it runs on.
 
+pub mod body;
 pub mod handler;
 pub mod layer;
 pub mod refusal;

@@ -8,16 +8,15 @@
 //! runtime's business (`roles::runtime`): the listener, acceptor and reader roles stay
 //! backlog's, with their limits, timeouts and counters.
 
+pub use crate::app::body::RequestBody;
 use bytes::{Buf, Bytes};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
-use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use tower_service::Service;
 
 /// The error type services and bodies are erased to.
@@ -102,74 +101,16 @@ impl<S: HttpService<B>, B: HttpBody> AsyncApp for Tower<S, B> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// A request's body as a service reads it: an `http_body::Body` of `Bytes`.
-///
-/// The body the reader buffered under the route's limit comes whole, in one frame.
-#[derive(Debug, Default)]
-pub struct RequestBody {
-    whole: Option<Bytes>,
-}
-
-impl RequestBody {
-    /// A body of these bytes.
-    pub fn whole(bytes: Bytes) -> Self {
-        RequestBody {
-            whole: (!bytes.is_empty()).then_some(bytes),
-        }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.whole.take().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.whole.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.whole.as_ref().map_or(0, |b| b.len() as u64))
-    }
-}
-
 /// The parsed request as the service's `http::Request`: method, target, version and fields
-/// carried over (the fields copied once), the body not copied, the peer's address as a
-/// [`PeerAddr`] extension.
-pub(crate) fn to_http(req: h1::Request) -> http::Request<RequestBody> {
+/// carried over (the fields copied once), the body — the bytes read with it, not copied, or
+/// `body` when it streams — and the peer's address as a [`PeerAddr`] extension.
+pub(crate) fn to_http(req: h1::Request, body: Option<RequestBody>) -> http::Request<RequestBody> {
     let peer = req.peer_addr();
-    let mut http = req.into_http().map(RequestBody::whole);
+    let mut http = req
+        .into_http()
+        .map(|whole| body.unwrap_or_else(|| RequestBody::whole(whole)));
     if let Some(peer) = peer {
         http.extensions_mut().insert(PeerAddr(peer));
     }
     http
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_whole_body_is_one_frame_then_the_end() {
-        let mut body = RequestBody::whole(Bytes::from_static(b"abc"));
-        assert_eq!(body.size_hint().exact(), Some(3));
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) else {
-            panic!("one frame");
-        };
-        assert_eq!(frame.into_data().unwrap(), "abc");
-        assert!(body.is_end_stream());
-        assert!(matches!(
-            Pin::new(&mut body).poll_frame(&mut cx),
-            Poll::Ready(None)
-        ));
-        assert!(RequestBody::whole(Bytes::new()).is_end_stream());
-    }
 }

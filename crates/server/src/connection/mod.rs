@@ -55,8 +55,8 @@ use crate::connection::buffers::Buffers;
 use crate::observe::queue_wait::PendingWait;
 use crate::roles::worker::Job;
 use bytes::{Buf, Bytes, BytesMut};
-use h1::{DateCache, Decoded, EncodeContext, Limits, Request, RequestDecoder, Response};
-pub(crate) use protocol::{Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
+use h1::{DateCache, Decoded, EncodeContext, Limits, RequestDecoder, Response, Streamed};
+pub(crate) use protocol::{Expired, Expiry, ParseContext, Polled, Stamp, Tally, Verdict};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -143,6 +143,9 @@ pub(crate) struct Connection {
     wants_bytes: bool,
     /// Requests parsed so far (saturating).
     requests: u32,
+    /// A streaming body's consumer has no room: reading waits until it has
+    /// ([`Connection::resume_body`]).
+    body_paused: bool,
     /// When `accept` returned this connection.
     accepted_at: Instant,
     /// How long the first bytes of the request now in `rbuf` waited in the kernel's receive
@@ -195,6 +198,7 @@ impl Connection {
             stalled: None,
             wants_bytes: true,
             requests: 0,
+            body_paused: false,
             accepted_at: now,
             receive_wait: PendingWait::NONE,
             accept_wait_pending: true,
@@ -256,11 +260,13 @@ impl Connection {
         if self.has_output() {
             return Some((self.last_write + t.write, Expiry::Write));
         }
-        if !self.slots.is_empty() || self.stalled.is_some() {
-            return None;
-        }
-        if self.decoder.in_body() {
+        if self.decoder.in_body() && !self.body_paused {
+            // A body still arriving, even while earlier answers (or its own streaming
+            // handler) are owed: the client must keep sending it.
             return Some((self.last_read + t.body, Expiry::Body));
+        }
+        if !self.slots.is_empty() || self.stalled.is_some() || self.body_paused {
+            return None;
         }
         if let Some(start) = self.head_started {
             return Some((start + t.header, Expiry::Header));
@@ -274,6 +280,7 @@ impl Connection {
     /// Whether another request may be parsed now (all backpressure conditions clear).
     pub(crate) fn may_parse(&self) -> bool {
         self.life == Life::Open
+            && !self.body_paused
             && self.stalled.is_none()
             && self.slots.len() < self.in_flight_cap()
             && self.wbuf.len() + self.sending as usize + (self.held as usize) < OUTPUT_BOUND
@@ -436,13 +443,27 @@ impl Connection {
         &mut self,
         cx: &ParseContext<'_>,
         tally: &mut Tally,
-    ) -> Option<(Request, EncodeContext)> {
+    ) -> Option<Polled> {
         self.wants_bytes = false;
         while self.may_parse() {
-            match self
-                .decoder
-                .decode_with(&mut self.rbuf, |req| (cx.body_limit)(req))
-            {
+            let decoded = self.decoder.decode_streaming(
+                &mut self.rbuf,
+                |req| (cx.body_limit)(req),
+                cx.stream_over,
+            );
+            let decoded = match decoded {
+                Ok(Streamed::Decoded(decoded)) => Ok(decoded),
+                Ok(Streamed::Data { bytes, last }) => {
+                    self.note_head(cx.now);
+                    return Some(Polled::Body(bytes, last));
+                }
+                Ok(Streamed::Head { req, length }) => {
+                    let (req, ctx) = self.begin(req, cx, tally);
+                    return Some(Polled::Streaming(req, ctx, length));
+                }
+                Err(err) => Err(err),
+            };
+            match decoded {
                 Ok(Decoded::Partial) => {
                     self.wants_bytes = true;
                     break;
@@ -460,23 +481,44 @@ impl Connection {
                     tally.requests += 1;
                     break;
                 }
-                Ok(Decoded::Request(mut req)) => {
-                    self.requests = self.requests.saturating_add(1);
-                    if let Some((wait, weight)) = self.receive_wait.get() {
-                        tally.receive_waits.push((wait, weight));
-                    }
-                    req.set_peer_addr(self.peer);
-                    let ctx = EncodeContext::for_request(&req, !cx.draining);
-                    if !ctx.keep_alive {
-                        self.stop_reading();
-                    }
-                    self.note_head(cx.now);
-                    return Some((req, ctx));
+                Ok(Decoded::Request(req)) => {
+                    let (req, ctx) = self.begin(req, cx, tally);
+                    return Some(Polled::Request(req, ctx));
                 }
             }
         }
         self.note_head(cx.now);
         None
+    }
+
+    /// A request's head is in: count it and its receive-queue wait, and say how to answer.
+    fn begin(
+        &mut self,
+        mut req: h1::Request,
+        cx: &ParseContext<'_>,
+        tally: &mut Tally,
+    ) -> (h1::Request, EncodeContext) {
+        self.requests = self.requests.saturating_add(1);
+        if let Some((wait, weight)) = self.receive_wait.get() {
+            tally.receive_waits.push((wait, weight));
+        }
+        req.set_peer_addr(self.peer);
+        let ctx = EncodeContext::for_request(&req, !cx.draining);
+        if !ctx.keep_alive {
+            self.stop_reading();
+        }
+        self.note_head(cx.now);
+        (req, ctx)
+    }
+
+    /// The streaming body's consumer is full: read no more until [`Connection::resume_body`].
+    pub(crate) fn pause_body(&mut self) {
+        self.body_paused = true;
+    }
+
+    /// The streaming body's consumer has room again.
+    pub(crate) fn resume_body(&mut self) {
+        self.body_paused = false;
     }
 
     /// The header deadline runs from the first byte of a request head.

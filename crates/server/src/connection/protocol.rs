@@ -3,7 +3,7 @@
 //! [`Tally`]). See the parent module for the order they are used in.
 
 use crate::app::refusal::RenderRefusal;
-use h1::{DateCache, Request};
+use h1::{DateCache, EncodeContext, Request};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Which timeout a connection is under.
@@ -45,6 +45,9 @@ pub(crate) struct ParseContext<'a> {
     /// or `None` for the server's): asked, never called into, by the core.
     pub(crate) body_limit: &'a dyn Fn(&Request) -> Option<u64>,
     pub(crate) refusals: Option<&'a RenderRefusal>,
+    /// Bodies longer than this (or chunked) are handed on as they arrive rather than read
+    /// whole first (a service can take them so); `None`: every body whole.
+    pub(crate) stream_over: Option<u64>,
     pub(crate) date: &'a DateCache,
     /// A drain is under way: answers say `Connection: close`.
     pub(crate) draining: bool,
@@ -88,4 +91,15 @@ impl Tally {
             && self.accept_waits.is_empty()
             && self.receive_waits.is_empty()
     }
+}
+
+/// What [`super::Connection::poll_request`] found in the bytes received.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Polled {
+    /// A request, its body read whole.
+    Request(Request, EncodeContext),
+    /// A request whose body follows in [`Polled::Body`] pieces (its length, when known).
+    Streaming(Request, EncodeContext, Option<u64>),
+    /// The next piece of the streaming request's body; `true`: its last.
+    Body(bytes::Bytes, bool),
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::app::handler::Handler;
+use h1::Request;
 use std::time::SystemTime;
 
 struct Hello;
@@ -33,6 +34,7 @@ impl World {
     fn cx(&self) -> ParseContext<'_> {
         ParseContext {
             body_limit: &|_req: &Request| None,
+            stream_over: None,
             refusals: None,
             date: &self.date,
             draining: false,
@@ -48,7 +50,7 @@ impl World {
 
     fn run(&mut self, c: &mut Connection) -> Verdict {
         let mut tally = std::mem::take(&mut self.tally);
-        while let Some((req, ctx)) = c.poll_request(&self.cx(), &mut tally) {
+        while let Some(Polled::Request(req, ctx)) = c.poll_request(&self.cx(), &mut tally) {
             let resp = Hello.call(req);
             c.respond(&resp, ctx, &self.date, &mut self.spare, self.now);
         }
@@ -363,6 +365,7 @@ fn queue_waits_come_exactly_from_the_clocks_given() {
     assert_eq!(tally.bytes_in, GET.len() as u64);
     let cx = |now| ParseContext {
         body_limit: &|_req: &Request| None,
+        stream_over: None,
         refusals: None,
         date: &date,
         draining: false,

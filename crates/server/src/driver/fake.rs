@@ -284,6 +284,7 @@ mod tests {
                 conn_limit: limit.clone(),
                 body_limit: Box::new(move |req: &Request| app.body_limit(req)),
                 refusals: None,
+                stream_over: None,
                 queue_timing: QueueTiming::Off,
             },
             stats: stats.clone(),

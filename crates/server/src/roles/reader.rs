@@ -13,12 +13,13 @@
 //! Every connection is under exactly one deadline at a time (header, body, idle, write or
 //! linger; see [`Connection::poll_deadline`]), kept on the thread's [`TimerWheel`].
 
+use crate::app::body::{Pipe, RequestBody};
 use crate::app::handler::call_guarded;
 use crate::app::refusal::RenderRefusal;
 use crate::config::{QueueTiming, Timeouts};
 use crate::connection::buffers::Buffers;
 use crate::connection::timer::{Entry, TimerRef, TimerWheel};
-use crate::connection::{Connection, Expired, Expiry, ParseContext, Stamp, Tally, Verdict};
+use crate::connection::{Connection, Expired, Expiry, ParseContext, Polled, Stamp, Tally, Verdict};
 use crate::driver::token::{Token, GEN_MASK};
 use crate::driver::{ConnEvent, Driver, Io, Read, Written};
 use crate::observe::connections::{ConnInfo, ConnQuery, Held};
@@ -31,9 +32,10 @@ use crate::roles::worker::{ConnId, Exec, Job, PoolLink};
 use crossbeam_channel::Receiver;
 use h1::Limits;
 use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 use sys::socket::Accepted;
 use tokio::task::AbortHandle;
@@ -56,7 +58,7 @@ struct Socket<C> {
 /// aborted if the connection closes first. Kept beside the connections rather than in each
 /// (most connections never have one, and every idle connection would pay for the room).
 #[derive(Default)]
-struct Running(std::collections::HashMap<usize, Vec<(u64, AbortHandle)>>);
+struct Running(HashMap<usize, Vec<(u64, AbortHandle)>>);
 
 impl Running {
     fn add(&mut self, key: usize, seq: u64, task: AbortHandle) {
@@ -108,6 +110,9 @@ pub(crate) struct ReaderConfig {
     pub(crate) body_limit: BodyLimitFn,
     /// How the application renders the server's refusals.
     pub(crate) refusals: Option<RenderRefusal>,
+    /// Bodies past this many bytes, or chunked, are handed to the application as they
+    /// arrive (a service); `None`: every body is read whole first (a native handler).
+    pub(crate) stream_over: Option<u64>,
     /// Which reads go through `recvmsg` to count queue waits from the kernel's receive
     /// timestamps.
     pub(crate) queue_timing: QueueTiming,
@@ -127,6 +132,7 @@ impl ReaderConfig {
     ) -> ParseContext<'a> {
         ParseContext {
             body_limit: &*self.body_limit,
+            stream_over: self.stream_over,
             refusals: self.refusals.as_ref(),
             date,
             draining,
@@ -177,6 +183,10 @@ pub(crate) struct Reader<D: Driver> {
     /// What the connections counted since it was last added to `stats`.
     tally: Tally,
     running: Running,
+    /// Streaming request bodies, by connection: where the reader pushes what arrives.
+    bodies: HashMap<usize, Arc<Pipe>>,
+    /// Connections whose body's consumer was full, to resume when it has room.
+    paused: Vec<usize>,
 }
 
 /// How often, and after how long without bytes, an io_uring reader asks the kernel whether a
@@ -217,6 +227,8 @@ impl<D: Driver> Reader<D> {
             next_sweep: now + RESET_SWEEP,
             tally: Tally::default(),
             running: Running::default(),
+            bodies: HashMap::new(),
+            paused: Vec::new(),
             touched: Vec::new(),
             spare: Buffers::default(),
         }
@@ -361,6 +373,20 @@ impl<D: Driver> Reader<D> {
             conn.complete(done.seq, done.bytes, done.end, spare, *now);
             touched.push(done.conn.key);
         }
+        // Streaming bodies whose consumer made room: read on.
+        let mut i = 0;
+        while i < self.paused.len() {
+            let key = self.paused[i];
+            if self.bodies.get(&key).is_some_and(|pipe| !pipe.has_room()) {
+                i += 1;
+                continue;
+            }
+            self.paused.swap_remove(i);
+            if let Some(s) = self.conns.get_mut(key) {
+                s.conn.resume_body();
+                self.touched.push(key);
+            }
+        }
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();
@@ -495,7 +521,9 @@ impl<D: Driver> Reader<D> {
             return;
         };
         let cx = cfg.parse_context(date, *draining, *now);
-        match s.conn.expire(kind, &cx, tally) {
+        let expired = s.conn.expire(kind, &cx, tally);
+        self.cut_body(key);
+        match expired {
             Expired::Close => self.close(io, key),
             Expired::Answered => self.drive(io, key),
         }
@@ -566,7 +594,12 @@ impl<D: Driver> Reader<D> {
                         .weight(self.cfg.queue_timing, s.conn.first_stamp_pending(), starts);
                 let buf = s.conn.read_buffer(&mut self.spare);
                 match io.read(&s.fd, &mut s.io, buf, weight.is_some()) {
-                    Read::Closed => s.conn.peer_closed(),
+                    Read::Closed => {
+                        s.conn.peer_closed();
+                        if let Some(pipe) = self.bodies.remove(&key) {
+                            pipe.fail();
+                        }
+                    }
                     Read::Bytes(n, arrived) => {
                         let stamp = arrived.zip(weight).map(|(at, w)| stamp(at, w));
                         s.conn.received(n, stamp, self.now, &mut self.tally);
@@ -655,6 +688,8 @@ impl<D: Driver> Reader<D> {
             cfg,
             tally,
             running,
+            bodies,
+            paused,
             ..
         } = self;
         let Some(Socket { conn, gen, .. }) = conns.get_mut(key) else {
@@ -662,7 +697,32 @@ impl<D: Driver> Reader<D> {
         };
         let id = ConnId { key, gen: *gen };
         let cx = cfg.parse_context(date, *draining, *now);
-        while let Some((req, ctx)) = conn.poll_request(&cx, tally) {
+        while let Some(polled) = conn.poll_request(&cx, tally) {
+            let (req, ctx, body) = match polled {
+                Polled::Request(req, ctx) => (req, ctx, None),
+                Polled::Streaming(req, ctx, length) => {
+                    // Only a service is offered bodies as they arrive (`stream_over`).
+                    let Exec::Service(exec) = &*exec else {
+                        continue;
+                    };
+                    let pipe = Arc::new(Pipe::new(exec.waker.clone()));
+                    bodies.insert(key, pipe.clone());
+                    (req, ctx, Some(RequestBody::streamed(pipe, length)))
+                }
+                Polled::Body(bytes, last) => {
+                    let Some(pipe) = bodies.get(&key) else {
+                        continue;
+                    };
+                    let room = pipe.push(bytes, last);
+                    if last {
+                        bodies.remove(&key);
+                    } else if !room {
+                        conn.pause_body();
+                        paused.push(key);
+                    }
+                    continue;
+                }
+            };
             let job = match exec {
                 Exec::Handler(exec) => match exec.pool_for(&req) {
                     None => {
@@ -691,9 +751,9 @@ impl<D: Driver> Reader<D> {
                 },
                 Exec::Service(exec) if exec.inline => {
                     // Polled here first: a future ready at once is answered with no hop.
-                    let (answering, poll) = exec.tasks.start_here(req, ctx, date);
+                    let (answering, poll) = exec.tasks.start_here(req, body, ctx, date);
                     let (seq, task) = match poll {
-                        std::task::Poll::Ready(Step::Whole {
+                        Poll::Ready(Step::Whole {
                             out,
                             keep_alive,
                             panicked,
@@ -705,11 +765,11 @@ impl<D: Driver> Reader<D> {
                             stats.requests(1);
                             continue;
                         }
-                        std::task::Poll::Ready(Step::Stream(stream)) => {
+                        Poll::Ready(Step::Stream(stream)) => {
                             let seq = conn.push_pending();
                             (seq, exec.tasks.spawn_stream(stream, id, seq))
                         }
-                        std::task::Poll::Pending => {
+                        Poll::Pending => {
                             let seq = conn.push_pending();
                             (seq, exec.tasks.spawn(answering, id, seq))
                         }
@@ -719,6 +779,12 @@ impl<D: Driver> Reader<D> {
                 }
                 Exec::Service(exec) => {
                     let seq = conn.push_pending();
+                    if let Some(body) = body {
+                        // Its body is being read: it starts now, room or not.
+                        let answering = exec.tasks.call(req, body, ctx);
+                        running.add(key, seq, exec.tasks.spawn(answering, id, seq));
+                        continue;
+                    }
                     let job = Job {
                         reply: 0,
                         conn: id,
@@ -743,6 +809,14 @@ impl<D: Driver> Reader<D> {
         }
     }
 
+    /// The streaming body of `key`'s connection will not be completed (it closed, timed
+    /// out or half-closed mid-body): its reader gets an error rather than waiting forever.
+    fn cut_body(&mut self, key: usize) {
+        if let Some(pipe) = self.bodies.remove(&key) {
+            pipe.fail();
+        }
+    }
+
     /// Close the connection through the driver. A service's answers still running for it
     /// are dropped: nobody is left to read them.
     fn close(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize) {
@@ -753,6 +827,7 @@ impl<D: Driver> Reader<D> {
         if cancelled > 0 {
             self.stats.cancelled(cancelled);
         }
+        self.cut_body(key);
         self.wheel.remove(key, s.timer);
         io.close(s.fd, s.io, s.conn.sending());
         self.closed();

@@ -21,6 +21,7 @@
 //! Each spawned answer is a task the reader can abort: a connection that closes (the
 //! client reset, a drain ran out of time) drops its futures, and the reader counts them.
 
+use crate::app::body::RequestBody;
 use crate::app::service::{to_http, AnswerFuture, AsyncApp, ResponseBody};
 use crate::observe::stats::ThreadStats;
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
@@ -66,7 +67,13 @@ pub(crate) struct ServiceExec {
     pub(crate) tasks: Tasks,
     pub(crate) completions: Receiver<Completion>,
     pub(crate) inline: bool,
+    /// The reader's own waker, for the bodies it streams to wake it when they have room.
+    pub(crate) waker: Arc<sys::Waker>,
 }
+
+/// Request bodies longer than this, or chunked, reach a service as they arrive rather than
+/// read whole first.
+pub(crate) const STREAM_REQUEST_OVER: u64 = 64 * 1024;
 
 /// One answer's progress before anything of it was sent: calling the service, then
 /// collecting its body.
@@ -460,14 +467,28 @@ impl Tasks {
     pub(crate) fn start_here(
         &self,
         req: h1::Request,
+        body: Option<RequestBody>,
         ctx: EncodeContext,
         date: &DateCache,
     ) -> (Answering, Poll<Step>) {
         let _entered = self.handle.enter();
-        let mut answering = Answering::new(self.app.call(to_http(req)), ctx);
+        let mut answering = Answering::new(self.app.call(to_http(req, body)), ctx);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let poll = answering.poll(&mut cx, date);
         (answering, poll)
+    }
+
+    /// Call the service for a request whose body streams, to be spawned at once: it
+    /// cannot wait for room (its body is already being read), and a connection has at
+    /// most one such request at a time.
+    pub(crate) fn call(
+        &self,
+        req: h1::Request,
+        body: RequestBody,
+        ctx: EncodeContext,
+    ) -> Answering {
+        let _entered = self.handle.enter();
+        Answering::new(self.app.call(to_http(req, Some(body))), ctx)
     }
 
     /// Finish on the runtime an answer begun here; the parts go to `conn`'s slot `seq`.
@@ -510,7 +531,7 @@ impl Tasks {
         }
         let fut = {
             let _entered = self.handle.enter();
-            self.app.call(to_http(job.req))
+            self.app.call(to_http(job.req, None))
         };
         Ok(self.spawn(Answering::new(fut, job.ctx), job.conn, job.seq))
     }

@@ -407,11 +407,25 @@ impl Topology {
         workers.chain(acceptors).chain(readers).collect()
     }
 
-    /// Every thread a server of this shape starts, with a blocking pool of `blocking`
-    /// threads (see [`ServerBuilder::blocking_threads`](crate::ServerBuilder::blocking_threads)):
-    /// the layout the running server logs and reports.
-    pub fn layout(&self, blocking: usize) -> Vec<ThreadLayout> {
+    /// Every thread a server of this shape starts for `app`: the layout the running server
+    /// logs and reports.
+    pub fn layout(&self, app: AppThreads) -> Vec<ThreadLayout> {
         let mut threads = self.threads();
+        let (blocking, runtime) = match app {
+            AppThreads::Handler { blocking } => (blocking, 0),
+            // Without workers, a service's futures that are not ready at once finish on a
+            // runtime of one thread per reader.
+            AppThreads::Service if self.workers == 0 => (0, self.readers),
+            AppThreads::Service => (0, 0),
+        };
+        threads.extend((0..runtime).map(|i| ThreadLayout {
+            name: format!("async-{i}"),
+            role: Role::Worker,
+            listens: false,
+            accepts: false,
+            reads: false,
+            handles: true,
+        }));
         threads.extend((0..blocking).map(|i| ThreadLayout {
             name: format!("{}-{i}", Role::Blocking.name()),
             role: Role::Blocking,
@@ -425,11 +439,11 @@ impl Topology {
 
     /// One line per thread, and how the sockets are shared: what `--dry-run` prints.
     pub fn describe(&self) -> String {
-        self.describe_with(0)
+        self.describe_with(AppThreads::Handler { blocking: 0 })
     }
 
-    /// [`Topology::describe`] for a server with a blocking pool of `blocking` threads.
-    pub fn describe_with(&self, blocking: usize) -> String {
+    /// [`Topology::describe`] for a server running `app`.
+    pub fn describe_with(&self, app: AppThreads) -> String {
         let mut out = format!("topology {} ({self})\n", self.name());
         let sockets = if self.listeners == 1 {
             format!(
@@ -455,17 +469,38 @@ impl Topology {
                 self.balance.name()
             ));
         }
-        if self.workers > 0 {
-            out.push_str(&format!(
-                "readers queue requests to {} worker(s); answers go back in request order\n",
-                self.workers
-            ));
+        match (self.workers, app) {
+            (0, AppThreads::Service) => out.push_str(&format!(
+                "readers poll the service's futures; those not ready at once finish on a runtime of {} thread(s)\n",
+                self.readers
+            )),
+            (0, _) => {}
+            (n, AppThreads::Service) => out.push_str(&format!(
+                "readers hand requests to a runtime of {n} worker(s); answers go back in request order\n"
+            )),
+            (n, _) => out.push_str(&format!(
+                "readers queue requests to {n} worker(s); answers go back in request order\n"
+            )),
         }
-        for t in self.layout(blocking) {
+        for t in self.layout(app) {
             out.push_str(&format!("  {t}\n"));
         }
         out
     }
+}
+
+/// What runs the application beside the shape's own threads, for [`Topology::layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppThreads {
+    /// A native handler, with a blocking pool of this many threads (see
+    /// [`ServerBuilder::blocking_threads`](crate::ServerBuilder::blocking_threads)).
+    Handler {
+        /// Threads of the blocking pool.
+        blocking: usize,
+    },
+    /// A tower service ([`ServerBuilder::bind_service`](crate::ServerBuilder::bind_service)):
+    /// its runtime is the workers, or, without workers, one thread per reader.
+    Service,
 }
 
 impl fmt::Display for Topology {
