@@ -1,9 +1,9 @@
 //! A request's body as a service reads it: whole, or streamed as the reader receives it.
 //!
 //! A body the reader buffered (small, under the threshold) comes in one frame. A larger or
-//! chunked one is fed through a [`Pipe`]: the reader pushes each decoded piece as it
+//! chunked one is fed through a pipe: the reader pushes each decoded piece as it
 //! arrives, the service's task takes them as it reads. The pipe holds at most
-//! [`PIPE_WINDOW`] bytes; when it is full the reader stops reading that connection, so the
+//! 256 KiB; when it is full the reader stops reading that connection, so the
 //! bytes wait in the kernel's receive queue and TCP's window slows the client — a handler
 //! that reads slowly makes its client wait, and memory per connection stays bounded. When
 //! the service takes the pipe below half full, it wakes the reader to read again.
