@@ -78,12 +78,15 @@ enum State {
         req: Box<Request>,
         framing: Framing,
     },
-    /// A body given as it arrives; `head`: the request, until it has been handed out
-    /// (after a `100 Continue`).
-    Stream {
-        head: Option<Box<Request>>,
-        framing: Framing,
+    /// A body to be given as it arrives, its request not handed out yet (a `100 Continue`
+    /// went first).
+    /// (The framing boxed, as the request is: every idle connection carries a decoder.)
+    StreamHead {
+        req: Box<Request>,
+        framing: Box<Framing>,
     },
+    /// A body given as it arrives.
+    Stream(Box<Framing>),
     Failed(Error),
 }
 
@@ -106,7 +109,10 @@ impl RequestDecoder {
     /// Whether a request has started but not finished: a head waiting for its body. (A
     /// partial head is visible to the caller as a non-empty buffer.)
     pub fn in_body(&self) -> bool {
-        matches!(self.state, State::Body { .. } | State::Stream { .. })
+        matches!(
+            self.state,
+            State::Body { .. } | State::StreamHead { .. } | State::Stream(_)
+        )
     }
 
     /// Take the next request out of `buf`, consuming exactly its bytes.
@@ -157,7 +163,8 @@ impl RequestDecoder {
             State::Body { req, framing } => self
                 .read_body(*req, framing, buf, false)
                 .map(Streamed::Decoded),
-            State::Stream { head, framing } => self.stream_body(head, framing, buf),
+            State::StreamHead { req, framing } => Ok(self.stream_head(req, framing)),
+            State::Stream(framing) => self.stream_body(framing, buf),
             State::Head => {
                 if buf.is_empty() {
                     return Ok(Streamed::Decoded(Decoded::Partial));
@@ -184,36 +191,34 @@ impl RequestDecoder {
                 }
                 let req = Box::new(head.req);
                 if expect && buf.is_empty() && req.version == Version::Http11 {
-                    self.state = State::Stream {
-                        head: Some(req),
-                        framing: head.framing,
+                    self.state = State::StreamHead {
+                        req,
+                        framing: Box::new(head.framing),
                     };
                     return Ok(Streamed::Decoded(Decoded::Continue));
                 }
-                self.stream_body(Some(req), head.framing, buf)
+                Ok(self.stream_head(req, Box::new(head.framing)))
             }
         }
     }
 
-    /// The request of a streamed body (once), then its bytes as they come.
+    /// The request of a streamed body; its bytes follow.
+    fn stream_head(&mut self, req: Box<Request>, framing: Box<Framing>) -> Streamed {
+        let length = match &*framing {
+            Framing::Length(n) => Some(*n),
+            Framing::Chunked(_) => None,
+        };
+        self.state = State::Stream(framing);
+        Streamed::Head { req: *req, length }
+    }
+
+    /// A streamed body's bytes, as they come.
     fn stream_body(
         &mut self,
-        head: Option<Box<Request>>,
-        mut framing: Framing,
+        mut framing: Box<Framing>,
         buf: &mut BytesMut,
     ) -> Result<Streamed, Error> {
-        if let Some(req) = head {
-            let length = match &framing {
-                Framing::Length(n) => Some(*n),
-                Framing::Chunked(_) => None,
-            };
-            self.state = State::Stream {
-                head: None,
-                framing,
-            };
-            return Ok(Streamed::Head { req: *req, length });
-        }
-        let (bytes, last) = match &mut framing {
+        let (bytes, last) = match &mut *framing {
             Framing::Length(n) => {
                 let take = (*n).min(buf.len() as u64);
                 *n -= take;
@@ -225,10 +230,7 @@ impl RequestDecoder {
             }
         };
         if !last {
-            self.state = State::Stream {
-                head: None,
-                framing,
-            };
+            self.state = State::Stream(framing);
             if bytes.is_empty() {
                 return Ok(Streamed::Decoded(Decoded::Partial));
             }

@@ -100,6 +100,20 @@ enum Life {
     Broken,
 }
 
+/// Why the parser last stopped. Reading more while whole requests still wait in `rbuf`
+/// would only move the client's backlog from the kernel's receive queue, where it slows the
+/// client, into our memory; so bytes are read only when the parser asked for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    /// For want of bytes.
+    WantsBytes,
+    /// For backpressure (answers owed, output full): parse again once it is relieved.
+    Held,
+    /// A streaming body's consumer has no room: neither parse nor read until
+    /// [`Connection::resume_body`].
+    BodyPaused,
+}
+
 /// What a connection is doing, as its tests check it.
 #[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,15 +151,10 @@ pub(crate) struct Connection {
     discard: bool,
     /// A request that found the worker queue full (`pool` backpressure).
     stalled: Option<Box<Job>>,
-    /// The parser stopped for want of bytes (not because of backpressure). Reading more
-    /// while whole requests still wait in `rbuf` would only move the client's backlog from
-    /// the kernel's receive queue, where it slows the client, into our memory.
-    wants_bytes: bool,
+    /// Why the parser last stopped, which says whether to read.
+    intake: Intake,
     /// Requests parsed so far (saturating).
     requests: u32,
-    /// A streaming body's consumer has no room: reading waits until it has
-    /// ([`Connection::resume_body`]).
-    body_paused: bool,
     /// When `accept` returned this connection.
     accepted_at: Instant,
     /// How long the first bytes of the request now in `rbuf` waited in the kernel's receive
@@ -196,9 +205,8 @@ impl Connection {
             base_seq: 0,
             discard: false,
             stalled: None,
-            wants_bytes: true,
+            intake: Intake::WantsBytes,
             requests: 0,
-            body_paused: false,
             accepted_at: now,
             receive_wait: PendingWait::NONE,
             accept_wait_pending: true,
@@ -260,12 +268,12 @@ impl Connection {
         if self.has_output() {
             return Some((self.last_write + t.write, Expiry::Write));
         }
-        if self.decoder.in_body() && !self.body_paused {
+        if self.decoder.in_body() && self.intake != Intake::BodyPaused {
             // A body still arriving, even while earlier answers (or its own streaming
             // handler) are owed: the client must keep sending it.
             return Some((self.last_read + t.body, Expiry::Body));
         }
-        if !self.slots.is_empty() || self.stalled.is_some() || self.body_paused {
+        if !self.slots.is_empty() || self.stalled.is_some() || self.intake == Intake::BodyPaused {
             return None;
         }
         if let Some(start) = self.head_started {
@@ -280,7 +288,7 @@ impl Connection {
     /// Whether another request may be parsed now (all backpressure conditions clear).
     pub(crate) fn may_parse(&self) -> bool {
         self.life == Life::Open
-            && !self.body_paused
+            && self.intake != Intake::BodyPaused
             && self.stalled.is_none()
             && self.slots.len() < self.in_flight_cap()
             && self.wbuf.len() + self.sending as usize + (self.held as usize) < OUTPUT_BOUND
@@ -292,13 +300,13 @@ impl Connection {
         if let Life::Lingering { .. } = self.life {
             return true;
         }
-        !self.peer_closed && self.wants_bytes && self.may_parse()
+        !self.peer_closed && self.intake == Intake::WantsBytes && self.may_parse()
     }
 
     /// Parsing stopped for output backpressure that has since been relieved: requests
     /// still wait in `rbuf`, and no read event will come for them.
     pub(crate) fn unblocked(&self) -> bool {
-        self.may_parse() && !self.wants_bytes
+        self.may_parse() && self.intake == Intake::Held
     }
 
     /// Every answer is out and nothing more will come: close.
@@ -444,7 +452,10 @@ impl Connection {
         cx: &ParseContext<'_>,
         tally: &mut Tally,
     ) -> Option<Polled> {
-        self.wants_bytes = false;
+        if self.intake == Intake::BodyPaused {
+            return None;
+        }
+        self.intake = Intake::Held;
         while self.may_parse() {
             let decoded = self.decoder.decode_streaming(
                 &mut self.rbuf,
@@ -465,7 +476,7 @@ impl Connection {
             };
             match decoded {
                 Ok(Decoded::Partial) => {
-                    self.wants_bytes = true;
+                    self.intake = Intake::WantsBytes;
                     break;
                 }
                 Ok(Decoded::Continue) => self.push_ready(h1::response::CONTINUE, true, cx.now),
@@ -513,12 +524,13 @@ impl Connection {
 
     /// The streaming body's consumer is full: read no more until [`Connection::resume_body`].
     pub(crate) fn pause_body(&mut self) {
-        self.body_paused = true;
+        self.intake = Intake::BodyPaused;
     }
 
     /// The streaming body's consumer has room again.
     pub(crate) fn resume_body(&mut self) {
-        self.body_paused = false;
+        // Bytes may wait in `rbuf`: parse them before reading more.
+        self.intake = Intake::Held;
     }
 
     /// The header deadline runs from the first byte of a request head.
