@@ -82,6 +82,17 @@ enum Command {
         #[arg(long, default_value = "epoll", value_parser = named(&Io::ALL, |i| i.name()))]
         io: Io,
     },
+    /// The lab's axum anchor: its app on `axum::serve` (built with `--features axum`).
+    #[cfg(feature = "axum")]
+    #[command(hide = true)]
+    AnchorAxum {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 4096)]
+        backlog: i32,
+    },
     /// The lab's hyper 1.x anchor (built with `--features hyper`).
     #[cfg(feature = "hyper")]
     #[command(hide = true)]
@@ -289,6 +300,9 @@ where
 enum AppArg {
     Hello,
     Echo,
+    /// The lab's axum app (`/` and `/work`), a plain axum `Router` run as a tower service
+    /// (built with `--features axum`).
+    Axum,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -336,6 +350,18 @@ fn main() -> ExitCode {
             Err(err) => {
                 say!("backlog anchor-floor: {err:#}");
                 ExitCode::from(2)
+            }
+        },
+        #[cfg(feature = "axum")]
+        Command::AnchorAxum {
+            listen,
+            threads,
+            backlog,
+        } => match lab::anchor_axum::run(listen, threads, backlog) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                say!("backlog anchor-axum: {err:#}");
+                ExitCode::FAILURE
             }
         },
         #[cfg(feature = "hyper")]
@@ -544,6 +570,13 @@ fn bind_app(args: &ServeArgs, builder: backlog_server::ServerBuilder) -> anyhow:
             Ok(server)
         }
         AppArg::Echo => Ok(builder.bind_service(app::Echo)?),
+        #[cfg(feature = "axum")]
+        AppArg::Axum => Ok(builder.bind_service(lab::anchor_axum::router())?),
+        #[cfg(not(feature = "axum"))]
+        AppArg::Axum => Err(ServerError::Config(
+            "--app axum: this backlog was built without the `axum` feature (cargo build --release --features axum)".into(),
+        )
+        .into()),
     }
 }
 
@@ -672,7 +705,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .blocking_threads
                     .unwrap_or(backlog_server::tuning::DEFAULT_BLOCKING_THREADS),
             },
-            AppArg::Echo => AppThreads::Service,
+            AppArg::Echo | AppArg::Axum => AppThreads::Service,
         };
         outln!("{}", shape.describe_with(app).trim_end());
         if args.processes > 1 {

@@ -17,7 +17,10 @@
 //!   topologies, the thread sweep and which shape suits which workload.
 //! - [`floor`]: the physical floor, a minimal server under epoll or io_uring.
 //! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.
+//! - `anchor_axum` (feature `axum`): one axum app, served by `axum::serve` and by backlog.
 
+#[cfg(feature = "axum")]
+pub mod anchor_axum;
 #[cfg(feature = "hyper")]
 pub mod anchor_hyper;
 pub mod floor;

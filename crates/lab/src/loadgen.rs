@@ -33,6 +33,8 @@ pub enum Reuse {
     KeepAlive,
     /// Closed; the next request opens a new connection.
     Churn,
+    /// Kept open for this many answers, then closed by the client and replaced.
+    Limited(u32),
 }
 
 /// One load run.
@@ -143,6 +145,8 @@ struct Conn {
     next_due: Instant,
     /// When the current connect began.
     opened: Instant,
+    /// Answers on the current connection.
+    answered: u32,
 }
 
 struct Worker {
@@ -191,6 +195,7 @@ impl Worker {
                 sent: VecDeque::new(),
                 next_due: now + offset,
                 opened: now,
+                answered: 0,
             });
             w.open(spec, i);
         }
@@ -242,6 +247,7 @@ impl Worker {
         c.sock = Some(sock);
         c.connected = false;
         c.opened = Instant::now();
+        c.answered = 0;
         c.inbuf.clear();
         c.out.clear();
         c.sent.clear();
@@ -281,7 +287,7 @@ impl Worker {
             return;
         }
         let batch = match spec.reuse {
-            Reuse::Churn => 1,
+            Reuse::Churn | Reuse::Limited(_) => 1,
             Reuse::KeepAlive => spec.pipeline.max(1),
         };
         match self.interval {
@@ -412,7 +418,15 @@ impl Worker {
                     }
                 }
             }
-            if spec.reuse == Reuse::Churn {
+            let done = match spec.reuse {
+                Reuse::Churn => true,
+                Reuse::Limited(n) => {
+                    self.conns[i].answered += 1;
+                    self.conns[i].answered >= n
+                }
+                Reuse::KeepAlive => false,
+            };
+            if done {
                 self.close(i);
                 self.open(spec, i);
                 return;

@@ -9,6 +9,12 @@ use std::time::Duration;
 
 /// The workloads extra shapes run in: steady, churning, and mixed fast and slow handlers.
 pub const SHAPE_SCENARIOS: [&str; 3] = ["keepalive-64", "churn", "mixed"];
+/// The workloads the axum targets run in: what the connection handling decides.
+pub const AXUM_SCENARIOS: [&str; 5] =
+    ["keepalive-64", "churn", "churn-10", "pipelined-16", "mixed"];
+/// The same in `--quick` (CI).
+pub const AXUM_QUICK_SCENARIOS: [&str; 2] = ["keepalive-64", "churn"];
+
 /// The workloads of the thread sweep.
 pub const SWEEP_SCENARIOS: [&str; 2] = ["keepalive-64", "mixed"];
 /// Reader counts of the thread sweep: up to well past this machine's cores.
@@ -73,6 +79,12 @@ impl Plan {
         );
         let mut churn = Scenario::new("churn", "a new connection per request, 64 at a time", 64);
         churn.churn = true;
+        let mut churn10 = Scenario::new(
+            "churn-10",
+            "keep-alive, the client closes each connection after 10 answers (HttpArena's limited-conn), 64 at a time",
+            64,
+        );
+        churn10.per_connection = Some(10);
         let mut pipelined = Scenario::new(
             "pipelined-16",
             "keep-alive, 16 requests pipelined, 64 connections",
@@ -248,6 +260,41 @@ impl Plan {
             &format!("hyper ({threads} threads)"),
             target::Kind::Hyper,
         ));
+        // One axum app, on axum::serve and on backlog's shapes: what the connection
+        // handling costs a tower service.
+        let axum_only: &[&str] = if quick {
+            &AXUM_QUICK_SCENARIOS
+        } else {
+            &AXUM_SCENARIOS
+        };
+        targets.push(
+            Target::anchor(
+                &format!("axum (axum::serve, {threads} threads)"),
+                target::Kind::Axum,
+            )
+            .only(axum_only),
+        );
+        let mut axum_shapes = vec![("reuseport", "reuseport".to_string())];
+        if !quick {
+            axum_shapes.extend([
+                ("dispatch", "dispatch".to_string()),
+                ("pool", "pool".to_string()),
+                (
+                    "hybrid",
+                    format!("listeners=1 acceptors=1 readers={threads} workers={threads}"),
+                ),
+            ]);
+        }
+        for (name, shape) in axum_shapes {
+            targets.push(
+                Target::backlog(
+                    &format!("axum on backlog {name}"),
+                    &shape,
+                    &["--app", "axum"],
+                )
+                .only(axum_only),
+            );
+        }
         targets.push(Target::anchor(
             "node",
             target::Kind::Node { cluster: false },
@@ -265,6 +312,7 @@ impl Plan {
                 keepalive,
                 big,
                 churn,
+                churn10,
                 pipelined,
                 mixed,
                 fixed,

@@ -148,10 +148,10 @@ fn one_run(
         duration: plan.duration,
         warmup,
         pace: s.rate.map_or(Pace::Closed, Pace::Rate),
-        reuse: if s.churn {
-            Reuse::Churn
-        } else {
-            Reuse::KeepAlive
+        reuse: match (s.churn, s.per_connection) {
+            (true, _) => Reuse::Churn,
+            (false, Some(n)) => Reuse::Limited(n),
+            (false, None) => Reuse::KeepAlive,
         },
         pipeline: s.pipeline,
         requests: s.mix.iter().map(|(w, p)| (*w, request(p))).collect(),

@@ -22,9 +22,13 @@ pub struct Scenario {
     pub pipeline: usize,
     /// Connection per request?
     pub churn: bool,
+    /// Keep-alive, but the client closes each connection after this many answers and opens
+    /// another (HttpArena's `limited-conn`).
+    #[serde(default)]
+    pub per_connection: Option<u32>,
     /// Paths with weights.
     pub mix: Vec<(u32, String)>,
-    /// Only backlog can serve it (`/work`).
+    /// Only servers with `/work` can serve it (backlog's apps, the axum app).
     pub backlog_only: bool,
     /// Extra connections trickling a header byte every 0.5 s while measuring.
     pub slowloris: usize,
@@ -80,7 +84,7 @@ impl Scenario {
         if !t.only.is_empty() && !t.only.contains(&self.name) {
             return false;
         }
-        if self.backlog_only && !t.is_backlog() {
+        if self.backlog_only && !t.serves_work() {
             return false;
         }
         if self.reload_every.is_some() {
@@ -96,6 +100,7 @@ impl Scenario {
             connections,
             pipeline: 1,
             churn: false,
+            per_connection: None,
             mix: vec![(1, "/".into())],
             backlog_only: false,
             slowloris: 0,

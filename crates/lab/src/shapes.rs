@@ -19,7 +19,12 @@ fn is_shape(results: &Results, m: &Measurement) -> bool {
             .plan
             .targets
             .iter()
-            .any(|t| t.name == m.target && t.is_backlog() && t.processes() == 1)
+            .any(|t| t.name == m.target && t.is_backlog() && !t.is_axum() && t.processes() == 1)
+}
+
+/// The target named `name`, if the plan has it.
+fn target<'a>(results: &'a Results, name: &str) -> Option<&'a crate::target::Target> {
+    results.plan.targets.iter().find(|t| t.name == name)
 }
 
 /// The markdown sections, and the sweep plots written under `out`.
@@ -207,6 +212,7 @@ fn recommend(results: &Results, md: &mut String) {
             -rps.1
         ));
     }
+    lines.extend(axum_lines(results));
     if lines.is_empty() {
         return;
     }
@@ -215,6 +221,52 @@ fn recommend(results: &Results, md: &mut String) {
         let _ = writeln!(md, "{l}");
     }
     md.push('\n');
+}
+
+/// For each workload the axum app ran in: the backlog shape that served it best on each
+/// figure, as a ratio to the same app on `axum::serve`.
+fn axum_lines(results: &Results) -> Vec<String> {
+    let mut lines = Vec::new();
+    for s in &results.plan.scenarios {
+        let rows: Vec<&Measurement> = results
+            .measurements
+            .iter()
+            .filter(|m| m.scenario == s.name && m.rps > 0.0)
+            .filter(|m| target(results, &m.target).is_some_and(|t| t.is_axum()))
+            .collect();
+        let is_serve =
+            |m: &&&Measurement| target(results, &m.target).is_some_and(|t| !t.is_backlog());
+        let Some(serve) = rows.iter().find(is_serve) else {
+            continue;
+        };
+        let ours: Vec<&&Measurement> = rows.iter().filter(|m| !is_serve(m)).collect();
+        let best = |key: fn(&Measurement) -> f64| {
+            ours.iter()
+                .min_by(|a, b| key(a).total_cmp(&key(b)))
+                .map(|m| (m.target.clone(), key(m), key(m) / key(serve)))
+        };
+        let (Some(cpu), Some(p99), Some(rps)) = (
+            best(|m| m.server_cpu_us),
+            best(|m| m.p99_us as f64),
+            best(|m| -m.rps),
+        ) else {
+            continue;
+        };
+        lines.push(format!(
+            "| {}, an axum app | {} ({:.1} µs, {:.2}× axum::serve) | {} ({:.2} ms, {:.2}×) | {} ({:.0}, {:.2}×) |",
+            s.name,
+            cpu.0,
+            cpu.1,
+            cpu.2,
+            p99.0,
+            p99.1 / 1000.0,
+            p99.2,
+            rps.0,
+            -rps.1,
+            rps.2
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -263,6 +315,15 @@ mod tests {
             measured("mixed", "hybrid 1×3×5×8", 40_000.0, 15.0, 2_000),
             measured("mixed", "reuseport", 90_000.0, 9.0, 4_000),
             measured("mixed", "nginx (2 workers)", 99_000.0, 1.0, 100),
+            measured(
+                "mixed",
+                "axum (axum::serve, 2 threads)",
+                30_000.0,
+                20.0,
+                8_000,
+            ),
+            measured("mixed", "axum on backlog reuseport", 45_000.0, 14.0, 6_000),
+            measured("mixed", "axum on backlog pool", 35_000.0, 16.0, 4_000),
         ];
         for (i, n) in SWEEP_READERS.iter().enumerate() {
             measurements.push(measured(
@@ -297,6 +358,13 @@ mod tests {
         assert!(
             md.contains(
                 "| mixed | reuseport (9.0 µs) | hybrid 1×3×5×8 (2.00 ms) | reuseport (90000) |"
+            ),
+            "{md}"
+        );
+        // The axum app is not a shape: its own line, against axum::serve.
+        assert!(
+            md.contains(
+                "| mixed, an axum app | axum on backlog reuseport (14.0 µs, 0.70× axum::serve) | axum on backlog pool (4.00 ms, 0.50×) | axum on backlog reuseport (45000, 1.50×) |"
             ),
             "{md}"
         );

@@ -106,6 +106,10 @@ pub enum Kind {
     /// hyper 1.x, a tokio current-thread runtime per thread with SO_REUSEPORT
     /// (`backlog anchor-hyper`, built with the `hyper` feature).
     Hyper,
+    /// The lab's axum app on `axum::serve`, a tokio runtime of the plan's threads
+    /// (`backlog anchor-axum`, built with the `axum` feature); backlog serves the same app
+    /// with `--app axum`.
+    Axum,
     /// The physical floor ([`crate::floor`]): reads, counts heads, writes canned answers,
     /// through epoll or io_uring (`backlog anchor-floor`).
     Floor {
@@ -176,6 +180,22 @@ impl Target {
         matches!(self.kind, Kind::Backlog { .. })
     }
 
+    /// Whether it serves `/work?spin_us=` (backlog's apps and the axum app do).
+    pub fn serves_work(&self) -> bool {
+        self.is_backlog() || matches!(self.kind, Kind::Axum)
+    }
+
+    /// Whether it serves the lab's axum app (on `axum::serve` or on backlog).
+    pub fn is_axum(&self) -> bool {
+        match &self.kind {
+            Kind::Axum => true,
+            Kind::Backlog { extra, .. } => {
+                extra.windows(2).any(|w| w[0] == "--app" && w[1] == "axum")
+            }
+            _ => false,
+        }
+    }
+
     /// The topology a backlog target runs with `threads` event-loop threads: its shape with
     /// the `--accept`/`--balance` flags it adds. `None` for the anchors.
     pub fn topology(&self, threads: usize) -> Option<backlog_server::Topology> {
@@ -228,6 +248,10 @@ impl Target {
     pub fn unavailable(&self) -> Option<&'static str> {
         let no_uring = || sys::uring::check().is_err();
         let (missing, why) = match &self.kind {
+            Kind::Backlog { .. } if self.is_axum() && !cfg!(feature = "axum") => (
+                true,
+                "this backlog was built without the `axum` feature (cargo build --release --features axum)",
+            ),
             Kind::Backlog { extra, .. } => (
                 extra.windows(2).any(|w| w[0] == "--io" && w[1] == "uring") && no_uring(),
                 "io_uring is not available here",
@@ -247,6 +271,10 @@ impl Target {
             Kind::Hyper => (
                 !cfg!(feature = "hyper"),
                 "this backlog was built without the `hyper` feature (cargo build --release --features hyper)",
+            ),
+            Kind::Axum => (
+                !cfg!(feature = "axum"),
+                "this backlog was built without the `axum` feature (cargo build --release --features axum)",
             ),
         };
         missing.then_some(why)
@@ -338,6 +366,16 @@ pub fn start(
                 "hyper serving addr=",
             )
             .context("starting the hyper anchor")?;
+            (child, addr, None)
+        }
+        Kind::Axum => {
+            let (child, addr) = start_anchor(
+                command(backlog_bin, netns).arg("anchor-axum"),
+                opts,
+                threads,
+                "axum serving addr=",
+            )
+            .context("starting the axum anchor")?;
             (child, addr, None)
         }
         Kind::Floor { io } => {
