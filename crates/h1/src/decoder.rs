@@ -128,12 +128,11 @@ impl RequestDecoder {
         buf: &mut BytesMut,
         body_limit: impl FnOnce(&Request) -> Option<u64>,
     ) -> Result<Decoded, Error> {
-        match self.decode_streaming(buf, body_limit, None)? {
-            Streamed::Decoded(decoded) => Ok(decoded),
-            Streamed::Head { .. } | Streamed::Data { .. } => {
-                unreachable!("no body is streamed without a threshold")
-            }
+        let result = self.step(buf, body_limit);
+        if let Err(err) = result {
+            self.state = State::Failed(err);
         }
+        result
     }
 
     /// [`decode_with`](Self::decode_with), giving a body longer than `stream_over` bytes, or
@@ -145,44 +144,81 @@ impl RequestDecoder {
         body_limit: impl FnOnce(&Request) -> Option<u64>,
         stream_over: Option<u64>,
     ) -> Result<Streamed, Error> {
-        let result = self.step(buf, body_limit, stream_over);
+        let Some(over) = stream_over else {
+            return self.decode_with(buf, body_limit).map(Streamed::Decoded);
+        };
+        let result = self.step_streaming(buf, body_limit, over);
         if let Err(err) = result {
             self.state = State::Failed(err);
         }
         result
     }
 
+    /// One step for a caller that takes every body whole (the per-request path: a request
+    /// moves through it without being wrapped again).
     fn step(
         &mut self,
         buf: &mut BytesMut,
         body_limit: impl FnOnce(&Request) -> Option<u64>,
-        stream_over: Option<u64>,
-    ) -> Result<Streamed, Error> {
+    ) -> Result<Decoded, Error> {
         match std::mem::replace(&mut self.state, State::Head) {
             State::Failed(err) => Err(err),
-            State::Body { req, framing } => self
-                .read_body(*req, framing, buf, false)
-                .map(Streamed::Decoded),
-            State::StreamHead { req, framing } => Ok(self.stream_head(req, framing)),
-            State::Stream(framing) => self.stream_body(framing, buf),
+            State::Body { req, framing } => self.read_body(*req, framing, buf, false),
+            // Only a streaming caller starts a streamed body.
+            State::StreamHead { .. } | State::Stream(_) => {
+                Err(Error::Framing("a streamed body read as a whole one"))
+            }
             State::Head => {
                 if buf.is_empty() {
-                    return Ok(Streamed::Decoded(Decoded::Partial));
+                    return Ok(Decoded::Partial);
                 }
+                let Some(mut head) = parse_head(buf, &self.limits)? else {
+                    return Ok(Decoded::Partial);
+                };
+                self.limit_body(&mut head, body_limit)?;
+                let expect = head.expect_continue;
+                self.read_body(head.req, head.framing, buf, expect)
+            }
+        }
+    }
+
+    /// The body limit for this request (the application's, else the server's): a stated
+    /// length past it is refused now; a chunked body is refused when it crosses it.
+    fn limit_body(
+        &self,
+        head: &mut Head,
+        body_limit: impl FnOnce(&Request) -> Option<u64>,
+    ) -> Result<(), Error> {
+        let max = body_limit(&head.req).unwrap_or(self.limits.max_body_bytes);
+        match &mut head.framing {
+            Framing::Length(n) if *n > max => Err(Error::BodyTooLarge),
+            Framing::Length(_) => Ok(()),
+            Framing::Chunked(dec) => {
+                dec.set_max_body(max);
+                Ok(())
+            }
+        }
+    }
+
+    /// One step for a caller that takes large bodies as they arrive.
+    fn step_streaming(
+        &mut self,
+        buf: &mut BytesMut,
+        body_limit: impl FnOnce(&Request) -> Option<u64>,
+        over: u64,
+    ) -> Result<Streamed, Error> {
+        match std::mem::replace(&mut self.state, State::Head) {
+            State::StreamHead { req, framing } => Ok(self.stream_head(req, framing)),
+            State::Stream(framing) => self.stream_body(framing, buf),
+            State::Head if !buf.is_empty() => {
                 let Some(mut head) = parse_head(buf, &self.limits)? else {
                     return Ok(Streamed::Decoded(Decoded::Partial));
                 };
-                let max = body_limit(&head.req).unwrap_or(self.limits.max_body_bytes);
-                match &mut head.framing {
-                    Framing::Length(n) if *n > max => return Err(Error::BodyTooLarge),
-                    Framing::Length(_) => {}
-                    Framing::Chunked(dec) => dec.set_max_body(max),
-                }
+                self.limit_body(&mut head, body_limit)?;
                 let expect = head.expect_continue;
-                let streams = match (&head.framing, stream_over) {
-                    (_, None) | (Framing::Length(0), _) => false,
-                    (Framing::Length(n), Some(over)) => *n > over,
-                    (Framing::Chunked(_), Some(_)) => true,
+                let streams = match &head.framing {
+                    Framing::Length(n) => *n > over,
+                    Framing::Chunked(_) => true,
                 };
                 if !streams {
                     return self
@@ -190,14 +226,16 @@ impl RequestDecoder {
                         .map(Streamed::Decoded);
                 }
                 let req = Box::new(head.req);
+                let framing = Box::new(head.framing);
                 if expect && buf.is_empty() && req.version == Version::Http11 {
-                    self.state = State::StreamHead {
-                        req,
-                        framing: Box::new(head.framing),
-                    };
+                    self.state = State::StreamHead { req, framing };
                     return Ok(Streamed::Decoded(Decoded::Continue));
                 }
-                Ok(self.stream_head(req, Box::new(head.framing)))
+                Ok(self.stream_head(req, framing))
+            }
+            other => {
+                self.state = other;
+                self.step(buf, body_limit).map(Streamed::Decoded)
             }
         }
     }

@@ -62,14 +62,15 @@ impl PartialEq<http::Method> for Method {
 }
 
 impl Request {
-    /// The request's fields as an `http::HeaderMap` (a copy; [`Request::header`] and
-    /// [`Request::headers`] read them where they were received). Every field the parser
+    /// The request's fields as an `http::HeaderMap` (its values share the request's head;
+    /// [`Request::header`] and [`Request::headers`] read them where they were received). Every field the parser
     /// admits has a token name and a value without control bytes, so each converts.
     pub fn header_map(&self) -> http::HeaderMap {
         let mut map = http::HeaderMap::with_capacity(self.fields.len());
         for (name, value) in self.headers() {
             let name = http::HeaderName::from_bytes(name.as_bytes());
-            let value = http::HeaderValue::from_bytes(value);
+            // A slice of the head the request was read in: no copy, no allocation.
+            let value = http::HeaderValue::from_maybe_shared(self.head.slice_ref(value));
             if let (Ok(name), Ok(value)) = (name, value) {
                 map.append(name, value);
             }

@@ -181,6 +181,12 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Whether the output takes another part: what is discarded takes no room; an empty
+/// output always takes one; else it must be under [`OUTPUT_BOUND`].
+fn room(discard: bool, wbuf: &BytesMut, sending: u32) -> bool {
+    discard || wbuf.is_empty() || wbuf.len() + (sending as usize) < OUTPUT_BOUND
+}
+
 /// Refusals are answered as HTTP/1.1 and close the connection.
 fn error_context() -> EncodeContext {
     EncodeContext {
@@ -457,22 +463,22 @@ impl Connection {
         }
         self.intake = Intake::Held;
         while self.may_parse() {
-            let decoded = self.decoder.decode_streaming(
-                &mut self.rbuf,
-                |req| (cx.body_limit)(req),
-                cx.stream_over,
-            );
-            let decoded = match decoded {
-                Ok(Streamed::Decoded(decoded)) => Ok(decoded),
-                Ok(Streamed::Data { bytes, last }) => {
-                    self.note_head(cx.now);
-                    return Some(Polled::Body(bytes, last));
-                }
-                Ok(Streamed::Head { req, length }) => {
-                    let (req, ctx) = self.begin(req, cx, tally);
-                    return Some(Polled::Streaming(req, ctx, length));
-                }
-                Err(err) => Err(err),
+            let limit = |req: &h1::Request| (cx.body_limit)(req);
+            let decoded = match cx.stream_over {
+                // Every body whole: the request is not wrapped on its way out.
+                None => self.decoder.decode_with(&mut self.rbuf, limit),
+                over => match self.decoder.decode_streaming(&mut self.rbuf, limit, over) {
+                    Ok(Streamed::Decoded(decoded)) => Ok(decoded),
+                    Ok(Streamed::Data { bytes, last }) => {
+                        self.note_head(cx.now);
+                        return Some(Polled::Body(bytes, last));
+                    }
+                    Ok(Streamed::Head { req, length }) => {
+                        let (req, ctx) = self.begin(req, cx, tally);
+                        return Some(Polled::Streaming(req, ctx, length));
+                    }
+                    Err(err) => Err(err),
+                },
             };
             match decoded {
                 Ok(Decoded::Partial) => {
@@ -558,35 +564,32 @@ impl Connection {
         spare: &mut Buffers,
         now: Instant,
     ) {
-        if self.slots.is_empty() && !self.discard {
-            spare.lend(&mut self.wbuf);
-            if !self.has_output() {
-                self.last_write = now;
-            }
-            if !resp.encode(ctx, date, &mut self.wbuf) {
-                self.stop_reading();
-                self.discard = true;
-            }
-        } else {
-            let mut out = BytesMut::new();
-            let keep = resp.encode(ctx, date, &mut out);
-            self.push_ready(&out, keep, now);
-        }
+        self.respond_with(|out| resp.encode(ctx, date, out), spare, now);
     }
 
-    /// Answer the request [`Connection::poll_request`] returned with an answer already
-    /// encoded (a service's, polled ready on the reader).
-    pub(crate) fn respond_encoded(
+    /// Answer the request [`Connection::poll_request`] returned, here and now, with what
+    /// `encode` appends to the buffer it is given (it returns whether the connection stays
+    /// open): straight into the output when nothing is owed before it.
+    pub(crate) fn respond_with(
         &mut self,
-        bytes: &[u8],
-        keep_alive: bool,
+        encode: impl FnOnce(&mut BytesMut) -> bool,
         spare: &mut Buffers,
         now: Instant,
     ) {
         if self.slots.is_empty() && !self.discard {
             spare.lend(&mut self.wbuf);
+            if !self.has_output() {
+                self.last_write = now;
+            }
+            if !encode(&mut self.wbuf) {
+                self.stop_reading();
+                self.discard = true;
+            }
+        } else {
+            let mut out = BytesMut::new();
+            let keep = encode(&mut out);
+            self.push_ready(&out, keep, now);
         }
-        self.push_ready(bytes, keep_alive, now);
     }
 
     /// Reserve the next response slot (a request sent to a pool); returns its sequence
@@ -643,25 +646,40 @@ impl Connection {
         let Some(idx) = seq.checked_sub(self.base_seq) else {
             return;
         };
-        let Some(slot) = self.slots.get_mut(idx as usize) else {
-            return;
+        let (waiting, ended) = match self.slots.get(idx as usize) {
+            Some(slot) => (!slot.parts.is_empty(), slot.end.is_some()),
+            None => return,
         };
-        if slot.end.is_some() {
+        if ended {
             return;
         }
         if end.is_some() {
             self.last_answer = len32(bytes.len());
         }
-        if !bytes.is_empty() {
-            self.held = self.held.saturating_add(len32(bytes.len()));
-            slot.parts.push_back(bytes);
-        }
-        slot.end = end;
         if !self.has_output() {
             self.last_write = now;
         }
         spare.lend(&mut self.wbuf);
+        // The answer in order, with room for it: straight to the output (a worker's whole
+        // answer usually is; holding it in its slot would allocate for every answer).
+        let straight = idx == 0 && !waiting && self.has_room();
+        if straight && !self.discard {
+            self.wbuf.extend_from_slice(&bytes);
+        }
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if !straight && !bytes.is_empty() {
+            self.held = self.held.saturating_add(len32(bytes.len()));
+            slot.parts.push_back(bytes);
+        }
+        slot.end = end;
         self.flush_slots();
+    }
+
+    /// The output may take another part: it is under its bound (or nothing is sent).
+    fn has_room(&self) -> bool {
+        room(self.discard, &self.wbuf, self.sending)
     }
 
     /// Move the answers now in order to the output. A part waits in its slot while the
@@ -671,10 +689,7 @@ impl Connection {
     fn flush_slots(&mut self) {
         while let Some(slot) = self.slots.front_mut() {
             while !slot.parts.is_empty() {
-                if !self.discard
-                    && !self.wbuf.is_empty()
-                    && self.wbuf.len() + self.sending as usize >= OUTPUT_BOUND
-                {
+                if !room(self.discard, &self.wbuf, self.sending) {
                     return;
                 }
                 let part = slot.parts.pop_front().unwrap_or_default();

@@ -676,9 +676,75 @@ impl<D: Driver> Reader<D> {
 
     /// Run or dispatch every request the connection has ready.
     fn answer(&mut self, key: usize) {
+        match self.exec {
+            Exec::Handler(_) => self.answer_native(key),
+            Exec::Service(_) => self.answer_service(key),
+        }
+    }
+
+    /// A native handler's requests: run here, or queued to a pool (every body whole).
+    fn answer_native(&mut self, key: usize) {
         let Reader {
             conns,
-            exec,
+            exec: Exec::Handler(exec),
+            date,
+            stats,
+            blocked,
+            draining,
+            now,
+            spare,
+            cfg,
+            tally,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let Some(Socket { conn, gen, .. }) = conns.get_mut(key) else {
+            return;
+        };
+        let gen = *gen;
+        let cx = cfg.parse_context(date, *draining, *now);
+        while let Some(polled) = conn.poll_request(&cx, tally) {
+            // A native handler is never offered a body as it arrives (`stream_over`).
+            let Polled::Request(req, ctx) = polled else {
+                continue;
+            };
+            match exec.pool_for(&req) {
+                None => {
+                    let (resp, panicked) = call_guarded(&*exec.handler, req);
+                    if panicked {
+                        stats.panicked();
+                    }
+                    conn.respond(&resp, ctx, date, spare, *now);
+                    stats.requests(1);
+                }
+                Some(PoolLink { submit, reply, .. }) => {
+                    let seq = conn.push_pending();
+                    let job = Job {
+                        reply: *reply,
+                        conn: ConnId { key, gen },
+                        seq,
+                        ctx,
+                        req,
+                    };
+                    if let Err(job) = submit.try_submit(job) {
+                        // Boxed inside: a stalled request is rare, and the slot is in
+                        // every connection.
+                        conn.stall(job);
+                        blocked.push_back(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A service's requests: polled here first or handed to its runtime, their bodies
+    /// whole or fed as they arrive.
+    fn answer_service(&mut self, key: usize) {
+        let Reader {
+            conns,
+            exec: Exec::Service(exec),
             date,
             stats,
             blocked,
@@ -691,7 +757,10 @@ impl<D: Driver> Reader<D> {
             bodies,
             paused,
             ..
-        } = self;
+        } = self
+        else {
+            return;
+        };
         let Some(Socket { conn, gen, .. }) = conns.get_mut(key) else {
             return;
         };
@@ -701,10 +770,6 @@ impl<D: Driver> Reader<D> {
             let (req, ctx, body) = match polled {
                 Polled::Request(req, ctx) => (req, ctx, None),
                 Polled::Streaming(req, ctx, length) => {
-                    // Only a service is offered bodies as they arrive (`stream_over`).
-                    let Exec::Service(exec) = &*exec else {
-                        continue;
-                    };
                     let pipe = Arc::new(Pipe::new(exec.waker.clone()));
                     bodies.insert(key, pipe.clone());
                     (req, ctx, Some(RequestBody::streamed(pipe, length)))
@@ -723,89 +788,53 @@ impl<D: Driver> Reader<D> {
                     continue;
                 }
             };
-            let job = match exec {
-                Exec::Handler(exec) => match exec.pool_for(&req) {
-                    None => {
-                        let (resp, panicked) = call_guarded(&*exec.handler, req);
-                        if panicked {
+            if exec.inline {
+                // Polled here first: a future ready at once is answered with no hop.
+                let (answering, poll) = exec.tasks.start_here(req, body, ctx, date);
+                let (seq, task) = match poll {
+                    Poll::Ready(Step::Whole(whole)) => {
+                        if whole.panicked() {
                             stats.panicked();
                         }
-                        conn.respond(&resp, ctx, date, spare, *now);
+                        conn.respond_with(|out| whole.encode(date, out), spare, *now);
                         stats.requests(1);
                         continue;
                     }
-                    Some(PoolLink { submit, reply, .. }) => {
+                    Poll::Ready(Step::Stream(stream)) => {
                         let seq = conn.push_pending();
-                        let job = Job {
-                            reply: *reply,
-                            conn: id,
-                            seq,
-                            ctx,
-                            req,
-                        };
-                        match submit.try_submit(job) {
-                            Ok(()) => continue,
-                            Err(job) => job,
-                        }
+                        (seq, exec.tasks.spawn_stream(stream, id, seq))
                     }
-                },
-                Exec::Service(exec) if exec.inline => {
-                    // Polled here first: a future ready at once is answered with no hop.
-                    let (answering, poll) = exec.tasks.start_here(req, body, ctx, date);
-                    let (seq, task) = match poll {
-                        Poll::Ready(Step::Whole {
-                            out,
-                            keep_alive,
-                            panicked,
-                        }) => {
-                            if panicked {
-                                stats.panicked();
-                            }
-                            conn.respond_encoded(&out, keep_alive, spare, *now);
-                            stats.requests(1);
-                            continue;
-                        }
-                        Poll::Ready(Step::Stream(stream)) => {
-                            let seq = conn.push_pending();
-                            (seq, exec.tasks.spawn_stream(stream, id, seq))
-                        }
-                        Poll::Pending => {
-                            let seq = conn.push_pending();
-                            (seq, exec.tasks.spawn(answering, id, seq))
-                        }
-                    };
-                    running.add(key, seq, task);
-                    continue;
-                }
-                Exec::Service(exec) => {
-                    let seq = conn.push_pending();
-                    if let Some(body) = body {
-                        // Its body is being read: it starts now, room or not.
-                        let answering = exec.tasks.call(req, body, ctx);
-                        running.add(key, seq, exec.tasks.spawn(answering, id, seq));
-                        continue;
+                    Poll::Pending => {
+                        let seq = conn.push_pending();
+                        (seq, exec.tasks.spawn(answering, id, seq))
                     }
-                    let job = Job {
-                        reply: 0,
-                        conn: id,
-                        seq,
-                        ctx,
-                        req,
-                    };
-                    match exec.tasks.try_submit(job) {
-                        Ok(task) => {
-                            running.add(key, seq, task);
-                            continue;
-                        }
-                        Err(job) => job,
-                    }
-                }
+                };
+                running.add(key, seq, task);
+                continue;
+            }
+            let seq = conn.push_pending();
+            if let Some(body) = body {
+                // Its body is being read: it starts now, room or not.
+                let answering = exec.tasks.call(req, body, ctx);
+                running.add(key, seq, exec.tasks.spawn(answering, id, seq));
+                continue;
+            }
+            let job = Job {
+                reply: 0,
+                conn: id,
+                seq,
+                ctx,
+                req,
             };
-            // The pool or runtime is full: the request waits here, and the connection
-            // parses no more until there is room (boxed inside: a stalled request is rare,
-            // and the slot is in every connection).
-            conn.stall(job);
-            blocked.push_back(key);
+            match exec.tasks.try_submit(job) {
+                Ok(task) => running.add(key, seq, task),
+                Err(job) => {
+                    // The runtime is full: the request waits here, and the connection
+                    // parses no more until there is room.
+                    conn.stall(job);
+                    blocked.push_back(key);
+                }
+            }
         }
     }
 

@@ -87,21 +87,105 @@ enum State {
     Collecting {
         parts: http::response::Parts,
         body: ResponseBody,
-        got: BytesMut,
+        got: Collected,
     },
     Taken,
 }
 
+/// The body so far: most bodies are one frame, kept as it came (no copy).
+#[derive(Default)]
+enum Collected {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Collected {
+    fn push(&mut self, data: Bytes) {
+        *self = match std::mem::take(self) {
+            Collected::Empty => Collected::One(data),
+            Collected::One(first) => {
+                let mut many = BytesMut::with_capacity(first.len() + data.len());
+                many.put_slice(&first);
+                many.put_slice(&data);
+                Collected::Many(many)
+            }
+            Collected::Many(mut many) => {
+                many.put_slice(&data);
+                Collected::Many(many)
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Collected::Empty => &[],
+            Collected::One(b) => b,
+            Collected::Many(b) => b,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Where an answer got to.
 pub(crate) enum Step {
-    /// All of it, encoded; `panicked`: it is the 500 a panic became.
-    Whole {
-        out: BytesMut,
-        keep_alive: bool,
-        panicked: bool,
-    },
-    /// The head and the body so far are encoded in `out`; the rest is to be streamed.
+    /// All of it, to be encoded where it goes.
+    Whole(Whole),
+    /// The head and the body so far are encoded; the rest is to be streamed.
     Stream(Stream),
+}
+
+/// A whole answer: the service's response with its body collected, or the 500 a panic or
+/// a failure became.
+pub(crate) struct Whole {
+    ctx: EncodeContext,
+    answer: Result<(http::response::Parts, Collected), Failure>,
+}
+
+/// Why there is no answer of the service's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Panicked,
+    Failed,
+}
+
+impl Whole {
+    /// It is the 500 a panic became (for the thread's counters).
+    pub(crate) fn panicked(&self) -> bool {
+        matches!(self.answer, Err(Failure::Panicked))
+    }
+
+    /// Append the encoded answer to `out`; whether the connection stays open.
+    pub(crate) fn encode(self, date: &DateCache, out: &mut BytesMut) -> bool {
+        let (parts, got) = match self.answer {
+            Ok(answer) => answer,
+            // It closes the connection, as a native handler's panic does.
+            Err(_) => {
+                return h1::Response::text(500, "Internal Server Error\n")
+                    .close()
+                    .encode(self.ctx, date, out);
+            }
+        };
+        // A HEAD's answer has no body to count; the length the service gave is the GET's.
+        let len = match self.ctx.head && got.is_empty() {
+            true => declared_length(&parts).unwrap_or(0),
+            false => got.len() as u64,
+        };
+        out.reserve(256 + got.len());
+        let head = h1::encode_http_head(&parts, self.ctx, date, Framing::Length(len), out);
+        if head.body.is_some() {
+            out.put_slice(got.as_slice());
+        }
+        head.keep_alive
+    }
 }
 
 /// A body being streamed after its head.
@@ -114,18 +198,17 @@ pub(crate) struct Stream {
     owed: Option<u64>,
 }
 
-/// The 500 a panic or a failed service becomes; it closes the connection, as a native
-/// handler's does.
-fn failed(ctx: EncodeContext, date: &DateCache, panicked: bool) -> Step {
-    let mut out = BytesMut::new();
-    h1::Response::text(500, "Internal Server Error\n")
-        .close()
-        .encode(ctx, date, &mut out);
-    Step::Whole {
-        out,
-        keep_alive: false,
-        panicked,
-    }
+/// The 500 a panic or a failed service becomes.
+fn failed(ctx: EncodeContext, panicked: bool) -> Step {
+    let failure = if panicked {
+        Failure::Panicked
+    } else {
+        Failure::Failed
+    };
+    Step::Whole(Whole {
+        ctx,
+        answer: Err(failure),
+    })
 }
 
 impl Answering {
@@ -142,42 +225,42 @@ impl Answering {
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, date: &DateCache) -> Poll<Step> {
         loop {
             match &mut self.state {
-                State::Taken => return Poll::Ready(failed(self.ctx, date, false)),
+                State::Taken => return Poll::Ready(failed(self.ctx, false)),
                 State::Calling(fut) => {
                     match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                        Err(_) => return Poll::Ready(failed(self.ctx, date, true)),
+                        Err(_) => return Poll::Ready(failed(self.ctx, true)),
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Err(err))) => {
                             tracing::warn!(error = %err, "the service failed: answered 500");
-                            return Poll::Ready(failed(self.ctx, date, false));
+                            return Poll::Ready(failed(self.ctx, false));
                         }
                         Ok(Poll::Ready(Ok(resp))) => {
                             let (parts, body) = resp.into_parts();
                             self.state = State::Collecting {
                                 parts,
                                 body,
-                                got: BytesMut::new(),
+                                got: Collected::Empty,
                             };
                         }
                     }
                 }
                 State::Collecting { body, got, .. } => loop {
                     if body.is_end_stream() {
-                        return Poll::Ready(self.finish(date));
+                        return Poll::Ready(self.finish());
                     }
                     match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *body).poll_frame(cx))) {
-                        Err(_) => return Poll::Ready(failed(self.ctx, date, true)),
+                        Err(_) => return Poll::Ready(failed(self.ctx, true)),
                         Ok(Poll::Pending) if got.is_empty() => return Poll::Pending,
                         Ok(Poll::Pending) => return Poll::Ready(self.stream(date)),
-                        Ok(Poll::Ready(None)) => return Poll::Ready(self.finish(date)),
+                        Ok(Poll::Ready(None)) => return Poll::Ready(self.finish()),
                         Ok(Poll::Ready(Some(Err(err)))) => {
                             tracing::warn!(error = %err, "a response body failed before its head was sent: answered 500");
-                            return Poll::Ready(failed(self.ctx, date, false));
+                            return Poll::Ready(failed(self.ctx, false));
                         }
                         Ok(Poll::Ready(Some(Ok(frame)))) => {
                             // Trailers are not sent: an HTTP/1.1 client rarely asks for them.
                             if let Ok(data) = frame.into_data() {
-                                got.put_slice(&data);
+                                got.push(data);
                                 if got.len() > STREAM_AFTER {
                                     return Poll::Ready(self.stream(date));
                                 }
@@ -189,26 +272,14 @@ impl Answering {
         }
     }
 
-    /// The body ended: the whole answer, with its length.
-    fn finish(&mut self, date: &DateCache) -> Step {
-        let State::Collecting { parts, got, .. } = std::mem::replace(&mut self.state, State::Taken)
-        else {
-            return failed(self.ctx, date, false);
-        };
-        // A HEAD's answer has no body to count; the length the service gave is the GET's.
-        let len = match declared_length(&parts) {
-            Some(n) if self.ctx.head && got.is_empty() => n,
-            _ => got.len() as u64,
-        };
-        let mut out = BytesMut::with_capacity(256 + got.len());
-        let head = h1::encode_http_head(&parts, self.ctx, date, Framing::Length(len), &mut out);
-        if head.body.is_some() {
-            out.put_slice(&got);
-        }
-        Step::Whole {
-            out,
-            keep_alive: head.keep_alive,
-            panicked: false,
+    /// The body ended: the whole answer.
+    fn finish(&mut self) -> Step {
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Collecting { parts, got, .. } => Step::Whole(Whole {
+                ctx: self.ctx,
+                answer: Ok((parts, got)),
+            }),
+            _ => failed(self.ctx, false),
         }
     }
 
@@ -218,7 +289,7 @@ impl Answering {
         let State::Collecting { parts, body, got } =
             std::mem::replace(&mut self.state, State::Taken)
         else {
-            return failed(self.ctx, date, false);
+            return failed(self.ctx, false);
         };
         let length = body
             .size_hint()
@@ -235,7 +306,7 @@ impl Answering {
             keep_alive: head.keep_alive,
             owed: length,
         };
-        stream.put(&got);
+        stream.put(got.as_slice());
         Step::Stream(stream)
     }
 }
@@ -396,18 +467,17 @@ impl Drop for InFlight {
 async fn answer(mut answering: Answering, reply: Reply) {
     let step = std::future::poll_fn(|cx| with_thread(|_, date| answering.poll(cx, date))).await;
     match step {
-        Step::Whole {
-            out,
-            keep_alive,
-            panicked,
-        } => {
-            with_thread(|stats, _| {
+        Step::Whole(whole) => {
+            let mut out = BytesMut::new();
+            let panicked = whole.panicked();
+            let keep_alive = with_thread(|stats, date| {
                 if let Some(stats) = stats {
                     stats.requests(1);
                     if panicked {
                         stats.panicked();
                     }
                 }
+                whole.encode(date, &mut out)
             });
             reply.send(out.freeze(), Some(keep_alive));
         }
