@@ -419,6 +419,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
         params: Vec::new(),
         peer: None,
         extensions: Default::default(),
+        state: None,
         head,
     };
     Ok(Some(Head {

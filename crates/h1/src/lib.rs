@@ -37,5 +37,5 @@ pub use extensions::Extensions;
 #[cfg(feature = "serde")]
 pub use json::{is_json, JsonError};
 pub use limits::Limits;
-pub use request::{percent_decode, Method, Request, RequestBuilder, Version};
+pub use request::{percent_decode, Method, ParamError, Request, RequestBuilder, Version};
 pub use response::{BodyCoding, EncodeContext, Framing, Head, InvalidHeader, Response, StatusCode};

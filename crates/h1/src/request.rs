@@ -8,7 +8,9 @@
 use crate::Extensions;
 use bytes::Bytes;
 use smallvec::SmallVec;
+use std::any::Any;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The request method (RFC 9110 §9). Extension methods keep their token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,18 @@ pub struct Request {
     pub(crate) params: Vec<(Box<str>, Box<str>)>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) extensions: Extensions,
+    /// The application's shared state, set by the router that holds it.
+    pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// A path parameter that is missing or does not parse as the type asked for: 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("path parameter {name:?}: {reason}")]
+pub struct ParamError {
+    /// The parameter's name.
+    pub name: String,
+    /// Why it was refused.
+    pub reason: String,
 }
 
 impl Request {
@@ -229,6 +243,34 @@ impl Request {
             .iter()
             .find(|(n, _)| &**n == name)
             .map(|(_, v)| &**v)
+    }
+
+    /// The path parameter `name`, parsed as `T` (`req.param_as::<u32>("id")?`): a missing or
+    /// unparsable one is a [`ParamError`], which a handler returns as 400.
+    pub fn param_as<T: std::str::FromStr>(&self, name: &str) -> Result<T, ParamError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let value = self.param(name).ok_or_else(|| ParamError {
+            name: name.into(),
+            reason: "missing".into(),
+        })?;
+        value.parse().map_err(|e: T::Err| ParamError {
+            name: name.into(),
+            reason: format!("{value:?}: {e}"),
+        })
+    }
+
+    /// The application's shared state of type `T`, as the router that routed this request
+    /// holds it (`Router::with_state` in `backlog_server`): one value for every request,
+    /// not an `Arc` cloned into every closure.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.state.as_deref()?.downcast_ref()
+    }
+
+    /// Set the shared state a handler reads with [`Request::state`] (what a router does).
+    pub fn set_state(&mut self, state: Arc<dyn Any + Send + Sync>) {
+        self.state = Some(state);
     }
 
     /// Set the path parameters (what a router does when a pattern matches).

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -29,7 +29,12 @@ struct Args {
     token: String,
 }
 
-type Items = Arc<RwLock<BTreeMap<String, Map<String, Value>>>>;
+/// The items, held once by the `/items` router (`with_state`) and read by its handlers.
+type Items = RwLock<BTreeMap<String, Map<String, Value>>>;
+
+fn items(req: &Request) -> &Items {
+    req.state().expect("the items router holds them")
+}
 
 /// An error as the API shows it: a status and `{"error": "..."}`.
 struct ApiError(u16, String);
@@ -56,20 +61,18 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-fn items_api(items: Items) -> Router {
-    let (put_items, get_items, del_items, list_items) =
-        (items.clone(), items.clone(), items.clone(), items);
-    let put = move |req: Request| -> Result<Response, ApiError> {
+fn items_api() -> Router {
+    let put = |req: Request| -> Result<Response, ApiError> {
         let body: Map<String, Value> = req.json()?;
         let id = req.param("id").unwrap_or_default().to_string();
-        let replaced = put_items
+        let replaced = items(&req)
             .write()
             .unwrap()
             .insert(id, body.clone())
             .is_some();
         Ok(Response::json(if replaced { 200 } else { 201 }, &body))
     };
-    let get = move |req: Request| match get_items
+    let get = |req: Request| match items(&req)
         .read()
         .unwrap()
         .get(req.param("id").unwrap_or_default())
@@ -77,7 +80,7 @@ fn items_api(items: Items) -> Router {
         Some(item) => Ok(Response::json(200, item)),
         None => Err(error(404, "no such item")),
     };
-    let delete = move |req: Request| match del_items
+    let delete = |req: Request| match items(&req)
         .write()
         .unwrap()
         .remove(req.param("id").unwrap_or_default())
@@ -85,10 +88,10 @@ fn items_api(items: Items) -> Router {
         Some(_) => Ok(Response::new(204)),
         None => Err(error(404, "no such item")),
     };
-    let list = move |req: Request| -> Result<Response, ApiError> {
+    let list = |req: Request| -> Result<Response, ApiError> {
         let q: ListQuery = req.query_as()?;
         let prefix = q.prefix.unwrap_or_default();
-        let items = list_items.read().unwrap();
+        let items = items(&req).read().unwrap();
         let ids: Vec<&String> = items
             .range(prefix.clone()..)
             .take_while(|(id, _)| id.starts_with(&prefix))
@@ -102,6 +105,7 @@ fn items_api(items: Items) -> Router {
         .put("/{id}", BodyLimit::new(16 * 1024, put))
         .get("/{id}", get)
         .delete("/{id}", delete)
+        .with_state(Items::default())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -122,7 +126,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Response::json(200, &json!({ "slept_ms": 50 }))
             }),
         )
-        .nest("/items", items_api(Items::default()).layer(auth))
+        .nest("/items", items_api().layer(auth))
         .fallback(|_req: Request| error(404, "not found"))
         .method_not_allowed(|_req: Request| error(405, "method not allowed"));
 

@@ -99,7 +99,8 @@ pub use error::ServerError;
 #[cfg(feature = "serde")]
 pub use h1::JsonError;
 pub use h1::{
-    Extensions, InvalidHeader, Limits, Method, Request, RequestBuilder, Response, StatusCode,
+    Extensions, InvalidHeader, Limits, Method, ParamError, Request, RequestBuilder, Response,
+    StatusCode,
 };
 pub use handler::{Blocking, BlockingRule, Blocks, BodyLimit, Handler, IntoResponse};
 /// The `http` crate backlog's types convert to and from (`StatusCode`, `Method`,

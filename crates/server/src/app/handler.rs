@@ -55,6 +55,14 @@ impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
     }
 }
 
+/// A path parameter that is missing or does not parse ([`Request::param_as`]): 400 with
+/// the reason.
+impl IntoResponse for h1::ParamError {
+    fn into_response(self) -> Response {
+        Response::text(400, format!("{self}\n"))
+    }
+}
+
 /// A JSON body or query that did not fit: 415 or 400 with the reason as JSON
 /// (`{"error": "..."}`).
 #[cfg(feature = "serde")]

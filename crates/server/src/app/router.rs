@@ -1,12 +1,13 @@
-//! A small router: exact paths, paths with `{name}` segments (`/items/{id}`, read with
-//! [`Request::param`]), and path prefixes, each with its methods; routers nest under a prefix
-//! and merge.
+//! A router: exact paths, paths with `{name}` segments (`/items/{id}`, read with
+//! [`Request::param`], or parsed with [`Request::param_as`]), and path prefixes, each with
+//! its methods; routers nest under a prefix and merge.
 //!
-//! A request goes to the most specific route that matches its path and method: an exact
-//! path before a pattern with parameters before a prefix; between two different patterns of
-//! one kind that both match (`/a/{x}/c` and `/a/b/{y}`, two prefixes), the one added first.
-//! Two routes that take the same requests are refused when the router is built (a panic, as
-//! axum does): the second could never be reached. Unknown paths go to the
+//! Paths are matched by a radix tree (the `matchit` crate, axum's matcher), not a scan: a
+//! request goes to the most specific route that matches its path and method — segment by
+//! segment a literal before a parameter (`/a/b/{y}` before `/a/{x}/c` for `/a/b/c`), and a
+//! path before a prefix (the longest prefix first). Two routes that take the same requests
+//! are refused when the router is built (a panic, as axum does): the second could never be
+//! reached. Unknown paths go to the
 //! [`fallback`](Router::fallback) (404 unless set); a known
 //! path with another method gets 405 with `Allow` (its body from
 //! [`method_not_allowed`](Router::method_not_allowed) if set), and HEAD is served by the GET
@@ -17,14 +18,11 @@ use crate::app::handler::{BlockingRule, Blocks};
 use crate::app::layer::{Layer, Layered};
 use crate::Handler;
 use h1::{Method, Request, Response};
+use std::any::Any;
 use std::sync::Arc;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Rank {
-    Exact,
-    Params,
-    Prefix,
-}
+/// An application's shared state, as requests carry it.
+type State = Arc<dyn Any + Send + Sync>;
 
 enum Pattern {
     Exact(String),
@@ -60,12 +58,41 @@ impl Pattern {
         }
     }
 
-    fn rank(&self) -> Rank {
+    /// The pattern as the matcher takes it: parameters named by position (two routes of
+    /// one path shape may name them differently), braces in literals escaped. `None` for a
+    /// prefix, which the matcher does not hold.
+    fn matcher_path(&self) -> Option<String> {
+        let escape = |l: &str| l.replace('{', "{{").replace('}', "}}");
         match self {
-            Pattern::Exact(_) => Rank::Exact,
-            Pattern::Params(_) => Rank::Params,
-            Pattern::Prefix(_) => Rank::Prefix,
+            Pattern::Exact(p) => Some(escape(p)),
+            Pattern::Prefix(_) => None,
+            Pattern::Params(segments) => {
+                let mut n = 0;
+                let parts: Vec<String> = segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Literal(l) => escape(l),
+                        Segment::Param(_) => {
+                            n += 1;
+                            format!("{{p{}}}", n - 1)
+                        }
+                    })
+                    .collect();
+                Some(parts.join("/"))
+            }
         }
+    }
+
+    /// The names of its parameters, in order.
+    fn param_names(&self) -> impl Iterator<Item = &str> {
+        let segments = match self {
+            Pattern::Params(segments) => &segments[..],
+            _ => &[],
+        };
+        segments.iter().filter_map(|s| match s {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
     }
 
     fn parse(path: &str) -> Pattern {
@@ -84,29 +111,56 @@ impl Pattern {
         )
     }
 
-    /// Whether `path` matches, and the parameters it binds (percent-decoded).
-    fn matches(&self, path: &str) -> Option<Params> {
-        match self {
-            Pattern::Exact(p) => (p == path).then(Vec::new),
-            Pattern::Prefix(p) => path.starts_with(p.as_str()).then(Vec::new),
-            Pattern::Params(segments) => {
-                let mut parts = path.split('/');
-                let mut params = Vec::new();
-                for seg in segments {
-                    let part = parts.next()?;
-                    match seg {
-                        Segment::Literal(l) if l == part => {}
-                        Segment::Literal(_) => return None,
-                        Segment::Param(_) if part.is_empty() => return None,
-                        Segment::Param(name) => {
-                            let value = h1::percent_decode(part, false)?;
-                            params.push((name.as_str().into(), value.into()));
-                        }
-                    }
-                }
-                parts.next().is_none().then_some(params)
+    /// Whether a prefix pattern takes `path`.
+    fn takes_prefix(&self, path: &str) -> bool {
+        matches!(self, Pattern::Prefix(p) if path.starts_with(p.as_str()))
+    }
+}
+
+/// The parameters `route` binds from what the matcher found, percent-decoded; `None` if
+/// one does not decode (the route does not match).
+fn bind(route: &Route, found: &matchit::Params<'_, '_>) -> Option<Params> {
+    let mut params = Params::new();
+    for (name, (_, value)) in route.pattern.param_names().zip(found.iter()) {
+        let value = h1::percent_decode(value, false)?;
+        params.push((name.into(), value.into()));
+    }
+    Some(params)
+}
+
+/// Where the routes are found: the paths in a radix tree, each with the routes (one per
+/// method) on it; the prefixes longest first.
+#[derive(Default)]
+struct Index {
+    paths: matchit::Router<Vec<usize>>,
+    prefixes: Vec<usize>,
+}
+
+impl Index {
+    /// # Panics
+    /// If the matcher refuses a path (two parameters side by side in one segment).
+    fn build(routes: &[Route]) -> Index {
+        let mut by_path: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut prefixes = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let Some(path) = route.pattern.matcher_path() else {
+                prefixes.push(i);
+                continue;
+            };
+            match by_path.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, ids)) => ids.push(i),
+                None => by_path.push((path, vec![i])),
             }
         }
+        let mut paths = matchit::Router::new();
+        for (path, ids) in by_path {
+            if let Err(err) = paths.insert(path, ids) {
+                panic!("route refused by the matcher: {err}");
+            }
+        }
+        // Longest first: the most specific prefix wins; equal lengths keep their order.
+        prefixes.sort_by_key(|&i| std::cmp::Reverse(routes[i].path.len()));
+        Index { paths, prefixes }
     }
 }
 
@@ -194,6 +248,9 @@ impl Route {
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    index: Index,
+    /// What [`Router::with_state`] gave: handed to every request this router routes.
+    state: Option<State>,
     fallback: Option<Box<dyn Handler>>,
     not_allowed: Option<Box<dyn Handler>>,
     /// Some route has its own body limit: only then is a request's route looked up before
@@ -225,6 +282,7 @@ impl Router {
         self.limited |= route.handler.max_body().is_some();
         self.may_block |= route.handler.blocking().may_block();
         self.routes.push(route);
+        self.index = Index::build(&self.routes);
         self
     }
 
@@ -308,6 +366,7 @@ impl Router {
     /// taken (this router's answer for unknown paths).
     pub fn nest(mut self, prefix: &str, other: Router) -> Self {
         let prefix = prefix.trim_end_matches('/');
+        let other = other.keeping_state();
         for route in other.routes {
             let path = match route.path.as_str() {
                 "/" | "" if !route.prefix => prefix.to_string(),
@@ -321,12 +380,53 @@ impl Router {
     /// Add `other`'s routes to this router; its fallbacks are used where this router has
     /// none.
     pub fn merge(mut self, other: Router) -> Self {
+        let other = other.keeping_state();
         for route in other.routes {
             self = self.push(route);
         }
         self.fallback = self.fallback.or(other.fallback);
         self.not_allowed = self.not_allowed.or(other.not_allowed);
         self.refresh_blocking()
+    }
+
+    /// Give every request this router routes `state`, read in handlers with
+    /// `req.state::<T>()`: shared state without an `Arc` cloned into every closure. A router
+    /// nested or merged into another keeps its own.
+    ///
+    /// ```
+    /// use backlog_server::{Handler, Request, Response, Router};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// struct Hits(AtomicU64);
+    /// let app = Router::new()
+    ///     .get("/", |req: Request| {
+    ///         let hits = req.state::<Hits>().unwrap();
+    ///         Response::text(200, format!("{}", hits.0.fetch_add(1, Ordering::Relaxed) + 1))
+    ///     })
+    ///     .with_state(Hits(AtomicU64::new(0)));
+    /// let get = || app.call(Request::builder().build().unwrap());
+    /// assert_eq!(&get().body_bytes()[..], b"1");
+    /// assert_eq!(&get().body_bytes()[..], b"2");
+    /// ```
+    pub fn with_state<T: Send + Sync + 'static>(mut self, state: T) -> Self {
+        self.state = Some(Arc::new(state));
+        self
+    }
+
+    /// Its routes, each wrapped to carry this router's state (before they move into
+    /// another router, which may hold another).
+    fn keeping_state(mut self) -> Self {
+        let Some(state) = self.state.take() else {
+            return self;
+        };
+        for route in &mut self.routes {
+            let inner = std::mem::replace(&mut route.handler, Box::new(Unreachable));
+            route.handler = Box::new(WithState {
+                state: state.clone(),
+                inner,
+            });
+        }
+        self
     }
 
     /// Wrap every route added so far in `layer` (routes added later, and the fallbacks,
@@ -338,6 +438,28 @@ impl Router {
             route.handler = Box::new(Layered::new(layer.clone(), inner));
         }
         self.refresh_blocking()
+    }
+}
+
+/// A route of a router with its own state, moved into another router.
+struct WithState {
+    state: State,
+    inner: Box<dyn Handler>,
+}
+
+impl Handler for WithState {
+    fn call(&self, mut req: Request) -> Response {
+        req.set_state(self.state.clone());
+        self.inner.call(req)
+    }
+    fn blocking(&self) -> Blocks<'_> {
+        self.inner.blocking()
+    }
+    fn body_limit(&self, req: &Request) -> Option<u64> {
+        self.inner.body_limit(req)
+    }
+    fn max_body(&self) -> Option<u64> {
+        self.inner.max_body()
     }
 }
 
@@ -369,30 +491,52 @@ impl Router {
         methods.join(", ")
     }
 
-    /// The most specific route for `req` and the path parameters it binds.
+    /// The most specific route for `req` and the path parameters it binds
+    /// (percent-decoded; a value that does not decode matches nothing).
     fn find(&self, req: &Request) -> Option<(&Route, Params)> {
         let path = req.path();
         let wanted = match req.method() {
             Method::Head => &Method::Get,
             m => m,
         };
-        let mut best: Option<(&Route, Params)> = None;
-        for route in &self.routes {
-            if !route.method.allows(wanted)
-                || best
-                    .as_ref()
-                    .is_some_and(|(b, _)| b.pattern.rank() <= route.pattern.rank())
-            {
-                continue;
-            }
-            if let Some(params) = route.pattern.matches(path) {
-                if route.pattern.rank() == Rank::Exact {
-                    return Some((route, params));
-                }
-                best = Some((route, params));
+        if let Ok(found) = self.index.paths.at(path) {
+            let route = found
+                .value
+                .iter()
+                .map(|&i| &self.routes[i])
+                .find(|r| r.method.allows(wanted));
+            if let Some(params) = route.and_then(|r| bind(r, &found.params)) {
+                return route.map(|r| (r, params));
             }
         }
-        best
+        self.index
+            .prefixes
+            .iter()
+            .map(|&i| &self.routes[i])
+            .find(|r| r.method.allows(wanted) && r.pattern.takes_prefix(path))
+            .map(|r| (r, Params::new()))
+    }
+
+    /// Every route on `path`, whatever its method (for `Allow`).
+    fn on_path(&self, path: &str) -> Vec<&Route> {
+        let mut on = Vec::new();
+        if let Ok(found) = self.index.paths.at(path) {
+            on.extend(
+                found
+                    .value
+                    .iter()
+                    .map(|&i| &self.routes[i])
+                    .filter(|r| bind(r, &found.params).is_some()),
+            );
+        }
+        on.extend(
+            self.index
+                .prefixes
+                .iter()
+                .map(|&i| &self.routes[i])
+                .filter(|r| r.pattern.takes_prefix(path)),
+        );
+        on
     }
 
     fn refuse(&self, req: Request, allow: String) -> Response {
@@ -441,6 +585,9 @@ impl Handler for Router {
     }
 
     fn call(&self, mut req: Request) -> Response {
+        if let Some(state) = &self.state {
+            req.set_state(state.clone());
+        }
         if *req.method() == Method::Connect
             && !self
                 .routes
@@ -457,12 +604,7 @@ impl Handler for Router {
             }
             return route.handler.call(req);
         }
-        let path = req.path();
-        let on_path: Vec<&Route> = self
-            .routes
-            .iter()
-            .filter(|r| r.pattern.matches(path).is_some())
-            .collect();
+        let on_path = self.on_path(req.path());
         if on_path.is_empty() {
             return self.not_found(req);
         }
@@ -664,6 +806,67 @@ mod tests {
         assert_eq!(r.body_limit(&req("POST", "/none")), None);
         let nested = Router::new().nest("/v1", r);
         assert_eq!(nested.body_limit(&req("POST", "/v1/small")), Some(16));
+    }
+
+    /// The matcher's order: segment by segment a literal before a parameter, whatever
+    /// the order the routes were added in; paths before prefixes, the longest prefix first.
+    #[test]
+    fn the_matcher_prefers_literals_then_parameters_then_the_longest_prefix() {
+        let app = Router::new()
+            .get("/a/{x}/c", |r: Request| {
+                Response::text(200, format!("x={}", r.param("x").unwrap()))
+            })
+            .get("/a/b/{y}", |r: Request| {
+                Response::text(200, format!("y={}", r.param("y").unwrap()))
+            })
+            .prefix(Method::Get, "/p/", |_r: Request| {
+                Response::text(200, "short")
+            })
+            .prefix(Method::Get, "/p/q/", |_r: Request| {
+                Response::text(200, "long")
+            })
+            .post("/p/q/exact", |_r: Request| Response::text(200, "exact"));
+        assert_eq!(text(app.call(req("GET", "/a/b/c"))), "y=c");
+        assert_eq!(text(app.call(req("GET", "/a/z/c"))), "x=z");
+        assert_eq!(text(app.call(req("GET", "/p/q/r"))), "long");
+        assert_eq!(text(app.call(req("GET", "/p/r"))), "short");
+        // A path route for another method: the prefix still takes GET.
+        assert_eq!(text(app.call(req("GET", "/p/q/exact"))), "long");
+        assert_eq!(text(app.call(req("POST", "/p/q/exact"))), "exact");
+        // Different parameter names on one path shape, for different methods.
+        let items = Router::new()
+            .get("/items/{id}", |r: Request| {
+                Response::text(200, r.param("id").unwrap().to_string())
+            })
+            .delete("/items/{name}", |r: Request| {
+                Response::text(200, r.param("name").unwrap().to_string())
+            });
+        assert_eq!(text(items.call(req("GET", "/items/7"))), "7");
+        assert_eq!(text(items.call(req("DELETE", "/items/lamp"))), "lamp");
+    }
+
+    #[test]
+    fn parameters_parse_as_asked_and_state_is_shared_without_clones() {
+        struct Db(&'static str);
+        let get = |r: Request| -> Result<Response, h1::ParamError> {
+            let id: u32 = r.param_as("id")?;
+            let db = r.state::<Db>().map_or("none", |d| d.0);
+            Ok(Response::text(200, format!("{db}:{id}")))
+        };
+        let inner = Router::new().get("/{id}", get).with_state(Db("inner"));
+        let app = Router::new()
+            .get("/top/{id}", get)
+            .nest("/in", inner)
+            .with_state(Db("outer"));
+        assert_eq!(text(app.call(req("GET", "/top/7"))), "outer:7");
+        assert_eq!(
+            text(app.call(req("GET", "/in/8"))),
+            "inner:8",
+            "a nested router keeps its own"
+        );
+        let bad = app.call(req("GET", "/top/seven"));
+        assert_eq!(bad.status(), 400);
+        assert!(text(bad).contains("\"id\""));
     }
 
     #[test]
