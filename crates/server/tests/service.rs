@@ -530,3 +530,55 @@ fn a_gib_streamed_to_a_slow_reader_keeps_memory_flat() {
         server.stop();
     }
 }
+
+/// `Connection: close`, HEAD and `Expect: 100-continue` behave for a service as for a
+/// native handler: the answer says close and the connection closes; HEAD has the GET's
+/// fields and no body; 100 Continue comes before a body the client holds back, small
+/// (read whole) or large (streamed to the handler).
+#[test]
+fn close_head_and_100_continue_behave_as_for_native_handlers() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder.limits(h1::Limits {
+            max_body_bytes: 64 << 20,
+            ..h1::Limits::default()
+        }));
+        let addr = server.local_addr();
+        let (mut w, mut r) = open(addr);
+        w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let resp = next_response(&mut r).expect("an answer");
+        assert_eq!(resp.header("connection"), Some("close"), "{name}");
+        assert_closed(&mut r);
+
+        let (mut w, mut r) = open(addr);
+        w.write_all(
+            b"HEAD /items/3 HTTP/1.1\r\nHost: t\r\n\r\nGET /items/3 HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+        let head = read_response(&mut r, true).unwrap();
+        let get = read_response(&mut r, false).unwrap();
+        assert_eq!(head.status, 200, "{name}");
+        assert_eq!(
+            head.header("content-length"),
+            get.header("content-length"),
+            "{name}: HEAD has the GET's length"
+        );
+        assert_eq!(get.text(), r#"{"id":3}"#);
+
+        for size in [100usize, 1 << 20] {
+            let (mut w, mut r) = open(addr);
+            let head = format!(
+                "POST /count?ms=0 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {size}\r\n\r\n"
+            );
+            w.write_all(head.as_bytes()).unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            assert_eq!(line, "HTTP/1.1 100 Continue\r\n", "{name}: {size}");
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            w.write_all(&vec![b'c'; size]).unwrap();
+            let resp = next_response(&mut r).expect("the answer");
+            assert_eq!(resp.text(), format!("{size}\n"), "{name}: {size}");
+        }
+        server.stop();
+    }
+}
