@@ -9,6 +9,14 @@ use bytes::BytesMut;
 use h1::{Decoded, Limits, RequestDecoder, Streamed};
 use libfuzzer_sys::fuzz_target;
 
+/// Small limits, so that the fuzzer reaches them.
+const LIMITS: Limits = Limits {
+    max_header_bytes: 2048,
+    max_headers: 16,
+    max_uri_bytes: 512,
+    max_body_bytes: 4096,
+};
+
 /// A request's meaning: method, target, version, fields, body, keep-alive.
 fn meaning(r: &h1::Request, body: &[u8]) -> String {
     let fields: Vec<_> = r.headers().map(|(n, v)| format!("{n}={v:?}")).collect();
@@ -25,12 +33,7 @@ fn meaning(r: &h1::Request, body: &[u8]) -> String {
 
 /// What a stream decodes to: each request's meaning, then the error that ended it, if any.
 fn decode(input: &[u8], cuts: &[usize]) -> (Vec<String>, Option<h1::Error>) {
-    let limits = Limits {
-        max_header_bytes: 2048,
-        max_headers: 16,
-        max_uri_bytes: 512,
-        max_body_bytes: 4096,
-    };
+    let limits = LIMITS;
     let mut dec = RequestDecoder::new(limits);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -58,13 +61,7 @@ fn decode(input: &[u8], cuts: &[usize]) -> (Vec<String>, Option<h1::Error>) {
 /// The same, bodies over 16 bytes (or chunked) taken as they arrive and gathered: the
 /// same meaning is expected.
 fn decode_streamed(input: &[u8], cuts: &[usize]) -> (Vec<String>, Option<h1::Error>) {
-    let limits = Limits {
-        max_header_bytes: 2048,
-        max_headers: 16,
-        max_uri_bytes: 512,
-        max_body_bytes: 4096,
-    };
-    let mut dec = RequestDecoder::new(limits);
+    let mut dec = RequestDecoder::new(LIMITS);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let mut open: Option<(h1::Request, Vec<u8>)> = None;

@@ -345,37 +345,31 @@ fn main() -> ExitCode {
             threads,
             backlog,
             io,
-        } => match lab::floor::run(listen, threads, backlog, io) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                say!("backlog anchor-floor: {err:#}");
-                ExitCode::from(2)
-            }
-        },
+        } => anchor_exit(
+            "anchor-floor",
+            lab::floor::run(listen, threads, backlog, io),
+            ExitCode::from(2),
+        ),
         #[cfg(feature = "axum")]
         Command::AnchorAxum {
             listen,
             threads,
             backlog,
-        } => match lab::anchor_axum::run(listen, threads, backlog) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                say!("backlog anchor-axum: {err:#}");
-                ExitCode::FAILURE
-            }
-        },
+        } => anchor_exit(
+            "anchor-axum",
+            lab::anchor_axum::run(listen, threads, backlog),
+            ExitCode::FAILURE,
+        ),
         #[cfg(feature = "hyper")]
         Command::AnchorHyper {
             listen,
             threads,
             backlog,
-        } => match lab::anchor_hyper::run(listen, threads, backlog) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                say!("backlog anchor-hyper: {err:#}");
-                ExitCode::FAILURE
-            }
-        },
+        } => anchor_exit(
+            "anchor-hyper",
+            lab::anchor_hyper::run(listen, threads, backlog),
+            ExitCode::FAILURE,
+        ),
         Command::Reload { pid_file } => match reload(&pid_file) {
             Ok(pid) => {
                 say!("backlog reload: SIGHUP sent to {pid}");
@@ -577,6 +571,17 @@ fn bind_app(args: &ServeArgs, builder: backlog_server::ServerBuilder) -> anyhow:
             "--app axum: this backlog was built without the `axum` feature (cargo build --release --features axum)".into(),
         )
         .into()),
+    }
+}
+
+/// How a lab anchor's run ends: 0, or its error on stderr and `failure`.
+fn anchor_exit(name: &str, result: anyhow::Result<()>, failure: ExitCode) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            say!("backlog {name}: {err:#}");
+            failure
+        }
     }
 }
 

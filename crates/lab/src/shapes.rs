@@ -177,6 +177,20 @@ fn sweep_plot(
     Ok(())
 }
 
+/// A figure where lower is better.
+type Key = fn(&Measurement) -> f64;
+/// CPU per request, p99, and requests/s (negated: more is better).
+const CPU: Key = |m| m.server_cpu_us;
+const P99: Key = |m| m.p99_us as f64;
+const RPS: Key = |m| -m.rps;
+
+/// The row with the lowest `key`.
+fn best_of<'a>(rows: &[&'a Measurement], key: Key) -> Option<&'a Measurement> {
+    rows.iter()
+        .min_by(|a, b| key(a).total_cmp(&key(b)))
+        .copied()
+}
+
 /// For each workload, the shape that did best on each figure — computed from this run.
 fn recommend(results: &Results, md: &mut String) {
     let mut lines = Vec::new();
@@ -189,16 +203,8 @@ fn recommend(results: &Results, md: &mut String) {
         if rows.len() < 2 {
             continue;
         }
-        let best = |key: fn(&Measurement) -> f64| {
-            rows.iter()
-                .min_by(|a, b| key(a).total_cmp(&key(b)))
-                .map(|m| (m.target.clone(), key(m)))
-        };
-        let (Some(cpu), Some(p99), Some(rps)) = (
-            best(|m| m.server_cpu_us),
-            best(|m| m.p99_us as f64),
-            best(|m| -m.rps),
-        ) else {
+        let best = |key| best_of(&rows, key).map(|m| (m.target.clone(), key(m)));
+        let (Some(cpu), Some(p99), Some(rps)) = (best(CPU), best(P99), best(RPS)) else {
             continue;
         };
         lines.push(format!(
@@ -239,17 +245,10 @@ fn axum_lines(results: &Results) -> Vec<String> {
         let Some(serve) = rows.iter().find(is_serve) else {
             continue;
         };
-        let ours: Vec<&&Measurement> = rows.iter().filter(|m| !is_serve(m)).collect();
-        let best = |key: fn(&Measurement) -> f64| {
-            ours.iter()
-                .min_by(|a, b| key(a).total_cmp(&key(b)))
-                .map(|m| (m.target.clone(), key(m), key(m) / key(serve)))
-        };
-        let (Some(cpu), Some(p99), Some(rps)) = (
-            best(|m| m.server_cpu_us),
-            best(|m| m.p99_us as f64),
-            best(|m| -m.rps),
-        ) else {
+        let ours: Vec<&Measurement> = rows.iter().filter(|m| !is_serve(m)).copied().collect();
+        let best =
+            |key: Key| best_of(&ours, key).map(|m| (m.target.clone(), key(m), key(m) / key(serve)));
+        let (Some(cpu), Some(p99), Some(rps)) = (best(CPU), best(P99), best(RPS)) else {
             continue;
         };
         lines.push(format!(

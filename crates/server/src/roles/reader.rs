@@ -183,6 +183,8 @@ pub(crate) struct Reader<D: Driver> {
     /// What the connections counted since it was last added to `stats`.
     tally: Tally,
     running: Running,
+    /// A service's answers admitted this round, spawned together when it ends.
+    deferred: Vec<(ConnId, u64, crate::roles::runtime::Answering)>,
     /// Streaming request bodies, by connection: where the reader pushes what arrives.
     bodies: HashMap<usize, Arc<Pipe>>,
     /// Connections whose body's consumer was full, to resume when it has room.
@@ -227,6 +229,7 @@ impl<D: Driver> Reader<D> {
             next_sweep: now + RESET_SWEEP,
             tally: Tally::default(),
             running: Running::default(),
+            deferred: Vec::new(),
             bodies: HashMap::new(),
             paused: Vec::new(),
             touched: Vec::new(),
@@ -399,6 +402,7 @@ impl<D: Driver> Reader<D> {
 
     /// After a round of events: give stalled requests the queue room workers freed.
     pub(crate) fn after_events(&mut self, io: &mut impl Io<Conn = D::Conn>) {
+        self.spawn_deferred();
         while let Some(&key) = self.blocked.front() {
             let Some(job) = self.conns.get_mut(key).and_then(|s| s.conn.take_stalled()) else {
                 self.blocked.pop_front();
@@ -426,6 +430,21 @@ impl<D: Driver> Reader<D> {
                     }
                     break;
                 }
+            }
+        }
+    }
+
+    /// Spawn the answers this round admitted, together (see `Tasks::admit`); those of a
+    /// connection that closed meanwhile are dropped.
+    fn spawn_deferred(&mut self) {
+        let Exec::Service(exec) = &self.exec else {
+            return;
+        };
+        for (id, seq, answering) in self.deferred.drain(..) {
+            let alive = self.conns.get(id.key).is_some_and(|s| s.gen == id.gen);
+            if alive {
+                self.running
+                    .add(id.key, seq, exec.tasks.spawn(answering, id, seq));
             }
         }
     }
@@ -756,6 +775,7 @@ impl<D: Driver> Reader<D> {
             running,
             bodies,
             paused,
+            deferred,
             ..
         } = self
         else {
@@ -826,8 +846,8 @@ impl<D: Driver> Reader<D> {
                 ctx,
                 req,
             };
-            match exec.tasks.try_submit(job) {
-                Ok(task) => running.add(key, seq, task),
+            match exec.tasks.admit(job) {
+                Ok(answering) => deferred.push((id, seq, answering)),
                 Err(job) => {
                     // The runtime is full: the request waits here, and the connection
                     // parses no more until there is room.
