@@ -582,3 +582,30 @@ fn close_head_and_100_continue_behave_as_for_native_handlers() {
         server.stop();
     }
 }
+
+/// A request that closes the connection (`Connection: close`, HTTP/1.0, or one read while
+/// draining) still has its streamed body read to the end: the connection stops reading at
+/// the end of its body, not at its head.
+#[test]
+fn a_closing_request_still_streams_its_whole_body() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder.limits(h1::Limits {
+            max_body_bytes: 64 << 20,
+            ..h1::Limits::default()
+        }));
+        let addr = server.local_addr();
+        for (version, close) in [("1.1", "Connection: close\r\n"), ("1.0", "")] {
+            let (mut w, mut r) = open(addr);
+            let size = 3 << 20;
+            let head = format!(
+                "POST /count?ms=0 HTTP/{version}\r\nHost: t\r\n{close}Content-Length: {size}\r\n\r\n"
+            );
+            w.write_all(head.as_bytes()).unwrap();
+            w.write_all(&vec![b'z'; size]).unwrap();
+            let resp = next_response(&mut r).expect("the answer");
+            assert_eq!(resp.text(), format!("{size}\n"), "{name} HTTP/{version}");
+            assert_closed(&mut r);
+        }
+        server.stop();
+    }
+}

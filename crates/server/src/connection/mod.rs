@@ -153,6 +153,9 @@ pub(crate) struct Connection {
     stalled: Option<Box<Job>>,
     /// Why the parser last stopped, which says whether to read.
     intake: Intake,
+    /// The request whose body is streaming ends the connection: read no further request
+    /// once the body is in (stopping at its head would starve its body).
+    close_after_body: bool,
     /// Requests parsed so far (saturating).
     requests: u32,
     /// When `accept` returned this connection.
@@ -212,6 +215,7 @@ impl Connection {
             discard: false,
             stalled: None,
             intake: Intake::WantsBytes,
+            close_after_body: false,
             requests: 0,
             accepted_at: now,
             receive_wait: PendingWait::NONE,
@@ -471,10 +475,13 @@ impl Connection {
                     Ok(Streamed::Decoded(decoded)) => Ok(decoded),
                     Ok(Streamed::Data { bytes, last }) => {
                         self.note_head(cx.now);
+                        if last && std::mem::take(&mut self.close_after_body) {
+                            self.stop_reading();
+                        }
                         return Some(Polled::Body(bytes, last));
                     }
                     Ok(Streamed::Head { req, length }) => {
-                        let (req, ctx) = self.begin(req, cx, tally);
+                        let (req, ctx) = self.begin(req, true, cx, tally);
                         return Some(Polled::Streaming(req, ctx, length));
                     }
                     Err(err) => Err(err),
@@ -499,7 +506,7 @@ impl Connection {
                     break;
                 }
                 Ok(Decoded::Request(req)) => {
-                    let (req, ctx) = self.begin(req, cx, tally);
+                    let (req, ctx) = self.begin(req, false, cx, tally);
                     return Some(Polled::Request(req, ctx));
                 }
             }
@@ -508,10 +515,12 @@ impl Connection {
         None
     }
 
-    /// A request's head is in: count it and its receive-queue wait, and say how to answer.
+    /// A request's head is in (`streams`: its body follows as it arrives): count it and its
+    /// receive-queue wait, and say how to answer.
     fn begin(
         &mut self,
         mut req: h1::Request,
+        streams: bool,
         cx: &ParseContext<'_>,
         tally: &mut Tally,
     ) -> (h1::Request, EncodeContext) {
@@ -521,8 +530,10 @@ impl Connection {
         }
         req.set_peer_addr(self.peer);
         let ctx = EncodeContext::for_request(&req, !cx.draining);
-        if !ctx.keep_alive {
-            self.stop_reading();
+        match (ctx.keep_alive, streams) {
+            (true, _) => {}
+            (false, true) => self.close_after_body = true,
+            (false, false) => self.stop_reading(),
         }
         self.note_head(cx.now);
         (req, ctx)
