@@ -73,12 +73,8 @@ enum Command {
     /// The lab's floor: a minimal server that only reads, counts heads and writes.
     #[command(hide = true)]
     AnchorFloor {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value_t = 4096)]
-        backlog: i32,
+        #[command(flatten)]
+        at: AnchorArgs,
         #[arg(long, default_value = "epoll", value_parser = named(&Io::ALL, |i| i.name()))]
         io: Io,
     },
@@ -86,24 +82,27 @@ enum Command {
     #[cfg(feature = "axum")]
     #[command(hide = true)]
     AnchorAxum {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value_t = 4096)]
-        backlog: i32,
+        #[command(flatten)]
+        at: AnchorArgs,
     },
     /// The lab's hyper 1.x anchor (built with `--features hyper`).
     #[cfg(feature = "hyper")]
     #[command(hide = true)]
     AnchorHyper {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value_t = 4096)]
-        backlog: i32,
+        #[command(flatten)]
+        at: AnchorArgs,
     },
+}
+
+/// Where and how wide a lab anchor serves.
+#[derive(clap::Args)]
+struct AnchorArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long, default_value_t = 4096)]
+    backlog: i32,
 }
 
 #[derive(Parser)]
@@ -340,34 +339,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::AnchorFloor {
-            listen,
-            threads,
-            backlog,
-            io,
-        } => anchor_exit(
+        Command::AnchorFloor { at, io } => anchor_exit(
             "anchor-floor",
-            lab::floor::run(listen, threads, backlog, io),
+            lab::floor::run(at.listen, at.threads, at.backlog, io),
             ExitCode::from(2),
         ),
         #[cfg(feature = "axum")]
-        Command::AnchorAxum {
-            listen,
-            threads,
-            backlog,
-        } => anchor_exit(
+        Command::AnchorAxum { at } => anchor_exit(
             "anchor-axum",
-            lab::anchor_axum::run(listen, threads, backlog),
+            lab::anchor_axum::run(at.listen, at.threads, at.backlog),
             ExitCode::FAILURE,
         ),
         #[cfg(feature = "hyper")]
-        Command::AnchorHyper {
-            listen,
-            threads,
-            backlog,
-        } => anchor_exit(
+        Command::AnchorHyper { at } => anchor_exit(
             "anchor-hyper",
-            lab::anchor_hyper::run(listen, threads, backlog),
+            lab::anchor_hyper::run(at.listen, at.threads, at.backlog),
             ExitCode::FAILURE,
         ),
         Command::Reload { pid_file } => match reload(&pid_file) {

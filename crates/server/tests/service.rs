@@ -609,3 +609,27 @@ fn a_closing_request_still_streams_its_whole_body() {
         server.stop();
     }
 }
+
+/// HEAD on a route whose body streams: the head alone, at once — the body (a GiB here) is
+/// dropped unread, not produced for nothing — and the connection goes on.
+#[test]
+fn head_on_a_streamed_route_answers_without_producing_the_body() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder);
+        let (mut w, mut r) = open(server.local_addr());
+        let t0 = Instant::now();
+        w.write_all(b"HEAD /gib HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let head = read_response(&mut r, true).unwrap();
+        assert_eq!(head.status, 200, "{name}");
+        assert!(head.body.is_empty());
+        let next = read_response(&mut r, false).unwrap();
+        assert_eq!(next.text(), "Hello, World!\n", "{name}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{name}: {:?}",
+            t0.elapsed()
+        );
+        server.stop();
+    }
+}

@@ -488,6 +488,13 @@ async fn answer(mut answering: Answering, reply: Reply) {
 /// Send a streamed body's head and what came with it, then each piece as it is produced,
 /// each waiting for the credit the connection returns as it takes pieces into its output.
 async fn stream_rest(mut stream: Stream, reply: Reply) {
+    if stream.coding.is_none() {
+        // No body goes on the wire (HEAD, 204, 304): the head is the whole answer, and the
+        // body is dropped unread rather than produced for nothing.
+        let keep_alive = stream.end(true);
+        with_thread(|stats, _| stats.map(|s| s.requests(1)));
+        return reply.send(stream.out.freeze(), Some(keep_alive));
+    }
     let credit = Arc::new(Credit::default());
     let first = std::mem::take(&mut stream.out);
     credit.reserve(first.len()).await;
