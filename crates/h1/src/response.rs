@@ -269,6 +269,12 @@ impl Response {
         &self.body
     }
 
+    /// The 500 a handler's bug becomes (a panic, an invalid field): it closes the
+    /// connection, since what the handler left behind cannot be trusted.
+    pub fn internal_error() -> Self {
+        Response::text(500, "Internal Server Error\n").close()
+    }
+
     /// Whether the handler asked to close the connection.
     pub fn wants_close(&self) -> bool {
         self.close
@@ -278,9 +284,7 @@ impl Response {
     pub fn encode(&self, ctx: EncodeContext, date: &DateCache, out: &mut BytesMut) -> bool {
         if self.invalid.is_some() {
             // A handler's bug, answered as one; the connection closes like after a panic.
-            return Response::text(500, "Internal Server Error\n")
-                .close()
-                .encode(ctx, date, out);
+            return Response::internal_error().encode(ctx, date, out);
         }
         out.reserve(128 + self.body.len() + self.headers.len() * 32);
         let head = self.encode_head(ctx, date, Framing::Length(self.body.len() as u64), out);

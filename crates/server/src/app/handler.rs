@@ -255,7 +255,7 @@ forward_through!([H: Handler + ?Sized] Arc<H>, [] Box<dyn Handler>);
 pub(crate) fn call_guarded(handler: &dyn Handler, req: Request) -> (Response, bool) {
     match catch_unwind(AssertUnwindSafe(|| handler.call(req))) {
         Ok(resp) => (resp, false),
-        Err(_) => (Response::text(500, "Internal Server Error\n").close(), true),
+        Err(_) => (Response::internal_error(), true),
     }
 }
 

@@ -419,24 +419,28 @@ impl Router {
         let Some(state) = self.state.take() else {
             return self;
         };
-        for route in &mut self.routes {
-            let inner = std::mem::replace(&mut route.handler, Box::new(Unreachable));
-            route.handler = Box::new(WithState {
+        self.wrap_routes(|inner| {
+            Box::new(WithState {
                 state: state.clone(),
                 inner,
-            });
-        }
+            })
+        });
         self
+    }
+
+    /// Replace each route's handler with `wrap` of it.
+    fn wrap_routes(&mut self, wrap: impl Fn(Box<dyn Handler>) -> Box<dyn Handler>) {
+        for route in &mut self.routes {
+            let inner = std::mem::replace(&mut route.handler, Box::new(Unreachable));
+            route.handler = wrap(inner);
+        }
     }
 
     /// Wrap every route added so far in `layer` (routes added later, and the fallbacks,
     /// are not wrapped: an authentication layer does not turn 404s into 401s).
     pub fn layer<L: Layer>(mut self, layer: L) -> Self {
         let layer = Arc::new(layer);
-        for route in &mut self.routes {
-            let inner = std::mem::replace(&mut route.handler, Box::new(Unreachable));
-            route.handler = Box::new(Layered::new(layer.clone(), inner));
-        }
+        self.wrap_routes(|inner| Box::new(Layered::new(layer.clone(), inner)));
         self.refresh_blocking()
     }
 }

@@ -102,7 +102,7 @@ impl<S: HttpService<B>, B: HttpBody> AsyncApp for Tower<S, B> {
 pub struct PeerAddr(pub SocketAddr);
 
 /// The parsed request as the service's `http::Request`: method, target, version and fields
-/// carried over (the fields copied once), the body — the bytes read with it, not copied, or
+/// carried over (the field values share the request's head), the body — the bytes read with it, not copied, or
 /// `body` when it streams — and the peer's address as a [`PeerAddr`] extension.
 pub(crate) fn to_http(req: h1::Request, body: Option<RequestBody>) -> http::Request<RequestBody> {
     let peer = req.peer_addr();

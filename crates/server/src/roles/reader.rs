@@ -541,7 +541,7 @@ impl<D: Driver> Reader<D> {
         };
         let cx = cfg.parse_context(date, *draining, *now);
         let expired = s.conn.expire(kind, &cx, tally);
-        self.cut_body(key);
+        cut_body(&mut self.bodies, key);
         match expired {
             Expired::Close => self.close(io, key),
             Expired::Answered => self.drive(io, key),
@@ -615,9 +615,7 @@ impl<D: Driver> Reader<D> {
                 match io.read(&s.fd, &mut s.io, buf, weight.is_some()) {
                     Read::Closed => {
                         s.conn.peer_closed();
-                        if let Some(pipe) = self.bodies.remove(&key) {
-                            pipe.fail();
-                        }
+                        cut_body(&mut self.bodies, key);
                     }
                     Read::Bytes(n, arrived) => {
                         let stamp = arrived.zip(weight).map(|(at, w)| stamp(at, w));
@@ -835,7 +833,7 @@ impl<D: Driver> Reader<D> {
             let seq = conn.push_pending();
             if let Some(body) = body {
                 // Its body is being read: it starts now, room or not.
-                let answering = exec.tasks.call(req, body, ctx);
+                let answering = exec.tasks.begin(req, Some(body), ctx);
                 running.add(key, seq, exec.tasks.spawn(answering, id, seq));
                 continue;
             }
@@ -858,14 +856,6 @@ impl<D: Driver> Reader<D> {
         }
     }
 
-    /// The streaming body of `key`'s connection will not be completed (it closed, timed
-    /// out or half-closed mid-body): its reader gets an error rather than waiting forever.
-    fn cut_body(&mut self, key: usize) {
-        if let Some(pipe) = self.bodies.remove(&key) {
-            pipe.fail();
-        }
-    }
-
     /// Close the connection through the driver. A service's answers still running for it
     /// are dropped: nobody is left to read them.
     fn close(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize) {
@@ -876,7 +866,7 @@ impl<D: Driver> Reader<D> {
         if cancelled > 0 {
             self.stats.cancelled(cancelled);
         }
-        self.cut_body(key);
+        cut_body(&mut self.bodies, key);
         self.wheel.remove(key, s.timer);
         io.close(s.fd, s.io, s.conn.sending());
         self.closed();
@@ -918,6 +908,14 @@ impl<D: Driver> Reader<D> {
             self.close(io, key);
         }
         n
+    }
+}
+
+/// The streaming body of `key`'s connection will not be completed (it closed, timed out or
+/// half-closed mid-body): its reader gets an error rather than waiting forever.
+fn cut_body(bodies: &mut HashMap<usize, Arc<Pipe>>, key: usize) {
+    if let Some(pipe) = bodies.remove(&key) {
+        pipe.fail();
     }
 }
 

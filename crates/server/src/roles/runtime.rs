@@ -168,11 +168,7 @@ impl Whole {
         let (parts, got) = match self.answer {
             Ok(answer) => answer,
             // It closes the connection, as a native handler's panic does.
-            Err(_) => {
-                return h1::Response::text(500, "Internal Server Error\n")
-                    .close()
-                    .encode(self.ctx, date, out);
-            }
+            Err(_) => return h1::Response::internal_error().encode(self.ctx, date, out),
         };
         // A HEAD's answer has no body to count; the length the service gave is the GET's.
         let len = match self.ctx.head && got.is_empty() {
@@ -548,24 +544,32 @@ impl Tasks {
         ctx: EncodeContext,
         date: &DateCache,
     ) -> (Answering, Poll<Step>) {
+        // The first poll too runs in the runtime's context: a handler that reaches for
+        // tokio's timers or I/O registers with this runtime's driver.
         let _entered = self.handle.enter();
-        let mut answering = Answering::new(self.app.call(to_http(req, body)), ctx);
+        let mut answering = self.call(req, body, ctx);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let poll = answering.poll(&mut cx, date);
         (answering, poll)
     }
 
-    /// Call the service for a request whose body streams, to be spawned at once: it
-    /// cannot wait for room (its body is already being read), and a connection has at
-    /// most one such request at a time.
-    pub(crate) fn call(
+    /// Call the service for `req` (its body streaming when `body` is given), inside the
+    /// runtime's context so that the service may reach tokio's timers and I/O. A request
+    /// whose body streams is spawned at once, room or not: its body is already being read,
+    /// and a connection has at most one such request at a time.
+    pub(crate) fn begin(
         &self,
         req: h1::Request,
-        body: RequestBody,
+        body: Option<RequestBody>,
         ctx: EncodeContext,
     ) -> Answering {
         let _entered = self.handle.enter();
-        Answering::new(self.app.call(to_http(req, Some(body))), ctx)
+        self.call(req, body, ctx)
+    }
+
+    /// Call the service for `req`; the caller holds the runtime's context.
+    fn call(&self, req: h1::Request, body: Option<RequestBody>, ctx: EncodeContext) -> Answering {
+        Answering::new(self.app.call(to_http(req, body)), ctx)
     }
 
     /// Finish on the runtime an answer begun here; the parts go to `conn`'s slot `seq`.
@@ -618,13 +622,9 @@ impl Tasks {
         if self.in_flight.load(Ordering::Acquire) >= self.cap {
             return Err(job);
         }
-        let _entered = self.handle.enter();
-        let fut = self.app.call(to_http(job.req, None));
-        Ok(Answering::new(fut, job.ctx))
+        Ok(self.begin(job.req, None, job.ctx))
     }
-}
 
-impl Tasks {
     /// A reader's link to the runtime behind `handle`: its answers come back through
     /// `port`; `in_flight` is shared by every reader, up to `cap` at once.
     pub(crate) fn new(
