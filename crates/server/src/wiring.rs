@@ -323,14 +323,7 @@ impl<'a> Wiring<'a> {
                 self.shutdown.clone(),
             );
             self.spawn_thread(
-                ThreadLayout {
-                    name,
-                    role,
-                    listens: false,
-                    accepts: false,
-                    reads: false,
-                    handles: true,
-                },
+                ThreadLayout::handler(name, role),
                 Box::new(move || worker::run(handler, jobs, replies, stats, shutdown)),
             );
         }
@@ -478,14 +471,9 @@ fn service_execs(
     let stats: Vec<Arc<ThreadStats>> = (0..count)
         .map(|i| w.registry.add(&format!("{prefix}-{i}"), Role::Worker))
         .collect();
-    let threads = stats.iter().map(|s| ThreadLayout {
-        name: s.name().to_string(),
-        role: Role::Worker,
-        listens: false,
-        accepts: false,
-        reads: false,
-        handles: true,
-    });
+    let threads = stats
+        .iter()
+        .map(|s| ThreadLayout::handler(s.name().to_string(), Role::Worker));
     // Listed as `Topology::layout` lists them: workers first, the readers' runtime last.
     if inline {
         w.runtime_layout.extend(threads);

@@ -179,6 +179,20 @@ pub struct ThreadLayout {
     pub handles: bool,
 }
 
+impl ThreadLayout {
+    /// A thread that only runs the application (a worker, a blocking or runtime thread).
+    pub(crate) fn handler(name: String, role: Role) -> ThreadLayout {
+        ThreadLayout {
+            name,
+            role,
+            listens: false,
+            accepts: false,
+            reads: false,
+            handles: true,
+        }
+    }
+}
+
 impl fmt::Display for ThreadLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
@@ -379,14 +393,8 @@ impl Topology {
     /// Every thread this shape starts (before any blocking pool), in start order: workers,
     /// then acceptors, then readers.
     pub fn threads(&self) -> Vec<ThreadLayout> {
-        let workers = (0..self.workers).map(|i| ThreadLayout {
-            name: self.worker_name(i),
-            role: Role::Worker,
-            listens: false,
-            accepts: false,
-            reads: false,
-            handles: true,
-        });
+        let workers =
+            (0..self.workers).map(|i| ThreadLayout::handler(self.worker_name(i), Role::Worker));
         let acceptors = (0..self.acceptors).map(|i| ThreadLayout {
             name: self.acceptor_name(i),
             role: Role::Acceptor,
@@ -418,21 +426,11 @@ impl Topology {
             AppThreads::Service if self.workers == 0 => (0, self.readers),
             AppThreads::Service => (0, 0),
         };
-        threads.extend((0..runtime).map(|i| ThreadLayout {
-            name: format!("async-{i}"),
-            role: Role::Worker,
-            listens: false,
-            accepts: false,
-            reads: false,
-            handles: true,
-        }));
-        threads.extend((0..blocking).map(|i| ThreadLayout {
-            name: format!("{}-{i}", Role::Blocking.name()),
-            role: Role::Blocking,
-            listens: false,
-            accepts: false,
-            reads: false,
-            handles: true,
+        threads.extend(
+            (0..runtime).map(|i| ThreadLayout::handler(format!("async-{i}"), Role::Worker)),
+        );
+        threads.extend((0..blocking).map(|i| {
+            ThreadLayout::handler(format!("{}-{i}", Role::Blocking.name()), Role::Blocking)
         }));
         threads
     }
