@@ -673,7 +673,7 @@ impl Connection {
         spare.lend(&mut self.wbuf);
         // The answer in order, with room for it: straight to the output (a worker's whole
         // answer usually is; holding it in its slot would allocate for every answer).
-        let straight = idx == 0 && !waiting && self.has_room();
+        let straight = idx == 0 && !waiting && room(self.discard, &self.wbuf, self.sending);
         if straight && !self.discard {
             self.wbuf.extend_from_slice(&bytes);
         }
@@ -688,14 +688,9 @@ impl Connection {
         self.flush_slots();
     }
 
-    /// The output may take another part: it is under its bound (or nothing is sent).
-    fn has_room(&self) -> bool {
-        room(self.discard, &self.wbuf, self.sending)
-    }
-
     /// Move the answers now in order to the output. A part waits in its slot while the
     /// output is past [`OUTPUT_BOUND`]: a streamed body's producer is paused by the parts it
-    /// has outstanding (see `roles::service`), so holding them here is what makes a
+    /// has outstanding (see `roles::runtime`), so holding them here is what makes a
     /// slow reader slow the stream down rather than grow our memory.
     fn flush_slots(&mut self) {
         while let Some(slot) = self.slots.front_mut() {
