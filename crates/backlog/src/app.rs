@@ -1,6 +1,7 @@
 //! The built-in applications `backlog serve` runs: `hello` (the benchmark's plaintext and the
-//! slow handler that makes imbalance visible) and `echo` (what HTTP conformance suites
-//! expect of a server under test).
+//! slow handler that makes imbalance visible), `echo` (what HTTP conformance suites expect
+//! of a server under test) and `arena` (HttpArena's engine endpoints, so that any shape is
+//! measured the way the field is).
 
 use backlog_server::{http, Handler, RequestBody, Router};
 use h1::{Request, Response};
@@ -78,6 +79,42 @@ fn work(req: Request) -> Response {
         }
     }
     Response::text(200, format!("spun {} us\n", spin.as_micros()))
+}
+
+/// HttpArena's engine endpoints, as its implementation notes and validate.sh define them:
+/// `GET /baseline11?a=&b=` answers the sum of the two integers, `POST /baseline11?a=&b=`
+/// adds the integer its body holds (sent with Content-Length or chunked: the server
+/// decodes either before the handler sees it), `GET /pipeline` answers `ok`; every answer
+/// `text/plain`, 404 elsewhere. A parameter left out counts as 0 (the field's reference
+/// entries do the same); one that is not an integer, or a body that is not one, is a 400,
+/// never a silently wrong sum.
+pub fn arena() -> Router {
+    Router::new()
+        .get("/baseline11", |req: Request| match query_sum(&req) {
+            Ok(sum) => Response::text(200, sum.to_string()),
+            Err(why) => Response::text(400, why),
+        })
+        .post("/baseline11", |req: Request| {
+            let body = std::str::from_utf8(req.body())
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok());
+            match (query_sum(&req), body) {
+                (Ok(sum), Some(n)) => Response::text(200, sum.wrapping_add(n).to_string()),
+                (Err(why), _) => Response::text(400, why),
+                (_, None) => Response::text(400, "the body must be an integer\n"),
+            }
+        })
+        .get("/pipeline", |_req: Request| Response::text(200, "ok"))
+        .fallback(|_req: Request| Response::text(404, "not found\n"))
+}
+
+/// `a + b` from the query (a missing one is 0).
+fn query_sum(req: &Request) -> Result<i64, &'static str> {
+    let int = |name: &str| match req.query_param(name) {
+        None => Ok(0),
+        Some(v) => v.parse::<i64>().map_err(|_| "a and b must be integers\n"),
+    };
+    Ok(int("a")?.wrapping_add(int("b")?))
 }
 
 /// Every method on every path but CONNECT: 200 with the request body, streamed back as it

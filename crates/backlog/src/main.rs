@@ -299,6 +299,8 @@ where
 enum AppArg {
     Hello,
     Echo,
+    /// HttpArena's engine endpoints: `/baseline11` (GET and POST) and `/pipeline`.
+    Arena,
     /// The lab's axum app (`/` and `/work`), a plain axum `Router` run as a tower service
     /// (built with `--features axum`).
     Axum,
@@ -550,6 +552,7 @@ fn bind_app(args: &ServeArgs, builder: backlog_server::ServerBuilder) -> anyhow:
             Ok(server)
         }
         AppArg::Echo => Ok(builder.bind_service(app::Echo)?),
+        AppArg::Arena => Ok(builder.bind(app::arena())?),
         #[cfg(feature = "axum")]
         AppArg::Axum => Ok(builder.bind_service(lab::anchor_axum::router())?),
         #[cfg(not(feature = "axum"))]
@@ -696,6 +699,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .blocking_threads
                     .unwrap_or(backlog_server::tuning::DEFAULT_BLOCKING_THREADS),
             },
+            AppArg::Arena => AppThreads::Handler { blocking: 0 },
             AppArg::Echo | AppArg::Axum => AppThreads::Service,
         };
         outln!("{}", shape.describe_with(app).trim_end());

@@ -379,7 +379,7 @@ fn dry_run_prints_the_layout_the_server_runs() {
         &["--topology", "listeners=2 acceptors=2 readers=2"],
     ];
     for shape in shapes {
-        for app in ["hello", "echo"] {
+        for app in ["hello", "echo", "arena"] {
             let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--app", app];
             args.extend_from_slice(shape);
             let data = testkit::scratch("backlog-test-");
