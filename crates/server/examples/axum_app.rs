@@ -170,6 +170,15 @@ fn app(token: String) -> Router {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // The server's own warnings and errors (a loop that could not start, a lost
+    // connection) on stderr; RUST_LOG says more.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let mut server = Server::builder()
         .listen(args.listen)
         .io(args.io.unwrap_or_else(Io::from_env));

@@ -110,6 +110,15 @@ fn items_api() -> Router {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // The server's own warnings and errors (a loop that could not start, a lost
+    // connection) on stderr; RUST_LOG says more.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let bearer = format!("Bearer {}", args.token);
     let auth = move |req: Request, next: &dyn Handler| match req.header_str("authorization") {
         Some(value) if value == bearer => next.call(req),

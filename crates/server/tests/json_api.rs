@@ -35,7 +35,7 @@ fn example(name: &str) -> PathBuf {
 
 /// The example running; SIGTERM and reaped when dropped.
 struct Api {
-    child: Child,
+    child: std::sync::Mutex<Child>,
     addr: SocketAddr,
 }
 
@@ -49,7 +49,10 @@ impl Api {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let api = Api { child, addr };
+        let api = Api {
+            child: std::sync::Mutex::new(child),
+            addr,
+        };
         wait_until(&format!("{name} answers"), Duration::from_secs(10), || {
             std::net::TcpStream::connect(addr).is_ok()
         });
@@ -63,13 +66,28 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> HttpResponse {
-        request(self.addr, method, target, headers, body.as_bytes())
+        let call = || request(self.addr, method, target, headers, body.as_bytes());
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+            Ok(resp) => resp,
+            Err(panic) => {
+                // Say whether the server is still there: a call that fails because the
+                // process died reads very differently from one the server got wrong.
+                let exited = self.child.lock().unwrap().try_wait();
+                eprintln!(
+                    "{method} {target} on {} failed; the server: {exited:?}",
+                    self.addr
+                );
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     /// SIGTERM; the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        sys::process::signal(self.child.id(), signal_hook::consts::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
+    fn stop(self) -> std::process::ExitStatus {
+        let mut child = self.child.lock().unwrap();
+        sys::process::signal(child.id(), signal_hook::consts::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        drop(child);
         std::mem::forget(self);
         status
     }
@@ -77,8 +95,9 @@ impl Api {
 
 impl Drop for Api {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
