@@ -92,6 +92,20 @@ enum Command {
         #[command(flatten)]
         at: AnchorArgs,
     },
+    /// The lab's actix-web peer, HttpArena's endpoints (built with `--features actix`).
+    #[cfg(feature = "actix")]
+    #[command(hide = true)]
+    AnchorActix {
+        #[command(flatten)]
+        at: AnchorArgs,
+    },
+    /// The lab's may-minihttp peer, HttpArena's endpoints (built with `--features minihttp`).
+    #[cfg(feature = "minihttp")]
+    #[command(hide = true)]
+    AnchorMinihttp {
+        #[command(flatten)]
+        at: AnchorArgs,
+    },
 }
 
 /// Where and how wide a lab anchor serves.
@@ -103,6 +117,9 @@ struct AnchorArgs {
     threads: usize,
     #[arg(long, default_value_t = 4096)]
     backlog: i32,
+    /// Which endpoints: the demo's `/` or HttpArena's `/baseline11` and `/pipeline`.
+    #[arg(long, default_value = "demo", value_parser = named(&lab::engine::Endpoints::ALL, |e| e.name()))]
+    endpoints: lab::engine::Endpoints,
 }
 
 #[derive(Parser)]
@@ -343,7 +360,7 @@ fn main() -> ExitCode {
         },
         Command::AnchorFloor { at, io } => anchor_exit(
             "anchor-floor",
-            lab::floor::run(at.listen, at.threads, at.backlog, io),
+            lab::floor::run(at.listen, at.threads, at.backlog, io, at.endpoints),
             ExitCode::from(2),
         ),
         #[cfg(feature = "axum")]
@@ -352,10 +369,22 @@ fn main() -> ExitCode {
             lab::anchor_axum::run(at.listen, at.threads, at.backlog),
             ExitCode::FAILURE,
         ),
+        #[cfg(feature = "actix")]
+        Command::AnchorActix { at } => anchor_exit(
+            "anchor-actix",
+            lab::anchor_actix::run(at.listen, at.threads, at.backlog),
+            ExitCode::FAILURE,
+        ),
+        #[cfg(feature = "minihttp")]
+        Command::AnchorMinihttp { at } => anchor_exit(
+            "anchor-minihttp",
+            lab::anchor_minihttp::run(at.listen, at.threads),
+            ExitCode::FAILURE,
+        ),
         #[cfg(feature = "hyper")]
         Command::AnchorHyper { at } => anchor_exit(
             "anchor-hyper",
-            lab::anchor_hyper::run(at.listen, at.threads, at.backlog),
+            lab::anchor_hyper::run(at.listen, at.threads, at.backlog, at.endpoints),
             ExitCode::FAILURE,
         ),
         Command::Reload { pid_file } => match reload(&pid_file) {

@@ -1,8 +1,10 @@
 //! The Rust anchor: a hyper 1.x server as its users write it — a tokio current-thread
 //! runtime per thread, each with its own SO_REUSEPORT listener — answering
-//! `Hello, World!\n` to everything. Built only with the `hyper` feature (it pulls in tokio
+//! `Hello, World!\n` to everything, or HttpArena's endpoints as its users would write them
+//! (a match on the path, the body collected for a POST). Built only with the `hyper` feature (it pulls in tokio
 //! and hyper); the lab starts it as `backlog anchor-hyper` beside nginx and Node.
 
+use crate::engine::Endpoints;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -18,22 +20,71 @@ async fn hello(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>
         .unwrap_or_default())
 }
 
-async fn serve(listener: std::net::TcpListener) -> anyhow::Result<()> {
+fn text(status: u16, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+/// HttpArena's `/baseline11` (GET, POST), `/pipeline`, 404.
+async fn arena(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    use http_body_util::BodyExt;
+    if req.uri().path() == "/pipeline" {
+        return Ok(text(200, "ok".into()));
+    }
+    if req.uri().path() != "/baseline11" {
+        return Ok(text(404, "not found".into()));
+    }
+    let mut sum = 0i64;
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        if let Some(("a" | "b", v)) = pair.split_once('=') {
+            match v.parse::<i64>() {
+                Ok(n) => sum = sum.wrapping_add(n),
+                Err(_) => return Ok(text(400, "bad request".into())),
+            }
+        }
+    }
+    if req.method() == hyper::Method::POST {
+        let Ok(body) = req.into_body().collect().await else {
+            return Ok(text(400, "bad request".into()));
+        };
+        match std::str::from_utf8(&body.to_bytes())
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+        {
+            Some(n) => sum = sum.wrapping_add(n),
+            None => return Ok(text(400, "bad request".into())),
+        }
+    }
+    Ok(text(200, sum.to_string()))
+}
+
+async fn serve(listener: std::net::TcpListener, endpoints: Endpoints) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .pipeline_flush(true)
-                .serve_connection(TokioIo::new(stream), service_fn(hello))
-                .await;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.pipeline_flush(true);
+            let io = TokioIo::new(stream);
+            let _ = match endpoints {
+                Endpoints::Demo => http.serve_connection(io, service_fn(hello)).await,
+                Endpoints::Arena => http.serve_connection(io, service_fn(arena)).await,
+            };
         });
     }
 }
 
 /// Serve on `addr` (port 0 picks one) with `threads` runtimes until killed. Prints
 /// `hyper serving addr=…` on stderr once every listener is bound.
-pub fn run(addr: SocketAddr, threads: usize, backlog: i32) -> anyhow::Result<()> {
+pub fn run(
+    addr: SocketAddr,
+    threads: usize,
+    backlog: i32,
+    endpoints: Endpoints,
+) -> anyhow::Result<()> {
     let first = crate::floor::reuseport_listener(addr, backlog)?;
     let bound = first.local_addr()?;
     let mut listeners = vec![first];
@@ -51,7 +102,7 @@ pub fn run(addr: SocketAddr, threads: usize, backlog: i32) -> anyhow::Result<()>
                     tokio::runtime::Builder::new_current_thread()
                         .enable_io()
                         .build()?
-                        .block_on(serve(l))
+                        .block_on(serve(l, endpoints))
                 })
         })
         .collect::<Result<_, _>>()?;

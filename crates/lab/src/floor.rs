@@ -5,6 +5,8 @@
 //! in one send (the same bytes backlog answers `GET /` with, a fixed Date), and closes when
 //! the client does or a head says `Connection: close`. No parsing, no routing, no
 //! timeouts, no limits: whatever backlog spends above it is the price of being a server.
+//! For HttpArena's endpoints the same loops run the arena engine instead
+//! ([`crate::engine`]): it parses and answers correctly, and does nothing else.
 //! Each thread has its own `SO_REUSEPORT` listener and loop, and either I/O interface:
 //!
 //! - epoll: edge-triggered connections, a read until the queue is empty, one write;
@@ -13,6 +15,7 @@
 //!
 //! Started by the lab as `backlog anchor-floor --io epoll|uring`.
 
+use crate::engine::{Endpoints, Protocol};
 use anyhow::Context;
 use backlog_server::Io;
 use bytes::BytesMut;
@@ -23,8 +26,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use sys::uring::{Event, Ring};
 use sys::{Epoll, Events, Interest};
 
-/// What backlog's demo answers `GET /` with, byte for byte (its Date is live).
-const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nServer: backlog\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, World!\n";
 const LISTENER: u64 = u64::MAX >> 8;
 const READ_SIZE: usize = 64 * 1024;
 
@@ -42,62 +43,12 @@ pub(crate) fn reuseport_listener(addr: SocketAddr, backlog: i32) -> anyhow::Resu
     Ok(sock.into())
 }
 
-/// Request heads seen so far on one connection: what is left of an unfinished head.
-#[derive(Debug, Default)]
-struct Heads {
-    carry: Vec<u8>,
-}
-
-impl Heads {
-    /// Count the heads `data` completes; whether one asked to close.
-    fn feed(&mut self, data: &[u8]) -> (usize, bool) {
-        if self.carry.is_empty() {
-            let (n, close, used) = scan(data);
-            self.carry.extend_from_slice(&data[used..]);
-            (n, close)
-        } else {
-            self.carry.extend_from_slice(data);
-            let (n, close, used) = scan(&self.carry);
-            self.carry.drain(..used);
-            (n, close)
-        }
-    }
-}
-
-/// Complete heads in `buf`, whether any says `Connection: close`, and the bytes they span.
-fn scan(buf: &[u8]) -> (usize, bool, usize) {
-    let (mut heads, mut close, mut start, mut i) = (0, false, 0, 0);
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + p;
-        if nl >= start + 3 && &buf[nl - 3..=nl] == b"\r\n\r\n" {
-            heads += 1;
-            close |= asks_close(&buf[start..=nl]);
-            start = nl + 1;
-        }
-        i = nl + 1;
-    }
-    (heads, close, start)
-}
-
-fn asks_close(head: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"connection: close";
-    head.windows(NEEDLE.len())
-        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
-}
-
-fn answers(out: &mut BytesMut, n: usize) {
-    out.clear();
-    out.reserve(n * ANSWER.len());
-    for _ in 0..n {
-        out.extend_from_slice(ANSWER);
-    }
-}
-
 /// The floor's listening sockets, bound and not yet served.
 #[derive(Debug)]
 pub struct Floor {
     listeners: Vec<TcpListener>,
     uring: bool,
+    endpoints: Endpoints,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -105,7 +56,13 @@ pub struct Floor {
 impl Floor {
     /// Bind `threads` listeners on `addr` (port 0 picks one). `Io::Auto` is io_uring where
     /// the kernel has it; `Io::Uring` fails here, with the cause, where it does not.
-    pub fn bind(addr: SocketAddr, threads: usize, backlog: i32, io: Io) -> anyhow::Result<Floor> {
+    pub fn bind(
+        addr: SocketAddr,
+        threads: usize,
+        backlog: i32,
+        io: Io,
+        endpoints: Endpoints,
+    ) -> anyhow::Result<Floor> {
         let uring = match io {
             Io::Epoll => false,
             Io::Uring => {
@@ -123,6 +80,7 @@ impl Floor {
         Ok(Floor {
             listeners,
             uring,
+            endpoints,
             addr,
         })
     }
@@ -138,7 +96,7 @@ impl Floor {
 
     /// Serve until the process ends: a thread per listener.
     pub fn serve(self) -> anyhow::Result<()> {
-        let uring = self.uring;
+        let (uring, endpoints) = (self.uring, self.endpoints);
         let handles: Vec<_> = self
             .listeners
             .into_iter()
@@ -146,7 +104,13 @@ impl Floor {
             .map(|(i, l)| {
                 std::thread::Builder::new()
                     .name(format!("floor-{i}"))
-                    .spawn(move || if uring { uring_loop(l) } else { epoll_loop(l) })
+                    .spawn(move || {
+                        if uring {
+                            uring_loop(l, endpoints)
+                        } else {
+                            epoll_loop(l, endpoints)
+                        }
+                    })
             })
             .collect::<Result<_, _>>()?;
         for h in handles {
@@ -158,19 +122,25 @@ impl Floor {
 }
 
 /// `backlog anchor-floor`: bind, print `floor serving addr=… io=…` on stderr, serve until
-/// killed.
-pub fn run(addr: SocketAddr, threads: usize, backlog: i32, io: Io) -> anyhow::Result<()> {
-    let floor = Floor::bind(addr, threads, backlog, io)?;
+/// killed. With the arena endpoints it is the arena engine ([`crate::engine`]).
+pub fn run(
+    addr: SocketAddr,
+    threads: usize,
+    backlog: i32,
+    io: Io,
+    endpoints: Endpoints,
+) -> anyhow::Result<()> {
+    let floor = Floor::bind(addr, threads, backlog, io, endpoints)?;
     eprintln!("floor serving addr={} io={}", floor.addr, floor.io());
     floor.serve()
 }
 
 struct EpollConn {
     fd: OwnedFd,
-    heads: Heads,
+    proto: Protocol,
 }
 
-fn epoll_loop(listener: TcpListener) -> anyhow::Result<()> {
+fn epoll_loop(listener: TcpListener, endpoints: Endpoints) -> anyhow::Result<()> {
     let epoll = Epoll::new()?;
     epoll.add(&listener, LISTENER, Interest::Readable)?;
     let mut conns: Slab<EpollConn> = Slab::with_capacity(1024);
@@ -188,7 +158,7 @@ fn epoll_loop(listener: TcpListener) -> anyhow::Result<()> {
                             epoll.add(&a.fd, entry.key() as u64, Interest::Connection)?;
                             entry.insert(EpollConn {
                                 fd: a.fd,
-                                heads: Heads::default(),
+                                proto: Protocol::new(endpoints),
                             });
                         }
                         Err(_) => break,
@@ -219,9 +189,9 @@ fn serve_readable(conn: &mut EpollConn, fin: bool, buf: &mut BytesMut, out: &mut
             Err(err) if sys::interrupted(&err) => continue,
             Err(_) => return false,
         };
-        let (heads, close) = conn.heads.feed(&buf[..n]);
-        if heads > 0 {
-            answers(out, heads);
+        out.clear();
+        let close = conn.proto.feed(&buf[..n], out);
+        if !out.is_empty() {
             // Canned answers to a closed-loop client always fit the send buffer; a short
             // write would mean a client the floor does not serve.
             match sys::socket::write(&conn.fd, out) {
@@ -241,9 +211,9 @@ fn serve_readable(conn: &mut EpollConn, fin: bool, buf: &mut BytesMut, out: &mut
 struct UringConn {
     fd: OwnedFd,
     gen: u32,
-    heads: Heads,
+    proto: Protocol,
     /// Answers owed and not yet sent.
-    owed: usize,
+    owed: BytesMut,
     sending: bool,
     /// The receive is no longer armed: re-arm it (the pool ran dry), or it ended.
     rearm: bool,
@@ -259,7 +229,7 @@ fn token(key: usize, gen: u32) -> u64 {
     (u64::from(gen) << 32) | key as u64
 }
 
-fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
+fn uring_loop(listener: TcpListener, endpoints: Endpoints) -> anyhow::Result<()> {
     let mut ring = Ring::new()?;
     ring.submit().accept_multi(listener.as_fd(), LISTENER);
     let mut conns: Slab<UringConn> = Slab::with_capacity(1024);
@@ -290,9 +260,7 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
                 match data {
                     Ok([]) => c.ended = true,
                     Ok(bytes) => {
-                        let (n, close) = c.heads.feed(bytes);
-                        c.owed += n;
-                        c.close |= close;
+                        c.close |= c.proto.feed(bytes, &mut c.owed);
                         c.rearm |= !more;
                     }
                     Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => c.rearm = true,
@@ -324,8 +292,8 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
             let key = conns.insert(UringConn {
                 fd,
                 gen: next_gen,
-                heads: Heads::default(),
-                owed: 0,
+                proto: Protocol::new(endpoints),
+                owed: BytesMut::new(),
                 sending: false,
                 rearm: false,
                 ended: false,
@@ -341,9 +309,10 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
                 continue;
             };
             let tok = token(key, c.gen);
-            if !c.sending && c.owed > 0 && !c.broken {
+            if !c.sending && !c.owed.is_empty() && !c.broken {
                 let mut out = spare.pop().unwrap_or_default();
-                answers(&mut out, std::mem::take(&mut c.owed));
+                out.clear();
+                std::mem::swap(&mut out, &mut c.owed);
                 ring.submit().send(c.fd.as_fd(), tok, out);
                 c.sending = true;
             }
@@ -360,26 +329,5 @@ fn uring_loop(listener: TcpListener) -> anyhow::Result<()> {
                 ring.submit().recv_multi(c.fd.as_fd(), tok, false);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heads_are_counted_whatever_the_split() {
-        let two = b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nConnection: Close\r\n\r\n";
-        for cut in 0..two.len() {
-            let mut h = Heads::default();
-            let (a, ca) = h.feed(&two[..cut]);
-            let (b, cb) = h.feed(&two[cut..]);
-            assert_eq!(a + b, 2, "cut at {cut}");
-            assert!(ca || cb, "cut at {cut}: the close is seen");
-            assert!(h.carry.is_empty());
-        }
-        let mut h = Heads::default();
-        assert_eq!(h.feed(b"GET / HTTP/1.1\r\n\r"), (0, false));
-        assert_eq!(h.feed(b"\n"), (1, false));
     }
 }

@@ -15,14 +15,22 @@
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots; [`shapes`]: its sections on
 //!   topologies, the thread sweep and which shape suits which workload.
-//! - [`floor`]: the physical floor, a minimal server under epoll or io_uring.
+//! - [`floor`]: the physical floor, a minimal server under epoll or io_uring; [`engine`]:
+//!   what it does with a connection's bytes (canned answers, or HttpArena's endpoints).
 //! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.
 //! - `anchor_axum` (feature `axum`): one axum app, served by `axum::serve` and by backlog.
+//! - `anchor_actix` (feature `actix`), `anchor_minihttp` (feature `minihttp`): peers from
+//!   the field serving HttpArena's endpoints.
 
+#[cfg(feature = "actix")]
+pub mod anchor_actix;
 #[cfg(feature = "axum")]
 pub mod anchor_axum;
 #[cfg(feature = "hyper")]
 pub mod anchor_hyper;
+#[cfg(feature = "minihttp")]
+pub mod anchor_minihttp;
+pub mod engine;
 pub mod floor;
 pub mod loadgen;
 pub mod netns;

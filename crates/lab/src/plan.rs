@@ -15,6 +15,66 @@ pub const AXUM_SCENARIOS: [&str; 5] =
 /// The same in `--quick` (CI).
 pub const AXUM_QUICK_SCENARIOS: [&str; 2] = ["keepalive-64", "churn"];
 
+/// HttpArena's three connection profiles.
+pub const ARENA_SCENARIOS: [&str; 3] = ["arena-baseline", "arena-pipelined", "arena-limited-conn"];
+/// The backlog shapes that run them: one event loop per thread, under both interfaces (the
+/// field's engines are thread-per-core).
+pub const ARENA_SHAPES: [&str; 4] = [
+    "single",
+    "reuseport",
+    "single io_uring",
+    "reuseport io_uring",
+];
+
+/// HttpArena's request mix: GET with a query, POST with a Content-Length body, POST with
+/// a chunked body (its get.raw, post_cl.raw and post_chunked.raw).
+fn arena_mix() -> Vec<(u32, String)> {
+    [
+        "GET /baseline11?a=13&b=42 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "POST /baseline11?a=13&b=42 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n20",
+        "POST /baseline11?a=13&b=42 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n20\r\n0\r\n\r\n",
+    ]
+    .into_iter()
+    .map(|r| (1, r.to_string()))
+    .collect()
+}
+
+/// HttpArena's engine profiles at its smaller connection count (512): `baseline` (the mix,
+/// keep-alive), `pipelined` (`/pipeline`, 16 per write) and `limited-conn` (the mix, the
+/// client closes after 10 answers).
+fn arena_scenarios() -> Vec<Scenario> {
+    use crate::engine::Endpoints;
+    let arena = |name: &str, about: &str| {
+        let about = format!(
+            "{about}. The floor rows are the arena engine: the same loops, parsing and \
+             answering these endpoints correctly and doing nothing else (no limits, timeouts \
+             or observation), the class of the field's minimal thread-per-core engines"
+        );
+        let mut s = Scenario::new(name, &about, 512);
+        s.endpoints = Endpoints::Arena;
+        s.raw = arena_mix();
+        s.shapes = ARENA_SHAPES.iter().map(|s| s.to_string()).collect();
+        s
+    };
+    let baseline = arena(
+        "arena-baseline",
+        "HttpArena's baseline: GET /baseline11?a=13&b=42 and POSTs of a number (Content-Length, chunked) in turn, keep-alive, 512 connections; nginx cannot add without a module and sits out",
+    );
+    let mut pipelined = arena(
+        "arena-pipelined",
+        "HttpArena's pipelined: GET /pipeline, 16 requests per write, 512 connections",
+    );
+    pipelined.raw.clear();
+    pipelined.mix = vec![(1, "/pipeline".into())];
+    pipelined.pipeline = 16;
+    let mut limited = arena(
+        "arena-limited-conn",
+        "HttpArena's limited-conn: the baseline mix, the client closes each connection after 10 answers, 512 connections",
+    );
+    limited.per_connection = Some(10);
+    vec![baseline, pipelined, limited]
+}
+
 /// The workloads of the thread sweep.
 pub const SWEEP_SCENARIOS: [&str; 2] = ["keepalive-64", "mixed"];
 /// Reader counts of the thread sweep: up to well past this machine's cores.
@@ -295,6 +355,17 @@ impl Plan {
                 .only(axum_only),
             );
         }
+        // The field's engines for HttpArena's profiles: they serve its endpoints only.
+        targets.extend([
+            Target::anchor(
+                &format!("actix-web ({threads} workers)"),
+                target::Kind::Peer(target::Peer::Actix),
+            ),
+            Target::anchor(
+                &format!("may-minihttp ({threads} threads)"),
+                target::Kind::Peer(target::Peer::MayMinihttp),
+            ),
+        ]);
         targets.push(Target::anchor(
             "node",
             target::Kind::Node { cluster: false },
@@ -305,8 +376,11 @@ impl Plan {
                 target::Kind::Node { cluster: true },
             ));
         }
+        let arena = arena_scenarios();
         let scenarios = if quick {
-            vec![keepalive, churn, pipelined, mixed, reload]
+            let mut quick = vec![keepalive, churn, pipelined, mixed, reload];
+            quick.extend(arena.into_iter().take(1));
+            quick
         } else {
             vec![
                 keepalive,
@@ -323,6 +397,9 @@ impl Plan {
                 flood(0),
                 flood(1),
             ]
+            .into_iter()
+            .chain(arena)
+            .collect()
         };
         Plan {
             scenarios,
@@ -427,5 +504,45 @@ mod tests {
                 s.name
             );
         }
+    }
+
+    /// HttpArena's profiles run the thread-per-core shapes, the floor (as the arena
+    /// engine), hyper and the peers; nginx and may-minihttp only where the load is
+    /// `/pipeline` alone (one cannot add, the other cannot read a chunked body); the peers
+    /// never run the demo's workloads.
+    #[test]
+    fn the_arena_profiles_run_the_servers_that_serve_them() {
+        let plan = Plan::new(false, 1);
+        for name in ARENA_SCENARIOS {
+            let s = plan.scenarios.iter().find(|s| s.name == name).unwrap();
+            let runs: Vec<&Target> = plan.targets.iter().filter(|t| s.includes(t)).collect();
+            let backlog: Vec<&str> = runs
+                .iter()
+                .filter(|t| t.is_backlog())
+                .map(|t| t.name.as_str())
+                .collect();
+            assert_eq!(backlog, ARENA_SHAPES, "{name}");
+            let has = |prefix: &str| runs.iter().any(|t| t.name.starts_with(prefix));
+            assert!(
+                has("floor (epoll)") && has("hyper") && has("actix-web"),
+                "{name}"
+            );
+            assert!(!has("node") && !has("axum"), "{name}");
+            let pipelined = name == "arena-pipelined";
+            assert_eq!(has("nginx"), pipelined, "{name}");
+            assert_eq!(has("may-minihttp"), pipelined, "{name}");
+            let bodies = s.requests().iter().any(|(_, r)| r.starts_with(b"POST"));
+            assert_eq!(bodies, !pipelined, "{name}");
+        }
+        let keepalive = plan
+            .scenarios
+            .iter()
+            .find(|s| s.name == "keepalive-64")
+            .unwrap();
+        assert!(plan
+            .targets
+            .iter()
+            .filter(|t| matches!(t.kind, target::Kind::Peer(_)))
+            .all(|t| !keepalive.includes(t)));
     }
 }

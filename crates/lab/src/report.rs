@@ -303,6 +303,41 @@ pub fn table(results: &Results, scenario: &str) -> String {
     t
 }
 
+/// HttpArena's way of comparing: every server's CPU per answer as a ratio to backlog's in
+/// the same run, under each I/O interface (the floor rows are the arena engine, the least
+/// that serves these endpoints correctly).
+fn arena_ratios(results: &Results, scenario: &str) -> String {
+    let rows: Vec<&Measurement> = results
+        .measurements
+        .iter()
+        .filter(|m| m.scenario == scenario && m.rps >= 1.0)
+        .collect();
+    let cpu = |name: &str| {
+        rows.iter()
+            .find(|m| m.target == name)
+            .map(|m| m.server_cpu_us)
+    };
+    let (epoll, uring) = (cpu("single"), cpu("single io_uring"));
+    if epoll.is_none() && uring.is_none() {
+        return String::new();
+    }
+    let mut t = String::from(
+        "\nServer CPU per answer as a ratio to backlog's, same run (below 1.00×: it spends less than backlog):\n\n\
+         | target | µs/answer | vs backlog single | vs backlog single io_uring |\n|---|---:|---:|---:|\n",
+    );
+    for m in rows {
+        let _ = writeln!(
+            t,
+            "| {} | {:.2} | {} | {} |",
+            m.target,
+            m.server_cpu_us,
+            ratio(m.server_cpu_us, epoll),
+            ratio(m.server_cpu_us, uring)
+        );
+    }
+    t
+}
+
 /// The report: a section per scenario, then balance, memory, syscalls, `shapes` (the
 /// topology sections) and notes.
 fn markdown(
@@ -344,6 +379,9 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
         md.push_str(&table(results, name));
         if name == "accept-storm" {
             md.push_str(&storm_pairs(results));
+        }
+        if name.starts_with("arena-") {
+            md.push_str(&arena_ratios(results, name));
         }
         let images: Vec<String> = files.iter().map(|f| format!("![{f}]({f})")).collect();
         let _ = writeln!(md, "\n{}\n", images.join(" "));

@@ -8,7 +8,7 @@ use crate::loadgen::{self, LoadSpec, Pace, Reuse};
 use crate::netns::{self, Hosts};
 use crate::plan::Plan;
 use crate::results::{IdleMemory, Measurement, Results, SyscallCount};
-use crate::scenario::{bursts, never_read, request, syn_flood, trickle, Scenario};
+use crate::scenario::{bursts, never_read, syn_flood, trickle, Scenario};
 use crate::target::{self, Running, Target};
 use admin::QueueWaits;
 use backlog_server::queue_wait::WaitSnapshot;
@@ -154,7 +154,7 @@ fn one_run(
             (false, None) => Reuse::KeepAlive,
         },
         pipeline: s.pipeline,
-        requests: s.mix.iter().map(|(w, p)| (*w, request(p))).collect(),
+        requests: s.requests(),
         timeout: Duration::from_secs(5),
     };
     let measuring = AtomicBool::new(true);
@@ -415,6 +415,7 @@ pub fn run(
                 let opts = target::Options {
                     threads: plan.threads,
                     backlog: s.backlog,
+                    endpoints: s.endpoints,
                     netns: namespace.as_ref().map(|n| n.server.clone()),
                     host: match &namespace {
                         Some(ns) if ns.is_pair() => netns::SERVER.into(),

@@ -28,6 +28,17 @@ pub struct Scenario {
     pub per_connection: Option<u32>,
     /// Paths with weights.
     pub mix: Vec<(u32, String)>,
+    /// Whole requests with weights, sent as written, in place of `mix` when there are any
+    /// (HttpArena's POSTs with Content-Length and chunked bodies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw: Vec<(u32, String)>,
+    /// Which endpoints the servers serve (HttpArena's, or the demo's `/`).
+    #[serde(default)]
+    pub endpoints: crate::engine::Endpoints,
+    /// The backlog targets (by name) that take part; empty: every one. The anchors take
+    /// part wherever they serve the endpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<String>,
     /// Only servers with `/work` can serve it (backlog's apps, the axum app).
     pub backlog_only: bool,
     /// Extra connections trickling a header byte every 0.5 s while measuring.
@@ -79,9 +90,17 @@ impl Scenario {
     }
 
     /// Whether target `t` runs in this scenario: a target limited to some scenarios runs in
-    /// those; `/work` needs backlog; reloads need a server that reloads in place.
+    /// those; `/work` needs backlog; reloads need a server that reloads in place; HttpArena's
+    /// endpoints need a server that has them.
     pub fn includes(&self, t: &Target) -> bool {
         if !t.only.is_empty() && !t.only.contains(&self.name) {
+            return false;
+        }
+        if t.is_backlog() && !self.shapes.is_empty() && !self.shapes.contains(&t.name) {
+            return false;
+        }
+        let only_pipeline = self.raw.is_empty() && self.mix.iter().all(|(_, p)| p == "/pipeline");
+        if !t.serves(self.endpoints, only_pipeline) {
             return false;
         }
         if self.backlog_only && !t.serves_work() {
@@ -93,6 +112,18 @@ impl Scenario {
         true
     }
 
+    /// The requests the load sends, with weights.
+    pub fn requests(&self) -> Vec<(u32, Vec<u8>)> {
+        if self.raw.is_empty() {
+            self.mix.iter().map(|(w, p)| (*w, request(p))).collect()
+        } else {
+            self.raw
+                .iter()
+                .map(|(w, r)| (*w, r.as_bytes().to_vec()))
+                .collect()
+        }
+    }
+
     pub(crate) fn new(name: &str, about: &str, connections: usize) -> Scenario {
         Scenario {
             name: name.into(),
@@ -102,6 +133,9 @@ impl Scenario {
             churn: false,
             per_connection: None,
             mix: vec![(1, "/".into())],
+            raw: Vec::new(),
+            endpoints: crate::engine::Endpoints::Demo,
+            shapes: Vec::new(),
             backlog_only: false,
             slowloris: 0,
             backlog: None,

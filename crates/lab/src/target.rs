@@ -5,6 +5,7 @@
 //! including reaped children: workers a reload replaced) and RSS are read from /proc for the
 //! whole process tree.
 
+use crate::engine::Endpoints;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
@@ -110,12 +111,42 @@ pub enum Kind {
     /// (`backlog anchor-axum`, built with the `axum` feature); backlog serves the same app
     /// with `--app axum`.
     Axum,
+    /// A peer from the field serving HttpArena's endpoints (`backlog anchor-actix`,
+    /// `anchor-minihttp`, built with the feature of the same name).
+    Peer(Peer),
     /// The physical floor ([`crate::floor`]): reads, counts heads, writes canned answers,
     /// through epoll or io_uring (`backlog anchor-floor`).
     Floor {
         /// The I/O interface.
         io: backlog_server::Io,
     },
+}
+
+/// The field's servers the arena scenarios compare with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Peer {
+    /// actix-web 4, one worker per thread.
+    Actix,
+    /// may-minihttp on `may`'s coroutines.
+    MayMinihttp,
+}
+
+impl Peer {
+    /// Its `backlog` subcommand, and the feature that builds it.
+    fn command(self) -> (&'static str, &'static str) {
+        match self {
+            Peer::Actix => ("anchor-actix", "actix"),
+            Peer::MayMinihttp => ("anchor-minihttp", "minihttp"),
+        }
+    }
+
+    fn built(self) -> bool {
+        match self {
+            Peer::Actix => cfg!(feature = "actix"),
+            Peer::MayMinihttp => cfg!(feature = "minihttp"),
+        }
+    }
 }
 
 /// A named server configuration.
@@ -183,6 +214,29 @@ impl Target {
     /// Whether it serves `/work?spin_us=` (backlog's apps and the axum app do).
     pub fn serves_work(&self) -> bool {
         self.is_backlog() || matches!(self.kind, Kind::Axum)
+    }
+
+    /// Whether it serves `endpoints` for a load that asks for `/pipeline` alone or not.
+    /// nginx answers HttpArena's `/pipeline` exactly (a static `ok`) but cannot add without
+    /// a module of its own, so it takes part in the arena only where the load is
+    /// `/pipeline`; Node and the axum app serve the demo only.
+    pub fn serves(&self, endpoints: Endpoints, only_pipeline: bool) -> bool {
+        match endpoints {
+            Endpoints::Demo => self.serves_demo(),
+            Endpoints::Arena => match self.kind {
+                Kind::Backlog { .. } => !self.is_axum(),
+                Kind::Nginx { .. } => only_pipeline,
+                Kind::Node { .. } | Kind::Axum => false,
+                Kind::Hyper | Kind::Floor { .. } | Kind::Peer(Peer::Actix) => true,
+                // It reads bodies by Content-Length only (no chunked).
+                Kind::Peer(Peer::MayMinihttp) => only_pipeline,
+            },
+        }
+    }
+
+    /// Whether it serves the demo's `/` (the peers serve HttpArena's endpoints only).
+    pub fn serves_demo(&self) -> bool {
+        !matches!(self.kind, Kind::Peer(_))
     }
 
     /// Whether it serves the lab's axum app (on `axum::serve` or on backlog).
@@ -276,6 +330,14 @@ impl Target {
                 !cfg!(feature = "axum"),
                 "this backlog was built without the `axum` feature (cargo build --release --features axum)",
             ),
+            Kind::Peer(Peer::Actix) => (
+                !Peer::Actix.built(),
+                "this backlog was built without the `actix` feature (cargo build --release --features actix)",
+            ),
+            Kind::Peer(Peer::MayMinihttp) => (
+                !Peer::MayMinihttp.built(),
+                "this backlog was built without the `minihttp` feature (cargo build --release --features minihttp)",
+            ),
         };
         missing.then_some(why)
     }
@@ -315,6 +377,8 @@ pub struct Options {
     pub netns: Option<String>,
     /// The address it listens on (loopback, or the server host's in a pair of namespaces).
     pub host: std::net::IpAddr,
+    /// Which endpoints it serves.
+    pub endpoints: Endpoints,
 }
 
 impl Default for Options {
@@ -324,6 +388,7 @@ impl Default for Options {
             backlog: None,
             netns: None,
             host: std::net::Ipv4Addr::LOCALHOST.into(),
+            endpoints: Endpoints::Demo,
         }
     }
 }
@@ -378,6 +443,17 @@ pub fn start(
             .context("starting the axum anchor")?;
             (child, addr, None)
         }
+        Kind::Peer(peer) => {
+            let (sub, name) = peer.command();
+            let (child, addr) = start_anchor(
+                command(backlog_bin, netns).arg(sub),
+                opts,
+                threads,
+                &format!("{name} serving addr="),
+            )
+            .with_context(|| format!("starting the {name} peer"))?;
+            (child, addr, None)
+        }
         Kind::Floor { io } => {
             let (child, addr) = start_anchor(
                 command(backlog_bin, netns).args(["anchor-floor", "--io", io.name()]),
@@ -406,6 +482,10 @@ pub fn start(
                 .arg("--data")
                 .arg(dir.join("data"))
                 .args(extra)
+                .args(match opts.endpoints {
+                    Endpoints::Arena => &["--app", "arena"][..],
+                    Endpoints::Demo => &[],
+                })
                 .args(&backlog)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
@@ -439,7 +519,7 @@ pub fn start(
                 "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
 events {{ worker_connections 16384; }}\n\
 http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen {listen}{reuseport} backlog={backlog};\n\
-    location / {{ return 200 \"Hello, World!\\n\"; }}\n  }}\n}}\n",
+    default_type text/plain;\n    location / {{ return 200 \"Hello, World!\\n\"; }}\n    location = /pipeline {{ return 200 \"ok\"; }}\n  }}\n}}\n",
                 dir = dir.display(),
                 listen = SocketAddr::new(opts.host, port),
                 backlog = opts.backlog.unwrap_or(4096)
@@ -498,6 +578,7 @@ fn start_anchor(
         .arg(SocketAddr::new(opts.host, 0).to_string())
         .args(["--threads", &threads.to_string()])
         .args(["--backlog", &opts.backlog.unwrap_or(4096).to_string()])
+        .args(["--endpoints", opts.endpoints.name()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;

@@ -1,8 +1,10 @@
 //! The floor answers like a server, under both I/O interfaces: every complete head gets
 //! one answer whatever the split, pipelined heads get theirs in one go, and a client's FIN
-//! or `Connection: close` ends the connection.
+//! or `Connection: close` ends the connection. The arena engine on the same loops answers
+//! HttpArena's mix, whatever the split, in order.
 
 use backlog_server::Io;
+use lab::engine::Endpoints;
 use lab::floor::Floor;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -25,7 +27,7 @@ fn answers(stream: &mut TcpStream, n: usize) {
 }
 
 fn check(io: Io) {
-    let floor = Floor::bind("127.0.0.1:0".parse().unwrap(), 1, 128, io).unwrap();
+    let floor = Floor::bind("127.0.0.1:0".parse().unwrap(), 1, 128, io, Endpoints::Demo).unwrap();
     let addr = floor.addr;
     // The thread serves until the test process ends.
     std::thread::spawn(move || floor.serve());
@@ -61,6 +63,51 @@ fn check(io: Io) {
     );
 }
 
+/// HttpArena's three request shapes, each split in two at every byte, on one keep-alive
+/// connection, then 16 pipelined `/pipeline`s.
+fn check_arena(io: Io) {
+    let floor = Floor::bind("127.0.0.1:0".parse().unwrap(), 1, 128, io, Endpoints::Arena).unwrap();
+    let addr = floor.addr;
+    std::thread::spawn(move || floor.serve());
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.set_nodelay(true).unwrap();
+    let mix: [(&[u8], &str); 3] = [
+        (b"GET /baseline11?a=13&b=42 HTTP/1.1\r\nHost: t\r\n\r\n", "55"),
+        (
+            b"POST /baseline11?a=13&b=42 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n20",
+            "75",
+        ),
+        (
+            b"POST /baseline11?a=1&b=2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n20\r\n0\r\n\r\n",
+            "23",
+        ),
+    ];
+    let mut buf = [0u8; 4096];
+    for (req, sum) in mix {
+        for cut in 1..req.len() {
+            c.write_all(&req[..cut]).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+            c.write_all(&req[cut..]).unwrap();
+            let k = c.read(&mut buf).expect("an answer in time");
+            let text = std::str::from_utf8(&buf[..k]).unwrap();
+            assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+            assert!(
+                text.ends_with(&format!("\r\n\r\n{sum}")),
+                "cut {cut}: {text}"
+            );
+        }
+    }
+    c.write_all(&b"GET /pipeline HTTP/1.1\r\nHost: t\r\n\r\n".repeat(16))
+        .unwrap();
+    let mut got = Vec::new();
+    while got.windows(6).filter(|w| w == b"\r\n\r\nok").count() < 16 {
+        let k = c.read(&mut buf).expect("answers in time");
+        assert!(k > 0);
+        got.extend_from_slice(&buf[..k]);
+    }
+}
+
 #[test]
 fn the_epoll_floor_answers_every_head() {
     check(Io::Epoll);
@@ -70,4 +117,15 @@ fn the_epoll_floor_answers_every_head() {
 #[ignore = "needs io_uring (scripts/test runs it)"]
 fn the_io_uring_floor_answers_every_head() {
     check(Io::Uring);
+}
+
+#[test]
+fn the_epoll_arena_engine_answers_the_mix_whatever_the_split() {
+    check_arena(Io::Epoll);
+}
+
+#[test]
+#[ignore = "needs io_uring (scripts/test runs it)"]
+fn the_io_uring_arena_engine_answers_the_mix_whatever_the_split() {
+    check_arena(Io::Uring);
 }
