@@ -183,12 +183,14 @@ impl<'a> Wiring<'a> {
 
     fn acceptor(&self, parts: &LoopParts, listeners: Vec<Arc<Listener>>, turn: Turn) -> Acceptor {
         self.conn_limit.watch(parts.waker.clone());
-        Acceptor::new(
+        let mut acceptor = Acceptor::new(
             listeners,
             turn,
             parts.stats.clone(),
             self.conn_limit.clone(),
-        )
+        );
+        acceptor.join_mutex(parts.waker.clone());
+        acceptor
     }
 
     fn reader(

@@ -654,6 +654,74 @@ mod tests {
         assert!(fb.listening());
     }
 
+    /// A thread holding more than its share of the connections does not take the mutex,
+    /// and wakes the others (once) so that one of them takes the next connections now.
+    #[test]
+    fn a_thread_over_its_share_passes_the_accept_mutex_on() {
+        use std::os::fd::AsFd;
+        let lock = Arc::new(AcceptMutex::default());
+        let limit = Arc::new(ConnLimit::new(64));
+        let seat = |name: &str| {
+            let stats = Arc::new(ThreadStats::new(name, Role::Loop));
+            let mut a = Acceptor::new(
+                Vec::new(),
+                Turn::Mutex(lock.clone()),
+                stats.clone(),
+                limit.clone(),
+            );
+            let waker = Arc::new(sys::Waker::new().unwrap());
+            a.join_mutex(waker.clone());
+            (a, stats, waker)
+        };
+        let (mut a, a_stats, _) = seat("loop-0");
+        let (mut b, _, b_waker) = seat("loop-1");
+        // The eventfd is non-blocking: a read succeeds only if it was written. Then reset,
+        // as the loop does, so that a later wake writes again.
+        let woken = |w: &sys::Waker| {
+            let mut fd = std::fs::File::from(w.as_fd().try_clone_to_owned().unwrap());
+            let written = std::io::Read::read(&mut fd, &mut [0u8; 8]).is_ok();
+            w.reset();
+            written
+        };
+        let (mut fa, mut fb) = (
+            Fake::new(Semantics::Readiness),
+            Fake::new(Semantics::Readiness),
+        );
+        let now = Instant::now();
+        // Two connections, both a's: within its share (2 / 2 + 1).
+        for _ in 0..2 {
+            limit.force_acquire();
+            a_stats.opened();
+        }
+        assert_eq!(
+            a.before_wait(&mut fa, now),
+            None,
+            "within its share: it holds"
+        );
+        a.after_events();
+        // A third: a holds all three, over its share.
+        limit.force_acquire();
+        a_stats.opened();
+        assert_eq!(a.before_wait(&mut fa, now), Some(MUTEX_DELAY));
+        assert_eq!(
+            fa.listen,
+            Some(Listen::Off),
+            "over its share it does not poll"
+        );
+        assert!(
+            woken(&b_waker),
+            "the other thread is woken to take its turn"
+        );
+        assert_eq!(a.before_wait(&mut fa, now), Some(MUTEX_DELAY));
+        assert!(!woken(&b_waker), "once, not every round");
+        assert_eq!(
+            b.before_wait(&mut fb, now),
+            None,
+            "the other takes the mutex"
+        );
+        assert!(fb.listening());
+    }
+
     #[test]
     fn out_of_descriptors_pauses_polling_and_a_stop_cancels_it() {
         let limit = Arc::new(ConnLimit::new(8));

@@ -122,6 +122,10 @@ impl ThreadStats {
     pub(crate) fn closed(&self) {
         self.c.open.fetch_sub(1, Relaxed);
     }
+    /// Connections this thread has open now.
+    pub(crate) fn open(&self) -> u64 {
+        self.c.open.load(Relaxed)
+    }
     pub(crate) fn requests(&self, n: u64) {
         self.c.requests.fetch_add(n, Relaxed);
     }

@@ -36,7 +36,17 @@ pub const MUTEX_DELAY: Duration = Duration::from_millis(500);
 /// How long accepting pauses after EMFILE / ENFILE / ENOBUFS / ENOMEM.
 pub const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
 
-/// nginx's accept_mutex: a lock word shared by the threads of one listening socket.
+/// nginx's accept_mutex: a lock word shared by the threads of one listening socket, and
+/// their loops' wakers for a load-based release.
+///
+/// Left to itself the mutex goes to whoever asks first after each round, which under
+/// keep-alive is the thread already busy with connections (its loop turns over most
+/// often): it ends up holding every connection while the others idle. nginx's answer is
+/// `accept_disabled` (a worker past 7/8 of its connection slots skips the mutex); ours
+/// compares with the other threads instead: a thread holding more than its share of the
+/// open connections (`total / threads + 1`) does not take the mutex, and wakes the others
+/// once, so that one of them takes the next connections at once rather than after its
+/// [`MUTEX_DELAY`].
 ///
 /// # Atomic Ordering
 /// Acquire on lock and Release on unlock, like any lock, although the only thing it guards
@@ -44,9 +54,37 @@ pub const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Debug, Default)]
 pub(crate) struct AcceptMutex {
     locked: AtomicBool,
+    loops: std::sync::Mutex<Vec<Arc<sys::Waker>>>,
+    /// How many threads joined (the length of `loops`, read without its lock).
+    threads: std::sync::atomic::AtomicU64,
 }
 
 impl AcceptMutex {
+    /// A thread that takes turns on this mutex: its loop's waker. Returns its seat.
+    pub(crate) fn join(&self, waker: Arc<sys::Waker>) -> usize {
+        let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        loops.push(waker);
+        self.threads.store(loops.len() as u64, Ordering::Relaxed);
+        loops.len() - 1
+    }
+
+    /// Whether a thread with `mine` of the process's `open` connections holds more than
+    /// its share.
+    fn over_share(&self, mine: u64, open: u64) -> bool {
+        let threads = self.threads.load(Ordering::Relaxed);
+        threads > 1 && mine > open / threads + 1
+    }
+
+    /// Wake every other thread's loop to take its turn.
+    fn pass(&self, seat: usize) {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, waker) in loops.iter().enumerate() {
+            if i != seat {
+                waker.wake();
+            }
+        }
+    }
+
     fn try_lock(&self) -> bool {
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -88,6 +126,10 @@ pub(crate) struct Acceptor {
     full: bool,
     /// Holding the accept mutex this round.
     holding: bool,
+    /// Its seat at the accept mutex ([`AcceptMutex::join`]).
+    seat: usize,
+    /// Over its share of connections: not taking the mutex (the others were woken once).
+    declining: bool,
     since_rotate: u32,
     /// An accept batch asked for a change the driver has not been told yet (see
     /// [`Acceptor::settle`]).
@@ -125,11 +167,21 @@ impl Acceptor {
             limit,
             full: false,
             holding: false,
+            seat: 0,
+            declining: false,
             since_rotate: 0,
             pending: None,
             paused_until: None,
             last_warning: None,
             stopping: false,
+        }
+    }
+
+    /// Take a seat at the accept mutex this acceptor shares (if it shares one): `waker`
+    /// wakes its loop when a thread over its share passes its turn.
+    pub(crate) fn join_mutex(&mut self, waker: Arc<sys::Waker>) {
+        if let Turn::Mutex(lock) = &self.turn {
+            self.seat = lock.join(waker);
         }
     }
 
@@ -159,6 +211,10 @@ impl Acceptor {
             own: matches!(self.turn, Turn::Own),
             room,
         };
+        if self.over_share() {
+            io.listen(&self.listeners, Listen::Off);
+            return Some(MUTEX_DELAY);
+        }
         match &self.turn {
             Turn::Mutex(lock) => {
                 if lock.try_lock() {
@@ -175,6 +231,25 @@ impl Acceptor {
                 None
             }
         }
+    }
+
+    /// Whether this thread, sharing an accept mutex, holds more than its share of the open
+    /// connections. The first time it does (since it last did not), it lets go of the
+    /// mutex if it holds it, then wakes the others to take their turn.
+    fn over_share(&mut self) -> bool {
+        let Turn::Mutex(lock) = &self.turn else {
+            return false;
+        };
+        let open = (self.limit.max() - self.limit.room()) as u64;
+        let over = lock.over_share(self.stats.open(), open);
+        if over && !self.declining {
+            if std::mem::take(&mut self.holding) {
+                lock.unlock();
+            }
+            lock.pass(self.seat);
+        }
+        self.declining = over;
+        over
     }
 
     /// After an accept batch: tell the driver what the batch decided.
@@ -264,6 +339,12 @@ impl Acceptor {
         };
         let mut accepted = 0u32;
         for _ in 0..ACCEPT_BATCH {
+            if self.over_share() {
+                // A burst need not all go to the mutex's holder: the rest wait for the
+                // thread it woke, and this one stops polling.
+                self.pending = Some(Pending::Off);
+                break;
+            }
             if !self.limit.try_acquire() {
                 // At the ceiling: leave connections in the kernel's accept queue.
                 self.full = true;
