@@ -108,13 +108,16 @@ pub fn arena() -> Router {
         .fallback(|_req: Request| Response::text(404, "not found\n"))
 }
 
-/// `a + b` from the query (a missing one is 0).
+/// `a + b` from the query (a missing one is 0), in one pass over it.
 fn query_sum(req: &Request) -> Result<i64, &'static str> {
-    let int = |name: &str| match req.query_param(name) {
-        None => Ok(0),
-        Some(v) => v.parse::<i64>().map_err(|_| "a and b must be integers\n"),
-    };
-    Ok(int("a")?.wrapping_add(int("b")?))
+    let mut sum = 0i64;
+    for pair in req.query().unwrap_or("").split('&') {
+        if let Some(("a" | "b", v)) = pair.split_once('=') {
+            let n = v.parse::<i64>().map_err(|_| "a and b must be integers\n")?;
+            sum = sum.wrapping_add(n);
+        }
+    }
+    Ok(sum)
 }
 
 /// Every method on every path but CONNECT: 200 with the request body, streamed back as it
