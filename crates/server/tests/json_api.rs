@@ -2,61 +2,96 @@
 //! native one (`json_api`) and the same service as a plain axum app (`axum_app`). Each is
 //! started on an ephemeral port and spoken to over raw TCP, as its users would.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testkit::{free_addr, request, roundtrip, wait_until, HttpResponse};
+use testkit::{request, roundtrip, HttpResponse};
 
 /// The two binaries that keep the contract.
 const EXAMPLES: [&str; 2] = ["json_api", "axum_app"];
 
-/// An example binary, built beside this test (`cargo test` builds examples; a run of this
-/// test alone builds it here).
+/// An example binary, built beside this test. `cargo test` builds the examples, but a run
+/// of this test alone (`--test json_api`) does not, and would start a stale one: so build
+/// them here once (a no-op when they are up to date).
 fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-q", "-p", "backlog-server"]);
+        let exe = std::env::current_exe().unwrap();
+        if exe
+            .parent()
+            .and_then(|d| d.parent())
+            .is_some_and(|p| p.ends_with("release"))
+        {
+            build.arg("--release");
+        }
+        for example in EXAMPLES {
+            build.args(["--example", example]);
+        }
+        assert!(build.status().unwrap().success(), "building the examples");
+    });
     let deps = std::env::current_exe().unwrap();
-    let bin = deps
-        .parent()
+    deps.parent()
         .unwrap()
         .parent()
         .unwrap()
         .join("examples")
-        .join(name);
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "backlog-server", "--example", name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the {name} example");
-    }
-    bin
+        .join(name)
 }
 
 /// The example running; SIGTERM and reaped when dropped.
 struct Api {
     child: std::sync::Mutex<Child>,
     addr: SocketAddr,
+    /// What it logged (its stderr), for a failure's report.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Api {
+    /// Start the example on a port the kernel picks, and take the address from its own
+    /// "backlog serving … addr=" line: no port chosen here that another test or process
+    /// could take in between, and no probe connection before the first request.
     fn start(name: &str, args: &[&str]) -> Api {
-        let addr = free_addr();
-        let child = Command::new(example(name))
-            .arg("--listen")
-            .arg(addr.to_string())
+        let mut child = Command::new(example(name))
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let api = Api {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let addr = line
+                    .contains("backlog serving")
+                    .then(|| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix("addr="))
+                    })
+                    .flatten()
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{name} did not start: {:#?}", log.lock().unwrap()));
+        Api {
             child: std::sync::Mutex::new(child),
             addr,
-        };
-        wait_until(&format!("{name} answers"), Duration::from_secs(10), || {
-            std::net::TcpStream::connect(addr).is_ok()
-        });
-        api
+            log,
+        }
     }
 
     fn call(
@@ -74,8 +109,9 @@ impl Api {
                 // process died reads very differently from one the server got wrong.
                 let exited = self.child.lock().unwrap().try_wait();
                 eprintln!(
-                    "{method} {target} on {} failed; the server: {exited:?}",
-                    self.addr
+                    "{method} {target} on {} failed; the server: {exited:?}; its log: {:#?}",
+                    self.addr,
+                    self.log.lock().unwrap()
                 );
                 std::panic::resume_unwind(panic)
             }
