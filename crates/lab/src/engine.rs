@@ -50,7 +50,7 @@ const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nServer: backlog\r\nDate: Wed, 02 Dec 
 /// A connection's protocol state in the floor's loops.
 #[derive(Debug)]
 pub enum Protocol {
-    /// Count heads, answer each with [`ANSWER`].
+    /// Count heads, answer each with the canned bytes backlog answers `GET /` with.
     Canned(Heads),
     /// Serve the arena endpoints.
     Arena(Arena),
