@@ -323,6 +323,19 @@ enum AppArg {
     Axum,
 }
 
+/// An anchor that serves one set of endpoints refuses to be asked for the other.
+#[cfg(any(feature = "axum", feature = "actix", feature = "minihttp"))]
+fn serves_only(
+    at: &AnchorArgs,
+    endpoints: lab::engine::Endpoints,
+    who: &str,
+) -> anyhow::Result<()> {
+    if at.endpoints != endpoints {
+        anyhow::bail!("{who} serves the {} endpoints only", endpoints.name());
+    }
+    Ok(())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|err| format!("{err} (use e.g. 500ms, 2s, 1m)"))
 }
@@ -366,19 +379,22 @@ fn main() -> ExitCode {
         #[cfg(feature = "axum")]
         Command::AnchorAxum { at } => anchor_exit(
             "anchor-axum",
-            lab::anchor_axum::run(at.listen, at.threads, at.backlog),
+            serves_only(&at, lab::engine::Endpoints::Demo, "the axum anchor")
+                .and_then(|()| lab::anchor_axum::run(at.listen, at.threads, at.backlog)),
             ExitCode::FAILURE,
         ),
         #[cfg(feature = "actix")]
         Command::AnchorActix { at } => anchor_exit(
             "anchor-actix",
-            lab::anchor_actix::run(at.listen, at.threads, at.backlog),
+            serves_only(&at, lab::engine::Endpoints::Arena, "the actix-web peer")
+                .and_then(|()| lab::anchor_actix::run(at.listen, at.threads, at.backlog)),
             ExitCode::FAILURE,
         ),
         #[cfg(feature = "minihttp")]
         Command::AnchorMinihttp { at } => anchor_exit(
             "anchor-minihttp",
-            lab::anchor_minihttp::run(at.listen, at.threads),
+            serves_only(&at, lab::engine::Endpoints::Arena, "the may-minihttp peer")
+                .and_then(|()| lab::anchor_minihttp::run(at.listen, at.threads)),
             ExitCode::FAILURE,
         ),
         #[cfg(feature = "hyper")]
