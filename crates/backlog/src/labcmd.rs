@@ -37,6 +37,10 @@ pub struct LabArgs {
     /// Rewrite report.md and the plots from an earlier results.json instead of running.
     #[arg(long)]
     from: Option<PathBuf>,
+    /// Pin the servers to the first --threads CPUs and the load generator to the others
+    /// (HttpArena's way); ignored when no CPU is left for the load.
+    #[arg(long)]
+    pin: bool,
 }
 
 /// Whether `--targets` entry `asked` picks the target called `name`: its whole name picks
@@ -67,6 +71,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     if let Some(r) = args.repeats {
         plan.repeats = r.max(1);
     }
+    plan.pin = args.pin;
     if !args.scenarios.is_empty() {
         plan.scenarios.retain(|s| args.scenarios.contains(&s.name));
     }

@@ -60,6 +60,8 @@ pub struct LoadSpec {
     pub requests: Vec<(u32, Vec<u8>)>,
     /// A request unanswered this long counts as a timeout and its connection is replaced.
     pub timeout: Duration,
+    /// The CPUs its threads run on (empty: wherever the kernel puts them).
+    pub cpus: Vec<usize>,
 }
 
 /// What a run measured.
@@ -121,7 +123,13 @@ pub fn run(spec: &LoadSpec, stop: &AtomicBool) -> LoadResult {
                 }
                 std::thread::Builder::new()
                     .name(format!("load-{t}"))
-                    .spawn_scoped(scope, move || Worker::new(&mine, t as u64).run(&mine, stop))
+                    .spawn_scoped(scope, move || {
+                        if !mine.cpus.is_empty() {
+                            // Best effort: an unpinned client still measures, only noisier.
+                            let _ = sys::process::pin_thread(&mine.cpus);
+                        }
+                        Worker::new(&mine, t as u64).run(&mine, stop)
+                    })
                     .expect("spawning a load thread")
             })
             .collect();
@@ -575,6 +583,7 @@ mod tests {
                 format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes(),
             )],
             timeout: Duration::from_secs(2),
+            cpus: Vec::new(),
         }
     }
 

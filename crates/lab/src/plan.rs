@@ -125,6 +125,10 @@ pub struct Plan {
     pub idle_connections: usize,
     /// Count syscalls per request with strace.
     pub syscalls: bool,
+    /// Pin servers to the first `threads` CPUs and the load generator to the rest
+    /// (HttpArena's way: the server's cores are its own).
+    #[serde(default)]
+    pub pin: bool,
 }
 
 impl Plan {
@@ -419,7 +423,23 @@ impl Plan {
             repeats: if quick { 1 } else { 3 },
             idle_connections: if quick { 1000 } else { 10_000 },
             syscalls: !quick,
+            pin: false,
         }
+    }
+
+    /// The CPUs for the servers and for the load generator: with `pin`, the first `threads`
+    /// of this process's CPUs and the rest; empty (anywhere) without it, or when there is no
+    /// CPU left over for the load.
+    pub fn cpus(&self) -> (Vec<usize>, Vec<usize>) {
+        if !self.pin {
+            return (Vec::new(), Vec::new());
+        }
+        let all = sys::process::affinity().unwrap_or_default();
+        if all.len() <= self.threads {
+            return (Vec::new(), Vec::new());
+        }
+        let (server, client) = all.split_at(self.threads);
+        (server.to_vec(), client.to_vec())
     }
 
     /// Number of runs, for the progress bar.
@@ -544,5 +564,20 @@ mod tests {
             .iter()
             .filter(|t| matches!(t.kind, target::Kind::Peer(_)))
             .all(|t| !keepalive.includes(t)));
+    }
+
+    /// `--pin` gives the servers the first `threads` CPUs and the load the rest; with no
+    /// CPU left for the load (or without it), nothing is pinned.
+    #[test]
+    fn pinning_splits_this_process_cpus_between_server_and_load() {
+        let all = sys::process::affinity().unwrap();
+        let mut plan = Plan::new(true, 1);
+        assert_eq!(plan.cpus(), (vec![], vec![]), "off by default");
+        plan.pin = true;
+        if all.len() > 1 {
+            assert_eq!(plan.cpus(), (all[..1].to_vec(), all[1..].to_vec()));
+        }
+        plan.threads = all.len();
+        assert_eq!(plan.cpus(), (vec![], vec![]), "no CPU left for the load");
     }
 }

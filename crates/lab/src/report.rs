@@ -352,13 +352,19 @@ fn markdown(
     let _ = writeln!(
         md,
         "{} scenario(s) × {} target(s), {} run(s) each of {:.1} s after {:.1} s warm-up; servers with {} thread(s), \
-one load-generator thread; wall time {:.0} s{}.\n",
+one load-generator thread{}; wall time {:.0} s{}.\n",
         plan.scenarios.len(),
         plan.targets.len(),
         plan.repeats,
         plan.duration.as_secs_f64(),
         plan.warmup.as_secs_f64(),
         plan.threads,
+        match plan.cpus() {
+            (server, client) if !server.is_empty() => {
+                format!("; servers pinned to CPU(s) {server:?}, the load generator to {client:?}")
+            }
+            _ => String::new(),
+        },
         results.wall_s,
         if results.interrupted { " — **interrupted: partial results**" } else { "" }
     );

@@ -156,6 +156,7 @@ fn one_run(
         pipeline: s.pipeline,
         requests: s.requests(),
         timeout: Duration::from_secs(5),
+        cpus: plan.cpus().1,
     };
     let measuring = AtomicBool::new(true);
     let before_state = server_admin_state(server, server_ns);
@@ -416,6 +417,7 @@ pub fn run(
                     threads: plan.threads,
                     backlog: s.backlog,
                     endpoints: s.endpoints,
+                    cpus: plan.cpus().0,
                     netns: namespace.as_ref().map(|n| n.server.clone()),
                     host: match &namespace {
                         Some(ns) if ns.is_pair() => netns::SERVER.into(),

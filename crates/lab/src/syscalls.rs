@@ -64,6 +64,7 @@ pub fn per_request(
         pipeline,
         requests: vec![(1, b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec())],
         timeout: Duration::from_secs(10),
+        cpus: Vec::new(),
     };
     let result = loadgen::run(&spec, stop);
     let _ = Command::new("kill")

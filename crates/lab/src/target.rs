@@ -379,6 +379,8 @@ pub struct Options {
     pub host: std::net::IpAddr,
     /// Which endpoints it serves.
     pub endpoints: Endpoints,
+    /// The CPUs it runs on (empty: anywhere).
+    pub cpus: Vec<usize>,
 }
 
 impl Default for Options {
@@ -389,6 +391,31 @@ impl Default for Options {
             netns: None,
             host: std::net::Ipv4Addr::LOCALHOST.into(),
             endpoints: Endpoints::Demo,
+            cpus: Vec::new(),
+        }
+    }
+}
+
+/// The calling thread pinned to some CPUs until dropped, then let run where it ran before:
+/// a process started meanwhile keeps the pinned set (affinity is inherited), with no window
+/// in which its first threads run elsewhere.
+struct Pinned(Option<Vec<usize>>);
+
+impl Pinned {
+    fn to(cpus: &[usize]) -> anyhow::Result<Pinned> {
+        if cpus.is_empty() {
+            return Ok(Pinned(None));
+        }
+        let before = sys::process::affinity().context("reading this thread's CPUs")?;
+        sys::process::pin_thread(cpus).context("pinning the server's CPUs")?;
+        Ok(Pinned(Some(before)))
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Some(before) = self.0.take() {
+            let _ = sys::process::pin_thread(&before);
         }
     }
 }
@@ -422,6 +449,7 @@ pub fn start(
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    let pinned = Pinned::to(&opts.cpus)?;
     let (child, addr, admin) = match &target.kind {
         Kind::Hyper => {
             let (child, addr) = start_anchor(
@@ -555,6 +583,7 @@ if ({cluster} && cluster.isPrimary) {{ for (let i = 0; i < {threads}; i++) clust
             (child, SocketAddr::new(opts.host, port), None)
         }
     };
+    drop(pinned);
     let running = Running {
         child,
         addr,

@@ -13,7 +13,7 @@
 //!   SCM_RIGHTS.
 //! - [`memory`]: making the allocator return large buffers to the kernel.
 //! - [`netns`]: entering a network namespace (the lab's storms).
-//! - [`process`]: signals to other processes (supervisor and workers).
+//! - [`process`]: signals to other processes (supervisor and workers); CPU affinity.
 //! - [`rlimit`]: the file-descriptor limit.
 //! - [`socket`]: non-blocking accept, read straight into a `BytesMut`, write, TCP options.
 //! - [`uring`]: an io_uring per loop: multishot accept and receive, owned sends.

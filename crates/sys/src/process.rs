@@ -1,5 +1,5 @@
-//! Signals to other processes: a supervisor telling its workers to drain, `backlog reload`
-//! telling a supervisor to start a new generation.
+//! Signals to other processes (a supervisor telling its workers to drain, `backlog reload`
+//! telling a supervisor to start a new generation), and the CPUs a thread may run on.
 
 use std::io;
 
@@ -73,5 +73,42 @@ pub fn refuse_syscall(cmd: &mut std::process::Command, nr: libc::c_long) {
             }
             Ok(())
         });
+    }
+}
+
+/// The CPUs the calling thread may run on.
+pub fn affinity() -> io::Result<Vec<usize>> {
+    let set = rustix::thread::sched_getaffinity(None)?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect())
+}
+
+/// Let the calling thread run on `cpus` only. Threads and processes it starts from now on
+/// inherit the set: the lab pins a server by pinning itself while it spawns it.
+pub fn pin_thread(cpus: &[usize]) -> io::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    for &c in cpus {
+        set.set(c);
+    }
+    rustix::thread::sched_setaffinity(None, &set)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A thread pinned to one of its CPUs runs on that one only (on a thread of its own, so
+    /// the test runner's threads keep theirs).
+    #[test]
+    fn a_pinned_thread_keeps_to_its_cpu() {
+        std::thread::spawn(|| {
+            let all = super::affinity().unwrap();
+            assert!(!all.is_empty());
+            let last = *all.last().unwrap();
+            super::pin_thread(&[last]).unwrap();
+            assert_eq!(super::affinity().unwrap(), vec![last]);
+        })
+        .join()
+        .unwrap();
     }
 }
