@@ -84,9 +84,12 @@ impl Api {
                 kept.lock().unwrap().push(line);
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("{name} did not start: {:#?}", log.lock().unwrap()));
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
+            // Never leave it running: no Api owns it yet to stop it.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} did not start: {:#?}", log.lock().unwrap());
+        };
         Api {
             child: std::sync::Mutex::new(child),
             addr,
