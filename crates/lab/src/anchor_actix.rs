@@ -21,10 +21,7 @@ async fn get(q: web::Query<Sum>) -> HttpResponse {
 }
 
 async fn post(q: web::Query<Sum>, body: web::Bytes) -> HttpResponse {
-    match std::str::from_utf8(&body)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-    {
+    match crate::engine::body_int(&body) {
         Some(n) => text(
             q.a.unwrap_or(0)
                 .wrapping_add(q.b.unwrap_or(0))

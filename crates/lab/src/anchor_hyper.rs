@@ -4,7 +4,7 @@
 //! (a match on the path, the body collected for a POST). Built only with the `hyper` feature (it pulls in tokio
 //! and hyper); the lab starts it as `backlog anchor-hyper` beside nginx and Node.
 
-use crate::engine::Endpoints;
+use crate::engine::{body_int, query_sum, Endpoints};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -37,23 +37,14 @@ async fn arena(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byte
     if req.uri().path() != "/baseline11" {
         return Ok(text(404, "not found".into()));
     }
-    let mut sum = 0i64;
-    for pair in req.uri().query().unwrap_or("").split('&') {
-        if let Some(("a" | "b", v)) = pair.split_once('=') {
-            match v.parse::<i64>() {
-                Ok(n) => sum = sum.wrapping_add(n),
-                Err(_) => return Ok(text(400, "bad request".into())),
-            }
-        }
-    }
+    let Some(mut sum) = query_sum(req.uri().query().unwrap_or("")) else {
+        return Ok(text(400, "bad request".into()));
+    };
     if req.method() == hyper::Method::POST {
         let Ok(body) = req.into_body().collect().await else {
             return Ok(text(400, "bad request".into()));
         };
-        match std::str::from_utf8(&body.to_bytes())
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-        {
+        match body_int(&body.to_bytes()) {
             Some(n) => sum = sum.wrapping_add(n),
             None => return Ok(text(400, "bad request".into())),
         }

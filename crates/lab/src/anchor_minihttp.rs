@@ -4,22 +4,13 @@
 //! runs it where the load has none (`/pipeline`). Built only with the `minihttp` feature;
 //! the lab starts it as `backlog anchor-minihttp`.
 
+use crate::engine::{body_int, query_sum};
 use may_minihttp::{HttpServer, HttpService, Request, Response};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 
 #[derive(Clone)]
 struct Arena;
-
-fn sum(query: &str) -> Option<i64> {
-    let mut total = 0i64;
-    for pair in query.split('&') {
-        if let Some(("a" | "b", v)) = pair.split_once('=') {
-            total = total.wrapping_add(v.parse::<i64>().ok()?);
-        }
-    }
-    Some(total)
-}
 
 impl HttpService for Arena {
     fn call(&mut self, req: Request, rsp: &mut Response) -> io::Result<()> {
@@ -30,13 +21,11 @@ impl HttpService for Arena {
             "/pipeline" => rsp.body("ok"),
             "/baseline11" => {
                 let post = req.method() == "POST";
-                let mut total = sum(query);
+                let mut total = query_sum(query);
                 if post {
-                    let mut body = String::new();
-                    req.body().read_to_string(&mut body)?;
-                    total = total
-                        .zip(body.trim().parse::<i64>().ok())
-                        .map(|(a, b)| a.wrapping_add(b));
+                    let mut body = Vec::new();
+                    req.body().read_to_end(&mut body)?;
+                    total = total.zip(body_int(&body)).map(|(a, b)| a.wrapping_add(b));
                 }
                 match total {
                     Some(n) => rsp.body_vec(n.to_string().into_bytes()),
