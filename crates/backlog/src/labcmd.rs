@@ -71,7 +71,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     if let Some(r) = args.repeats {
         plan.repeats = r.max(1);
     }
-    plan.pin = args.pin;
+    if args.pin && !plan.pin() {
+        say!(
+            "backlog lab: --pin ignored: no CPU is left for the load beside {} server thread(s)",
+            plan.threads
+        );
+    }
     if !args.scenarios.is_empty() {
         plan.scenarios.retain(|s| args.scenarios.contains(&s.name));
     }

@@ -125,10 +125,13 @@ pub struct Plan {
     pub idle_connections: usize,
     /// Count syscalls per request with strace.
     pub syscalls: bool,
-    /// Pin servers to the first `threads` CPUs and the load generator to the rest
-    /// (HttpArena's way: the server's cores are its own).
-    #[serde(default)]
-    pub pin: bool,
+    /// The CPUs the servers are pinned to (empty: not pinned), chosen once by [`Plan::pin`]
+    /// and kept with the results, so a report rewritten elsewhere says what was measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_cpus: Vec<usize>,
+    /// The CPUs the load generator is pinned to (empty: not pinned).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_cpus: Vec<usize>,
 }
 
 impl Plan {
@@ -423,23 +426,23 @@ impl Plan {
             repeats: if quick { 1 } else { 3 },
             idle_connections: if quick { 1000 } else { 10_000 },
             syscalls: !quick,
-            pin: false,
+            server_cpus: Vec::new(),
+            client_cpus: Vec::new(),
         }
     }
 
-    /// The CPUs for the servers and for the load generator: with `pin`, the first `threads`
-    /// of this process's CPUs and the rest; empty (anywhere) without it, or when there is no
-    /// CPU left over for the load.
-    pub fn cpus(&self) -> (Vec<usize>, Vec<usize>) {
-        if !self.pin {
-            return (Vec::new(), Vec::new());
-        }
+    /// Pin (HttpArena's way: the server's cores are its own): the servers to the first
+    /// `threads` of this process's CPUs, the load generator to the rest. Nothing is pinned
+    /// when no CPU would be left for the load; returns whether it pinned.
+    pub fn pin(&mut self) -> bool {
         let all = sys::process::affinity().unwrap_or_default();
         if all.len() <= self.threads {
-            return (Vec::new(), Vec::new());
+            return false;
         }
         let (server, client) = all.split_at(self.threads);
-        (server.to_vec(), client.to_vec())
+        self.server_cpus = server.to_vec();
+        self.client_cpus = client.to_vec();
+        true
     }
 
     /// Number of runs, for the progress bar.
@@ -571,13 +574,19 @@ mod tests {
     #[test]
     fn pinning_splits_this_process_cpus_between_server_and_load() {
         let all = sys::process::affinity().unwrap();
-        let mut plan = Plan::new(true, 1);
-        assert_eq!(plan.cpus(), (vec![], vec![]), "off by default");
-        plan.pin = true;
+        let plan = Plan::new(true, 1);
+        assert!(
+            plan.server_cpus.is_empty() && plan.client_cpus.is_empty(),
+            "off by default"
+        );
         if all.len() > 1 {
-            assert_eq!(plan.cpus(), (all[..1].to_vec(), all[1..].to_vec()));
+            let mut pinned = plan.clone();
+            assert!(pinned.pin());
+            assert_eq!(pinned.server_cpus, all[..1]);
+            assert_eq!(pinned.client_cpus, all[1..]);
         }
-        plan.threads = all.len();
-        assert_eq!(plan.cpus(), (vec![], vec![]), "no CPU left for the load");
+        let mut crowded = Plan::new(true, all.len());
+        assert!(!crowded.pin(), "no CPU left for the load");
+        assert!(crowded.server_cpus.is_empty() && crowded.client_cpus.is_empty());
     }
 }

@@ -359,11 +359,13 @@ one load-generator thread{}; wall time {:.0} s{}.\n",
         plan.duration.as_secs_f64(),
         plan.warmup.as_secs_f64(),
         plan.threads,
-        match plan.cpus() {
-            (server, client) if !server.is_empty() => {
-                format!("; servers pinned to CPU(s) {server:?}, the load generator to {client:?}")
-            }
-            _ => String::new(),
+        if plan.server_cpus.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; servers pinned to CPU(s) {:?}, the load generator to {:?}",
+                plan.server_cpus, plan.client_cpus
+            )
         },
         results.wall_s,
         if results.interrupted { " — **interrupted: partial results**" } else { "" }

@@ -156,7 +156,7 @@ fn one_run(
         pipeline: s.pipeline,
         requests: s.requests(),
         timeout: Duration::from_secs(5),
-        cpus: plan.cpus().1,
+        cpus: plan.client_cpus.clone(),
     };
     let measuring = AtomicBool::new(true);
     let before_state = server_admin_state(server, server_ns);
@@ -417,7 +417,7 @@ pub fn run(
                     threads: plan.threads,
                     backlog: s.backlog,
                     endpoints: s.endpoints,
-                    cpus: plan.cpus().0,
+                    cpus: plan.server_cpus.clone(),
                     netns: namespace.as_ref().map(|n| n.server.clone()),
                     host: match &namespace {
                         Some(ns) if ns.is_pair() => netns::SERVER.into(),
