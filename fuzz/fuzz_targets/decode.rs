@@ -31,17 +31,29 @@ fn meaning(r: &h1::Request, body: &[u8]) -> String {
     )
 }
 
+/// `input` in the pieces `cuts` split it into (out-of-order or out-of-range cuts clamped),
+/// as TCP would deliver them.
+fn delivered<'a>(input: &'a [u8], cuts: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut last = 0;
+    cuts.iter()
+        .copied()
+        .chain(std::iter::once(input.len()))
+        .map(move |cut| {
+            let cut = cut.clamp(last, input.len());
+            let piece = &input[last..cut];
+            last = cut;
+            piece
+        })
+}
+
 /// What a stream decodes to: each request's meaning, then the error that ended it, if any.
 fn decode(input: &[u8], cuts: &[usize]) -> (Vec<String>, Option<h1::Error>) {
     let limits = LIMITS;
     let mut dec = RequestDecoder::new(limits);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    let mut last = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
-        let cut = cut.clamp(last, input.len());
-        buf.extend_from_slice(&input[last..cut]);
-        last = cut;
+    for piece in delivered(input, cuts) {
+        buf.extend_from_slice(piece);
         loop {
             match dec.decode(&mut buf) {
                 Ok(Decoded::Request(r)) => {
@@ -65,11 +77,8 @@ fn decode_streamed(input: &[u8], cuts: &[usize]) -> (Vec<String>, Option<h1::Err
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let mut open: Option<(h1::Request, Vec<u8>)> = None;
-    let mut last = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
-        let cut = cut.clamp(last, input.len());
-        buf.extend_from_slice(&input[last..cut]);
-        last = cut;
+    for piece in delivered(input, cuts) {
+        buf.extend_from_slice(piece);
         loop {
             match dec.decode_streaming(&mut buf, |_| None, Some(16)) {
                 Ok(Streamed::Decoded(Decoded::Request(r))) => out.push(meaning(&r, r.body())),
@@ -104,8 +113,23 @@ fuzz_target!(|data: &[u8]| {
     // A stream cut before its error can only differ in the error's kind for limits that
     // are checked on partial input; requests before it must match exactly.
     assert_eq!(whole.0, pieces.0, "requests differ when fed in pieces");
-    assert_eq!(whole.1.is_some(), pieces.1.is_some(), "{:?} vs {:?}", whole.1, pieces.1);
+    assert_eq!(
+        whole.1.is_some(),
+        pieces.1.is_some(),
+        "{:?} vs {:?}",
+        whole.1,
+        pieces.1
+    );
     let streamed = decode_streamed(input, &cuts);
-    assert_eq!(whole.0, streamed.0, "requests differ when their bodies stream");
-    assert_eq!(whole.1.is_some(), streamed.1.is_some(), "{:?} vs {:?}", whole.1, streamed.1);
+    assert_eq!(
+        whole.0, streamed.0,
+        "requests differ when their bodies stream"
+    );
+    assert_eq!(
+        whole.1.is_some(),
+        streamed.1.is_some(),
+        "{:?} vs {:?}",
+        whole.1,
+        streamed.1
+    );
 });
