@@ -85,6 +85,7 @@ mod roles;
 pub mod server;
 pub mod shape;
 mod shutdown;
+pub mod tls;
 pub mod tuning;
 mod wiring;
 
@@ -113,4 +114,5 @@ pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use service::{BoxError, HttpBody, HttpService, PeerAddr};
 pub use shape::model::{AcceptStrategy, Balance, Model};
+pub use tls::{Tls, TlsError};
 pub use topology::{AppThreads, Topology, TopologyError};

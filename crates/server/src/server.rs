@@ -10,6 +10,7 @@ use crate::observe::stats::StatsRegistry;
 use crate::roles::listener::{effective_backlog, Listener};
 use crate::shape::topology::{ThreadLayout, Topology};
 use crate::shutdown::Shutdown;
+use crate::tls::Tls;
 use crate::wiring::{self, Wiring};
 use crate::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming};
 use h1::{Limits, Response};
@@ -64,6 +65,7 @@ pub struct ServerBuilder {
     preset: PresetKnobs,
     inherited: Vec<Arc<Listener>>,
     refusals: Option<RenderRefusal>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl ServerBuilder {
@@ -78,6 +80,7 @@ impl ServerBuilder {
             },
             inherited: Vec::new(),
             refusals: None,
+            tls: None,
         }
     }
 
@@ -103,6 +106,22 @@ impl ServerBuilder {
         render: impl Fn(&Refusal<'_>) -> Response + Send + Sync + 'static,
     ) -> Self {
         self.refusals = Some(RenderRefusal(Arc::new(render)));
+        self
+    }
+
+    /// Speak TLS (1.2 and 1.3, ALPN `http/1.1`) with these certificates on every listener.
+    /// Keep the `Arc` to [`reload`](Tls::reload) them while serving.
+    ///
+    /// ```no_run
+    /// use backlog_server::{Request, Response, Server, Tls};
+    /// let tls = Tls::from_pem_files("cert.pem", "key.pem")?;
+    /// Server::builder()
+    ///     .tls(tls)
+    ///     .serve_until_signal(|_req: Request| Response::text(200, "hello over TLS\n"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls(mut self, tls: Arc<Tls>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -290,6 +309,7 @@ impl ServerBuilder {
             preset,
             inherited,
             refusals,
+            tls,
         } = self;
         preset.warn_ignored();
         if cfg.backlog == 0 {
@@ -311,6 +331,7 @@ impl ServerBuilder {
         let mut wiring = Wiring::new(&cfg, app, max_conns);
         wiring.inherited = inherited;
         wiring.refusals = refusals;
+        wiring.tls = tls;
         wiring::build(&mut wiring)?;
         let Wiring {
             shutdown,

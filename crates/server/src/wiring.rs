@@ -34,6 +34,7 @@ use crate::roles::runtime::{self, ServiceExec, Tasks};
 use crate::roles::worker::{self, Exec, HandlerExec, Job, PoolLink, ReplyPort, Submitter};
 use crate::shape::topology::ThreadLayout;
 use crate::shutdown::Shutdown;
+use crate::tls::Tls;
 use crate::{AcceptStrategy, Config, ServerError};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub(crate) struct Wiring<'a> {
     inherited_taken: usize,
     /// How the application renders the server's refusals.
     pub(crate) refusals: Option<RenderRefusal>,
+    /// The certificates, when the listeners speak TLS.
+    pub(crate) tls: Option<Arc<Tls>>,
 }
 
 /// A loop before it has a role: its waker exists so that other parts (inboxes, reply
@@ -85,6 +88,7 @@ impl<'a> Wiring<'a> {
             inherited: Vec::new(),
             inherited_taken: 0,
             refusals: None,
+            tls: None,
             cfg,
             app,
             shutdown: Arc::new(Shutdown::default()),
@@ -214,6 +218,7 @@ impl<'a> Wiring<'a> {
                 App::Service(_) => Box::new(|_req: &h1::Request| None),
             },
             refusals: self.refusals.clone(),
+            tls: self.tls.clone(),
             stream_over: match &self.app {
                 App::Handler(_) => None,
                 App::Service(_) => Some(runtime::STREAM_REQUEST_OVER),

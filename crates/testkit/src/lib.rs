@@ -6,11 +6,13 @@
 //!   one-shot round trips, and the checks tests make on a closing server.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline.
 //! - [`process`]: what /proc says about a process (resident memory).
+//! - [`tls`]: a self-signed certificate per test, and a TLS client that trusts it.
 //! - [`scratch()`]: a temporary directory that is removed when the test lets go of it, so a
 //!   test run leaves nothing under /tmp.
 
 pub mod http;
 pub mod process;
+pub mod tls;
 pub mod wait;
 
 pub use tempfile::TempDir;

@@ -54,6 +54,8 @@ use crate::config::Timeouts;
 use crate::connection::buffers::Buffers;
 use crate::observe::queue_wait::PendingWait;
 use crate::roles::worker::Job;
+use crate::tls::session::Session;
+use crate::tls::TlsFailure;
 use bytes::{Buf, Bytes, BytesMut};
 use h1::{DateCache, Decoded, EncodeContext, Limits, RequestDecoder, Response, Streamed};
 pub(crate) use protocol::{Expired, Expiry, ParseContext, Polled, Stamp, Tally, Verdict};
@@ -177,6 +179,9 @@ pub(crate) struct Connection {
     /// Size of the last answer a worker sent: how many more requests the output bound can
     /// afford to have in flight (`pool`).
     last_answer: u32,
+    /// The connection's TLS, on a TLS listener: reads fill its ciphertext buffer, whose
+    /// plaintext lands in `rbuf`; `wbuf` is sealed into its output when sent.
+    tls: Option<Box<Session>>,
 }
 
 /// A length as counted in 32 bits (answers are far smaller than 4 GiB).
@@ -186,8 +191,8 @@ fn len32(n: usize) -> u32 {
 
 /// Whether the output takes another part: what is discarded takes no room; an empty
 /// output always takes one; else it must be under [`OUTPUT_BOUND`].
-fn room(discard: bool, wbuf: &BytesMut, sending: u32) -> bool {
-    discard || wbuf.is_empty() || wbuf.len() + (sending as usize) < OUTPUT_BOUND
+fn room(discard: bool, output: usize) -> bool {
+    discard || output < OUTPUT_BOUND
 }
 
 /// Refusals are answered as HTTP/1.1 and close the connection.
@@ -226,6 +231,28 @@ impl Connection {
             discarded: 0,
             held: 0,
             last_answer: 0,
+            tls: None,
+        }
+    }
+
+    /// Speak TLS on this connection: everything read is ciphertext for `session`.
+    pub(crate) fn with_tls(mut self, session: Session) -> Self {
+        self.tls = Some(Box::new(session));
+        self
+    }
+
+    /// Output not yet taken by the kernel: answers queued, a send in flight, and sealed
+    /// records (or handshake messages) waiting.
+    fn output(&self) -> usize {
+        let sealed = self.tls.as_ref().map_or(0, |t| t.pending_out());
+        self.wbuf.len() + self.sending as usize + sealed
+    }
+
+    /// The connection is about to close: a TLS handshake still going on ends here (the
+    /// client went away, or it was cut), and is counted so.
+    pub(crate) fn closing(&mut self, tally: &mut Tally) {
+        if let Some(tls) = &mut self.tls {
+            tls.abandon(TlsFailure::Closed, &mut tally.tls);
         }
     }
 
@@ -301,7 +328,7 @@ impl Connection {
             && self.intake != Intake::BodyPaused
             && self.stalled.is_none()
             && self.slots.len() < self.in_flight_cap()
-            && self.wbuf.len() + self.sending as usize + (self.held as usize) < OUTPUT_BOUND
+            && self.output() + (self.held as usize) < OUTPUT_BOUND
     }
 
     /// Whether the connection wants bytes from the socket now (the driver adds whether the
@@ -353,7 +380,18 @@ impl Connection {
 
     /// Answers wait to be sent, or are being sent.
     fn has_output(&self) -> bool {
-        !self.wbuf.is_empty() || self.sending > 0
+        self.output() > 0
+    }
+
+    /// Once what is queued is sent, the connection closes: no answer is owed, and no
+    /// request will be read (TLS says close_notify then).
+    fn ending(&self) -> bool {
+        let owes_nothing = self.slots.is_empty() && self.stalled.is_none();
+        match self.life {
+            Life::Closing { .. } => owes_nothing,
+            Life::Open => self.peer_closed && owes_nothing && !self.mid_request(),
+            Life::Lingering { .. } | Life::Broken => false,
+        }
     }
 
     // ---- input -------------------------------------------------------------------------
@@ -361,11 +399,15 @@ impl Connection {
     /// The buffer the next read goes into, with room for it (a buffer is lent from
     /// `spare` if the connection holds none).
     pub(crate) fn read_buffer(&mut self, spare: &mut Buffers) -> &mut BytesMut {
-        spare.lend(&mut self.rbuf);
-        if self.rbuf.capacity() - self.rbuf.len() < READ_SPARE {
-            self.rbuf.reserve(READ_GROW);
+        let buf = match &mut self.tls {
+            Some(tls) => &mut tls.inbuf,
+            None => &mut self.rbuf,
+        };
+        spare.lend(buf);
+        if buf.capacity() - buf.len() < READ_SPARE {
+            buf.reserve(READ_GROW);
         }
-        &mut self.rbuf
+        buf
     }
 
     /// Whether the next bytes begin a request (their arrival is its receive-queue wait).
@@ -383,10 +425,27 @@ impl Connection {
         now: Instant,
         tally: &mut Tally,
     ) {
-        // They begin a request if the buffer held nothing before them, outside a body.
-        let starts = self.rbuf.len() == n && !self.decoder.in_body();
         tally.bytes_in += n as u64;
         self.last_read = now;
+        let n = match &mut self.tls {
+            Some(tls) => {
+                let opened = tls.open(&mut self.rbuf, now, &mut tally.tls);
+                if opened.peer_closed {
+                    self.peer_closed = true;
+                }
+                if opened.failed.is_some() {
+                    // What rustls had to say (an alert), or the plain-text 400, goes out;
+                    // then half-close and linger as after any refusal.
+                    self.life = Life::Closing { refused: true };
+                    self.rbuf.clear();
+                    return;
+                }
+                opened.plain
+            }
+            None => n,
+        };
+        // They begin a request if the buffer held nothing before them, outside a body.
+        let starts = n > 0 && self.rbuf.len() == n && !self.decoder.in_body();
         match stamp {
             Some(stamp) => self.count_waits(stamp, starts, tally),
             // Not timed (or not stamped): the requests these bytes begin have no known wait.
@@ -447,6 +506,9 @@ impl Connection {
     /// Lingering: `n` more bytes read and thrown away. `false`: enough, close now.
     pub(crate) fn discard_input(&mut self, n: usize) -> bool {
         self.rbuf.clear();
+        if let Some(tls) = &mut self.tls {
+            tls.inbuf.clear();
+        }
         self.discarded = self.discarded.saturating_add(n as u32);
         self.discarded as usize <= LINGER_MAX_BYTES
     }
@@ -673,7 +735,7 @@ impl Connection {
         spare.lend(&mut self.wbuf);
         // The answer in order, with room for it: straight to the output (a worker's whole
         // answer usually is; holding it in its slot would allocate for every answer).
-        let straight = idx == 0 && !waiting && room(self.discard, &self.wbuf, self.sending);
+        let straight = idx == 0 && !waiting && room(self.discard, self.output());
         if straight && !self.discard {
             self.wbuf.extend_from_slice(&bytes);
         }
@@ -693,9 +755,11 @@ impl Connection {
     /// has outstanding (see `roles::runtime`), so holding them here is what makes a
     /// slow reader slow the stream down rather than grow our memory.
     fn flush_slots(&mut self) {
+        // Sealed records do not change here; only `wbuf` grows.
+        let sealed = self.output() - self.wbuf.len();
         while let Some(slot) = self.slots.front_mut() {
             while !slot.parts.is_empty() {
-                if !room(self.discard, &self.wbuf, self.sending) {
+                if !room(self.discard, sealed + self.wbuf.len()) {
                     return;
                 }
                 let part = slot.parts.pop_front().unwrap_or_default();
@@ -724,7 +788,13 @@ impl Connection {
     /// connection a handle on the send's allocation — parked on the free list, a few bytes'
     /// handle kept a 16 MiB answer's allocation alive for good.
     pub(crate) fn poll_transmit(&mut self) -> Option<BytesMut> {
-        if self.wbuf.is_empty() || self.sending > 0 || self.life == Life::Broken {
+        if self.sending > 0 || self.life == Life::Broken {
+            return None;
+        }
+        if self.tls.is_some() {
+            return self.poll_sealed();
+        }
+        if self.wbuf.is_empty() {
             return None;
         }
         let out = std::mem::take(&mut self.wbuf);
@@ -732,10 +802,27 @@ impl Connection {
         Some(out)
     }
 
+    /// TLS: seal the answers queued (and close_notify when they are the last), and give
+    /// what is to be sent.
+    fn poll_sealed(&mut self) -> Option<BytesMut> {
+        let ending = self.ending();
+        let tls = self.tls.as_mut()?;
+        if !self.wbuf.is_empty() {
+            tls.seal(&self.wbuf);
+            self.wbuf.clear();
+        }
+        if ending {
+            tls.close_notify();
+        }
+        let out = tls.poll_out()?;
+        self.sending = len32(out.len());
+        Some(out)
+    }
+
     /// Answer bytes the server holds for this connection: queued, held by a send still in
     /// flight (io_uring), or waiting on a worker in `pool`.
     pub(crate) fn buffered_out(&self) -> u64 {
-        (self.wbuf.len() + self.sending as usize + self.held as usize) as u64
+        (self.output() + self.held as usize) as u64
     }
 
     /// A send of [`Connection::poll_transmit`]'s buffer has not completed yet.
@@ -767,6 +854,10 @@ impl Connection {
             }
             return Some(buf);
         }
+        if let Some(tls) = &mut self.tls {
+            tls.unsent(buf);
+            return None;
+        }
         buf.unsplit(std::mem::take(&mut self.wbuf));
         self.wbuf = buf;
         None
@@ -783,7 +874,11 @@ impl Connection {
     ) -> Expired {
         match kind {
             Expiry::Header if self.rbuf.is_empty() && !self.decoder.in_body() => {
-                // Connected and never sent a byte: nothing to answer.
+                // Connected and never sent a byte (or never finished its TLS handshake):
+                // nothing to answer.
+                if let Some(tls) = &mut self.tls {
+                    tls.abandon(TlsFailure::Timeout, &mut tally.tls);
+                }
                 Expired::Close
             }
             Expiry::Header | Expiry::Body => {
@@ -799,7 +894,12 @@ impl Connection {
                 tally.requests += 1;
                 Expired::Answered
             }
-            Expiry::Idle | Expiry::Write | Expiry::Linger => Expired::Close,
+            Expiry::Idle | Expiry::Write | Expiry::Linger => {
+                if let Some(tls) = &mut self.tls {
+                    tls.abandon(TlsFailure::Timeout, &mut tally.tls);
+                }
+                Expired::Close
+            }
         }
     }
 
@@ -836,6 +936,11 @@ impl Connection {
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             spare.give(std::mem::take(&mut self.wbuf));
+        }
+        if let Some(tls) = &mut self.tls {
+            if tls.inbuf.is_empty() && tls.inbuf.capacity() > 0 {
+                spare.give(std::mem::take(&mut tls.inbuf));
+            }
         }
         if self.slots.is_empty() && self.slots.capacity() > 0 {
             self.slots = VecDeque::new();

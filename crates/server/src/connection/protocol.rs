@@ -3,6 +3,7 @@
 //! [`Tally`]). See the parent module for the order they are used in.
 
 use crate::app::refusal::RenderRefusal;
+use crate::tls::session::TlsTally;
 use h1::{DateCache, EncodeContext, Request};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -80,6 +81,8 @@ pub(crate) struct Tally {
     /// Receive-queue waits of the requests decoded, each with how many requests it stands
     /// for (a sampled read counts for several).
     pub(crate) receive_waits: Vec<(Duration, u32)>,
+    /// Handshakes, failures and the change in handshakes in flight (TLS listeners).
+    pub(crate) tls: TlsTally,
 }
 
 impl Tally {
@@ -90,6 +93,7 @@ impl Tally {
             && self.requests == 0
             && self.accept_waits.is_empty()
             && self.receive_waits.is_empty()
+            && self.tls.is_empty()
     }
 }
 

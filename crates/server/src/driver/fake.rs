@@ -286,6 +286,7 @@ mod tests {
                 refusals: None,
                 stream_over: None,
                 queue_timing: QueueTiming::Off,
+                tls: None,
             },
             stats: stats.clone(),
             inbox: None,

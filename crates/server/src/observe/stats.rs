@@ -11,9 +11,11 @@
 use crate::observe::queue_wait::{WaitHistogram, WaitSnapshot};
 /// The thread roles the counters are kept for (defined with the shape they make up).
 pub use crate::shape::topology::Role;
+use crate::tls::{Handshake, TlsFailure};
 use crossbeam_utils::CachePadded;
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// One thread's counters.
@@ -39,6 +41,40 @@ struct Counters {
     busy_ns: AtomicU64,
     accept_wait: WaitHistogram,
     receive_wait: WaitHistogram,
+    tls: TlsCounters,
+}
+
+/// TLS handshakes a thread ran: how long each took (full and resumed apart), how many are
+/// going on, and why the others failed.
+#[derive(Debug, Default)]
+struct TlsCounters {
+    full: WaitHistogram,
+    resumed: WaitHistogram,
+    in_flight: AtomicI64,
+    failures: [AtomicU64; TlsFailure::ALL.len()],
+}
+
+/// A copy of one thread's TLS counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsSnapshot {
+    /// Full handshakes completed, by how long they took (ClientHello's first byte to done).
+    pub full: WaitSnapshot,
+    /// Resumed handshakes completed, by how long they took.
+    pub resumed: WaitSnapshot,
+    /// Handshakes going on now.
+    pub in_flight: u64,
+    /// Connections TLS ended, by cause ([`TlsFailure::name`]).
+    pub failures: BTreeMap<String, u64>,
+}
+
+impl TlsSnapshot {
+    /// Whether this thread never saw a TLS connection.
+    pub fn is_empty(&self) -> bool {
+        self.full.count() == 0
+            && self.resumed.count() == 0
+            && self.in_flight == 0
+            && self.failures.values().all(|&n| n == 0)
+    }
 }
 
 /// A point-in-time copy of one thread's counters.
@@ -83,6 +119,9 @@ pub struct ThreadSnapshot {
     /// How long the requests this thread read waited in the receive queue.
     #[serde(default)]
     pub receive_wait: WaitSnapshot,
+    /// Its TLS handshakes (empty on a plain-HTTP server).
+    #[serde(default)]
+    pub tls: TlsSnapshot,
 }
 
 impl ThreadSnapshot {
@@ -174,6 +213,21 @@ impl ThreadStats {
         for (wait, weight) in tally.receive_waits.drain(..) {
             self.receive_waited(wait, weight);
         }
+        if !tally.tls.is_empty() {
+            let t = std::mem::take(&mut tally.tls);
+            for (kind, took) in t.handshakes {
+                match kind {
+                    Handshake::Full => self.c.tls.full.record(took),
+                    Handshake::Resumed => self.c.tls.resumed.record(took),
+                }
+            }
+            for (counter, n) in self.c.tls.failures.iter().zip(t.failures) {
+                if n > 0 {
+                    counter.fetch_add(u64::from(n), Relaxed);
+                }
+            }
+            self.c.tls.in_flight.fetch_add(t.in_flight, Relaxed);
+        }
         tally.requests = 0;
         tally.bytes_in = 0;
         tally.bytes_out = 0;
@@ -206,6 +260,18 @@ impl ThreadStats {
             busy_ns: self.c.busy_ns.load(Relaxed),
             accept_wait: self.c.accept_wait.snapshot(),
             receive_wait: self.c.receive_wait.snapshot(),
+            tls: TlsSnapshot {
+                full: self.c.tls.full.snapshot(),
+                resumed: self.c.tls.resumed.snapshot(),
+                in_flight: self.c.tls.in_flight.load(Relaxed).max(0) as u64,
+                failures: TlsFailure::ALL
+                    .iter()
+                    .map(|f| {
+                        let n = self.c.tls.failures[f.index()].load(Relaxed);
+                        (f.name().to_string(), n)
+                    })
+                    .collect(),
+            },
         }
     }
 }

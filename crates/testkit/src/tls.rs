@@ -1,0 +1,118 @@
+//! A TLS test client: a self-signed certificate made for the test, and rustls client
+//! connections that trust it, so TLS tests speak the same HTTP as the plain ones.
+
+use crate::http::connect;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A certificate for `localhost` and 127.0.0.1 with its key, as PEM and as files (mode
+/// 600) in a scratch directory that goes with it.
+pub struct TestCert {
+    /// Where the files are; removed when this is dropped.
+    pub dir: tempfile::TempDir,
+    /// The certificate, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM.
+    pub key: PathBuf,
+    /// The certificate's PEM text.
+    pub cert_pem: String,
+    /// The key's PEM text.
+    pub key_pem: String,
+}
+
+impl TestCert {
+    /// A fresh self-signed certificate (ECDSA P-256).
+    pub fn new() -> TestCert {
+        let dir = crate::scratch("backlog-tls-");
+        TestCert::write_into(dir)
+    }
+
+    fn write_into(dir: tempfile::TempDir) -> TestCert {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let made = rcgen::generate_simple_self_signed(names).expect("rcgen");
+        let (cert_pem, key_pem) = (made.cert.pem(), made.signing_key.serialize_pem());
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, &cert_pem).expect("writing the certificate");
+        std::fs::write(&key, &key_pem).expect("writing the key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        TestCert {
+            dir,
+            cert,
+            key,
+            cert_pem,
+            key_pem,
+        }
+    }
+
+    /// Replace the files with a new certificate and key (a reload's input); the old PEM
+    /// stays trusted by clients made before.
+    pub fn renew(self) -> TestCert {
+        TestCert::write_into(self.dir)
+    }
+
+    /// A client configuration that trusts this certificate (and offers ALPN http/1.1).
+    pub fn client(&self) -> Arc<ClientConfig> {
+        client_trusting(&[&self.cert_pem])
+    }
+}
+
+impl Default for TestCert {
+    fn default() -> Self {
+        TestCert::new()
+    }
+}
+
+/// A client configuration that trusts these certificates, offering ALPN `http/1.1`.
+pub fn client_trusting(certs: &[&str]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for pem in certs {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("a PEM certificate")).expect("a root");
+        }
+    }
+    #[allow(deprecated)] // ring: the same provider as the server's
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// A TLS connection to a test server.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// Connect to `addr` and finish the handshake (as `localhost`).
+pub fn connect_tls(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> TlsStream {
+    let name = ServerName::try_from("localhost").expect("a name");
+    let conn = ClientConnection::new(cfg.clone(), name).expect("a client connection");
+    let mut s = StreamOwned::new(conn, connect(addr));
+    while s.conn.is_handshaking() {
+        s.conn
+            .complete_io(&mut s.sock)
+            .expect("the TLS handshake completes");
+    }
+    s
+}
+
+/// Send `raw` on a fresh TLS connection and read one response.
+pub fn tls_roundtrip(
+    addr: SocketAddr,
+    cfg: &Arc<ClientConfig>,
+    raw: &[u8],
+) -> crate::http::HttpResponse {
+    let mut s = connect_tls(addr, cfg);
+    s.write_all(raw).expect("sending");
+    s.flush().expect("sending");
+    let mut r = std::io::BufReader::new(s);
+    crate::http::read_response(&mut r, false).expect("a response")
+}
