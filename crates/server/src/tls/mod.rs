@@ -1,5 +1,5 @@
 //! TLS termination with rustls: the certificates a server presents ([`keys`]) and each
-//! connection's record layer ([`session`]).
+//! connection's record layer (`session`).
 //!
 //! TLS sits inside the I/O-free connection core, between the bytes a driver moves and the
 //! HTTP it parses: a driver reads ciphertext into the connection and sends what the
