@@ -58,7 +58,8 @@ enum Command {
     /// Measure the models side by side (and nginx, Node) and write a report.
     Lab(labcmd::LabArgs),
     /// Zero-downtime restart of a `serve --processes` supervisor: a new generation of
-    /// workers on the same sockets, then the old one drains (same as SIGHUP).
+    /// workers on the same sockets, then the old one drains; a single process reloads its
+    /// TLS certificates (same as SIGHUP).
     Reload {
         /// The file `serve --pid-file` wrote.
         #[arg(long)]
@@ -227,6 +228,14 @@ struct ServeArgs {
     /// Write the server's (the supervisor's) pid here, for `backlog reload`.
     #[arg(long)]
     pid_file: Option<std::path::PathBuf>,
+    /// Speak TLS (1.2 and 1.3, ALPN http/1.1) with this certificate chain (PEM, leaf
+    /// first). SIGHUP or `backlog reload` reads it and --tls-key again, dropping no
+    /// connection.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1); keep it mode 600.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
     /// Where the embedded store (SQLite) keeps comments and idempotency keys.
     #[arg(long, env = "BACKLOG_DATA", default_value = "./backlog-data")]
     data: std::path::PathBuf,
@@ -623,7 +632,11 @@ fn anchor_exit(name: &str, result: anyhow::Result<()>, failure: ExitCode) -> Exi
 /// Done before any socket serves: a signal that comes while the server starts is held for
 /// [`signal_thread`], not left to the default action that would end the process undrained.
 fn catch_signals(supervised: bool) -> anyhow::Result<signal_hook::iterator::Signals> {
-    let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+    let mut wanted = vec![
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
     if supervised {
         wanted.push(inherit::PARENT_DEATH_SIGNAL);
     }
@@ -633,10 +646,13 @@ fn catch_signals(supervised: bool) -> anyhow::Result<signal_hook::iterator::Sign
 /// The thread that turns SIGINT/SIGTERM (and, in a supervised worker, the parent-death
 /// signal) into a graceful stop of `servers`: the first starts the drain; an operator's second
 /// exits at once; the parent-death notice, which comes once per exiting supervisor thread, may
-/// start the drain but never counts as that second signal.
+/// start the drain but never counts as that second signal. SIGHUP reloads the TLS
+/// certificates (a single process has nothing else to reload; `--processes` restarts its
+/// workers instead, and they load the files anew).
 fn signal_thread(
     mut signals: signal_hook::iterator::Signals,
     servers: Vec<backlog_server::ServerHandle>,
+    tls: Option<std::sync::Arc<backlog_server::Tls>>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
@@ -644,6 +660,24 @@ fn signal_thread(
             let mut draining = false;
             let mut operator_signals = 0;
             for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    match &tls {
+                        Some(tls) => match tls.reload() {
+                            Ok(()) => tracing::info!(
+                                reloads = tls.reloads(),
+                                "TLS certificates reloaded: new handshakes present them"
+                            ),
+                            Err(err) => tracing::error!(
+                                %err,
+                                "TLS reload failed; still serving the previous certificates"
+                            ),
+                        },
+                        None => tracing::info!(
+                            "SIGHUP: nothing to reload in one process (--processes restarts workers on SIGHUP)"
+                        ),
+                    }
+                    continue;
+                }
                 if signal != inherit::PARENT_DEATH_SIGNAL {
                     operator_signals += 1;
                 }
@@ -763,12 +797,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .into());
         }
     }
+    // Loaded before anything is bound, by a supervisor too (its workers load them again,
+    // each generation the files as they are then): a bad certificate is a start-up error.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            backlog_server::Tls::from_pem_files(cert, key)
+                .map_err(|err| ServerError::Config(format!("TLS: {err}")))?,
+        ),
+        _ => None,
+    };
     if worker.is_none() && args.processes > 1 {
         let cfg = builder.config().clone();
         return supervise(&args, &cfg, inherited.map(|(_, l)| l));
     }
     let builder = match inherited {
         Some((_, listeners)) => builder.listeners(listeners),
+        None => builder,
+    };
+    let builder = match &tls {
+        Some(tls) => builder.tls(tls.clone()),
         None => builder,
     };
     let signals = catch_signals(worker.is_some())?;
@@ -800,8 +847,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let handles: Vec<backlog_server::ServerHandle> = std::iter::once(server.handle())
         .chain(admin.as_ref().map(|a| a.handle()))
         .collect();
-    signal_thread(signals, handles)?;
+    signal_thread(signals, handles, tls)?;
+    // A supervisor writes its own; a single process writes its pid for `backlog reload`.
+    let pid_file = args.pid_file.as_ref().filter(|_| worker.is_none());
+    if let Some(path) = pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let stats = server.wait();
+    if let Some(path) = pid_file {
+        let _ = std::fs::remove_file(path);
+    }
     if let Some(admin) = admin {
         admin.stop();
     }
