@@ -60,6 +60,7 @@ pub fn merge(
             open_connections: 0,
             // Percentiles do not add up across processes; each thread keeps its own.
             waits: Default::default(),
+            tls: s.tls.as_ref().map(|_| Default::default()),
             ..s.clone()
         },
         None => State::default(),
@@ -79,6 +80,9 @@ pub fn merge(
             t
         }));
         out.requests_total += state.requests_total;
+        if let (Some(all), Some(tls)) = (out.tls.as_mut(), state.tls.as_ref()) {
+            all.add(tls);
+        }
         out.open_connections += state.open_connections;
     }
     let handled: Vec<f64> = out

@@ -22,7 +22,9 @@ pub mod metrics;
 pub mod state;
 
 pub use client::fetch_state;
-pub use state::{ListenerState, ProcessState, QueueWaits, Sampler, Shape, State, ThreadState};
+pub use state::{
+    ListenerState, ProcessState, QueueWaits, Sampler, Shape, State, ThreadState, TlsState,
+};
 
 use backlog_server::{
     introspect::{Connections, Introspect},

@@ -34,14 +34,34 @@ struct ProcessLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    thread: String,
+    role: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    thread: String,
+    role: String,
+    cause: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// A queue-wait histogram per thread, as the threads counted it (buckets from
+/// A histogram per thread (and kind), as the threads counted it (buckets from
 /// [`BUCKETS_US`], 10 µs to 10 s, in seconds).
-#[derive(Debug, Default)]
-struct WaitHistograms(Vec<(ThreadLabels, WaitSnapshot)>);
+#[derive(Debug)]
+struct WaitHistograms<L>(Vec<(L, WaitSnapshot)>);
 
-impl EncodeMetric for WaitHistograms {
+impl<L> Default for WaitHistograms<L> {
+    fn default() -> Self {
+        WaitHistograms(Vec::new())
+    }
+}
+
+impl<L: EncodeLabelSet + std::fmt::Debug + Send + Sync> EncodeMetric for WaitHistograms<L> {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         for (labels, waits) in &self.0 {
             let buckets: Vec<(f64, u64)> = BUCKETS_US
@@ -235,8 +255,13 @@ pub fn encode(state: &State) -> String {
         "Share of wall time the thread spent outside epoll_wait over the last interval",
         busy.clone(),
     );
-    let (mut accept_waits, mut receive_waits) =
-        (WaitHistograms::default(), WaitHistograms::default());
+    let (mut accept_waits, mut receive_waits) = (
+        WaitHistograms::<ThreadLabels>::default(),
+        WaitHistograms::<ThreadLabels>::default(),
+    );
+    let mut handshakes = WaitHistograms::<HandshakeLabels>::default();
+    let in_flight = Family::<ThreadLabels, Gauge>::default();
+    let tls_failures = Family::<FailureLabels, Counter>::default();
     for t in &state.threads {
         let labels = ThreadLabels {
             thread: t.counters.name.clone(),
@@ -251,6 +276,31 @@ pub fn encode(state: &State) -> String {
             receive_waits
                 .0
                 .push((labels.clone(), t.counters.receive_wait.clone()));
+        }
+        // Handshakes are counted by whoever runs them: readers, loops, or acceptors
+        // that complete them before handing a session over.
+        if state.tls.is_some()
+            && t.counters.role != Role::Worker
+            && t.counters.role != Role::Blocking
+        {
+            let tls = &t.counters.tls;
+            for (kind, hist) in [("full", &tls.full), ("resumed", &tls.resumed)] {
+                let l = HandshakeLabels {
+                    thread: labels.thread.clone(),
+                    role: labels.role.clone(),
+                    kind: kind.to_string(),
+                };
+                handshakes.0.push((l, hist.clone()));
+            }
+            in_flight.get_or_create(&labels).set(tls.in_flight as i64);
+            for (cause, n) in &tls.failures {
+                let l = FailureLabels {
+                    thread: labels.thread.clone(),
+                    role: labels.role.clone(),
+                    cause: cause.clone(),
+                };
+                tls_failures.get_or_create(&l).inc_by(*n);
+            }
         }
         accepted.get_or_create(&labels).inc_by(t.counters.accepted);
         open.get_or_create(&labels).set(t.counters.open as i64);
@@ -281,6 +331,24 @@ pub fn encode(state: &State) -> String {
         "How long requests' first bytes waited in the kernel's receive queue before the thread read them",
         receive_waits,
     );
+
+    if state.tls.is_some() {
+        registry.register(
+            "tls_handshake_seconds",
+            "TLS handshakes completed, by how long they took from the ClientHello's first byte to done (kind: full or resumed), by the thread that ran them",
+            handshakes,
+        );
+        registry.register(
+            "tls_handshakes_in_flight",
+            "TLS handshakes begun and not yet done on the thread",
+            in_flight,
+        );
+        registry.register(
+            "tls_failures",
+            "TLS connections ended by cause: plain_http (plain HTTP on the TLS port, answered 400), bad_handshake (refused ClientHello or handshake), peer_alert (the client refused ours), timeout (the handshake outlasted the header timeout), closed (the client left mid-handshake), bad_record (an undecryptable record after it)",
+            tls_failures,
+        );
+    }
 
     let imbalance = FloatGauge::default();
     imbalance.set(state.imbalance);

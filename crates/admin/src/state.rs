@@ -192,6 +192,76 @@ pub struct State {
     /// Queue-wait percentiles of the whole server over the interval.
     #[serde(default)]
     pub waits: QueueWaits,
+    /// TLS handshakes across the server, when its listeners speak TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsState>,
+}
+
+/// TLS across the server: handshakes over the interval, failures since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TlsState {
+    /// Handshakes completed per second (full and resumed).
+    pub handshakes_per_s: f64,
+    /// Of which resumed.
+    pub resumed_per_s: f64,
+    /// Full handshakes' median duration (ClientHello's first byte to done), µs.
+    pub full_p50_us: Option<u64>,
+    /// Full handshakes, 99th percentile.
+    pub full_p99_us: Option<u64>,
+    /// Resumed handshakes, 99th percentile.
+    pub resumed_p99_us: Option<u64>,
+    /// Handshakes going on now.
+    pub in_flight: u64,
+    /// Connections TLS ended, by cause, since start.
+    pub failures: BTreeMap<String, u64>,
+}
+
+impl TlsState {
+    /// The server's TLS from its threads' counters now and `before` (an earlier snapshot of
+    /// the same threads, for the interval's rates), over `secs` seconds.
+    pub fn of(now: &[ThreadSnapshot], before: Option<&[ThreadSnapshot]>, secs: f64) -> TlsState {
+        let (mut full, mut resumed) = (WaitSnapshot::default(), WaitSnapshot::default());
+        let mut out = TlsState::default();
+        for t in now {
+            let b = before.and_then(|p| p.iter().find(|o| o.name == t.name));
+            match b {
+                Some(b) => {
+                    full.merge(&t.tls.full.since(&b.tls.full));
+                    resumed.merge(&t.tls.resumed.since(&b.tls.resumed));
+                }
+                None => {
+                    full.merge(&t.tls.full);
+                    resumed.merge(&t.tls.resumed);
+                }
+            }
+            out.in_flight += t.tls.in_flight;
+            for (cause, n) in &t.tls.failures {
+                *out.failures.entry(cause.clone()).or_insert(0) += n;
+            }
+        }
+        let us = |s: &WaitSnapshot, q| s.quantile(q).map(|d| d.as_micros() as u64);
+        out.handshakes_per_s = (full.count() + resumed.count()) as f64 / secs;
+        out.resumed_per_s = resumed.count() as f64 / secs;
+        out.full_p50_us = us(&full, 0.5);
+        out.full_p99_us = us(&full, 0.99);
+        out.resumed_p99_us = us(&resumed, 0.99);
+        out
+    }
+
+    /// Several processes' TLS as one: rates, gauges and failures add up; of the
+    /// percentiles, which do not, the worst process's is kept.
+    pub fn add(&mut self, other: &TlsState) {
+        self.handshakes_per_s += other.handshakes_per_s;
+        self.resumed_per_s += other.resumed_per_s;
+        self.in_flight += other.in_flight;
+        for (cause, n) in &other.failures {
+            *self.failures.entry(cause.clone()).or_insert(0) += n;
+        }
+        let worst = |a: Option<u64>, b: Option<u64>| a.max(b);
+        self.full_p50_us = worst(self.full_p50_us, other.full_p50_us);
+        self.full_p99_us = worst(self.full_p99_us, other.full_p99_us);
+        self.resumed_p99_us = worst(self.resumed_p99_us, other.resumed_p99_us);
+    }
 }
 
 struct Previous {
@@ -304,6 +374,9 @@ impl Sampler {
             });
         }
         let imbalance = imbalance(&handled);
+        let tls = view
+            .tls()
+            .then(|| TlsState::of(&snapshot, prev.map(|p| p.as_slice()), secs));
         *previous = Some(Previous {
             at: now,
             threads: snapshot.clone(),
@@ -339,6 +412,7 @@ impl Sampler {
                 .sum(),
             processes: Vec::new(),
             waits: QueueWaits::of(&all_accept, &all_receive),
+            tls,
         }
     }
 }

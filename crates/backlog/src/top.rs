@@ -158,12 +158,14 @@ fn draw(f: &mut Frame, view: &View) {
     } else {
         state.processes.len().min(6) as u16 + 2
     };
-    let [title, processes, diagram, queues, kernel, threads, spark] = Layout::vertical([
+    let tls_rows = if state.tls.is_some() { 3 } else { 0 };
+    let [title, processes, diagram, queues, kernel, tls, threads, spark] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(procs),
         Constraint::Length(4),
         Constraint::Length(gauges + 2),
         Constraint::Length(4),
+        Constraint::Length(tls_rows),
         Constraint::Min(4),
         Constraint::Length(3),
     ])
@@ -204,6 +206,17 @@ fn draw(f: &mut Frame, view: &View) {
     }
     draw_queues(f, queues, state);
     draw_kernel(f, kernel, view);
+    if let Some(t) = &state.tls {
+        let line = tls_line(t, usize::from(tls.width).saturating_sub(2));
+        f.render_widget(
+            Paragraph::new(Line::from(line)).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(" TLS handshakes (interval; failures since start) "),
+            ),
+            tls,
+        );
+    }
     draw_threads(f, threads, state, view.scroll);
     let data: Vec<u64> = view.rps.iter().copied().collect();
     let last = data.last().copied().unwrap_or(0);
@@ -461,6 +474,43 @@ fn draw_kernel(f: &mut Frame, area: Rect, view: &View) {
         ),
         area,
     );
+}
+
+/// The TLS box's line: handshakes per second and how many resumed, how long full ones
+/// took, how many are under way, and the failures that happened, least useful dropped first.
+fn tls_line(t: &admin::TlsState, width: usize) -> String {
+    let resumed = if t.handshakes_per_s > 0.0 {
+        format!(
+            " ({:.0}% resumed)",
+            100.0 * t.resumed_per_s / t.handshakes_per_s
+        )
+    } else {
+        String::new()
+    };
+    let failures: Vec<String> = t
+        .failures
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(cause, n)| format!("{cause} {n}"))
+        .collect();
+    let failures = if failures.is_empty() {
+        "no failures".to_string()
+    } else {
+        format!("failed: {}", failures.join(" "))
+    };
+    fit(
+        &[
+            (0, format!("{:.0}/s{resumed}", t.handshakes_per_s)),
+            (
+                1,
+                format!("full {}", wait_pair(t.full_p50_us, t.full_p99_us)),
+            ),
+            (3, format!("resumed p99 {}", short_wait(t.resumed_p99_us))),
+            (0, format!("in flight {}", t.in_flight)),
+            (2, failures),
+        ],
+        width,
+    )
 }
 
 /// A wait for a narrow column: `27µs`, `3.4ms`, `41ms`, `1.2s`; `–` when none was counted.

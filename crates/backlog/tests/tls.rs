@@ -228,6 +228,7 @@ fn a_reload_under_load_changes_the_certificate_with_no_failed_request() {
     let status = Command::new(util::BIN)
         .args(["reload", "--pid-file"])
         .arg(&pid_file)
+        .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
@@ -308,4 +309,71 @@ fn an_unusable_certificate_is_a_start_up_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "--tls-cert needs --tls-key");
+}
+
+#[test]
+fn metrics_and_state_show_handshakes_in_flight_and_failures_by_cause() {
+    let cert = TestCert::new();
+    let mut server = start(
+        &cert,
+        &[
+            "--model",
+            "dispatch",
+            "--threads",
+            "2",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = server.admin_addr();
+    let client = cert.client();
+    for _ in 0..3 {
+        let mut s = connect_tls(server.addr, &client);
+        s.write_all(b"GET /pipeline HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            read_response(&mut BufReader::new(s), false).unwrap().status,
+            200
+        );
+    }
+    let resp = roundtrip(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(resp.status, 400);
+    // A handshake begun and left hanging is in flight.
+    let mut hanging = testkit::connect(server.addr);
+    hanging.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let metrics = || testkit::request(admin, "GET", "/metrics", &[], b"").text();
+    testkit::wait_until(
+        "the hanging handshake shows",
+        Duration::from_secs(5),
+        || {
+            metrics()
+                .lines()
+                .any(|l| l.starts_with("backlog_tls_handshakes_in_flight{") && l.ends_with(" 1"))
+        },
+    );
+    let text = metrics();
+    let count = |kind: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("backlog_tls_handshake_seconds_count{")
+                    && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(count("full") + count("resumed"), 3, "{text}");
+    assert!(count("resumed") >= 1, "{text}");
+    let plain: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("backlog_tls_failures_total{") && l.contains("cause=\"plain_http\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(plain, 1, "{text}");
+    let state = testkit::request(admin, "GET", "/debug/state", &[], b"").text();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["tls"]["in_flight"], 1, "{state}");
+    assert_eq!(state["tls"]["failures"]["plain_http"], 1, "{state}");
+    drop(hanging);
 }

@@ -246,3 +246,25 @@ fn top_draws_a_hybrid_topology() {
     assert!(screen.contains("model custom"), "{screen}");
     assert_fits(&screen);
 }
+
+#[test]
+#[ignore = "needs tmux (scripts/test installs it and runs this)"]
+fn top_shows_tls_handshakes_and_failures() {
+    require_tmux();
+    let cert = testkit::tls::TestCert::new();
+    let (c, k) = (cert.cert.to_str().unwrap(), cert.key.to_str().unwrap());
+    let (server, admin) = serve(&["--model", "single", "--tls-cert", c, "--tls-key", k]);
+    // A handshake, and plain HTTP refused on the TLS port.
+    let _ = testkit::tls::tls_roundtrip(
+        server.addr,
+        &cert.client(),
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let _ = testkit::roundtrip(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let screen = screen("backlog-top-tls", &admin, "plain_http 1");
+    drop(server);
+    assert!(screen.contains("TLS handshakes"), "{screen}");
+    assert!(screen.contains("plain_http 1"), "{screen}");
+    assert!(screen.contains("in flight 0"), "{screen}");
+    assert_fits(&screen);
+}

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) readers: Vec<ReaderPort>,
     pub(crate) backlog: u32,
     pub(crate) conn_limit: Arc<ConnLimit>,
+    /// The listeners speak TLS.
+    pub(crate) tls: bool,
     pub(crate) started: Instant,
 }
 
@@ -67,6 +69,10 @@ impl Introspect {
     /// resolved at start).
     pub fn io(&self) -> crate::Io {
         self.inner.io
+    }
+    /// Whether the listeners speak TLS.
+    pub fn tls(&self) -> bool {
+        self.inner.tls
     }
     /// Every thread and what it does.
     pub fn layout(&self) -> &[ThreadLayout] {

@@ -331,6 +331,7 @@ impl ServerBuilder {
         let mut wiring = Wiring::new(&cfg, app, max_conns);
         wiring.inherited = inherited;
         wiring.refusals = refusals;
+        let speaks_tls = tls.is_some();
         wiring.tls = tls;
         wiring::build(&mut wiring)?;
         let Wiring {
@@ -347,7 +348,8 @@ impl ServerBuilder {
         let addr = addr.unwrap_or(cfg.listen);
         match &cfg.label {
             None => {
-                tracing::info!(model = topology.name(), topology = %topology, io = %cfg.io.name(), %addr, backlog, max_conns, "backlog serving");
+                let scheme = if speaks_tls { "https" } else { "http" };
+                tracing::info!(model = topology.name(), topology = %topology, io = %cfg.io.name(), %addr, scheme, backlog, max_conns, "backlog serving");
                 for t in &layout {
                     tracing::info!("  {t}");
                 }
@@ -364,6 +366,7 @@ impl ServerBuilder {
                 readers,
                 backlog,
                 conn_limit,
+                tls: speaks_tls,
                 started: std::time::Instant::now(),
             }),
         };
