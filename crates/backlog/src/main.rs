@@ -32,7 +32,7 @@ mod top;
 
 use anyhow::Context;
 use backlog_server::{
-    AcceptStrategy, AppThreads, Balance, Io, Model, QueueTiming, Server, ServerError,
+    AcceptStrategy, AppThreads, Balance, HandshakeBy, Io, Model, QueueTiming, Server, ServerError,
 };
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -236,6 +236,11 @@ struct ServeArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1); keep it mode 600.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     tls_key: Option<std::path::PathBuf>,
+    /// Who runs TLS handshakes: readers (the thread that will serve the connection) or
+    /// acceptors (they complete each handshake and hand the session to a reader; needs a
+    /// shape with acceptors, e.g. --model dispatch). Same as handshake= in --topology.
+    #[arg(long, value_parser = named(&HandshakeBy::ALL, |h| h.name()))]
+    handshake: Option<HandshakeBy>,
     /// Where the embedded store (SQLite) keeps comments and idempotency keys.
     #[arg(long, env = "BACKLOG_DATA", default_value = "./backlog-data")]
     data: std::path::PathBuf,
@@ -748,6 +753,9 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
         let t = backlog_server::Topology::parse(text, defaults)
             .map_err(|err| ServerError::Config(format!("--topology: {err}")))?;
         builder = builder.topology(t);
+    }
+    if let Some(by) = args.handshake {
+        builder = builder.handshake(by);
     }
     builder.shape()?;
     Ok(builder)

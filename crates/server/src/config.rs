@@ -3,7 +3,7 @@
 
 pub use crate::observe::queue_wait::QueueTiming;
 pub use crate::shape::model::{AcceptStrategy, Balance, Model};
-use crate::shape::topology::{ParseDefaults, Topology, TopologyError};
+use crate::shape::topology::{HandshakeBy, ParseDefaults, Topology, TopologyError};
 use h1::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,6 +43,7 @@ named!(AcceptStrategy, Exclusive, Mutex, Herd);
 named!(Balance, RoundRobin, LeastConns, P2c);
 named!(QueueTiming, On, Sampled, Off);
 named!(Io, Epoll, Uring, Auto);
+named!(HandshakeBy, Readers, Acceptors);
 
 /// The interface the event loops use to talk to the kernel (`--io`). The default is epoll;
 /// the library reads no environment, but [`Io::from_env`] lets a program (the `backlog`
@@ -192,6 +193,9 @@ pub(crate) struct PresetKnobs {
     /// Set explicitly, so a shape that does not use them can say so at `bind`.
     pub(crate) threads_given: bool,
     pub(crate) workers_given: bool,
+    /// Who runs TLS handshakes, when asked apart from the shape (`--handshake`): it applies
+    /// to a preset and to a topology given whole alike.
+    pub(crate) handshake: Option<HandshakeBy>,
 }
 
 impl Default for PresetKnobs {
@@ -208,6 +212,7 @@ impl Default for PresetKnobs {
             topology_given: false,
             threads_given: false,
             workers_given: false,
+            handshake: None,
         }
     }
 }

@@ -34,6 +34,9 @@ pub(crate) enum Roles {
     Read(ReaderParts),
     /// Accepts, and reads what it accepted.
     AcceptAndRead(Acceptor, ReaderParts),
+    /// Accepts, runs each connection's TLS handshake, and hands the established
+    /// connection to a reader on another thread (the reader parts' `hand_over`).
+    AcceptAndHandshake(Acceptor, ReaderParts),
 }
 
 pub(crate) struct EventLoop {
@@ -58,7 +61,9 @@ impl<D: Driver> Parts<D> {
         let (acceptor, balancer, reader) = match roles {
             Roles::Accept(a, b) => (Some(a), Some(b), None),
             Roles::Read(r) => (None, None, Some(r)),
-            Roles::AcceptAndRead(a, r) => (Some(a), None, Some(r)),
+            Roles::AcceptAndRead(a, r) | Roles::AcceptAndHandshake(a, r) => {
+                (Some(a), None, Some(r))
+            }
         };
         Parts {
             acceptor,

@@ -115,4 +115,4 @@ pub use server::{Server, ServerBuilder, ServerHandle};
 pub use service::{BoxError, HttpBody, HttpService, PeerAddr};
 pub use shape::model::{AcceptStrategy, Balance, Model};
 pub use tls::{Tls, TlsError};
-pub use topology::{AppThreads, Topology, TopologyError};
+pub use topology::{AppThreads, HandshakeBy, Topology, TopologyError};

@@ -189,17 +189,33 @@ impl ServerBuilder {
     /// The shape the server will have, or why there can be none (a model asked for with no
     /// threads, or more than a role allows).
     pub fn shape(&self) -> Result<Topology, ServerError> {
-        if self.preset.topology_given {
-            return Ok(self.cfg.topology);
+        let shape = if self.preset.topology_given {
+            self.cfg.topology
+        } else {
+            if self.preset.threads == 0 || self.preset.workers == 0 {
+                return Err(ServerError::Config(
+                    "threads and workers must be at least 1".into(),
+                ));
+            }
+            self.preset
+                .topology()
+                .map_err(|err| ServerError::Config(format!("topology: {err}")))?
+        };
+        match self.preset.handshake {
+            Some(by) => shape
+                .with_handshake(by)
+                .map_err(|err| ServerError::Config(format!("topology: {err}"))),
+            None => Ok(shape),
         }
-        if self.preset.threads == 0 || self.preset.workers == 0 {
-            return Err(ServerError::Config(
-                "threads and workers must be at least 1".into(),
-            ));
-        }
-        self.preset
-            .topology()
-            .map_err(|err| ServerError::Config(format!("topology: {err}")))
+    }
+
+    /// Who runs TLS handshakes: the readers (default) or the shape's acceptors, which then
+    /// hand established sessions to readers. Applies to a preset (`dispatch`) and to a
+    /// topology given whole; a shape without acceptors refuses `HandshakeBy::Acceptors` at
+    /// [`bind`](Self::bind).
+    pub fn handshake(mut self, by: crate::HandshakeBy) -> Self {
+        self.preset.handshake = Some(by);
+        self
     }
     /// The listen(2) backlog (default 4096).
     pub fn backlog(mut self, backlog: u32) -> Self {
@@ -312,6 +328,11 @@ impl ServerBuilder {
             tls,
         } = self;
         preset.warn_ignored();
+        // The one shape the wiring builds (a `handshake` asked apart is part of it).
+        cfg.topology = topology;
+        if tls.is_none() && topology.handshake() == crate::HandshakeBy::Acceptors {
+            tracing::warn!("handshake=acceptors without TLS: there are no handshakes to run; the acceptors only accept");
+        }
         if cfg.backlog == 0 {
             return Err(ServerError::Config("backlog must be at least 1".into()));
         }

@@ -32,7 +32,7 @@ use crate::roles::listener::{ListenOptions, Listener, Reuseport};
 use crate::roles::reader::{ReaderConfig, ReaderParts};
 use crate::roles::runtime::{self, ServiceExec, Tasks};
 use crate::roles::worker::{self, Exec, HandlerExec, Job, PoolLink, ReplyPort, Submitter};
-use crate::shape::topology::ThreadLayout;
+use crate::shape::topology::{HandshakeBy, ThreadLayout};
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
 use crate::{AcceptStrategy, Config, ServerError};
@@ -161,13 +161,22 @@ impl<'a> Wiring<'a> {
         balancer: Balancer,
     ) {
         let acceptor = self.acceptor(&parts, listeners, turn);
-        self.spawn_loop(parts, Roles::Accept(acceptor, balancer), false);
+        if self.tls.is_some() && self.cfg.topology.handshake() == HandshakeBy::Acceptors {
+            let handshakes = self.reader(&parts, Exec::Nothing, None, Some(balancer));
+            self.spawn_loop(
+                parts,
+                Roles::AcceptAndHandshake(acceptor, handshakes),
+                false,
+            );
+        } else {
+            self.spawn_loop(parts, Roles::Accept(acceptor, balancer), false);
+        }
     }
 
     /// Queue a loop that reads the connections handed to it through `inbox`.
     pub(crate) fn spawn_read_only(&mut self, parts: LoopParts, exec: Exec, inbox: InboxReceiver) {
         let handles = exec.runs_here();
-        let reader = self.reader(&parts, exec, Some(inbox));
+        let reader = self.reader(&parts, exec, Some(inbox), None);
         self.spawn_loop(parts, Roles::Read(reader), handles);
     }
 
@@ -181,7 +190,7 @@ impl<'a> Wiring<'a> {
     ) {
         let handles = exec.runs_here();
         let acceptor = self.acceptor(&parts, listeners, turn);
-        let reader = self.reader(&parts, exec, None);
+        let reader = self.reader(&parts, exec, None, None);
         self.spawn_loop(parts, Roles::AcceptAndRead(acceptor, reader), handles);
     }
 
@@ -202,6 +211,7 @@ impl<'a> Wiring<'a> {
         parts: &LoopParts,
         exec: Exec,
         inbox: Option<InboxReceiver>,
+        hand_over: Option<Balancer>,
     ) -> ReaderParts {
         let cfg = ReaderConfig {
             limits: self.cfg.limits,
@@ -233,20 +243,21 @@ impl<'a> Wiring<'a> {
             inbox,
             name: parts.name.clone(),
             queries,
+            hand_over,
         }
     }
 
     /// Record the loop's layout and queue it for start.
     fn spawn_loop(&mut self, parts: LoopParts, roles: Roles, handles: bool) {
         let (accepts, reads) = match &roles {
-            Roles::Accept(..) => (true, false),
+            Roles::Accept(..) | Roles::AcceptAndHandshake(..) => (true, false),
             Roles::Read(_) => (false, true),
             Roles::AcceptAndRead(..) => (true, true),
         };
         self.layout.push(ThreadLayout {
             name: parts.name.clone(),
             role: match &roles {
-                Roles::Accept(..) => Role::Acceptor,
+                Roles::Accept(..) | Roles::AcceptAndHandshake(..) => Role::Acceptor,
                 Roles::Read(_) => Role::Reader,
                 Roles::AcceptAndRead(..) => Role::Loop,
             },
@@ -254,6 +265,7 @@ impl<'a> Wiring<'a> {
             accepts,
             reads,
             handles,
+            handshakes: matches!(roles, Roles::AcceptAndHandshake(..)),
         });
         let event_loop = EventLoop {
             waker: parts.waker,

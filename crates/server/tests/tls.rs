@@ -249,3 +249,91 @@ fn a_reload_serves_the_new_certificate_and_drops_no_connection() {
         failures(&server, "peer_alert") == 1
     });
 }
+
+/// Shapes whose acceptors run the handshakes.
+fn on_acceptors() -> Vec<(&'static str, backlog_server::ServerBuilder)> {
+    [
+        "listeners=1 acceptors=1 readers=2 workers=0 handshake=acceptors",
+        "listeners=1 acceptors=2 readers=2 workers=0 handshake=acceptors",
+        "listeners=2 acceptors=2 readers=3 workers=2 handshake=acceptors",
+    ]
+    .into_iter()
+    .map(|t| (t, builder(Model::Single).topology(t.parse().unwrap())))
+    .collect()
+}
+
+#[test]
+fn acceptors_run_the_handshakes_and_readers_serve_the_established_sessions() {
+    let cert = TestCert::new();
+    let client = cert.client();
+    for (name, builder) in on_acceptors() {
+        let server = tls_server(builder, &cert);
+        let layout = server.server().layout().to_vec();
+        assert!(
+            layout
+                .iter()
+                .filter(|l| l.name.starts_with("acceptor"))
+                .all(|l| l.handshakes),
+            "{name}: {layout:?}"
+        );
+        for round in 0..4 {
+            // Keep-alive and pipelined requests on sessions the acceptors established.
+            let mut r = BufReader::new(connect_tls(server.addr, &client));
+            r.get_mut()
+                .write_all(
+                    b"GET /seq/1 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/2 HTTP/1.1\r\nHost: t\r\n\r\n",
+                )
+                .unwrap();
+            for i in 1..=2 {
+                assert_eq!(
+                    read_response(&mut r, false).unwrap().text(),
+                    format!("/seq/{i}")
+                );
+            }
+            // A request in the same flight as the client's Finished: it comes over with the
+            // session.
+            let s = testkit::tls::connect_tls_sending(
+                server.addr,
+                &client,
+                b"GET /seq/3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            );
+            let resp = read_response(&mut BufReader::new(s), false).unwrap();
+            assert_eq!(resp.text(), "/seq/3", "{name}");
+            // A body larger than a record, after the handshake.
+            let body = vec![b'y'; 200_000];
+            let mut raw = format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            raw.extend_from_slice(&body);
+            let resp = tls_roundtrip(server.addr, &client, &raw);
+            assert_eq!(
+                (resp.status, resp.body.len()),
+                (200, body.len()),
+                "{name} round {round}"
+            );
+        }
+        let stats = server.stats();
+        let by = |prefix: &str| -> u64 {
+            stats
+                .iter()
+                .filter(|t| t.name.starts_with(prefix))
+                .map(|t| t.tls.full.count() + t.tls.resumed.count())
+                .sum()
+        };
+        assert_eq!(by("acceptor"), 12, "{name}: the acceptors shook hands");
+        assert_eq!(by("reader"), 0, "{name}: the readers did not");
+        let requests: u64 = stats
+            .iter()
+            .filter(|t| t.name.starts_with("reader") || t.name.starts_with("worker"))
+            .map(|t| t.requests)
+            .sum();
+        assert!(requests >= 16, "{name}: the readers served ({requests})");
+        // Plain HTTP and a stalled handshake are the acceptors' to refuse and cut.
+        let resp = roundtrip(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(resp.status, 400, "{name}");
+        server.wait_all_closed(name);
+        assert_eq!(tls_totals(&server).2, 0, "{name}: nothing in flight");
+    }
+}

@@ -104,6 +104,22 @@ pub fn connect_tls(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> TlsStream {
     s
 }
 
+/// Connect to `addr` with `raw` queued before the handshake: rustls sends it as soon as the
+/// keys allow, in the same flight as the client's Finished (TLS 1.3), as browsers with
+/// early-sending stacks do.
+pub fn connect_tls_sending(addr: SocketAddr, cfg: &Arc<ClientConfig>, raw: &[u8]) -> TlsStream {
+    let name = ServerName::try_from("localhost").expect("a name");
+    let mut conn = ClientConnection::new(cfg.clone(), name).expect("a client connection");
+    conn.writer().write_all(raw).expect("queued");
+    let mut s = StreamOwned::new(conn, connect(addr));
+    while s.conn.is_handshaking() || s.conn.wants_write() {
+        s.conn
+            .complete_io(&mut s.sock)
+            .expect("the TLS handshake completes");
+    }
+    s
+}
+
 /// Send `raw` on a fresh TLS connection and read one response.
 pub fn tls_roundtrip(
     addr: SocketAddr,

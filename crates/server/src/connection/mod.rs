@@ -241,6 +241,11 @@ impl Connection {
         self
     }
 
+    /// The connection speaks TLS and its handshake is done.
+    pub(crate) fn tls_established(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.established())
+    }
+
     /// Output not yet taken by the kernel: answers queued, a send in flight, and sealed
     /// records (or handshake messages) waiting.
     fn output(&self) -> usize {

@@ -249,4 +249,13 @@ impl Io for EpollIo<'_> {
     fn may_miss_reset(_: &EdgeState) -> bool {
         false
     }
+
+    fn quiet(_: &EdgeState) -> bool {
+        true
+    }
+
+    fn detach(&mut self, fd: &OwnedFd, _: EdgeState) {
+        // Bytes already waiting are reported to the next epoll when it registers the fd.
+        let _ = self.epoll.delete(fd);
+    }
 }

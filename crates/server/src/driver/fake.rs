@@ -235,6 +235,12 @@ impl Io for Fake {
     fn may_miss_reset(_: &FakeConn) -> bool {
         false
     }
+
+    fn quiet(_: &FakeConn) -> bool {
+        true
+    }
+
+    fn detach(&mut self, _: &OwnedFd, _: FakeConn) {}
 }
 
 /// Tests of the reader and the acceptor, each under both drivers' semantics.
@@ -292,6 +298,7 @@ mod tests {
             inbox: None,
             name: "loop-0".into(),
             queries: crossbeam_channel::never(),
+            hand_over: None,
         }
     }
 

@@ -19,6 +19,7 @@
 //! | [`Io::write`] | `write` until the kernel stops taking | one `send` in flight, its buffer back in [`ConnEvent::Sent`] |
 //! | [`Io::want_input`] | nothing (edges keep coming) | arm or cancel the receive (backpressure) |
 //! | [`Io::close`] | `close` | cancel what is in flight, queue the close |
+//! | [`Io::detach`] | deregister | nothing (a connection is moved only once its receive ended) |
 //! | [`Io::listen`] | register or deregister the listeners | multishot accept, or a readiness poll near the ceiling |
 
 pub(crate) mod epoll;
@@ -194,6 +195,11 @@ pub(crate) trait Io {
     );
     /// Close the connection (`sending`: a send may still be in flight).
     fn close(&mut self, fd: OwnedFd, c: Self::Conn, sending: bool);
+    /// Whether nothing is armed on the connection (no receive, and the reader knows of no
+    /// send): it may move to another thread's driver.
+    fn quiet(c: &Self::Conn) -> bool;
+    /// Stop serving a quiet connection here without closing it: it moves to another loop.
+    fn detach(&mut self, fd: &OwnedFd, c: Self::Conn);
     /// Whether a reset may go unreported while the connection waits for bytes (see
     /// `Reader::sweep_reset`): such a driver's readers ask the kernel now and then.
     fn may_miss_reset(c: &Self::Conn) -> bool;

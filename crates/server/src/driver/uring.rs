@@ -290,4 +290,11 @@ impl Io for UringIo<'_, '_> {
     fn may_miss_reset(c: &RecvState) -> bool {
         *c == RecvState::On
     }
+
+    fn quiet(c: &RecvState) -> bool {
+        // A cancelled receive may still complete with bytes: moved only after its last.
+        *c == RecvState::Off
+    }
+
+    fn detach(&mut self, _: &OwnedFd, _: RecvState) {}
 }

@@ -5,6 +5,7 @@
 //! an eventfd [`Waker`] whose writes coalesce, so a burst of handoffs to one reader costs one
 //! wake-up. The [`Balancer`] chooses the reader.
 
+use crate::connection::Connection;
 use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
 use crate::Balance;
@@ -14,10 +15,18 @@ use std::sync::Arc;
 use sys::socket::Accepted;
 use sys::Waker;
 
+/// A connection handed to a reader: the socket as accepted, and, when an acceptor ran its
+/// TLS handshake, the connection's state with the established session (and any request
+/// bytes that came with the handshake's last flight).
+pub(crate) struct Handed {
+    pub(crate) accepted: Accepted,
+    pub(crate) conn: Option<Box<Connection>>,
+}
+
 /// A reader's queue of connections handed to it. Cloned once per acceptor that may feed
 /// the reader: several acceptors can hand connections to one reader.
 pub(crate) struct Inbox {
-    tx: Sender<Accepted>,
+    tx: Sender<Handed>,
     waker: Arc<Waker>,
     stats: Arc<ThreadStats>,
     senders: Arc<AtomicUsize>,
@@ -26,7 +35,7 @@ pub(crate) struct Inbox {
 
 /// The reader's end of its inbox.
 pub(crate) struct InboxReceiver {
-    rx: Receiver<Accepted>,
+    rx: Receiver<Handed>,
     stats: Arc<ThreadStats>,
     senders: Arc<AtomicUsize>,
 }
@@ -53,7 +62,7 @@ pub(crate) fn inbox(
 impl Inbox {
     /// Queue `fd` for the reader and wake it. The count rises before the send so that the
     /// balancer's next look at this reader already sees the connection.
-    fn push(&self, fd: Accepted) {
+    fn push(&self, fd: Handed) {
         self.stats.handoff_push();
         if self.tx.send(fd).is_err() {
             // The reader has exited (shutdown): the fd is dropped, closing the connection.
@@ -96,7 +105,7 @@ impl InboxReceiver {
     }
 
     /// The next handed-over connection, if any.
-    pub(crate) fn pop(&self) -> Option<Accepted> {
+    pub(crate) fn pop(&self) -> Option<Handed> {
         let fd = self.rx.try_recv().ok()?;
         self.stats.handoff_pop();
         Some(fd)
@@ -124,8 +133,17 @@ impl Balancer {
 
     /// Hand `fd` to the reader this strategy picks.
     pub(crate) fn dispatch(&mut self, fd: Accepted) {
+        self.hand(Handed {
+            accepted: fd,
+            conn: None,
+        });
+    }
+
+    /// Hand a connection (a socket, or a socket with its state) to the reader this strategy
+    /// picks.
+    pub(crate) fn hand(&mut self, handed: Handed) {
         let i = self.pick();
-        self.inboxes[i].push(fd);
+        self.inboxes[i].push(handed);
     }
 
     fn load(&self, i: usize) -> u64 {

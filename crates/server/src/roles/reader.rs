@@ -26,7 +26,7 @@ use crate::observe::connections::{ConnInfo, ConnQuery, Held};
 use crate::observe::queue_wait::ReadTiming;
 use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
-use crate::roles::handoff::InboxReceiver;
+use crate::roles::handoff::{Balancer, Handed, InboxReceiver};
 use crate::roles::runtime::Step;
 use crate::roles::worker::{ConnId, Exec, Job, PoolLink};
 use crate::tls::session::Session;
@@ -155,6 +155,9 @@ pub(crate) struct ReaderParts {
     /// Its thread's name, and where the admin thread's questions arrive.
     pub(crate) name: String,
     pub(crate) queries: Receiver<ConnQuery>,
+    /// An acceptor's handshakes: where each connection goes once its TLS session is
+    /// established (its exec is then [`Exec::Nothing`]).
+    pub(crate) hand_over: Option<Balancer>,
 }
 
 pub(crate) struct Reader<D: Driver> {
@@ -193,6 +196,8 @@ pub(crate) struct Reader<D: Driver> {
     bodies: HashMap<usize, Arc<Pipe>>,
     /// Connections whose body's consumer was full, to resume when it has room.
     paused: Vec<usize>,
+    /// Handshakes only: where established connections go.
+    hand_over: Option<Balancer>,
 }
 
 /// How often, and after how long without bytes, an io_uring reader asks the kernel whether a
@@ -208,6 +213,7 @@ impl<D: Driver> Reader<D> {
             inbox,
             name,
             queries,
+            hand_over,
         } = parts;
         let now = Instant::now();
         Reader {
@@ -238,6 +244,7 @@ impl<D: Driver> Reader<D> {
             paused: Vec::new(),
             touched: Vec::new(),
             spare: Buffers::default(),
+            hand_over,
         }
     }
 
@@ -264,6 +271,43 @@ impl<D: Driver> Reader<D> {
     /// already claimed).
     pub(crate) fn add(&mut self, io: &mut impl Io<Conn = D::Conn>, accepted: Accepted) {
         let Accepted { fd, peer, at } = accepted;
+        let mut conn = Connection::new(peer, self.cfg.limits, at);
+        if let Some(tls) = &self.cfg.tls {
+            match Session::new(tls.config(), &mut self.tally.tls) {
+                Some(session) => conn = conn.with_tls(session),
+                None => {
+                    tracing::warn!("cannot start a TLS session; closing the connection");
+                    self.cfg.conn_limit.release();
+                    return;
+                }
+            }
+        }
+        self.adopt(io, fd, conn);
+    }
+
+    /// Take a connection handed over: a fresh socket, or one an acceptor shook hands on,
+    /// with its established session and what came with it.
+    pub(crate) fn add_handed(&mut self, io: &mut impl Io<Conn = D::Conn>, handed: Handed) {
+        match handed.conn {
+            None => self.add(io, handed.accepted),
+            Some(conn) => {
+                let key = self.adopt(io, handed.accepted.fd, *conn);
+                // Request bytes may have come with the handshake's last flight, and the
+                // session's tickets may still be unsent: take them up now.
+                if let Some(key) = key.filter(|_| !self.draining) {
+                    self.drive(io, key);
+                }
+            }
+        }
+    }
+
+    /// Serve `conn` on `fd` from this thread; its key, unless the driver refused it.
+    fn adopt(
+        &mut self,
+        io: &mut impl Io<Conn = D::Conn>,
+        fd: OwnedFd,
+        conn: Connection,
+    ) -> Option<usize> {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
@@ -273,19 +317,7 @@ impl<D: Driver> Reader<D> {
         if let Err(err) = io.open(&fd, Token::conn(key, gen), &mut state, stamps) {
             tracing::warn!(%err, "cannot register connection; closing it");
             self.cfg.conn_limit.release();
-            return;
-        }
-        let mut conn = Connection::new(peer, self.cfg.limits, at);
-        if let Some(tls) = &self.cfg.tls {
-            match Session::new(tls.config(), &mut self.tally.tls) {
-                Some(session) => conn = conn.with_tls(session),
-                None => {
-                    tracing::warn!("cannot start a TLS session; closing the connection");
-                    io.close(fd, state, false);
-                    self.cfg.conn_limit.release();
-                    return;
-                }
-            }
+            return None;
         }
         entry.insert(Socket {
             fd,
@@ -304,6 +336,7 @@ impl<D: Driver> Reader<D> {
         } else {
             self.schedule(key);
         }
+        Some(key)
     }
 
     /// Something happened on a connection: take it in, and drive the connection.
@@ -365,8 +398,8 @@ impl<D: Driver> Reader<D> {
                 .reply
                 .send((self.conns.len(), self.describe(query.limit)));
         }
-        while let Some(fd) = self.inbox.as_ref().and_then(|i| i.pop()) {
-            self.add(io, fd);
+        while let Some(handed) = self.inbox.as_ref().and_then(|i| i.pop()) {
+            self.add_handed(io, handed);
         }
         let Reader {
             exec,
@@ -431,6 +464,7 @@ impl<D: Driver> Reader<D> {
                     None => return,
                 },
                 Exec::Service(exec) => exec.tasks.try_submit(job).map(Some),
+                Exec::Nothing => return,
             };
             match submitted {
                 Ok(task) => {
@@ -673,6 +707,16 @@ impl<D: Driver> Reader<D> {
                     return self.close(io, key);
                 }
             }
+            if self.hand_over.is_some() && s.conn.tls_established() {
+                // Its handshake is done: nothing more is read here, and once nothing is in
+                // flight on this loop's driver the connection moves to a reader.
+                let stamps = self.cfg.queue_timing.stamps();
+                io.want_input(&s.fd, token, &mut s.io, false, stamps);
+                if !s.conn.sending() && D::Io::quiet(&s.io) {
+                    return self.hand_off(io, key);
+                }
+                break;
+            }
             let more_to_read = D::Io::input_waiting(&s.io) && s.conn.wants_read();
             if !more_to_read && !s.conn.unblocked() {
                 let wants = s.conn.wants_read();
@@ -712,6 +756,8 @@ impl<D: Driver> Reader<D> {
         match self.exec {
             Exec::Handler(_) => self.answer_native(key),
             Exec::Service(_) => self.answer_service(key),
+            // Handshakes only: requests are for the reader the connection goes to.
+            Exec::Nothing => {}
         }
     }
 
@@ -888,6 +934,31 @@ impl<D: Driver> Reader<D> {
         self.wheel.remove(key, s.timer);
         io.close(s.fd, s.io, s.conn.sending());
         self.closed();
+    }
+
+    /// An acceptor's handshake is done: the connection, its session and whatever came with
+    /// the handshake go to the reader the balancer picks. Its slot under `--max-conns`
+    /// stays claimed: the connection lives on.
+    fn hand_off(&mut self, io: &mut impl Io<Conn = D::Conn>, key: usize) {
+        let Some(mut s) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.stats.add(&mut self.tally);
+        self.wheel.remove(key, s.timer);
+        io.detach(&s.fd, s.io);
+        self.stats.closed();
+        s.conn.park_buffers(&mut self.spare);
+        let Some(balancer) = self.hand_over.as_mut() else {
+            return;
+        };
+        balancer.hand(Handed {
+            accepted: Accepted {
+                fd: s.fd,
+                peer: None,
+                at: s.conn.accepted_at(),
+            },
+            conn: Some(Box::new(s.conn)),
+        });
     }
 
     fn closed(&self) {

@@ -164,6 +164,9 @@ pub(crate) struct PoolLink {
 pub(crate) enum Exec {
     Handler(HandlerExec),
     Service(ServiceExec),
+    /// Runs nothing: an acceptor's loop that completes TLS handshakes and hands each
+    /// established connection to a reader.
+    Nothing,
 }
 
 impl Exec {
@@ -172,6 +175,7 @@ impl Exec {
         let (links, service) = match self {
             Exec::Handler(h) => (Some(h.links()), None),
             Exec::Service(s) => (None, Some(&s.completions)),
+            Exec::Nothing => (None, None),
         };
         links
             .into_iter()
@@ -185,6 +189,7 @@ impl Exec {
         match self {
             Exec::Handler(h) => h.workers.is_none(),
             Exec::Service(s) => s.inline,
+            Exec::Nothing => false,
         }
     }
 }

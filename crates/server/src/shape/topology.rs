@@ -73,8 +73,39 @@ pub struct Topology {
     accept: AcceptStrategy,
     /// How acceptors choose a reader.
     balance: Balance,
+    /// Who runs a TLS connection's handshake.
+    handshake: HandshakeBy,
     /// The model this shape is the preset of, if any: it keeps that model's thread names.
     preset: Option<Model>,
+}
+
+/// Who runs a TLS connection's handshake (`handshake=` in a topology's text). A full
+/// handshake costs hundreds of microseconds of CPU, a keep-alive request a few: where it
+/// runs decides whose requests wait behind a burst of new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandshakeBy {
+    /// The reader that will serve the connection (what nginx and HAProxy do: one loop
+    /// for handshakes and requests).
+    #[default]
+    Readers,
+    /// The acceptors: they complete each handshake and hand the established session to a
+    /// reader with the socket, so a burst of new connections never delays requests on
+    /// established ones. Needs acceptors (`acceptors=N`).
+    Acceptors,
+}
+
+impl HandshakeBy {
+    /// Both, readers first.
+    pub const ALL: [HandshakeBy; 2] = [HandshakeBy::Readers, HandshakeBy::Acceptors];
+
+    /// Its name in a topology's text.
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeBy::Readers => "readers",
+            HandshakeBy::Acceptors => "acceptors",
+        }
+    }
 }
 
 /// What a parsed shape takes for what its text leaves out.
@@ -137,11 +168,19 @@ pub enum TopologyError {
         /// Acceptors asked for.
         acceptors: usize,
     },
+    /// Handshakes on acceptors in a shape that has none.
+    #[error(
+        "handshake=acceptors with acceptors=0: there is no acceptor to run handshakes (give \
+         acceptors=N, or leave handshakes to the readers)"
+    )]
+    HandshakeWithoutAcceptors,
     /// A word that is not `key=value`.
     #[error("{0:?} is not key=value (e.g. \"listeners=1 acceptors=3 readers=5 workers=8\")")]
     NotKeyValue(String),
     /// A key this type does not have.
-    #[error("unknown key {0:?} (listeners, acceptors, readers, workers, accept, balance)")]
+    #[error(
+        "unknown key {0:?} (listeners, acceptors, readers, workers, accept, balance, handshake)"
+    )]
     UnknownKey(String),
     /// A key given twice.
     #[error("{0} given twice")]
@@ -177,6 +216,10 @@ pub struct ThreadLayout {
     pub reads: bool,
     /// It runs the handler.
     pub handles: bool,
+    /// It runs TLS handshakes for other threads' connections (an acceptor with
+    /// `handshake=acceptors`; readers run their own otherwise).
+    #[serde(default)]
+    pub handshakes: bool,
 }
 
 impl ThreadLayout {
@@ -189,6 +232,7 @@ impl ThreadLayout {
             accepts: false,
             reads: false,
             handles: true,
+            handshakes: false,
         }
     }
 }
@@ -201,6 +245,9 @@ impl fmt::Display for ThreadLayout {
         }
         if self.accepts {
             parts.push("accepts");
+        }
+        if self.handshakes {
+            parts.push("TLS handshakes");
         }
         if self.reads {
             parts.push("reads/writes");
@@ -229,6 +276,7 @@ impl Topology {
             workers,
             accept: AcceptStrategy::Exclusive,
             balance: Balance::RoundRobin,
+            handshake: HandshakeBy::Readers,
             preset: None,
         }
         .checked()
@@ -244,6 +292,18 @@ impl Topology {
     pub fn with_balance(mut self, balance: Balance) -> Topology {
         self.balance = balance;
         self
+    }
+
+    /// The same shape with TLS handshakes run `by` readers or acceptors (acceptors only
+    /// where the shape has some).
+    pub fn with_handshake(mut self, by: HandshakeBy) -> Result<Topology, TopologyError> {
+        self.handshake = by;
+        self.checked()
+    }
+
+    /// Who runs TLS handshakes.
+    pub fn handshake(&self) -> HandshakeBy {
+        self.handshake
     }
 
     /// Listening sockets on the port; more than one means SO_REUSEPORT.
@@ -299,6 +359,7 @@ impl Topology {
             workers,
             accept,
             balance,
+            handshake: HandshakeBy::Readers,
             preset: Some(model),
         }
         .checked()
@@ -338,6 +399,9 @@ impl Topology {
                     listeners: self.listeners,
                     acceptors: a,
                 })
+            }
+            0 if self.handshake == HandshakeBy::Acceptors => {
+                Err(TopologyError::HandshakeWithoutAcceptors)
             }
             _ => Ok(()),
         }
@@ -402,6 +466,7 @@ impl Topology {
             accepts: true,
             reads: false,
             handles: false,
+            handshakes: self.handshake == HandshakeBy::Acceptors,
         });
         let accepts = self.acceptors == 0;
         let readers = (0..self.readers).map(|i| ThreadLayout {
@@ -411,6 +476,7 @@ impl Topology {
             accepts,
             reads: true,
             handles: self.workers == 0,
+            handshakes: false,
         });
         workers.chain(acceptors).chain(readers).collect()
     }
@@ -516,6 +582,9 @@ impl fmt::Display for Topology {
         if self.balances() {
             write!(f, " balance={}", self.balance.name())?;
         }
+        if self.handshake != HandshakeBy::Readers {
+            write!(f, " handshake={}", self.handshake.name())?;
+        }
         Ok(())
     }
 }
@@ -549,6 +618,7 @@ impl Topology {
             workers: 0,
             accept,
             balance,
+            handshake: HandshakeBy::Readers,
             preset: None,
         };
         let mut seen: Vec<&str> = Vec::new();
@@ -578,6 +648,13 @@ impl Topology {
                     t.balance = value
                         .parse()
                         .map_err(|_| bad("round-robin, least-conns or p2c"))?
+                }
+                "handshake" => {
+                    t.handshake = match value {
+                        "readers" => HandshakeBy::Readers,
+                        "acceptors" => HandshakeBy::Acceptors,
+                        _ => return Err(bad("readers or acceptors")),
+                    }
                 }
                 _ => return Err(TopologyError::UnknownKey(key.to_string())),
             }
@@ -686,6 +763,15 @@ mod tests {
         assert!(parse_err("readers").contains("key=value"));
         assert!(parse_err("readers=1 readers=2").contains("twice"));
         assert!(parse_err("accept=polite").contains("exclusive"));
+        assert!(parse_err("handshake=workers").contains("readers or acceptors"));
+        assert!(parse_err("readers=2 handshake=acceptors").contains("acceptors=0"));
+        let t = parse("acceptors=1 readers=2 handshake=acceptors");
+        assert_eq!(t.handshake(), HandshakeBy::Acceptors);
+        assert_eq!(
+            t.to_string(),
+            "listeners=1 acceptors=1 readers=2 workers=0 balance=round-robin handshake=acceptors"
+        );
+        assert_eq!(t.to_string().parse::<Topology>().unwrap(), t);
     }
 
     #[test]

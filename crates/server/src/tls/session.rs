@@ -156,6 +156,11 @@ impl Session {
         })
     }
 
+    /// Whether the handshake is done and the session carries requests.
+    pub(crate) fn established(&self) -> bool {
+        self.state == State::Established
+    }
+
     /// Whether the handshake is still going on.
     pub(crate) fn handshaking(&self) -> bool {
         matches!(self.state, State::Handshaking { .. })
