@@ -15,6 +15,8 @@
 //! - [`syscalls`]: syscalls per request, from `strace -c -f` during a separate short run.
 //! - [`report`]: results.json, report.md and SVG plots; [`shapes`]: its sections on
 //!   topologies, the thread sweep and which shape suits which workload.
+//! - [`tls`]: the TLS scenarios' certificate and clients (one suite and one key exchange
+//!   for every server).
 //! - [`floor`]: the physical floor, a minimal server under epoll or io_uring; [`engine`]:
 //!   what it does with a connection's bytes (canned answers, or HttpArena's endpoints).
 //! - `anchor_hyper` (feature `hyper`): the hyper 1.x anchor server.
@@ -43,3 +45,4 @@ pub mod scenario;
 pub mod shapes;
 pub mod syscalls;
 pub mod target;
+pub mod tls;

@@ -6,7 +6,14 @@
 //! and fixed-rate without coordinated omission (each request has an intended send time and
 //! its latency counts from then, as wrk2 does, so a stalled server is charged for the
 //! requests it delayed). Connections are kept alive, pipelined D deep, or replaced after
-//! every request (churn). Every run is bounded by its duration.
+//! every request (churn). Every run is bounded by its duration. With a TLS client
+//! configuration every connection speaks TLS through rustls (a churned connection then costs
+//! the server a handshake, full or resumed as the configuration allows), and a request's
+//! latency includes its connection's handshake.
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -62,6 +69,8 @@ pub struct LoadSpec {
     pub timeout: Duration,
     /// The CPUs its threads run on (empty: wherever the kernel puts them).
     pub cpus: Vec<usize>,
+    /// Speak TLS with this client configuration (the server's name is `localhost`).
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// What a run measured.
@@ -144,6 +153,9 @@ pub fn run(spec: &LoadSpec, stop: &AtomicBool) -> LoadResult {
 
 struct Conn {
     sock: Option<Socket>,
+    /// The connection's TLS, when the run speaks it: requests go in as plaintext, records
+    /// go out through the socket.
+    tls: Option<ClientConnection>,
     connected: bool,
     out: Vec<u8>,
     inbuf: Vec<u8>,
@@ -197,6 +209,7 @@ impl Worker {
             });
             w.conns.push(Conn {
                 sock: None,
+                tls: None,
                 connected: false,
                 out: Vec::with_capacity(1024),
                 inbuf: Vec::with_capacity(4096),
@@ -251,8 +264,22 @@ impl Worker {
             self.error("connect_error");
             return;
         }
+        let tls = match &spec.tls {
+            Some(cfg) => {
+                let name = ServerName::try_from("localhost").expect("a server name");
+                match ClientConnection::new(cfg.clone(), name) {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        self.error("tls_error");
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
         let c = &mut self.conns[i];
         c.sock = Some(sock);
+        c.tls = tls;
         c.connected = false;
         c.opened = Instant::now();
         c.answered = 0;
@@ -267,6 +294,7 @@ impl Worker {
             let _ = self.epoll.delete(&s);
             self.reopen.push(i);
         }
+        c.tls = None;
         c.sent.clear();
         c.inbuf.clear();
         c.out.clear();
@@ -334,6 +362,26 @@ impl Worker {
     fn flush(&mut self, i: usize) {
         let c = &mut self.conns[i];
         let Some(sock) = c.sock.as_mut() else { return };
+        if let Some(tls) = c.tls.as_mut() {
+            // Plaintext goes into the session (held there until the handshake is done);
+            // what leaves is records.
+            if !c.out.is_empty() {
+                let _ = tls.writer().write_all(&c.out);
+                c.out.clear();
+            }
+            while tls.wants_write() {
+                match tls.write_tls(sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(_) => {
+                        self.error("reset");
+                        self.close(i);
+                        return;
+                    }
+                }
+            }
+            return;
+        }
         while !c.out.is_empty() {
             match sock.write(&c.out) {
                 Ok(n) => {
@@ -349,7 +397,54 @@ impl Worker {
         }
     }
 
+    /// TLS: take what the socket holds through the session into `inbuf`, and send what the
+    /// session has to say back (handshake messages). `false`: the connection ended.
+    fn read_tls(&mut self, spec: &LoadSpec, i: usize) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let c = &mut self.conns[i];
+            let (Some(sock), Some(tls)) = (c.sock.as_mut(), c.tls.as_mut()) else {
+                return false;
+            };
+            let ended = match tls.read_tls(sock) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => true,
+            };
+            if !ended && tls.process_new_packets().is_err() {
+                self.error("tls_error");
+                self.close(i);
+                self.open(spec, i);
+                return false;
+            }
+            loop {
+                match tls.reader().read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
+                    Err(_) => break,
+                }
+            }
+            if ended {
+                if !c.sent.is_empty() {
+                    self.error("reset");
+                }
+                self.close(i);
+                self.open(spec, i);
+                return false;
+            }
+        }
+        self.flush(i);
+        self.conns[i].sock.is_some()
+    }
+
     fn read(&mut self, spec: &LoadSpec, i: usize, now: Instant) {
+        if self.conns[i].tls.is_some() {
+            if !self.read_tls(spec, i) {
+                return;
+            }
+            return self.frame(spec, i, now);
+        }
         let mut buf = [0u8; 16 * 1024];
         loop {
             let Some(sock) = self.conns[i].sock.as_mut() else {
@@ -381,7 +476,11 @@ impl Worker {
                 }
             }
         }
-        // Frame every complete response.
+        self.frame(spec, i, now);
+    }
+
+    /// Take every complete response off the connection's input.
+    fn frame(&mut self, spec: &LoadSpec, i: usize, now: Instant) {
         loop {
             let c = &mut self.conns[i];
             let mut headers = [httparse::EMPTY_HEADER; 24];
@@ -584,6 +683,7 @@ mod tests {
             )],
             timeout: Duration::from_secs(2),
             cpus: Vec::new(),
+            tls: None,
         }
     }
 
@@ -600,6 +700,55 @@ mod tests {
             assert!(r.requests > 0, "{reuse:?}/{pipeline}: nothing answered");
             assert_eq!(r.error_count(), 0, "{reuse:?}/{pipeline}: {:?}", r.errors);
             assert_eq!(r.latency.len(), r.requests, "one latency per answer");
+        }
+        server.stop();
+    }
+
+    #[test]
+    fn every_mode_speaks_tls_to_a_real_server_full_and_resumed() {
+        let dir = testkit::scratch("backlog-lab-tls-");
+        let tls = crate::tls::LabTls::new(dir.path()).unwrap();
+        let server = Server::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .model(Model::Single)
+            .tls(backlog_server::Tls::from_pem_files(&tls.files.cert, &tls.files.key).unwrap())
+            .bind(Router::new().get("/", |_r: Request| Response::text(200, "ok\n")))
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        for (reuse, pipeline, resume) in [
+            (Reuse::KeepAlive, 1, true),
+            (Reuse::KeepAlive, 8, true),
+            (Reuse::Churn, 1, false),
+            (Reuse::Churn, 1, true),
+        ] {
+            let mut s = spec(server.local_addr(), reuse, pipeline, "/");
+            s.tls = Some(tls.client(resume));
+            let before = server.stats().snapshot();
+            let r = run(&s, &stop);
+            assert!(r.requests > 0, "{reuse:?}/{pipeline}: nothing answered");
+            assert_eq!(r.error_count(), 0, "{reuse:?}/{pipeline}: {:?}", r.errors);
+            let after = server.stats().snapshot();
+            let count = |snap: &[backlog_server::stats::ThreadSnapshot], full: bool| -> u64 {
+                snap.iter()
+                    .map(|t| {
+                        if full {
+                            t.tls.full.count()
+                        } else {
+                            t.tls.resumed.count()
+                        }
+                    })
+                    .sum()
+            };
+            let full = count(&after, true) - count(&before, true);
+            let resumed = count(&after, false) - count(&before, false);
+            if reuse == Reuse::Churn {
+                assert!(full + resumed >= r.requests, "a handshake per request");
+                if resume {
+                    assert!(resumed > full, "resuming: {full} full, {resumed} resumed");
+                } else {
+                    assert_eq!(resumed, 0, "full handshakes only");
+                }
+            }
         }
         server.stop();
     }

@@ -157,6 +157,7 @@ fn one_run(
         requests: s.requests(),
         timeout: Duration::from_secs(5),
         cpus: plan.client_cpus.clone(),
+        tls: None,
     };
     let measuring = AtomicBool::new(true);
     let before_state = server_admin_state(server, server_ns);

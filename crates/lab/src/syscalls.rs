@@ -65,6 +65,7 @@ pub fn per_request(
         requests: vec![(1, b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec())],
         timeout: Duration::from_secs(10),
         cpus: Vec::new(),
+        tls: None,
     };
     let result = loadgen::run(&spec, stop);
     let _ = Command::new("kill")
