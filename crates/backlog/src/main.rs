@@ -121,6 +121,22 @@ struct AnchorArgs {
     /// Which endpoints: the demo's `/` or HttpArena's `/baseline11` and `/pipeline`.
     #[arg(long, default_value = "demo", value_parser = named(&lab::engine::Endpoints::ALL, |e| e.name()))]
     endpoints: lab::engine::Endpoints,
+    /// Serve TLS with this certificate (the hyper anchor only).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+impl AnchorArgs {
+    /// The certificate files, when given.
+    fn tls(&self) -> Option<lab::tls::CertFiles> {
+        Some(lab::tls::CertFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
 }
 
 #[derive(Parser)]
@@ -414,7 +430,13 @@ fn main() -> ExitCode {
         #[cfg(feature = "hyper")]
         Command::AnchorHyper { at } => anchor_exit(
             "anchor-hyper",
-            lab::anchor_hyper::run(at.listen, at.threads, at.backlog, at.endpoints),
+            lab::anchor_hyper::run(
+                at.listen,
+                at.threads,
+                at.backlog,
+                at.endpoints,
+                at.tls().as_ref(),
+            ),
             ExitCode::FAILURE,
         ),
         Command::Reload { pid_file } => match reload(&pid_file) {

@@ -2,7 +2,10 @@
 //! runtime per thread, each with its own SO_REUSEPORT listener — answering
 //! `Hello, World!\n` to everything, or HttpArena's endpoints as its users would write them
 //! (a match on the path, the body collected for a POST). Built only with the `hyper` feature (it pulls in tokio
-//! and hyper); the lab starts it as `backlog anchor-hyper` beside nginx and Node.
+//! and hyper); the lab starts it as `backlog anchor-hyper` beside nginx and Node. With a
+//! certificate it serves TLS as hyper's users do, through tokio-rustls (rustls with the
+//! same *ring* provider as backlog, ALPN http/1.1, session tickets on), the handshake on
+//! the task that then serves the connection.
 
 use crate::engine::{body_int, query_sum, Endpoints};
 use bytes::Bytes;
@@ -52,20 +55,57 @@ async fn arena(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byte
     Ok(text(200, sum.to_string()))
 }
 
-async fn serve(listener: std::net::TcpListener, endpoints: Endpoints) -> anyhow::Result<()> {
+async fn serve_io<I>(io: I, endpoints: Endpoints)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.pipeline_flush(true);
+    let io = TokioIo::new(io);
+    let _ = match endpoints {
+        Endpoints::Demo => http.serve_connection(io, service_fn(hello)).await,
+        Endpoints::Arena => http.serve_connection(io, service_fn(arena)).await,
+    };
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    endpoints: Endpoints,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     loop {
         let (stream, _) = listener.accept().await?;
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.pipeline_flush(true);
-            let io = TokioIo::new(stream);
-            let _ = match endpoints {
-                Endpoints::Demo => http.serve_connection(io, service_fn(hello)).await,
-                Endpoints::Arena => http.serve_connection(io, service_fn(arena)).await,
-            };
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_io(stream, endpoints).await;
+                    }
+                }
+                None => serve_io(stream, endpoints).await,
+            }
         });
     }
+}
+
+/// A TLS acceptor for `files`, configured as a hyper user would: rustls's defaults, ALPN
+/// http/1.1, tickets on.
+fn acceptor(files: &crate::tls::CertFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&files.cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)?;
+    #[allow(deprecated)] // ring: the provider backlog's server uses
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg)))
 }
 
 /// Serve on `addr` (port 0 picks one) with `threads` runtimes until killed. Prints
@@ -75,7 +115,9 @@ pub fn run(
     threads: usize,
     backlog: i32,
     endpoints: Endpoints,
+    tls: Option<&crate::tls::CertFiles>,
 ) -> anyhow::Result<()> {
+    let tls = tls.map(acceptor).transpose()?;
     let first = crate::floor::reuseport_listener(addr, backlog)?;
     let bound = first.local_addr()?;
     let mut listeners = vec![first];
@@ -89,11 +131,14 @@ pub fn run(
         .map(|(i, l)| {
             std::thread::Builder::new()
                 .name(format!("hyper-{i}"))
-                .spawn(move || -> anyhow::Result<()> {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_io()
-                        .build()?
-                        .block_on(serve(l, endpoints))
+                .spawn({
+                    let tls = tls.clone();
+                    move || -> anyhow::Result<()> {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_io()
+                            .build()?
+                            .block_on(serve(l, endpoints, tls))
+                    }
                 })
         })
         .collect::<Result<_, _>>()?;

@@ -31,6 +31,9 @@ pub enum Pace {
     Closed,
     /// This many requests per second in total, spread evenly over connections.
     Rate(f64),
+    /// Churn in bursts: every connection that closed opens again at the next tick of this
+    /// period, all at once (a storm of new connections, then quiet).
+    Bursts(Duration),
 }
 
 /// What happens to a connection after a request.
@@ -180,6 +183,8 @@ struct Worker {
     result: LoadResult,
     measuring_from: Instant,
     weights: u32,
+    /// `Pace::Bursts`: when closed connections open again.
+    next_burst: Option<Instant>,
 }
 
 impl Worker {
@@ -201,6 +206,10 @@ impl Worker {
             result: LoadResult::empty(),
             measuring_from: now + spec.warmup,
             weights: spec.requests.iter().map(|(w, _)| *w).sum::<u32>().max(1),
+            next_burst: match spec.pace {
+                Pace::Bursts(every) => Some(now + every),
+                _ => None,
+            },
         };
         for i in 0..spec.connections {
             // Spread the first intended send times over one interval.
@@ -286,6 +295,15 @@ impl Worker {
         c.inbuf.clear();
         c.out.clear();
         c.sent.clear();
+    }
+
+    /// The connection is done (churned, or it failed): a new one in its place, now, or at
+    /// the next tick under [`Pace::Bursts`].
+    fn replace(&mut self, spec: &LoadSpec, i: usize) {
+        self.close(i);
+        if self.next_burst.is_none() {
+            self.open(spec, i);
+        }
     }
 
     fn close(&mut self, i: usize) {
@@ -414,8 +432,7 @@ impl Worker {
             };
             if !ended && tls.process_new_packets().is_err() {
                 self.error("tls_error");
-                self.close(i);
-                self.open(spec, i);
+                self.replace(spec, i);
                 return false;
             }
             loop {
@@ -429,8 +446,7 @@ impl Worker {
                 if !c.sent.is_empty() {
                     self.error("reset");
                 }
-                self.close(i);
-                self.open(spec, i);
+                self.replace(spec, i);
                 return false;
             }
         }
@@ -455,8 +471,7 @@ impl Worker {
                     if !self.conns[i].sent.is_empty() {
                         self.error("reset");
                     }
-                    self.close(i);
-                    self.open(spec, i);
+                    self.replace(spec, i);
                     return;
                 }
                 Ok(n) => {
@@ -470,8 +485,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     self.error("reset");
-                    self.close(i);
-                    self.open(spec, i);
+                    self.replace(spec, i);
                     return;
                 }
             }
@@ -490,8 +504,7 @@ impl Worker {
                 Ok(httparse::Status::Partial) => break,
                 Err(_) => {
                     self.error("bad_response");
-                    self.close(i);
-                    self.open(spec, i);
+                    self.replace(spec, i);
                     return;
                 }
             };
@@ -534,11 +547,49 @@ impl Worker {
                 Reuse::KeepAlive => false,
             };
             if done {
-                self.close(i);
-                self.open(spec, i);
+                self.replace(spec, i);
                 return;
             }
         }
+    }
+
+    /// Take in one wait's events: connects that finished, bytes to read, room to write.
+    fn handle(&mut self, spec: &LoadSpec, events: &Events, now: Instant) {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(events.iter().map(|(t, r)| (t, r.readable(), r.writable())));
+        for &(token, readable, writable) in &ready {
+            let i = token as usize;
+            if i >= self.conns.len() || self.conns[i].sock.is_none() {
+                continue;
+            }
+            if writable && !self.conns[i].connected {
+                let err = self.conns[i]
+                    .sock
+                    .as_ref()
+                    .and_then(|s| s.take_error().ok().flatten());
+                if let Some(e) = err {
+                    let kind = if e.kind() == io::ErrorKind::ConnectionRefused {
+                        "connect_refused"
+                    } else {
+                        "connect_error"
+                    };
+                    self.error(kind);
+                    self.close(i);
+                    continue;
+                }
+                self.conns[i].connected = true;
+                self.fill(spec, i, now);
+            }
+            if writable {
+                self.flush(i);
+            }
+            if readable {
+                self.read(spec, i, now);
+                self.fill(spec, i, now);
+            }
+        }
+        self.ready = ready;
     }
 
     fn run(mut self, spec: &LoadSpec, stop: &AtomicBool) -> LoadResult {
@@ -549,6 +600,20 @@ impl Worker {
             let now = Instant::now();
             if now >= end || stop.load(Ordering::Relaxed) {
                 break;
+            }
+            // Bursts: what closed waits for the next tick, then opens all at once.
+            if let (Some(at), Pace::Bursts(every)) = (self.next_burst, spec.pace) {
+                if now < at {
+                    let wait = at
+                        .saturating_duration_since(now)
+                        .min(Duration::from_millis(10));
+                    if self.epoll.wait(&mut events, Some(wait)).is_err() {
+                        break;
+                    }
+                    self.handle(spec, &events, Instant::now());
+                    continue;
+                }
+                self.next_burst = Some(at + every);
             }
             // Reopen what closed (a refused connect is retried on the next round).
             let mut reopen = std::mem::take(&mut self.reopen);
@@ -574,41 +639,7 @@ impl Worker {
                 break;
             }
             let now = Instant::now();
-            let mut ready = std::mem::take(&mut self.ready);
-            ready.clear();
-            ready.extend(events.iter().map(|(t, r)| (t, r.readable(), r.writable())));
-            for &(token, readable, writable) in &ready {
-                let i = token as usize;
-                if i >= self.conns.len() || self.conns[i].sock.is_none() {
-                    continue;
-                }
-                if writable && !self.conns[i].connected {
-                    let err = self.conns[i]
-                        .sock
-                        .as_ref()
-                        .and_then(|s| s.take_error().ok().flatten());
-                    if let Some(e) = err {
-                        let kind = if e.kind() == io::ErrorKind::ConnectionRefused {
-                            "connect_refused"
-                        } else {
-                            "connect_error"
-                        };
-                        self.error(kind);
-                        self.close(i);
-                        continue;
-                    }
-                    self.conns[i].connected = true;
-                    self.fill(spec, i, now);
-                }
-                if writable {
-                    self.flush(i);
-                }
-                if readable {
-                    self.read(spec, i, now);
-                    self.fill(spec, i, now);
-                }
-            }
-            self.ready = ready;
+            self.handle(spec, &events, now);
             if now.duration_since(last_sweep) > Duration::from_millis(100) {
                 last_sweep = now;
                 for i in 0..self.conns.len() {
@@ -780,6 +811,28 @@ mod tests {
             "{:?}",
             r.errors
         );
+    }
+
+    #[test]
+    fn bursts_open_their_connections_together_once_per_tick() {
+        let server = serve();
+        let stop = AtomicBool::new(false);
+        let mut s = spec(server.local_addr(), Reuse::Churn, 1, "/");
+        s.connections = 8;
+        s.threads = 1;
+        s.warmup = Duration::ZERO;
+        s.duration = Duration::from_millis(1000);
+        s.pace = Pace::Bursts(Duration::from_millis(200));
+        let r = run(&s, &stop);
+        // The first burst at start and one per tick after: about 5 × 8, never a closed
+        // loop's thousands.
+        assert!(
+            (24..=56).contains(&r.requests),
+            "{} answers in bursts of 8 every 200 ms",
+            r.requests
+        );
+        assert_eq!(r.error_count(), 0, "{:?}", r.errors);
+        server.stop();
     }
 
     #[test]

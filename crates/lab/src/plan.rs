@@ -75,6 +75,60 @@ fn arena_scenarios() -> Vec<Scenario> {
     vec![baseline, pipelined, limited]
 }
 
+/// The TLS scenarios.
+pub const TLS_SCENARIOS: [&str; 4] = [
+    "tls-keepalive",
+    "tls-churn-full",
+    "tls-churn-resumed",
+    "tls-storm",
+];
+/// The backlog shapes that run them: handshakes on the readers of a thread-per-core shape
+/// and of dispatch, and on dispatch's acceptor.
+pub const TLS_SHAPES: [&str; 3] = ["reuseport", "dispatch", "dispatch handshake=acceptors"];
+
+/// Keep-alive over TLS, churn with a full handshake per connection, churn with
+/// resumption, and a handshake storm beside established clients.
+fn tls_scenarios() -> Vec<Scenario> {
+    use crate::scenario::TlsLoad;
+    let tls = |name: &str, about: &str, mode: TlsLoad| {
+        let about = format!(
+            "{about}. Every server presents the same ECDSA P-256 certificate; the clients \
+             offer TLS 1.3 with AES-128-GCM and X25519 only, so each does the same \
+             cryptography"
+        );
+        let mut s = Scenario::new(name, &about, 64);
+        s.tls = Some(mode);
+        s.shapes = TLS_SHAPES.iter().map(|s| s.to_string()).collect();
+        s
+    };
+    let keepalive = tls(
+        "tls-keepalive",
+        "keep-alive GET / over TLS, 64 connections",
+        TlsLoad::Resumed,
+    );
+    let mut full = tls(
+        "tls-churn-full",
+        "a new TLS connection per request, 64 at a time, each a full handshake (the client keeps no session)",
+        TlsLoad::Full,
+    );
+    full.churn = true;
+    let mut resumed = tls(
+        "tls-churn-resumed",
+        "a new TLS connection per request, 64 at a time, each resuming an earlier session (tickets)",
+        TlsLoad::Resumed,
+    );
+    resumed.churn = true;
+    let mut storm = tls(
+        "tls-storm",
+        "32 established keep-alive clients at a fixed 2,000 requests/s (latency from each request's intended send time) while bursts of 64 new connections arrive every 250 ms, each a full handshake and one request: the established clients' p99 is the figure",
+        TlsLoad::Resumed,
+    );
+    storm.connections = 32;
+    storm.rate = Some(2_000.0);
+    storm.storm = 64;
+    vec![keepalive, full, resumed, storm]
+}
+
 /// The workloads of the thread sweep.
 pub const SWEEP_SCENARIOS: [&str; 2] = ["keepalive-64", "mixed"];
 /// Reader counts of the thread sweep: up to well past this machine's cores.
@@ -223,6 +277,13 @@ impl Plan {
             Target::backlog("reuseport ×2 proc", "reuseport", &["--processes", "2"]),
             // The second I/O interface, on the simplest shape and on the default one.
             Target::backlog("single io_uring", "single", &["--io", "uring"]),
+            // Who shakes hands: dispatch's acceptor instead of its readers.
+            Target::backlog(
+                "dispatch handshake=acceptors",
+                "dispatch",
+                &["--handshake", "acceptors"],
+            )
+            .only(&TLS_SCENARIOS),
         ];
         if !quick {
             targets.push(Target::backlog(
@@ -384,9 +445,12 @@ impl Plan {
             ));
         }
         let arena = arena_scenarios();
+        let tls = tls_scenarios();
         let scenarios = if quick {
             let mut quick = vec![keepalive, churn, pipelined, mixed, reload];
             quick.extend(arena.into_iter().take(1));
+            // Full handshakes: the costliest TLS path, under every placement.
+            quick.extend(tls.into_iter().filter(|s| s.name == "tls-churn-full"));
             quick
         } else {
             vec![
@@ -406,6 +470,7 @@ impl Plan {
             ]
             .into_iter()
             .chain(arena)
+            .chain(tls)
             .collect()
         };
         Plan {
@@ -479,6 +544,42 @@ mod tests {
         assert_eq!(reason.is_none(), cfg!(feature = "hyper"), "{reason:?}");
         if let Some(why) = reason {
             assert!(why.contains("--features hyper"), "{why}");
+        }
+    }
+
+    #[test]
+    fn tls_scenarios_run_the_servers_that_speak_tls_under_both_handshake_placements() {
+        for quick in [true, false] {
+            let plan = Plan::new(quick, 2);
+            let tls: Vec<&Scenario> = plan.scenarios.iter().filter(|s| s.tls.is_some()).collect();
+            assert!(!tls.is_empty(), "quick={quick}");
+            for s in &tls {
+                let names: Vec<&str> = plan
+                    .targets
+                    .iter()
+                    .filter(|t| s.includes(t))
+                    .map(|t| t.name.as_str())
+                    .collect();
+                for want in ["reuseport", "dispatch", "dispatch handshake=acceptors"] {
+                    assert!(names.contains(&want), "{}: {names:?}", s.name);
+                }
+                assert!(names.iter().any(|n| n.starts_with("nginx")), "{names:?}");
+                assert!(names.iter().any(|n| n.starts_with("hyper")), "{names:?}");
+                assert!(
+                    plan.targets
+                        .iter()
+                        .filter(|t| s.includes(t))
+                        .all(|t| t.speaks_tls()),
+                    "{}: {names:?}",
+                    s.name
+                );
+            }
+            // The acceptors' placement is for TLS only.
+            let plain = plan.scenarios.iter().find(|s| s.name == "churn").unwrap();
+            assert!(!plan
+                .targets
+                .iter()
+                .any(|t| t.name == "dispatch handshake=acceptors" && plain.includes(t)));
         }
     }
 

@@ -338,6 +338,58 @@ fn arena_ratios(results: &Results, scenario: &str) -> String {
     t
 }
 
+/// The TLS scenarios' figures per core: what a handshake or a request over TLS costs each
+/// server, as a ratio to nginx's; in the storm, the established clients' p99 beside the
+/// same shape with handshakes on its readers.
+fn tls_per_core(results: &Results, scenario: &str) -> String {
+    let rows: Vec<&Measurement> = results
+        .measurements
+        .iter()
+        .filter(|m| m.scenario == scenario && m.rps >= 1.0)
+        .collect();
+    let Some(base) = nginx(&rows) else {
+        return String::new();
+    };
+    let churn = scenario.starts_with("tls-churn");
+    let storm = scenario == "tls-storm";
+    let readers = rows
+        .iter()
+        .find(|m| m.target == "dispatch")
+        .map(|m| m.p99_us as f64);
+    let mut t = String::from(if churn {
+        "\nPer core: a connection here is a handshake, so handshakes per CPU-second = 10⁶ ÷ server µs/request.\n\n\
+         | target | server µs/request | vs nginx | handshakes per CPU-second |\n|---|---:|---:|---:|\n"
+    } else if storm {
+        "\nThe established clients during the storm: their p99, as a ratio to nginx's and to dispatch with handshakes on its readers.\n\n\
+         | target | p99 | vs nginx | vs dispatch (readers) | server µs/request |\n|---|---:|---:|---:|---:|\n"
+    } else {
+        "\nPer core over TLS:\n\n| target | server µs/request | vs nginx | requests per CPU-second |\n|---|---:|---:|---:|\n"
+    });
+    for m in rows {
+        if storm {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {:.1} |",
+                m.target,
+                ms(m.p99_us),
+                ratio(m.p99_us as f64, Some(base.p99_us as f64)),
+                ratio(m.p99_us as f64, readers),
+                m.server_cpu_us
+            );
+        } else {
+            let _ = writeln!(
+                t,
+                "| {} | {:.1} | {} | {:.0} |",
+                m.target,
+                m.server_cpu_us,
+                ratio(m.server_cpu_us, Some(base.server_cpu_us)),
+                1e6 / m.server_cpu_us.max(1e-9)
+            );
+        }
+    }
+    t
+}
+
 /// The report: a section per scenario, then balance, memory, syscalls, `shapes` (the
 /// topology sections) and notes.
 fn markdown(
@@ -390,6 +442,9 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
         }
         if name.starts_with("arena-") {
             md.push_str(&arena_ratios(results, name));
+        }
+        if name.starts_with("tls-") {
+            md.push_str(&tls_per_core(results, name));
         }
         let images: Vec<String> = files.iter().map(|f| format!("![{f}]({f})")).collect();
         let _ = writeln!(md, "\n{}\n", images.join(" "));

@@ -8,8 +8,9 @@ use crate::loadgen::{self, LoadSpec, Pace, Reuse};
 use crate::netns::{self, Hosts};
 use crate::plan::Plan;
 use crate::results::{IdleMemory, Measurement, Results, SyscallCount};
-use crate::scenario::{bursts, never_read, syn_flood, trickle, Scenario};
+use crate::scenario::{bursts, never_read, syn_flood, trickle, Scenario, TlsLoad};
 use crate::target::{self, Running, Target};
+use crate::tls::LabTls;
 use admin::QueueWaits;
 use backlog_server::queue_wait::WaitSnapshot;
 use std::collections::BTreeMap;
@@ -128,13 +129,18 @@ fn watch(
     }
 }
 
+/// How often a handshake storm's burst of new connections arrives.
+const STORM_EVERY: Duration = Duration::from_millis(250);
+
 fn one_run(
     plan: &Plan,
     s: &Scenario,
     server: &Running,
     server_ns: Option<&str>,
+    tls: Option<&LabTls>,
     stop: &AtomicBool,
 ) -> Run {
+    let client = |mode: TlsLoad| tls.map(|t| t.client(mode == TlsLoad::Resumed));
     // A storm is measured from its first burst: that is when the queue overflows.
     let warmup = if s.backlog.is_some() && s.flood.is_none() {
         Duration::ZERO
@@ -157,8 +163,21 @@ fn one_run(
         requests: s.requests(),
         timeout: Duration::from_secs(5),
         cpus: plan.client_cpus.clone(),
-        tls: None,
+        tls: s.tls.and_then(client),
     };
+    // The handshake storm: bursts of new connections, each a full handshake and one
+    // request, for the warm-up and the measured window, beside the measured clients.
+    let storm = (s.storm > 0).then(|| LoadSpec {
+        connections: s.storm,
+        threads: 1,
+        duration: warmup + plan.duration,
+        warmup: Duration::ZERO,
+        pace: Pace::Bursts(STORM_EVERY),
+        reuse: Reuse::Churn,
+        pipeline: 1,
+        tls: client(TlsLoad::Full),
+        ..spec.clone()
+    });
     let measuring = AtomicBool::new(true);
     let before_state = server_admin_state(server, server_ns);
     let mut cpu = ((0.0, 0.0), 0.0);
@@ -210,6 +229,9 @@ fn one_run(
         if let Some(flood) = s.flood {
             let addr = server.addr;
             scope.spawn(move || syn_flood(addr, flood.syns_per_second, until));
+        }
+        if let Some(storm) = &storm {
+            scope.spawn(move || loadgen::run(storm, stop));
         }
         let r = loadgen::run(&spec, stop);
         measuring.store(false, Ordering::Relaxed);
@@ -334,6 +356,17 @@ pub fn run(
     progress: &dyn Fn(&str, &str),
 ) -> Results {
     let started = Instant::now();
+    // One certificate for every server of the run's TLS scenarios.
+    let tls = match plan.scenarios.iter().any(|s| s.tls.is_some()) {
+        true => match LabTls::new(&scratch.join("tls")) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                tracing::warn!(%err, "cannot make the TLS scenarios' certificate");
+                None
+            }
+        },
+        false => None,
+    };
     let mut results = Results {
         plan: plan.clone(),
         measurements: Vec::new(),
@@ -349,6 +382,13 @@ pub fn run(
         }
     }
     'scenarios: for s in &plan.scenarios {
+        if s.tls.is_some() && tls.is_none() {
+            results.notes.push(format!(
+                "{} skipped: no certificate could be made for it",
+                s.name
+            ));
+            continue;
+        }
         // Whether a namespace has been made for this scenario yet: if the first cannot be,
         // none can (not root, no iproute2), and the scenario is skipped.
         let mut made_one = false;
@@ -419,6 +459,7 @@ pub fn run(
                     backlog: s.backlog,
                     endpoints: s.endpoints,
                     cpus: plan.server_cpus.clone(),
+                    tls: s.tls.and(tls.as_ref()).map(|t| t.files.clone()),
                     netns: namespace.as_ref().map(|n| n.server.clone()),
                     host: match &namespace {
                         Some(ns) if ns.is_pair() => netns::SERVER.into(),
@@ -439,7 +480,7 @@ pub fn run(
                                 sys::netns::enter(ns)?;
                             }
                             let server = target::start(t, backlog_bin, &opts, scratch)?;
-                            let run = one_run(plan, s, &server, server_ns, stop);
+                            let run = one_run(plan, s, &server, server_ns, tls.as_ref(), stop);
                             server.stop();
                             Ok(run)
                         })

@@ -69,6 +69,24 @@ pub struct Scenario {
     /// only servers that reload in place take part (backlog `--processes`, nginx).
     #[serde(default)]
     pub reload_every: Option<Duration>,
+    /// The load speaks TLS, every connection's handshake full or resumed; only servers that
+    /// speak TLS take part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsLoad>,
+    /// A handshake storm beside the measured clients: bursts, every 250 ms, of this many new
+    /// connections, each a full TLS handshake and one request.
+    #[serde(default)]
+    pub storm: usize,
+}
+
+/// How a TLS scenario's connections shake hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsLoad {
+    /// Every connection a full handshake (the client keeps no session).
+    Full,
+    /// Connections resume the session of an earlier one (tickets) where they can.
+    Resumed,
 }
 
 /// Handshakes that are never completed, sent from an address whose SYN-ACKs go nowhere.
@@ -109,6 +127,9 @@ impl Scenario {
         if self.reload_every.is_some() {
             return matches!(t.kind, target::Kind::Nginx { .. }) || t.processes() > 1;
         }
+        if self.tls.is_some() {
+            return t.speaks_tls();
+        }
         true
     }
 
@@ -146,6 +167,8 @@ impl Scenario {
             flood: None,
             burst: 0,
             reload_every: None,
+            tls: None,
+            storm: 0,
         }
     }
 }

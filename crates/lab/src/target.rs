@@ -234,6 +234,16 @@ impl Target {
         }
     }
 
+    /// Whether it can serve TLS: backlog (its own apps), nginx and the hyper anchor (with
+    /// tokio-rustls).
+    pub fn speaks_tls(&self) -> bool {
+        match self.kind {
+            Kind::Backlog { .. } => !self.is_axum(),
+            Kind::Nginx { .. } | Kind::Hyper => true,
+            Kind::Node { .. } | Kind::Axum | Kind::Peer(_) | Kind::Floor { .. } => false,
+        }
+    }
+
     /// Whether it serves the demo's `/` (the peers serve HttpArena's endpoints only).
     pub fn serves_demo(&self) -> bool {
         !matches!(self.kind, Kind::Peer(_))
@@ -381,6 +391,8 @@ pub struct Options {
     pub endpoints: Endpoints,
     /// The CPUs it runs on (empty: anywhere).
     pub cpus: Vec<usize>,
+    /// Serve TLS with this certificate (the targets that speak it: [`Target::speaks_tls`]).
+    pub tls: Option<crate::tls::CertFiles>,
 }
 
 impl Default for Options {
@@ -392,6 +404,7 @@ impl Default for Options {
             host: std::net::Ipv4Addr::LOCALHOST.into(),
             endpoints: Endpoints::Demo,
             cpus: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -452,13 +465,14 @@ pub fn start(
     let pinned = Pinned::to(&opts.cpus)?;
     let (child, addr, admin) = match &target.kind {
         Kind::Hyper => {
-            let (child, addr) = start_anchor(
-                command(backlog_bin, netns).arg("anchor-hyper"),
-                opts,
-                threads,
-                "hyper serving addr=",
-            )
-            .context("starting the hyper anchor")?;
+            let mut cmd = command(backlog_bin, netns);
+            cmd.arg("anchor-hyper");
+            if let Some(tls) = &opts.tls {
+                cmd.arg("--tls-cert").arg(&tls.cert);
+                cmd.arg("--tls-key").arg(&tls.key);
+            }
+            let (child, addr) = start_anchor(&mut cmd, opts, threads, "hyper serving addr=")
+                .context("starting the hyper anchor")?;
             (child, addr, None)
         }
         Kind::Axum => {
@@ -515,6 +529,14 @@ pub fn start(
                     Endpoints::Demo => &[],
                 })
                 .args(&backlog)
+                .args(opts.tls.iter().flat_map(|t| {
+                    [
+                        "--tls-cert".as_ref(),
+                        t.cert.as_os_str(),
+                        "--tls-key".as_ref(),
+                        t.key.as_os_str(),
+                    ]
+                }))
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -543,10 +565,23 @@ pub fn start(
         Kind::Nginx { workers, reuseport } => {
             let port = free_port()?;
             let reuseport = if *reuseport { " reuseport" } else { "" };
+            // TLS as nginx is usually run: session tickets (on by default) and a shared
+            // session cache, the same certificate as everyone.
+            let (ssl, tls) = match &opts.tls {
+                Some(t) => (
+                    " ssl",
+                    format!(
+                        "    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:SSL:10m;\n",
+                        t.cert.display(),
+                        t.key.display()
+                    ),
+                ),
+                None => ("", String::new()),
+            };
             let conf = format!(
                 "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
 events {{ worker_connections 16384; }}\n\
-http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen {listen}{reuseport} backlog={backlog};\n\
+http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  server {{\n    listen {listen}{reuseport}{ssl} backlog={backlog};\n{tls}\
     default_type text/plain;\n    location / {{ return 200 \"Hello, World!\\n\"; }}\n    location = /pipeline {{ return 200 \"ok\"; }}\n  }}\n}}\n",
                 dir = dir.display(),
                 listen = SocketAddr::new(opts.host, port),

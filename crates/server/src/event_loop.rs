@@ -25,6 +25,12 @@ use sys::Waker;
 /// (at most a quarter of the drain timeout).
 pub(crate) const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
+/// Nice levels an acceptor that runs TLS handshakes lowers its own thread by: when it and a
+/// reader both want a core, the reader's requests go first and the handshakes wait (a
+/// burst of handshakes is the work that can wait; a request on an established connection
+/// is not). Relative weight at +10: about a tenth of a reader's.
+pub const HANDSHAKE_NICE: i32 = 10;
+
 /// What a loop does. An accept-only loop always has somewhere to send what it accepts: the
 /// type leaves no way to build one that would drop connections.
 pub(crate) enum Roles {
@@ -107,6 +113,11 @@ impl EventLoop {
             drain_timeout,
             io,
         } = self;
+        if matches!(roles, Roles::AcceptAndHandshake(..)) {
+            if let Err(err) = sys::process::lower_thread_priority(HANDSHAKE_NICE) {
+                tracing::warn!(%err, "cannot lower the handshaking acceptor's priority");
+            }
+        }
         let mut driver = match D::new(&waker) {
             Ok(d) => d,
             Err(err) => {

@@ -13,8 +13,11 @@
 //! - [`MAX_LISTED_CONNECTIONS`]: the most connections one `/debug/connections` lists.
 //! - [`somaxconn`]: the kernel's ceiling on a listen backlog.
 //! - [`DESCRIPTOR_RESERVE`]: descriptors the default `--max-conns` leaves free.
+//! - [`HANDSHAKE_NICE`]: how far an acceptor that runs TLS handshakes lowers its thread's
+//!   priority below the readers'.
 
 pub use crate::config::DEFAULT_BLOCKING_THREADS;
+pub use crate::event_loop::HANDSHAKE_NICE;
 pub use crate::introspect::MAX_LISTED_CONNECTIONS;
 pub use crate::roles::acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
 pub use crate::roles::listener::somaxconn;

@@ -95,8 +95,43 @@ pub fn pin_thread(cpus: &[usize]) -> io::Result<()> {
     Ok(())
 }
 
+/// Lower the calling thread's priority (only its: Linux keeps a nice value per thread) by
+/// `by` nice levels, at most to 19; returns the new nice value. Lowering needs no privilege.
+/// A thread whose work may wait (a handshake) then yields the CPU to threads whose work
+/// should not (requests).
+pub fn lower_thread_priority(by: i32) -> io::Result<i32> {
+    let nice = (thread_nice()? + by.max(0)).min(19);
+    rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)?;
+    Ok(nice)
+}
+
+/// The calling thread's nice value.
+pub fn thread_nice() -> io::Result<i32> {
+    Ok(rustix::process::getpriority_process(Some(
+        rustix::thread::gettid(),
+    ))?)
+}
+
 #[cfg(test)]
 mod tests {
+    /// Raising a thread's nice value touches that thread only.
+    #[test]
+    fn a_thread_lowers_its_own_priority_only() {
+        let before = super::thread_nice().unwrap();
+        std::thread::spawn(move || {
+            let nice = super::lower_thread_priority(5).unwrap();
+            assert_eq!(nice, (before + 5).min(19));
+            assert_eq!(super::thread_nice().unwrap(), nice);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            super::thread_nice().unwrap(),
+            before,
+            "the caller's is unchanged"
+        );
+    }
+
     /// A thread pinned to one of its CPUs runs on that one only (on a thread of its own, so
     /// the test runner's threads keep theirs).
     #[test]
