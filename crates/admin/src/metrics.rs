@@ -268,8 +268,13 @@ pub fn encode(state: &State) -> String {
             role: t.counters.role.name().to_string(),
         };
         // The threads that read connections count the waits (zeros included, so the
-        // series exist before traffic); acceptors and handler threads read nothing.
-        if matches!(t.counters.role, Role::Loop | Role::Reader) {
+        // series exist before traffic): loops, readers, and acceptors that run TLS
+        // handshakes (they read a connection's first bytes); handler threads read nothing.
+        let shakes_hands = state
+            .layout
+            .iter()
+            .any(|l| l.name == t.counters.name && l.handshakes);
+        if matches!(t.counters.role, Role::Loop | Role::Reader) || shakes_hands {
             accept_waits
                 .0
                 .push((labels.clone(), t.counters.accept_wait.clone()));

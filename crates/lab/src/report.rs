@@ -360,18 +360,24 @@ fn tls_per_core(results: &Results, scenario: &str) -> String {
         "\nPer core: a connection here is a handshake, so handshakes per CPU-second = 10⁶ ÷ server µs/request.\n\n\
          | target | server µs/request | vs nginx | handshakes per CPU-second |\n|---|---:|---:|---:|\n"
     } else if storm {
-        "\nThe established clients during the storm: their p99, as a ratio to nginx's and to dispatch with handshakes on its readers.\n\n\
+        "\nThe established clients during the storm: their p99 (the median run's, and the runs' range), as a ratio to nginx's and to dispatch with handshakes on its readers.\n\n\
          | target | p99 | vs nginx | vs dispatch (readers) | server µs/request |\n|---|---:|---:|---:|---:|\n"
     } else {
         "\nPer core over TLS:\n\n| target | server µs/request | vs nginx | requests per CPU-second |\n|---|---:|---:|---:|\n"
     });
     for m in rows {
         if storm {
+            let (lo, hi) = (
+                m.p99_runs.iter().min().copied().unwrap_or(m.p99_us),
+                m.p99_runs.iter().max().copied().unwrap_or(m.p99_us),
+            );
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {:.1} |",
+                "| {} | {} ({}–{}) | {} | {} | {:.1} |",
                 m.target,
                 ms(m.p99_us),
+                ms(lo),
+                ms(hi),
                 ratio(m.p99_us as f64, Some(base.p99_us as f64)),
                 ratio(m.p99_us as f64, readers),
                 m.server_cpu_us
@@ -745,6 +751,7 @@ mod tests {
             p50_us: 500,
             p90_us: 900,
             p99_us: 2000,
+            p99_runs: vec![2000],
             p999_us: 4000,
             max_us: 9000,
             cdf: vec![(0.0, 100), (50.0, 500), (99.0, 2000), (100.0, 9000)],

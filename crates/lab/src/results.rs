@@ -22,6 +22,9 @@ pub struct Measurement {
     pub p90_us: u64,
     /// 99th percentile, µs.
     pub p99_us: u64,
+    /// The 99th percentile of every run, µs (its spread).
+    #[serde(default)]
+    pub p99_runs: Vec<u64>,
     /// 99.9th percentile, µs.
     pub p999_us: u64,
     /// Slowest, µs.

@@ -577,7 +577,16 @@ const NAMESPACE_SETTLE: Duration = Duration::from_millis(500);
 /// spread of all of them, and the errors of every run.
 fn summarise(plan: &Plan, s: &Scenario, target: &str, runs: &[Run]) -> Measurement {
     let rps: Vec<f64> = runs.iter().map(|r| r.result.rps()).collect();
-    let mid = &runs[median_index(&rps)];
+    let p99s: Vec<u64> = runs
+        .iter()
+        .map(|r| r.result.latency.value_at_quantile(0.99))
+        .collect();
+    // At a fixed rate every run answers the same requests/s: the median run is the one with
+    // the median p99, the figure such a run is for.
+    let mid = match s.rate {
+        Some(_) => &runs[median_index(&p99s.iter().map(|&p| p as f64).collect::<Vec<_>>())],
+        None => &runs[median_index(&rps)],
+    };
     let h = &mid.result.latency;
     let reqs = mid.result.requests.max(1) as f64;
     let mut errors = BTreeMap::new();
@@ -592,6 +601,7 @@ fn summarise(plan: &Plan, s: &Scenario, target: &str, runs: &[Run]) -> Measureme
         target: target.to_string(),
         rps: mid.result.rps(),
         rps_runs: rps.clone(),
+        p99_runs: p99s,
         p50_us: h.value_at_quantile(0.5),
         p90_us: h.value_at_quantile(0.9),
         p99_us: h.value_at_quantile(0.99),

@@ -283,6 +283,7 @@ mod tests {
             p50_us: p99_us / 2,
             p90_us: p99_us,
             p99_us,
+            p99_runs: vec![p99_us],
             p999_us: p99_us,
             max_us: p99_us,
             cdf: vec![],

@@ -337,3 +337,45 @@ fn acceptors_run_the_handshakes_and_readers_serve_the_established_sessions() {
         assert_eq!(tls_totals(&server).2, 0, "{name}: nothing in flight");
     }
 }
+
+/// The hardening suite's bad inputs, and a request split at every byte, over TLS: through a
+/// terminator each raw-TCP case becomes the same bytes in records, split as they were sent.
+#[test]
+fn the_hardening_cases_hold_over_tls_in_every_model() {
+    let cert = TestCert::new();
+    for (name, builder) in models() {
+        let server = tls_server(builder, &cert);
+        let relay = testkit::tls::Terminator::start(server.addr, cert.client());
+        for (what, raw, status) in BAD_INPUTS {
+            let (mut w, mut r) = open(relay.addr);
+            w.write_all(raw).unwrap();
+            let resp = read_response(&mut r, false)
+                .unwrap_or_else(|e| panic!("{name}: {what}: no response: {e}"));
+            assert_eq!(resp.status, *status, "{name}: {what}");
+            assert_eq!(resp.header("connection"), Some("close"), "{name}: {what}");
+            assert_closed(&mut r);
+        }
+        // A request and a refusal, each split at every byte (a record per byte).
+        for (raw, status) in [
+            (
+                &b"GET /seq/split HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+                200,
+            ),
+            (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        ] {
+            let (mut w, mut r) = open(relay.addr);
+            for b in raw {
+                w.write_all(&[*b]).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let resp = read_response(&mut r, false).unwrap();
+            assert_eq!(resp.status, status, "{name}: split at every byte");
+        }
+        // Nobody else noticed.
+        let resp = roundtrip(
+            relay.addr,
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(resp.status, 200, "{name}");
+    }
+}

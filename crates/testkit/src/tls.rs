@@ -132,3 +132,158 @@ pub fn tls_roundtrip(
     let mut r = std::io::BufReader::new(s);
     crate::http::read_response(&mut r, false).expect("a response")
 }
+
+/// A TLS-terminating relay for tests written against plain TCP: each connection made to
+/// [`Terminator::addr`] is relayed, byte for byte as it comes, over a TLS connection of its
+/// own to the server — so a test that splits a request at every byte sends one-byte TLS
+/// records, and a suite of raw-TCP cases runs unchanged over TLS. Half-closes and resets
+/// are passed on both ways. It stops (and joins its threads) when dropped.
+pub struct Terminator {
+    /// Where the plain side listens.
+    pub addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Terminator {
+    /// Relay to the TLS server at `server`, trusting what `cfg` trusts.
+    pub fn start(server: SocketAddr, cfg: Arc<ClientConfig>) -> Terminator {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a relay port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("its address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let accept = std::thread::spawn(move || {
+            let mut relays = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((plain, _)) => {
+                        let (cfg, flag) = (cfg.clone(), flag.clone());
+                        relays.push(std::thread::spawn(move || relay(plain, server, cfg, &flag)));
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                }
+            }
+            for r in relays {
+                let _ = r.join();
+            }
+        });
+        Terminator {
+            addr,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for Terminator {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+/// Relay one plain connection over TLS until both sides are done (or the relay stops).
+fn relay(
+    mut plain: TcpStream,
+    server: SocketAddr,
+    cfg: Arc<ClientConfig>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{ErrorKind, Read};
+    use std::net::Shutdown;
+    let name = ServerName::try_from("localhost").expect("a name");
+    let Ok(mut tls) = ClientConnection::new(cfg, name) else {
+        return;
+    };
+    let Ok(mut sock) = TcpStream::connect(server) else {
+        return;
+    };
+    let _ = plain.set_nonblocking(true);
+    let _ = sock.set_nonblocking(true);
+    let _ = sock.set_nodelay(true);
+    let (mut plain_done, mut tls_done) = (false, false);
+    let mut buf = [0u8; 16 * 1024];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+        if (plain_done && tls_done) || stopping || std::time::Instant::now() >= deadline {
+            break;
+        }
+        let mut moved = false;
+        // Plain client → TLS: every read becomes its own record(s), split as it came.
+        if !plain_done {
+            match plain.read(&mut buf) {
+                Ok(0) => {
+                    plain_done = true;
+                    tls.send_close_notify();
+                    moved = true;
+                }
+                Ok(n) => {
+                    let _ = tls.writer().write_all(&buf[..n]);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    // The client reset: reset the server side too.
+                    let _ =
+                        socket2::SockRef::from(&sock).set_linger(Some(std::time::Duration::ZERO));
+                    return;
+                }
+            }
+        }
+        while tls.wants_write() {
+            match tls.write_tls(&mut sock) {
+                Ok(_) => moved = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
+        }
+        if plain_done && !tls.wants_write() {
+            let _ = sock.shutdown(Shutdown::Write);
+        }
+        // TLS server → plain client.
+        if !tls_done {
+            match tls.read_tls(&mut sock) {
+                Ok(0) => tls_done = true,
+                Ok(_) => {
+                    moved = true;
+                    if tls.process_new_packets().is_err() {
+                        tls_done = true;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    // The server reset: so does the relay, toward the client.
+                    let _ =
+                        socket2::SockRef::from(&plain).set_linger(Some(std::time::Duration::ZERO));
+                    return;
+                }
+            }
+            loop {
+                match tls.reader().read(&mut buf) {
+                    Ok(0) => {
+                        tls_done = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        let _ = plain.set_nonblocking(false);
+                        let _ = plain.write_all(&buf[..n]);
+                        let _ = plain.set_nonblocking(true);
+                        moved = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if tls_done {
+                let _ = plain.shutdown(Shutdown::Write);
+            }
+        }
+        if !moved {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}

@@ -197,3 +197,78 @@ GET /work?spin_us=30000 HTTP/1.1\r\nHost: t\r\n\r\nGET /seq/4 HTTP/1.1\r\nHost: 
         .collect();
     assert_eq!(got, ["worked\n", "/seq/2", "worked\n", "/seq/4"]);
 }
+
+/// Each bad input: the status it earns. Every one must also close the connection (the
+/// hardening suite runs them over plain TCP, the TLS suite through a TLS terminator).
+pub const BAD_INPUTS: &[(&str, &[u8], u16)] = &[
+    ("missing Host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("repeated Host", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (
+        "CL with TE",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "repeated CL",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    (
+        "differing CL",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
+    ("CL with sign", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\nabcde", 400),
+    ("CL not digits", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", 400),
+    (
+        "CL overflow",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 184467440737095516160\r\n\r\n",
+        400,
+    ),
+    (
+        "bad chunk size",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
+        400,
+    ),
+    (
+        "chunk size overflow",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
+        400,
+    ),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
+    ("space before colon", b"GET / HTTP/1.1\r\nHost: t\r\nX-A : 1\r\n\r\n", 400),
+    ("NUL in field", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("bare CR in field", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n", 400),
+    ("control byte in field", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x07b\r\n\r\n", 400),
+    ("two spaces in request line", b"GET  / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    ("no version", b"GET /\r\nHost: t\r\n\r\n", 400),
+    ("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+    (
+        "gzip transfer coding",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
+    ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/0.9", b"GET / HTTP/0.9\r\nHost: t\r\n\r\n", 505),
+    ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    (
+        "empty TE item",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "empty TE items around",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ,,chunked,,\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    ("space in Host", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("slash in Host", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    ("comma in Host", b"GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+    (
+        "bare LF in trailer",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+        400,
+    ),
+];
