@@ -74,6 +74,10 @@ pub struct LoadSpec {
     pub cpus: Vec<usize>,
     /// Speak TLS with this client configuration (the server's name is `localhost`).
     pub tls: Option<Arc<ClientConfig>>,
+    /// Nice levels its threads lower themselves by (0: none): traffic beside the measured
+    /// clients yields the client cores to them, so their latencies measure the server and
+    /// not the load generator's own contention.
+    pub nice: i32,
 }
 
 /// What a run measured.
@@ -139,6 +143,9 @@ pub fn run(spec: &LoadSpec, stop: &AtomicBool) -> LoadResult {
                         if !mine.cpus.is_empty() {
                             // Best effort: an unpinned client still measures, only noisier.
                             let _ = sys::process::pin_thread(&mine.cpus);
+                        }
+                        if mine.nice > 0 {
+                            let _ = sys::process::lower_thread_priority(mine.nice);
                         }
                         Worker::new(&mine, t as u64).run(&mine, stop)
                     })
@@ -715,6 +722,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             cpus: Vec::new(),
             tls: None,
+            nice: 0,
         }
     }
 

@@ -66,6 +66,7 @@ pub fn per_request(
         timeout: Duration::from_secs(10),
         cpus: Vec::new(),
         tls: None,
+        nice: 0,
     };
     let result = loadgen::run(&spec, stop);
     let _ = Command::new("kill")
