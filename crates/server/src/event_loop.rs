@@ -135,10 +135,16 @@ impl EventLoop {
                 None => None,
             };
             let reader_wait = parts.reader.as_ref().and_then(|r| r.next_wake(now));
+            // A stop asked for since this round's check must not wait for another wake: its
+            // eventfd write may have been consumed by the `reset` of a wake that came in the
+            // same round (a freed `--max-conns` slot, a handed-over connection) — seen as a
+            // test that hung, with the loop asleep in epoll_wait and the flag set.
+            let stop_pending = drain_deadline.is_none() && shutdown.requested();
             let timeout = [
                 accept_wait,
                 reader_wait,
                 drain_deadline.map(|d| d.saturating_duration_since(now)),
+                stop_pending.then_some(Duration::ZERO),
             ]
             .into_iter()
             .flatten()
