@@ -61,10 +61,12 @@ fn curl(cert: &TestCert, addr: SocketAddr, path: &str) -> (bool, String) {
         .arg(format!("https://localhost:{}{path}", addr.port())))
 }
 
-fn openssl_s_client(cert: &TestCert, addr: SocketAddr) -> String {
+/// `openssl s_client` with `options`, sending one GET; what it printed.
+fn openssl_s_client(cert: &TestCert, addr: SocketAddr, options: &[&str]) -> String {
     let mut child = Command::new("openssl")
         .args(["s_client", "-ign_eof", "-connect", &addr.to_string()])
-        .args(["-servername", "localhost", "-alpn", "http/1.1", "-CAfile"])
+        .args(options)
+        .args(["-servername", "localhost", "-CAfile"])
         .arg(&cert.cert)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -114,7 +116,7 @@ fn curl_openssl_and_python_speak_tls_to_every_preset() {
         let (ok, out) = curl(&cert, server.addr, "/pipeline");
         assert!(ok, "{shape:?}: curl: {out}");
         assert_eq!(out.trim_end(), "ok\n200 1.1", "{shape:?}");
-        let out = openssl_s_client(&cert, server.addr);
+        let out = openssl_s_client(&cert, server.addr, &["-alpn", "http/1.1"]);
         assert!(out.contains("ALPN protocol: http/1.1"), "{shape:?}: {out}");
         assert!(
             out.contains("Verify return code: 0 (ok)"),
@@ -142,23 +144,7 @@ fn curl_openssl_and_python_speak_tls_to_every_preset() {
 fn tls_1_2_is_served_too() {
     let cert = TestCert::new();
     let server = start(&cert, &["--model", "single"]);
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-ign_eof", "-tls1_2"])
-        .args(["-connect", &server.addr.to_string()])
-        .args(["-servername", "localhost", "-CAfile"])
-        .arg(&cert.cert)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl s_client");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET /pipeline HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+    let out = openssl_s_client(&cert, server.addr, &["-tls1_2"]);
     assert!(out.contains("New, TLSv1.2,"), "{out}");
     assert!(out.contains("HTTP/1.1 200"), "{out}");
 }

@@ -29,6 +29,17 @@ fn tls_totals(server: &TestServer) -> (u64, u64, u64, std::collections::BTreeMap
     (full, resumed, in_flight, failures)
 }
 
+/// A `POST /echo` of `body` that closes the connection.
+fn echo_request(body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
 fn failures(server: &TestServer, cause: &str) -> u64 {
     tls_totals(server).3.get(cause).copied().unwrap_or(0)
 }
@@ -75,13 +86,7 @@ GET /seq/3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
 
         // A 1 MiB body each way: records split and sends that the kernel takes in parts.
         let body = vec![b'x'; 1 << 20];
-        let mut raw = format!(
-            "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(&body);
-        let resp = tls_roundtrip(server.addr, &client, &raw);
+        let resp = tls_roundtrip(server.addr, &client, &echo_request(&body));
         assert_eq!(resp.status, 200, "{name}");
         assert_eq!(resp.body.len(), body.len(), "{name}: the echo whole");
         let (full, resumed, _, _) = tls_totals(&server);
@@ -301,13 +306,7 @@ fn acceptors_run_the_handshakes_and_readers_serve_the_established_sessions() {
             assert_eq!(resp.text(), "/seq/3", "{name}");
             // A body larger than a record, after the handshake.
             let body = vec![b'y'; 200_000];
-            let mut raw = format!(
-                "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            raw.extend_from_slice(&body);
-            let resp = tls_roundtrip(server.addr, &client, &raw);
+            let resp = tls_roundtrip(server.addr, &client, &echo_request(&body));
             assert_eq!(
                 (resp.status, resp.body.len()),
                 (200, body.len()),
