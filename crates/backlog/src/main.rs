@@ -363,6 +363,15 @@ fn serves_only(
     if at.endpoints != endpoints {
         anyhow::bail!("{who} serves the {} endpoints only", endpoints.name());
     }
+    plain_only(at, who)
+}
+
+/// Only the hyper anchor speaks TLS: the others refuse a certificate rather than serve
+/// plain HTTP to a client that expects TLS.
+fn plain_only(at: &AnchorArgs, who: &str) -> anyhow::Result<()> {
+    if at.tls().is_some() {
+        anyhow::bail!("{who} does not speak TLS (only anchor-hyper takes --tls-cert)");
+    }
     Ok(())
 }
 
@@ -403,7 +412,9 @@ fn main() -> ExitCode {
         },
         Command::AnchorFloor { at, io } => anchor_exit(
             "anchor-floor",
-            lab::floor::run(at.listen, at.threads, at.backlog, io, at.endpoints),
+            plain_only(&at, "the floor").and_then(|()| {
+                lab::floor::run(at.listen, at.threads, at.backlog, io, at.endpoints)
+            }),
             ExitCode::from(2),
         ),
         #[cfg(feature = "axum")]

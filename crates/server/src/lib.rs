@@ -66,6 +66,9 @@
 //! - `observe/`: [`stats`] (per-thread counters), [`queue_wait`] (waits in the kernel's
 //!   queues), `connections` (what a reader tells of its connections when asked);
 //!   [`introspect`]: what the admin endpoint and `backlog top` ask a running server.
+//! - [`tls`]: [`Tls`] (certificates, reloaded in place) and each connection's rustls
+//!   session, which lives inside the connection core; who runs handshakes is the
+//!   topology's [`HandshakeBy`].
 //! - [`server`]: [`ServerBuilder`], [`Server`], [`ServerHandle`]; `error` ([`ServerError`]),
 //!   `config`, `shutdown`,
 //!   [`tuning`] (the constants behind its behaviour under load).
