@@ -189,10 +189,11 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Whether the output takes another part: what is discarded takes no room; an empty
-/// output always takes one; else it must be under [`OUTPUT_BOUND`].
-fn room(discard: bool, output: usize) -> bool {
-    discard || output < OUTPUT_BOUND
+/// Whether the output takes another part: what is discarded takes no room; an empty queue
+/// always takes one (even beside a send in flight); else the whole output (`queued` plus
+/// what a send holds) must be under [`OUTPUT_BOUND`].
+fn room(discard: bool, queued: usize, output: usize) -> bool {
+    discard || queued == 0 || output < OUTPUT_BOUND
 }
 
 /// Refusals are answered as HTTP/1.1 and close the connection.
@@ -740,7 +741,9 @@ impl Connection {
         spare.lend(&mut self.wbuf);
         // The answer in order, with room for it: straight to the output (a worker's whole
         // answer usually is; holding it in its slot would allocate for every answer).
-        let straight = idx == 0 && !waiting && room(self.discard, self.output());
+        let output = self.output();
+        let queued = output - self.sending as usize;
+        let straight = idx == 0 && !waiting && room(self.discard, queued, output);
         if straight && !self.discard {
             self.wbuf.extend_from_slice(&bytes);
         }
@@ -760,11 +763,13 @@ impl Connection {
     /// has outstanding (see `roles::runtime`), so holding them here is what makes a
     /// slow reader slow the stream down rather than grow our memory.
     fn flush_slots(&mut self) {
-        // Sealed records do not change here; only `wbuf` grows.
-        let sealed = self.output() - self.wbuf.len();
+        // Sealed records and the send in flight do not change here; only `wbuf` grows.
+        let sealed = self.output() - self.wbuf.len() - self.sending as usize;
+        let sending = self.sending as usize;
         while let Some(slot) = self.slots.front_mut() {
             while !slot.parts.is_empty() {
-                if !room(self.discard, sealed + self.wbuf.len()) {
+                let queued = sealed + self.wbuf.len();
+                if !room(self.discard, queued, queued + sending) {
                     return;
                 }
                 let part = slot.parts.pop_front().unwrap_or_default();
