@@ -247,11 +247,19 @@ impl Connection {
         self.tls.as_ref().is_some_and(|t| t.established())
     }
 
-    /// Output not yet taken by the kernel: answers queued, a send in flight, and sealed
-    /// records (or handshake messages) waiting.
+    /// Sealed records (or handshake messages) waiting to be sent; 0 without TLS.
+    fn sealed(&self) -> usize {
+        self.tls.as_ref().map_or(0, |t| t.pending_out())
+    }
+
+    /// Output queued and not yet handed to a send: answers, and sealed records.
+    fn queued(&self) -> usize {
+        self.wbuf.len() + self.sealed()
+    }
+
+    /// Output not yet taken by the kernel: what is queued, and a send in flight.
     fn output(&self) -> usize {
-        let sealed = self.tls.as_ref().map_or(0, |t| t.pending_out());
-        self.wbuf.len() + self.sending as usize + sealed
+        self.queued() + self.sending as usize
     }
 
     /// The connection is about to close: a TLS handshake still going on ends here (the
@@ -741,9 +749,7 @@ impl Connection {
         spare.lend(&mut self.wbuf);
         // The answer in order, with room for it: straight to the output (a worker's whole
         // answer usually is; holding it in its slot would allocate for every answer).
-        let output = self.output();
-        let queued = output - self.sending as usize;
-        let straight = idx == 0 && !waiting && room(self.discard, queued, output);
+        let straight = idx == 0 && !waiting && room(self.discard, self.queued(), self.output());
         if straight && !self.discard {
             self.wbuf.extend_from_slice(&bytes);
         }
@@ -764,8 +770,7 @@ impl Connection {
     /// slow reader slow the stream down rather than grow our memory.
     fn flush_slots(&mut self) {
         // Sealed records and the send in flight do not change here; only `wbuf` grows.
-        let sealed = self.output() - self.wbuf.len() - self.sending as usize;
-        let sending = self.sending as usize;
+        let (sealed, sending) = (self.sealed(), self.sending as usize);
         while let Some(slot) = self.slots.front_mut() {
             while !slot.parts.is_empty() {
                 let queued = sealed + self.wbuf.len();
@@ -882,15 +887,10 @@ impl Connection {
         cx: &ParseContext<'_>,
         tally: &mut Tally,
     ) -> Expired {
-        match kind {
-            Expiry::Header if self.rbuf.is_empty() && !self.decoder.in_body() => {
-                // Connected and never sent a byte (or never finished its TLS handshake):
-                // nothing to answer.
-                if let Some(tls) = &mut self.tls {
-                    tls.abandon(TlsFailure::Timeout, &mut tally.tls);
-                }
-                Expired::Close
-            }
+        let expired = match kind {
+            // Connected and never sent a byte (or never finished its TLS handshake):
+            // nothing to answer.
+            Expiry::Header if self.rbuf.is_empty() && !self.decoder.in_body() => Expired::Close,
             Expiry::Header | Expiry::Body => {
                 let mut out = BytesMut::new();
                 refusal::respond(cx.refusals, 408, "request timed out").encode(
@@ -904,13 +904,15 @@ impl Connection {
                 tally.requests += 1;
                 Expired::Answered
             }
-            Expiry::Idle | Expiry::Write | Expiry::Linger => {
-                if let Some(tls) = &mut self.tls {
-                    tls.abandon(TlsFailure::Timeout, &mut tally.tls);
-                }
-                Expired::Close
+            Expiry::Idle | Expiry::Write | Expiry::Linger => Expired::Close,
+        };
+        if expired == Expired::Close {
+            // A handshake cut by a deadline ends as a timeout.
+            if let Some(tls) = &mut self.tls {
+                tls.abandon(TlsFailure::Timeout, &mut tally.tls);
             }
         }
+        expired
     }
 
     /// After an event: keep the connection, half-close it, or close it. `idle_over`: a
