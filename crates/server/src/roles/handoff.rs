@@ -10,17 +10,20 @@ use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
 use crate::Balance;
 use crossbeam_channel::{Receiver, Sender};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use sys::socket::Accepted;
 use sys::Waker;
 
-/// A connection handed to a reader: the socket as accepted, and, when an acceptor ran its
-/// TLS handshake, the connection's state with the established session (and any request
-/// bytes that came with the handshake's last flight).
-pub(crate) struct Handed {
-    pub(crate) accepted: Accepted,
-    pub(crate) conn: Option<Box<Connection>>,
+/// A connection handed to a reader.
+pub(crate) enum Handed {
+    /// A socket as accepted.
+    Accepted(Accepted),
+    /// A socket an acceptor ran the TLS handshake on, with the connection's state: the
+    /// established session and any request bytes that came with the handshake's last
+    /// flight (the peer and accept time are in it).
+    Established(OwnedFd, Box<Connection>),
 }
 
 /// A reader's queue of connections handed to it. Cloned once per acceptor that may feed
@@ -133,10 +136,7 @@ impl Balancer {
 
     /// Hand `fd` to the reader this strategy picks.
     pub(crate) fn dispatch(&mut self, fd: Accepted) {
-        self.hand(Handed {
-            accepted: fd,
-            conn: None,
-        });
+        self.hand(Handed::Accepted(fd));
     }
 
     /// Hand a connection (a socket, or a socket with its state) to the reader this strategy

@@ -288,10 +288,10 @@ impl<D: Driver> Reader<D> {
     /// Take a connection handed over: a fresh socket, or one an acceptor shook hands on,
     /// with its established session and what came with it.
     pub(crate) fn add_handed(&mut self, io: &mut impl Io<Conn = D::Conn>, handed: Handed) {
-        match handed.conn {
-            None => self.add(io, handed.accepted),
-            Some(conn) => {
-                let key = self.adopt(io, handed.accepted.fd, *conn);
+        match handed {
+            Handed::Accepted(accepted) => self.add(io, accepted),
+            Handed::Established(fd, conn) => {
+                let key = self.adopt(io, fd, *conn);
                 // Request bytes may have come with the handshake's last flight, and the
                 // session's tickets may still be unsent: take them up now.
                 if let Some(key) = key.filter(|_| !self.draining) {
@@ -948,17 +948,11 @@ impl<D: Driver> Reader<D> {
         io.detach(&s.fd, s.io);
         self.stats.closed();
         s.conn.park_buffers(&mut self.spare);
-        let Some(balancer) = self.hand_over.as_mut() else {
-            return;
-        };
-        balancer.hand(Handed {
-            accepted: Accepted {
-                fd: s.fd,
-                peer: None,
-                at: s.conn.accepted_at(),
-            },
-            conn: Some(Box::new(s.conn)),
-        });
+        match self.hand_over.as_mut() {
+            Some(balancer) => balancer.hand(Handed::Established(s.fd, Box::new(s.conn))),
+            // Not a handshaking acceptor (never asked to hand off): the connection closes.
+            None => self.cfg.conn_limit.release(),
+        }
     }
 
     fn closed(&self) {
