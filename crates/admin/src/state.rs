@@ -217,23 +217,16 @@ pub struct TlsState {
 }
 
 impl TlsState {
-    /// The server's TLS from its threads' counters now and `before` (an earlier snapshot of
-    /// the same threads, for the interval's rates), over `secs` seconds.
-    pub fn of(now: &[ThreadSnapshot], before: Option<&[ThreadSnapshot]>, secs: f64) -> TlsState {
-        let (mut full, mut resumed) = (WaitSnapshot::default(), WaitSnapshot::default());
+    /// The server's TLS: the `full` and `resumed` handshakes its threads completed over the
+    /// last `secs` seconds, and the gauges and failure counts of their counters `now`.
+    pub fn of(
+        full: &WaitSnapshot,
+        resumed: &WaitSnapshot,
+        now: &[ThreadSnapshot],
+        secs: f64,
+    ) -> TlsState {
         let mut out = TlsState::default();
         for t in now {
-            let b = before.and_then(|p| p.iter().find(|o| o.name == t.name));
-            match b {
-                Some(b) => {
-                    full.merge(&t.tls.full.since(&b.tls.full));
-                    resumed.merge(&t.tls.resumed.since(&b.tls.resumed));
-                }
-                None => {
-                    full.merge(&t.tls.full);
-                    resumed.merge(&t.tls.resumed);
-                }
-            }
             out.in_flight += t.tls.in_flight;
             for (cause, n) in &t.tls.failures {
                 *out.failures.entry(cause.clone()).or_insert(0) += n;
@@ -242,9 +235,9 @@ impl TlsState {
         let us = |s: &WaitSnapshot, q| s.quantile(q).map(|d| d.as_micros() as u64);
         out.handshakes_per_s = (full.count() + resumed.count()) as f64 / secs;
         out.resumed_per_s = resumed.count() as f64 / secs;
-        out.full_p50_us = us(&full, 0.5);
-        out.full_p99_us = us(&full, 0.99);
-        out.resumed_p99_us = us(&resumed, 0.99);
+        out.full_p50_us = us(full, 0.5);
+        out.full_p99_us = us(full, 0.99);
+        out.resumed_p99_us = us(resumed, 0.99);
         out
     }
 
@@ -356,6 +349,7 @@ impl Sampler {
         let mut threads = Vec::new();
         let mut handled = Vec::new();
         let (mut all_accept, mut all_receive) = (WaitSnapshot::default(), WaitSnapshot::default());
+        let (mut all_full, mut all_resumed) = (WaitSnapshot::default(), WaitSnapshot::default());
         for (i, t) in snapshot.iter().enumerate() {
             let before = prev.and_then(|p| p.iter().find(|o| o.name == t.name));
             let d_requests = t.requests - before.map_or(0, |b| b.requests);
@@ -366,6 +360,9 @@ impl Sampler {
             let (accept, receive) = t.waits_since(before);
             all_accept.merge(&accept);
             all_receive.merge(&receive);
+            let (full, resumed) = t.handshakes_since(before);
+            all_full.merge(&full);
+            all_resumed.merge(&resumed);
             threads.push(ThreadState {
                 counters: t.clone(),
                 busy_ratio: (d_busy as f64 / 1e9 / secs).min(1.0),
@@ -376,7 +373,7 @@ impl Sampler {
         let imbalance = imbalance(&handled);
         let tls = view
             .tls()
-            .then(|| TlsState::of(&snapshot, prev.map(|p| p.as_slice()), secs));
+            .then(|| TlsState::of(&all_full, &all_resumed, &snapshot, secs));
         *previous = Some(Previous {
             at: now,
             threads: snapshot.clone(),

@@ -136,6 +136,21 @@ impl ThreadSnapshot {
             None => (self.accept_wait.clone(), self.receive_wait.clone()),
         }
     }
+
+    /// The full and the resumed TLS handshakes this thread completed since `before` (as
+    /// [`ThreadSnapshot::waits_since`]).
+    pub fn handshakes_since(
+        &self,
+        before: Option<&ThreadSnapshot>,
+    ) -> (WaitSnapshot, WaitSnapshot) {
+        match before {
+            Some(b) => (
+                self.tls.full.since(&b.tls.full),
+                self.tls.resumed.since(&b.tls.resumed),
+            ),
+            None => (self.tls.full.clone(), self.tls.resumed.clone()),
+        }
+    }
 }
 
 impl ThreadStats {
