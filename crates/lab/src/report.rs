@@ -303,15 +303,21 @@ pub fn table(results: &Results, scenario: &str) -> String {
     t
 }
 
+/// The scenario's measurements of servers that answered (a ratio to one that did not would
+/// divide by nothing).
+fn answered<'a>(results: &'a Results, scenario: &str) -> Vec<&'a Measurement> {
+    results
+        .measurements
+        .iter()
+        .filter(|m| m.scenario == scenario && m.rps >= 1.0)
+        .collect()
+}
+
 /// HttpArena's way of comparing: every server's CPU per answer as a ratio to backlog's in
 /// the same run, under each I/O interface (the floor rows are the arena engine, the least
 /// that serves these endpoints correctly).
 fn arena_ratios(results: &Results, scenario: &str) -> String {
-    let rows: Vec<&Measurement> = results
-        .measurements
-        .iter()
-        .filter(|m| m.scenario == scenario && m.rps >= 1.0)
-        .collect();
+    let rows = answered(results, scenario);
     let cpu = |name: &str| {
         rows.iter()
             .find(|m| m.target == name)
@@ -342,11 +348,7 @@ fn arena_ratios(results: &Results, scenario: &str) -> String {
 /// server, as a ratio to nginx's; in the storm, the established clients' p99 beside the
 /// same shape with handshakes on its readers.
 fn tls_per_core(results: &Results, scenario: &str) -> String {
-    let rows: Vec<&Measurement> = results
-        .measurements
-        .iter()
-        .filter(|m| m.scenario == scenario && m.rps >= 1.0)
-        .collect();
+    let rows = answered(results, scenario);
     let Some(base) = nginx(&rows) else {
         return String::new();
     };
