@@ -11,15 +11,6 @@ use std::time::Duration;
 use testkit::{connect, open, read_response, roundtrip, HttpResponse};
 use util::Served;
 
-const MODELS: [&[&str]; 6] = [
-    &["--model", "single"],
-    &["--model", "dispatch", "--threads", "2"],
-    &["--model", "pool", "--threads", "1", "--workers", "2"],
-    &["--model", "shared", "--threads", "2"],
-    &["--model", "reuseport", "--threads", "2"],
-    &["--topology", "listeners=1 acceptors=1 readers=2 workers=0"],
-];
-
 fn start(shape: &[&str]) -> Served {
     let mut args = vec!["--listen", "127.0.0.1:0", "--app", "arena"];
     args.extend_from_slice(shape);
@@ -79,7 +70,7 @@ fn the_arena_endpoints_answer_as_httparena_validates_on_every_preset() {
             .wrapping_add(1442695040888963407);
         (x >> 33) % 900 + 100
     };
-    for shape in MODELS {
+    for shape in util::SHAPES {
         let served = start(shape);
         let addr = served.addr;
         let what = |w: &str| format!("{shape:?}: {w}");
@@ -140,7 +131,7 @@ fn the_arena_endpoints_answer_as_httparena_validates_on_every_preset() {
 /// connections, and /pipeline 16 deep in one write; every answer in order.
 #[test]
 fn keep_alive_mixes_and_pipelines_of_sixteen_come_back_in_order() {
-    for shape in MODELS {
+    for shape in util::SHAPES {
         let served = start(shape);
         let (mut w, mut r) = open(served.addr);
         for i in 0..30u64 {

@@ -14,15 +14,6 @@ use testkit::tls::{client_trusting, connect_tls, TestCert};
 use testkit::{read_response, roundtrip};
 use util::Served;
 
-const SHAPES: [&[&str]; 6] = [
-    &["--model", "single"],
-    &["--model", "dispatch", "--threads", "2"],
-    &["--model", "pool", "--threads", "1", "--workers", "2"],
-    &["--model", "shared", "--threads", "2"],
-    &["--model", "reuseport", "--threads", "2"],
-    &["--topology", "listeners=1 acceptors=1 readers=2 workers=0"],
-];
-
 fn start(cert: &TestCert, extra: &[&str]) -> Served {
     let (c, k) = (cert.cert.to_str().unwrap(), cert.key.to_str().unwrap());
     let mut args = vec![
@@ -111,7 +102,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10) as ra
 #[ignore = "needs curl, openssl and python3 (scripts/test installs them)"]
 fn curl_openssl_and_python_speak_tls_to_every_preset() {
     let cert = TestCert::new();
-    for shape in SHAPES {
+    for shape in util::SHAPES {
         let server = start(&cert, shape);
         let (ok, out) = curl(&cert, server.addr, "/pipeline");
         assert!(ok, "{shape:?}: curl: {out}");
