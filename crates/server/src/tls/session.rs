@@ -312,7 +312,9 @@ impl Session {
         self.out = rest;
     }
 
-    /// Ciphertext waiting to be sent.
+    /// Ciphertext waiting to be sent: the bytes in `out`, plus one while rustls still holds
+    /// records not yet moved there (their size is unknown until then; that something waits
+    /// is what the core needs, for its deadlines and its close).
     pub(crate) fn pending_out(&self) -> usize {
         self.out.len() + self.tls.wants_write() as usize
     }
