@@ -14,7 +14,8 @@
 //! - [`somaxconn`]: the kernel's ceiling on a listen backlog.
 //! - [`DESCRIPTOR_RESERVE`]: descriptors the default `--max-conns` leaves free.
 //! - [`HANDSHAKE_NICE`]: how far an acceptor that runs TLS handshakes lowers its thread's
-//!   priority below the readers'.
+//!   priority below the readers' when it cannot take the idle scheduling class (it takes
+//!   `SCHED_IDLE` when it can: the readers preempt it the moment they wake).
 
 pub use crate::config::DEFAULT_BLOCKING_THREADS;
 pub use crate::event_loop::HANDSHAKE_NICE;

@@ -105,6 +105,31 @@ pub fn lower_thread_priority(by: i32) -> io::Result<i32> {
     Ok(nice)
 }
 
+/// Put the calling thread (only it) in the `SCHED_IDLE` class: it runs when nothing of the
+/// normal class wants its core, and a normal thread that wakes on that core preempts it at
+/// at once, where a thread at nice 19 may still run on to the end of its slice. It is not
+/// starved outright: the class keeps a small weight, so a saturated machine still gives it a
+/// sliver. Needs no privilege.
+#[allow(unsafe_code)]
+pub fn idle_thread_class() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 is
+    // the calling thread and the call touches no memory of ours beyond reading `param`.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether the calling thread is in the `SCHED_IDLE` class.
+#[allow(unsafe_code)]
+pub fn thread_is_idle_class() -> bool {
+    // SAFETY: sched_getscheduler takes a pid (0: the calling thread) and touches no memory.
+    unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
+}
+
 /// The calling thread's nice value.
 pub fn thread_nice() -> io::Result<i32> {
     Ok(rustix::process::getpriority_process(Some(
