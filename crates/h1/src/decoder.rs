@@ -72,17 +72,17 @@ enum Framing {
 #[derive(Debug)]
 enum State {
     Head,
-    /// Boxed: a body that spans reads is the rare case, and every idle connection carries a
-    /// decoder, so its size is per-connection memory.
+    /// (A request is one pointer; the framing is kept beside it: a body that spans reads is
+    /// the rare case, but every idle connection carries a decoder.)
     Body {
-        req: Box<Request>,
+        req: Request,
         framing: Framing,
     },
     /// A body to be given as it arrives, its request not handed out yet (a `100 Continue`
     /// went first).
-    /// (The framing boxed, as the request is: every idle connection carries a decoder.)
+    /// (The framing boxed: every idle connection carries a decoder.)
     StreamHead {
-        req: Box<Request>,
+        req: Request,
         framing: Box<Framing>,
     },
     /// A body given as it arrives.
@@ -163,7 +163,7 @@ impl RequestDecoder {
     ) -> Result<Decoded, Error> {
         match std::mem::replace(&mut self.state, State::Head) {
             State::Failed(err) => Err(err),
-            State::Body { req, framing } => self.read_body(*req, framing, buf, false),
+            State::Body { req, framing } => self.read_body(req, framing, buf, false),
             // Only a streaming caller starts a streamed body.
             State::StreamHead { .. } | State::Stream(_) => {
                 Err(Error::Framing("a streamed body read as a whole one"))
@@ -225,9 +225,9 @@ impl RequestDecoder {
                         .read_body(head.req, head.framing, buf, expect)
                         .map(Streamed::Decoded);
                 }
-                let req = Box::new(head.req);
+                let req = head.req;
                 let framing = Box::new(head.framing);
-                if expect && buf.is_empty() && req.version == Version::Http11 {
+                if expect && buf.is_empty() && req.parts().version == Version::Http11 {
                     self.state = State::StreamHead { req, framing };
                     return Ok(Streamed::Decoded(Decoded::Continue));
                 }
@@ -241,13 +241,13 @@ impl RequestDecoder {
     }
 
     /// The request of a streamed body; its bytes follow.
-    fn stream_head(&mut self, req: Box<Request>, framing: Box<Framing>) -> Streamed {
+    fn stream_head(&mut self, req: Request, framing: Box<Framing>) -> Streamed {
         let length = match &*framing {
             Framing::Length(n) => Some(*n),
             Framing::Chunked(_) => None,
         };
         self.state = State::Stream(framing);
-        Streamed::Head { req: *req, length }
+        Streamed::Head { req, length }
     }
 
     /// A streamed body's bytes, as they come.
@@ -302,15 +302,12 @@ impl RequestDecoder {
         };
         match body {
             Some(body) => {
-                req.body = body;
+                req.parts_mut().body = body;
                 Ok(Decoded::Request(req))
             }
             None => {
-                let send_continue = expect_continue && req.version == Version::Http11;
-                self.state = State::Body {
-                    req: Box::new(req),
-                    framing,
-                };
+                let send_continue = expect_continue && req.parts().version == Version::Http11;
+                self.state = State::Body { req, framing };
                 Ok(if send_continue {
                     Decoded::Continue
                 } else {
@@ -409,7 +406,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     let method_token =
         &head[method_span.start as usize..(method_span.start + method_span.len) as usize];
     let method = Method::from_token(method_token, &head);
-    let req = Request {
+    let req = Request::from_parts(crate::request::Parts {
         method,
         target: target_span,
         version,
@@ -421,7 +418,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
         extensions: Default::default(),
         state: None,
         head,
-    };
+    });
     Ok(Some(Head {
         req,
         framing,

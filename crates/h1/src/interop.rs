@@ -66,11 +66,11 @@ impl Request {
     /// [`Request::header`] and [`Request::headers`] read them where they were received). Every field the parser
     /// admits has a token name and a value without control bytes, so each converts.
     pub fn header_map(&self) -> http::HeaderMap {
-        let mut map = http::HeaderMap::with_capacity(self.fields.len());
+        let mut map = http::HeaderMap::with_capacity(self.parts().fields.len());
         for (name, value) in self.headers() {
             let name = http::HeaderName::from_bytes(name.as_bytes());
             // A slice of the head the request was read in: no copy, no allocation.
-            let value = http::HeaderValue::from_maybe_shared(self.head.slice_ref(value));
+            let value = http::HeaderValue::from_maybe_shared(self.parts().head.slice_ref(value));
             if let (Ok(name), Ok(value)) = (name, value) {
                 map.append(name, value);
             }
@@ -84,16 +84,17 @@ impl Request {
     /// a service written against the `http` crate. The method, target, version and fields
     /// carry over (the fields are copied, once, here); the peer's address and the
     /// extensions layers attached stay behind, for the caller to move as it sees fit.
-    pub fn into_http(self) -> http::Request<Bytes> {
-        let uri = http::Uri::from_maybe_shared(self.head.slice_ref(self.target().as_bytes()))
-            .unwrap_or_default();
+    pub fn into_http(mut self) -> http::Request<Bytes> {
+        let uri =
+            http::Uri::from_maybe_shared(self.parts().head.slice_ref(self.target().as_bytes()))
+                .unwrap_or_default();
         let version = match self.version() {
             crate::Version::Http10 => http::Version::HTTP_10,
             crate::Version::Http11 => http::Version::HTTP_11,
         };
-        let method = http::Method::try_from(&self.method).unwrap_or_default();
+        let method = http::Method::try_from(&self.parts().method).unwrap_or_default();
         let headers = self.header_map();
-        let mut req = http::Request::new(self.body);
+        let mut req = http::Request::new(std::mem::take(&mut self.parts_mut().body));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.version_mut() = version;
