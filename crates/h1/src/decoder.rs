@@ -376,7 +376,14 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
         return Err(Error::Malformed("incomplete request line"));
     };
-    if target.len() > limits.max_uri_bytes || request_line_len(buf) > max_request_line(limits) {
+    // httparse accepted `method SP target SP HTTP/1.x [CR]` (one space each: the default
+    // config), so the line is at most this long; it is measured only when that could pass
+    // the limit (a method of 50-odd bytes), not on every request.
+    let line_at_most = method.len() + target.len() + 11;
+    if target.len() > limits.max_uri_bytes
+        || (line_at_most > max_request_line(limits)
+            && request_line_len(buf) > max_request_line(limits))
+    {
         return Err(Error::UriTooLong);
     }
     if head_len > limits.max_header_bytes {
@@ -657,10 +664,7 @@ fn valid_host(value: &[u8]) -> bool {
             return false;
         };
         let literal = &value[1..close];
-        let ok = !literal.is_empty()
-            && literal
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b":._~-!$&'()*+;=".contains(&b));
+        let ok = !literal.is_empty() && literal.iter().all(|&b| IP_LITERAL[b as usize]);
         if !ok {
             return false;
         }
@@ -680,6 +684,30 @@ fn valid_host(value: &[u8]) -> bool {
     }
 }
 
+/// The bytes a reg-name holds as themselves: RFC 3986's unreserved and sub-delims, less the
+/// comma. A table, because Host is checked on every request and a per-byte search of the
+/// sub-delims cost more than the rest of the field's handling.
+const REG_NAME: [bool; 256] = byte_set(b"-._~!$&'()*+;=");
+/// The bytes of an IP literal between `[` and `]` (IPv6 or IPvFuture), as loosely as RFC
+/// 3986's grammar allows them.
+const IP_LITERAL: [bool; 256] = byte_set(b":._~-!$&'()*+;=");
+
+/// ASCII letters and digits, and `extra`.
+const fn byte_set(extra: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        set[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        set[extra[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`, without the comma.
 fn valid_reg_name(name: &[u8]) -> bool {
     let mut i = 0;
@@ -693,7 +721,7 @@ fn valid_reg_name(name: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=".contains(&b)) {
+        if !REG_NAME[b as usize] {
             return false;
         }
         i += 1;

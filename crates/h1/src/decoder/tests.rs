@@ -185,6 +185,24 @@ fn refusals_carry_the_rfc_status() {
     }
 }
 
+/// Byte by byte, a one-byte host (and the same byte inside an IP literal) is valid exactly
+/// when RFC 3986 lets it stand for itself there: unreserved or a sub-delim but the comma
+/// (and `:` in a literal).
+#[test]
+fn every_byte_of_a_host_is_judged_by_rfc_3986() {
+    for b in 0..=255u8 {
+        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=".contains(&b);
+        assert_eq!(valid_host(&[b]), plain, "host {:?}", b as char);
+        let literal = plain || b == b':';
+        assert_eq!(
+            valid_host(&[b'[', b, b']']),
+            literal,
+            "literal {:?}",
+            b as char
+        );
+    }
+}
+
 #[test]
 fn valid_host_values_are_accepted() {
     for host in [
