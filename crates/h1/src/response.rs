@@ -104,16 +104,85 @@ pub enum InvalidHeader {
 }
 
 /// A response: status, fields and a complete body.
+///
+/// One pointer wide, for the reason a [`crate::Request`] is: it is built by value (each
+/// builder call takes and returns it) and travels by value back from the handler. Its box
+/// is recycled on the thread that drops it.
+pub struct Response(Option<Box<Parts>>);
+
 #[derive(Debug, Clone)]
-pub struct Response {
+struct Parts {
     status: u16,
-    /// Two inline (a content type and one more; more spill to the heap, one allocation):
-    /// each inline pair is 64 bytes every move of the response copies.
+    /// Two inline (a content type and one more; more spill to the heap, one allocation).
     headers: SmallVec<[(Bytes, Bytes); 2]>,
     body: Bytes,
     close: bool,
     /// A field that could not be set: the response goes out as a 500 instead.
     invalid: Option<Box<InvalidHeader>>,
+}
+
+/// Boxes of dropped responses a thread keeps for its next ones (a pipeline of 16 is
+/// answered before any is dropped only if the encoder holds them; it does not).
+const SPARE_BOXES: usize = 16;
+
+thread_local! {
+    // Boxes, not values: a spare is handed back into a response as the pointer it is.
+    #[allow(clippy::vec_box)]
+    static SPARE: std::cell::RefCell<Vec<Box<Parts>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Response {
+    fn from_parts(parts: Parts) -> Response {
+        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
+        Response(Some(match spare {
+            Some(mut b) => {
+                *b = parts;
+                b
+            }
+            None => Box::new(parts),
+        }))
+    }
+
+    fn parts(&self) -> &Parts {
+        self.0
+            .as_deref()
+            .expect("a response's parts are taken only when it drops")
+    }
+
+    fn parts_mut(&mut self) -> &mut Parts {
+        self.0
+            .as_deref_mut()
+            .expect("a response's parts are taken only when it drops")
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        let Some(mut b) = self.0.take() else { return };
+        // The body and fields may be large or shared: they go now; the box stays.
+        b.headers.clear();
+        b.body = Bytes::new();
+        b.invalid = None;
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_BOXES {
+                    s.push(b);
+                }
+            }
+        });
+    }
+}
+
+impl Clone for Response {
+    fn clone(&self) -> Self {
+        Response::from_parts(self.parts().clone())
+    }
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.parts().fmt(f)
+    }
 }
 
 /// What the encoder must know about the request being answered.
@@ -150,13 +219,13 @@ const APPLICATION_JSON: (&str, &str) = ("Content-Type", "application/json");
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Self {
-        Response {
+        Response::from_parts(Parts {
             status,
             headers: SmallVec::new(),
             body: Bytes::new(),
             close: false,
             invalid: None,
-        }
+        })
     }
 
     /// A `text/plain` response. A `&'static str` body is not copied.
@@ -175,7 +244,7 @@ impl Response {
     /// A field of our own, valid by construction (checked once, by a test), so the
     /// per-response check — a tenth of a pipelined request's own cost — is skipped.
     fn known_header(mut self, (name, value): (&'static str, &'static str)) -> Self {
-        self.headers.push((
+        self.parts_mut().headers.push((
             Bytes::from_static(name.as_bytes()),
             Bytes::from_static(value.as_bytes()),
         ));
@@ -197,9 +266,9 @@ impl Response {
     pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
         let (name, value) = (name.into(), value.into());
         match check_field(&name, &value) {
-            Ok(()) => self.headers.push((name, value)),
+            Ok(()) => self.parts_mut().headers.push((name, value)),
             Err(err) => {
-                self.invalid.get_or_insert(Box::new(err));
+                self.parts_mut().invalid.get_or_insert(Box::new(err));
             }
         }
         self
@@ -213,7 +282,7 @@ impl Response {
     ) -> Result<Self, InvalidHeader> {
         let (name, value) = (name.into(), value.into());
         check_field(&name, &value)?;
-        self.headers.push((name, value));
+        self.parts_mut().headers.push((name, value));
         Ok(self)
     }
 
@@ -221,46 +290,49 @@ impl Response {
     /// `Content-Type` after [`json`](Self::json) sends one, not two.
     pub fn set_header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
         let name = name.into();
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        self.parts_mut()
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
         self.header(name, value)
     }
 
     /// The field that could not be set, if any (the response then goes out as a 500).
     pub fn invalid_header(&self) -> Option<&InvalidHeader> {
-        self.invalid.as_deref()
+        self.parts().invalid.as_deref()
     }
 
     /// Change the status.
     pub fn with_status(mut self, status: u16) -> Self {
-        self.status = status;
+        self.parts_mut().status = status;
         self
     }
 
     /// Set the body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
+        self.parts_mut().body = body.into();
         self
     }
 
     /// Close the connection after this response.
     pub fn close(mut self) -> Self {
-        self.close = true;
+        self.parts_mut().close = true;
         self
     }
 
     /// The status code.
     pub fn status(&self) -> u16 {
-        self.status
+        self.parts().status
     }
 
     /// The fields the handler set.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.iter().map(|(n, v)| (&n[..], &v[..]))
+        self.parts().headers.iter().map(|(n, v)| (&n[..], &v[..]))
     }
 
     /// The first field named `name`, case-insensitively.
     pub fn header_value(&self, name: &str) -> Option<&[u8]> {
-        self.headers
+        self.parts()
+            .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| &v[..])
@@ -268,7 +340,7 @@ impl Response {
 
     /// The body.
     pub fn body_bytes(&self) -> &Bytes {
-        &self.body
+        &self.parts().body
     }
 
     /// The 500 a handler's bug becomes (a panic, an invalid field): it closes the
@@ -279,19 +351,24 @@ impl Response {
 
     /// Whether the handler asked to close the connection.
     pub fn wants_close(&self) -> bool {
-        self.close
+        self.parts().close
     }
 
     /// Append the encoded response to `out`. Returns whether the connection stays open.
     pub fn encode(&self, ctx: EncodeContext, date: &DateCache, out: &mut BytesMut) -> bool {
-        if self.invalid.is_some() {
+        if self.parts().invalid.is_some() {
             // A handler's bug, answered as one; the connection closes like after a panic.
             return Response::internal_error().encode(ctx, date, out);
         }
-        out.reserve(128 + self.body.len() + self.headers.len() * 32);
-        let head = self.encode_head(ctx, date, Framing::Length(self.body.len() as u64), out);
+        out.reserve(128 + self.parts().body.len() + self.parts().headers.len() * 32);
+        let head = self.encode_head(
+            ctx,
+            date,
+            Framing::Length(self.parts().body.len() as u64),
+            out,
+        );
         if head.body.is_some() {
-            out.put_slice(&self.body);
+            out.put_slice(&self.parts().body);
         }
         head.keep_alive
     }
@@ -309,8 +386,16 @@ impl Response {
         framing: Framing,
         out: &mut BytesMut,
     ) -> Head {
-        let fields = self.headers.iter().map(|(n, v)| (&n[..], &v[..]));
-        write_head(self.status, self.close, fields, ctx, date, framing, out)
+        let fields = self.parts().headers.iter().map(|(n, v)| (&n[..], &v[..]));
+        write_head(
+            self.parts().status,
+            self.parts().close,
+            fields,
+            ctx,
+            date,
+            framing,
+            out,
+        )
     }
 }
 
@@ -439,6 +524,29 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dropped response's box serves the next response built on the thread, emptied.
+    #[test]
+    fn a_dropped_responses_box_is_reused_and_keeps_nothing() {
+        std::thread::spawn(|| {
+            let body = Bytes::from(vec![b'x'; 1000]);
+            let first = Response::text(404, body.clone())
+                .header("X-Old", "1")
+                .close();
+            let at = first.parts() as *const Parts;
+            drop(first);
+            assert!(body.is_unique(), "the dropped response let go of its body");
+            let second = Response::new(204);
+            assert_eq!(second.parts() as *const Parts, at, "the box was reused");
+            assert_eq!(second.status(), 204);
+            assert_eq!(second.headers().count(), 0);
+            assert!(second.body_bytes().is_empty());
+            assert!(!second.wants_close());
+            assert!(second.invalid_header().is_none());
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn the_fields_the_constructors_add_pass_the_field_check() {
