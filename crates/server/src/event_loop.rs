@@ -25,26 +25,54 @@ use sys::Waker;
 /// (at most a quarter of the drain timeout).
 pub(crate) const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
-/// Nice levels an acceptor that runs TLS handshakes lowers its own thread by when it cannot
-/// move to the idle class (a seccomp filter that refuses sched_setscheduler, say). Relative
-/// weight at +10: about a tenth of a reader's.
+/// Nice levels an acceptor that runs TLS handshakes lowers its own thread by: when it and a
+/// reader both want a core, the reader gets about ten times its share.
 pub const HANDSHAKE_NICE: i32 = 10;
 
-/// A handshaking acceptor puts its thread in the `SCHED_IDLE` class: a burst of handshakes
-/// is the work that can wait, a request on an established connection is not. A nice value
-/// alone is not enough: the scheduler may let a running thread of the normal class run on
-/// to the end of its slice before a woken reader gets the core, and that wait was most of
-/// what the established clients still saw in a storm (p99 2.08 ms at +10 against 1.47 ms idle, same
-/// run, nine runs each; no storm: 1.2 ms). The price: on a core the readers keep busy the
-/// handshakes get only what is left, so a saturated server admits new TLS connections
-/// slowly — the trade `handshake=acceptors` asks for.
-fn yield_to_readers() {
-    let Err(err) = sys::process::idle_thread_class() else {
-        return;
-    };
-    tracing::warn!(%err, "the handshaking acceptor cannot take the idle class; lowering its nice value instead");
-    if let Err(err) = sys::process::lower_thread_priority(HANDSHAKE_NICE) {
-        tracing::warn!(%err, "cannot lower the handshaking acceptor's priority");
+/// The slice a reader asks the scheduler for when handshakes run on acceptors beside it.
+/// A share is not enough on its own: EEVDF may let a running thread of the normal class
+/// finish its slice before a woken reader gets the core, and that wait was most of what
+/// the established clients still saw in a handshake storm. A reader with a shorter slice
+/// than the acceptor's preempts it as it wakes.
+pub const READER_SLICE: Duration = Duration::from_micros(100);
+
+/// How a loop's thread asks the scheduler to treat it, once, as the loop starts. Only
+/// shapes whose acceptors run TLS handshakes ask anything: there, the handshakes are the
+/// work that can wait and the requests on established connections are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// The scheduler's defaults.
+    Normal,
+    /// A reader beside handshaking acceptors: a short slice ([`READER_SLICE`]).
+    Requests,
+    /// An acceptor that runs handshakes: [`HANDSHAKE_NICE`] levels lower. Where the kernel
+    /// does not honour slice requests (before Linux 6.12) a lower share alone measured
+    /// 0.54× the readers' storm p99, so there the acceptor takes the `SCHED_IDLE` class
+    /// instead — a waking reader always preempts it, at the price that a saturated server
+    /// admits new TLS connections very slowly (seconds, measured).
+    Handshakes,
+}
+
+impl Priority {
+    fn take(self) {
+        match self {
+            Priority::Normal => {}
+            Priority::Requests => match sys::process::request_slice(READER_SLICE) {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("this kernel ignores slice requests"),
+                Err(err) => tracing::warn!(%err, "cannot ask for a short slice for a reader"),
+            },
+            Priority::Handshakes => {
+                if let Err(err) = sys::process::lower_thread_priority(HANDSHAKE_NICE) {
+                    tracing::warn!(%err, "cannot lower the handshaking acceptor's priority");
+                }
+                if !sys::process::slices_honoured() {
+                    if let Err(err) = sys::process::idle_thread_class() {
+                        tracing::warn!(%err, "cannot put the handshaking acceptor in the idle class");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -70,6 +98,7 @@ pub(crate) struct EventLoop {
     pub(crate) drain_timeout: Duration,
     /// The I/O interface (resolved: epoll or io_uring).
     pub(crate) io: crate::Io,
+    pub(crate) priority: Priority,
 }
 
 /// A loop's roles as it holds them while it runs.
@@ -129,10 +158,9 @@ impl EventLoop {
             stats,
             drain_timeout,
             io,
+            priority,
         } = self;
-        if matches!(roles, Roles::AcceptAndHandshake(..)) {
-            yield_to_readers();
-        }
+        priority.take();
         let mut driver = match D::new(&waker) {
             Ok(d) => d,
             Err(err) => {

@@ -14,11 +14,12 @@
 //! - [`somaxconn`]: the kernel's ceiling on a listen backlog.
 //! - [`DESCRIPTOR_RESERVE`]: descriptors the default `--max-conns` leaves free.
 //! - [`HANDSHAKE_NICE`]: how far an acceptor that runs TLS handshakes lowers its thread's
-//!   priority below the readers' when it cannot take the idle scheduling class (it takes
-//!   `SCHED_IDLE` when it can: the readers preempt it the moment they wake).
+//!   priority below the readers'.
+//! - [`READER_SLICE`]: the scheduler slice readers ask for beside handshaking acceptors, so
+//!   that a waking reader preempts a handshake instead of waiting out its slice.
 
 pub use crate::config::DEFAULT_BLOCKING_THREADS;
-pub use crate::event_loop::HANDSHAKE_NICE;
+pub use crate::event_loop::{HANDSHAKE_NICE, READER_SLICE};
 pub use crate::introspect::MAX_LISTED_CONNECTIONS;
 pub use crate::roles::acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
 pub use crate::roles::listener::somaxconn;

@@ -22,7 +22,7 @@
 use crate::app::handler::Handler;
 use crate::app::refusal::RenderRefusal;
 use crate::app::App;
-use crate::event_loop::{EventLoop, Roles};
+use crate::event_loop::{EventLoop, Priority, Roles};
 use crate::observe::connections::{reader_port, ReaderPort};
 use crate::observe::stats::{Role, StatsRegistry, ThreadStats};
 use crate::roles::acceptor::{AcceptMutex, Acceptor, Turn};
@@ -267,6 +267,13 @@ impl<'a> Wiring<'a> {
             handles,
             handshakes: matches!(roles, Roles::AcceptAndHandshake(..)),
         });
+        let acceptors_shake_hands =
+            self.tls.is_some() && self.cfg.topology.handshake() == HandshakeBy::Acceptors;
+        let priority = match &roles {
+            Roles::AcceptAndHandshake(..) => Priority::Handshakes,
+            Roles::Read(_) if acceptors_shake_hands => Priority::Requests,
+            _ => Priority::Normal,
+        };
         let event_loop = EventLoop {
             waker: parts.waker,
             shutdown: self.shutdown.clone(),
@@ -274,6 +281,7 @@ impl<'a> Wiring<'a> {
             stats: parts.stats,
             drain_timeout: self.cfg.drain_timeout,
             io: self.cfg.io,
+            priority,
         };
         self.threads
             .push((parts.name, Box::new(move || event_loop.run())));

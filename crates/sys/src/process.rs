@@ -107,7 +107,7 @@ pub fn lower_thread_priority(by: i32) -> io::Result<i32> {
 
 /// Put the calling thread (only it) in the `SCHED_IDLE` class: it runs when nothing of the
 /// normal class wants its core, and a normal thread that wakes on that core preempts it at
-/// at once, where a thread at nice 19 may still run on to the end of its slice. It is not
+/// once, where a thread at nice 19 may still run on to the end of its slice. It is not
 /// starved outright: the class keeps a small weight, so a saturated machine still gives it a
 /// sliver. Needs no privilege.
 #[allow(unsafe_code)]
@@ -121,6 +121,94 @@ pub fn idle_thread_class() -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// `struct sched_attr` as sched_setattr(2) and sched_getattr(2) take it (the first version,
+/// 48 bytes: no utilisation clamps).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    /// For the normal class since Linux 6.12: the slice the thread asks for, in ns.
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+/// The calling thread's scheduling attributes.
+#[allow(unsafe_code)]
+fn sched_attr() -> io::Result<SchedAttr> {
+    let mut attr = SchedAttr::default();
+    let size = std::mem::size_of::<SchedAttr>() as libc::c_uint;
+    // SAFETY: `attr` is a writable sched_attr of `size` bytes that outlives the call; pid 0
+    // is the calling thread; the kernel writes at most `size` bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &mut attr as *mut SchedAttr,
+            size,
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(attr)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Set the calling thread's scheduling attributes.
+#[allow(unsafe_code)]
+fn set_sched_attr(attr: &SchedAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid sched_attr whose `size` field is its size, and it outlives
+    // the call; pid 0 is the calling thread; the kernel only reads it.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Ask the scheduler (EEVDF) to run the calling thread, of the normal class, in slices of
+/// `slice`: a thread with a shorter slice gets an earlier deadline, so when it wakes it
+/// preempts a thread with a longer one instead of waiting for that one's slice to end — the
+/// kernel's answer for latency-sensitive threads. Keeps the thread's nice value; needs no
+/// privilege. Returns whether the kernel honours it (Linux 6.12 and later; earlier kernels
+/// take the call and ignore the slice).
+pub fn request_slice(slice: std::time::Duration) -> io::Result<bool> {
+    let want = slice.as_nanos().min(u64::MAX as u128) as u64;
+    let current = sched_attr()?;
+    set_sched_attr(&SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: libc::SCHED_OTHER as u32,
+        nice: current.nice,
+        runtime: want,
+        ..SchedAttr::default()
+    })?;
+    Ok(thread_slice()? == Some(slice))
+}
+
+/// Whether this kernel honours [`request_slice`] (Linux 6.12 and later), asked without
+/// changing anything: by the kernel's release.
+pub fn slices_honoured() -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 12)
+}
+
+/// The slice the calling thread asked for with [`request_slice`], if the kernel keeps one.
+pub fn thread_slice() -> io::Result<Option<std::time::Duration>> {
+    let attr = sched_attr()?;
+    Ok((attr.runtime > 0).then(|| std::time::Duration::from_nanos(attr.runtime)))
 }
 
 /// Whether the calling thread is in the `SCHED_IDLE` class.
@@ -153,6 +241,41 @@ mod tests {
         assert_eq!(
             super::thread_nice().unwrap(),
             before,
+            "the caller's is unchanged"
+        );
+    }
+
+    /// The idle class is the calling thread's alone.
+    #[test]
+    fn a_thread_moves_itself_to_the_idle_class_only() {
+        assert!(!super::thread_is_idle_class());
+        std::thread::spawn(|| {
+            super::idle_thread_class().unwrap();
+            assert!(super::thread_is_idle_class());
+        })
+        .join()
+        .unwrap();
+        assert!(!super::thread_is_idle_class(), "the caller's is unchanged");
+    }
+
+    /// A slice request keeps the thread's nice value and touches that thread only; where the
+    /// kernel honours it, the thread reads it back.
+    #[test]
+    fn a_thread_asks_for_its_own_slice() {
+        std::thread::spawn(|| {
+            let nice = super::lower_thread_priority(3).unwrap();
+            let slice = std::time::Duration::from_micros(100);
+            let honoured = super::request_slice(slice).unwrap();
+            assert_eq!(super::thread_nice().unwrap(), nice, "the nice value stays");
+            if honoured {
+                assert_eq!(super::thread_slice().unwrap(), Some(slice));
+            }
+        })
+        .join()
+        .unwrap();
+        assert_ne!(
+            super::thread_slice().unwrap(),
+            Some(std::time::Duration::from_micros(100)),
             "the caller's is unchanged"
         );
     }
