@@ -27,6 +27,7 @@ pub use interop::encode_http_head;
 #[cfg(feature = "serde")]
 pub mod json;
 pub mod limits;
+mod recycle;
 pub mod request;
 pub mod response;
 

@@ -5,6 +5,7 @@
 //! to a worker thread (`pool`) for the price of a memcpy, and the plaintext path allocates
 //! nothing per request once the read buffer has been promoted to shared storage.
 
+use crate::recycle::{Recycle, Recycled, Spares};
 use crate::Extensions;
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -120,7 +121,8 @@ pub(crate) type Fields = SmallVec<[FieldSpan; 4]>;
 /// before it lived behind a box. The box is recycled: a request dropped on a thread leaves
 /// its (emptied) box for the next request decoded there, so the keep-alive path still
 /// allocates nothing per request.
-pub struct Request(Option<Box<Parts>>);
+#[derive(Clone, Debug)]
+pub struct Request(Recycled<Parts>);
 
 /// What a [`Request`] holds.
 #[derive(Debug, Clone)]
@@ -140,74 +142,40 @@ pub(crate) struct Parts {
     pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-/// Boxes of dropped requests a thread keeps for the next ones: a reader that answers a
-/// pipeline of 16 before any handler's request is dropped needs no more than that, and a
-/// thread that only drops requests (a pool worker) must not hoard them.
-const SPARE_BOXES: usize = 16;
-
 thread_local! {
-    // Boxes, not values: a spare is handed back into a request as the pointer it is.
-    #[allow(clippy::vec_box)]
-    static SPARE: std::cell::RefCell<Vec<Box<Parts>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: Spares<Parts> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Recycle for Parts {
+    fn spares() -> &'static std::thread::LocalKey<Spares<Self>> {
+        &SPARE
+    }
+
+    /// The head pins the connection's read buffer; the state and extensions are the
+    /// application's. The params' room stays.
+    fn empty(&mut self) {
+        self.head = Bytes::new();
+        self.body = Bytes::new();
+        self.fields.clear();
+        self.params.clear();
+        self.extensions = Extensions::default();
+        self.state = None;
+        self.peer = None;
+    }
 }
 
 impl Request {
     /// A request holding `parts`, in a recycled box when this thread has one.
     pub(crate) fn from_parts(parts: Parts) -> Request {
-        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
-        Request(Some(match spare {
-            Some(mut b) => {
-                *b = parts;
-                b
-            }
-            None => Box::new(parts),
-        }))
+        Request(Recycled::new(parts))
     }
 
     pub(crate) fn parts(&self) -> &Parts {
-        self.0
-            .as_deref()
-            .expect("a request's parts are taken only when it drops")
+        &self.0
     }
 
     pub(crate) fn parts_mut(&mut self) -> &mut Parts {
-        self.0
-            .as_deref_mut()
-            .expect("a request's parts are taken only when it drops")
-    }
-}
-
-impl Drop for Request {
-    fn drop(&mut self) {
-        let Some(mut b) = self.0.take() else { return };
-        // What the request refers to goes now (its head pins the connection's read buffer;
-        // the state and extensions are the application's); the box and the params' room stay.
-        b.head = Bytes::new();
-        b.body = Bytes::new();
-        b.fields.clear();
-        b.params.clear();
-        b.extensions = Extensions::default();
-        b.state = None;
-        b.peer = None;
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() < SPARE_BOXES {
-                    s.push(b);
-                }
-            }
-        });
-    }
-}
-
-impl Clone for Request {
-    fn clone(&self) -> Self {
-        Request::from_parts(self.parts().clone())
-    }
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.parts().fmt(f)
+        &mut self.0
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`DateCache`]) and Server, and decides whether the connection stays open. A handler cannot
 //! produce a response that desynchronises the connection.
 
+use crate::recycle::{Recycle, Recycled, Spares};
 use crate::{DateCache, Error, Version};
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
@@ -108,7 +109,8 @@ pub enum InvalidHeader {
 /// One pointer wide, for the reason a [`crate::Request`] is: it is built by value (each
 /// builder call takes and returns it) and travels by value back from the handler. Its box
 /// is recycled on the thread that drops it.
-pub struct Response(Option<Box<Parts>>);
+#[derive(Clone, Debug)]
+pub struct Response(Recycled<Parts>);
 
 #[derive(Debug, Clone)]
 struct Parts {
@@ -121,67 +123,34 @@ struct Parts {
     invalid: Option<Box<InvalidHeader>>,
 }
 
-/// Boxes of dropped responses a thread keeps for its next ones (a pipeline of 16 is
-/// answered before any is dropped only if the encoder holds them; it does not).
-const SPARE_BOXES: usize = 16;
-
 thread_local! {
-    // Boxes, not values: a spare is handed back into a response as the pointer it is.
-    #[allow(clippy::vec_box)]
-    static SPARE: std::cell::RefCell<Vec<Box<Parts>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: Spares<Parts> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Recycle for Parts {
+    fn spares() -> &'static std::thread::LocalKey<Spares<Self>> {
+        &SPARE
+    }
+
+    /// The body and fields may be large or shared.
+    fn empty(&mut self) {
+        self.headers.clear();
+        self.body = Bytes::new();
+        self.invalid = None;
+    }
 }
 
 impl Response {
     fn from_parts(parts: Parts) -> Response {
-        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
-        Response(Some(match spare {
-            Some(mut b) => {
-                *b = parts;
-                b
-            }
-            None => Box::new(parts),
-        }))
+        Response(Recycled::new(parts))
     }
 
     fn parts(&self) -> &Parts {
-        self.0
-            .as_deref()
-            .expect("a response's parts are taken only when it drops")
+        &self.0
     }
 
     fn parts_mut(&mut self) -> &mut Parts {
-        self.0
-            .as_deref_mut()
-            .expect("a response's parts are taken only when it drops")
-    }
-}
-
-impl Drop for Response {
-    fn drop(&mut self) {
-        let Some(mut b) = self.0.take() else { return };
-        // The body and fields may be large or shared: they go now; the box stays.
-        b.headers.clear();
-        b.body = Bytes::new();
-        b.invalid = None;
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() < SPARE_BOXES {
-                    s.push(b);
-                }
-            }
-        });
-    }
-}
-
-impl Clone for Response {
-    fn clone(&self) -> Self {
-        Response::from_parts(self.parts().clone())
-    }
-}
-
-impl std::fmt::Debug for Response {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.parts().fmt(f)
+        &mut self.0
     }
 }
 
