@@ -178,15 +178,21 @@ fn set_sched_attr(attr: &SchedAttr) -> io::Result<()> {
 /// Ask the scheduler (EEVDF) to run the calling thread, of the normal class, in slices of
 /// `slice`: a thread with a shorter slice gets an earlier deadline, so when it wakes it
 /// preempts a thread with a longer one instead of waiting for that one's slice to end — the
-/// kernel's answer for latency-sensitive threads. Keeps the thread's nice value; needs no
-/// privilege. Returns whether the kernel honours it (Linux 6.12 and later; earlier kernels
-/// take the call and ignore the slice).
+/// kernel's answer for latency-sensitive threads. Keeps the thread's class and nice value
+/// (a thread outside the normal and batch classes is left alone); needs no privilege.
+/// Returns whether the kernel honours it (Linux 6.12 and later; earlier kernels take the
+/// call and ignore the slice).
 pub fn request_slice(slice: std::time::Duration) -> io::Result<bool> {
     let want = slice.as_nanos().min(u64::MAX as u128) as u64;
     let current = sched_attr()?;
+    // Slices are the fair classes'; a thread its owner put elsewhere (real-time, idle)
+    // stays where it is.
+    if ![libc::SCHED_OTHER as u32, libc::SCHED_BATCH as u32].contains(&current.policy) {
+        return Ok(false);
+    }
     set_sched_attr(&SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
-        policy: libc::SCHED_OTHER as u32,
+        policy: current.policy,
         nice: current.nice,
         runtime: want,
         ..SchedAttr::default()
