@@ -70,7 +70,7 @@ fn the_arena_endpoints_answer_as_httparena_validates_on_every_preset() {
             .wrapping_add(1442695040888963407);
         (x >> 33) % 900 + 100
     };
-    for shape in util::SHAPES {
+    for shape in util::shapes() {
         let served = start(shape);
         let addr = served.addr;
         let what = |w: &str| format!("{shape:?}: {w}");
@@ -131,7 +131,7 @@ fn the_arena_endpoints_answer_as_httparena_validates_on_every_preset() {
 /// connections, and /pipeline 16 deep in one write; every answer in order.
 #[test]
 fn keep_alive_mixes_and_pipelines_of_sixteen_come_back_in_order() {
-    for shape in util::SHAPES {
+    for shape in util::shapes() {
         let served = start(shape);
         let (mut w, mut r) = open(served.addr);
         for i in 0..30u64 {

@@ -369,16 +369,11 @@ fn the_admin_endpoint_answers_while_idle_clients_crowd_it() {
 /// a topology, and both built-in apps (hello has a blocking pool, echo none).
 #[test]
 fn dry_run_prints_the_layout_the_server_runs() {
-    let shapes: [&[&str]; 7] = [
-        &["--model", "single"],
-        &["--model", "dispatch", "--threads", "2"],
-        &["--model", "pool", "--threads", "1", "--workers", "2"],
-        &["--model", "shared", "--threads", "2"],
-        &["--model", "reuseport", "--threads", "2"],
+    let topologies: [&[&str]; 2] = [
         &["--topology", "listeners=1 acceptors=3 readers=5 workers=8"],
         &["--topology", "listeners=2 acceptors=2 readers=2"],
     ];
-    for shape in shapes {
+    for shape in util::PRESETS.into_iter().chain(topologies) {
         for app in ["hello", "echo", "arena"] {
             let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--app", app];
             args.extend_from_slice(shape);

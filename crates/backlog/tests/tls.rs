@@ -102,7 +102,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10) as ra
 #[ignore = "needs curl, openssl and python3 (scripts/test installs them)"]
 fn curl_openssl_and_python_speak_tls_to_every_preset() {
     let cert = TestCert::new();
-    for shape in util::SHAPES {
+    for shape in util::shapes() {
         let server = start(&cert, shape);
         let (ok, out) = curl(&cert, server.addr, "/pipeline");
         assert!(ok, "{shape:?}: curl: {out}");

@@ -11,16 +11,21 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backlog");
 
-/// The five presets (two threads where they have a count) and a topology: the shapes a
-/// suite runs the real binary in.
-pub const SHAPES: [&[&str]; 6] = [
+/// The five presets, two threads where they have a count.
+pub const PRESETS: [&[&str]; 5] = [
     &["--model", "single"],
     &["--model", "dispatch", "--threads", "2"],
     &["--model", "pool", "--threads", "1", "--workers", "2"],
     &["--model", "shared", "--threads", "2"],
     &["--model", "reuseport", "--threads", "2"],
-    &["--topology", "listeners=1 acceptors=1 readers=2 workers=0"],
 ];
+
+/// The presets and a topology: the shapes a suite runs the real binary in.
+pub fn shapes() -> impl Iterator<Item = &'static [&'static str]> {
+    PRESETS
+        .into_iter()
+        .chain([&["--topology", "listeners=1 acceptors=1 readers=2 workers=0"][..]])
+}
 
 /// `addr=` in a log line.
 pub fn addr_in(line: &str) -> Option<SocketAddr> {
