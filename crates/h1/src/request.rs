@@ -1,9 +1,10 @@
 //! A parsed request, owned and zero-copy.
 //!
 //! The head is one `Bytes` cut from the connection's read buffer; method, target and header
-//! fields are offsets into it, kept inline (no heap) for up to 16 fields. So a `Request` moves
-//! to a worker thread (`pool`) for the price of a memcpy, and the plaintext path allocates
-//! nothing per request once the read buffer has been promoted to shared storage.
+//! fields are offsets into it, kept inline (no heap) for up to 4 fields. The whole lives in a
+//! box the thread recycles, so a `Request` moves (to the router, to a `pool` worker) as one
+//! pointer, and the plaintext path allocates nothing per request once the read buffer has
+//! been promoted to shared storage.
 
 use crate::recycle::{Recycle, Recycled, Spares};
 use crate::Extensions;
