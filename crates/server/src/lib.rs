@@ -115,7 +115,7 @@ pub use refusal::Refusal;
 pub use roles::listener::{Listener, Reuseport};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerHandle};
-pub use service::{BoxError, HttpBody, HttpService, PeerAddr};
+pub use service::{BoxError, HttpBody, HttpService, PeerAddr, PeerAddrs};
 pub use shape::model::{AcceptStrategy, Balance, Model};
 pub use tls::{Tls, TlsError};
 pub use topology::{AppThreads, HandshakeBy, Topology, TopologyError};

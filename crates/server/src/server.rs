@@ -2,7 +2,7 @@
 
 use crate::app::handler::Handler;
 use crate::app::refusal::{Refusal, RenderRefusal};
-use crate::app::service::{HttpBody, HttpService, Tower};
+use crate::app::service::{HttpBody, HttpService, PeerAddrs, Tower};
 use crate::app::App;
 use crate::config::PresetKnobs;
 use crate::introspect::Introspect;
@@ -66,6 +66,7 @@ pub struct ServerBuilder {
     inherited: Vec<Arc<Listener>>,
     refusals: Option<RenderRefusal>,
     tls: Option<Arc<Tls>>,
+    peer_addrs: PeerAddrs,
 }
 
 impl ServerBuilder {
@@ -81,6 +82,7 @@ impl ServerBuilder {
             inherited: Vec::new(),
             refusals: None,
             tls: None,
+            peer_addrs: PeerAddrs::default(),
         }
     }
 
@@ -269,6 +271,14 @@ impl ServerBuilder {
         self.cfg.drain_timeout = timeout;
         self
     }
+    /// Whether a service's requests carry the client's address as a
+    /// [`PeerAddr`](crate::PeerAddr) extension (off unless asked, as `axum::serve` leaves
+    /// out its `ConnectInfo`: the extension costs every request an allocation). Native
+    /// handlers always have it (`Request::peer_addr`).
+    pub fn peer_addrs(mut self, peer_addrs: PeerAddrs) -> Self {
+        self.peer_addrs = peer_addrs;
+        self
+    }
     /// The configuration so far.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -298,7 +308,8 @@ impl ServerBuilder {
         self,
         service: S,
     ) -> Result<Server, ServerError> {
-        self.bind_app(App::Service(Arc::new(Tower::new(service))), false)
+        let app = Tower::new(service, self.peer_addrs);
+        self.bind_app(App::Service(Arc::new(app)), false)
     }
 
     /// [`bind_service`](Self::bind_service), then block until the server stops.
@@ -315,7 +326,8 @@ impl ServerBuilder {
         self,
         service: S,
     ) -> Result<Arc<StatsRegistry>, ServerError> {
-        self.until_signal(App::Service(Arc::new(Tower::new(service))), false)
+        let app = Tower::new(service, self.peer_addrs);
+        self.until_signal(App::Service(Arc::new(app)), false)
     }
 
     fn bind_app(self, app: App, may_block: bool) -> Result<Server, ServerError> {
@@ -326,6 +338,7 @@ impl ServerBuilder {
             inherited,
             refusals,
             tls,
+            ..
         } = self;
         preset.warn_ignored();
         // The one shape the wiring builds (a `handshake` asked apart is part of it).

@@ -137,6 +137,15 @@ fn router(state: Arc<AppState>) -> Router {
             ),
         )
         .route(
+            "/peer",
+            get(|req: axum::extract::Request| async move {
+                match req.extensions().get::<backlog_server::PeerAddr>() {
+                    Some(peer) => peer.0.to_string(),
+                    None => "none".to_string(),
+                }
+            }),
+        )
+        .route(
             "/gib",
             get(|| async {
                 let piece = Bytes::from(vec![b'g'; 64 * 1024]);
@@ -630,6 +639,26 @@ fn head_on_a_streamed_route_answers_without_producing_the_body() {
             "{name}: {:?}",
             t0.elapsed()
         );
+        server.stop();
+    }
+}
+
+#[test]
+fn the_peer_address_is_in_the_extensions_only_when_asked_for() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder.peer_addrs(backlog_server::PeerAddrs::Inserted));
+        let (mut s, mut r) = open(server.local_addr());
+        let mine = s.local_addr().unwrap();
+        s.write_all(b"GET /peer HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let resp = next_response(&mut r).expect("an answer");
+        assert_eq!(resp.text(), mine.to_string(), "{name}");
+        server.stop();
+    }
+    for (name, builder) in models() {
+        let (server, _) = start(builder);
+        let resp = request(server.local_addr(), "GET", "/peer", &[], b"");
+        assert_eq!(resp.text(), "none", "{name}: not asked for");
         server.stop();
     }
 }

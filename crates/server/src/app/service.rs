@@ -3,36 +3,58 @@
 //! A Rust service is usually written against `http::Request`/`http::Response` and tower —
 //! an axum `Router`, hyper's `service_fn`, tower-http's layers around either. This module
 //! turns such a service into what the server runs: an object-safe `AsyncApp` whose `call`
-//! takes the parsed request and returns a boxed future of a response whose body is any
-//! `http_body::Body`. Where the futures run and how the bodies reach the socket is the
+//! takes the parsed request and returns one boxed [`Answer`] — the service's call, then the
+//! body (any `http_body::Body`) of the response it gave. Where the futures run and how the bodies reach the socket is the
 //! runtime's business (`roles::runtime`): the listener, acceptor and reader roles stay
 //! backlog's, with their limits, timeouts and counters.
 
 pub use crate::app::body::RequestBody;
 use bytes::{Buf, Bytes};
-use http_body::Body;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::BodyExt;
+use http_body::{Body, SizeHint};
+use pin_project_lite::pin_project;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use tower_service::Service;
 
 /// The error type services and bodies are erased to.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A response body as the runtime drives it: any body, its data as `Bytes`.
-pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+/// A service's answer in progress, its types erased: first the service's call, then the
+/// body of the response it gave. The two live in one allocation, the body where the call
+/// left it, so an answer costs one box whatever its body is (not a second one to erase the
+/// body's type, nor a layer that maps each of its frames).
+pub(crate) trait Answer: Send {
+    /// Drive the call; the response's head once the service has answered.
+    fn poll_head(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<http::response::Parts, BoxError>>;
 
-/// A service's answer to one request.
-pub(crate) type AnswerFuture =
-    Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, BoxError>> + Send>>;
+    /// After the head: the body's next piece of data (trailers are skipped: HTTP/1.1
+    /// clients rarely ask for them); `None` at its end.
+    fn poll_data(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, BoxError>>>;
+
+    /// After the head: whether the body has nothing more to give.
+    fn is_end_stream(&self) -> bool;
+
+    /// After the head: what the body knows of its length.
+    fn size_hint(&self) -> SizeHint;
+}
+
+/// A service's answer to one request, as the runtime holds it.
+pub(crate) type AnswerFuture = Pin<Box<dyn Answer>>;
 
 /// A service, with its types erased so that one reader or worker runs any of them.
 pub(crate) trait AsyncApp: Send + Sync + 'static {
-    /// Start answering `req`.
-    fn call(&self, req: http::Request<RequestBody>) -> AnswerFuture;
+    /// Start answering `req`, whose body is `body` when it streams (else the bytes read
+    /// with it).
+    fn call(&self, req: h1::Request, body: Option<RequestBody>) -> AnswerFuture;
 }
 
 /// A tower service the server can run: it takes an `http::Request` whose body is a
@@ -72,45 +94,162 @@ pub trait HttpBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
 impl<B> HttpBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
 
 /// The adaptor from a tower service: a clone per request, made ready, then called.
-pub(crate) struct Tower<S, B>(S, PhantomData<fn() -> B>);
+pub(crate) struct Tower<S, B> {
+    service: S,
+    peer_addr: PeerAddrs,
+    body: PhantomData<fn() -> B>,
+}
 
 impl<S, B> Tower<S, B> {
-    pub(crate) fn new(service: S) -> Self {
-        Tower(service, PhantomData)
+    pub(crate) fn new(service: S, peer_addr: PeerAddrs) -> Self {
+        Tower {
+            service,
+            peer_addr,
+            body: PhantomData,
+        }
     }
 }
 
 impl<S: HttpService<B>, B: HttpBody> AsyncApp for Tower<S, B> {
-    fn call(&self, req: http::Request<RequestBody>) -> AnswerFuture {
-        let mut svc = self.0.clone();
-        Box::pin(async move {
-            std::future::poll_fn(|cx| svc.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            let resp = svc.call(req).await.map_err(Into::into)?;
-            Ok(resp.map(|body| {
-                body.map_frame(|frame| frame.map_data(|mut d| d.copy_to_bytes(d.remaining())))
-                    .map_err(Into::into)
-                    .boxed_unsync()
-            }))
+    fn call(&self, req: h1::Request, body: Option<RequestBody>) -> AnswerFuture {
+        Box::pin(Answering::<S, B> {
+            step: Step::Ready {
+                service: self.service.clone(),
+                req: Some(to_http(req, body, self.peer_addr)),
+            },
         })
     }
 }
 
-/// The client's address, in every request's extensions (axum: `Extension<PeerAddr>`).
+pin_project! {
+    /// One answer of a tower service: readiness, the call, the body.
+    struct Answering<S: HttpService<B>, B> {
+        #[pin]
+        step: Step<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<S: HttpService<B>, B> {
+        Ready { service: S, req: Option<http::Request<RequestBody>> },
+        Calling { #[pin] call: S::Future },
+        Body { #[pin] body: B },
+        Gone,
+    }
+}
+
+impl<S: HttpService<B>, B: HttpBody> Answer for Answering<S, B> {
+    fn poll_head(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<http::response::Parts, BoxError>> {
+        let mut step = self.project().step;
+        loop {
+            match step.as_mut().project() {
+                StepProj::Ready { service, req } => {
+                    if let Err(err) = ready!(service.poll_ready(cx)) {
+                        step.set(Step::Gone);
+                        return Poll::Ready(Err(err.into()));
+                    }
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(Err("the request was taken".into()));
+                    };
+                    let call = service.call(req);
+                    step.set(Step::Calling { call });
+                }
+                StepProj::Calling { call } => {
+                    let resp = ready!(call.poll(cx));
+                    match resp {
+                        Err(err) => {
+                            step.set(Step::Gone);
+                            return Poll::Ready(Err(err.into()));
+                        }
+                        Ok(resp) => {
+                            let (parts, body) = resp.into_parts();
+                            step.set(Step::Body { body });
+                            return Poll::Ready(Ok(parts));
+                        }
+                    }
+                }
+                StepProj::Body { .. } | StepProj::Gone => {
+                    return Poll::Ready(Err("the head was already taken".into()))
+                }
+            }
+        }
+    }
+
+    fn poll_data(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, BoxError>>> {
+        let StepProj::Body { mut body } = self.project().step.project() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            return match ready!(body.as_mut().poll_frame(cx)) {
+                None => Poll::Ready(None),
+                Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) => Poll::Ready(Some(Ok(data.copy_to_bytes(data.remaining())))),
+                    Err(_trailers) => continue,
+                },
+            };
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.step {
+            Step::Body { body } => body.is_end_stream(),
+            _ => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.step {
+            Step::Body { body } => body.size_hint(),
+            _ => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// The client's address, in a request's extensions when the server was asked for it
+/// ([`ServerBuilder::peer_addrs`](crate::ServerBuilder::peer_addrs); axum's
+/// `Extension<PeerAddr>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// Whether each request a service is given carries its client's address as a [`PeerAddr`]
+/// extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerAddrs {
+    /// No: the default, as with `axum::serve`, whose `ConnectInfo` is asked for too. An
+    /// extension costs every request an allocation and a map entry (measured: about 7% of
+    /// the instructions of a keep-alive request to an axum `Router`).
+    #[default]
+    Omitted,
+    /// Yes.
+    Inserted,
+}
+
 /// The parsed request as the service's `http::Request`: method, target, version and fields
-/// carried over (the field values share the request's head), the body — the bytes read with it, not copied, or
-/// `body` when it streams — and the peer's address as a [`PeerAddr`] extension.
-pub(crate) fn to_http(req: h1::Request, body: Option<RequestBody>) -> http::Request<RequestBody> {
-    let peer = req.peer_addr();
+/// carried over (the field values share the request's head), the body — the bytes read with
+/// it, not copied, or `body` when it streams — and, if asked, the peer's address as a
+/// [`PeerAddr`] extension.
+fn to_http(
+    req: h1::Request,
+    body: Option<RequestBody>,
+    peer: PeerAddrs,
+) -> http::Request<RequestBody> {
+    let addr = match peer {
+        PeerAddrs::Inserted => req.peer_addr(),
+        PeerAddrs::Omitted => None,
+    };
     let mut http = req
         .into_http()
         .map(|whole| body.unwrap_or_else(|| RequestBody::whole(whole)));
-    if let Some(peer) = peer {
-        http.extensions_mut().insert(PeerAddr(peer));
+    if let Some(addr) = addr {
+        http.extensions_mut().insert(PeerAddr(addr));
     }
     http
 }

@@ -22,13 +22,12 @@
 //! client reset, a drain ran out of time) drops its futures, and the reader counts them.
 
 use crate::app::body::RequestBody;
-use crate::app::service::{to_http, AnswerFuture, AsyncApp, ResponseBody};
+use crate::app::service::{AnswerFuture, AsyncApp};
 use crate::observe::stats::ThreadStats;
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 use h1::{BodyCoding, DateCache, EncodeContext, Framing};
-use http_body::Body;
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -86,7 +85,8 @@ enum State {
     Calling(AnswerFuture),
     Collecting {
         parts: http::response::Parts,
-        body: ResponseBody,
+        /// The answer, past its head: its body.
+        body: AnswerFuture,
         got: Collected,
     },
     Taken,
@@ -187,7 +187,8 @@ impl Whole {
 /// A body being streamed after its head.
 pub(crate) struct Stream {
     out: BytesMut,
-    body: ResponseBody,
+    /// The answer, past its head: its body.
+    body: AnswerFuture,
     coding: Option<BodyCoding>,
     keep_alive: bool,
     /// With `Content-Length`: the bytes still owed. More are cut; fewer close.
@@ -223,15 +224,19 @@ impl Answering {
             match &mut self.state {
                 State::Taken => return Poll::Ready(failed(self.ctx, false)),
                 State::Calling(fut) => {
-                    match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                    match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll_head(cx))) {
                         Err(_) => return Poll::Ready(failed(self.ctx, true)),
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Err(err))) => {
                             tracing::warn!(error = %err, "the service failed: answered 500");
                             return Poll::Ready(failed(self.ctx, false));
                         }
-                        Ok(Poll::Ready(Ok(resp))) => {
-                            let (parts, body) = resp.into_parts();
+                        Ok(Poll::Ready(Ok(parts))) => {
+                            let State::Calling(body) =
+                                std::mem::replace(&mut self.state, State::Taken)
+                            else {
+                                unreachable!("the state was matched as Calling");
+                            };
                             self.state = State::Collecting {
                                 parts,
                                 body,
@@ -244,7 +249,7 @@ impl Answering {
                     if body.is_end_stream() {
                         return Poll::Ready(self.finish());
                     }
-                    match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *body).poll_frame(cx))) {
+                    match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_data(cx))) {
                         Err(_) => return Poll::Ready(failed(self.ctx, true)),
                         Ok(Poll::Pending) if got.is_empty() => return Poll::Pending,
                         Ok(Poll::Pending) => return Poll::Ready(self.stream(date)),
@@ -253,13 +258,10 @@ impl Answering {
                             tracing::warn!(error = %err, "a response body failed before its head was sent: answered 500");
                             return Poll::Ready(failed(self.ctx, false));
                         }
-                        Ok(Poll::Ready(Some(Ok(frame)))) => {
-                            // Trailers are not sent: an HTTP/1.1 client rarely asks for them.
-                            if let Ok(data) = frame.into_data() {
-                                got.push(data);
-                                if got.len() > STREAM_AFTER {
-                                    return Poll::Ready(self.stream(date));
-                                }
+                        Ok(Poll::Ready(Some(Ok(data)))) => {
+                            got.push(data);
+                            if got.len() > STREAM_AFTER {
+                                return Poll::Ready(self.stream(date));
                             }
                         }
                     }
@@ -497,19 +499,14 @@ async fn stream_rest(mut stream: Stream, reply: Reply) {
     reply.send(credit.piece(first), None);
     let clean = loop {
         let frame = std::future::poll_fn(|cx| {
-            match catch_unwind(AssertUnwindSafe(|| {
-                Pin::new(&mut stream.body).poll_frame(cx)
-            })) {
+            match catch_unwind(AssertUnwindSafe(|| stream.body.as_mut().poll_data(cx))) {
                 Ok(poll) => poll.map(Ok),
                 Err(_) => Poll::Ready(Err(())),
             }
         })
         .await;
         match frame {
-            Ok(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
+            Ok(Some(Ok(data))) => {
                 stream.put(&data);
                 let out = std::mem::take(&mut stream.out);
                 if out.is_empty() {
@@ -569,7 +566,7 @@ impl Tasks {
 
     /// Call the service for `req`; the caller holds the runtime's context.
     fn call(&self, req: h1::Request, body: Option<RequestBody>, ctx: EncodeContext) -> Answering {
-        Answering::new(self.app.call(to_http(req, body)), ctx)
+        Answering::new(self.app.call(req, body), ctx)
     }
 
     /// Finish on the runtime an answer begun here; the parts go to `conn`'s slot `seq`.
