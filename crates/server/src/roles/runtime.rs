@@ -232,10 +232,11 @@ impl Answering {
                             return Poll::Ready(failed(self.ctx, false));
                         }
                         Ok(Poll::Ready(Ok(parts))) => {
+                            // Matched as Calling just above: the answer, now past its head.
                             let State::Calling(body) =
                                 std::mem::replace(&mut self.state, State::Taken)
                             else {
-                                unreachable!("the state was matched as Calling");
+                                return Poll::Ready(failed(self.ctx, false));
                             };
                             self.state = State::Collecting {
                                 parts,
