@@ -402,25 +402,29 @@ impl Plan {
             )
             .only(axum_only),
         );
-        let mut axum_shapes = vec![("reuseport", "reuseport".to_string())];
+        // (name, shape, I/O interface when not the default): the interface is backlog's
+        // dimension too, and io_uring's batched submissions are where a service's requests
+        // can cost fewer syscalls than tokio's readiness loop makes.
+        let mut axum_shapes = vec![("reuseport", "reuseport".to_string(), None)];
         if !quick {
             axum_shapes.extend([
-                ("dispatch", "dispatch".to_string()),
-                ("pool", "pool".to_string()),
+                ("reuseport io_uring", "reuseport".to_string(), Some("uring")),
+                ("dispatch", "dispatch".to_string(), None),
+                ("pool", "pool".to_string(), None),
                 (
                     "hybrid",
                     format!("listeners=1 acceptors=1 readers={threads} workers={threads}"),
+                    None,
                 ),
             ]);
         }
-        for (name, shape) in axum_shapes {
+        for (name, shape, io) in axum_shapes {
+            let mut extra = vec!["--app", "axum"];
+            if let Some(io) = io {
+                extra.extend(["--io", io]);
+            }
             targets.push(
-                Target::backlog(
-                    &format!("axum on backlog {name}"),
-                    &shape,
-                    &["--app", "axum"],
-                )
-                .only(axum_only),
+                Target::backlog(&format!("axum on backlog {name}"), &shape, &extra).only(axum_only),
             );
         }
         // The field's engines for HttpArena's profiles: they serve its endpoints only.

@@ -4,9 +4,9 @@
 //! an axum `Router`, hyper's `service_fn`, tower-http's layers around either. This module
 //! turns such a service into what the server runs: an object-safe `AsyncApp` whose `call`
 //! takes the parsed request and returns one boxed `Answer` — the service's call, then the
-//! body (any `http_body::Body`) of the response it gave. Where the futures run and how the bodies reach the socket is the
-//! runtime's business (`roles::runtime`): the listener, acceptor and reader roles stay
-//! backlog's, with their limits, timeouts and counters.
+//! body (any `http_body::Body`) of the response it gave. Where the futures run and how the
+//! bodies reach the socket is the runtime's business (`roles::runtime`): the listener,
+//! acceptor and reader roles stay backlog's, with their limits, timeouts and counters.
 
 pub use crate::app::body::RequestBody;
 use bytes::{Buf, Bytes};
