@@ -72,6 +72,31 @@ fn futures_stream(
     }
 }
 
+/// A body of one piece of data, then trailers, then its end.
+struct WithTrailers(u8);
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0 += 1;
+        std::task::Poll::Ready(match self.0 {
+            1 => Some(Ok(http_body::Frame::data(Bytes::from_static(
+                b"before trailers\n",
+            )))),
+            2 => {
+                let mut trailers = axum::http::HeaderMap::new();
+                trailers.insert("x-checksum", "1".parse().unwrap());
+                Some(Ok(http_body::Frame::trailers(trailers)))
+            }
+            _ => None,
+        })
+    }
+}
+
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(|| async { "Hello, World!\n" }))
@@ -135,6 +160,10 @@ fn router(state: Arc<AppState>) -> Router {
                     Ok::<_, String>(format!("{n}\n"))
                 },
             ),
+        )
+        .route(
+            "/trailers",
+            get(|| async { axum::body::Body::new(WithTrailers(0)) }),
         )
         .route(
             "/peer",
@@ -659,6 +688,25 @@ fn the_peer_address_is_in_the_extensions_only_when_asked_for() {
         let (server, _) = start(builder);
         let resp = request(server.local_addr(), "GET", "/peer", &[], b"");
         assert_eq!(resp.text(), "none", "{name}: not asked for");
+        server.stop();
+    }
+}
+
+#[test]
+fn trailers_are_left_out_and_the_connection_goes_on() {
+    for (name, builder) in models() {
+        let (server, _) = start(builder);
+        let (mut s, mut r) = open(server.local_addr());
+        s.write_all(b"GET /trailers HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let first = next_response(&mut r).expect("the answer with trailers");
+        assert_eq!(
+            (first.status, first.text()),
+            (200, "before trailers\n".into()),
+            "{name}"
+        );
+        let second = next_response(&mut r).expect("the next answer");
+        assert_eq!(second.text(), "Hello, World!\n", "{name}");
         server.stop();
     }
 }

@@ -187,14 +187,16 @@ impl<S: HttpService<B>, B: HttpBody> Answer for Answering<S, B> {
             return Poll::Ready(None);
         };
         loop {
-            return match ready!(body.as_mut().poll_frame(cx)) {
-                None => Poll::Ready(None),
-                Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
+            let mut data = match ready!(body.as_mut().poll_frame(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(mut data) => Poll::Ready(Some(Ok(data.copy_to_bytes(data.remaining())))),
+                    Ok(data) => data,
+                    // Trailers: an HTTP/1.1 answer here carries none.
                     Err(_trailers) => continue,
                 },
             };
+            return Poll::Ready(Some(Ok(data.copy_to_bytes(data.remaining()))));
         }
     }
 
