@@ -308,8 +308,8 @@ impl ServerBuilder {
         self,
         service: S,
     ) -> Result<Server, ServerError> {
-        let app = Tower::new(service, self.peer_addrs);
-        self.bind_app(App::Service(Arc::new(app)), false)
+        let app = self.service_app(service);
+        self.bind_app(app, false)
     }
 
     /// [`bind_service`](Self::bind_service), then block until the server stops.
@@ -326,8 +326,13 @@ impl ServerBuilder {
         self,
         service: S,
     ) -> Result<Arc<StatsRegistry>, ServerError> {
-        let app = Tower::new(service, self.peer_addrs);
-        self.until_signal(App::Service(Arc::new(app)), false)
+        let app = self.service_app(service);
+        self.until_signal(app, false)
+    }
+
+    /// A tower service as the application the server runs, with this builder's options.
+    fn service_app<S: HttpService<B>, B: HttpBody>(&self, service: S) -> App {
+        App::Service(Arc::new(Tower::new(service, self.peer_addrs)))
     }
 
     fn bind_app(self, app: App, may_block: bool) -> Result<Server, ServerError> {
