@@ -17,7 +17,7 @@
 
 use crate::chunked::{is_tchar, ChunkedDecoder};
 use crate::limits::HEADER_SLOTS;
-use crate::request::{FieldSpan, Fields, Span};
+use crate::request::{FieldSpan, Fields, Span, TargetSpans};
 use crate::{Error, Limits, Method, Request, Version};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
@@ -402,7 +402,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
         });
     }
     let method_span = Span::of(method.as_bytes(), buf);
-    let target_span = Span::of(target.as_bytes(), buf);
+    let target = TargetSpans::of(target.as_bytes(), Span::of(target.as_bytes(), buf));
     let framing = decide_framing(&facts, version, limits)?;
     let keep_alive = match version {
         Version::Http11 => !facts.close,
@@ -415,7 +415,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     let method = Method::from_token(method_token, &head);
     let req = Request::from_parts(crate::request::Parts {
         method,
-        target: target_span,
+        target,
         version,
         fields,
         body: Bytes::new(),
