@@ -27,6 +27,59 @@ fn status_of(input: &[u8]) -> u16 {
     }
 }
 
+/// A control byte (but tab) or DEL in a field value, a byte that is not a token character
+/// in a field name, and one that is not visible ASCII in the target, are refused wherever
+/// they sit: httparse scans values 32 bytes
+/// at a time with AVX2 and 8 with SWAR before its byte loop, and the decoder relies on
+/// every one of those paths.
+#[test]
+fn control_bytes_in_values_and_non_token_bytes_in_names_are_refused_anywhere() {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    for b in 0..=255u8 {
+        for at in [0usize, 3, 9, 31, 32, 40, 70] {
+            let mut value = vec![b'v'; 72];
+            value[at] = b;
+            let mut req = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: ".to_vec();
+            req.extend_from_slice(&value);
+            req.extend_from_slice(b"\r\n\r\n");
+            let refused = (b < 0x20 && b != b'\t') || b == 0x7f;
+            // A bare LF ends the field early; what follows is no field: refused too.
+            assert_eq!(
+                status_of(&req) == 400,
+                refused,
+                "value byte {b:#04x} at {at}"
+            );
+        }
+        for at in [1usize, 9, 33] {
+            let mut target = vec![b'a'; 40];
+            target[0] = b'/';
+            target[at] = b;
+            assert_eq!(
+                status_of_target(&target) == 400,
+                !(0x21..0x7f).contains(&b),
+                "target byte {b:#04x} at {at}"
+            );
+        }
+        if b == b':' {
+            continue;
+        }
+        for at in [0usize, 5, 20] {
+            let mut name = vec![b'n'; 24];
+            name[at] = b;
+            let mut req = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            req.extend_from_slice(&name);
+            req.extend_from_slice(b": v\r\n\r\n");
+            // CR or LF at the name's start is the head's end or a bare line; both leave
+            // the rest as junk, refused as well.
+            assert_eq!(
+                status_of(&req) == 400,
+                !tchar(b),
+                "name byte {b:#04x} at {at}"
+            );
+        }
+    }
+}
+
 #[test]
 fn parses_a_get_with_fields() {
     let (reqs, err) = decode_stream(b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\nX-A:  v \r\n\r\n");
