@@ -7,15 +7,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct DateCache {
     secs: u64,
-    text: [u8; 29],
+    /// The two fields every response starts with, `Server` and `Date`, whole: one copy
+    /// into the output instead of four.
+    fields: [u8; FIELDS_LEN],
 }
+
+const SERVER_THEN_DATE: &[u8] = b"Server: backlog\r\nDate: ";
+const DATE_AT: usize = SERVER_THEN_DATE.len();
+const FIELDS_LEN: usize = DATE_AT + 29 + 2;
 
 impl DateCache {
     /// A cache holding `now`'s date.
     pub fn new(now: SystemTime) -> Self {
+        let mut fields = [b' '; FIELDS_LEN];
+        fields[..DATE_AT].copy_from_slice(SERVER_THEN_DATE);
+        fields[FIELDS_LEN - 2..].copy_from_slice(b"\r\n");
         let mut cache = DateCache {
             secs: u64::MAX,
-            text: [b' '; 29],
+            fields,
         };
         cache.refresh(now);
         cache
@@ -31,7 +40,7 @@ impl DateCache {
             let formatted =
                 httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
             if formatted.len() == 29 {
-                self.text.copy_from_slice(formatted.as_bytes());
+                self.fields[DATE_AT..DATE_AT + 29].copy_from_slice(formatted.as_bytes());
             }
             self.secs = secs;
         }
@@ -39,7 +48,12 @@ impl DateCache {
 
     /// The cached value, without the field name.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.text
+        &self.fields[DATE_AT..DATE_AT + 29]
+    }
+
+    /// `Server: backlog` and `Date: <the cached value>`, each with its CRLF.
+    pub fn server_and_date(&self) -> &[u8] {
+        &self.fields
     }
 }
 
@@ -57,5 +71,9 @@ mod tests {
         assert_eq!(cache.as_bytes(), b"Sun, 06 Nov 1994 08:49:37 GMT");
         cache.refresh(t + Duration::from_secs(1));
         assert_eq!(cache.as_bytes(), b"Sun, 06 Nov 1994 08:49:38 GMT");
+        assert_eq!(
+            cache.server_and_date(),
+            b"Server: backlog\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\n"
+        );
     }
 }
