@@ -1,12 +1,15 @@
 //! The Date header, formatted once a second instead of once a response.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, always 29 bytes) cached per second.
 /// Each thread keeps its own, so refreshing needs no lock.
 #[derive(Debug, Clone)]
 pub struct DateCache {
     secs: u64,
+    /// When, by the monotonic clock, the cached second may have ended: until then
+    /// [`DateCache::refresh_by`] reads no clock (an event loop asks every round).
+    due: Option<Instant>,
     /// The two fields every response starts with, `Server` and `Date`, whole: one copy
     /// into the output instead of four.
     fields: [u8; FIELDS_LEN],
@@ -24,6 +27,7 @@ impl DateCache {
         fields[FIELDS_LEN - 2..].copy_from_slice(b"\r\n");
         let mut cache = DateCache {
             secs: u64::MAX,
+            due: None,
             fields,
         };
         cache.refresh(now);
@@ -46,6 +50,21 @@ impl DateCache {
         }
     }
 
+    /// Re-format if the second may have turned by `now` (monotonic): the wall clock is
+    /// read once a second, not once a round. A wall clock stepped meanwhile shows at the
+    /// next turn, within a second.
+    pub fn refresh_by(&mut self, now: Instant) {
+        if self.due.is_some_and(|due| now < due) {
+            return;
+        }
+        let wall = SystemTime::now();
+        self.refresh(wall);
+        let into = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        self.due = Some(now + Duration::from_nanos(u64::from(1_000_000_000 - into)));
+    }
+
     /// The cached value, without the field name.
     pub fn as_bytes(&self) -> &[u8] {
         &self.fields[DATE_AT..DATE_AT + 29]
@@ -60,7 +79,6 @@ impl DateCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn formats_imf_fixdate_and_refreshes_each_second() {
@@ -75,5 +93,28 @@ mod tests {
             cache.server_and_date(),
             b"Server: backlog\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\n"
         );
+    }
+
+    /// By the monotonic clock: the first call reads the wall clock, later ones within the
+    /// second do not (the text stays), and one a second on reads it again.
+    #[test]
+    fn refresh_by_reads_the_wall_clock_once_a_second() {
+        let mut cache = DateCache::new(UNIX_EPOCH);
+        assert_eq!(cache.as_bytes(), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        let t0 = Instant::now();
+        cache.refresh_by(t0);
+        let now = cache.as_bytes().to_vec();
+        assert_ne!(now, b"Thu, 01 Jan 1970 00:00:00 GMT");
+        let due = cache.due.expect("a due time");
+        assert!(due > t0 && due <= t0 + Duration::from_secs(1));
+        cache.refresh(UNIX_EPOCH);
+        cache.refresh_by(t0);
+        assert_eq!(
+            cache.as_bytes(),
+            b"Thu, 01 Jan 1970 00:00:00 GMT",
+            "no clock read"
+        );
+        cache.refresh_by(due);
+        assert_ne!(cache.as_bytes(), b"Thu, 01 Jan 1970 00:00:00 GMT");
     }
 }

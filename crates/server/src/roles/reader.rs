@@ -252,7 +252,7 @@ impl<D: Driver> Reader<D> {
     pub(crate) fn set_now(&mut self, now: Instant) {
         self.timing.round_began(self.now);
         self.now = now;
-        self.date.refresh(SystemTime::now());
+        self.date.refresh_by(now);
     }
 
     /// How long the loop may sleep before a deadline could be due.

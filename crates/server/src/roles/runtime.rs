@@ -431,7 +431,7 @@ fn with_thread<R>(f: impl FnOnce(Option<&ThreadStats>, &DateCache) -> R) -> R {
         let mut t = t.borrow_mut();
         match t.as_mut() {
             Some((stats, date)) => {
-                date.refresh(SystemTime::now());
+                date.refresh_by(Instant::now());
                 f(Some(stats), date)
             }
             None => f(None, &DateCache::new(SystemTime::now())),

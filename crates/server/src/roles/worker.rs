@@ -127,7 +127,7 @@ pub(crate) fn run(
             port.queued.handoff_pop();
         }
         let start = Instant::now();
-        date.refresh(SystemTime::now());
+        date.refresh_by(start);
         let (resp, panicked) = call_guarded(&*handler, job.req);
         if panicked {
             stats.panicked();
