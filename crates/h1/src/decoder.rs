@@ -413,19 +413,14 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     let method_token =
         &head[method_span.start as usize..(method_span.start + method_span.len) as usize];
     let method = Method::from_token(method_token, &head);
-    let req = Request::from_parts(crate::request::Parts {
-        method,
-        target,
-        version,
-        fields,
-        body: Bytes::new(),
-        keep_alive,
-        params: Vec::new(),
-        peer: None,
-        extensions: Default::default(),
-        state: None,
-        head,
-    });
+    let mut req = Request::fresh();
+    let parts = req.parts_mut();
+    parts.method = method;
+    parts.target = target;
+    parts.version = version;
+    parts.fields = fields;
+    parts.keep_alive = keep_alive;
+    parts.head = head;
     Ok(Some(Head {
         req,
         framing,

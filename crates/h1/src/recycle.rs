@@ -65,6 +65,19 @@ impl<T: Recycle> Recycled<T> {
     }
 }
 
+impl<T: Recycle + Default> Recycled<T> {
+    /// An empty value to fill in place: a spare box as [`Recycle::empty`] left it, or a new
+    /// default one. Building the value elsewhere and moving it into the box copied the
+    /// whole of it and dropped the spare's old contents first, on every request.
+    pub(crate) fn fresh() -> Self {
+        let spare = T::spares()
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten();
+        Recycled(Some(spare.unwrap_or_default()))
+    }
+}
+
 impl<T: Recycle> Deref for Recycled<T> {
     type Target = T;
     fn deref(&self) -> &T {

@@ -83,7 +83,7 @@ pub enum Version {
 }
 
 /// A byte range inside the head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Span {
     pub(crate) start: u32,
     pub(crate) len: u32,
@@ -113,7 +113,7 @@ impl Span {
 /// Where a target's path and query lie: found once by the decoder, since a router and a
 /// handler ask for both on every request and searching the target each time (with a UTF-8
 /// check of the whole of it) cost a keep-alive request ~10% of its instructions.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TargetSpans {
     pub(crate) whole: Span,
     pub(crate) path: Span,
@@ -207,10 +207,12 @@ impl Recycle for Parts {
         &SPARE
     }
 
-    /// The head pins the connection's read buffer; the state and extensions are the
-    /// application's. The params' room stays.
+    /// The head (and an extension method's token) pins the connection's read buffer; the
+    /// state and extensions are the application's. The params' room stays. What is left is
+    /// what a fresh request starts from ([`Request::fresh`]).
     fn empty(&mut self) {
         self.head = Bytes::new();
+        self.method = Method::Get;
         self.body = Bytes::new();
         self.fields.clear();
         self.params.clear();
@@ -220,10 +222,28 @@ impl Recycle for Parts {
     }
 }
 
+impl Default for Parts {
+    fn default() -> Self {
+        Parts {
+            head: Bytes::new(),
+            method: Method::Get,
+            target: TargetSpans::default(),
+            version: Version::Http11,
+            fields: Fields::new(),
+            body: Bytes::new(),
+            keep_alive: true,
+            params: Vec::new(),
+            peer: None,
+            extensions: Extensions::default(),
+            state: None,
+        }
+    }
+}
+
 impl Request {
-    /// A request holding `parts`, in a recycled box when this thread has one.
-    pub(crate) fn from_parts(parts: Parts) -> Request {
-        Request(Recycled::new(parts))
+    /// An empty request to fill in place, in a recycled box when this thread has one.
+    pub(crate) fn fresh() -> Request {
+        Request(Recycled::fresh())
     }
 
     pub(crate) fn parts(&self) -> &Parts {

@@ -126,7 +126,7 @@ pub enum InvalidHeader {
 #[derive(Clone, Debug)]
 pub struct Response(Recycled<Parts>);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Parts {
     status: u16,
     /// Two inline (a content type and one more; more spill to the heap, one allocation).
@@ -155,10 +155,6 @@ impl Recycle for Parts {
 }
 
 impl Response {
-    fn from_parts(parts: Parts) -> Response {
-        Response(Recycled::new(parts))
-    }
-
     fn parts(&self) -> &Parts {
         &self.0
     }
@@ -202,13 +198,11 @@ const APPLICATION_JSON: (&str, &str) = ("Content-Type", "application/json");
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Self {
-        Response::from_parts(Parts {
-            status,
-            headers: SmallVec::new(),
-            body: Bytes::new(),
-            close: false,
-            invalid: None,
-        })
+        let mut resp = Response(Recycled::fresh());
+        let parts = resp.parts_mut();
+        parts.status = status;
+        parts.close = false;
+        resp
     }
 
     /// A `text/plain` response. A `&'static str` body is not copied.
