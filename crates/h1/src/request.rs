@@ -288,6 +288,17 @@ impl Request {
         }
     }
 
+    /// [`path`](Self::path) as the bytes it is: for a lookup that needs no `&str`, without
+    /// the UTF-8 check (the decoder admitted only visible ASCII).
+    pub fn path_bytes(&self) -> &[u8] {
+        let path = self.parts().target.path.get(&self.parts().head);
+        if path.is_empty() {
+            b"/"
+        } else {
+            path
+        }
+    }
+
     /// The query string after `?`, if any.
     pub fn query(&self) -> Option<&str> {
         self.parts().target.query.map(|q| self.text(q))
@@ -647,6 +658,7 @@ mod tests {
                 .unwrap();
             assert_eq!(req.target(), target);
             assert_eq!(req.path(), path, "{target}");
+            assert_eq!(req.path_bytes(), path.as_bytes(), "{target}");
             assert_eq!(req.query(), query, "{target}");
         }
     }
