@@ -17,10 +17,9 @@
 
 use crate::chunked::ChunkedDecoder;
 use crate::limits::HEADER_SLOTS;
-use crate::request::{FieldSpan, Fields, Span, TargetSpans};
+use crate::request::{FieldSpan, Span, TargetSpans};
 use crate::{Error, Limits, Method, Request, Version};
 use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
 use std::mem::MaybeUninit;
 
 /// What one call to [`RequestDecoder::decode`] produced.
@@ -391,8 +390,10 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     }
     check_target(method, target)?;
 
+    // The request's recycled box, filled in place (a refused head gives it back).
+    let mut req = Request::fresh();
     let mut facts = FieldFacts::default();
-    let mut fields: Fields = SmallVec::new();
+    let fields = &mut req.parts_mut().fields;
     for field in parsed.headers.iter() {
         let value = trim_ows(field.value);
         check_field(field.name.as_bytes(), value, &mut facts)?;
@@ -413,12 +414,10 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     let method_token =
         &head[method_span.start as usize..(method_span.start + method_span.len) as usize];
     let method = Method::from_token(method_token, &head);
-    let mut req = Request::fresh();
     let parts = req.parts_mut();
     parts.method = method;
     parts.target = target;
     parts.version = version;
-    parts.fields = fields;
     parts.keep_alive = keep_alive;
     parts.head = head;
     Ok(Some(Head {
@@ -665,6 +664,19 @@ fn valid_host(value: &[u8]) -> bool {
         }
         &value[close + 1..]
     } else {
+        // One pass for what every client sends, a name and maybe a port: the table holds
+        // neither `:` nor `%`, so the first byte outside it ends the name or needs a look.
+        let name_end = value
+            .iter()
+            .position(|&b| !REG_NAME[b as usize])
+            .unwrap_or(value.len());
+        match value.get(name_end) {
+            None => return name_end > 0,
+            Some(b':') if name_end > 0 => {
+                return value[name_end + 1..].iter().all(u8::is_ascii_digit);
+            }
+            _ => {}
+        }
         let colon = value.iter().position(|&b| b == b':').unwrap_or(value.len());
         let host = &value[..colon];
         if host.is_empty() || !valid_reg_name(host) {
