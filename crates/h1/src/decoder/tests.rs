@@ -61,6 +61,8 @@ fn control_bytes_in_values_and_non_token_bytes_in_names_are_refused_anywhere() {
             );
         }
         if b == b':' {
+            // An empty name: the line starts with its colon.
+            assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n"), 400);
             continue;
         }
         for at in [0usize, 5, 20] {
