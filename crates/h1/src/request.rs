@@ -280,12 +280,7 @@ impl Request {
     /// The path: the target without its query, and for absolute-form without scheme and
     /// authority (`http://h/a?b` → `/a`, `http://h?b` → `/`).
     pub fn path(&self) -> &str {
-        let path = self.text(self.parts().target.path);
-        if path.is_empty() {
-            "/"
-        } else {
-            path
-        }
+        std::str::from_utf8(self.path_bytes()).unwrap_or("")
     }
 
     /// [`path`](Self::path) as the bytes it is: for a lookup that needs no `&str`, without
