@@ -717,10 +717,6 @@ const fn byte_set(extra: &[u8]) -> [bool; 256] {
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`, without the comma.
 fn valid_reg_name(name: &[u8]) -> bool {
-    // Every Host a client sends in practice has no percent-encoding: one table pass.
-    if name.iter().all(|&b| REG_NAME[b as usize]) {
-        return true;
-    }
     let mut i = 0;
     while i < name.len() {
         let b = name[i];
