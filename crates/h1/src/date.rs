@@ -36,13 +36,13 @@ impl DateCache {
 
     /// Re-format if `now` is in a later second than the cached text.
     pub fn refresh(&mut self, now: SystemTime) {
-        let secs = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        self.show(since_epoch(now).as_secs());
+    }
+
+    /// Format `secs` (since the epoch) unless it is the second already shown.
+    fn show(&mut self, secs: u64) {
         if secs != self.secs {
-            let formatted =
-                httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+            let formatted = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
             if formatted.len() == 29 {
                 self.fields[DATE_AT..DATE_AT + 29].copy_from_slice(formatted.as_bytes());
             }
@@ -57,12 +57,10 @@ impl DateCache {
         if self.due.is_some_and(|due| now < due) {
             return;
         }
-        let wall = SystemTime::now();
-        self.refresh(wall);
-        let into = wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        self.due = Some(now + Duration::from_nanos(u64::from(1_000_000_000 - into)));
+        let wall = since_epoch(SystemTime::now());
+        self.show(wall.as_secs());
+        let left = 1_000_000_000 - wall.subsec_nanos();
+        self.due = Some(now + Duration::from_nanos(u64::from(left)));
     }
 
     /// The cached value, without the field name.
@@ -74,6 +72,11 @@ impl DateCache {
     pub fn server_and_date(&self) -> &[u8] {
         &self.fields
     }
+}
+
+/// `t` as time since the epoch (zero for a clock set before it).
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 #[cfg(test)]
