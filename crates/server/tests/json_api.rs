@@ -14,13 +14,15 @@ const EXAMPLES: [&str; 2] = ["json_api", "axum_app"];
 
 /// An example binary, built beside this test. `cargo test` builds the examples, but a run
 /// of this test alone (`--test json_api`) does not, and would start a stale one: so build
-/// them here once (a no-op when they are up to date).
+/// them here once (a no-op when they are up to date). `--workspace`, as `cargo test`
+/// resolves features for the whole workspace: `-p backlog-server` alone would resolve fewer
+/// and build a second copy of every dependency.
 fn example(name: &str) -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-q", "-p", "backlog-server"]);
+        build.args(["build", "-q", "--workspace"]);
         let exe = std::env::current_exe().unwrap();
         if exe
             .parent()
