@@ -388,7 +388,7 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
     if head_len > limits.max_header_bytes {
         return Err(Error::HeadTooLarge);
     }
-    check_target(method, target)?;
+    let path_from = check_target(method, target)?;
 
     // The request's recycled box, filled in place (a refused head gives it back).
     let mut req = Request::fresh();
@@ -403,7 +403,11 @@ fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error
         });
     }
     let method_span = Span::of(method.as_bytes(), buf);
-    let target = TargetSpans::of(target.as_bytes(), Span::of(target.as_bytes(), buf));
+    let target = TargetSpans::of(
+        target.as_bytes(),
+        Span::of(target.as_bytes(), buf),
+        path_from,
+    );
     let framing = decide_framing(&facts, version, limits)?;
     let keep_alive = match version {
         Version::Http11 => !facts.close,
@@ -546,8 +550,9 @@ fn httparse_reason(err: httparse::Error) -> &'static str {
 }
 
 /// RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT only) or asterisk-form
-/// (OPTIONS only); visible ASCII only.
-fn check_target(method: &str, target: &str) -> Result<(), Error> {
+/// (OPTIONS only); visible ASCII only. Returns where the path starts in the two forms that
+/// have one (origin-form: 0; absolute-form: after the authority), found here once.
+fn check_target(method: &str, target: &str) -> Result<Option<usize>, Error> {
     // httparse admits `!`..`~` and every byte from 0x80 in a target; the latter are not
     // visible ASCII (a test sends every byte).
     if target.is_empty() || !target.is_ascii() {
@@ -557,15 +562,15 @@ fn check_target(method: &str, target: &str) -> Result<(), Error> {
         return if target.contains('/') || !target.contains(':') {
             Err(Error::Malformed("CONNECT needs authority-form"))
         } else {
-            Ok(())
+            Ok(None)
         };
     }
     if target.starts_with('/') {
-        return Ok(());
+        return Ok(Some(0));
     }
     if target == "*" {
         return if method == "OPTIONS" {
-            Ok(())
+            Ok(None)
         } else {
             Err(Error::Malformed("asterisk-form outside OPTIONS"))
         };
@@ -582,6 +587,7 @@ fn check_target(method: &str, target: &str) -> Result<(), Error> {
         ));
     }
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let path_from = target.len() - rest.len() + authority.len();
     // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error to treat as such (it is how
     // `http://trusted@evil/` phishing reads), and the host may not be empty.
     if authority.contains('@') {
@@ -590,7 +596,7 @@ fn check_target(method: &str, target: &str) -> Result<(), Error> {
     if authority.is_empty() || !valid_host(authority.as_bytes()) {
         return Err(Error::Host);
     }
-    Ok(())
+    Ok(Some(path_from))
 }
 
 fn check_field(name: &[u8], value: &[u8], facts: &mut FieldFacts) -> Result<(), Error> {

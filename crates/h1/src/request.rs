@@ -122,22 +122,13 @@ pub(crate) struct TargetSpans {
 }
 
 impl TargetSpans {
-    /// The spans of `target`, which lies at `whole` in the head: origin-form (`/a?b`) is a
-    /// path and a query; absolute-form (`http://h/a?b`) the same after scheme and authority
-    /// (`/` when the path is empty); authority-form and `*` are their own path.
-    pub(crate) fn of(target: &[u8], whole: Span) -> TargetSpans {
-        let from = if target.first() == Some(&b'/') {
-            Some(0)
-        } else {
-            target.windows(3).position(|w| w == b"://").map(|i| {
-                let after = i + 3;
-                target[after..]
-                    .iter()
-                    .position(|&b| b == b'/' || b == b'?')
-                    .map_or(target.len(), |j| after + j)
-            })
-        };
-        let Some(from) = from else {
+    /// The spans of `target`, which lies at `whole` in the head, its path starting at
+    /// `path_from` as the decoder's check of the target found it: origin-form (`/a?b`) is a
+    /// path from 0 and a query; absolute-form (`http://h/a?b`) the same after scheme and
+    /// authority (`/` when the path is empty); authority-form and `*` (`None`) are their own
+    /// path.
+    pub(crate) fn of(target: &[u8], whole: Span, path_from: Option<usize>) -> TargetSpans {
+        let Some(from) = path_from else {
             return TargetSpans {
                 whole,
                 path: whole,
