@@ -85,6 +85,9 @@ enum Command {
     AnchorAxum {
         #[command(flatten)]
         at: AnchorArgs,
+        /// Set TCP_NODELAY on each connection (`axum::serve` leaves it off).
+        #[arg(long)]
+        nodelay: bool,
     },
     /// The lab's hyper 1.x anchor (built with `--features hyper`).
     #[cfg(feature = "hyper")]
@@ -418,10 +421,10 @@ fn main() -> ExitCode {
             ExitCode::from(2),
         ),
         #[cfg(feature = "axum")]
-        Command::AnchorAxum { at } => anchor_exit(
+        Command::AnchorAxum { at, nodelay } => anchor_exit(
             "anchor-axum",
             serves_only(&at, lab::engine::Endpoints::Demo, "the axum anchor")
-                .and_then(|()| lab::anchor_axum::run(at.listen, at.threads, at.backlog)),
+                .and_then(|()| lab::anchor_axum::run(at.listen, at.threads, at.backlog, nodelay)),
             ExitCode::FAILURE,
         ),
         #[cfg(feature = "actix")]

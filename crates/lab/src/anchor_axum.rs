@@ -7,6 +7,7 @@
 
 use axum::extract::Query;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -41,7 +42,10 @@ pub fn router() -> Router {
 
 /// `axum::serve` on `addr` (port 0 picks one) with a runtime of `threads` worker threads,
 /// until killed. Prints `axum serving addr=…` on stderr once the listener is bound.
-pub fn run(addr: SocketAddr, threads: usize, backlog: i32) -> anyhow::Result<()> {
+/// `nodelay`: set TCP_NODELAY on each connection, as axum 0.8 documents it
+/// (`ListenerExt::tap_io`); `axum::serve` leaves it off, and then a pipelined round's
+/// answers, one write each, wait on Nagle's algorithm.
+pub fn run(addr: SocketAddr, threads: usize, backlog: i32, nodelay: bool) -> anyhow::Result<()> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -61,7 +65,14 @@ pub fn run(addr: SocketAddr, threads: usize, backlog: i32) -> anyhow::Result<()>
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!("axum serving addr={bound}");
-        axum::serve(listener, router()).await?;
+        if nodelay {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, router()).await?;
+        } else {
+            axum::serve(listener, router()).await?;
+        }
         Ok(())
     })
 }

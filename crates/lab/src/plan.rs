@@ -402,6 +402,15 @@ impl Plan {
             )
             .only(axum_only),
         );
+        // The same with TCP_NODELAY: the default stalls on pipelined rounds (Nagle against
+        // delayed ACKs), which makes its CPU per request an idle server's.
+        targets.push(
+            Target::anchor(
+                &format!("axum (axum::serve, TCP_NODELAY, {threads} threads)"),
+                target::Kind::AxumNodelay,
+            )
+            .only(axum_only),
+        );
         // (name, shape, I/O interface when not the default): the interface is backlog's
         // dimension too, and io_uring's batched submissions are where a service's requests
         // can cost fewer syscalls than tokio's readiness loop makes.

@@ -111,6 +111,10 @@ pub enum Kind {
     /// (`backlog anchor-axum`, built with the `axum` feature); backlog serves the same app
     /// with `--app axum`.
     Axum,
+    /// The same, with TCP_NODELAY set on each connection (`backlog anchor-axum
+    /// --nodelay`): without it `axum::serve` stalls on pipelined rounds (Nagle's algorithm
+    /// against the client's delayed ACKs), and its CPU per request is an idle server's.
+    AxumNodelay,
     /// A peer from the field serving HttpArena's endpoints (`backlog anchor-actix`,
     /// `anchor-minihttp`, built with the feature of the same name).
     Peer(Peer),
@@ -213,7 +217,7 @@ impl Target {
 
     /// Whether it serves `/work?spin_us=` (backlog's apps and the axum app do).
     pub fn serves_work(&self) -> bool {
-        self.is_backlog() || matches!(self.kind, Kind::Axum)
+        self.is_backlog() || matches!(self.kind, Kind::Axum | Kind::AxumNodelay)
     }
 
     /// Whether it serves `endpoints` for a load that asks for `/pipeline` alone or not.
@@ -226,7 +230,7 @@ impl Target {
             Endpoints::Arena => match self.kind {
                 Kind::Backlog { .. } => !self.is_axum(),
                 Kind::Nginx { .. } => only_pipeline,
-                Kind::Node { .. } | Kind::Axum => false,
+                Kind::Node { .. } | Kind::Axum | Kind::AxumNodelay => false,
                 Kind::Hyper | Kind::Floor { .. } | Kind::Peer(Peer::Actix) => true,
                 // It reads bodies by Content-Length only (no chunked).
                 Kind::Peer(Peer::MayMinihttp) => only_pipeline,
@@ -240,7 +244,11 @@ impl Target {
         match self.kind {
             Kind::Backlog { .. } => !self.is_axum(),
             Kind::Nginx { .. } | Kind::Hyper => true,
-            Kind::Node { .. } | Kind::Axum | Kind::Peer(_) | Kind::Floor { .. } => false,
+            Kind::Node { .. }
+            | Kind::Axum
+            | Kind::AxumNodelay
+            | Kind::Peer(_)
+            | Kind::Floor { .. } => false,
         }
     }
 
@@ -252,7 +260,7 @@ impl Target {
     /// Whether it serves the lab's axum app (on `axum::serve` or on backlog).
     pub fn is_axum(&self) -> bool {
         match &self.kind {
-            Kind::Axum => true,
+            Kind::Axum | Kind::AxumNodelay => true,
             Kind::Backlog { extra, .. } => {
                 extra.windows(2).any(|w| w[0] == "--app" && w[1] == "axum")
             }
@@ -336,7 +344,7 @@ impl Target {
                 !cfg!(feature = "hyper"),
                 "this backlog was built without the `hyper` feature (cargo build --release --features hyper)",
             ),
-            Kind::Axum => (
+            Kind::Axum | Kind::AxumNodelay => (
                 !cfg!(feature = "axum"),
                 "this backlog was built without the `axum` feature (cargo build --release --features axum)",
             ),
@@ -475,14 +483,14 @@ pub fn start(
                 .context("starting the hyper anchor")?;
             (child, addr, None)
         }
-        Kind::Axum => {
-            let (child, addr) = start_anchor(
-                command(backlog_bin, netns).arg("anchor-axum"),
-                opts,
-                threads,
-                "axum serving addr=",
-            )
-            .context("starting the axum anchor")?;
+        Kind::Axum | Kind::AxumNodelay => {
+            let mut cmd = command(backlog_bin, netns);
+            cmd.arg("anchor-axum");
+            if target.kind == Kind::AxumNodelay {
+                cmd.arg("--nodelay");
+            }
+            let (child, addr) = start_anchor(&mut cmd, opts, threads, "axum serving addr=")
+                .context("starting the axum anchor")?;
             (child, addr, None)
         }
         Kind::Peer(peer) => {
