@@ -75,6 +75,10 @@ impl Running {
 
     /// Abort what still runs for `key`'s connection, which closed; how many were.
     fn cancel(&mut self, key: usize) -> u64 {
+        // Most closes find nothing running, and an empty map still hashes the key.
+        if self.0.is_empty() {
+            return 0;
+        }
         let Some(list) = self.0.remove(&key) else {
             return 0;
         };
@@ -926,6 +930,10 @@ impl<D: Driver> Reader<D> {
         };
         s.conn.closing(&mut self.tally);
         self.stats.add(&mut self.tally);
+        // Its buffers serve the next connection: freed here, each new connection of a
+        // churning load allocated a read buffer again (~700 instructions of ~5,400 a
+        // connection cost on the reader under a 10-requests-per-connection load).
+        s.conn.park_buffers(&mut self.spare);
         let cancelled = self.running.cancel(key);
         if cancelled > 0 {
             self.stats.cancelled(cancelled);
@@ -997,6 +1005,10 @@ impl<D: Driver> Reader<D> {
 /// The streaming body of `key`'s connection will not be completed (it closed, timed out or
 /// half-closed mid-body): its reader gets an error rather than waiting forever.
 fn cut_body(bodies: &mut HashMap<usize, Arc<Pipe>>, key: usize) {
+    // Most connections close with no body streaming, and an empty map still hashes the key.
+    if bodies.is_empty() {
+        return;
+    }
     if let Some(pipe) = bodies.remove(&key) {
         pipe.fail();
     }
