@@ -64,6 +64,9 @@ struct Node {
     next: u32,
 }
 
+/// Timer nodes an empty wheel keeps room for (~24 bytes each).
+const KEEP_NODES: usize = 1024;
+
 pub(crate) struct TimerWheel {
     origin: Instant,
     nodes: slab::Slab<Node>,
@@ -136,8 +139,10 @@ impl TimerWheel {
         if node.next != NIL {
             self.nodes[node.next as usize].prev = node.prev;
         }
-        if self.nodes.is_empty() {
-            // Give back the slab a burst grew (its keys are free to reuse now).
+        if self.nodes.is_empty() && self.nodes.capacity() > KEEP_NODES {
+            // Give back the slab a burst grew (its keys are free to reuse now); a small one
+            // is kept, or a reader with one connection at a time would free it on each
+            // close and allocate it again on the next accept.
             self.nodes.shrink_to_fit();
         }
         node.entry
@@ -279,6 +284,22 @@ mod tests {
         assert!(fired.iter().all(|&f| f));
         assert_eq!(w.len(), 0);
         assert_eq!(w.entry_bytes(), 0, "an empty wheel gives its entries back");
+    }
+
+    /// One connection at a time (a quiet server, a client that reconnects): the emptied
+    /// wheel keeps its small slab, so each new connection's entry needs no allocation.
+    #[test]
+    fn an_emptied_small_wheel_keeps_its_room() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0);
+        for key in 0..100 {
+            let timer = w.insert(key, 0, t0 + Duration::from_secs(10));
+            w.remove(key, timer);
+            assert_eq!(w.len(), 0);
+            let kept = w.entry_bytes();
+            assert!(kept > 0, "the slab was freed on emptying");
+            assert!(kept <= KEEP_NODES * std::mem::size_of::<Node>());
+        }
     }
 
     /// Connection churn: 36,000 connections a second for 20 s, each filing a 10 s deadline
