@@ -520,7 +520,8 @@ impl Router {
             Method::Head => &Method::Get,
             m => m,
         };
-        if let Some(ids) = self.index.exact.get(req.path_bytes()) {
+        let exact = self.index.exact.get(req.path_bytes());
+        if let Some(ids) = exact {
             // The tree would find this node too (static beats a parameter), with no
             // parameters to bind.
             let route = ids
@@ -530,17 +531,22 @@ impl Router {
             if let Some(route) = route {
                 return Some((route, Params::new()));
             }
-        } else if let Ok(found) = self.index.paths.at(req.path()) {
-            let route = found
-                .value
-                .iter()
-                .map(|&i| &self.routes[i])
-                .find(|r| r.method.allows(wanted));
-            if let Some(params) = route.and_then(|r| bind(r, &found.params)) {
-                return route.map(|r| (r, params));
+        }
+        // Past the table the path is needed as text: checked once for the tree and the
+        // prefixes alike.
+        let path = req.path();
+        if exact.is_none() {
+            if let Ok(found) = self.index.paths.at(path) {
+                let route = found
+                    .value
+                    .iter()
+                    .map(|&i| &self.routes[i])
+                    .find(|r| r.method.allows(wanted));
+                if let Some(params) = route.and_then(|r| bind(r, &found.params)) {
+                    return route.map(|r| (r, params));
+                }
             }
         }
-        let path = req.path();
         self.index
             .prefixes
             .iter()
