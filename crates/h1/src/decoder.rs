@@ -188,6 +188,10 @@ impl RequestDecoder {
         head: &mut Head,
         body_limit: impl FnOnce(&Request) -> Option<u64>,
     ) -> Result<(), Error> {
+        // No body, no limit to look up (the application's is a call per request).
+        if matches!(head.framing, Framing::Length(0)) {
+            return Ok(());
+        }
         let max = body_limit(&head.req).unwrap_or(self.limits.max_body_bytes);
         match &mut head.framing {
             Framing::Length(n) if *n > max => Err(Error::BodyTooLarge),
