@@ -115,18 +115,47 @@ fn decimal(n: i64) -> Bytes {
     Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes())
 }
 
-/// `a + b` from the query (a missing one is 0), in one pass over it.
+/// `a + b` from the query (a missing one is 0), in one pass over its bytes.
 fn query_sum(req: &Request) -> Result<i64, &'static str> {
     let mut sum = 0i64;
-    for (name, value) in req.raw_query_pairs() {
-        if name == "a" || name == "b" {
-            let n = value
-                .parse::<i64>()
-                .map_err(|_| "a and b must be integers\n")?;
+    for pair in req.query_bytes().unwrap_or_default().split(|&b| b == b'&') {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if name == b"a" || name == b"b" {
+            let n = decimal_i64(value).ok_or("a and b must be integers\n")?;
             sum = sum.wrapping_add(n);
         }
     }
     Ok(sum)
+}
+
+/// A decimal `i64` read from bytes as `i64::from_str` reads it from text: an optional sign,
+/// at least one digit, nothing else, no overflow.
+fn decimal_i64(s: &[u8]) -> Option<i64> {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n = 0i64;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(d)?
+        } else {
+            n.checked_add(d)?
+        };
+    }
+    Some(n)
 }
 
 /// Every method on every path but CONNECT: 200 with the request body, streamed back as it
@@ -166,5 +195,63 @@ impl tower_service::Service<http::Request<RequestBody>> for Echo {
             .insert(http::header::CONTENT_TYPE, content_type);
         *resp.body_mut() = body;
         std::future::ready(Ok(resp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_i64_reads_what_from_str_reads() {
+        let cases = [
+            "0",
+            "7",
+            "-7",
+            "+7",
+            "42",
+            "-0",
+            "+",
+            "-",
+            "",
+            " 1",
+            "1 ",
+            "1a",
+            "a1",
+            "--1",
+            "+-1",
+            "1.5",
+            "1e3",
+            "0x10",
+            "00012",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+            "١",
+        ];
+        for case in cases {
+            assert_eq!(
+                decimal_i64(case.as_bytes()),
+                case.parse::<i64>().ok(),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_query_sum_takes_a_and_b_and_refuses_what_is_not_an_integer() {
+        let sum = |target: &str| {
+            let req = Request::builder().target(target).build().unwrap();
+            query_sum(&req)
+        };
+        assert_eq!(sum("/baseline11?a=13&b=42"), Ok(55));
+        assert_eq!(sum("/baseline11?b=-2&x=zz&&a=5"), Ok(3));
+        assert_eq!(sum("/baseline11"), Ok(0));
+        assert_eq!(sum("/baseline11?a=9223372036854775807&b=1"), Ok(i64::MIN));
+        assert!(sum("/baseline11?a=x&b=1").is_err());
+        assert!(sum("/baseline11?a&b=1").is_err());
+        assert!(sum("/baseline11?a=1.5").is_err());
     }
 }

@@ -290,6 +290,13 @@ impl Request {
         self.parts().target.query.map(|q| self.text(q))
     }
 
+    /// [`query`](Self::query) as the bytes it is: for a handler that reads numbers or
+    /// tokens from it, without the UTF-8 check (a third of what summing two small numbers
+    /// from a query cost).
+    pub fn query_bytes(&self) -> Option<&[u8]> {
+        self.parts().target.query.map(|q| q.get(&self.parts().head))
+    }
+
     /// A span of the head the decoder admitted as visible ASCII, as text.
     fn text(&self, span: Span) -> &str {
         std::str::from_utf8(span.get(&self.parts().head)).unwrap_or("")
