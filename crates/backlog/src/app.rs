@@ -96,9 +96,7 @@ pub fn arena() -> Router {
             Err(why) => Response::text(400, why),
         })
         .post("/baseline11", |req: Request| {
-            let body = std::str::from_utf8(req.body())
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok());
+            let body = decimal_i64(req.body().trim_ascii());
             match (query_sum(&req), body) {
                 (Ok(sum), Some(n)) => Response::text(200, decimal(sum.wrapping_add(n))),
                 (Err(why), _) => Response::text(400, why),
