@@ -132,15 +132,54 @@ fn bind(route: &Route, found: &matchit::Params<'_, '_>) -> Option<Params> {
 /// Where the routes are found: the paths in a radix tree, each with the routes (one per
 /// method) on it; the prefixes longest first.
 ///
-/// Paths without parameters are also in a hash table, looked up first: a static path is
-/// the most specific match the tree could give, and hashing it (foldhash, as bytes: no
-/// UTF-8 check) costs a quarter of the tree's walk, which was the router's largest cost on
-/// a pipelined request.
+/// Paths without parameters are also in an [`Exact`] table, looked up first: a static path
+/// is the most specific match the tree could give, and finding it as bytes (no UTF-8 check)
+/// costs a fraction of the tree's walk, which was the router's largest cost on a pipelined
+/// request.
 #[derive(Default)]
 struct Index {
     paths: matchit::Router<Vec<usize>>,
-    exact: HashMap<Box<[u8]>, Vec<usize>, foldhash::fast::FixedState>,
+    exact: Exact,
     prefixes: Vec<usize>,
+}
+
+/// The static paths and the routes on each. Scanned while there are few of them: a length
+/// compare turns most entries away without reading their bytes, where hashing the path
+/// (foldhash) and probing cost ~100 instructions a request on a router of two paths. Past
+/// [`Exact::SCAN`] paths, a hash table.
+enum Exact {
+    Few(Vec<(Box<[u8]>, Vec<usize>)>),
+    Many(HashMap<Box<[u8]>, Vec<usize>, foldhash::fast::FixedState>),
+}
+
+impl Default for Exact {
+    fn default() -> Self {
+        Exact::Few(Vec::new())
+    }
+}
+
+impl Exact {
+    /// Paths a scan is cheaper for than a hash (a scan that finds nothing reads only this
+    /// many lengths).
+    const SCAN: usize = 8;
+
+    fn from_paths(paths: Vec<(Box<[u8]>, Vec<usize>)>) -> Exact {
+        if paths.len() <= Exact::SCAN {
+            Exact::Few(paths)
+        } else {
+            Exact::Many(paths.into_iter().collect())
+        }
+    }
+
+    fn get(&self, path: &[u8]) -> Option<&Vec<usize>> {
+        match self {
+            Exact::Few(paths) => paths
+                .iter()
+                .find(|(p, _)| p.len() == path.len() && **p == *path)
+                .map(|(_, ids)| ids),
+            Exact::Many(map) => map.get(path),
+        }
+    }
 }
 
 impl Index {
@@ -149,13 +188,13 @@ impl Index {
     fn build(routes: &[Route]) -> Index {
         let mut by_path: Vec<(String, Vec<usize>)> = Vec::new();
         let mut prefixes = Vec::new();
-        let mut exact = HashMap::default();
+        let mut exact: Vec<(Box<[u8]>, Vec<usize>)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             if let Pattern::Exact(p) = &route.pattern {
-                exact
-                    .entry(p.as_bytes().into())
-                    .or_insert_with(Vec::new)
-                    .push(i);
+                match exact.iter_mut().find(|(e, _)| **e == *p.as_bytes()) {
+                    Some((_, ids)) => ids.push(i),
+                    None => exact.push((p.as_bytes().into(), vec![i])),
+                }
             }
             let Some(path) = route.pattern.matcher_path() else {
                 prefixes.push(i);
@@ -176,7 +215,7 @@ impl Index {
         prefixes.sort_by_key(|&i| std::cmp::Reverse(routes[i].path.len()));
         Index {
             paths,
-            exact,
+            exact: Exact::from_paths(exact),
             prefixes,
         }
     }
@@ -772,6 +811,30 @@ mod tests {
         assert_eq!(text(r.call(req("GET", "/items/new"))), "exact");
         assert_eq!(text(r.call(req("GET", "/items/7"))), "param");
         assert_eq!(text(r.call(req("GET", "/items/7/x"))), "prefix");
+    }
+
+    #[test]
+    fn static_paths_are_found_whether_scanned_or_hashed() {
+        for n in [1, Exact::SCAN, Exact::SCAN + 1, 40] {
+            let mut r = Router::new();
+            for i in 0..n {
+                // Same lengths, different bytes: the length compare alone decides nothing.
+                r = r.get(&format!("/p{i:03}"), move |_r: Request| {
+                    Response::text(200, format!("get {i}"))
+                });
+                r = r.post(&format!("/p{i:03}"), move |_r: Request| {
+                    Response::text(200, format!("post {i}"))
+                });
+            }
+            for i in 0..n {
+                let path = format!("/p{i:03}");
+                assert_eq!(text(r.call(req("GET", &path))), format!("get {i}"), "{n}");
+                assert_eq!(text(r.call(req("POST", &path))), format!("post {i}"));
+                assert_eq!(r.call(req("PUT", &path)).status(), 405);
+            }
+            assert_eq!(r.call(req("GET", &format!("/p{n:03}"))).status(), 404);
+            assert_eq!(r.call(req("GET", "/p00")).status(), 404);
+        }
     }
 
     #[test]
