@@ -207,7 +207,7 @@ impl Recycle for Parts {
         self.body = Bytes::new();
         self.fields.clear();
         self.params.clear();
-        self.extensions = Extensions::default();
+        self.extensions.clear();
         self.state = None;
         self.peer = None;
     }
