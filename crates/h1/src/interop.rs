@@ -51,7 +51,18 @@ impl TryFrom<&Method> for http::Method {
     /// Every method a request can carry converts: the parser admits only token bytes, which
     /// is what `http` asks of a method.
     fn try_from(method: &Method) -> Result<Self, Self::Error> {
-        http::Method::from_bytes(method.as_str().as_bytes())
+        Ok(match method {
+            Method::Get => http::Method::GET,
+            Method::Head => http::Method::HEAD,
+            Method::Post => http::Method::POST,
+            Method::Put => http::Method::PUT,
+            Method::Delete => http::Method::DELETE,
+            Method::Patch => http::Method::PATCH,
+            Method::Options => http::Method::OPTIONS,
+            Method::Connect => http::Method::CONNECT,
+            Method::Trace => http::Method::TRACE,
+            other => return http::Method::from_bytes(other.as_str().as_bytes()),
+        })
     }
 }
 
@@ -61,12 +72,47 @@ impl PartialEq<http::Method> for Method {
     }
 }
 
+/// Entries a given-back header map may have room for and still be kept: a response's map
+/// with room for a browser's request, not one that grew for a large answer.
+const KEEP_MAP_CAPACITY: usize = 64;
+
+thread_local! {
+    /// A header map whose response has been encoded, emptied, kept for the next request's
+    /// fields on this thread: a request converted for a tower service then allocates no map
+    /// (two allocations and their frees per request otherwise; hyper keeps one per
+    /// connection for the same reason).
+    static SPARE_MAP: std::cell::RefCell<Option<http::HeaderMap>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Give back the header map of a response that has been encoded, for this thread's next
+/// [`Request::header_map`]. Its values are dropped now; a map with room for more than a
+/// few dozen fields is freed rather than kept.
+pub fn recycle_header_map(mut map: http::HeaderMap) {
+    if map.capacity() > KEEP_MAP_CAPACITY {
+        return;
+    }
+    map.clear();
+    let _ = SPARE_MAP.try_with(|spare| {
+        if let Ok(mut spare) = spare.try_borrow_mut() {
+            *spare = Some(map);
+        }
+    });
+}
+
 impl Request {
     /// The request's fields as an `http::HeaderMap` (its values share the request's head;
     /// [`Request::header`] and [`Request::headers`] read them where they were received). Every field the parser
-    /// admits has a token name and a value without control bytes, so each converts.
+    /// admits has a token name and a value without control bytes, so each converts. The map
+    /// is one [`recycle_header_map`] gave back on this thread, when there is one.
     pub fn header_map(&self) -> http::HeaderMap {
-        let mut map = http::HeaderMap::with_capacity(self.parts().fields.len());
+        let n = self.parts().fields.len();
+        let mut map = SPARE_MAP
+            .try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.take()))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        map.reserve(n);
         for (name, value) in self.headers() {
             let name = http::HeaderName::from_bytes(name.as_bytes());
             // A slice of the head the request was read in: no copy, no allocation.
@@ -260,6 +306,34 @@ mod tests {
         assert_eq!(accepts, ["a", "b"]);
         assert_eq!(map["x-obs"].as_bytes(), "caf\u{e9}".as_bytes());
         assert!(req.method() == &http::Method::POST);
+    }
+
+    #[test]
+    fn a_recycled_map_holds_only_the_next_requests_fields() {
+        let mut old = http::HeaderMap::new();
+        old.insert("x-old", http::HeaderValue::from_static("1"));
+        old.append("accept", http::HeaderValue::from_static("stale"));
+        recycle_header_map(old);
+        let req = Request::builder()
+            .target("/x")
+            .header("Accept", "fresh")
+            .build()
+            .unwrap();
+        let map = req.header_map();
+        assert_eq!(map.len(), req.headers().count());
+        assert_eq!(map.get_all("accept").iter().collect::<Vec<_>>(), ["fresh"]);
+        assert!(map.get("x-old").is_none());
+        // The spare went to that request; the next one gets a map of its own.
+        let again = req.header_map();
+        assert_eq!(again, map);
+        // A map that grew large is freed, not handed to the next request.
+        let mut big = http::HeaderMap::new();
+        for i in 0..200 {
+            let name = http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap();
+            big.insert(name, http::HeaderValue::from_static("v"));
+        }
+        recycle_header_map(big);
+        assert!(req.header_map().capacity() <= KEEP_MAP_CAPACITY);
     }
 
     #[test]

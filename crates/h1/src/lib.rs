@@ -23,7 +23,7 @@ pub mod decoder;
 pub mod error;
 pub mod extensions;
 mod interop;
-pub use interop::encode_http_head;
+pub use interop::{encode_http_head, recycle_header_map};
 #[cfg(feature = "serde")]
 pub mod json;
 pub mod limits;

@@ -177,6 +177,8 @@ impl Whole {
         };
         out.reserve(256 + got.len());
         let head = h1::encode_http_head(&parts, self.ctx, date, Framing::Length(len), out);
+        // Its fields are on the wire: the map holds the next request's on this thread.
+        h1::recycle_header_map(parts.headers);
         if head.body.is_some() {
             out.put_slice(got.as_slice());
         }
@@ -298,6 +300,7 @@ impl Answering {
         let framing = length.map_or(Framing::Chunked, Framing::Length);
         let mut out = BytesMut::with_capacity(256 + got.len() + 32);
         let head = h1::encode_http_head(&parts, self.ctx, date, framing, &mut out);
+        h1::recycle_header_map(parts.headers);
         let mut stream = Stream {
             out,
             body,
