@@ -163,20 +163,18 @@ impl Exact {
     /// many lengths).
     const SCAN: usize = 8;
 
-    fn from_paths(paths: Vec<(Box<[u8]>, Vec<usize>)>) -> Exact {
+    fn from_map(paths: HashMap<Box<[u8]>, Vec<usize>, foldhash::fast::FixedState>) -> Exact {
         if paths.len() <= Exact::SCAN {
-            Exact::Few(paths)
+            Exact::Few(paths.into_iter().collect())
         } else {
-            Exact::Many(paths.into_iter().collect())
+            Exact::Many(paths)
         }
     }
 
     fn get(&self, path: &[u8]) -> Option<&Vec<usize>> {
         match self {
-            Exact::Few(paths) => paths
-                .iter()
-                .find(|(p, _)| p.len() == path.len() && **p == *path)
-                .map(|(_, ids)| ids),
+            // Slice equality compares the lengths before any byte.
+            Exact::Few(paths) => paths.iter().find(|(p, _)| **p == *path).map(|(_, ids)| ids),
             Exact::Many(map) => map.get(path),
         }
     }
@@ -188,13 +186,13 @@ impl Index {
     fn build(routes: &[Route]) -> Index {
         let mut by_path: Vec<(String, Vec<usize>)> = Vec::new();
         let mut prefixes = Vec::new();
-        let mut exact: Vec<(Box<[u8]>, Vec<usize>)> = Vec::new();
+        let mut exact = HashMap::default();
         for (i, route) in routes.iter().enumerate() {
             if let Pattern::Exact(p) = &route.pattern {
-                match exact.iter_mut().find(|(e, _)| **e == *p.as_bytes()) {
-                    Some((_, ids)) => ids.push(i),
-                    None => exact.push((p.as_bytes().into(), vec![i])),
-                }
+                exact
+                    .entry(p.as_bytes().into())
+                    .or_insert_with(Vec::new)
+                    .push(i);
             }
             let Some(path) = route.pattern.matcher_path() else {
                 prefixes.push(i);
@@ -215,7 +213,7 @@ impl Index {
         prefixes.sort_by_key(|&i| std::cmp::Reverse(routes[i].path.len()));
         Index {
             paths,
-            exact: Exact::from_paths(exact),
+            exact: Exact::from_map(exact),
             prefixes,
         }
     }
