@@ -16,13 +16,21 @@ const EXAMPLES: [&str; 2] = ["json_api", "axum_app"];
 /// of this test alone (`--test json_api`) does not, and would start a stale one: so build
 /// them here once (a no-op when they are up to date). `--workspace`, as `cargo test`
 /// resolves features for the whole workspace: `-p backlog-server` alone would resolve fewer
-/// and build a second copy of every dependency.
+/// and build a second copy of every dependency. The server's `axum` feature as
+/// `scripts/test` runs the suites (a plain `cargo test` then rebuilds the server's own crate
+/// for the examples, not its dependencies).
 fn example(name: &str) -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-q", "--workspace"]);
+        build.args([
+            "build",
+            "-q",
+            "--workspace",
+            "--features",
+            "backlog-server/axum",
+        ]);
         let exe = std::env::current_exe().unwrap();
         if exe
             .parent()

@@ -100,10 +100,10 @@ pub(crate) struct Tower<S, B> {
     body: PhantomData<fn() -> B>,
 }
 
-impl<S, B> Tower<S, B> {
+impl<S: 'static, B> Tower<S, B> {
     pub(crate) fn new(service: S, peer_addr: PeerAddrs) -> Self {
         Tower {
-            service,
+            service: prepared(service),
             peer_addr,
             body: PhantomData,
         }
@@ -119,6 +119,25 @@ impl<S: HttpService<B>, B: HttpBody> AsyncApp for Tower<S, B> {
             },
         })
     }
+}
+
+/// `service` as it is best called on every request. An axum `Router` that was built without
+/// state keeps each handler boxed and makes it a route on every request (a clone and an
+/// allocation each time); `Router::with_state(())` makes them routes once, which is what
+/// `axum::serve` and `Router::into_make_service` do before serving. The same is done here,
+/// with the `axum` feature, for a service that is an axum `Router` (any other is as given).
+#[cfg(feature = "axum")]
+fn prepared<S: 'static>(mut service: S) -> S {
+    use std::any::Any;
+    if let Some(router) = (&mut service as &mut dyn Any).downcast_mut::<axum::Router>() {
+        *router = std::mem::take(router).with_state(());
+    }
+    service
+}
+
+#[cfg(not(feature = "axum"))]
+fn prepared<S>(service: S) -> S {
+    service
 }
 
 pin_project! {
@@ -254,4 +273,49 @@ fn to_http(
         http.extensions_mut().insert(PeerAddr(addr));
     }
     http
+}
+
+#[cfg(all(test, feature = "axum"))]
+mod tests {
+    use super::prepared;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[test]
+    fn a_router_built_without_state_has_its_handlers_made_routes_once() {
+        let router = axum::Router::new()
+            .route("/", get(|| async { "hi" }))
+            .fallback(|| async { (http::StatusCode::NOT_FOUND, "none") });
+        // axum's Debug names a handler still boxed, to be made a route per request.
+        assert!(format!("{router:?}").contains("BoxedHandler"));
+        let router = prepared(router);
+        assert!(
+            !format!("{router:?}").contains("BoxedHandler"),
+            "{router:?}"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (path, status, body) in [("/", 200, "hi"), ("/elsewhere", 404, "none")] {
+            let req = http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = rt.block_on(router.clone().oneshot(req)).unwrap();
+            assert_eq!(resp.status(), status, "{path}");
+            let bytes = rt
+                .block_on(axum::body::to_bytes(resp.into_body(), 1024))
+                .unwrap();
+            assert_eq!(&bytes[..], body.as_bytes(), "{path}");
+        }
+    }
+
+    #[test]
+    fn any_other_service_is_given_as_it_is() {
+        let layered = tower::ServiceBuilder::new()
+            .map_response(|r: http::Response<axum::body::Body>| r)
+            .service(axum::Router::<()>::new().route("/", get(|| async { "hi" })));
+        // Not a `Router` itself (a layer around one): left as it is, boxed handler and all.
+        assert!(format!("{:?}", prepared(layered)).contains("BoxedHandler"));
+        assert_eq!(prepared(7_u8), 7);
+    }
 }
