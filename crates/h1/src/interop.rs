@@ -113,10 +113,13 @@ impl Request {
             .flatten()
             .unwrap_or_default();
         map.reserve(n);
-        for (name, value) in self.headers() {
-            let name = http::HeaderName::from_bytes(name.as_bytes());
+        let head = &self.parts().head;
+        for field in &self.parts().fields {
+            // The name as bytes: the decoder admitted token characters only, and `http`
+            // checks them again (no UTF-8 check needed before it).
+            let name = http::HeaderName::from_bytes(field.name.get(head));
             // A slice of the head the request was read in: no copy, no allocation.
-            let value = http::HeaderValue::from_maybe_shared(self.parts().head.slice_ref(value));
+            let value = http::HeaderValue::from_maybe_shared(field.value.shared(head));
             if let (Ok(name), Ok(value)) = (name, value) {
                 map.append(name, value);
             }
@@ -132,7 +135,7 @@ impl Request {
     /// extensions layers attached stay behind, for the caller to move as it sees fit.
     pub fn into_http(mut self) -> http::Request<Bytes> {
         let uri =
-            http::Uri::from_maybe_shared(self.parts().head.slice_ref(self.target().as_bytes()))
+            http::Uri::from_maybe_shared(self.parts().target.whole.shared(&self.parts().head))
                 .unwrap_or_default();
         let version = match self.version() {
             crate::Version::Http10 => http::Version::HTTP_10,

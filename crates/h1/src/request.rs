@@ -97,8 +97,13 @@ impl Span {
             len: inner.len() as u32,
         }
     }
-    fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+    pub(crate) fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    /// These bytes of `buf`, sharing its allocation.
+    pub(crate) fn shared(&self, buf: &Bytes) -> Bytes {
+        buf.slice(self.start as usize..(self.start + self.len) as usize)
     }
 
     /// The part of this span at `range` of its own bytes.

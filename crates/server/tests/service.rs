@@ -710,3 +710,87 @@ fn trailers_are_left_out_and_the_connection_goes_on() {
         server.stop();
     }
 }
+
+/// A plain tower service (not axum): not ready the first two times each clone is asked
+/// (it wakes the task itself), its `call` panicking — before any future exists — for
+/// `/panic-in-call`; or, as `Unready::failing`, never ready but failed.
+#[derive(Clone)]
+struct Unready {
+    asked: usize,
+    failing: bool,
+}
+
+impl tower::Service<axum::http::Request<backlog_server::RequestBody>> for Unready {
+    type Response = axum::http::Response<String>;
+    type Error = backlog_server::BoxError;
+    type Future =
+        std::future::Ready<Result<axum::http::Response<String>, backlog_server::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.failing {
+            return std::task::Poll::Ready(Err("never ready".into()));
+        }
+        self.asked += 1;
+        if self.asked <= 2 {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<backlog_server::RequestBody>) -> Self::Future {
+        assert!(self.asked > 2, "called before it was ready");
+        if req.uri().path() == "/panic-in-call" {
+            panic!("a panic in the service's call");
+        }
+        std::future::ready(Ok(axum::http::Response::new(format!(
+            "{}\n",
+            req.uri().path()
+        ))))
+    }
+}
+
+#[test]
+fn a_service_not_ready_at_once_panicking_in_call_or_failing_is_answered_as_a_handler_is() {
+    for model in MODELS {
+        let name = model.name();
+        let server = builder(model)
+            .bind_service(Unready {
+                asked: 0,
+                failing: false,
+            })
+            .unwrap();
+        let addr = server.local_addr();
+        let resp = request(addr, "GET", "/a", &[], b"");
+        assert_eq!((resp.status, resp.text()), (200, "/a\n".into()), "{name}");
+        let (mut s, mut r) = open(addr);
+        s.write_all(
+            b"GET /panic-in-call HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+        let resp = next_response(&mut r).expect("the 500");
+        assert_eq!(resp.status, 500, "{name}");
+        assert_eq!(resp.header("connection"), Some("close"), "{name}");
+        assert_closed(&mut r);
+        let resp = request(addr, "GET", "/c", &[], b"");
+        assert_eq!((resp.status, resp.text()), (200, "/c\n".into()), "{name}");
+        let stats = server.stop();
+        let panics: u64 = stats.snapshot().iter().map(|t| t.panics).sum();
+        assert_eq!(panics, 1, "{name}");
+
+        let server = builder(model)
+            .bind_service(Unready {
+                asked: 0,
+                failing: true,
+            })
+            .unwrap();
+        let resp = request(server.local_addr(), "GET", "/a", &[], b"");
+        assert_eq!(resp.status, 500, "{name}: a failed readiness");
+        let stats = server.stop();
+        let panics: u64 = stats.snapshot().iter().map(|t| t.panics).sum();
+        assert_eq!(panics, 0, "{name}: a failure is not a panic");
+    }
+}

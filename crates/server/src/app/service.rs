@@ -12,9 +12,11 @@ pub use crate::app::body::RequestBody;
 use bytes::{Buf, Bytes};
 use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
+use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tower_service::Service;
@@ -23,15 +25,22 @@ use tower_service::Service;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A service's answer in progress, its types erased: first the service's call, then the
-/// body of the response it gave. The two live in one allocation, the body where the call
-/// left it, so an answer costs one box whatever its body is (not a second one to erase the
-/// body's type, nor a layer that maps each of its frames).
+/// response it gave. The two live in one allocation, the response's head and body where
+/// the call left them, so an answer costs one box whatever its body is (not a second one
+/// to erase the body's type, nor a layer that maps each of its frames), and the head is
+/// read where it is rather than moved out (a few hundred bytes) at every step from the
+/// service to the encoder.
 pub(crate) trait Answer: Send {
-    /// Drive the call; the response's head once the service has answered.
-    fn poll_head(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<http::response::Parts, BoxError>>;
+    /// Drive the call; ready once the service has answered (its head is then [`parts`]).
+    ///
+    /// [`parts`]: Answer::parts
+    fn poll_head(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>;
+
+    /// After the head: the response's status and fields.
+    fn parts(&self) -> Option<&http::response::Parts>;
+
+    /// After the head is encoded: its fields, for the next request's map.
+    fn take_headers(self: Pin<&mut Self>) -> http::HeaderMap;
 
     /// After the head: the body's next piece of data (trailers are skipped: HTTP/1.1
     /// clients rarely ask for them); `None` at its end.
@@ -53,8 +62,21 @@ pub(crate) type AnswerFuture = Pin<Box<dyn Answer>>;
 /// A service, with its types erased so that one reader or worker runs any of them.
 pub(crate) trait AsyncApp: Send + Sync + 'static {
     /// Start answering `req`, whose body is `body` when it streams (else the bytes read
-    /// with it).
-    fn call(&self, req: h1::Request, body: Option<RequestBody>) -> AnswerFuture;
+    /// with it), the service called where `at` says.
+    fn call(&self, req: h1::Request, body: Option<RequestBody>, at: CallAt) -> AnswerFuture;
+}
+
+/// Where a service's `call` runs: it is the business (a `service_fn` may do all its work
+/// there and return a future that is ready), so it runs where the shape runs the business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallAt {
+    /// Here and now, if the service is ready: the thread that calls is the one the business
+    /// runs on (a shape without workers, whose reader polls each answer first). The request
+    /// goes straight into the call instead of being held in the answer until its first
+    /// poll.
+    Here,
+    /// At the answer's first poll, wherever that runs (a worker).
+    FirstPoll,
 }
 
 /// A tower service the server can run: it takes an `http::Request` whose body is a
@@ -111,13 +133,41 @@ impl<S: 'static, B> Tower<S, B> {
 }
 
 impl<S: HttpService<B>, B: HttpBody> AsyncApp for Tower<S, B> {
-    fn call(&self, req: h1::Request, body: Option<RequestBody>) -> AnswerFuture {
-        Box::pin(Answering::<S, B> {
-            step: Step::Ready {
-                service: self.service.clone(),
-                req: Some(to_http(req, body, self.peer_addr)),
+    fn call(&self, req: h1::Request, body: Option<RequestBody>, at: CallAt) -> AnswerFuture {
+        let service = self.service.clone();
+        let req = to_http(req, body, self.peer_addr);
+        let step = match at {
+            CallAt::FirstPoll => Step::Ready {
+                service,
+                req: Some(req),
             },
-        })
+            CallAt::Here => call_if_ready(service, req),
+        };
+        Box::pin(Answering::<S, B> { step })
+    }
+}
+
+/// The service called now if it is ready (axum's `Router` always is); else held for the
+/// first poll, which asks again with a waker that reaches the task. A panic in either is
+/// kept and resumed at the first poll, where the runtime counts it as a handler's.
+fn call_if_ready<S: HttpService<B>, B>(
+    mut service: S,
+    req: http::Request<RequestBody>,
+) -> Step<S, B> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match catch_unwind(AssertUnwindSafe(|| service.poll_ready(&mut cx))) {
+        Ok(Poll::Ready(Ok(()))) => match catch_unwind(AssertUnwindSafe(|| service.call(req))) {
+            Ok(call) => Step::Calling { call },
+            Err(panic) => Step::Panicked { panic: Some(panic) },
+        },
+        Ok(Poll::Ready(Err(err))) => Step::Failed {
+            err: Some(err.into()),
+        },
+        Ok(Poll::Pending) => Step::Ready {
+            service,
+            req: Some(req),
+        },
+        Err(panic) => Step::Panicked { panic: Some(panic) },
     }
 }
 
@@ -128,7 +178,6 @@ impl<S: HttpService<B>, B: HttpBody> AsyncApp for Tower<S, B> {
 /// with the `axum` feature, for a service that is an axum `Router` (any other is as given).
 #[cfg(feature = "axum")]
 fn prepared<S: 'static>(mut service: S) -> S {
-    use std::any::Any;
     if let Some(router) = (&mut service as &mut dyn Any).downcast_mut::<axum::Router>() {
         *router = std::mem::take(router).with_state(());
     }
@@ -153,16 +202,15 @@ pin_project! {
     enum Step<S: HttpService<B>, B> {
         Ready { service: S, req: Option<http::Request<RequestBody>> },
         Calling { #[pin] call: S::Future },
-        Body { #[pin] body: B },
+        Body { parts: http::response::Parts, #[pin] body: B },
+        Failed { err: Option<BoxError> },
+        Panicked { panic: Option<Box<dyn Any + Send>> },
         Gone,
     }
 }
 
 impl<S: HttpService<B>, B: HttpBody> Answer for Answering<S, B> {
-    fn poll_head(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<http::response::Parts, BoxError>> {
+    fn poll_head(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         let mut step = self.project().step;
         loop {
             match step.as_mut().project() {
@@ -186,10 +234,22 @@ impl<S: HttpService<B>, B: HttpBody> Answer for Answering<S, B> {
                         }
                         Ok(resp) => {
                             let (parts, body) = resp.into_parts();
-                            step.set(Step::Body { body });
-                            return Poll::Ready(Ok(parts));
+                            step.set(Step::Body { parts, body });
+                            return Poll::Ready(Ok(()));
                         }
                     }
+                }
+                StepProj::Failed { err } => {
+                    let err = err.take().unwrap_or_else(|| "the service failed".into());
+                    step.set(Step::Gone);
+                    return Poll::Ready(Err(err));
+                }
+                StepProj::Panicked { panic } => {
+                    if let Some(panic) = panic.take() {
+                        step.set(Step::Gone);
+                        std::panic::resume_unwind(panic);
+                    }
+                    return Poll::Ready(Err("the service panicked".into()));
                 }
                 StepProj::Body { .. } | StepProj::Gone => {
                     return Poll::Ready(Err("the head was already taken".into()))
@@ -198,11 +258,25 @@ impl<S: HttpService<B>, B: HttpBody> Answer for Answering<S, B> {
         }
     }
 
+    fn parts(&self) -> Option<&http::response::Parts> {
+        match &self.step {
+            Step::Body { parts, .. } => Some(parts),
+            _ => None,
+        }
+    }
+
+    fn take_headers(self: Pin<&mut Self>) -> http::HeaderMap {
+        match self.project().step.project() {
+            StepProj::Body { parts, .. } => std::mem::take(&mut parts.headers),
+            _ => http::HeaderMap::new(),
+        }
+    }
+
     fn poll_data(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, BoxError>>> {
-        let StepProj::Body { mut body } = self.project().step.project() else {
+        let StepProj::Body { mut body, .. } = self.project().step.project() else {
             return Poll::Ready(None);
         };
         loop {
@@ -221,14 +295,14 @@ impl<S: HttpService<B>, B: HttpBody> Answer for Answering<S, B> {
 
     fn is_end_stream(&self) -> bool {
         match &self.step {
-            Step::Body { body } => body.is_end_stream(),
+            Step::Body { body, .. } => body.is_end_stream(),
             _ => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.step {
-            Step::Body { body } => body.size_hint(),
+            Step::Body { body, .. } => body.size_hint(),
             _ => SizeHint::with_exact(0),
         }
     }

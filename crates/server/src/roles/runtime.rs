@@ -22,7 +22,7 @@
 //! client reset, a drain ran out of time) drops its futures, and the reader counts them.
 
 use crate::app::body::RequestBody;
-use crate::app::service::{AnswerFuture, AsyncApp};
+use crate::app::service::{AnswerFuture, AsyncApp, CallAt};
 use crate::observe::stats::ThreadStats;
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -84,9 +84,8 @@ pub(crate) struct Answering {
 enum State {
     Calling(AnswerFuture),
     Collecting {
-        parts: http::response::Parts,
-        /// The answer, past its head: its body.
-        body: AnswerFuture,
+        /// The answer, past its head (which it holds): its body.
+        answer: AnswerFuture,
         got: Collected,
     },
     Taken,
@@ -143,11 +142,11 @@ pub(crate) enum Step {
     Stream(Stream),
 }
 
-/// A whole answer: the service's response with its body collected, or the 500 a panic or
-/// a failure became.
+/// A whole answer: the service's response (its head in the answer that made it) with its
+/// body collected, or the 500 a panic or a failure became.
 pub(crate) struct Whole {
     ctx: EncodeContext,
-    answer: Result<(http::response::Parts, Collected), Failure>,
+    answer: Result<(AnswerFuture, Collected), Failure>,
 }
 
 /// Why there is no answer of the service's.
@@ -165,20 +164,23 @@ impl Whole {
 
     /// Append the encoded answer to `out`; whether the connection stays open.
     pub(crate) fn encode(self, date: &DateCache, out: &mut BytesMut) -> bool {
-        let (parts, got) = match self.answer {
+        let (mut answer, got) = match self.answer {
             Ok(answer) => answer,
             // It closes the connection, as a native handler's panic does.
             Err(_) => return h1::Response::internal_error().encode(self.ctx, date, out),
         };
+        let Some(parts) = answer.parts() else {
+            return h1::Response::internal_error().encode(self.ctx, date, out);
+        };
         // A HEAD's answer has no body to count; the length the service gave is the GET's.
         let len = match self.ctx.head && got.is_empty() {
-            true => declared_length(&parts).unwrap_or(0),
+            true => declared_length(parts).unwrap_or(0),
             false => got.len() as u64,
         };
         out.reserve(256 + got.len());
-        let head = h1::encode_http_head(&parts, self.ctx, date, Framing::Length(len), out);
+        let head = h1::encode_http_head(parts, self.ctx, date, Framing::Length(len), out);
         // Its fields are on the wire: the map holds the next request's on this thread.
-        h1::recycle_header_map(parts.headers);
+        h1::recycle_header_map(answer.as_mut().take_headers());
         if head.body.is_some() {
             out.put_slice(got.as_slice());
         }
@@ -233,22 +235,21 @@ impl Answering {
                             tracing::warn!(error = %err, "the service failed: answered 500");
                             return Poll::Ready(failed(self.ctx, false));
                         }
-                        Ok(Poll::Ready(Ok(parts))) => {
+                        Ok(Poll::Ready(Ok(()))) => {
                             // Matched as Calling just above: the answer, now past its head.
-                            let State::Calling(body) =
+                            let State::Calling(answer) =
                                 std::mem::replace(&mut self.state, State::Taken)
                             else {
                                 return Poll::Ready(failed(self.ctx, false));
                             };
                             self.state = State::Collecting {
-                                parts,
-                                body,
+                                answer,
                                 got: Collected::Empty,
                             };
                         }
                     }
                 }
-                State::Collecting { body, got, .. } => loop {
+                State::Collecting { answer: body, got } => loop {
                     if body.is_end_stream() {
                         return Poll::Ready(self.finish());
                     }
@@ -276,9 +277,9 @@ impl Answering {
     /// The body ended: the whole answer.
     fn finish(&mut self) -> Step {
         match std::mem::replace(&mut self.state, State::Taken) {
-            State::Collecting { parts, got, .. } => Step::Whole(Whole {
+            State::Collecting { answer, got } => Step::Whole(Whole {
                 ctx: self.ctx,
-                answer: Ok((parts, got)),
+                answer: Ok((answer, got)),
             }),
             _ => failed(self.ctx, false),
         }
@@ -287,20 +288,25 @@ impl Answering {
     /// The body goes on: its head and what came so far, framed by the length it knows or
     /// in chunks.
     fn stream(&mut self, date: &DateCache) -> Step {
-        let State::Collecting { parts, body, got } =
-            std::mem::replace(&mut self.state, State::Taken)
+        let State::Collecting {
+            answer: mut body,
+            got,
+        } = std::mem::replace(&mut self.state, State::Taken)
         else {
+            return failed(self.ctx, false);
+        };
+        let Some(parts) = body.parts() else {
             return failed(self.ctx, false);
         };
         let length = body
             .size_hint()
             .exact()
             .map(|rest| rest + got.len() as u64)
-            .or_else(|| declared_length(&parts));
+            .or_else(|| declared_length(parts));
         let framing = length.map_or(Framing::Chunked, Framing::Length);
         let mut out = BytesMut::with_capacity(256 + got.len() + 32);
-        let head = h1::encode_http_head(&parts, self.ctx, date, framing, &mut out);
-        h1::recycle_header_map(parts.headers);
+        let head = h1::encode_http_head(parts, self.ctx, date, framing, &mut out);
+        h1::recycle_header_map(body.as_mut().take_headers());
         let mut stream = Stream {
             out,
             body,
@@ -548,7 +554,7 @@ impl Tasks {
         // The first poll too runs in the runtime's context: a handler that reaches for
         // tokio's timers or I/O registers with this runtime's driver.
         let _entered = self.handle.enter();
-        let mut answering = self.call(req, body, ctx);
+        let mut answering = self.call(req, body, ctx, CallAt::Here);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let poll = answering.poll(&mut cx, date);
         (answering, poll)
@@ -565,12 +571,18 @@ impl Tasks {
         ctx: EncodeContext,
     ) -> Answering {
         let _entered = self.handle.enter();
-        self.call(req, body, ctx)
+        self.call(req, body, ctx, CallAt::FirstPoll)
     }
 
-    /// Call the service for `req`; the caller holds the runtime's context.
-    fn call(&self, req: h1::Request, body: Option<RequestBody>, ctx: EncodeContext) -> Answering {
-        Answering::new(self.app.call(req, body), ctx)
+    /// Call the service for `req` where `at` says; the caller holds the runtime's context.
+    fn call(
+        &self,
+        req: h1::Request,
+        body: Option<RequestBody>,
+        ctx: EncodeContext,
+        at: CallAt,
+    ) -> Answering {
+        Answering::new(self.app.call(req, body, at), ctx)
     }
 
     /// Finish on the runtime an answer begun here; the parts go to `conn`'s slot `seq`.
