@@ -96,7 +96,9 @@ pub(crate) struct TlsTally {
 
 impl TlsTally {
     pub(crate) fn is_empty(&self) -> bool {
-        self.handshakes.is_empty() && self.in_flight == 0 && self.failures.iter().all(|&n| n == 0)
+        self.handshakes.is_empty()
+            && self.in_flight == 0
+            && self.failures == [0; TlsFailure::ALL.len()]
     }
 
     fn fail(&mut self, why: TlsFailure) {
