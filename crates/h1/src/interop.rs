@@ -358,6 +358,6 @@ mod tests {
                 .count(),
             2
         );
-        assert_eq!(ours.body_bytes(), "made\n");
+        assert_eq!(ours.body_bytes(), b"made\n");
     }
 }

@@ -153,7 +153,7 @@ mod tests {
     fn values_serialize_with_their_type() {
         let resp = Response::json(201, &serde_json::json!({"ok": true}));
         assert_eq!(resp.status(), 201);
-        assert_eq!(&resp.body_bytes()[..], br#"{"ok":true}"#);
+        assert_eq!(resp.body_bytes(), br#"{"ok":true}"#);
         assert_eq!(
             resp.header_value("content-type"),
             Some(&b"application/json"[..])

@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// })
 /// .layer(auth);
 /// let req = Request::builder().header("Authorization", "Bearer ann").build().unwrap();
-/// assert_eq!(&hello.call(req).body_bytes()[..], b"hello ann\n");
+/// assert_eq!(hello.call(req).body_bytes(), b"hello ann\n");
 /// assert_eq!(hello.call(Request::builder().build().unwrap()).status(), 401);
 /// ```
 pub trait Layer: Send + Sync + 'static {

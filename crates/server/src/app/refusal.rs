@@ -66,12 +66,9 @@ mod tests {
         let resp = respond(Some(&render), 413, "request body too large");
         assert_eq!(resp.status(), 413);
         assert!(resp.wants_close());
-        assert_eq!(
-            &resp.body_bytes()[..],
-            br#"{"error":"request body too large"}"#
-        );
+        assert_eq!(resp.body_bytes(), br#"{"error":"request body too large"}"#);
         let plain = respond(None, 408, "request timed out");
         assert_eq!((plain.status(), plain.wants_close()), (408, true));
-        assert_eq!(&plain.body_bytes()[..], b"request timed out\n");
+        assert_eq!(plain.body_bytes(), b"request timed out\n");
     }
 }

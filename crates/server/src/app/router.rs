@@ -296,9 +296,9 @@ impl Route {
 ///     .fallback(|_req: Request| Response::text(404, "nothing here"));
 ///
 /// let get = |target: &str| app.call(Request::builder().target(target).build().unwrap());
-/// assert_eq!(&get("/items/7").body_bytes()[..], b"item 7");
-/// assert_eq!(&get("/items").body_bytes()[..], b"all items");
-/// assert_eq!(&get("/nope").body_bytes()[..], b"nothing here");
+/// assert_eq!(get("/items/7").body_bytes(), b"item 7");
+/// assert_eq!(get("/items").body_bytes(), b"all items");
+/// assert_eq!(get("/nope").body_bytes(), b"nothing here");
 /// ```
 #[derive(Default)]
 pub struct Router {
@@ -460,8 +460,8 @@ impl Router {
     ///     })
     ///     .with_state(Hits(AtomicU64::new(0)));
     /// let get = || app.call(Request::builder().build().unwrap());
-    /// assert_eq!(&get().body_bytes()[..], b"1");
-    /// assert_eq!(&get().body_bytes()[..], b"2");
+    /// assert_eq!(get().body_bytes(), b"1");
+    /// assert_eq!(get().body_bytes(), b"2");
     /// ```
     pub fn with_state<T: Send + Sync + 'static>(mut self, state: T) -> Self {
         self.state = Some(Arc::new(state));
@@ -748,19 +748,16 @@ mod tests {
                 .unwrap();
             r.call(req)
         };
-        assert_eq!(&call("GET", "/items/7").body_bytes()[..], b"7");
-        assert_eq!(&call("GET", "/items/a%20b").body_bytes()[..], b"a b");
+        assert_eq!(call("GET", "/items/7").body_bytes(), b"7");
+        assert_eq!(call("GET", "/items/a%20b").body_bytes(), b"a b");
         assert_eq!(call("GET", "/items/").status(), 404);
         assert_eq!(call("GET", "/items/7/more").status(), 404);
         assert_eq!(call("DELETE", "/items/7").status(), 204);
         let resp = call("PUT", "/items/7");
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.header_value("allow"), Some(&b"GET, HEAD, DELETE"[..]));
-        assert_eq!(
-            &call("PATCH", "/users/u1/items/9").body_bytes()[..],
-            b"u1:9"
-        );
-        assert_eq!(&call("OPTIONS", "/echo").body_bytes()[..], b"OPTIONS");
+        assert_eq!(call("PATCH", "/users/u1/items/9").body_bytes(), b"u1:9");
+        assert_eq!(call("OPTIONS", "/echo").body_bytes(), b"OPTIONS");
         assert_eq!(call("GET", "/items/%zz").status(), 404, "undecodable");
     }
 
