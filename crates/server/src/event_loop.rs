@@ -169,6 +169,11 @@ impl EventLoop {
             }
         };
         let mut parts = Parts::<D>::new(roles);
+        // A service's calls and first polls run on this thread in its runtime's context (a
+        // handler's tokio timers and I/O register with that runtime): entered once for the
+        // loop's life rather than around every request.
+        let runtime = parts.reader.as_ref().and_then(|r| r.runtime());
+        let _in_runtime = runtime.as_ref().map(|handle| handle.enter());
         let mut drain_deadline: Option<Instant> = None;
         let mut busy_since = Instant::now();
         loop {

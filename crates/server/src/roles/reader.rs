@@ -209,6 +209,15 @@ pub(crate) struct Reader<D: Driver> {
 const RESET_SWEEP: Duration = Duration::from_secs(1);
 
 impl<D: Driver> Reader<D> {
+    /// The runtime a service's answers are called and first polled in, if this reader runs
+    /// a service: its loop enters it once for the thread's life.
+    pub(crate) fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        match &self.exec {
+            Exec::Service(exec) => Some(exec.tasks.handle().clone()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn new(parts: ReaderParts) -> Self {
         let ReaderParts {
             exec,

@@ -551,17 +551,13 @@ impl Tasks {
         ctx: EncodeContext,
         date: &DateCache,
     ) -> (Answering, Poll<Step>) {
-        // The first poll too runs in the runtime's context: a handler that reaches for
-        // tokio's timers or I/O registers with this runtime's driver.
-        let _entered = self.handle.enter();
         let mut answering = self.call(req, body, ctx, CallAt::Here);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let poll = answering.poll(&mut cx, date);
         (answering, poll)
     }
 
-    /// Call the service for `req` (its body streaming when `body` is given), inside the
-    /// runtime's context so that the service may reach tokio's timers and I/O. A request
+    /// Call the service for `req` (its body streaming when `body` is given). A request
     /// whose body streams is spawned at once, room or not: its body is already being read,
     /// and a connection has at most one such request at a time.
     pub(crate) fn begin(
@@ -570,11 +566,19 @@ impl Tasks {
         body: Option<RequestBody>,
         ctx: EncodeContext,
     ) -> Answering {
-        let _entered = self.handle.enter();
         self.call(req, body, ctx, CallAt::FirstPoll)
     }
 
-    /// Call the service for `req` where `at` says; the caller holds the runtime's context.
+    /// The runtime the answers run on. Calls and first polls happen on the reader's thread
+    /// in its context (so that a service reaching for tokio's timers or I/O registers with
+    /// this runtime's driver), which the reader's loop holds for the thread's life
+    /// ([`crate::event_loop`]): entering it per request cost ~80 instructions.
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Call the service for `req` where `at` says, in the runtime's context (see
+    /// [`Tasks::handle`]).
     fn call(
         &self,
         req: h1::Request,
