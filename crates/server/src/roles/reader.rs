@@ -832,7 +832,10 @@ impl<D: Driver> Reader<D> {
     }
 
     /// A service's requests: polled here first or handed to its runtime, their bodies
-    /// whole or fed as they arrive.
+    /// whole or fed as they arrive. Not inlined: it is called once per event, and inlined
+    /// into the loop it changed the native path's code around it (measured: +22
+    /// instructions per native keep-alive request from an unrelated edit here).
+    #[inline(never)]
     fn answer_service(&mut self, key: usize) {
         let Reader {
             conns,
