@@ -97,13 +97,17 @@ impl Span {
             len: inner.len() as u32,
         }
     }
+    fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+
     pub(crate) fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        &buf[self.start as usize..(self.start + self.len) as usize]
+        &buf[self.range()]
     }
 
     /// These bytes of `buf`, sharing its allocation.
     pub(crate) fn shared(&self, buf: &Bytes) -> Bytes {
-        buf.slice(self.start as usize..(self.start + self.len) as usize)
+        buf.slice(self.range())
     }
 
     /// The part of this span at `range` of its own bytes.

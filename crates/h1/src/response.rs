@@ -141,6 +141,7 @@ struct Parts {
 /// box: a short answer computed per request (a number, an id, a small JSON object) then costs
 /// no allocation of its own (about 110 instructions of malloc and free a request).
 pub const INLINE_BODY: usize = 30;
+const _: () = assert!(INLINE_BODY <= u8::MAX as usize);
 
 /// A response's body: shared bytes (static, or an allocation of its own), or a short one
 /// inside the response.
@@ -159,13 +160,15 @@ impl Body {
     }
 
     fn copied(from: &[u8]) -> Body {
-        match u8::try_from(from.len()) {
-            Ok(len) if from.len() <= INLINE_BODY => {
-                let mut bytes = [0; INLINE_BODY];
-                bytes[..from.len()].copy_from_slice(from);
-                Body::Inline { len, bytes }
-            }
-            _ => Body::Shared(Bytes::copy_from_slice(from)),
+        if from.len() > INLINE_BODY {
+            return Body::Shared(Bytes::copy_from_slice(from));
+        }
+        let mut bytes = [0; INLINE_BODY];
+        bytes[..from.len()].copy_from_slice(from);
+        Body::Inline {
+            // At most INLINE_BODY, which a u8 holds (asserted below the constant).
+            len: from.len() as u8,
+            bytes,
         }
     }
 }
