@@ -543,6 +543,13 @@ impl Connection {
         }
         self.intake = Intake::Held;
         while self.may_parse() {
+            // Nothing read and no body under way: the decoder could only say "partial". This
+            // is how every round ends (the call after the last request of a read), and it
+            // comes before the answers are written.
+            if self.rbuf.is_empty() && !self.decoder.in_body() {
+                self.intake = Intake::WantsBytes;
+                break;
+            }
             let limit = |req: &h1::Request| (cx.body_limit)(req);
             let decoded = match cx.stream_over {
                 // Every body whole: the request is not wrapped on its way out.
