@@ -10,20 +10,24 @@ pub struct DateCache {
     /// When, by the monotonic clock, the cached second may have ended: until then
     /// [`DateCache::refresh_by`] reads no clock (an event loop asks every round).
     due: Option<Instant>,
-    /// The two fields every response starts with, `Server` and `Date`, whole: one copy
-    /// into the output instead of four.
+    /// The two fields every response starts with, `Server` and `Date`, whole, after the
+    /// status line of a 200: one copy into the output opens the most common answer, two
+    /// any other.
     fields: [u8; FIELDS_LEN],
 }
 
+const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
 const SERVER_THEN_DATE: &[u8] = b"Server: backlog\r\nDate: ";
-const DATE_AT: usize = SERVER_THEN_DATE.len();
+const SERVER_AT: usize = OK_LINE.len();
+const DATE_AT: usize = SERVER_AT + SERVER_THEN_DATE.len();
 const FIELDS_LEN: usize = DATE_AT + 29 + 2;
 
 impl DateCache {
     /// A cache holding `now`'s date.
     pub fn new(now: SystemTime) -> Self {
         let mut fields = [b' '; FIELDS_LEN];
-        fields[..DATE_AT].copy_from_slice(SERVER_THEN_DATE);
+        fields[..SERVER_AT].copy_from_slice(OK_LINE);
+        fields[SERVER_AT..DATE_AT].copy_from_slice(SERVER_THEN_DATE);
         fields[FIELDS_LEN - 2..].copy_from_slice(b"\r\n");
         let mut cache = DateCache {
             secs: u64::MAX,
@@ -70,6 +74,11 @@ impl DateCache {
 
     /// `Server: backlog` and `Date: <the cached value>`, each with its CRLF.
     pub fn server_and_date(&self) -> &[u8] {
+        &self.fields[SERVER_AT..]
+    }
+
+    /// `HTTP/1.1 200 OK` and then [`server_and_date`](Self::server_and_date).
+    pub fn ok_line_server_and_date(&self) -> &[u8] {
         &self.fields
     }
 }
@@ -95,6 +104,10 @@ mod tests {
         assert_eq!(
             cache.server_and_date(),
             b"Server: backlog\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\n"
+        );
+        assert_eq!(
+            cache.ok_line_server_and_date(),
+            b"HTTP/1.1 200 OK\r\nServer: backlog\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\n"
         );
     }
 

@@ -451,16 +451,20 @@ pub(crate) fn write_head<'a>(
     let keep_alive = ctx.keep_alive && !close && !tunnel && !until_close;
     out.reserve(256);
     match code.common_line() {
-        Some(line) => out.put_slice(line),
+        Some(_) if status == 200 => out.put_slice(date.ok_line_server_and_date()),
+        Some(line) => {
+            out.put_slice(line);
+            out.put_slice(date.server_and_date());
+        }
         None => {
             out.put_slice(b"HTTP/1.1 ");
             out.put_slice(itoa::Buffer::new().format(status).as_bytes());
             out.put_u8(b' ');
             out.put_slice(code.reason().as_bytes());
             out.put_slice(b"\r\n");
+            out.put_slice(date.server_and_date());
         }
     }
-    out.put_slice(date.server_and_date());
     for (name, value) in fields {
         if is_hop_or_framing(name) {
             continue;
