@@ -18,12 +18,14 @@ pub const AXUM_QUICK_SCENARIOS: [&str; 2] = ["keepalive-64", "churn"];
 /// HttpArena's three connection profiles.
 pub const ARENA_SCENARIOS: [&str; 3] = ["arena-baseline", "arena-pipelined", "arena-limited-conn"];
 /// The backlog shapes that run them: one event loop per thread, under both interfaces (the
-/// field's engines are thread-per-core).
-pub const ARENA_SHAPES: [&str; 4] = [
+/// field's engines are thread-per-core), and the default shape without queue timing (the
+/// engines observe nothing: that row prices backlog's observation against them).
+pub const ARENA_SHAPES: [&str; 5] = [
     "single",
     "reuseport",
     "single io_uring",
     "reuseport io_uring",
+    "reuseport timing-off",
 ];
 
 /// HttpArena's request mix: GET with a query, POST with a Content-Length body, POST with
@@ -137,7 +139,14 @@ pub const SWEEP_READERS: [usize; 5] = [1, 2, 4, 8, 16];
 /// The thread sweep ("how many is too many"): readers 1…16 for reuseport, dispatch and a
 /// hybrid with two acceptors and a two-worker pool, named `sweep/<shape>/<readers>`.
 /// Where the reuseport target with queue timing off runs beside the default one.
-pub const TIMING_SCENARIOS: [&str; 3] = ["keepalive-64", "pipelined-16", "churn"];
+pub const TIMING_SCENARIOS: [&str; 6] = [
+    "keepalive-64",
+    "pipelined-16",
+    "churn",
+    "arena-baseline",
+    "arena-pipelined",
+    "arena-limited-conn",
+];
 
 fn sweep_targets() -> Vec<Target> {
     let mut out = Vec::new();
