@@ -10,8 +10,15 @@ use std::time::Duration;
 /// The workloads extra shapes run in: steady, churning, and mixed fast and slow handlers.
 pub const SHAPE_SCENARIOS: [&str; 3] = ["keepalive-64", "churn", "mixed"];
 /// The workloads the axum targets run in: what the connection handling decides.
-pub const AXUM_SCENARIOS: [&str; 5] =
-    ["keepalive-64", "churn", "churn-10", "pipelined-16", "mixed"];
+pub const AXUM_SCENARIOS: [&str; 7] = [
+    "keepalive-64",
+    "churn",
+    "churn-10",
+    "pipelined-16",
+    "mixed",
+    "fixed-rate",
+    "fixed-rate-50k",
+];
 /// The same in `--quick` (CI).
 pub const AXUM_QUICK_SCENARIOS: [&str; 2] = ["keepalive-64", "churn"];
 
@@ -252,6 +259,14 @@ impl Plan {
             64,
         );
         fixed.rate = Some(20_000.0);
+        // Near capacity but below it: a closed loop at full speed saturates the load
+        // generator sharing the cores, and its latencies are then its own queueing.
+        let mut fixed_high = Scenario::new(
+            "fixed-rate-50k",
+            "keep-alive GET /, 64 connections at a fixed 50,000 requests/s, two-thirds of what two threads serve here: latency from each request's intended send time, the load generator not saturated",
+            64,
+        );
+        fixed_high.rate = Some(50_000.0);
         let mut slow_readers = Scenario::new(
             "slow-readers",
             "64 normal keep-alive clients while 200 connections pipeline thousands of requests and never read an answer",
@@ -483,6 +498,7 @@ impl Plan {
                 pipelined,
                 mixed,
                 fixed,
+                fixed_high,
                 slowloris,
                 slow_readers,
                 reload,
