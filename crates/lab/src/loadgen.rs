@@ -362,10 +362,16 @@ impl Worker {
             }
             // Fixed rate: every request that is due, stamped with when it was due.
             Some(iv) => {
-                let cap = if spec.reuse == Reuse::Churn {
-                    1
-                } else {
-                    batch.max(64)
+                // In flight at once on one connection: one on a connection per request; no
+                // more than its remaining answers on one that closes after n (what is due
+                // meanwhile waits for the next connection, its latency counted from when it
+                // was due).
+                let cap = match spec.reuse {
+                    Reuse::Churn => 1,
+                    Reuse::Limited(n) => {
+                        (n.saturating_sub(self.conns[i].answered) as usize).min(batch.max(64))
+                    }
+                    Reuse::KeepAlive => batch.max(64),
                 };
                 while self.conns[i].next_due <= now && self.conns[i].sent.len() < cap {
                     let due = self.conns[i].next_due;
@@ -841,6 +847,28 @@ mod tests {
         );
         assert_eq!(r.error_count(), 0, "{:?}", r.errors);
         server.stop();
+    }
+
+    /// At a fixed rate, a connection that closes after n answers is never sent more than n:
+    /// what falls due meanwhile goes on the next connection.
+    #[test]
+    fn a_fixed_rate_sends_no_more_than_n_on_a_connection_closed_after_n() {
+        let server = serve();
+        let stop = AtomicBool::new(false);
+        let mut s = spec(server.local_addr(), Reuse::Limited(3), 1, "/");
+        s.pace = Pace::Rate(20_000.0);
+        s.duration = Duration::from_millis(500);
+        let r = run(&s, &stop);
+        assert!(r.requests > 100, "{} answers", r.requests);
+        assert_eq!(r.error_count(), 0, "{:?}", r.errors);
+        let stats = server.stop();
+        let snap = stats.snapshot();
+        let accepted: u64 = snap.iter().map(|t| t.accepted).sum();
+        let served: u64 = snap.iter().map(|t| t.requests).sum();
+        assert!(
+            served <= 3 * accepted,
+            "{served} requests on {accepted} connections"
+        );
     }
 
     #[test]

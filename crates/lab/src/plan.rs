@@ -10,10 +10,11 @@ use std::time::Duration;
 /// The workloads extra shapes run in: steady, churning, and mixed fast and slow handlers.
 pub const SHAPE_SCENARIOS: [&str; 3] = ["keepalive-64", "churn", "mixed"];
 /// The workloads the axum targets run in: what the connection handling decides.
-pub const AXUM_SCENARIOS: [&str; 7] = [
+pub const AXUM_SCENARIOS: [&str; 8] = [
     "keepalive-64",
     "churn",
     "churn-10",
+    "churn-10-fixed-rate",
     "pipelined-16",
     "mixed",
     "fixed-rate",
@@ -222,6 +223,13 @@ impl Plan {
             64,
         );
         churn10.per_connection = Some(10);
+        let mut churn10_fixed = Scenario::new(
+            "churn-10-fixed-rate",
+            "the client closes each connection after 10 answers, 64 at a time, at a fixed 30,000 requests/s (about 60% of what two threads serve here): latency from each request's intended send time, the load generator not saturated",
+            64,
+        );
+        churn10_fixed.per_connection = Some(10);
+        churn10_fixed.rate = Some(30_000.0);
         let mut pipelined = Scenario::new(
             "pipelined-16",
             "keep-alive, 16 requests pipelined, 64 connections",
@@ -495,6 +503,7 @@ impl Plan {
                 big,
                 churn,
                 churn10,
+                churn10_fixed,
                 pipelined,
                 mixed,
                 fixed,
