@@ -10,13 +10,14 @@ use std::time::Duration;
 /// The workloads extra shapes run in: steady, churning, and mixed fast and slow handlers.
 pub const SHAPE_SCENARIOS: [&str; 3] = ["keepalive-64", "churn", "mixed"];
 /// The workloads the axum targets run in: what the connection handling decides.
-pub const AXUM_SCENARIOS: [&str; 8] = [
+pub const AXUM_SCENARIOS: [&str; 9] = [
     "keepalive-64",
     "churn",
     "churn-10",
     "churn-10-fixed-rate",
     "pipelined-16",
     "mixed",
+    "mixed-fixed-rate",
     "fixed-rate",
     "fixed-rate-50k",
 ];
@@ -243,6 +244,14 @@ impl Plan {
         );
         mixed.mix = vec![(95, "/".into()), (5, "/work?spin_us=2000".into())];
         mixed.backlog_only = true;
+        let mut mixed_fixed = Scenario::new(
+            "mixed-fixed-rate",
+            "95% GET /, 5% GET /work?spin_us=2000 at a fixed 10,000 requests/s (about two-thirds of what two threads serve of this mix here): head-of-line blocking with the load generator not saturated",
+            64,
+        );
+        mixed_fixed.mix = mixed.mix.clone();
+        mixed_fixed.backlog_only = true;
+        mixed_fixed.rate = Some(10_000.0);
         let mut slowloris = Scenario::new("slowloris", "64 normal keep-alive clients while 1,000 connections trickle a header byte every 0.5 s", 64);
         slowloris.slowloris = 1000;
         let mut storm = Scenario::new(
@@ -508,6 +517,7 @@ impl Plan {
                 mixed,
                 fixed,
                 fixed_high,
+                mixed_fixed,
                 slowloris,
                 slow_readers,
                 reload,
