@@ -224,13 +224,11 @@ impl Plan {
             64,
         );
         churn10.per_connection = Some(10);
-        let mut churn10_fixed = Scenario::new(
+        let churn10_fixed = churn10.at_rate(
             "churn-10-fixed-rate",
             "the client closes each connection after 10 answers, 64 at a time, at a fixed 30,000 requests/s (about 60% of what two threads serve here): latency from each request's intended send time, the load generator not saturated",
-            64,
+            30_000.0,
         );
-        churn10_fixed.per_connection = Some(10);
-        churn10_fixed.rate = Some(30_000.0);
         let mut pipelined = Scenario::new(
             "pipelined-16",
             "keep-alive, 16 requests pipelined, 64 connections",
@@ -244,14 +242,11 @@ impl Plan {
         );
         mixed.mix = vec![(95, "/".into()), (5, "/work?spin_us=2000".into())];
         mixed.backlog_only = true;
-        let mut mixed_fixed = Scenario::new(
+        let mixed_fixed = mixed.at_rate(
             "mixed-fixed-rate",
             "95% GET /, 5% GET /work?spin_us=2000 at a fixed 10,000 requests/s (about two-thirds of what two threads serve of this mix here): head-of-line blocking with the load generator not saturated",
-            64,
+            10_000.0,
         );
-        mixed_fixed.mix = mixed.mix.clone();
-        mixed_fixed.backlog_only = true;
-        mixed_fixed.rate = Some(10_000.0);
         let mut slowloris = Scenario::new("slowloris", "64 normal keep-alive clients while 1,000 connections trickle a header byte every 0.5 s", 64);
         slowloris.slowloris = 1000;
         let mut storm = Scenario::new(
@@ -278,12 +273,11 @@ impl Plan {
         fixed.rate = Some(20_000.0);
         // Near capacity but below it: a closed loop at full speed saturates the load
         // generator sharing the cores, and its latencies are then its own queueing.
-        let mut fixed_high = Scenario::new(
+        let fixed_high = fixed.at_rate(
             "fixed-rate-50k",
             "keep-alive GET /, 64 connections at a fixed 50,000 requests/s, two-thirds of what two threads serve here: latency from each request's intended send time, the load generator not saturated",
-            64,
+            50_000.0,
         );
-        fixed_high.rate = Some(50_000.0);
         let mut slow_readers = Scenario::new(
             "slow-readers",
             "64 normal keep-alive clients while 200 connections pipeline thousands of requests and never read an answer",

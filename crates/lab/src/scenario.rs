@@ -145,6 +145,17 @@ impl Scenario {
         }
     }
 
+    /// The same workload at a fixed `rate` (requests/s), as `name`: latency counts from
+    /// each request's intended send time, and the load generator is not saturated.
+    pub(crate) fn at_rate(&self, name: &str, about: &str, rate: f64) -> Scenario {
+        Scenario {
+            name: name.into(),
+            about: about.into(),
+            rate: Some(rate),
+            ..self.clone()
+        }
+    }
+
     pub(crate) fn new(name: &str, about: &str, connections: usize) -> Scenario {
         Scenario {
             name: name.into(),
