@@ -31,7 +31,8 @@ pub struct LabArgs {
     /// Only these targets (comma-separated names, e.g. single,pool,nginx): a target's whole
     /// name picks that target, the start of names picks every target it starts ("nginx", or
     /// "shared/" for shared's accept modes); a topology ("listeners=1 acceptors=2 readers=4
-    /// workers=2") not in the plan is added as a target.
+    /// workers=2") not in the plan is added as a target, the axum app in it when it follows
+    /// "axum on backlog ", under io_uring when " io_uring" follows it.
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// Rewrite report.md and the plots from an earlier results.json instead of running.
@@ -82,17 +83,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
     }
     if !args.targets.is_empty() {
         for asked in &args.targets {
-            let known = plan
-                .targets
-                .iter()
-                .any(|t| t.name.starts_with(asked.as_str()));
-            if !known && asked.contains('=') {
-                let shape: lab::target::Shape = asked
-                    .parse()
-                    .map_err(|err| anyhow::anyhow!("--targets: {err}"))?;
-                plan.targets
-                    .push(lab::target::Target::shaped(asked, shape, &[]));
-            }
+            plan.add_asked(asked)
+                .map_err(|err| anyhow::anyhow!("--targets {asked}: {err}"))?;
         }
         let names: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
         plan.targets

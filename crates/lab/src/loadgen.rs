@@ -90,8 +90,16 @@ pub struct LoadResult {
     pub errors: BTreeMap<String, u64>,
     /// Latency in microseconds.
     pub latency: Histogram<u64>,
+    /// The same, for each of the load's requests (in `LoadSpec::requests` order): in a mix,
+    /// whether fast requests wait behind slow ones shows in theirs alone.
+    pub latency_by_request: Vec<Histogram<u64>>,
     /// The measured window.
     pub elapsed: Duration,
+}
+
+/// Microseconds, 1 µs to a minute, three significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
 impl LoadResult {
@@ -99,7 +107,8 @@ impl LoadResult {
         LoadResult {
             requests: 0,
             errors: BTreeMap::new(),
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+            latency: latency_histogram(),
+            latency_by_request: Vec::new(),
             elapsed: Duration::ZERO,
         }
     }
@@ -110,6 +119,17 @@ impl LoadResult {
             *self.errors.entry(k).or_insert(0) += v;
         }
         let _ = self.latency.add(&other.latency);
+        if self.latency_by_request.len() < other.latency_by_request.len() {
+            self.latency_by_request
+                .resize_with(other.latency_by_request.len(), latency_histogram);
+        }
+        for (mine, theirs) in self
+            .latency_by_request
+            .iter_mut()
+            .zip(&other.latency_by_request)
+        {
+            let _ = mine.add(theirs);
+        }
         self.elapsed = self.elapsed.max(other.elapsed);
     }
 
@@ -170,7 +190,8 @@ struct Conn {
     out: Vec<u8>,
     inbuf: Vec<u8>,
     /// Send (or intended send) time of each request in flight.
-    sent: VecDeque<Instant>,
+    /// Each request in flight: when it was due (or sent) and which of the load's it is.
+    sent: VecDeque<(Instant, usize)>,
     /// Rate mode: when the next request is due.
     next_due: Instant,
     /// When the current connect began.
@@ -210,7 +231,10 @@ impl Worker {
             ready: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
             interval,
-            result: LoadResult::empty(),
+            result: LoadResult {
+                latency_by_request: spec.requests.iter().map(|_| latency_histogram()).collect(),
+                ..LoadResult::empty()
+            },
             measuring_from: now + spec.warmup,
             weights: spec.requests.iter().map(|(w, _)| *w).sum::<u32>().max(1),
             next_burst: match spec.pace {
@@ -387,7 +411,7 @@ impl Worker {
         let which = self.pick(spec);
         let c = &mut self.conns[i];
         c.out.extend_from_slice(&spec.requests[which].1);
-        c.sent.push_back(stamp);
+        c.sent.push_back((stamp, which));
     }
 
     fn flush(&mut self, i: usize) {
@@ -537,10 +561,13 @@ impl Worker {
             }
             c.inbuf.drain(..head + len);
             let sent = c.sent.pop_front();
-            if let Some(t) = sent {
+            if let Some((t, which)) = sent {
                 if t >= self.measuring_from {
-                    let us = now.saturating_duration_since(t).as_micros() as u64;
-                    let _ = self.result.latency.record(us.max(1));
+                    let us = now.saturating_duration_since(t).as_micros().max(1) as u64;
+                    let _ = self.result.latency.record(us);
+                    if let Some(h) = self.result.latency_by_request.get_mut(which) {
+                        let _ = h.record(us);
+                    }
                     self.result.requests += 1;
                     if status != 200 && status != 201 {
                         *self
@@ -659,7 +686,7 @@ impl Worker {
                     let stale = self.conns[i]
                         .sent
                         .front()
-                        .is_some_and(|t| now.saturating_duration_since(*t) > spec.timeout);
+                        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > spec.timeout);
                     if stale {
                         self.error("timeout");
                         self.close(i);
@@ -747,6 +774,45 @@ mod tests {
             assert_eq!(r.latency.len(), r.requests, "one latency per answer");
         }
         server.stop();
+    }
+
+    /// In a mix, each answer's latency is also counted for the request it answers, so the
+    /// fast requests' tail can be told from the slow ones'.
+    #[test]
+    fn a_mix_counts_each_requests_latency_apart() {
+        let server = Server::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .model(Model::Single)
+            .bind(
+                Router::new()
+                    .get("/", |_r: Request| Response::text(200, "ok\n"))
+                    .get("/slow", |_r: Request| {
+                        std::thread::sleep(Duration::from_millis(2));
+                        Response::text(200, "slow\n")
+                    }),
+            )
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let mut s = spec(server.local_addr(), Reuse::KeepAlive, 1, "/");
+        s.requests
+            .push((1, b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n".to_vec()));
+        let r = run(&s, &stop);
+        server.stop();
+        assert_eq!(r.error_count(), 0, "{:?}", r.errors);
+        let [fast, slow] = &r.latency_by_request[..] else {
+            panic!("{} histograms", r.latency_by_request.len());
+        };
+        assert!(!fast.is_empty() && !slow.is_empty(), "both were answered");
+        assert_eq!(
+            fast.len() + slow.len(),
+            r.requests,
+            "one latency per answer"
+        );
+        assert!(
+            slow.value_at_quantile(0.5) >= 2_000,
+            "the slow request's own: {}",
+            slow.value_at_quantile(0.5)
+        );
     }
 
     #[test]

@@ -561,6 +561,42 @@ impl Plan {
         true
     }
 
+    /// Adds the target `asked` names when it is no planned target's name but a shape:
+    /// a topology ("listeners=1 readers=2 workers=4"), optionally after "axum on backlog "
+    /// (the axum app in that shape, in the axum workloads) and before " io_uring" (the
+    /// other I/O interface), so a shape can be measured without adding it to the plan.
+    /// Returns whether it added one.
+    pub fn add_asked(&mut self, asked: &str) -> Result<bool, String> {
+        if self.targets.iter().any(|t| t.name.starts_with(asked)) {
+            return Ok(false);
+        }
+        let (axum, rest) = match asked.strip_prefix("axum on backlog ") {
+            Some(rest) => (true, rest),
+            None => (false, asked),
+        };
+        let (uring, shape) = match rest.strip_suffix(" io_uring") {
+            Some(shape) => (true, shape),
+            None => (false, rest),
+        };
+        if !shape.contains('=') {
+            return Ok(false);
+        }
+        let shape: target::Shape = shape.parse()?;
+        let mut extra = Vec::new();
+        if axum {
+            extra.extend(["--app", "axum"]);
+        }
+        if uring {
+            extra.extend(["--io", "uring"]);
+        }
+        let mut t = Target::shaped(asked, shape, &extra);
+        if axum {
+            t = t.only(&AXUM_SCENARIOS);
+        }
+        self.targets.push(t);
+        Ok(true)
+    }
+
     /// Number of runs, for the progress bar.
     pub fn runs(&self) -> usize {
         self.scenarios
@@ -654,6 +690,44 @@ mod tests {
         );
         assert!(reload.includes(&nginx));
         assert!(!mixed.includes(&nginx), "/work is backlog's");
+    }
+
+    #[test]
+    fn an_asked_topology_is_added_natively_or_as_the_axum_app_and_on_either_interface() {
+        let mut plan = Plan::new(false, 2);
+        let before = plan.targets.len();
+        assert_eq!(plan.add_asked("reuseport"), Ok(false), "planned");
+        assert_eq!(plan.add_asked("no such target"), Ok(false));
+        assert!(plan.add_asked("readers=0 workers=9").is_err());
+        for asked in [
+            "listeners=1 readers=2 workers=4",
+            "axum on backlog listeners=1 readers=1 workers=8",
+            "axum on backlog listeners=2 readers=2 io_uring",
+        ] {
+            assert_eq!(plan.add_asked(asked), Ok(true), "{asked}");
+        }
+        assert_eq!(plan.targets.len(), before + 3);
+        let args = |name: &str| match &plan.targets.iter().find(|t| t.name == name).unwrap().kind {
+            target::Kind::Backlog { extra, .. } => extra.join(" "),
+            _ => unreachable!(),
+        };
+        assert_eq!(args("listeners=1 readers=2 workers=4"), "");
+        assert_eq!(
+            args("axum on backlog listeners=1 readers=1 workers=8"),
+            "--app axum"
+        );
+        assert_eq!(
+            args("axum on backlog listeners=2 readers=2 io_uring"),
+            "--app axum --io uring"
+        );
+        let axum = plan.targets.last().unwrap();
+        let mixed = plan.scenarios.iter().find(|s| s.name == "mixed").unwrap();
+        let arena = plan
+            .scenarios
+            .iter()
+            .find(|s| s.name == "arena-baseline")
+            .unwrap();
+        assert!(mixed.includes(axum) && !arena.includes(axum));
     }
 
     #[test]

@@ -303,6 +303,49 @@ pub fn table(results: &Results, scenario: &str) -> String {
     t
 }
 
+/// In a mix, each request's p50 and p99 per target: the overall percentiles blend fast and
+/// slow requests, and whether the fast ones wait behind the slow ones (head-of-line
+/// blocking in a connection, a loop or a worker) shows in theirs alone.
+fn by_request(results: &Results, scenario: &str) -> String {
+    let rows: Vec<&Measurement> = answered(results, scenario)
+        .into_iter()
+        .filter(|m| !m.by_request.is_empty())
+        .collect();
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let names: Vec<&str> = first
+        .by_request
+        .iter()
+        .map(|r| r.request.as_str())
+        .collect();
+    let mut t = String::from(
+        "
+Each request's latency, p50 · p99 ms (median run):
+
+| target |",
+    );
+    for n in &names {
+        let _ = write!(t, " `{n}` |");
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---:|".repeat(names.len()));
+    t.push('\n');
+    for m in rows {
+        let _ = write!(t, "| {} |", m.target);
+        for n in &names {
+            match m.by_request.iter().find(|r| r.request == *n) {
+                Some(r) => {
+                    let _ = write!(t, " {} · {} |", ms(r.p50_us), ms(r.p99_us));
+                }
+                None => t.push_str(" — |"),
+            }
+        }
+        t.push('\n');
+    }
+    t
+}
+
 /// The scenario's measurements of servers that answered (a ratio to one that did not would
 /// divide by nothing).
 fn answered<'a>(results: &'a Results, scenario: &str) -> Vec<&'a Measurement> {
@@ -451,6 +494,7 @@ generator used ≥ 90% of its core, so requests/s measured the client, not the s
         if name.starts_with("arena-") {
             md.push_str(&arena_ratios(results, name));
         }
+        md.push_str(&by_request(results, name));
         if name.starts_with("tls-") {
             md.push_str(&tls_per_core(results, name));
         }
@@ -774,6 +818,7 @@ mod tests {
             waits_over_time: vec![],
             voluntary_switches: 0.5,
             involuntary_switches: 0.01,
+            by_request: vec![],
         }
     }
 
@@ -833,6 +878,39 @@ mod tests {
             ),
             "{single}"
         );
+    }
+
+    #[test]
+    fn a_mix_shows_each_requests_latency_and_a_single_request_does_not() {
+        let mut r = results();
+        let fast = |p50_us, p99_us| crate::results::RequestLatency {
+            request: "/".into(),
+            answers: 950,
+            p50_us,
+            p99_us,
+        };
+        let slow = crate::results::RequestLatency {
+            request: "/work?spin_us=2000".into(),
+            answers: 50,
+            p50_us: 2_100,
+            p99_us: 7_500,
+        };
+        r.measurements[3].by_request = vec![fast(150, 900), slow.clone()];
+        let mut other = r.measurements[3].clone();
+        other.target = "pool".into();
+        other.by_request = vec![fast(400, 2_500)];
+        r.measurements.push(other);
+        let t = by_request(&r, "mixed");
+        assert!(
+            t.contains("| target | `/` | `/work?spin_us=2000` |\n|---|---:|---:|\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| single | 0.15 · 0.90 | 2.10 · 7.50 |\n"),
+            "{t}"
+        );
+        assert!(t.contains("| pool | 0.40 · 2.50 | — |\n"), "{t}");
+        assert_eq!(by_request(&r, "keepalive-64"), "");
     }
 
     #[test]

@@ -77,6 +77,23 @@ pub struct Measurement {
     /// Involuntary context switches per request: threads preempted, e.g. more than cores.
     #[serde(default)]
     pub involuntary_switches: f64,
+    /// In a mix of requests, each one's latency (median run): whether the fast requests
+    /// wait behind the slow ones shows here, where the overall percentiles blend the two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_request: Vec<RequestLatency>,
+}
+
+/// One request of a mix: its latency percentiles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestLatency {
+    /// The request, as the scenario names it (its target, e.g. `/work?spin_us=2000`).
+    pub request: String,
+    /// Answers to it in the measured window.
+    pub answers: u64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
 }
 
 /// Memory per idle keep-alive connection.

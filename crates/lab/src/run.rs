@@ -4,10 +4,10 @@
 //! over the measured window, from /proc) is the figure that decides: on two cores the client
 //! is often the limit on requests/s, and the report says when it was.
 
-use crate::loadgen::{self, LoadSpec, Pace, Reuse};
+use crate::loadgen::{self, LoadResult, LoadSpec, Pace, Reuse};
 use crate::netns::{self, Hosts};
 use crate::plan::Plan;
-use crate::results::{IdleMemory, Measurement, Results, SyscallCount};
+use crate::results::{IdleMemory, Measurement, RequestLatency, Results, SyscallCount};
 use crate::scenario::{bursts, never_read, syn_flood, trickle, Scenario, TlsLoad};
 use crate::target::{self, Running, Target};
 use crate::tls::LabTls;
@@ -644,7 +644,26 @@ fn summarise(plan: &Plan, s: &Scenario, target: &str, runs: &[Run]) -> Measureme
         waits_over_time: mid.waits_over_time.clone(),
         voluntary_switches: mid.switches.0 as f64 / reqs,
         involuntary_switches: mid.switches.1 as f64 / reqs,
+        by_request: by_request(s, &mid.result),
     }
+}
+
+/// Each request's latency in a mix of more than one (none for a single request: the
+/// overall figures are its own).
+fn by_request(s: &Scenario, result: &LoadResult) -> Vec<RequestLatency> {
+    if result.latency_by_request.len() < 2 {
+        return Vec::new();
+    }
+    s.request_names()
+        .into_iter()
+        .zip(&result.latency_by_request)
+        .map(|(request, h)| RequestLatency {
+            request,
+            answers: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+        })
+        .collect()
 }
 
 /// Idle memory and syscalls per request for the main targets (extra shapes and the sweep run

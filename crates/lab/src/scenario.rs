@@ -145,6 +145,22 @@ impl Scenario {
         }
     }
 
+    /// What each of [`Scenario::requests`] is called in a report: its target, or a raw
+    /// request's first line without its version.
+    pub fn request_names(&self) -> Vec<String> {
+        if self.raw.is_empty() {
+            self.mix.iter().map(|(_, p)| p.clone()).collect()
+        } else {
+            self.raw
+                .iter()
+                .map(|(_, r)| {
+                    let line = r.lines().next().unwrap_or_default();
+                    line.strip_suffix(" HTTP/1.1").unwrap_or(line).to_string()
+                })
+                .collect()
+        }
+    }
+
     /// The same workload at a fixed `rate` (requests/s), as `name`: latency counts from
     /// each request's intended send time, and the load generator is not saturated.
     pub(crate) fn at_rate(&self, name: &str, about: &str, rate: f64) -> Scenario {

@@ -304,6 +304,7 @@ mod tests {
             per_thread: vec![],
             voluntary_switches: 0.2,
             involuntary_switches: cpu_us / 100.0,
+            by_request: vec![],
         }
     }
 
