@@ -32,7 +32,8 @@ mod top;
 
 use anyhow::Context;
 use backlog_server::{
-    AcceptStrategy, AppThreads, Balance, HandshakeBy, Io, Model, QueueTiming, Server, ServerError,
+    AcceptStrategy, AppThreads, Balance, BusinessPriority, HandshakeBy, Io, Model, QueueTiming,
+    Server, ServerError,
 };
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -203,6 +204,13 @@ struct ServeArgs {
     /// pool: capacity of the request queue before reading pauses.
     #[arg(long, default_value_t = 1024)]
     queue_depth: usize,
+    /// In a shape with workers, how the scheduler treats them against the readers: normal
+    /// (its defaults), or background (workers in the SCHED_IDLE class, readers on short
+    /// slices: a reader that wakes takes the core from a handler at once, so short requests
+    /// do not wait behind long ones; on a machine busy with other work the handlers get
+    /// only what is left).
+    #[arg(long, default_value = "normal", value_parser = named(&BusinessPriority::ALL, |p| p.name()))]
+    business_priority: BusinessPriority,
     /// On SIGTERM/SIGINT, how long to wait for requests in progress (e.g. 500ms, 2s, 1m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -756,6 +764,7 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
         .queue_timing(args.queue_timing)
         .io(args.io)
         .queue_depth(args.queue_depth)
+        .business_priority(args.business_priority)
         .drain_timeout(args.drain_timeout)
         .limits(backlog_server::Limits {
             max_header_bytes: args.max_header_bytes as usize,

@@ -21,6 +21,8 @@ pub const AXUM_SCENARIOS: [&str; 9] = [
     "fixed-rate",
     "fixed-rate-50k",
 ];
+/// The mixed loads, where a shape's answer to long handlers shows.
+pub const MIXED_SCENARIOS: [&str; 2] = ["mixed", "mixed-fixed-rate"];
 /// The same in `--quick` (CI).
 pub const AXUM_QUICK_SCENARIOS: [&str; 2] = ["keepalive-64", "churn"];
 
@@ -446,29 +448,46 @@ impl Plan {
             )
             .only(axum_only),
         );
-        // (name, shape, I/O interface when not the default): the interface is backlog's
-        // dimension too, and io_uring's batched submissions are where a service's requests
-        // can cost fewer syscalls than tokio's readiness loop makes.
-        let mut axum_shapes = vec![("reuseport", "reuseport".to_string(), None)];
+        // (name, shape, flags besides the app): the interface is backlog's dimension too,
+        // and io_uring's batched submissions are where a service's requests can cost fewer
+        // syscalls than tokio's readiness loop makes.
+        let mut axum_shapes: Vec<(&str, String, &[&str], &[&str])> =
+            vec![("reuseport", "reuseport".to_string(), &[], axum_only)];
         if !quick {
             axum_shapes.extend([
-                ("reuseport io_uring", "reuseport".to_string(), Some("uring")),
-                ("dispatch", "dispatch".to_string(), None),
-                ("pool", "pool".to_string(), None),
+                (
+                    "reuseport io_uring",
+                    "reuseport".to_string(),
+                    &["--io", "uring"][..],
+                    axum_only,
+                ),
+                ("dispatch", "dispatch".to_string(), &[], axum_only),
+                ("pool", "pool".to_string(), &[], axum_only),
                 (
                     "hybrid",
                     format!("listeners=1 acceptors=1 readers={threads} workers={threads}"),
-                    None,
+                    &[],
+                    axum_only,
+                ),
+                // The business on workers of its own in the background: a reader that
+                // wakes takes the core from a handler at once. Workers 4 per reader, so a
+                // short request finds one free beside the long ones.
+                (
+                    "background",
+                    format!(
+                        "listeners={threads} readers={threads} workers={}",
+                        4 * threads
+                    ),
+                    &["--business-priority", "background"],
+                    &MIXED_SCENARIOS,
                 ),
             ]);
         }
-        for (name, shape, io) in axum_shapes {
+        for (name, shape, flags, scenarios) in axum_shapes {
             let mut extra = vec!["--app", "axum"];
-            if let Some(io) = io {
-                extra.extend(["--io", io]);
-            }
+            extra.extend(flags);
             targets.push(
-                Target::backlog(&format!("axum on backlog {name}"), &shape, &extra).only(axum_only),
+                Target::backlog(&format!("axum on backlog {name}"), &shape, &extra).only(scenarios),
             );
         }
         // The field's engines for HttpArena's profiles: they serve its endpoints only.

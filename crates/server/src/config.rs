@@ -44,6 +44,41 @@ named!(Balance, RoundRobin, LeastConns, P2c);
 named!(QueueTiming, On, Sampled, Off);
 named!(Io, Epoll, Uring, Auto);
 named!(HandshakeBy, Readers, Acceptors);
+named!(BusinessPriority, Normal, Background);
+
+/// How the scheduler treats the threads that run the business (`--business-priority`), in
+/// a shape whose workers run it apart from the readers. Where a handler spins on the CPU for
+/// milliseconds (a report, a hash, a template), a reader that wakes on its core waits for
+/// the handler's slice to end, and so does every short request behind that reader: the
+/// mixed load's fast requests then wait behind its slow ones although they never share a
+/// thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BusinessPriority {
+    /// The scheduler's defaults for every thread.
+    #[default]
+    Normal,
+    /// The workers in the `SCHED_IDLE` class and the readers asking for short slices
+    /// ([`READER_SLICE`](crate::tuning::READER_SLICE)): a reader, and any other process's
+    /// thread, that wakes on a core where a handler runs takes the core at once. The price:
+    /// on a machine that is busy with other work the handlers get only what is left (a
+    /// sliver of each core when nothing is left), so it suits a machine that serves.
+    /// Applies to the shape's workers (a native handler's pool, a service's runtime);
+    /// a shape without workers has nothing to lower, and says so at start.
+    Background,
+}
+
+impl BusinessPriority {
+    /// Every choice.
+    pub const ALL: [BusinessPriority; 2] = [BusinessPriority::Normal, BusinessPriority::Background];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BusinessPriority::Normal => "normal",
+            BusinessPriority::Background => "background",
+        }
+    }
+}
 
 /// The interface the event loops use to talk to the kernel (`--io`). The default is epoll;
 /// the library reads no environment, but [`Io::from_env`] lets a program (the `backlog`
@@ -123,6 +158,8 @@ pub struct Config {
     /// A name for a secondary server in the same process (the admin listener): its thread
     /// (`single` only) and its log lines carry it.
     pub label: Option<String>,
+    /// How the scheduler treats the workers that run the business, against the readers.
+    pub business_priority: BusinessPriority,
 }
 
 /// Deadlines that protect the server from clients that are slow on purpose or by accident.
@@ -176,6 +213,7 @@ impl Default for Config {
             max_conns: None,
             label: None,
             blocking_threads: None,
+            business_priority: BusinessPriority::Normal,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::driver::epoll::EpollDriver;
 use crate::driver::uring::UringDriver;
 use crate::driver::{Driver, Event, Io};
 use crate::observe::stats::ThreadStats;
+use crate::priority::Priority;
 use crate::roles::acceptor::{Acceptor, ACCEPT_INTERLEAVE};
 use crate::roles::handoff::Balancer;
 use crate::roles::reader::{Reader, ReaderParts};
@@ -24,57 +25,6 @@ use sys::Waker;
 /// In a drain, how long an idle keep-alive connection may still send one more request
 /// (at most a quarter of the drain timeout).
 pub(crate) const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
-
-/// Nice levels an acceptor that runs TLS handshakes lowers its own thread by: when it and a
-/// reader both want a core, the reader gets about ten times its share.
-pub const HANDSHAKE_NICE: i32 = 10;
-
-/// The slice a reader asks the scheduler for when handshakes run on acceptors beside it.
-/// A share is not enough on its own: EEVDF may let a running thread of the normal class
-/// finish its slice before a woken reader gets the core, and that wait was most of what
-/// the established clients still saw in a handshake storm. A reader with a shorter slice
-/// than the acceptor's preempts it as it wakes.
-pub const READER_SLICE: Duration = Duration::from_micros(100);
-
-/// How a loop's thread asks the scheduler to treat it, once, as the loop starts. Only
-/// shapes whose acceptors run TLS handshakes ask anything: there, the handshakes are the
-/// work that can wait and the requests on established connections are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Priority {
-    /// The scheduler's defaults.
-    Normal,
-    /// A reader beside handshaking acceptors: a short slice ([`READER_SLICE`]).
-    Requests,
-    /// An acceptor that runs handshakes: [`HANDSHAKE_NICE`] levels lower. Where the kernel
-    /// does not honour slice requests (before Linux 6.12) a lower share alone measured
-    /// 0.54× the readers' storm p99, so there the acceptor takes the `SCHED_IDLE` class
-    /// instead — a waking reader always preempts it, at the price that a saturated server
-    /// admits new TLS connections very slowly (seconds, measured).
-    Handshakes,
-}
-
-impl Priority {
-    fn take(self) {
-        match self {
-            Priority::Normal => {}
-            Priority::Requests => match sys::process::request_slice(READER_SLICE) {
-                Ok(true) => {}
-                Ok(false) => tracing::debug!("this kernel ignores slice requests"),
-                Err(err) => tracing::warn!(%err, "cannot ask for a short slice for a reader"),
-            },
-            Priority::Handshakes => {
-                if let Err(err) = sys::process::lower_thread_priority(HANDSHAKE_NICE) {
-                    tracing::warn!(%err, "cannot lower the handshaking acceptor's priority");
-                }
-                if !sys::process::slices_honoured() {
-                    if let Err(err) = sys::process::idle_thread_class() {
-                        tracing::warn!(%err, "cannot put the handshaking acceptor in the idle class");
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// What a loop does. An accept-only loop always has somewhere to send what it accepts: the
 /// type leaves no way to build one that would drop connections.

@@ -84,6 +84,7 @@ mod error;
 mod event_loop;
 pub mod introspect;
 pub mod observe;
+mod priority;
 mod roles;
 pub mod server;
 pub mod shape;
@@ -98,7 +99,7 @@ pub use observe::{queue_wait, stats};
 pub use shape::topology;
 
 pub use body::{BodyError, RequestBody};
-pub use config::{Config, Io, QueueTiming, Timeouts, UnknownName};
+pub use config::{BusinessPriority, Config, Io, QueueTiming, Timeouts, UnknownName};
 pub use error::ServerError;
 #[cfg(feature = "serde")]
 pub use h1::JsonError;

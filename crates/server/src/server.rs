@@ -12,7 +12,7 @@ use crate::shape::topology::{ThreadLayout, Topology};
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
 use crate::wiring::{self, Wiring};
-use crate::{AcceptStrategy, Balance, Config, Io, Model, QueueTiming};
+use crate::{AcceptStrategy, Balance, BusinessPriority, Config, Io, Model, QueueTiming};
 use h1::{Limits, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -156,6 +156,12 @@ impl ServerBuilder {
         self.preset.workers = n;
         self.preset.workers_given = true;
         self.preset_changed()
+    }
+    /// How the scheduler treats the business's threads against the readers' (see
+    /// [`BusinessPriority`]); the scheduler's defaults unless asked.
+    pub fn business_priority(mut self, priority: BusinessPriority) -> Self {
+        self.cfg.business_priority = priority;
+        self
     }
     /// Whether to measure waits in the kernel's accept and receive queues (on by default).
     pub fn queue_timing(mut self, timing: QueueTiming) -> Self {
@@ -350,6 +356,9 @@ impl ServerBuilder {
         cfg.topology = topology;
         if tls.is_none() && topology.handshake() == crate::HandshakeBy::Acceptors {
             tracing::warn!("handshake=acceptors without TLS: there are no handshakes to run; the acceptors only accept");
+        }
+        if cfg.business_priority == BusinessPriority::Background && topology.workers() == 0 {
+            tracing::warn!("business-priority background without workers: the readers run the business, and nothing is lowered");
         }
         if cfg.backlog == 0 {
             return Err(ServerError::Config("backlog must be at least 1".into()));

@@ -15,12 +15,13 @@
 //! - [`DESCRIPTOR_RESERVE`]: descriptors the default `--max-conns` leaves free.
 //! - [`HANDSHAKE_NICE`]: how far an acceptor that runs TLS handshakes lowers its thread's
 //!   priority below the readers'.
-//! - [`READER_SLICE`]: the scheduler slice readers ask for beside handshaking acceptors, so
-//!   that a waking reader preempts a handshake instead of waiting out its slice.
+//! - [`READER_SLICE`]: the scheduler slice readers ask for beside handshaking acceptors or
+//!   background workers, so that a waking reader preempts a handshake or a handler instead
+//!   of waiting out its slice.
 
 pub use crate::config::DEFAULT_BLOCKING_THREADS;
-pub use crate::event_loop::{HANDSHAKE_NICE, READER_SLICE};
 pub use crate::introspect::MAX_LISTED_CONNECTIONS;
+pub use crate::priority::{HANDSHAKE_NICE, READER_SLICE};
 pub use crate::roles::acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
 pub use crate::roles::listener::somaxconn;
 pub use crate::server::DESCRIPTOR_RESERVE;

@@ -22,9 +22,10 @@
 use crate::app::handler::Handler;
 use crate::app::refusal::RenderRefusal;
 use crate::app::App;
-use crate::event_loop::{EventLoop, Priority, Roles};
+use crate::event_loop::{EventLoop, Roles};
 use crate::observe::connections::{reader_port, ReaderPort};
 use crate::observe::stats::{Role, StatsRegistry, ThreadStats};
+use crate::priority::Priority;
 use crate::roles::acceptor::{AcceptMutex, Acceptor, Turn};
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::{inbox, Balancer, InboxReceiver};
@@ -35,7 +36,7 @@ use crate::roles::worker::{self, Exec, HandlerExec, Job, PoolLink, ReplyPort, Su
 use crate::shape::topology::{HandshakeBy, ThreadLayout};
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
-use crate::{AcceptStrategy, Config, ServerError};
+use crate::{AcceptStrategy, BusinessPriority, Config, ServerError};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -272,6 +273,13 @@ impl<'a> Wiring<'a> {
         let priority = match &roles {
             Roles::AcceptAndHandshake(..) => Priority::Handshakes,
             Roles::Read(_) if acceptors_shake_hands => Priority::Requests,
+            // The business runs on workers in the background: the readers' short slices
+            // let them take a core from a handler the moment they wake.
+            Roles::Read(_) | Roles::AcceptAndRead(..)
+                if !handles && self.cfg.business_priority == BusinessPriority::Background =>
+            {
+                Priority::Requests
+            }
             _ => Priority::Normal,
         };
         let event_loop = EventLoop {
@@ -340,6 +348,7 @@ impl<'a> Wiring<'a> {
         jobs: Receiver<Job>,
         replies: Arc<Vec<ReplyPort>>,
     ) {
+        let priority = self.worker_priority(role);
         for i in 0..count {
             let name = format!("{}-{i}", role.name());
             let stats = self.registry.add(&name, role);
@@ -351,8 +360,22 @@ impl<'a> Wiring<'a> {
             );
             self.spawn_thread(
                 ThreadLayout::handler(name, role),
-                Box::new(move || worker::run(handler, jobs, replies, stats, shutdown)),
+                Box::new(move || {
+                    priority.take();
+                    worker::run(handler, jobs, replies, stats, shutdown)
+                }),
             );
+        }
+    }
+
+    /// How a thread of `role` that runs the business asks to be scheduled: in the
+    /// background when so configured (the blocking pool's threads wait on I/O and are left
+    /// as they are).
+    fn worker_priority(&self, role: Role) -> Priority {
+        if role == Role::Worker && self.cfg.business_priority == BusinessPriority::Background {
+            Priority::Background
+        } else {
+            Priority::Normal
         }
     }
 
@@ -507,7 +530,12 @@ fn service_execs(
     } else {
         w.layout.extend(threads);
     }
-    let rt = runtime::start(stats).map_err(|source| ServerError::Io {
+    let priority = if inline {
+        Priority::Normal
+    } else {
+        w.worker_priority(Role::Worker)
+    };
+    let rt = runtime::start(stats, priority).map_err(|source| ServerError::Io {
         what: "starting the service's runtime",
         source,
     })?;

@@ -24,6 +24,7 @@
 use crate::app::body::RequestBody;
 use crate::app::service::{AnswerFuture, AsyncApp, CallAt};
 use crate::observe::stats::ThreadStats;
+use crate::priority::Priority;
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
@@ -663,10 +664,13 @@ impl Tasks {
     }
 }
 
-/// A runtime with one worker thread per entry of `stats`, named after it and counting into
-/// it. Threads tokio adds later for blocking calls are named `{first}-blocking` and count
-/// nowhere.
-pub(crate) fn start(stats: Vec<Arc<ThreadStats>>) -> std::io::Result<tokio::runtime::Runtime> {
+/// A runtime with one worker thread per entry of `stats`, named after it, counting into it
+/// and scheduled as `priority` says. Threads tokio adds later for blocking calls are named
+/// `{first}-blocking`, count nowhere and keep the scheduler's defaults.
+pub(crate) fn start(
+    stats: Vec<Arc<ThreadStats>>,
+    priority: Priority,
+) -> std::io::Result<tokio::runtime::Runtime> {
     let names: Vec<String> = stats.iter().map(|s| s.name().to_string()).collect();
     let blocking = format!(
         "{}-blocking",
@@ -685,6 +689,7 @@ pub(crate) fn start(stats: Vec<Arc<ThreadStats>>) -> std::io::Result<tokio::runt
             let name = std::thread::current().name().map(str::to_string);
             let mine = stats.iter().find(|s| Some(s.name()) == name.as_deref());
             if let Some(mine) = mine {
+                priority.take();
                 THREAD.with(|t| {
                     *t.borrow_mut() = Some((mine.clone(), DateCache::new(SystemTime::now())))
                 });

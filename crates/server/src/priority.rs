@@ -1,0 +1,71 @@
+//! How a thread asks the scheduler to treat it, by the work it does: the one place backlog
+//! touches scheduling classes, nice values and EEVDF slices. Two kinds of work can wait —
+//! TLS handshakes on acceptors, and the business on workers when it is asked to run in the
+//! background — and the readers beside them must not: a reader that wakes on a core where
+//! such work runs should take the core at once rather than wait for the other thread's
+//! slice to end, or every short request behind that reader waits too.
+
+use std::time::Duration;
+
+/// Nice levels an acceptor that runs TLS handshakes lowers its own thread by: when it and a
+/// reader both want a core, the reader gets about ten times its share.
+pub const HANDSHAKE_NICE: i32 = 10;
+
+/// The slice a reader asks the scheduler for when handshakes run on acceptors beside it, or
+/// the business on workers in the background. A share is not enough on its own: EEVDF may let a running thread of the normal class
+/// finish its slice before a woken reader gets the core, and that wait was most of what
+/// the established clients still saw in a handshake storm. A reader with a shorter slice
+/// than the acceptor's (or a handler's) preempts it as it wakes.
+pub const READER_SLICE: Duration = Duration::from_micros(100);
+
+/// How a thread asks the scheduler to treat it, once, as it starts. Only shapes with work
+/// that can wait ask anything: acceptors that run TLS handshakes, and workers whose
+/// business runs in the background ([`crate::BusinessPriority`]); the readers beside them
+/// ask for short slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// The scheduler's defaults.
+    Normal,
+    /// A reader beside handshaking acceptors or background workers: a short slice
+    /// ([`READER_SLICE`]).
+    Requests,
+    /// An acceptor that runs handshakes: [`HANDSHAKE_NICE`] levels lower. Where the kernel
+    /// does not honour slice requests (before Linux 6.12) a lower share alone measured
+    /// 0.54× the readers' storm p99, so there the acceptor takes the `SCHED_IDLE` class
+    /// instead — a waking reader always preempts it, at the price that a saturated server
+    /// admits new TLS connections very slowly (seconds, measured).
+    Handshakes,
+    /// A worker running the business behind readers that must not wait for it
+    /// ([`BusinessPriority::Background`](crate::BusinessPriority::Background)): the
+    /// `SCHED_IDLE` class, so a waking reader (or anything else) preempts it at once.
+    Background,
+}
+
+impl Priority {
+    /// Ask the scheduler for this, for the calling thread, once as it starts.
+    pub(crate) fn take(self) {
+        match self {
+            Priority::Normal => {}
+            Priority::Background => {
+                if let Err(err) = sys::process::idle_thread_class() {
+                    tracing::warn!(%err, "cannot put a worker in the idle class");
+                }
+            }
+            Priority::Requests => match sys::process::request_slice(READER_SLICE) {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("this kernel ignores slice requests"),
+                Err(err) => tracing::warn!(%err, "cannot ask for a short slice for a reader"),
+            },
+            Priority::Handshakes => {
+                if let Err(err) = sys::process::lower_thread_priority(HANDSHAKE_NICE) {
+                    tracing::warn!(%err, "cannot lower the handshaking acceptor's priority");
+                }
+                if !sys::process::slices_honoured() {
+                    if let Err(err) = sys::process::idle_thread_class() {
+                        tracing::warn!(%err, "cannot put the handshaking acceptor in the idle class");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Who yields the core to whom when the business runs in the background: the workers (a
+//! native handler's pool, a service's runtime) in the `SCHED_IDLE` class and the readers on
+//! short slices; by default nobody asks the scheduler for anything; a shape without workers
+//! lowers nothing (its readers run the business). Alone in its test binary, because it reads
+//! the scheduling of every thread of the process and another test's server would be among
+//! them.
+
+mod util;
+
+use backlog_server::{tuning, BusinessPriority, Model, Server};
+use std::time::{Duration, Instant};
+use util::*;
+
+/// Linux's numbers for the policies (`/proc/<pid>/task/<tid>/stat`, field 41).
+const SCHED_OTHER: u32 = 0;
+const SCHED_IDLE: u32 = 5;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Sched {
+    policy: u32,
+    /// The EEVDF slice in ns, where the kernel shows it (`/proc/.../sched`, a debug file).
+    slice: Option<u64>,
+}
+
+/// (thread name, scheduling) of every thread of this process.
+fn threads() -> Vec<(String, Sched)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let path = task.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue; // the thread has just exited
+        };
+        // Fields after the parenthesised name start at field 3.
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        let slice = std::fs::read_to_string(path.join("sched"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("se.slice"))
+                    .and_then(|l| l.split(':').nth(1)?.trim().parse().ok())
+            });
+        out.push((
+            comm.trim().to_string(),
+            Sched {
+                policy: rest[41 - 3].parse().unwrap(),
+                slice,
+            },
+        ));
+    }
+    out
+}
+
+/// The threads `{role}-N` (not `worker-runtime`, the thread that owns a service's runtime,
+/// nor `worker-blocking`, tokio's blocking threads).
+fn of_role(all: &[(String, Sched)], role: &str) -> Vec<Sched> {
+    all.iter()
+        .filter(|(name, _)| {
+            name.strip_prefix(role)
+                .and_then(|n| n.strip_prefix('-'))
+                .is_some_and(|n| n.parse::<usize>().is_ok())
+        })
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
+/// The threads that read: `reader-N`, or `loop-N` where they accept too.
+fn reading(all: &[(String, Sched)]) -> Vec<Sched> {
+    let mut r = of_role(all, "reader");
+    r.extend(of_role(all, "loop"));
+    r
+}
+
+/// The threads once `done` holds (each thread sets its own as it starts), or as they are
+/// after 5 s.
+fn settled(done: impl Fn(&[(String, Sched)]) -> bool) -> Vec<(String, Sched)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = threads();
+        if done(&all) || Instant::now() > deadline {
+            return all;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A request answered: the server runs (and its threads have started).
+fn answers(addr: std::net::SocketAddr, target: &str) {
+    let r = roundtrip(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{target}");
+}
+
+/// The axum app of the service case: a fast route and a slow one.
+fn router() -> axum::Router {
+    axum::Router::new()
+        .route("/", axum::routing::get(|| async { "Hello, World!\n" }))
+        .route(
+            "/work",
+            axum::routing::get(|| async {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(2) {
+                    std::hint::spin_loop();
+                }
+                "worked\n"
+            }),
+        )
+}
+
+#[test]
+fn background_business_yields_to_readers_and_the_default_asks_nothing() {
+    let short = tuning::READER_SLICE.as_nanos() as u64;
+    let honoured = sys::process::slices_honoured();
+    let shape = || {
+        "listeners=1 readers=2 workers=2"
+            .parse::<backlog_server::Topology>()
+            .unwrap()
+    };
+    let background = |b: backlog_server::ServerBuilder| {
+        b.topology(shape())
+            .business_priority(BusinessPriority::Background)
+    };
+    let worker_ok = |s: &Sched| s.policy == SCHED_IDLE;
+    let reader_ok =
+        |s: &Sched| s.policy == SCHED_OTHER && (!honoured || s.slice.is_none_or(|n| n == short));
+    let defaults = |s: &Sched| s.policy == SCHED_OTHER && s.slice != Some(short);
+
+    // By default: the scheduler's defaults for every thread.
+    let server = TestServer::start(builder(Model::Pool).topology(shape()));
+    answers(server.addr, "/work?spin_us=100");
+    let all = threads();
+    assert_eq!(of_role(&all, "worker").len(), 2, "{all:?}");
+    assert!(all.iter().all(|(_, s)| defaults(s)), "{all:?}");
+    drop(server);
+
+    // A native handler's pool in the background.
+    let server = TestServer::start(background(builder(Model::Pool)));
+    answers(server.addr, "/work?spin_us=100");
+    let all = settled(|all| {
+        of_role(all, "worker").iter().all(worker_ok) && reading(all).iter().all(reader_ok)
+    });
+    let (workers, readers) = (of_role(&all, "worker"), reading(&all));
+    assert_eq!((workers.len(), readers.len()), (2, 2), "{all:?}");
+    assert!(workers.iter().all(worker_ok), "workers: {all:?}");
+    assert!(readers.iter().all(reader_ok), "readers: {all:?}");
+    if honoured && readers.iter().all(|s| s.slice.is_none()) {
+        eprintln!("this kernel shows no se.slice: the readers' slices were not checked");
+    }
+    // Nothing else moved: the acceptor, the test's own threads.
+    assert!(
+        all.iter()
+            .filter(|(n, _)| !["worker-", "reader-", "loop-"]
+                .iter()
+                .any(|r| n.starts_with(r)))
+            .all(|(_, s)| defaults(s)),
+        "{all:?}"
+    );
+    drop(server);
+
+    // A service's runtime in the background: its worker threads, the same way.
+    let server = background(
+        Server::builder()
+            .io(backlog_server::Io::from_env())
+            .listen("127.0.0.1:0".parse().unwrap()),
+    )
+    .bind_service(router())
+    .expect("server starts");
+    answers(server.local_addr(), "/work");
+    answers(server.local_addr(), "/");
+    let all = settled(|all| {
+        of_role(all, "worker").len() == 2
+            && of_role(all, "worker").iter().all(worker_ok)
+            && reading(all).iter().all(reader_ok)
+    });
+    let workers = of_role(&all, "worker");
+    assert_eq!(workers.len(), 2, "{all:?}");
+    assert!(workers.iter().all(worker_ok), "service workers: {all:?}");
+    assert!(reading(&all).iter().all(reader_ok), "readers: {all:?}");
+    server.stop();
+
+    // No workers: the readers run the business, and nothing is lowered.
+    let server = TestServer::start(
+        builder(Model::Reuseport).business_priority(BusinessPriority::Background),
+    );
+    answers(server.addr, "/work?spin_us=100");
+    let all = threads();
+    assert!(all.iter().all(|(_, s)| defaults(s)), "{all:?}");
+    drop(server);
+}
