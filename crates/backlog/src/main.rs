@@ -205,10 +205,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = 1024)]
     queue_depth: usize,
     /// In a shape with workers, how the scheduler treats them against the readers: normal
-    /// (its defaults), or background (workers in the SCHED_IDLE class, readers on short
-    /// slices: a reader that wakes takes the core from a handler at once, so short requests
-    /// do not wait behind long ones; on a machine busy with other work the handlers get
-    /// only what is left).
+    /// (its defaults), or background (workers in the SCHED_IDLE class while the business
+    /// keeps up, readers on short slices: a reader that wakes takes the core from a handler
+    /// at once, so short requests do not wait behind long ones; a worker returns to the
+    /// normal class while more work waits than one piece per worker).
     #[arg(long, default_value = "normal", value_parser = named(&BusinessPriority::ALL, |p| p.name()))]
     business_priority: BusinessPriority,
     /// On SIGTERM/SIGINT, how long to wait for requests in progress (e.g. 500ms, 2s, 1m).

@@ -57,13 +57,15 @@ pub enum BusinessPriority {
     /// The scheduler's defaults for every thread.
     #[default]
     Normal,
-    /// The workers in the `SCHED_IDLE` class and the readers asking for short slices
-    /// ([`READER_SLICE`](crate::tuning::READER_SLICE)): a reader, and any other process's
-    /// thread, that wakes on a core where a handler runs takes the core at once. The price:
-    /// on a machine that is busy with other work the handlers get only what is left (a
-    /// sliver of each core when nothing is left), so it suits a machine that serves.
-    /// Applies to the shape's workers (a native handler's pool, a service's runtime);
-    /// a shape without workers has nothing to lower, and says so at start.
+    /// The workers in the `SCHED_IDLE` class while the business keeps up, and the readers
+    /// asking for short slices ([`READER_SLICE`](crate::tuning::READER_SLICE)): a reader,
+    /// and any other process's thread, that wakes on a core where a handler runs takes the
+    /// core at once. In the idle class a handler gets only what the normal class leaves, so
+    /// a worker returns to the normal class while more work waits than one piece per worker
+    /// (a saturated server, or one sharing its cores with other busy work) and goes back
+    /// once none waits. Applies to the shape's workers (a native handler's pool, a
+    /// service's runtime); a shape without workers has nothing to lower, and says so at
+    /// start.
     Background,
 }
 

@@ -25,7 +25,7 @@ use crate::app::App;
 use crate::event_loop::{EventLoop, Roles};
 use crate::observe::connections::{reader_port, ReaderPort};
 use crate::observe::stats::{Role, StatsRegistry, ThreadStats};
-use crate::priority::Priority;
+use crate::priority::{Background, Priority};
 use crate::roles::acceptor::{AcceptMutex, Acceptor, Turn};
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::{inbox, Balancer, InboxReceiver};
@@ -68,6 +68,24 @@ pub(crate) struct Wiring<'a> {
     pub(crate) refusals: Option<RenderRefusal>,
     /// The certificates, when the listeners speak TLS.
     pub(crate) tls: Option<Arc<Tls>>,
+    /// Whether the workers run in the background ([`BusinessPriority::Background`], where
+    /// the process may bring them back to the normal class).
+    background_workers: bool,
+}
+
+/// Whether the workers may run in the background: asked for, in a shape with workers, and
+/// where a worker that enters the idle class can leave it again when the business falls
+/// behind — without that a saturated server's handlers would be starved, so they stay in
+/// the normal class (the readers still take short slices).
+fn background_workers(cfg: &Config) -> bool {
+    if cfg.business_priority != BusinessPriority::Background || cfg.topology.workers() == 0 {
+        return false;
+    }
+    let can = sys::process::can_leave_idle_class();
+    if !can {
+        tracing::warn!("business-priority background: the workers stay in the normal class — a thread that enters the idle class cannot leave it here (that needs CAP_SYS_NICE, or RLIMIT_NICE 20: systemd's LimitNICE=+0); the readers still take short slices");
+    }
+    can
 }
 
 /// A loop before it has a role: its waker exists so that other parts (inboxes, reply
@@ -98,6 +116,7 @@ impl<'a> Wiring<'a> {
             runtime_layout: Vec::new(),
             threads: Vec::new(),
             addr: None,
+            background_workers: background_workers(cfg),
         }
     }
 
@@ -362,7 +381,9 @@ impl<'a> Wiring<'a> {
                 ThreadLayout::handler(name, role),
                 Box::new(move || {
                     priority.take();
-                    worker::run(handler, jobs, replies, stats, shutdown)
+                    let background =
+                        (priority == Priority::Background).then(|| Background::new(count));
+                    worker::run(handler, jobs, replies, stats, shutdown, background)
                 }),
             );
         }
@@ -372,7 +393,7 @@ impl<'a> Wiring<'a> {
     /// background when so configured (the blocking pool's threads wait on I/O and are left
     /// as they are).
     fn worker_priority(&self, role: Role) -> Priority {
-        if role == Role::Worker && self.cfg.business_priority == BusinessPriority::Background {
+        if role == Role::Worker && self.background_workers {
             Priority::Background
         } else {
             Priority::Normal
@@ -535,12 +556,13 @@ fn service_execs(
     } else {
         w.worker_priority(Role::Worker)
     };
-    let rt = runtime::start(stats, priority).map_err(|source| ServerError::Io {
-        what: "starting the service's runtime",
-        source,
-    })?;
-    let (alive, gone) = crossbeam_channel::bounded::<()>(0);
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rt =
+        runtime::start(stats, priority, in_flight.clone()).map_err(|source| ServerError::Io {
+            what: "starting the service's runtime",
+            source,
+        })?;
+    let (alive, gone) = crossbeam_channel::bounded::<()>(0);
     let execs = readers
         .iter()
         .map(|parts| {

@@ -123,6 +123,32 @@ pub fn idle_thread_class() -> io::Result<()> {
     }
 }
 
+/// Put the calling thread (only it) back in the normal class (`SCHED_OTHER`), e.g. from
+/// `SCHED_IDLE`, at nice 0 — which from `SCHED_IDLE` takes privilege (see
+/// [`can_leave_idle_class`]).
+#[allow(unsafe_code)]
+pub fn normal_thread_class() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 is
+    // the calling thread and the call touches no memory of ours beyond reading `param`.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether a thread of this process that enters `SCHED_IDLE` may leave it again: Linux
+/// lets it only with `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least 20 (systemd's
+/// `LimitNICE=+0`), otherwise the idle class is a one-way door. Tried on a thread of its
+/// own, which then ends.
+pub fn can_leave_idle_class() -> bool {
+    std::thread::spawn(|| idle_thread_class().is_ok() && normal_thread_class().is_ok())
+        .join()
+        .unwrap_or(false)
+}
+
 /// `struct sched_attr` as sched_setattr(2) and sched_getattr(2) take it (the first version,
 /// 48 bytes: no utilisation clamps).
 #[repr(C)]

@@ -24,7 +24,7 @@
 use crate::app::body::RequestBody;
 use crate::app::service::{AnswerFuture, AsyncApp, CallAt};
 use crate::observe::stats::ThreadStats;
-use crate::priority::Priority;
+use crate::priority::{Background, Priority};
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
@@ -433,6 +433,20 @@ impl Reply {
 thread_local! {
     /// The runtime thread's counters, and its Date line.
     static THREAD: RefCell<Option<(Arc<ThreadStats>, DateCache)>> = const { RefCell::new(None) };
+    /// A worker in the background: its state, the runtime's answers in progress, and how
+    /// many workers share them.
+    static BACKGROUND: RefCell<Option<(Background, Arc<AtomicUsize>, usize)>> =
+        const { RefCell::new(None) };
+}
+
+/// Before a task's poll on a worker in the background: the answers in progress beyond one
+/// per worker are the work waiting.
+fn adjust_background() {
+    BACKGROUND.with(|b| {
+        if let Some((b, in_flight, workers)) = b.borrow_mut().as_mut() {
+            b.adjust(in_flight.load(Ordering::Relaxed).saturating_sub(*workers));
+        }
+    })
 }
 
 /// Run `f` with this runtime thread's counters and a fresh Date line.
@@ -455,6 +469,7 @@ struct Timed<F>(Pin<Box<F>>);
 impl<F: Future> Future for Timed<F> {
     type Output = F::Output;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        adjust_background();
         let start = Instant::now();
         let out = self.0.as_mut().poll(cx);
         let ns = start.elapsed().as_nanos() as u64;
@@ -665,11 +680,13 @@ impl Tasks {
 }
 
 /// A runtime with one worker thread per entry of `stats`, named after it, counting into it
-/// and scheduled as `priority` says. Threads tokio adds later for blocking calls are named
-/// `{first}-blocking`, count nowhere and keep the scheduler's defaults.
+/// and scheduled as `priority` says (in the background: against `in_flight`, the answers in
+/// progress). Threads tokio adds later for blocking calls are named `{first}-blocking`,
+/// count nowhere and keep the scheduler's defaults.
 pub(crate) fn start(
     stats: Vec<Arc<ThreadStats>>,
     priority: Priority,
+    in_flight: Arc<AtomicUsize>,
 ) -> std::io::Result<tokio::runtime::Runtime> {
     let names: Vec<String> = stats.iter().map(|s| s.name().to_string()).collect();
     let blocking = format!(
@@ -690,6 +707,13 @@ pub(crate) fn start(
             let mine = stats.iter().find(|s| Some(s.name()) == name.as_deref());
             if let Some(mine) = mine {
                 priority.take();
+                if priority == Priority::Background {
+                    let workers = stats.len();
+                    BACKGROUND.with(|b| {
+                        *b.borrow_mut() =
+                            Some((Background::new(workers), in_flight.clone(), workers))
+                    });
+                }
                 THREAD.with(|t| {
                     *t.borrow_mut() = Some((mine.clone(), DateCache::new(SystemTime::now())))
                 });

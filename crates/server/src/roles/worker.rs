@@ -7,6 +7,7 @@
 
 use crate::app::handler::{call_guarded, Handler};
 use crate::observe::stats::ThreadStats;
+use crate::priority::Background;
 use crate::roles::runtime::ServiceExec;
 use crate::shutdown::Shutdown;
 use bytes::{Bytes, BytesMut};
@@ -119,10 +120,14 @@ pub(crate) fn run(
     replies: Arc<Vec<ReplyPort>>,
     stats: Arc<ThreadStats>,
     shutdown: Arc<Shutdown>,
+    mut background: Option<Background>,
 ) {
     let mut date = DateCache::new(SystemTime::now());
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Ok(job) = jobs.recv() {
+        if let Some(b) = background.as_mut() {
+            b.adjust(jobs.len());
+        }
         if let Some(port) = replies.get(job.reply) {
             port.queued.handoff_pop();
         }
