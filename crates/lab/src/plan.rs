@@ -380,6 +380,17 @@ impl Plan {
                     &format!("listeners={threads} readers={threads} workers={threads}"),
                     &[],
                 )),
+                // The same readers with the handlers in the background, four workers each:
+                // the native handler's side of `axum on backlog background`.
+                Target::backlog(
+                    "reuseport readers + background pool",
+                    &format!(
+                        "listeners={threads} readers={threads} workers={}",
+                        4 * threads
+                    ),
+                    &["--business-priority", "background"],
+                )
+                .only(&MIXED_SCENARIOS),
             ]);
             targets.extend(sweep_targets());
         }

@@ -7,75 +7,9 @@
 mod util;
 
 use backlog_server::{tuning, Model, Tls};
-use std::time::{Duration, Instant};
 use testkit::tls::{connect_tls, TestCert};
+use util::sched::*;
 use util::*;
-
-/// Linux's numbers for the policies (`/proc/<pid>/task/<tid>/stat`, field 41).
-const SCHED_OTHER: u32 = 0;
-const SCHED_IDLE: u32 = 5;
-
-#[derive(Debug, Clone, PartialEq)]
-struct Sched {
-    policy: u32,
-    nice: i32,
-    /// The EEVDF slice in ns, where the kernel shows it (`/proc/.../sched`, a debug file).
-    slice: Option<u64>,
-}
-
-/// (thread name, scheduling) of every thread of this process.
-fn threads() -> Vec<(String, Sched)> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let path = task.path();
-        let (Ok(comm), Ok(stat)) = (
-            std::fs::read_to_string(path.join("comm")),
-            std::fs::read_to_string(path.join("stat")),
-        ) else {
-            continue; // the thread has just exited
-        };
-        // Fields after the parenthesised name start at field 3.
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .collect();
-        let slice = std::fs::read_to_string(path.join("sched"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("se.slice"))
-                    .and_then(|l| l.split(':').nth(1)?.trim().parse().ok())
-            });
-        out.push((
-            comm.trim().to_string(),
-            Sched {
-                policy: rest[41 - 3].parse().unwrap(),
-                nice: rest[19 - 3].parse().unwrap(),
-                slice,
-            },
-        ));
-    }
-    out
-}
-
-fn of_role(all: &[(String, Sched)], role: &str) -> Vec<Sched> {
-    all.iter()
-        .filter(|(name, _)| name.starts_with(role))
-        .map(|(_, s)| s.clone())
-        .collect()
-}
-
-/// The threads once every acceptor and reader satisfies `done` (each sets its own as its
-/// loop starts), or as they are after 5 s.
-fn settled(done: impl Fn(&[(String, Sched)]) -> bool) -> Vec<(String, Sched)> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let all = threads();
-        if done(&all) || Instant::now() > deadline {
-            return all;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 #[test]
 fn handshaking_acceptors_yield_to_readers_and_nobody_else_asks() {

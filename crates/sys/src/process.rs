@@ -110,28 +110,24 @@ pub fn lower_thread_priority(by: i32) -> io::Result<i32> {
 /// once, where a thread at nice 19 may still run on to the end of its slice. It is not
 /// starved outright: the class keeps a small weight, so a saturated machine still gives it a
 /// sliver. Needs no privilege.
-#[allow(unsafe_code)]
 pub fn idle_thread_class() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 is
-    // the calling thread and the call touches no memory of ours beyond reading `param`.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_thread_class(libc::SCHED_IDLE)
 }
 
 /// Put the calling thread (only it) back in the normal class (`SCHED_OTHER`), e.g. from
-/// `SCHED_IDLE`, at nice 0 — which from `SCHED_IDLE` takes privilege (see
+/// `SCHED_IDLE`, its nice value kept — which from `SCHED_IDLE` takes privilege (see
 /// [`can_leave_idle_class`]).
-#[allow(unsafe_code)]
 pub fn normal_thread_class() -> io::Result<()> {
+    set_thread_class(libc::SCHED_OTHER)
+}
+
+/// Move the calling thread to the non-real-time class `policy`.
+#[allow(unsafe_code)]
+fn set_thread_class(policy: libc::c_int) -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 is
     // the calling thread and the call touches no memory of ours beyond reading `param`.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
     if rc == 0 {
         Ok(())
     } else {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use testkit::*;
 
+pub mod sched;
+
 /// This process's resident set, in KiB.
 pub fn rss_kib() -> u64 {
     testkit::process::rss_kib(None)
