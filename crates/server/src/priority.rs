@@ -12,16 +12,17 @@ use std::time::Duration;
 pub const HANDSHAKE_NICE: i32 = 10;
 
 /// The slice a reader asks the scheduler for when handshakes run on acceptors beside it, or
-/// the business on workers in the background. A share is not enough on its own: EEVDF may let a running thread of the normal class
-/// finish its slice before a woken reader gets the core, and that wait was most of what
-/// the established clients still saw in a handshake storm. A reader with a shorter slice
+/// the business on workers in the background. A share is not enough on its own: EEVDF may
+/// let a running thread of the normal class finish its slice before a woken reader gets the
+/// core, and that wait was most of what the established clients still saw in a handshake
+/// storm. A reader with a shorter slice
 /// than the acceptor's (or a handler's) preempts it as it wakes.
 pub const READER_SLICE: Duration = Duration::from_micros(100);
 
 /// How a thread asks the scheduler to treat it, once, as it starts. Only shapes with work
 /// that can wait ask anything: acceptors that run TLS handshakes, and workers whose
-/// business runs in the background ([`crate::BusinessPriority`]); the readers beside them
-/// ask for short slices.
+/// business runs in the background ([`Background`]); the readers beside them ask for short
+/// slices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Priority {
     /// The scheduler's defaults.
@@ -35,11 +36,6 @@ pub(crate) enum Priority {
     /// instead — a waking reader always preempts it, at the price that a saturated server
     /// admits new TLS connections very slowly (seconds, measured).
     Handshakes,
-    /// A worker running the business behind readers that must not wait for it
-    /// ([`BusinessPriority::Background`](crate::BusinessPriority::Background)): the
-    /// `SCHED_IDLE` class, so a waking reader (or anything else) preempts it at once —
-    /// while the business keeps up ([`Background`]).
-    Background,
 }
 
 impl Priority {
@@ -47,11 +43,6 @@ impl Priority {
     pub(crate) fn take(self) {
         match self {
             Priority::Normal => {}
-            Priority::Background => {
-                if let Err(err) = sys::process::idle_thread_class() {
-                    tracing::warn!(%err, "cannot put a worker in the idle class");
-                }
-            }
             Priority::Requests => match sys::process::request_slice(READER_SLICE) {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("this kernel ignores slice requests"),
@@ -71,7 +62,10 @@ impl Priority {
     }
 }
 
-/// A worker in the background while the business keeps up. In the idle class a worker runs
+/// A worker running the business behind readers that must not wait for it
+/// ([`BusinessPriority::Background`](crate::BusinessPriority::Background)): in the
+/// `SCHED_IDLE` class, so a waking reader (or anything else) preempts it at once — while
+/// the business keeps up. In the idle class a worker runs
 /// only on what the normal class leaves; at saturation that starves it (measured: a closed
 /// loop of 64 clients on the same two cores, the slow requests' p99 2.2× the normal
 /// class's). So the worker checks, before each piece of business, how much work waits
@@ -84,11 +78,18 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// For one of `workers` threads that has just taken [`Priority::Background`].
-    pub(crate) fn new(workers: usize) -> Self {
+    /// Put the calling thread, one of `workers`, in the background (the idle class).
+    pub(crate) fn enter(workers: usize) -> Self {
+        let lowered = match sys::process::idle_thread_class() {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(%err, "cannot put a worker in the idle class");
+                false
+            }
+        };
         Background {
             workers: workers.max(1),
-            lowered: true,
+            lowered,
         }
     }
 
@@ -136,9 +137,9 @@ mod tests {
     #[ignore = "needs CAP_SYS_NICE or RLIMIT_NICE 20 to leave the idle class: scripts/test runs it as root"]
     fn a_background_worker_leaves_the_idle_class_when_work_piles_up_and_returns_once_none_waits() {
         std::thread::spawn(|| {
-            Priority::Background.take();
+            let mut b = Background::enter(4);
+            assert!(b.lowered());
             assert_eq!(class(), libc::SCHED_IDLE);
-            let mut b = Background::new(4);
             // Up to one piece per worker waiting: still in the background.
             for waiting in [0, 1, 4, 2] {
                 b.adjust(waiting);

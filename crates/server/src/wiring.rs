@@ -367,7 +367,7 @@ impl<'a> Wiring<'a> {
         jobs: Receiver<Job>,
         replies: Arc<Vec<ReplyPort>>,
     ) {
-        let priority = self.worker_priority(role);
+        let background = self.in_background(role);
         for i in 0..count {
             let name = format!("{}-{i}", role.name());
             let stats = self.registry.add(&name, role);
@@ -380,24 +380,17 @@ impl<'a> Wiring<'a> {
             self.spawn_thread(
                 ThreadLayout::handler(name, role),
                 Box::new(move || {
-                    priority.take();
-                    let background =
-                        (priority == Priority::Background).then(|| Background::new(count));
+                    let background = background.then(|| Background::enter(count));
                     worker::run(handler, jobs, replies, stats, shutdown, background)
                 }),
             );
         }
     }
 
-    /// How a thread of `role` that runs the business asks to be scheduled: in the
-    /// background when so configured (the blocking pool's threads wait on I/O and are left
-    /// as they are).
-    fn worker_priority(&self, role: Role) -> Priority {
-        if role == Role::Worker && self.background_workers {
-            Priority::Background
-        } else {
-            Priority::Normal
-        }
+    /// Whether threads of `role` run the business in the background: workers, when so
+    /// configured (the blocking pool's threads wait on I/O and are left as they are).
+    fn in_background(&self, role: Role) -> bool {
+        role == Role::Worker && self.background_workers
     }
 
     /// Queue a plain thread (a worker) for start.
@@ -551,17 +544,12 @@ fn service_execs(
     } else {
         w.layout.extend(threads);
     }
-    let priority = if inline {
-        Priority::Normal
-    } else {
-        w.worker_priority(Role::Worker)
-    };
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let rt =
-        runtime::start(stats, priority, in_flight.clone()).map_err(|source| ServerError::Io {
-            what: "starting the service's runtime",
-            source,
-        })?;
+    let background = (!inline && w.in_background(Role::Worker)).then(|| in_flight.clone());
+    let rt = runtime::start(stats, background).map_err(|source| ServerError::Io {
+        what: "starting the service's runtime",
+        source,
+    })?;
     let (alive, gone) = crossbeam_channel::bounded::<()>(0);
     let execs = readers
         .iter()

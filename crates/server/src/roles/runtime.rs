@@ -24,7 +24,7 @@
 use crate::app::body::RequestBody;
 use crate::app::service::{AnswerFuture, AsyncApp, CallAt};
 use crate::observe::stats::ThreadStats;
-use crate::priority::{Background, Priority};
+use crate::priority::Background;
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
@@ -679,14 +679,13 @@ impl Tasks {
     }
 }
 
-/// A runtime with one worker thread per entry of `stats`, named after it, counting into it
-/// and scheduled as `priority` says (in the background: against `in_flight`, the answers in
-/// progress). Threads tokio adds later for blocking calls are named `{first}-blocking`,
-/// count nowhere and keep the scheduler's defaults.
+/// A runtime with one worker thread per entry of `stats`, named after it and counting into
+/// it; in the background when `background` gives the answers in progress to weigh. Threads
+/// tokio adds later for blocking calls are named `{first}-blocking`, count nowhere and keep
+/// the scheduler's defaults.
 pub(crate) fn start(
     stats: Vec<Arc<ThreadStats>>,
-    priority: Priority,
-    in_flight: Arc<AtomicUsize>,
+    background: Option<Arc<AtomicUsize>>,
 ) -> std::io::Result<tokio::runtime::Runtime> {
     let names: Vec<String> = stats.iter().map(|s| s.name().to_string()).collect();
     let blocking = format!(
@@ -706,12 +705,11 @@ pub(crate) fn start(
             let name = std::thread::current().name().map(str::to_string);
             let mine = stats.iter().find(|s| Some(s.name()) == name.as_deref());
             if let Some(mine) = mine {
-                priority.take();
-                if priority == Priority::Background {
+                if let Some(in_flight) = &background {
                     let workers = stats.len();
                     BACKGROUND.with(|b| {
                         *b.borrow_mut() =
-                            Some((Background::new(workers), in_flight.clone(), workers))
+                            Some((Background::enter(workers), in_flight.clone(), workers))
                     });
                 }
                 THREAD.with(|t| {
