@@ -199,6 +199,7 @@ pub fn encode(state: &State) -> String {
     let aborted = Family::<ThreadLabels, Counter>::default();
     let lost = Family::<ThreadLabels, Counter>::default();
     let cancelled = Family::<ThreadLabels, Counter>::default();
+    let sent_back = Family::<ThreadLabels, Counter>::default();
     let busy = Family::<ThreadLabels, FloatGauge>::default();
     registry.register(
         "accepted",
@@ -249,6 +250,11 @@ pub fn encode(state: &State) -> String {
         "cancelled_requests",
         "A service's answers dropped unfinished because their connection closed first (the client went away, or a drain ran out of time)",
         cancelled.clone(),
+    );
+    registry.register(
+        "routes_sent_back",
+        "Routes of a service a reader had learned to answer itself and sent back to the workers, because an answer ran long or had to wait on the reader (--inline-answers learned)",
+        sent_back.clone(),
     );
     registry.register(
         "thread_busy_ratio",
@@ -323,6 +329,9 @@ pub fn encode(state: &State) -> String {
         cancelled
             .get_or_create(&labels)
             .inc_by(t.counters.cancelled);
+        sent_back
+            .get_or_create(&labels)
+            .inc_by(t.counters.sent_back);
         busy.get_or_create(&labels).set(t.busy_ratio);
     }
 

@@ -32,8 +32,8 @@ mod top;
 
 use anyhow::Context;
 use backlog_server::{
-    AcceptStrategy, AppThreads, Balance, BusinessPriority, HandshakeBy, Io, Model, QueueTiming,
-    Server, ServerError,
+    AcceptStrategy, AppThreads, Balance, BusinessPriority, HandshakeBy, InlineAnswers, Io, Model,
+    QueueTiming, Server, ServerError,
 };
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -211,6 +211,16 @@ struct ServeArgs {
     /// normal class while more work waits than one piece per worker).
     #[arg(long, default_value = "normal", value_parser = named(&BusinessPriority::ALL, |p| p.name()))]
     business_priority: BusinessPriority,
+    /// In a shape with workers, whether a reader answers a service's cheap routes itself:
+    /// never, or learned (a route whose first polls the workers saw ready within 50 µs 16
+    /// times in a row is answered on the reader, with no hop; one that runs long or waits
+    /// there goes back to the workers). Native handlers always go to the workers.
+    #[arg(long, default_value = "never", value_parser = named(&InlineAnswers::ALL, |p| p.name()))]
+    inline_answers: InlineAnswers,
+    /// With --inline-answers learned: the CPU a route's first poll may take and still be
+    /// answered on a reader (which holds the reader's other connections that long).
+    #[arg(long, default_value = "50us", value_parser = parse_duration)]
+    inline_limit: Duration,
     /// On SIGTERM/SIGINT, how long to wait for requests in progress (e.g. 500ms, 2s, 1m).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -765,6 +775,8 @@ fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilde
         .io(args.io)
         .queue_depth(args.queue_depth)
         .business_priority(args.business_priority)
+        .inline_answers(args.inline_answers)
+        .inline_limit(args.inline_limit)
         .drain_timeout(args.drain_timeout)
         .limits(backlog_server::Limits {
             max_header_bytes: args.max_header_bytes as usize,

@@ -492,6 +492,22 @@ impl Plan {
                     &["--business-priority", "background"],
                     &MIXED_SCENARIOS,
                 ),
+                // The same, with the routes that prove cheap on the workers answered on the
+                // readers (no hop for them, while the workers keep up).
+                (
+                    "background + inline",
+                    format!(
+                        "listeners={threads} readers={threads} workers={}",
+                        4 * threads
+                    ),
+                    &[
+                        "--business-priority",
+                        "background",
+                        "--inline-answers",
+                        "learned",
+                    ],
+                    &MIXED_SCENARIOS,
+                ),
             ]);
         }
         for (name, shape, flags, scenarios) in axum_shapes {

@@ -99,7 +99,7 @@ pub use observe::{queue_wait, stats};
 pub use shape::topology;
 
 pub use body::{BodyError, RequestBody};
-pub use config::{BusinessPriority, Config, Io, QueueTiming, Timeouts, UnknownName};
+pub use config::{BusinessPriority, Config, InlineAnswers, Io, QueueTiming, Timeouts, UnknownName};
 pub use error::ServerError;
 #[cfg(feature = "serde")]
 pub use h1::JsonError;

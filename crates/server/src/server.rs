@@ -12,7 +12,9 @@ use crate::shape::topology::{ThreadLayout, Topology};
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
 use crate::wiring::{self, Wiring};
-use crate::{AcceptStrategy, Balance, BusinessPriority, Config, Io, Model, QueueTiming};
+use crate::{
+    AcceptStrategy, Balance, BusinessPriority, Config, InlineAnswers, Io, Model, QueueTiming,
+};
 use h1::{Limits, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -161,6 +163,18 @@ impl ServerBuilder {
     /// [`BusinessPriority`]); the scheduler's defaults unless asked.
     pub fn business_priority(mut self, priority: BusinessPriority) -> Self {
         self.cfg.business_priority = priority;
+        self
+    }
+    /// Whether readers answer a service's routes that proved cheap themselves, in a shape
+    /// whose workers run it (see [`InlineAnswers`]); never unless asked.
+    pub fn inline_answers(mut self, inline: InlineAnswers) -> Self {
+        self.cfg.inline_answers = inline;
+        self
+    }
+    /// The CPU a route's first poll may take and still be answered on a reader
+    /// ([`Config::inline_limit`]).
+    pub fn inline_limit(mut self, limit: Duration) -> Self {
+        self.cfg.inline_limit = limit;
         self
     }
     /// Whether to measure waits in the kernel's accept and receive queues (on by default).
@@ -359,6 +373,9 @@ impl ServerBuilder {
         }
         if cfg.business_priority == BusinessPriority::Background && topology.workers() == 0 {
             tracing::warn!("business-priority background without workers: the readers run the business, and nothing is lowered");
+        }
+        if cfg.inline_answers == InlineAnswers::Learned && topology.workers() == 0 {
+            tracing::info!("inline-answers learned without workers: the readers poll every answer first anyway");
         }
         if cfg.backlog == 0 {
             return Err(ServerError::Config("backlog must be at least 1".into()));

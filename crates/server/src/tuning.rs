@@ -18,10 +18,15 @@
 //! - [`READER_SLICE`]: the scheduler slice readers ask for beside handshaking acceptors or
 //!   background workers, so that a waking reader preempts a handshake or a handler instead
 //!   of waiting out its slice.
+//! - [`DEFAULT_INLINE_LIMIT`]: the CPU a service route's first poll may take and still be
+//!   answered on a reader (`--inline-answers learned`).
+//! - [`INLINE_PROVEN`]: cheap first polls in a row on the workers that earn a route the
+//!   reader.
 
-pub use crate::config::DEFAULT_BLOCKING_THREADS;
+pub use crate::config::{DEFAULT_BLOCKING_THREADS, DEFAULT_INLINE_LIMIT};
 pub use crate::introspect::MAX_LISTED_CONNECTIONS;
 pub use crate::priority::{HANDSHAKE_NICE, READER_SLICE};
 pub use crate::roles::acceptor::{ACCEPT_BATCH, EXCLUSIVE_ROTATE, EXHAUSTED_PAUSE, MUTEX_DELAY};
+pub use crate::roles::inline::PROVEN as INLINE_PROVEN;
 pub use crate::roles::listener::somaxconn;
 pub use crate::server::DESCRIPTOR_RESERVE;

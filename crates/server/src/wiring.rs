@@ -29,6 +29,7 @@ use crate::priority::{Background, Priority};
 use crate::roles::acceptor::{AcceptMutex, Acceptor, Turn};
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::{inbox, Balancer, InboxReceiver};
+use crate::roles::inline::CheapRoutes;
 use crate::roles::listener::{ListenOptions, Listener, Reuseport};
 use crate::roles::reader::{ReaderConfig, ReaderParts};
 use crate::roles::runtime::{self, ServiceExec, Tasks};
@@ -494,6 +495,9 @@ fn handler_execs(
     readers: &[&LoopParts],
 ) -> Vec<Exec> {
     let t = w.cfg.topology;
+    if t.workers() > 0 && w.cfg.inline_answers == crate::InlineAnswers::Learned {
+        tracing::warn!("inline-answers learned with a native handler: its requests all go to the workers (only a service's routes are learned)");
+    }
     let mut execs = Vec::with_capacity(readers.len());
     if t.workers() == 0 {
         for parts in readers {
@@ -546,6 +550,11 @@ fn service_execs(
     }
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let background = (!inline && w.in_background(Role::Worker)).then(|| in_flight.clone());
+    // The routes the readers answer themselves, learned from the workers' first polls.
+    let cheap = (!inline && w.cfg.inline_answers == crate::InlineAnswers::Learned).then(|| {
+        let limit = w.cfg.inline_limit;
+        Arc::new(CheapRoutes::new(in_flight.clone(), t.workers(), limit))
+    });
     let rt = runtime::start(stats, background).map_err(|source| ServerError::Io {
         what: "starting the service's runtime",
         source,
@@ -562,6 +571,7 @@ fn service_execs(
                 in_flight.clone(),
                 w.cfg.queue_depth,
                 alive.clone(),
+                cheap.clone(),
             );
             Exec::Service(ServiceExec {
                 tasks,

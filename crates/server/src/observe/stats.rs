@@ -37,6 +37,7 @@ struct Counters {
     panics: AtomicU64,
     aborted: AtomicU64,
     cancelled: AtomicU64,
+    sent_back: AtomicU64,
     lost: AtomicU64,
     busy_ns: AtomicU64,
     accept_wait: WaitHistogram,
@@ -106,6 +107,11 @@ pub struct ThreadSnapshot {
     /// client went away, or a drain ran out of time): their futures were cancelled.
     #[serde(default)]
     pub cancelled: u64,
+    /// Routes of a service this reader had learned to answer itself and sent back to the
+    /// workers, because one of their answers ran long or had to wait here
+    /// ([`InlineAnswers::Learned`](crate::InlineAnswers::Learned)).
+    #[serde(default)]
+    pub sent_back: u64,
     /// Connections passed to this process that the kernel discarded before it could take
     /// them (its descriptor table was full: MSG_CTRUNC). Each is a client whose
     /// connection was closed unanswered.
@@ -202,6 +208,9 @@ impl ThreadStats {
     pub(crate) fn cancelled(&self, n: u64) {
         self.c.cancelled.fetch_add(n, Relaxed);
     }
+    pub(crate) fn sent_back(&self) {
+        self.c.sent_back.fetch_add(1, Relaxed);
+    }
     pub(crate) fn accept_waited(&self, wait: std::time::Duration) {
         self.c.accept_wait.record(wait);
     }
@@ -271,6 +280,7 @@ impl ThreadStats {
             panics: self.c.panics.load(Relaxed),
             aborted: self.c.aborted.load(Relaxed),
             cancelled: self.c.cancelled.load(Relaxed),
+            sent_back: self.c.sent_back.load(Relaxed),
             lost: self.c.lost.load(Relaxed),
             busy_ns: self.c.busy_ns.load(Relaxed),
             accept_wait: self.c.accept_wait.snapshot(),

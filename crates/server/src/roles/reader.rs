@@ -27,6 +27,7 @@ use crate::observe::queue_wait::ReadTiming;
 use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::{Balancer, Handed, InboxReceiver};
+use crate::roles::inline::{Place, Route, Stopwatch};
 use crate::roles::runtime::Step;
 use crate::roles::worker::{ConnId, Exec, Job, PoolLink};
 use crate::tls::session::Session;
@@ -884,9 +885,30 @@ impl<D: Driver> Reader<D> {
                     continue;
                 }
             };
-            if exec.inline {
-                // Polled here first: a future ready at once is answered with no hop.
+            // Polled here first in a shape without workers; where workers run the business,
+            // only a route that proved cheap on them (see `roles::inline`).
+            let mut learned = None;
+            let here = exec.inline
+                || match (exec.tasks.cheap(), &body) {
+                    (Some(cheap), None) => {
+                        let route = Route::of(&req);
+                        let place = cheap.place(route);
+                        learned = Some((route, place));
+                        place != Place::Workers
+                    }
+                    _ => false,
+                };
+            if here {
+                let stopwatch = learned.map(|(_, place)| Stopwatch::start(place));
                 let (answering, poll) = exec.tasks.start_here(req, body, ctx, date);
+                if let (Some(cheap), Some((route, _)), Some(stopwatch)) =
+                    (exec.tasks.cheap(), learned, stopwatch)
+                {
+                    let took = stopwatch.stop();
+                    if cheap.answered_here(route, took, poll.is_ready()) {
+                        stats.sent_back();
+                    }
+                }
                 let (seq, task) = match poll {
                     Poll::Ready(Step::Whole(whole)) => {
                         if whole.panicked() {
@@ -923,7 +945,9 @@ impl<D: Driver> Reader<D> {
                 req,
             };
             match exec.tasks.admit(job) {
-                Ok(answering) => deferred.push((id, seq, answering)),
+                Ok(answering) => {
+                    deferred.push((id, seq, answering.learning(learned.map(|(r, _)| r))))
+                }
                 Err(job) => {
                     // The runtime is full: the request waits here, and the connection
                     // parses no more until there is room.

@@ -25,6 +25,7 @@ use crate::app::body::RequestBody;
 use crate::app::service::{AnswerFuture, AsyncApp, CallAt};
 use crate::observe::stats::ThreadStats;
 use crate::priority::Background;
+use crate::roles::inline::{CheapRoutes, Route};
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
@@ -59,6 +60,9 @@ pub(crate) struct Tasks {
     cap: usize,
     /// Held while the reader is: the runtime stops once every reader has let go.
     _alive: Sender<()>,
+    /// Where the readers answer the routes that proved cheap themselves: what the workers'
+    /// first polls cost.
+    cheap: Option<Arc<CheapRoutes>>,
 }
 
 /// A reader's link to a service: its runtime, the answers coming back, and whether futures
@@ -80,6 +84,8 @@ pub(crate) const STREAM_REQUEST_OVER: u64 = 64 * 1024;
 pub(crate) struct Answering {
     ctx: EncodeContext,
     state: State,
+    /// The route whose first poll's cost the worker reports, where readers learn.
+    route: Option<Route>,
 }
 
 enum State {
@@ -218,7 +224,14 @@ impl Answering {
         Answering {
             ctx,
             state: State::Calling(fut),
+            route: None,
         }
+    }
+
+    /// Report the cost of this answer's first poll on a worker as `route`'s.
+    pub(crate) fn learning(mut self, route: Option<Route>) -> Self {
+        self.route = route;
+        self
     }
 
     /// Drive the answer as far as it goes without waiting. `Pending` only while nothing
@@ -487,9 +500,28 @@ impl Drop for InFlight {
     }
 }
 
-/// A task's whole life: finish the answer, then send it whole or stream it.
-async fn answer(mut answering: Answering, reply: Reply) {
-    let step = std::future::poll_fn(|cx| with_thread(|_, date| answering.poll(cx, date))).await;
+/// A task's whole life: finish the answer, then send it whole or stream it. Where readers
+/// learn, the first poll's cost is told to `learn`.
+async fn answer(mut answering: Answering, reply: Reply, mut learn: Option<Arc<CheapRoutes>>) {
+    let step = std::future::poll_fn(|cx| {
+        let Some(cheap) = learn.take() else {
+            return with_thread(|_, date| answering.poll(cx, date));
+        };
+        // Measured in what the thread ran, not in wall time: a worker is preempted often
+        // (more so in the background), which says nothing of what the route costs.
+        let before = sys::process::thread_usage();
+        let poll = with_thread(|_, date| answering.poll(cx, date));
+        if let (Some(route), Ok(before), Ok(after)) =
+            (answering.route, before, sys::process::thread_usage())
+        {
+            // A poll that blocked the thread (a sleep, a blocking call) is not cheap
+            // however little it ran.
+            let ready = poll.is_ready() && after.waits == before.waits;
+            cheap.observed(route, after.cpu.saturating_sub(before.cpu), ready);
+        }
+        poll
+    })
+    .await;
     match step {
         Step::Whole(whole) => {
             let mut out = BytesMut::new();
@@ -608,7 +640,13 @@ impl Tasks {
     /// Finish on the runtime an answer begun here; the parts go to `conn`'s slot `seq`.
     pub(crate) fn spawn(&self, answering: Answering, conn: ConnId, seq: u64) -> AbortHandle {
         let reply = self.reply(conn, seq);
-        self.run(answer(answering, reply))
+        let learn = answering.route.and(self.cheap.clone());
+        self.run(answer(answering, reply, learn))
+    }
+
+    /// The routes this reader may answer itself, where it learns them.
+    pub(crate) fn cheap(&self) -> Option<&CheapRoutes> {
+        self.cheap.as_deref()
     }
 
     /// Stream on the runtime the rest of a body whose head was produced here.
@@ -659,7 +697,8 @@ impl Tasks {
     }
 
     /// A reader's link to the runtime behind `handle`: its answers come back through
-    /// `port`; `in_flight` is shared by every reader, up to `cap` at once.
+    /// `port`; `in_flight` is shared by every reader, up to `cap` at once; `cheap`, where
+    /// the readers learn routes, is shared by them and the runtime's workers.
     pub(crate) fn new(
         handle: tokio::runtime::Handle,
         app: Arc<dyn AsyncApp>,
@@ -667,6 +706,7 @@ impl Tasks {
         in_flight: Arc<AtomicUsize>,
         cap: usize,
         alive: Sender<()>,
+        cheap: Option<Arc<CheapRoutes>>,
     ) -> Self {
         Tasks {
             handle,
@@ -675,6 +715,7 @@ impl Tasks {
             in_flight,
             cap: cap.max(1),
             _alive: alive,
+            cheap,
         }
     }
 }
