@@ -25,7 +25,7 @@ use crate::app::App;
 use crate::event_loop::{EventLoop, Roles};
 use crate::observe::connections::{reader_port, ReaderPort};
 use crate::observe::stats::{Role, StatsRegistry, ThreadStats};
-use crate::priority::{Background, Priority};
+use crate::priority::{Background, Crew, Priority};
 use crate::roles::acceptor::{AcceptMutex, Acceptor, Turn};
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::{inbox, Balancer, InboxReceiver};
@@ -334,6 +334,8 @@ impl<'a> Wiring<'a> {
                 submit,
                 completions,
                 reply: self.blocking_replies.len() - 1,
+                // The blocking pool waits on I/O: it is never in the background.
+                crew: None,
             }
         });
         Exec::Handler(HandlerExec {
@@ -355,11 +357,13 @@ impl<'a> Wiring<'a> {
             self.cfg.blocking_threads.unwrap_or(0),
             jobs,
             replies,
+            None,
         );
     }
 
     /// Queue `count` handler threads named `{role}-{i}` (`worker` or `blocking`), taking jobs
-    /// from `jobs` and answering through `replies`.
+    /// from `jobs` and answering through `replies`; in the background as one `crew` when
+    /// given.
     pub(crate) fn spawn_workers(
         &mut self,
         handler: &Arc<dyn Handler>,
@@ -367,21 +371,22 @@ impl<'a> Wiring<'a> {
         count: usize,
         jobs: Receiver<Job>,
         replies: Arc<Vec<ReplyPort>>,
+        crew: Option<Arc<Crew>>,
     ) {
-        let background = self.in_background(role);
         for i in 0..count {
             let name = format!("{}-{i}", role.name());
             let stats = self.registry.add(&name, role);
-            let (handler, jobs, replies, shutdown) = (
+            let (handler, jobs, replies, shutdown, crew) = (
                 handler.clone(),
                 jobs.clone(),
                 replies.clone(),
                 self.shutdown.clone(),
+                crew.clone(),
             );
             self.spawn_thread(
                 ThreadLayout::handler(name, role),
                 Box::new(move || {
-                    let background = background.then(|| Background::enter(count));
+                    let background = crew.as_ref().map(Background::enter);
                     worker::run(handler, jobs, replies, stats, shutdown, background)
                 }),
             );
@@ -506,6 +511,9 @@ fn handler_execs(
         return execs;
     }
     let (tx, jobs) = worker::queue(w.cfg.queue_depth);
+    let crew = w
+        .in_background(Role::Worker)
+        .then(|| Crew::new(t.workers()));
     let mut replies = Vec::with_capacity(readers.len());
     for parts in readers {
         let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
@@ -514,10 +522,12 @@ fn handler_execs(
             submit: Submitter::new(tx.clone(), parts.stats.clone()),
             completions,
             reply: replies.len() - 1,
+            crew: crew.clone(),
         };
         execs.push(w.exec(handler, parts, Some(link)));
     }
-    w.spawn_workers(handler, Role::Worker, t.workers(), jobs, Arc::new(replies));
+    let replies = Arc::new(replies);
+    w.spawn_workers(handler, Role::Worker, t.workers(), jobs, replies, crew);
     execs
 }
 
@@ -549,7 +559,8 @@ fn service_execs(
         w.layout.extend(threads);
     }
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let background = (!inline && w.in_background(Role::Worker)).then(|| in_flight.clone());
+    let crew = (!inline && w.in_background(Role::Worker)).then(|| Crew::new(count));
+    let background = crew.clone().map(|crew| (crew, in_flight.clone()));
     // The routes the readers answer themselves, learned from the workers' first polls.
     let cheap = (!inline && w.cfg.inline_answers == crate::InlineAnswers::Learned).then(|| {
         let limit = w.cfg.inline_limit;
@@ -578,6 +589,7 @@ fn service_execs(
                 completions,
                 inline,
                 waker: parts.waker.clone(),
+                crew: crew.clone(),
             })
         })
         .collect();

@@ -111,23 +111,35 @@ pub fn lower_thread_priority(by: i32) -> io::Result<i32> {
 /// starved outright: the class keeps a small weight, so a saturated machine still gives it a
 /// sliver. Needs no privilege.
 pub fn idle_thread_class() -> io::Result<()> {
-    set_thread_class(libc::SCHED_IDLE)
+    set_thread_class(0, libc::SCHED_IDLE)
 }
 
 /// Put the calling thread (only it) back in the normal class (`SCHED_OTHER`), e.g. from
 /// `SCHED_IDLE`, its nice value kept — which from `SCHED_IDLE` takes privilege (see
 /// [`can_leave_idle_class`]).
 pub fn normal_thread_class() -> io::Result<()> {
-    set_thread_class(libc::SCHED_OTHER)
+    set_thread_class(0, libc::SCHED_OTHER)
 }
 
-/// Move the calling thread to the non-real-time class `policy`.
+/// Put thread `tid` of this process back in the normal class, from another thread: one
+/// that cannot run to do it itself (a `SCHED_IDLE` thread on a saturated machine). The
+/// same privilege as [`normal_thread_class`].
+pub fn normal_thread_class_of(tid: i32) -> io::Result<()> {
+    set_thread_class(tid, libc::SCHED_OTHER)
+}
+
+/// The calling thread's id, for [`normal_thread_class_of`].
+pub fn thread_id() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// Move thread `tid` (0: the calling thread) to the non-real-time class `policy`.
 #[allow(unsafe_code)]
-fn set_thread_class(policy: libc::c_int) -> io::Result<()> {
+fn set_thread_class(tid: i32, policy: libc::c_int) -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 is
-    // the calling thread and the call touches no memory of ours beyond reading `param`.
-    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the call; the call
+    // touches no memory of ours beyond reading `param`.
+    let rc = unsafe { libc::sched_setscheduler(tid, policy, &param) };
     if rc == 0 {
         Ok(())
     } else {

@@ -28,8 +28,9 @@ use crate::observe::stats::ThreadStats;
 use crate::roles::conn_limit::ConnLimit;
 use crate::roles::handoff::{Balancer, Handed, InboxReceiver};
 use crate::roles::inline::{Place, Route, Stopwatch};
+use crate::roles::runtime::ServiceExec;
 use crate::roles::runtime::Step;
-use crate::roles::worker::{ConnId, Exec, Job, PoolLink};
+use crate::roles::worker::{ConnId, Exec, HandlerExec, Job, PoolLink};
 use crate::tls::session::Session;
 use crate::tls::Tls;
 use crossbeam_channel::Receiver;
@@ -466,6 +467,7 @@ impl<D: Driver> Reader<D> {
     /// After a round of events: give stalled requests the queue room workers freed.
     pub(crate) fn after_events(&mut self, io: &mut impl Io<Conn = D::Conn>) {
         self.spawn_deferred();
+        self.rescue_workers();
         while let Some(&key) = self.blocked.front() {
             let Some(job) = self.conns.get_mut(key).and_then(|s| s.conn.take_stalled()) else {
                 self.blocked.pop_front();
@@ -495,6 +497,28 @@ impl<D: Driver> Reader<D> {
                     break;
                 }
             }
+        }
+    }
+
+    /// Workers in the background that work piles up for: back to the normal class, even in
+    /// the middle of a piece ([`crate::priority::Crew::rescue`]).
+    fn rescue_workers(&self) {
+        match &self.exec {
+            Exec::Service(ServiceExec {
+                crew: Some(crew),
+                tasks,
+                ..
+            }) => crew.rescue(tasks.in_progress().saturating_sub(crew.workers())),
+            Exec::Handler(HandlerExec {
+                workers:
+                    Some(PoolLink {
+                        crew: Some(crew),
+                        submit,
+                        ..
+                    }),
+                ..
+            }) => crew.rescue(submit.waiting()),
+            _ => {}
         }
     }
 

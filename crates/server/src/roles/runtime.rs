@@ -24,7 +24,7 @@
 use crate::app::body::RequestBody;
 use crate::app::service::{AnswerFuture, AsyncApp, CallAt};
 use crate::observe::stats::ThreadStats;
-use crate::priority::Background;
+use crate::priority::{Background, Crew};
 use crate::roles::inline::{CheapRoutes, Route};
 use crate::roles::worker::{Completion, ConnId, Job, ReplyPort};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -73,6 +73,9 @@ pub(crate) struct ServiceExec {
     pub(crate) inline: bool,
     /// The reader's own waker, for the bodies it streams to wake it when they have room.
     pub(crate) waker: Arc<sys::Waker>,
+    /// The runtime's workers, when they run in the background: the reader brings them back
+    /// when work piles up.
+    pub(crate) crew: Option<Arc<Crew>>,
 }
 
 /// Request bodies longer than this, or chunked, reach a service as they arrive rather than
@@ -644,6 +647,11 @@ impl Tasks {
         self.run(answer(answering, reply, learn))
     }
 
+    /// Answers in progress on the runtime, from every reader.
+    pub(crate) fn in_progress(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// The routes this reader may answer itself, where it learns them.
     pub(crate) fn cheap(&self) -> Option<&CheapRoutes> {
         self.cheap.as_deref()
@@ -726,7 +734,7 @@ impl Tasks {
 /// the scheduler's defaults.
 pub(crate) fn start(
     stats: Vec<Arc<ThreadStats>>,
-    background: Option<Arc<AtomicUsize>>,
+    background: Option<(Arc<Crew>, Arc<AtomicUsize>)>,
 ) -> std::io::Result<tokio::runtime::Runtime> {
     let names: Vec<String> = stats.iter().map(|s| s.name().to_string()).collect();
     let blocking = format!(
@@ -746,11 +754,11 @@ pub(crate) fn start(
             let name = std::thread::current().name().map(str::to_string);
             let mine = stats.iter().find(|s| Some(s.name()) == name.as_deref());
             if let Some(mine) = mine {
-                if let Some(in_flight) = &background {
-                    let workers = stats.len();
+                if let Some((crew, in_flight)) = &background {
+                    let workers = crew.workers();
                     BACKGROUND.with(|b| {
                         *b.borrow_mut() =
-                            Some((Background::enter(workers), in_flight.clone(), workers))
+                            Some((Background::enter(crew), in_flight.clone(), workers))
                     });
                 }
                 THREAD.with(|t| {

@@ -7,7 +7,7 @@
 
 use crate::app::handler::{call_guarded, Handler};
 use crate::observe::stats::ThreadStats;
-use crate::priority::Background;
+use crate::priority::{Background, Crew};
 use crate::roles::runtime::ServiceExec;
 use crate::shutdown::Shutdown;
 use bytes::{Bytes, BytesMut};
@@ -76,6 +76,11 @@ pub(crate) struct Submitter {
 impl Submitter {
     pub(crate) fn new(tx: Sender<Job>, queued: Arc<ThreadStats>) -> Self {
         Submitter { tx, queued }
+    }
+
+    /// Requests queued that no worker took yet.
+    pub(crate) fn waiting(&self) -> usize {
+        self.tx.len()
     }
 
     /// Queue `job`, or give it back when the queue is full (the caller then stops reading).
@@ -162,6 +167,9 @@ pub(crate) struct PoolLink {
     pub(crate) submit: Submitter,
     pub(crate) completions: Receiver<Completion>,
     pub(crate) reply: usize,
+    /// The pool's workers, when they run in the background: the reader brings them back
+    /// when work piles up.
+    pub(crate) crew: Option<Arc<Crew>>,
 }
 
 /// Who runs the application for requests this reader parsed: a native handler
