@@ -211,10 +211,10 @@ struct ServeArgs {
     /// normal class while more work waits than one piece per worker).
     #[arg(long, default_value = "normal", value_parser = named(&BusinessPriority::ALL, |p| p.name()))]
     business_priority: BusinessPriority,
-    /// In a shape with workers, whether a reader answers a service's cheap routes itself:
-    /// never, or learned (a route whose first polls the workers saw ready within 50 µs 16
-    /// times in a row is answered on the reader, with no hop; one that runs long or waits
-    /// there goes back to the workers). Native handlers always go to the workers.
+    /// In a shape with workers, whether a reader answers cheap routes itself: never, or
+    /// learned (a route whose calls or first polls the workers saw ready within 50 µs of CPU
+    /// 16 times in a row is answered on the reader, with no hop; one that runs long or
+    /// waits there goes back to the workers).
     #[arg(long, default_value = "never", value_parser = named(&InlineAnswers::ALL, |p| p.name()))]
     inline_answers: InlineAnswers,
     /// With --inline-answers learned: the CPU a route's first poll may take and still be

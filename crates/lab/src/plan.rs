@@ -391,6 +391,21 @@ impl Plan {
                     &["--business-priority", "background"],
                 )
                 .only(&MIXED_SCENARIOS),
+                // The same with the routes that prove cheap answered on the readers.
+                Target::backlog(
+                    "reuseport readers + background pool + inline",
+                    &format!(
+                        "listeners={threads} readers={threads} workers={}",
+                        4 * threads
+                    ),
+                    &[
+                        "--business-priority",
+                        "background",
+                        "--inline-answers",
+                        "learned",
+                    ],
+                )
+                .only(&MIXED_SCENARIOS),
             ]);
             targets.extend(sweep_targets());
         }

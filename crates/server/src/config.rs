@@ -83,15 +83,17 @@ impl BusinessPriority {
     }
 }
 
-/// Whether a reader answers some of a service's requests itself in a shape whose workers run
-/// the business (`--inline-answers`). A shape without workers polls every answer on its
-/// reader first whatever this says; a native handler's requests always go to its workers.
+/// Whether a reader answers some requests itself in a shape whose workers run the business
+/// (`--inline-answers`), a native handler's or a service's. A shape without workers runs
+/// every request on its reader whatever this says; a native handler's requests that may
+/// block ([`Handler::blocking`](crate::Handler::blocking)) always go to the blocking pool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum InlineAnswers {
     /// Every request goes to the workers: a reader never runs the service.
     #[default]
     Never,
-    /// A route (method and path) whose answers the workers saw ready at their first poll,
+    /// A route (method and path) whose answers the workers saw ready at their first poll
+    /// (a native handler: its call),
     /// within [`Config::inline_limit`] of CPU (50 µs) and without blocking, 16 times in a row is answered by the reader
     /// from then on, with no hop to a worker and back. One that must wait there, or runs
     /// longer there (a poll long in wall time is measured in CPU on its next turn, so a

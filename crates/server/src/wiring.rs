@@ -334,8 +334,10 @@ impl<'a> Wiring<'a> {
                 submit,
                 completions,
                 reply: self.blocking_replies.len() - 1,
-                // The blocking pool waits on I/O: it is never in the background.
+                // The blocking pool waits on I/O: it is never in the background, and its
+                // requests are never answered on a reader.
                 crew: None,
+                cheap: None,
             }
         });
         Exec::Handler(HandlerExec {
@@ -357,13 +359,12 @@ impl<'a> Wiring<'a> {
             self.cfg.blocking_threads.unwrap_or(0),
             jobs,
             replies,
-            None,
+            PoolShared::default(),
         );
     }
 
     /// Queue `count` handler threads named `{role}-{i}` (`worker` or `blocking`), taking jobs
-    /// from `jobs` and answering through `replies`; in the background as one `crew` when
-    /// given.
+    /// from `jobs` and answering through `replies`, with what they share with the readers.
     pub(crate) fn spawn_workers(
         &mut self,
         handler: &Arc<dyn Handler>,
@@ -371,23 +372,24 @@ impl<'a> Wiring<'a> {
         count: usize,
         jobs: Receiver<Job>,
         replies: Arc<Vec<ReplyPort>>,
-        crew: Option<Arc<Crew>>,
+        shared: PoolShared,
     ) {
         for i in 0..count {
             let name = format!("{}-{i}", role.name());
             let stats = self.registry.add(&name, role);
-            let (handler, jobs, replies, shutdown, crew) = (
+            let (handler, jobs, replies, shutdown, crew, cheap) = (
                 handler.clone(),
                 jobs.clone(),
                 replies.clone(),
                 self.shutdown.clone(),
-                crew.clone(),
+                shared.crew.clone(),
+                shared.cheap.clone(),
             );
             self.spawn_thread(
                 ThreadLayout::handler(name, role),
                 Box::new(move || {
                     let background = crew.as_ref().map(Background::enter);
-                    worker::run(handler, jobs, replies, stats, shutdown, background)
+                    worker::run(handler, jobs, replies, stats, shutdown, background, cheap)
                 }),
             );
         }
@@ -493,6 +495,15 @@ pub(crate) fn build(w: &mut Wiring<'_>) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// What a native handler's worker pool shares with its readers besides the queues.
+#[derive(Default)]
+pub(crate) struct PoolShared {
+    /// The workers in the background, whom a reader brings back when work piles up.
+    crew: Option<Arc<Crew>>,
+    /// What each route cost the workers, for the readers to answer the cheap ones.
+    cheap: Option<Arc<CheapRoutes>>,
+}
+
 /// A native handler's executors: one worker pool for every reader, or each reader itself.
 fn handler_execs(
     w: &mut Wiring<'_>,
@@ -500,9 +511,6 @@ fn handler_execs(
     readers: &[&LoopParts],
 ) -> Vec<Exec> {
     let t = w.cfg.topology;
-    if t.workers() > 0 && w.cfg.inline_answers == crate::InlineAnswers::Learned {
-        tracing::warn!("inline-answers learned with a native handler: its requests all go to the workers (only a service's routes are learned)");
-    }
     let mut execs = Vec::with_capacity(readers.len());
     if t.workers() == 0 {
         for parts in readers {
@@ -514,6 +522,9 @@ fn handler_execs(
     let crew = w
         .in_background(Role::Worker)
         .then(|| Crew::new(t.workers()));
+    // The routes the readers answer themselves, learned from the workers' calls.
+    let cheap = (w.cfg.inline_answers == crate::InlineAnswers::Learned)
+        .then(|| Arc::new(CheapRoutes::new(w.cfg.inline_limit)));
     let mut replies = Vec::with_capacity(readers.len());
     for parts in readers {
         let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
@@ -523,11 +534,13 @@ fn handler_execs(
             completions,
             reply: replies.len() - 1,
             crew: crew.clone(),
+            cheap: cheap.clone(),
         };
         execs.push(w.exec(handler, parts, Some(link)));
     }
     let replies = Arc::new(replies);
-    w.spawn_workers(handler, Role::Worker, t.workers(), jobs, replies, crew);
+    let shared = PoolShared { crew, cheap };
+    w.spawn_workers(handler, Role::Worker, t.workers(), jobs, replies, shared);
     execs
 }
 
@@ -562,10 +575,8 @@ fn service_execs(
     let crew = (!inline && w.in_background(Role::Worker)).then(|| Crew::new(count));
     let background = crew.clone().map(|crew| (crew, in_flight.clone()));
     // The routes the readers answer themselves, learned from the workers' first polls.
-    let cheap = (!inline && w.cfg.inline_answers == crate::InlineAnswers::Learned).then(|| {
-        let limit = w.cfg.inline_limit;
-        Arc::new(CheapRoutes::new(in_flight.clone(), t.workers(), limit))
-    });
+    let cheap = (!inline && w.cfg.inline_answers == crate::InlineAnswers::Learned)
+        .then(|| Arc::new(CheapRoutes::new(w.cfg.inline_limit)));
     let rt = runtime::start(stats, background).map_err(|source| ServerError::Io {
         what: "starting the service's runtime",
         source,
@@ -590,6 +601,7 @@ fn service_execs(
                 inline,
                 waker: parts.waker.clone(),
                 crew: crew.clone(),
+                workers: t.workers(),
             })
         })
         .collect();

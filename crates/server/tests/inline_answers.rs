@@ -183,3 +183,39 @@ fn answers_from_the_reader_and_from_the_workers_come_back_in_request_order() {
     }
     server.stop();
 }
+
+#[test]
+fn a_native_handlers_cheap_route_moves_to_the_reader_and_a_slow_one_stays() {
+    let app = backlog_server::Router::new()
+        .get("/", |_req: backlog_server::Request| {
+            backlog_server::Response::text(200, "hello")
+        })
+        .get("/spin", |_req: backlog_server::Request| {
+            spin(SLOW);
+            backlog_server::Response::text(200, "spun")
+        });
+    let server = Server::builder()
+        .io(backlog_server::Io::from_env())
+        .listen("127.0.0.1:0".parse().unwrap())
+        .topology("listeners=1 readers=1 workers=2".parse().unwrap())
+        .inline_answers(InlineAnswers::Learned)
+        .inline_limit(LIMIT)
+        .bind(app)
+        .expect("server starts");
+    let mut c = connect(&server);
+    gets(&mut c, "/", 300, "hello");
+    let (workers, _) = on_workers(&server);
+    assert!(
+        workers >= 16,
+        "{workers}: a route proves itself on the workers first"
+    );
+    assert!(
+        workers < 150,
+        "{workers} of 300 on the workers: never learned"
+    );
+    gets(&mut c, "/spin", 20, "spun");
+    let (after, sent_back) = on_workers(&server);
+    assert_eq!(after - workers, 20, "a slow route never leaves the workers");
+    assert_eq!(sent_back, 0);
+    server.stop();
+}

@@ -1,8 +1,9 @@
-//! Which of a service's requests a reader answers itself, in a shape whose workers run the
-//! business ([`InlineAnswers::Learned`](crate::InlineAnswers::Learned)).
+//! Which requests a reader answers itself, in a shape whose workers run the business
+//! ([`InlineAnswers::Learned`](crate::InlineAnswers::Learned)): a service's, whose first
+//! poll runs on the reader, or a native handler's, whose call does.
 //!
 //! A shape with workers sends every request to them so that a slow handler never holds a
-//! reader. But most requests of most services are cheap (a lookup, a redirect, a health
+//! reader. But most requests of most applications are cheap (a lookup, a redirect, a health
 //! check): their answer is ready at the first poll, after a few microseconds, and the hop
 //! to a worker and back costs more than that — two wake-ups, and under a mixed load a wait
 //! for a core where a slow handler spins. So the workers measure every first poll in what
@@ -30,8 +31,7 @@
 //! count, which only delays a promotion.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Cheap first polls in a row, on workers, before a route is first polled on a reader.
@@ -107,26 +107,19 @@ impl Entry {
     }
 }
 
-/// The routes seen and what their first polls cost, shared by a service's readers and its
-/// workers; and whether the workers keep up.
+/// The routes seen and what their first polls cost, shared by an application's readers
+/// and its workers.
 pub(crate) struct CheapRoutes {
     slots: Box<[AtomicU64]>,
-    /// Answers in progress on the workers, and how many they are: past one each, work
-    /// waits for them.
-    in_flight: Arc<AtomicUsize>,
-    workers: usize,
     /// A first poll that runs longer is not cheap.
     limit: Duration,
 }
 
 impl CheapRoutes {
-    /// The routes of a service run by `workers` workers with `in_flight` answers in
-    /// progress, cheap when their first poll runs within `limit`.
-    pub(crate) fn new(in_flight: Arc<AtomicUsize>, workers: usize, limit: Duration) -> Self {
+    /// The routes of an application, cheap when their first poll runs within `limit`.
+    pub(crate) fn new(limit: Duration) -> Self {
         CheapRoutes {
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            in_flight,
-            workers,
             limit,
         }
     }
@@ -150,13 +143,13 @@ impl CheapRoutes {
         self.slots[route.slot()].store(entry.pack(), Ordering::Relaxed);
     }
 
-    /// Where `route`'s next answer is polled. Nothing is answered here while work waits
-    /// for the workers: a saturated server serves in order of arrival, or the cheap
-    /// requests, taking every core the readers can get, would starve the rest (measured:
-    /// the mixed closed loop's slow requests at p99 94–110 ms, against 13 for
-    /// `axum::serve`).
-    pub(crate) fn place(&self, route: Route) -> Place {
-        if self.in_flight.load(Ordering::Relaxed) > self.workers {
+    /// Where `route`'s next answer is polled, with `waiting` pieces of work that no worker
+    /// holds yet. Nothing is answered here while work waits for the workers: a saturated
+    /// server serves in order of arrival, or the cheap requests, taking every core the
+    /// readers can get, would starve the rest (measured: the mixed closed loop's slow
+    /// requests at p99 94–110 ms, against 13 for `axum::serve`).
+    pub(crate) fn place(&self, route: Route, waiting: usize) -> Place {
+        if waiting > 0 {
             return Place::Workers;
         }
         let entry = self.entry(route);
@@ -287,7 +280,7 @@ mod tests {
 
     impl Default for CheapRoutes {
         fn default() -> Self {
-            CheapRoutes::new(Arc::default(), 4, Duration::from_micros(50))
+            CheapRoutes::new(Duration::from_micros(50))
         }
     }
 
@@ -303,12 +296,12 @@ mod tests {
         let r = route("/");
         for _ in 0..PROVEN - 1 {
             t.observed(r, FAST, true);
-            assert_eq!(t.place(r), Place::Workers);
+            assert_eq!(t.place(r, 0), Place::Workers);
         }
         t.observed(r, FAST, true);
-        assert_eq!(t.place(r), Place::Here);
+        assert_eq!(t.place(r, 0), Place::Here);
         assert_eq!(
-            t.place(route("/work")),
+            t.place(route("/work"), 0),
             Place::Workers,
             "another knows nothing yet"
         );
@@ -321,10 +314,18 @@ mod tests {
         prove(&t, r, PROVEN - 1);
         t.observed(r, SLOW, true);
         t.observed(r, FAST, true);
-        assert_eq!(t.place(r), Place::Workers, "a slow poll breaks the streak");
+        assert_eq!(
+            t.place(r, 0),
+            Place::Workers,
+            "a slow poll breaks the streak"
+        );
         prove(&t, r, PROVEN - 1);
         t.observed(r, FAST, false);
-        assert_eq!(t.place(r), Place::Workers, "a poll that waits is not cheap");
+        assert_eq!(
+            t.place(r, 0),
+            Place::Workers,
+            "a poll that waits is not cheap"
+        );
     }
 
     #[test]
@@ -333,34 +334,38 @@ mod tests {
         let r = route("/preempted");
         prove(&t, r, PROVEN);
         assert!(!t.answered_here(r, Took::Wall(FAST), true));
-        assert_eq!(t.place(r), Place::Here);
+        assert_eq!(t.place(r, 0), Place::Here);
         assert!(
             !t.answered_here(r, Took::Wall(SLOW), true),
             "a suspect, no strike"
         );
-        assert_eq!(t.place(r), Place::HereMeasured);
+        assert_eq!(t.place(r, 0), Place::HereMeasured);
         let ran = |cpu, blocked| Took::Ran { cpu, blocked };
         assert!(
             !t.answered_here(r, ran(FAST, false), true),
             "it was preempted"
         );
-        assert_eq!(t.place(r), Place::Here, "cleared");
+        assert_eq!(t.place(r, 0), Place::Here, "cleared");
         assert!(!t.answered_here(r, Took::Wall(SLOW), true));
         assert!(
             t.answered_here(r, ran(SLOW, false), true),
             "it really runs long"
         );
-        assert_eq!(t.place(r), Place::Workers);
+        assert_eq!(t.place(r, 0), Place::Workers);
         prove(&t, r, PROVEN);
-        assert_eq!(t.place(r), Place::Workers, "one strike: twice the evidence");
+        assert_eq!(
+            t.place(r, 0),
+            Place::Workers,
+            "one strike: twice the evidence"
+        );
         prove(&t, r, PROVEN);
-        assert_eq!(t.place(r), Place::Here);
+        assert_eq!(t.place(r, 0), Place::Here);
         assert!(!t.answered_here(r, Took::Wall(SLOW), true));
         assert!(
             t.answered_here(r, ran(FAST, true), true),
             "a poll that blocked"
         );
-        assert_eq!(t.place(r), Place::Workers);
+        assert_eq!(t.place(r, 0), Place::Workers);
     }
 
     #[test]
@@ -369,7 +374,7 @@ mod tests {
         let r = route("/awaits");
         prove(&t, r, PROVEN);
         assert!(t.answered_here(r, Took::Wall(FAST), false));
-        assert_eq!(t.place(r), Place::Workers);
+        assert_eq!(t.place(r, 0), Place::Workers);
     }
 
     #[test]
@@ -378,13 +383,13 @@ mod tests {
         let r = route("/flaky");
         for _ in 0..u32::from(MAX_STRIKES) + 3 {
             prove(&t, r, PROVEN << MAX_DOUBLINGS);
-            assert_eq!(t.place(r), Place::Here);
+            assert_eq!(t.place(r, 0), Place::Here);
             t.answered_here(r, Took::Wall(FAST), false);
         }
         prove(&t, r, (PROVEN << MAX_DOUBLINGS) - 1);
-        assert_eq!(t.place(r), Place::Workers);
+        assert_eq!(t.place(r, 0), Place::Workers);
         t.observed(r, FAST, true);
-        assert_eq!(t.place(r), Place::Here);
+        assert_eq!(t.place(r, 0), Place::Here);
     }
 
     #[test]
@@ -392,12 +397,8 @@ mod tests {
         let t = CheapRoutes::default();
         let r = route("/");
         prove(&t, r, PROVEN);
-        t.in_flight.store(4, Ordering::Relaxed);
-        assert_eq!(t.place(r), Place::Here, "one answer per worker: none waits");
-        t.in_flight.store(5, Ordering::Relaxed);
-        assert_eq!(t.place(r), Place::Workers);
-        t.in_flight.store(0, Ordering::Relaxed);
-        assert_eq!(t.place(r), Place::Here);
+        assert_eq!(t.place(r, 1), Place::Workers);
+        assert_eq!(t.place(r, 0), Place::Here);
     }
 
     #[test]

@@ -504,11 +504,11 @@ impl<D: Driver> Reader<D> {
     /// the middle of a piece ([`crate::priority::Crew::rescue`]).
     fn rescue_workers(&self) {
         match &self.exec {
-            Exec::Service(ServiceExec {
-                crew: Some(crew),
-                tasks,
-                ..
-            }) => crew.rescue(tasks.in_progress().saturating_sub(crew.workers())),
+            Exec::Service(
+                exec @ ServiceExec {
+                    crew: Some(crew), ..
+                },
+            ) => crew.rescue(exec.waiting()),
             Exec::Handler(HandlerExec {
                 workers:
                     Some(PoolLink {
@@ -836,7 +836,32 @@ impl<D: Driver> Reader<D> {
                     conn.respond(&resp, ctx, date, spare, *now);
                     stats.requests(1);
                 }
-                Some(PoolLink { submit, reply, .. }) => {
+                Some(PoolLink {
+                    submit,
+                    reply,
+                    cheap,
+                    ..
+                }) => {
+                    // A route that proved cheap on the workers is answered here.
+                    let mut route = None;
+                    if let Some(cheap) = cheap {
+                        let r = Route::of(&req);
+                        let place = cheap.place(r, submit.waiting());
+                        if place != Place::Workers {
+                            let stopwatch = Stopwatch::start(place);
+                            let (resp, panicked) = call_guarded(&*exec.handler, req);
+                            if cheap.answered_here(r, stopwatch.stop(), !panicked) {
+                                stats.sent_back();
+                            }
+                            if panicked {
+                                stats.panicked();
+                            }
+                            conn.respond(&resp, ctx, date, spare, *now);
+                            stats.requests(1);
+                            continue;
+                        }
+                        route = Some(r);
+                    }
                     let seq = conn.push_pending();
                     let job = Job {
                         reply: *reply,
@@ -844,6 +869,7 @@ impl<D: Driver> Reader<D> {
                         seq,
                         ctx,
                         req,
+                        route,
                     };
                     if let Err(job) = submit.try_submit(job) {
                         // Boxed inside: a stalled request is rare, and the slot is in
@@ -916,7 +942,7 @@ impl<D: Driver> Reader<D> {
                 || match (exec.tasks.cheap(), &body) {
                     (Some(cheap), None) => {
                         let route = Route::of(&req);
-                        let place = cheap.place(route);
+                        let place = cheap.place(route, exec.waiting());
                         learned = Some((route, place));
                         place != Place::Workers
                     }
@@ -967,6 +993,8 @@ impl<D: Driver> Reader<D> {
                 seq,
                 ctx,
                 req,
+                // A service's route goes with its answer (`Answering::learning`).
+                route: None,
             };
             match exec.tasks.admit(job) {
                 Ok(answering) => {

@@ -76,6 +76,16 @@ pub(crate) struct ServiceExec {
     /// The runtime's workers, when they run in the background: the reader brings them back
     /// when work piles up.
     pub(crate) crew: Option<Arc<Crew>>,
+    /// The runtime's workers (where the shape has workers): answers in progress beyond one
+    /// each are work waiting.
+    pub(crate) workers: usize,
+}
+
+impl ServiceExec {
+    /// Answers in progress that no worker holds yet.
+    pub(crate) fn waiting(&self) -> usize {
+        self.tasks.in_progress().saturating_sub(self.workers)
+    }
 }
 
 /// Request bodies longer than this, or chunked, reach a service as they arrive rather than

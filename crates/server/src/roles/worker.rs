@@ -8,6 +8,7 @@
 use crate::app::handler::{call_guarded, Handler};
 use crate::observe::stats::ThreadStats;
 use crate::priority::{Background, Crew};
+use crate::roles::inline::{CheapRoutes, Route};
 use crate::roles::runtime::ServiceExec;
 use crate::shutdown::Shutdown;
 use bytes::{Bytes, BytesMut};
@@ -32,6 +33,9 @@ pub(crate) struct Job {
     pub(crate) seq: u64,
     pub(crate) ctx: EncodeContext,
     pub(crate) req: Request,
+    /// Its route, when the worker is to tell the readers what the handler cost
+    /// ([`crate::roles::inline`]).
+    pub(crate) route: Option<Route>,
 }
 
 /// An encoded response, or a part of one, on its way back.
@@ -126,6 +130,7 @@ pub(crate) fn run(
     stats: Arc<ThreadStats>,
     shutdown: Arc<Shutdown>,
     mut background: Option<Background>,
+    cheap: Option<Arc<CheapRoutes>>,
 ) {
     let mut date = DateCache::new(SystemTime::now());
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -138,7 +143,19 @@ pub(crate) fn run(
         }
         let start = Instant::now();
         date.refresh_by(start);
-        let (resp, panicked) = call_guarded(&*handler, job.req);
+        let (resp, panicked) = match (job.route, &cheap) {
+            (Some(route), Some(cheap)) => {
+                // Measured in what the thread ran (see `roles::inline`).
+                let before = sys::process::thread_usage();
+                let called = call_guarded(&*handler, job.req);
+                if let (Ok(before), Ok(after)) = (before, sys::process::thread_usage()) {
+                    let ready = !called.1 && after.waits == before.waits;
+                    cheap.observed(route, after.cpu.saturating_sub(before.cpu), ready);
+                }
+                called
+            }
+            _ => call_guarded(&*handler, job.req),
+        };
         if panicked {
             stats.panicked();
         }
@@ -170,6 +187,9 @@ pub(crate) struct PoolLink {
     /// The pool's workers, when they run in the background: the reader brings them back
     /// when work piles up.
     pub(crate) crew: Option<Arc<Crew>>,
+    /// The routes this reader answers itself, learned from the workers
+    /// ([`InlineAnswers::Learned`](crate::InlineAnswers::Learned)).
+    pub(crate) cheap: Option<Arc<CheapRoutes>>,
 }
 
 /// Who runs the application for requests this reader parsed: a native handler
