@@ -827,41 +827,23 @@ impl<D: Driver> Reader<D> {
             let Polled::Request(req, ctx) = polled else {
                 continue;
             };
-            match exec.pool_for(&req) {
-                None => {
-                    let (resp, panicked) = call_guarded(&*exec.handler, req);
-                    if panicked {
-                        stats.panicked();
-                    }
-                    conn.respond(&resp, ctx, date, spare, *now);
-                    stats.requests(1);
+            let pool = exec.pool_for(&req);
+            // A route that proved cheap on the workers is called here, as without a pool.
+            let (mut route, mut here) = (None, None);
+            if let Some(PoolLink {
+                submit,
+                cheap: Some(cheap),
+                ..
+            }) = pool
+            {
+                let r = Route::of(&req);
+                match cheap.place(r, submit.waiting()) {
+                    Place::Workers => route = Some(r),
+                    place => here = Some((cheap, r, Stopwatch::start(place))),
                 }
-                Some(PoolLink {
-                    submit,
-                    reply,
-                    cheap,
-                    ..
-                }) => {
-                    // A route that proved cheap on the workers is answered here.
-                    let mut route = None;
-                    if let Some(cheap) = cheap {
-                        let r = Route::of(&req);
-                        let place = cheap.place(r, submit.waiting());
-                        if place != Place::Workers {
-                            let stopwatch = Stopwatch::start(place);
-                            let (resp, panicked) = call_guarded(&*exec.handler, req);
-                            if cheap.answered_here(r, stopwatch.stop(), !panicked) {
-                                stats.sent_back();
-                            }
-                            if panicked {
-                                stats.panicked();
-                            }
-                            conn.respond(&resp, ctx, date, spare, *now);
-                            stats.requests(1);
-                            continue;
-                        }
-                        route = Some(r);
-                    }
+            }
+            match pool {
+                Some(PoolLink { submit, reply, .. }) if here.is_none() => {
                     let seq = conn.push_pending();
                     let job = Job {
                         reply: *reply,
@@ -877,6 +859,19 @@ impl<D: Driver> Reader<D> {
                         conn.stall(job);
                         blocked.push_back(key);
                     }
+                }
+                _ => {
+                    let (resp, panicked) = call_guarded(&*exec.handler, req);
+                    if let Some((cheap, r, stopwatch)) = here {
+                        if cheap.answered_here(r, stopwatch.stop(), !panicked) {
+                            stats.sent_back();
+                        }
+                    }
+                    if panicked {
+                        stats.panicked();
+                    }
+                    conn.respond(&resp, ctx, date, spare, *now);
+                    stats.requests(1);
                 }
             }
         }
