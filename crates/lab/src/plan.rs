@@ -23,6 +23,25 @@ pub const AXUM_SCENARIOS: [&str; 9] = [
 ];
 /// The mixed loads, where a shape's answer to long handlers shows.
 pub const MIXED_SCENARIOS: [&str; 2] = ["mixed", "mixed-fixed-rate"];
+
+/// The business in the background (`--business-priority background`).
+const BACKGROUND: [&str; 2] = ["--business-priority", "background"];
+/// … with the routes that prove cheap answered on the readers as well.
+const BACKGROUND_INLINE: [&str; 4] = [
+    "--business-priority",
+    "background",
+    "--inline-answers",
+    "learned",
+];
+
+/// The background shapes: a reader per thread on its own socket, four workers per reader
+/// (so that a short request finds one free beside the long ones).
+fn background_shape(threads: usize) -> String {
+    format!(
+        "listeners={threads} readers={threads} workers={}",
+        4 * threads
+    )
+}
 /// The same in `--quick` (CI).
 pub const AXUM_QUICK_SCENARIOS: [&str; 2] = ["keepalive-64", "churn"];
 
@@ -384,26 +403,15 @@ impl Plan {
                 // the native handler's side of `axum on backlog background`.
                 Target::backlog(
                     "reuseport readers + background pool",
-                    &format!(
-                        "listeners={threads} readers={threads} workers={}",
-                        4 * threads
-                    ),
-                    &["--business-priority", "background"],
+                    &background_shape(threads),
+                    &BACKGROUND,
                 )
                 .only(&MIXED_SCENARIOS),
                 // The same with the routes that prove cheap answered on the readers.
                 Target::backlog(
                     "reuseport readers + background pool + inline",
-                    &format!(
-                        "listeners={threads} readers={threads} workers={}",
-                        4 * threads
-                    ),
-                    &[
-                        "--business-priority",
-                        "background",
-                        "--inline-answers",
-                        "learned",
-                    ],
+                    &background_shape(threads),
+                    &BACKGROUND_INLINE,
                 )
                 .only(&MIXED_SCENARIOS),
             ]);
@@ -500,27 +508,16 @@ impl Plan {
                 // short request finds one free beside the long ones.
                 (
                     "background",
-                    format!(
-                        "listeners={threads} readers={threads} workers={}",
-                        4 * threads
-                    ),
-                    &["--business-priority", "background"],
+                    background_shape(threads),
+                    &BACKGROUND,
                     &MIXED_SCENARIOS,
                 ),
                 // The same, with the routes that prove cheap on the workers answered on the
                 // readers (no hop for them, while the workers keep up).
                 (
                     "background + inline",
-                    format!(
-                        "listeners={threads} readers={threads} workers={}",
-                        4 * threads
-                    ),
-                    &[
-                        "--business-priority",
-                        "background",
-                        "--inline-answers",
-                        "learned",
-                    ],
+                    background_shape(threads),
+                    &BACKGROUND_INLINE,
                     &MIXED_SCENARIOS,
                 ),
             ]);

@@ -60,18 +60,41 @@ fn router(flags: Arc<Flags>) -> Router {
         .with_state(flags)
 }
 
-fn start() -> (Server, Arc<Flags>) {
-    let flags = Arc::new(Flags::default());
-    let server = Server::builder()
+/// A reader and two workers, the reader learning cheap routes.
+fn builder() -> backlog_server::ServerBuilder {
+    Server::builder()
         .io(backlog_server::Io::from_env())
         .listen("127.0.0.1:0".parse().unwrap())
         .topology("listeners=1 readers=1 workers=2".parse().unwrap())
         .inline_answers(InlineAnswers::Learned)
         // A debug build's first poll of `/` runs 110–180 µs; the slow routes run 5 ms.
         .inline_limit(LIMIT)
+}
+
+fn start() -> (Server, Arc<Flags>) {
+    let flags = Arc::new(Flags::default());
+    let server = builder()
         .bind_service(router(flags.clone()))
         .expect("server starts");
     (server, flags)
+}
+
+/// 300 GETs of a cheap `path`: its first go to the workers, the rest to the reader. The
+/// requests the workers answered.
+fn learn(server: &Server, c: &mut TcpStream, path: &str, body: &str) -> u64 {
+    gets(c, path, 300, body);
+    let (workers, _) = on_workers(server);
+    // 16 cheap first polls in a row earn the reader; a debug build's polls now and then
+    // run past the mark, so some more than 16 may go to the workers, never most.
+    assert!(
+        workers >= 16,
+        "{workers}: a route proves itself on the workers first"
+    );
+    assert!(
+        workers < 150,
+        "{workers} of 300 on the workers: never learned"
+    );
+    workers
 }
 
 /// Requests the workers answered, and routes the readers sent back to them.
@@ -108,19 +131,7 @@ fn connect(server: &Server) -> TcpStream {
 fn a_cheap_route_moves_to_the_reader_and_slow_or_waiting_ones_stay_on_the_workers() {
     let (server, _) = start();
     let mut c = connect(&server);
-    gets(&mut c, "/", 300, "hello");
-    let (workers, _) = on_workers(&server);
-    // 16 cheap first polls in a row earn the reader; a debug build's polls now and then
-    // run past the mark, so some more than 16 may go to the workers, never most.
-    assert!(
-        workers >= 16,
-        "{workers}: a route proves itself on the workers first"
-    );
-    assert!(
-        workers < 150,
-        "{workers} of 300 on the workers: never learned"
-    );
-
+    let workers = learn(&server, &mut c, "/", "hello");
     gets(&mut c, "/spin", 30, "spun");
     gets(&mut c, "/sleepy", 30, "slept");
     let (after, sent_back) = on_workers(&server);
@@ -137,12 +148,7 @@ fn a_cheap_route_moves_to_the_reader_and_slow_or_waiting_ones_stay_on_the_worker
 fn a_route_that_turns_slow_goes_back_to_the_workers_after_at_most_two_answers() {
     let (server, flags) = start();
     let mut c = connect(&server);
-    gets(&mut c, "/turns", 300, "turned");
-    let (learned, _) = on_workers(&server);
-    assert!(
-        learned < 150,
-        "{learned} of 300 on the workers: never learned"
-    );
+    let learned = learn(&server, &mut c, "/turns", "turned");
     // Make sure it is on the reader now: the next ones do not reach a worker.
     gets(&mut c, "/turns", 20, "turned");
     let (before, _) = on_workers(&server);
@@ -164,7 +170,7 @@ fn a_route_that_turns_slow_goes_back_to_the_workers_after_at_most_two_answers() 
 fn answers_from_the_reader_and_from_the_workers_come_back_in_request_order() {
     let (server, _) = start();
     let mut c = connect(&server);
-    gets(&mut c, "/", 300, "hello");
+    learn(&server, &mut c, "/", "hello");
     let mut r = BufReader::new(c.try_clone().unwrap());
     let order = ["/spin", "/", "/sleepy", "/", "/spin", "/"];
     let mut batch = String::new();
@@ -194,25 +200,9 @@ fn a_native_handlers_cheap_route_moves_to_the_reader_and_a_slow_one_stays() {
             spin(SLOW);
             backlog_server::Response::text(200, "spun")
         });
-    let server = Server::builder()
-        .io(backlog_server::Io::from_env())
-        .listen("127.0.0.1:0".parse().unwrap())
-        .topology("listeners=1 readers=1 workers=2".parse().unwrap())
-        .inline_answers(InlineAnswers::Learned)
-        .inline_limit(LIMIT)
-        .bind(app)
-        .expect("server starts");
+    let server = builder().bind(app).expect("server starts");
     let mut c = connect(&server);
-    gets(&mut c, "/", 300, "hello");
-    let (workers, _) = on_workers(&server);
-    assert!(
-        workers >= 16,
-        "{workers}: a route proves itself on the workers first"
-    );
-    assert!(
-        workers < 150,
-        "{workers} of 300 on the workers: never learned"
-    );
+    let workers = learn(&server, &mut c, "/", "hello");
     gets(&mut c, "/spin", 20, "spun");
     let (after, sent_back) = on_workers(&server);
     assert_eq!(after - workers, 20, "a slow route never leaves the workers");
