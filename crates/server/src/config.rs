@@ -92,14 +92,14 @@ pub enum InlineAnswers {
     /// Every request goes to the workers: a reader never runs the service.
     #[default]
     Never,
-    /// A route (method and path) whose answers the workers saw ready at their first poll
-    /// (a native handler: its call),
-    /// within [`Config::inline_limit`] of CPU (50 µs) and without blocking, 16 times in a row is answered by the reader
-    /// from then on, with no hop to a worker and back. One that must wait there, or runs
-    /// longer there (a poll long in wall time is measured in CPU on its next turn, so a
-    /// preempted reader is not held against the route), goes back to the workers and must
-    /// prove itself twice as long before it returns. A route that turns slow holds a
-    /// reader at most twice per such turn.
+    /// A route (method and path) whose answers the workers saw ready at their first poll (a
+    /// native handler: its call) within [`Config::inline_limit`] of CPU (50 µs) and without
+    /// blocking, 16 times in a row, is answered by the reader from then on, with no hop to
+    /// a worker and back. One that must wait there, or runs longer there (a poll long in
+    /// wall time is measured in CPU on its next turn, so a preempted reader is not held
+    /// against the route), goes back to the workers and must prove itself twice as long
+    /// before it returns. A route that turns slow holds a reader at most twice per such
+    /// turn. Nothing is answered on a reader while work waits for the workers.
     Learned,
 }
 

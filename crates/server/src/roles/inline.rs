@@ -8,9 +8,9 @@
 //! to a worker and back costs more than that — two wake-ups, and under a mixed load a wait
 //! for a core where a slow handler spins. So the workers measure every first poll in what
 //! their thread ran (not in wall time: a busy machine preempts them, which says nothing of
-//! the route), and a route (method and path) whose first polls were ready within the limit ([`Config::inline_limit`](crate::Config::inline_limit))
-//! and never blocked the thread [`PROVEN`] times in a row is polled on the reader from then
-//! on.
+//! the route), and a route (method and path) whose first polls were ready within the limit
+//! ([`Config::inline_limit`](crate::Config::inline_limit)) and never blocked the thread
+//! [`PROVEN`] times in a row is polled on the reader from then on.
 //!
 //! On the reader the check must cost nothing, so it is wall time: a poll that took longer
 //! than the limit makes the route a suspect, and its next poll on a reader is measured in
