@@ -153,6 +153,11 @@ impl Background {
         b
     }
 
+    /// The workers of its crew.
+    pub(crate) fn workers(&self) -> usize {
+        self.crew.workers()
+    }
+
     fn me(&self) -> Option<&Member> {
         self.crew.members.get(self.member?)
     }

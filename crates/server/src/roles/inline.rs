@@ -160,6 +160,23 @@ impl CheapRoutes {
         }
     }
 
+    /// A worker's first poll of `route` (a native handler's call): run `poll`, measured in
+    /// what the thread ran, and tell the table what it cost and whether `ready` says its
+    /// result was ready (a poll that blocked the thread is not, however little it ran).
+    pub(crate) fn on_worker<R>(
+        &self,
+        route: Route,
+        poll: impl FnOnce() -> R,
+        ready: impl FnOnce(&R) -> bool,
+    ) -> R {
+        let stopwatch = Stopwatch::Ran(sys::process::thread_usage());
+        let out = poll();
+        if let Took::Ran { cpu, blocked } = stopwatch.stop() {
+            self.observed(route, cpu, ready(&out) && !blocked);
+        }
+        out
+    }
+
     /// A worker's first poll of `route` ran `cpu` and was ready without blocking (or not).
     pub(crate) fn observed(&self, route: Route, cpu: Duration, ready: bool) {
         let mut entry = self.entry(route);

@@ -459,9 +459,8 @@ impl Reply {
 thread_local! {
     /// The runtime thread's counters, and its Date line.
     static THREAD: RefCell<Option<(Arc<ThreadStats>, DateCache)>> = const { RefCell::new(None) };
-    /// A worker in the background: its state, the runtime's answers in progress, and how
-    /// many workers share them.
-    static BACKGROUND: RefCell<Option<(Background, Arc<AtomicUsize>, usize)>> =
+    /// A worker in the background: its state and the runtime's answers in progress.
+    static BACKGROUND: RefCell<Option<(Background, Arc<AtomicUsize>)>> =
         const { RefCell::new(None) };
 }
 
@@ -469,8 +468,11 @@ thread_local! {
 /// per worker are the work waiting.
 fn adjust_background() {
     BACKGROUND.with(|b| {
-        if let Some((b, in_flight, workers)) = b.borrow_mut().as_mut() {
-            b.adjust(in_flight.load(Ordering::Relaxed).saturating_sub(*workers));
+        if let Some((b, in_flight)) = b.borrow_mut().as_mut() {
+            let waiting = in_flight
+                .load(Ordering::Relaxed)
+                .saturating_sub(b.workers());
+            b.adjust(waiting);
         }
     })
 }
@@ -514,25 +516,20 @@ impl Drop for InFlight {
 }
 
 /// A task's whole life: finish the answer, then send it whole or stream it. Where readers
-/// learn, the first poll's cost is told to `learn`.
-async fn answer(mut answering: Answering, reply: Reply, mut learn: Option<Arc<CheapRoutes>>) {
+/// learn, the first poll's cost is told to `learn`'s table as its route's.
+async fn answer(
+    mut answering: Answering,
+    reply: Reply,
+    mut learn: Option<(Route, Arc<CheapRoutes>)>,
+) {
     let step = std::future::poll_fn(|cx| {
-        let Some(cheap) = learn.take() else {
-            return with_thread(|_, date| answering.poll(cx, date));
-        };
-        // Measured in what the thread ran, not in wall time: a worker is preempted often
-        // (more so in the background), which says nothing of what the route costs.
-        let before = sys::process::thread_usage();
-        let poll = with_thread(|_, date| answering.poll(cx, date));
-        if let (Some(route), Ok(before), Ok(after)) =
-            (answering.route, before, sys::process::thread_usage())
-        {
-            // A poll that blocked the thread (a sleep, a blocking call) is not cheap
-            // however little it ran.
-            let ready = poll.is_ready() && after.waits == before.waits;
-            cheap.observed(route, after.cpu.saturating_sub(before.cpu), ready);
+        let mut poll = || with_thread(|_, date| answering.poll(cx, date));
+        match learn.take() {
+            // Measured in what the thread ran, not in wall time: a worker is preempted
+            // often (more so in the background), which says nothing of what the route costs.
+            Some((route, cheap)) => cheap.on_worker(route, poll, Poll::is_ready),
+            None => poll(),
         }
-        poll
     })
     .await;
     match step {
@@ -653,7 +650,7 @@ impl Tasks {
     /// Finish on the runtime an answer begun here; the parts go to `conn`'s slot `seq`.
     pub(crate) fn spawn(&self, answering: Answering, conn: ConnId, seq: u64) -> AbortHandle {
         let reply = self.reply(conn, seq);
-        let learn = answering.route.and(self.cheap.clone());
+        let learn = answering.route.zip(self.cheap.clone());
         self.run(answer(answering, reply, learn))
     }
 
@@ -765,10 +762,8 @@ pub(crate) fn start(
             let mine = stats.iter().find(|s| Some(s.name()) == name.as_deref());
             if let Some(mine) = mine {
                 if let Some((crew, in_flight)) = &background {
-                    let workers = crew.workers();
                     BACKGROUND.with(|b| {
-                        *b.borrow_mut() =
-                            Some((Background::enter(crew), in_flight.clone(), workers))
+                        *b.borrow_mut() = Some((Background::enter(crew), in_flight.clone()))
                     });
                 }
                 THREAD.with(|t| {

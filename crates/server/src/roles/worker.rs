@@ -144,15 +144,9 @@ pub(crate) fn run(
         let start = Instant::now();
         date.refresh_by(start);
         let (resp, panicked) = match (job.route, &cheap) {
+            // Measured in what the thread ran (see `roles::inline`); a panic is not cheap.
             (Some(route), Some(cheap)) => {
-                // Measured in what the thread ran (see `roles::inline`).
-                let before = sys::process::thread_usage();
-                let called = call_guarded(&*handler, job.req);
-                if let (Ok(before), Ok(after)) = (before, sys::process::thread_usage()) {
-                    let ready = !called.1 && after.waits == before.waits;
-                    cheap.observed(route, after.cpu.saturating_sub(before.cpu), ready);
-                }
-                called
+                cheap.on_worker(route, || call_guarded(&*handler, job.req), |c| !c.1)
             }
             _ => call_guarded(&*handler, job.req),
         };
