@@ -16,21 +16,19 @@ const EXAMPLES: [&str; 2] = ["json_api", "axum_app"];
 /// of this test alone (`--test json_api`) does not, and would start a stale one: so build
 /// them here once (a no-op when they are up to date). `--workspace`, as `cargo test`
 /// resolves features for the whole workspace: `-p backlog-server` alone would resolve fewer
-/// and build a second copy of every dependency. The server's `axum` feature as
-/// `scripts/test` runs the suites (a plain `cargo test` then rebuilds the server's own crate
-/// for the examples, not its dependencies).
+/// and build a second copy of every dependency. The features are the ones the suites were
+/// built with: `BACKLOG_TEST_FEATURES` as `scripts/test` sets it, else the server's `axum`
+/// feature (a plain `cargo test` then rebuilds the server's own crate for the examples, not
+/// its dependencies). Other features would make this build and the suites' take turns
+/// rebuilding the dependencies whose features differ (a minute of CI's run).
 fn example(name: &str) -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let features =
+            std::env::var("BACKLOG_TEST_FEATURES").unwrap_or_else(|_| "backlog-server/axum".into());
         let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-q",
-            "--workspace",
-            "--features",
-            "backlog-server/axum",
-        ]);
+        build.args(["build", "-q", "--workspace", "--features", &features]);
         let exe = std::env::current_exe().unwrap();
         if exe
             .parent()
