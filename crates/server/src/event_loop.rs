@@ -226,6 +226,7 @@ impl EventLoop {
                     }
                     r.after_events(io);
                     r.on_timers(io);
+                    r.end_round();
                 }
                 if let Some(a) = parts.acceptor.as_mut() {
                     a.after_events();

@@ -99,6 +99,15 @@ impl TimerWheel {
             .min(u32::MAX as u64 - 1) as u32
     }
 
+    /// The deadlines that `timer`'s entry serves as it is filed: every one after this
+    /// instant (its tick is the entry's or later, and the owner re-files a deadline that
+    /// moved when the entry fires). Only a deadline at or before it needs the entry moved
+    /// earlier. The owner keeps it beside the reference, so that a deadline moving later —
+    /// each keep-alive request — is one comparison of instants, no clock arithmetic.
+    pub(crate) fn serves_after(&self, timer: TimerRef) -> Instant {
+        self.origin + TICK * timer.tick.saturating_sub(1)
+    }
+
     /// Schedule `key` for `when`; the owner keeps the returned reference.
     pub(crate) fn insert(&mut self, key: usize, gen: u32, when: Instant) -> TimerRef {
         let tick = self.tick_of(when).max(self.cursor + 1);
@@ -239,6 +248,42 @@ mod tests {
                 tick: SLOTS as u32 + 5
             }]
         );
+    }
+
+    /// A deadline after what an entry serves keeps the entry (its tick is the entry's or
+    /// later); one at or before it needs an earlier tick — the one comparison the owner
+    /// makes on every request instead of the tick arithmetic.
+    #[test]
+    fn an_entry_serves_exactly_the_deadlines_of_its_tick_and_later() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0);
+        for when in [
+            t0 + TICK * 7,
+            t0 + TICK * 7 + Duration::from_nanos(1),
+            t0 + TICK * 7 - Duration::from_nanos(1),
+            t0 + Duration::from_millis(1234),
+            t0,
+        ] {
+            let timer = w.insert(1, 0, when);
+            let after = w.serves_after(timer);
+            // A deadline already due is filed for the next tick, which does not serve it:
+            // the owner files it again, as it did before this shortcut.
+            assert_eq!(when > after, w.tick_of(when) == timer.tick, "{when:?}");
+            for probe in [
+                after - Duration::from_nanos(1),
+                after,
+                after + Duration::from_nanos(1),
+                after + TICK,
+            ] {
+                let later_or_same_tick = w.tick_of(probe) >= timer.tick;
+                assert_eq!(
+                    probe > after,
+                    later_or_same_tick,
+                    "{probe:?} against {timer:?}"
+                );
+            }
+            w.remove(1, timer);
+        }
     }
 
     #[test]

@@ -368,6 +368,7 @@ mod tests {
         fn pump(&mut self) {
             for _ in 0..10_000 {
                 if !self.step() {
+                    self.reader.end_round();
                     return;
                 }
             }

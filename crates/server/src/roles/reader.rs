@@ -55,6 +55,8 @@ struct Socket<C> {
     gen: u32,
     /// Its entry in the thread's timer wheel, if it has one.
     timer: TimerRef,
+    /// The deadlines that entry serves without being moved ([`TimerWheel::serves_after`]).
+    timer_serves_after: Instant,
     conn: Connection,
 }
 
@@ -339,6 +341,7 @@ impl<D: Driver> Reader<D> {
             io: state,
             gen,
             timer: TimerRef::NONE,
+            timer_serves_after: self.now,
             conn,
         });
         self.stats.opened();
@@ -572,6 +575,13 @@ impl<D: Driver> Reader<D> {
         }
     }
 
+    /// The round's last step, before the loop may sleep: what the connections' cores
+    /// counted since the last flush (bytes sent after their answers' counting) goes to the
+    /// thread's counters, so nothing counted waits for the next wake.
+    pub(crate) fn end_round(&mut self) {
+        self.stats.add(&mut self.tally);
+    }
+
     /// Fire the deadlines that are due.
     pub(crate) fn on_timers(&mut self, io: &mut impl Io<Conn = D::Conn>) {
         self.sweep_reset(io);
@@ -594,7 +604,11 @@ impl<D: Driver> Reader<D> {
         self.wheel.advance(self.now, &mut due);
         for e in due.drain(..) {
             let Some(Socket {
-                conn, gen, timer, ..
+                conn,
+                gen,
+                timer,
+                timer_serves_after,
+                ..
             }) = self.conns.get_mut(e.key)
             else {
                 continue;
@@ -608,6 +622,7 @@ impl<D: Driver> Reader<D> {
                 Some((when, kind)) if when <= self.now => self.expire(io, e.key, kind),
                 Some((when, _)) => {
                     *timer = self.wheel.insert(e.key, e.gen, when);
+                    *timer_serves_after = self.wheel.serves_after(*timer);
                 }
             }
         }
@@ -640,7 +655,11 @@ impl<D: Driver> Reader<D> {
     /// earlier (a later deadline is found when the earlier entry fires).
     fn schedule(&mut self, key: usize) {
         let Some(Socket {
-            conn, gen, timer, ..
+            conn,
+            gen,
+            timer,
+            timer_serves_after,
+            ..
         }) = self.conns.get_mut(key)
         else {
             return;
@@ -648,11 +667,15 @@ impl<D: Driver> Reader<D> {
         let Some((when, _)) = conn.poll_deadline(&self.cfg.timeouts) else {
             return;
         };
+        if !timer.is_none() && when > *timer_serves_after {
+            return;
+        }
         let tick = self.wheel.tick_of(when);
         if timer.is_none() || timer.tick > tick {
             // Earlier than its entry: file it anew and take the old one out.
             self.wheel.remove(key, *timer);
             *timer = self.wheel.insert(key, *gen, when);
+            *timer_serves_after = self.wheel.serves_after(*timer);
         }
     }
 
@@ -765,9 +788,8 @@ impl<D: Driver> Reader<D> {
             }
         }
         self.schedule(key);
-        // The rest of what the core counted (bytes sent) goes to the thread's counters once
-        // the connection has gone as far as it can.
-        self.stats.add(&mut self.tally);
+        // The rest of what the core counted (bytes sent) goes to the thread's counters when
+        // the round ends ([`Reader::end_round`]): once per round, not once per connection.
     }
 
     /// A refused connection, half-closed: discard what the client still sends until its
@@ -1117,6 +1139,6 @@ mod size {
         let epoll = std::mem::size_of::<super::Socket<crate::driver::epoll::EdgeState>>();
         let uring = std::mem::size_of::<super::Socket<crate::driver::uring::RecvState>>();
         let size = epoll.max(uring);
-        assert!(size <= 408, "a connection is {size} bytes");
+        assert!(size <= 424, "a connection is {size} bytes");
     }
 }
