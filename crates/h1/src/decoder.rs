@@ -287,7 +287,8 @@ impl RequestDecoder {
         expect_continue: bool,
     ) -> Result<Decoded, Error> {
         let body = match &mut framing {
-            Framing::Length(0) => Some(Bytes::new()),
+            // A fresh request's body is already empty: nothing to put in its place.
+            Framing::Length(0) => return Ok(Decoded::Request(req)),
             Framing::Length(n) => {
                 if buf.len() as u64 >= *n {
                     Some(buf.split_to(*n as usize).freeze())
