@@ -401,6 +401,16 @@ impl<'a> Wiring<'a> {
         role == Role::Worker && self.background_workers
     }
 
+    /// What a pool of `workers` workers shares with its readers, as configured: their crew
+    /// when they run in the background, the routes' costs when readers learn cheap ones.
+    fn pool_shared(&self, workers: usize) -> PoolShared {
+        PoolShared {
+            crew: self.in_background(Role::Worker).then(|| Crew::new(workers)),
+            cheap: (self.cfg.inline_answers == crate::InlineAnswers::Learned)
+                .then(|| Arc::new(CheapRoutes::new(self.cfg.inline_limit))),
+        }
+    }
+
     /// Queue a plain thread (a worker) for start.
     pub(crate) fn spawn_thread(&mut self, layout: ThreadLayout, body: ThreadBody) {
         let name = layout.name.clone();
@@ -519,12 +529,8 @@ fn handler_execs(
         return execs;
     }
     let (tx, jobs) = worker::queue(w.cfg.queue_depth);
-    let crew = w
-        .in_background(Role::Worker)
-        .then(|| Crew::new(t.workers()));
-    // The routes the readers answer themselves, learned from the workers' calls.
-    let cheap = (w.cfg.inline_answers == crate::InlineAnswers::Learned)
-        .then(|| Arc::new(CheapRoutes::new(w.cfg.inline_limit)));
+    // The routes the readers answer themselves are learned from the workers' calls.
+    let shared = w.pool_shared(t.workers());
     let mut replies = Vec::with_capacity(readers.len());
     for parts in readers {
         let (port, completions) = ReplyPort::new(parts.waker.clone(), parts.stats.clone());
@@ -533,13 +539,12 @@ fn handler_execs(
             submit: Submitter::new(tx.clone(), parts.stats.clone()),
             completions,
             reply: replies.len() - 1,
-            crew: crew.clone(),
-            cheap: cheap.clone(),
+            crew: shared.crew.clone(),
+            cheap: shared.cheap.clone(),
         };
         execs.push(w.exec(handler, parts, Some(link)));
     }
     let replies = Arc::new(replies);
-    let shared = PoolShared { crew, cheap };
     w.spawn_workers(handler, Role::Worker, t.workers(), jobs, replies, shared);
     execs
 }
@@ -572,11 +577,15 @@ fn service_execs(
         w.layout.extend(threads);
     }
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let crew = (!inline && w.in_background(Role::Worker)).then(|| Crew::new(count));
+    // Readers that poll every answer first share nothing more with the runtime; where
+    // workers run the business, the routes the readers answer themselves are learned from
+    // the workers' first polls.
+    let PoolShared { crew, cheap } = if inline {
+        PoolShared::default()
+    } else {
+        w.pool_shared(count)
+    };
     let background = crew.clone().map(|crew| (crew, in_flight.clone()));
-    // The routes the readers answer themselves, learned from the workers' first polls.
-    let cheap = (!inline && w.cfg.inline_answers == crate::InlineAnswers::Learned)
-        .then(|| Arc::new(CheapRoutes::new(w.cfg.inline_limit)));
     let rt = runtime::start(stats, background).map_err(|source| ServerError::Io {
         what: "starting the service's runtime",
         source,
