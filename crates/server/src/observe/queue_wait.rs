@@ -51,11 +51,11 @@ const _: () = assert!(SAMPLE_EVERY < 31, "a weight is kept in 5 bits");
 /// `--queue-timing sampled`: every read is timed once this long has passed since the loop's
 /// previous round began. Bytes a loop is told about in a round arrived after the previous
 /// round's wait returned, so until then no wait can exceed this; past it (a handler that
-/// blocked the loop, a burst far beyond what a round serves) the waits worth seeing are all
-/// counted, each for one. Not 1 ms: a loop saturated by 512 keep-alive connections runs
-/// rounds of a few ms, and timed 60% of its reads that way (`recvmsg` instead of `read`:
-/// about 3% of its CPU) to count waits the one-in-16 sample estimates just as well.
-pub const TIME_EVERY_READ_AFTER: Duration = Duration::from_millis(10);
+/// held the loop, a burst far beyond what a round serves) the waits worth seeing are all
+/// counted, each for one. Not 1 ms, as it was: a loop saturated by 512 keep-alive
+/// connections runs rounds of 3–10 ms, and so timed 60% of its reads (`recvmsg` instead of
+/// `read`, about 3% of its CPU) to count waits the one-in-16 sample estimates just as well.
+pub const TIME_EVERY_READ_AFTER: Duration = Duration::from_millis(100);
 
 /// Upper bounds of the buckets, in µs: 10 µs to 10 s. One more bucket counts what is longer.
 pub const BUCKETS_US: [u64; 19] = [
