@@ -154,7 +154,7 @@ impl EventLoop {
             }
             busy_since = Instant::now();
             if let Some(r) = parts.reader.as_mut() {
-                r.set_now(busy_since);
+                r.set_now(busy_since, busy_since.saturating_duration_since(now));
             }
 
             // A stop asked for is taken up before this round's events: a request that arrives

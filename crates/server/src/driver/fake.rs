@@ -315,7 +315,7 @@ mod tests {
                 now: Instant::now(),
                 timeouts: Timeouts::default(),
             };
-            sim.reader.set_now(sim.now);
+            sim.reader.set_now(sim.now, Duration::ZERO);
             sim
         }
 
@@ -439,7 +439,7 @@ mod tests {
         /// Move the clock by `by` and fire what is due.
         fn tick(&mut self, by: Duration) {
             self.now += by;
-            self.reader.set_now(self.now);
+            self.reader.set_now(self.now, by);
             self.reader.on_timers(&mut self.fake);
             self.pump();
         }
@@ -621,7 +621,7 @@ mod tests {
                 "{semantics:?}: not taken from the inbox"
             );
             reader.begin_drain(&mut fake, Duration::ZERO);
-            reader.set_now(Instant::now() + Duration::from_millis(1));
+            reader.set_now(Instant::now() + Duration::from_millis(1), Duration::ZERO);
             reader.on_timers(&mut fake);
             assert!(fake.peer(raw).closed, "{semantics:?}");
             assert!(

@@ -29,11 +29,13 @@
 //! A timed read costs more than a plain one (`recvmsg` against `read`: about 0.2 µs on
 //! this machine, 3–5% of a keep-alive request), so by default (`--queue-timing sampled`) the
 //! epoll driver times only: every connection's first request (every accept-queue wait);
-//! every read more than [`TIME_EVERY_READ_AFTER`] after its loop's previous round began
-//! (where long waits come from: a long round, a handler holding the loop); and one in
-//! [`SAMPLE_EVERY`] of the rest, each counted for that many. Which stratum a read falls in
-//! depends on the loop's clock, never on the wait being measured, so the counts and
-//! percentiles remain estimates of every request's; `on` times every read.
+//! every read of a round that followed a wait of at least [`TIME_EVERY_READ_AFTER_IDLE`] (an
+//! idle loop, where timing costs nothing that matters, so a lightly loaded server's counts
+//! are exact); every read more than [`TIME_EVERY_READ_AFTER`] after its loop's previous round
+//! began (a handler holding the loop: the long waits); and one in [`SAMPLE_EVERY`] of the
+//! rest — a busy loop's — each counted for that many. Which stratum a read falls in depends
+//! on the loop's clock, never on the wait being measured, and every stratum is counted, so the
+//! counts and percentiles remain estimates of every request's; `on` times every read.
 //!
 //! Histograms are per thread, fixed buckets from 10 µs to 10 s (atomics; the owner writes,
 //! the admin endpoint reads).
@@ -56,6 +58,10 @@ const _: () = assert!(SAMPLE_EVERY < 31, "a weight is kept in 5 bits");
 /// connections runs rounds of 3–10 ms, and so timed 60% of its reads (`recvmsg` instead of
 /// `read`, about 3% of its CPU) to count waits the one-in-16 sample estimates just as well.
 pub const TIME_EVERY_READ_AFTER: Duration = Duration::from_millis(100);
+/// `--queue-timing sampled`: every read of a round is timed when the loop's wait before it
+/// lasted this long — an idle loop. A loop serving a saturating load that its client limits
+/// also sleeps, but for tens of µs between batches, and is sampled.
+pub const TIME_EVERY_READ_AFTER_IDLE: Duration = Duration::from_millis(1);
 
 /// Upper bounds of the buckets, in µs: 10 µs to 10 s. One more bucket counts what is longer.
 pub const BUCKETS_US: [u64; 19] = [
@@ -109,6 +115,8 @@ pub(crate) struct ReadTiming {
     sampled: u32,
     /// When the loop's previous round began (see [`TIME_EVERY_READ_AFTER`]).
     previous_round: Instant,
+    /// This round followed an idle wait (see [`TIME_EVERY_READ_AFTER_IDLE`]).
+    after_idle: bool,
 }
 
 impl ReadTiming {
@@ -116,12 +124,15 @@ impl ReadTiming {
         ReadTiming {
             sampled: 0,
             previous_round: now,
+            after_idle: false,
         }
     }
 
-    /// The loop began a round; the previous one began at `previous`.
-    pub(crate) fn round_began(&mut self, previous: Instant) {
+    /// The loop began a round after waiting `waited` for events; the previous round began at
+    /// `previous`.
+    pub(crate) fn round_began(&mut self, previous: Instant, waited: Duration) {
         self.previous_round = previous;
+        self.after_idle = waited >= TIME_EVERY_READ_AFTER_IDLE;
     }
 
     /// The weight the next read's wait counts for, or `None` for a plain read.
@@ -139,6 +150,7 @@ impl ReadTiming {
             QueueTiming::Sampled if first_pending => Some(1),
             // The rest of a request already counted (or not sampled): nothing to time.
             QueueTiming::Sampled if !starts => None,
+            QueueTiming::Sampled if self.after_idle => Some(1),
             QueueTiming::Sampled
                 if Instant::now().duration_since(self.previous_round) >= TIME_EVERY_READ_AFTER =>
             {
@@ -288,6 +300,40 @@ impl WaitSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampled_times_an_idle_or_held_loop_whole_and_samples_a_busy_one() {
+        let now = Instant::now();
+        let weights = |t: &mut ReadTiming| -> Vec<Option<u8>> {
+            (0..SAMPLE_EVERY)
+                .map(|_| t.weight(QueueTiming::Sampled, false, true))
+                .collect()
+        };
+        let mut busy = ReadTiming::new(now);
+        busy.round_began(now, Duration::from_micros(20));
+        let w = weights(&mut busy);
+        assert_eq!(
+            w.iter().flatten().count(),
+            1,
+            "one in {SAMPLE_EVERY}: {w:?}"
+        );
+        assert!(w.iter().flatten().all(|&x| x == SAMPLE_EVERY as u8));
+
+        let mut idle = ReadTiming::new(now);
+        idle.round_began(now, TIME_EVERY_READ_AFTER_IDLE);
+        assert!(weights(&mut idle).iter().all(|&w| w == Some(1)));
+
+        let mut held = ReadTiming::new(now);
+        let long_ago = now.checked_sub(TIME_EVERY_READ_AFTER).unwrap_or(now);
+        held.round_began(long_ago, Duration::ZERO);
+        if long_ago < now {
+            assert!(weights(&mut held).iter().all(|&w| w == Some(1)));
+        }
+
+        // Mid-request reads are never timed; a connection's first is, whatever the round.
+        assert_eq!(busy.weight(QueueTiming::Sampled, false, false), None);
+        assert_eq!(busy.weight(QueueTiming::Sampled, true, false), Some(1));
+    }
 
     #[test]
     fn a_pending_wait_keeps_its_weight_and_caps_its_length() {

@@ -265,9 +265,10 @@ impl<D: Driver> Reader<D> {
         }
     }
 
-    /// The loop woke at `now`: one clock read per round serves every connection.
-    pub(crate) fn set_now(&mut self, now: Instant) {
-        self.timing.round_began(self.now);
+    /// The loop woke at `now` after waiting `waited` for events: one clock read per round
+    /// serves every connection.
+    pub(crate) fn set_now(&mut self, now: Instant, waited: Duration) {
+        self.timing.round_began(self.now, waited);
         self.now = now;
         self.date.refresh_by(now);
     }
