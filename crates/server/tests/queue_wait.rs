@@ -157,7 +157,8 @@ fn sampled_timing_counts_every_connection_and_estimates_the_requests() {
         assert_eq!(accept.count(), 4, "{model:?}: every connection");
         // 4 first requests, then 396 sampled one in 16 per thread (each thread's count
         // starts anywhere in its cycle), each sample counted for 16 — unless a read came
-        // more than 100 ms into a loop's round, which is timed and counted for 1.
+        // in a round after a wait of 1 ms or more, or more than 100 ms into a loop's round:
+        // then it is timed and counted for 1.
         let n = receive.count();
         assert!(
             (4 + 396 - 2 * 16..=4 + 396 + 2 * 16).contains(&n),
