@@ -187,9 +187,10 @@ struct ServeArgs {
     defer_accept: bool,
     /// Measure how long connections and requests wait in the kernel's accept and receive
     /// queues (receive timestamps; timed reads go through recvmsg, the same one syscall).
-    /// on: every read; sampled: every connection's first request, every read more than 1 ms
-    /// after its loop's previous round began, one in 16 of the rest counted for 16 (epoll;
-    /// io_uring times every read); off: none.
+    /// on: every read; sampled: every connection's first request, every read of a round after
+    /// a wait of 1 ms or more (an idle loop) or more than 100 ms after its loop's previous
+    /// round began (a held loop), one in 16 of the rest counted for 16 (epoll; io_uring times
+    /// every read); off: none.
     #[arg(long, default_value = "sampled", value_parser = named(&QueueTiming::ALL, |q| q.name()))]
     queue_timing: QueueTiming,
     /// The I/O interface of every event loop: epoll (readiness), uring (io_uring
