@@ -190,6 +190,29 @@ fn the_echo_app_returns_the_body_for_any_method_and_path() {
     assert!(out.ends_with("\r\n\r\nhello"), "{out}");
 }
 
+/// A chunked body the echo streams back, whose framing breaks before any of it came: the
+/// body's refusal (400, its reason), then the close — not a wait for the body timeout.
+#[test]
+fn the_echo_app_answers_a_broken_chunked_body_with_its_refusal() {
+    for model in ["single", "pool"] {
+        let served = Served::start(&["--listen", "127.0.0.1:0", "--app", "echo", "--model", model]);
+        let mut s = TcpStream::connect(served.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        s.write_all(b"3\nabc\n0\n\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 "), "{model}: {out}");
+        assert!(out.contains("Connection: close\r\n"), "{model}: {out}");
+        assert!(
+            out.ends_with("invalid chunked body: bare LF\n"),
+            "{model}: {out}"
+        );
+    }
+}
+
 #[test]
 fn work_burns_the_time_it_is_asked() {
     let served = Served::start(&["--listen", "127.0.0.1:0", "--model", "single"]);

@@ -114,6 +114,13 @@ impl RequestDecoder {
         )
     }
 
+    /// Whether a streamed body is under way whose request was handed out
+    /// ([`Streamed::Head`]): an error from here on is the body's, and its request already
+    /// has someone to answer it.
+    pub fn streaming_body(&self) -> bool {
+        matches!(self.state, State::Stream(_))
+    }
+
     /// Take the next request out of `buf`, consuming exactly its bytes.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
         self.decode_with(buf, |_| None)

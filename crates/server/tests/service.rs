@@ -162,6 +162,10 @@ fn router(state: Arc<AppState>) -> Router {
             ),
         )
         .route(
+            "/mirror",
+            post(|body: axum::body::Body| async move { body }),
+        )
+        .route(
             "/trailers",
             get(|| async { axum::body::Body::new(WithTrailers(0)) }),
         )
@@ -326,6 +330,69 @@ fn a_streamed_body_arrives_whole_in_chunks() {
             "{name}"
         );
         assert!(all.ends_with(&[b's'; 3 * 64 * 1024][..]), "{name}");
+        server.stop();
+    }
+}
+
+#[test]
+fn a_streamed_body_that_breaks_its_framing_is_answered_and_the_connection_closes() {
+    // The request is handed over at its head and its body streams; then the framing
+    // breaks. The service must learn why its body ended (not wait for the body timeout),
+    // and nothing may be read after broken framing.
+    let head = "Host: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let broken: [(&str, &str, bool); 3] = [
+        (
+            "data past its size",
+            "3\r\nabc\r\n3\r\nabcd\r\n0\r\n\r\n",
+            false,
+        ),
+        ("bare LF", "3\nabc\n0\n\n", true),
+        ("size not hex", "zz\r\nabc\r\n0\r\n\r\n", true),
+    ];
+    for (name, builder) in models() {
+        let (server, _) = start(builder);
+        let addr = server.local_addr();
+        for (what, tail, first) in broken {
+            // A handler that reads the body itself is told why it ended.
+            let (mut s, mut r) = open(addr);
+            s.write_all(format!("POST /count?ms=0 HTTP/1.1\r\n{head}").as_bytes())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            s.write_all(format!("{tail}GET / HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                .unwrap();
+            let resp = next_response(&mut r).expect("an answer");
+            assert!(
+                resp.text().contains("request body was refused"),
+                "{name}, {what}: {}",
+                resp.text()
+            );
+            assert_closed(&mut r);
+            if !first {
+                continue;
+            }
+            // A response whose body is the request's, failing before any of it came: the
+            // server answers with the refusal the body earned.
+            let (mut s, mut r) = open(addr);
+            s.write_all(format!("POST /mirror HTTP/1.1\r\n{head}").as_bytes())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            s.write_all(format!("{tail}GET / HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                .unwrap();
+            let resp = next_response(&mut r).expect("an answer");
+            assert_eq!(resp.status, 400, "{name}, {what}: {}", resp.text());
+            assert!(
+                resp.text().contains("chunk"),
+                "{name}, {what}: {}",
+                resp.text()
+            );
+            assert_eq!(resp.header("connection"), Some("close"), "{name}, {what}");
+            assert_closed(&mut r);
+        }
+        assert_eq!(
+            request(addr, "GET", "/", &[], b"").status,
+            200,
+            "{name}: still serving"
+        );
         server.stop();
     }
 }

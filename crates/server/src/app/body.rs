@@ -24,6 +24,12 @@ pub enum BodyError {
     /// The connection closed, timed out or was cut before the body's last byte came.
     #[error("the request body was cut short: the client went away or timed out")]
     Incomplete,
+    /// The body broke HTTP/1.1's framing (a bad chunk) or went past the body limit after
+    /// its request was handed over. The connection closes after the answer; a service whose
+    /// answer fails with this error (as `--app echo`'s streamed-back body does) is answered
+    /// with the refusal's status ([`h1::Error::status`]: 400, 413), not 500.
+    #[error("the request body was refused: {0}")]
+    Refused(h1::Error),
 }
 
 /// A request's body as a service reads it: an `http_body::Body` of `Bytes`.
@@ -126,7 +132,7 @@ struct PipeState {
     pieces: VecDeque<Bytes>,
     buffered: usize,
     ended: bool,
-    failed: bool,
+    failed: Option<BodyError>,
     /// The service dropped its body: what still comes is read and thrown away, so that the
     /// connection finds the next request.
     abandoned: bool,
@@ -165,11 +171,12 @@ impl Pipe {
     }
 
     /// The reader's side: the body will not be completed (the connection closed, timed
-    /// out, or the peer half-closed mid-body).
-    pub(crate) fn fail(&self) {
+    /// out, or the peer half-closed mid-body: `Incomplete`; its framing broke: `Refused`).
+    /// What came before stays to be taken; the error comes after it.
+    pub(crate) fn fail(&self, why: BodyError) {
         let mut st = self.lock();
         if !st.ended {
-            st.failed = true;
+            st.failed = Some(why);
         }
         if let Some(waker) = st.consumer.take() {
             waker.wake();
@@ -195,8 +202,8 @@ impl Pipe {
         if st.ended {
             return Poll::Ready(None);
         }
-        if st.failed {
-            return Poll::Ready(Some(Err(BodyError::Incomplete)));
+        if let Some(why) = st.failed {
+            return Poll::Ready(Some(Err(why)));
         }
         st.consumer = Some(cx.waker().clone());
         Poll::Pending
@@ -262,7 +269,7 @@ mod tests {
         let waker = Arc::new(sys::Waker::new().unwrap());
         let pipe = Arc::new(Pipe::new(waker));
         let mut body = RequestBody::streamed(pipe.clone(), None);
-        pipe.fail();
+        pipe.fail(BodyError::Incomplete);
         assert!(matches!(
             poll(&mut body),
             Poll::Ready(Some(Err(BodyError::Incomplete)))

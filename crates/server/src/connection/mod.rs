@@ -554,21 +554,32 @@ impl Connection {
             let decoded = match cx.stream_over {
                 // Every body whole: the request is not wrapped on its way out.
                 None => self.decoder.decode_with(&mut self.rbuf, limit),
-                over => match self.decoder.decode_streaming(&mut self.rbuf, limit, over) {
-                    Ok(Streamed::Decoded(decoded)) => Ok(decoded),
-                    Ok(Streamed::Data { bytes, last }) => {
-                        self.note_head(cx.now);
-                        if last && std::mem::take(&mut self.close_after_body) {
-                            self.stop_reading();
+                over => {
+                    let mid_body = self.decoder.streaming_body();
+                    match self.decoder.decode_streaming(&mut self.rbuf, limit, over) {
+                        Ok(Streamed::Decoded(decoded)) => Ok(decoded),
+                        Ok(Streamed::Data { bytes, last }) => {
+                            self.note_head(cx.now);
+                            if last && std::mem::take(&mut self.close_after_body) {
+                                self.stop_reading();
+                            }
+                            return Some(Polled::Body(bytes, last));
                         }
-                        return Some(Polled::Body(bytes, last));
+                        Ok(Streamed::Head { req, length }) => {
+                            let (req, ctx) = self.begin(req, true, cx, tally);
+                            return Some(Polled::Streaming(req, ctx, length));
+                        }
+                        // The body's request is out and its answer is coming: a refusal
+                        // would be a second answer to it. Its consumer is told instead;
+                        // and after broken framing no next request can be found, so the
+                        // connection closes once the answers are out, lingering.
+                        Err(err) if mid_body => {
+                            self.life = Life::Closing { refused: true };
+                            return Some(Polled::BodyFailed(err));
+                        }
+                        Err(err) => Err(err),
                     }
-                    Ok(Streamed::Head { req, length }) => {
-                        let (req, ctx) = self.begin(req, true, cx, tally);
-                        return Some(Polled::Streaming(req, ctx, length));
-                    }
-                    Err(err) => Err(err),
-                },
+                }
             };
             match decoded {
                 Ok(Decoded::Partial) => {

@@ -106,4 +106,8 @@ pub(crate) enum Polled {
     Streaming(Request, EncodeContext, Option<u64>),
     /// The next piece of the streaming request's body; `true`: its last.
     Body(bytes::Bytes, bool),
+    /// The streaming request's body broke its framing or its limit: its consumer is to be
+    /// told (the request has its answer coming; a refusal would be a second one), and no
+    /// request follows.
+    BodyFailed(h1::Error),
 }

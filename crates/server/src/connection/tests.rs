@@ -527,3 +527,45 @@ mod size {
         assert!(size <= 384, "Connection is {size} bytes");
     }
 }
+
+#[test]
+fn a_streamed_body_that_breaks_its_framing_fails_its_consumer_with_no_second_answer() {
+    let mut w = World::new();
+    let mut c = conn(&w);
+    let raw = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+3\r\nabc\r\n3\r\nabcd\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    receive(&mut c, raw, None, w.now, &mut w.spare, &mut w.tally);
+    let cx = ParseContext {
+        stream_over: Some(0),
+        ..w.cx()
+    };
+    let mut tally = Tally::default();
+    assert!(matches!(
+        c.poll_request(&cx, &mut tally),
+        Some(Polled::Streaming(..))
+    ));
+    let seq = c.push_pending();
+    // The good chunk's bytes (however the decoder hands them over), then the failure.
+    let mut got = Vec::new();
+    let failed = loop {
+        match c.poll_request(&cx, &mut tally) {
+            Some(Polled::Body(bytes, false)) => got.extend_from_slice(&bytes),
+            Some(Polled::BodyFailed(err)) => break err,
+            _ => panic!("neither a piece of the body nor its failure"),
+        }
+    };
+    assert!(b"abc".starts_with(&got), "{got:?}");
+    assert!(matches!(failed, h1::Error::Chunked(_)), "{failed:?}");
+    // Nothing more is parsed: not the GET after the broken framing.
+    assert!(c.poll_request(&cx, &mut tally).is_none());
+    assert!(!c.wants_read());
+    // The request's own answer is the only one; after it the connection half-closes.
+    assert_eq!(w.drain_output(&mut c), "", "no refusal of its own");
+    let answer = Bytes::from_static(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    c.complete(seq, answer, Some(false), &mut w.spare, w.now);
+    assert!(w.drain_output(&mut c).starts_with("HTTP/1.1 400"));
+    assert_eq!(
+        c.poll_verdict(w.now, w.timeouts.linger, false),
+        Verdict::HalfClose
+    );
+}

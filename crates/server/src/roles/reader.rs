@@ -13,7 +13,7 @@
 //! Every connection is under exactly one deadline at a time (header, body, idle, write or
 //! linger; see [`Connection::poll_deadline`]), kept on the thread's [`TimerWheel`].
 
-use crate::app::body::{Pipe, RequestBody};
+use crate::app::body::{BodyError, Pipe, RequestBody};
 use crate::app::handler::call_guarded;
 use crate::app::refusal::RenderRefusal;
 use crate::config::{QueueTiming, Timeouts};
@@ -645,7 +645,7 @@ impl<D: Driver> Reader<D> {
         };
         let cx = cfg.parse_context(date, *draining, *now);
         let expired = s.conn.expire(kind, &cx, tally);
-        cut_body(&mut self.bodies, key);
+        cut_body(&mut self.bodies, key, BodyError::Incomplete);
         match expired {
             Expired::Close => self.close(io, key),
             Expired::Answered => self.drive(io, key),
@@ -727,7 +727,7 @@ impl<D: Driver> Reader<D> {
                 match io.read(&s.fd, &mut s.io, buf, weight.is_some()) {
                     Read::Closed => {
                         s.conn.peer_closed();
-                        cut_body(&mut self.bodies, key);
+                        cut_body(&mut self.bodies, key, BodyError::Incomplete);
                     }
                     Read::Bytes(n, arrived) => {
                         let stamp = arrived.zip(weight).map(|(at, w)| stamp(at, w));
@@ -939,6 +939,10 @@ impl<D: Driver> Reader<D> {
                     bodies.insert(key, pipe.clone());
                     (req, ctx, Some(RequestBody::streamed(pipe, length)))
                 }
+                Polled::BodyFailed(err) => {
+                    cut_body(bodies, key, BodyError::Refused(err));
+                    continue;
+                }
                 Polled::Body(bytes, last) => {
                     let Some(pipe) = bodies.get(&key) else {
                         continue;
@@ -1044,7 +1048,7 @@ impl<D: Driver> Reader<D> {
         if cancelled > 0 {
             self.stats.cancelled(cancelled);
         }
-        cut_body(&mut self.bodies, key);
+        cut_body(&mut self.bodies, key, BodyError::Incomplete);
         self.wheel.remove(key, s.timer);
         io.close(s.fd, s.io, s.conn.sending());
         self.closed();
@@ -1109,14 +1113,15 @@ impl<D: Driver> Reader<D> {
 }
 
 /// The streaming body of `key`'s connection will not be completed (it closed, timed out or
-/// half-closed mid-body): its reader gets an error rather than waiting forever.
-fn cut_body(bodies: &mut HashMap<usize, Arc<Pipe>>, key: usize) {
+/// half-closed mid-body: `Incomplete`; its framing broke: `Refused`): its reader gets the
+/// error rather than waiting forever.
+fn cut_body(bodies: &mut HashMap<usize, Arc<Pipe>>, key: usize, why: BodyError) {
     // Most connections close with no body streaming, and an empty map still hashes the key.
     if bodies.is_empty() {
         return;
     }
     if let Some(pipe) = bodies.remove(&key) {
-        pipe.fail();
+        pipe.fail(why);
     }
 }
 

@@ -21,8 +21,8 @@
 //! Each spawned answer is a task the reader can abort: a connection that closes (the
 //! client reset, a drain ran out of time) drops its futures, and the reader counts them.
 
-use crate::app::body::RequestBody;
-use crate::app::service::{AnswerFuture, AsyncApp, CallAt};
+use crate::app::body::{BodyError, RequestBody};
+use crate::app::service::{AnswerFuture, AsyncApp, BoxError, CallAt};
 use crate::observe::stats::ThreadStats;
 use crate::priority::{Background, Crew};
 use crate::roles::inline::{CheapRoutes, Route};
@@ -174,6 +174,25 @@ pub(crate) struct Whole {
 enum Failure {
     Panicked,
     Failed,
+    /// The service failed because its request's body broke HTTP/1.1's framing or its
+    /// limit ([`BodyError::Refused`], passed on): the client's fault, answered as the
+    /// server refuses such a request.
+    Refused(h1::Error),
+}
+
+impl Failure {
+    /// A service's error: the body's refusal if that is somewhere in its chain, else a
+    /// failure of the service's own.
+    fn of(err: &BoxError) -> Failure {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+        while let Some(e) = cause {
+            if let Some(BodyError::Refused(refused)) = e.downcast_ref::<BodyError>() {
+                return Failure::Refused(*refused);
+            }
+            cause = e.source();
+        }
+        Failure::Failed
+    }
 }
 
 impl Whole {
@@ -186,6 +205,11 @@ impl Whole {
     pub(crate) fn encode(self, date: &DateCache, out: &mut BytesMut) -> bool {
         let (mut answer, got) = match self.answer {
             Ok(answer) => answer,
+            Err(Failure::Refused(err)) => {
+                return h1::Response::text(err.status(), format!("{err}\n"))
+                    .close()
+                    .encode(self.ctx, date, out)
+            }
             // It closes the connection, as a native handler's panic does.
             Err(_) => return h1::Response::internal_error().encode(self.ctx, date, out),
         };
@@ -258,10 +282,7 @@ impl Answering {
                     match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll_head(cx))) {
                         Err(_) => return Poll::Ready(failed(self.ctx, true)),
                         Ok(Poll::Pending) => return Poll::Pending,
-                        Ok(Poll::Ready(Err(err))) => {
-                            tracing::warn!(error = %err, "the service failed: answered 500");
-                            return Poll::Ready(failed(self.ctx, false));
-                        }
+                        Ok(Poll::Ready(Err(err))) => return Poll::Ready(self.fail(&err)),
                         Ok(Poll::Ready(Ok(()))) => {
                             // Matched as Calling just above: the answer, now past its head.
                             let State::Calling(answer) =
@@ -285,10 +306,7 @@ impl Answering {
                         Ok(Poll::Pending) if got.is_empty() => return Poll::Pending,
                         Ok(Poll::Pending) => return Poll::Ready(self.stream(date)),
                         Ok(Poll::Ready(None)) => return Poll::Ready(self.finish()),
-                        Ok(Poll::Ready(Some(Err(err)))) => {
-                            tracing::warn!(error = %err, "a response body failed before its head was sent: answered 500");
-                            return Poll::Ready(failed(self.ctx, false));
-                        }
+                        Ok(Poll::Ready(Some(Err(err)))) => return Poll::Ready(self.fail(&err)),
                         Ok(Poll::Ready(Some(Ok(data)))) => {
                             got.push(data);
                             if got.len() > STREAM_AFTER {
@@ -299,6 +317,23 @@ impl Answering {
                 },
             }
         }
+    }
+
+    /// The service, or its response's body before the head was sent, failed with `err`.
+    fn fail(&self, err: &BoxError) -> Step {
+        let failure = Failure::of(err);
+        match failure {
+            Failure::Refused(refused) => {
+                tracing::debug!(error = %err, "the request body was refused: answered {}", refused.status());
+            }
+            _ => {
+                tracing::warn!(error = %err, "the service (or its body before the head was sent) failed: answered 500")
+            }
+        }
+        Step::Whole(Whole {
+            ctx: self.ctx,
+            answer: Err(failure),
+        })
     }
 
     /// The body ended: the whole answer.
