@@ -603,7 +603,8 @@ fn service_execs(
                 w.cfg.queue_depth,
                 alive.clone(),
                 cheap.clone(),
-            );
+            )
+            .rendering_refusals(w.refusals.clone());
             Exec::Service(ServiceExec {
                 tasks,
                 completions,

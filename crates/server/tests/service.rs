@@ -288,6 +288,7 @@ fn an_axum_router_runs_on_every_preset_and_a_hybrid_topology() {
 
 #[test]
 fn a_panic_in_an_async_handler_is_a_500_that_closes_and_is_counted() {
+    let _turn = memory_turn();
     for (name, builder) in models() {
         let (server, _) = start(builder);
         let addr = server.local_addr();
@@ -393,6 +394,31 @@ fn a_streamed_body_that_breaks_its_framing_is_answered_and_the_connection_closes
             200,
             "{name}: still serving"
         );
+        server.stop();
+    }
+}
+
+#[test]
+fn a_body_refused_for_a_service_is_rendered_as_the_application_renders_refusals() {
+    for (name, builder) in models() {
+        let builder = builder.on_refusal(|r: &backlog_server::Refusal| {
+            backlog_server::Response::json_bytes(200, format!(r#"{{"error":"{}"}}"#, r.reason()))
+        });
+        let (server, _) = start(builder);
+        let (mut s, mut r) = open(server.local_addr());
+        s.write_all(
+            b"POST /mirror HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        )
+        .unwrap();
+        let resp = next_response(&mut r).expect("an answer");
+        assert_eq!(resp.status, 400, "{name}: {}", resp.text());
+        assert!(
+            resp.text()
+                .starts_with(r#"{"error":"invalid chunked body: "#),
+            "{name}: {}",
+            resp.text()
+        );
+        assert_closed(&mut r);
         server.stop();
     }
 }
@@ -516,6 +542,18 @@ fn upload(addr: SocketAddr, len: usize, ms: u64, chunked: bool) -> String {
     resp.text()
 }
 
+/// Tests that measure this process's RSS and tests whose handlers panic on purpose take
+/// turns: with RUST_BACKTRACE set, a panic's backtrace loads the test binary's debug
+/// information, ~100 MiB of RSS that a measurement running beside it counted as the
+/// server's (seen as "RSS grew 108104 KiB" for the 1 GiB stream).
+static PROCESS_MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn memory_turn() -> std::sync::MutexGuard<'static, ()> {
+    PROCESS_MEMORY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Sample this process's RSS while `work` runs; the peak growth, in KiB.
 fn peak_growth(work: impl FnOnce() + Send) -> u64 {
     let before = rss_kib();
@@ -540,6 +578,7 @@ fn peak_growth(work: impl FnOnce() + Send) -> u64 {
 /// 640 MiB sent.
 #[test]
 fn uploads_stream_to_the_handler_with_memory_bounded() {
+    let _turn = memory_turn();
     const CLIENTS: usize = 32;
     const SIZE: usize = 20 << 20;
     for (name, builder) in [
@@ -599,6 +638,7 @@ fn a_slow_reading_handler_slows_the_upload_down() {
 /// socket is full, so the server's memory stays flat.
 #[test]
 fn a_gib_streamed_to_a_slow_reader_keeps_memory_flat() {
+    let _turn = memory_turn();
     for (name, builder) in [
         ("single", builder(backlog_server::Model::Single)),
         ("pool", builder(backlog_server::Model::Pool)),
@@ -822,6 +862,7 @@ impl tower::Service<axum::http::Request<backlog_server::RequestBody>> for Unread
 
 #[test]
 fn a_service_not_ready_at_once_panicking_in_call_or_failing_is_answered_as_a_handler_is() {
+    let _turn = memory_turn();
     for model in MODELS {
         let name = model.name();
         let server = builder(model)

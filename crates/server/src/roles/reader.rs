@@ -986,7 +986,11 @@ impl<D: Driver> Reader<D> {
                         if whole.panicked() {
                             stats.panicked();
                         }
-                        conn.respond_with(|out| whole.encode(date, out), spare, *now);
+                        conn.respond_with(
+                            |out| whole.encode(date, cfg.refusals.as_ref(), out),
+                            spare,
+                            *now,
+                        );
                         stats.requests(1);
                         continue;
                     }

@@ -22,6 +22,7 @@
 //! client reset, a drain ran out of time) drops its futures, and the reader counts them.
 
 use crate::app::body::{BodyError, RequestBody};
+use crate::app::refusal::{self, RenderRefusal};
 use crate::app::service::{AnswerFuture, AsyncApp, BoxError, CallAt};
 use crate::observe::stats::ThreadStats;
 use crate::priority::{Background, Crew};
@@ -63,6 +64,9 @@ pub(crate) struct Tasks {
     /// Where the readers answer the routes that proved cheap themselves: what the workers'
     /// first polls cost.
     cheap: Option<Arc<CheapRoutes>>,
+    /// How the application renders the server's refusals (a body's, answered for a
+    /// service that failed with it).
+    refusals: Option<RenderRefusal>,
 }
 
 /// A reader's link to a service: its runtime, the answers coming back, and whether futures
@@ -201,13 +205,18 @@ impl Whole {
         matches!(self.answer, Err(Failure::Panicked))
     }
 
-    /// Append the encoded answer to `out`; whether the connection stays open.
-    pub(crate) fn encode(self, date: &DateCache, out: &mut BytesMut) -> bool {
+    /// Append the encoded answer to `out` (a refusal rendered by `refusals`, the
+    /// application's, when it gave one); whether the connection stays open.
+    pub(crate) fn encode(
+        self,
+        date: &DateCache,
+        refusals: Option<&RenderRefusal>,
+        out: &mut BytesMut,
+    ) -> bool {
         let (mut answer, got) = match self.answer {
             Ok(answer) => answer,
             Err(Failure::Refused(err)) => {
-                return h1::Response::text(err.status(), format!("{err}\n"))
-                    .close()
+                return refusal::respond(refusals, err.status(), &err.to_string())
                     .encode(self.ctx, date, out)
             }
             // It closes the connection, as a native handler's panic does.
@@ -556,6 +565,7 @@ async fn answer(
     mut answering: Answering,
     reply: Reply,
     mut learn: Option<(Route, Arc<CheapRoutes>)>,
+    refusals: Option<RenderRefusal>,
 ) {
     let step = std::future::poll_fn(|cx| {
         let mut poll = || with_thread(|_, date| answering.poll(cx, date));
@@ -578,7 +588,7 @@ async fn answer(
                         stats.panicked();
                     }
                 }
-                whole.encode(date, &mut out)
+                whole.encode(date, refusals.as_ref(), &mut out)
             });
             reply.send(out.freeze(), Some(keep_alive));
         }
@@ -686,7 +696,7 @@ impl Tasks {
     pub(crate) fn spawn(&self, answering: Answering, conn: ConnId, seq: u64) -> AbortHandle {
         let reply = self.reply(conn, seq);
         let learn = answering.route.zip(self.cheap.clone());
-        self.run(answer(answering, reply, learn))
+        self.run(answer(answering, reply, learn, self.refusals.clone()))
     }
 
     /// Answers in progress on the runtime, from every reader.
@@ -766,7 +776,15 @@ impl Tasks {
             cap: cap.max(1),
             _alive: alive,
             cheap,
+            refusals: None,
         }
+    }
+
+    /// Refusals rendered by the application's `render` (see
+    /// [`ServerBuilder::on_refusal`](crate::ServerBuilder::on_refusal)).
+    pub(crate) fn rendering_refusals(mut self, render: Option<RenderRefusal>) -> Self {
+        self.refusals = render;
+        self
     }
 }
 
