@@ -447,7 +447,8 @@ pub(crate) fn write_head<'a>(
     let tunnel = ctx.connect && (200..300).contains(&status);
     let framed = code.allows_body() && !tunnel;
     let chunked = framed && matches!(framing, Framing::Chunked);
-    let until_close = chunked && ctx.version == Version::Http10;
+    let until_close = (chunked && ctx.version == Version::Http10)
+        || (framed && !ctx.head && framing == Framing::Unstated);
     let keep_alive = ctx.keep_alive && !close && !tunnel && !until_close;
     out.reserve(256);
     if status == 200 {
@@ -507,6 +508,12 @@ pub enum Framing {
     Length(u64),
     /// `Transfer-Encoding: chunked`.
     Chunked,
+    /// Neither field. For the head of an answer to HEAD whose GET length is not known where
+    /// the head is written (a service that left its `Content-Length` out, as a compressing
+    /// layer does): RFC 9110 §9.3.2 lets a server omit what is determined only while
+    /// generating the content, and `Content-Length: 0` would be false. Any other answer
+    /// framed so is delimited by the close.
+    Unstated,
 }
 
 /// What [`Response::encode_head`] decided.
@@ -710,6 +717,26 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\nHello, Worl
             ..ctx(true)
         };
         assert_eq!(head(head_req, Framing::Chunked).0.body, None);
+        // A HEAD's GET length unknown: no length stated, and the connection goes on.
+        let (h, text) = head(head_req, Framing::Unstated);
+        assert_eq!(
+            h,
+            Head {
+                keep_alive: true,
+                body: None
+            }
+        );
+        assert!(!text.contains("Content-Length") && !text.contains("chunked"));
+        // Anything else framed so ends with the connection.
+        let (h, text) = head(ctx(true), Framing::Unstated);
+        assert_eq!(
+            h,
+            Head {
+                keep_alive: false,
+                body: Some(BodyCoding::AsIs)
+            }
+        );
+        assert!(!text.contains("Content-Length") && text.contains("Connection: close"));
         let no_content = Response::new(204);
         let mut out = BytesMut::new();
         let h = no_content.encode_head(ctx(true), &date(), Framing::Chunked, &mut out);

@@ -225,13 +225,14 @@ impl Whole {
         let Some(parts) = answer.parts() else {
             return h1::Response::internal_error().encode(self.ctx, date, out);
         };
-        // A HEAD's answer has no body to count; the length the service gave is the GET's.
-        let len = match self.ctx.head && got.is_empty() {
-            true => declared_length(parts).unwrap_or(0),
-            false => got.len() as u64,
+        // A HEAD's answer has no body to count; the length the service gave is the GET's,
+        // and where it gave none (a compressing layer removes it) none is stated.
+        let framing = match self.ctx.head && got.is_empty() {
+            true => declared_length(parts).map_or(Framing::Unstated, Framing::Length),
+            false => Framing::Length(got.len() as u64),
         };
         out.reserve(256 + got.len());
-        let head = h1::encode_http_head(parts, self.ctx, date, Framing::Length(len), out);
+        let head = h1::encode_http_head(parts, self.ctx, date, framing, out);
         // Its fields are on the wire: the map holds the next request's on this thread.
         h1::recycle_header_map(answer.as_mut().take_headers());
         if head.body.is_some() {
