@@ -209,6 +209,26 @@ fn every_status_of_the_middleware(backend: Backend) {
         );
         assert_eq!(a.status, 400, "{raw}");
     }
+    // Two keys, on one line or on two (the same list, RFC 9110 §5.3): 400 either way.
+    let (k1, k2) = (unique("list"), unique("list"));
+    for fields in [
+        vec![("Idempotency-Key", format!("\"{k1}\", \"{k2}\""))],
+        vec![
+            ("Idempotency-Key", k1.clone()),
+            ("Idempotency-Key", k2.clone()),
+        ],
+    ] {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let a = http(
+            s.addr,
+            "POST",
+            "/comments",
+            &fields,
+            &format!("{{\"text\":\"{bad}\"}}"),
+        );
+        assert_eq!(a.status, 400, "{fields:?}");
+    }
+    assert_eq!(rows_with(s.addr, &bad), 0, "nothing stored");
     // A bare key (as Stripe's clients send it) is the same key as its quoted form.
     let (bare, bare_text) = (unique("bare"), unique("bare"));
     let body = format!("{{\"text\":\"{bare_text}\"}}");

@@ -28,6 +28,10 @@ pub enum KeyError {
     /// Longer than [`MAX_KEY_LEN`].
     #[error("Idempotency-Key is longer than 255 characters")]
     TooLong,
+    /// Sent in more than one field. Field lines of one name combine into a list (RFC 9110
+    /// §5.3), and a key is one item: the same as `"a", "b"` on one line.
+    #[error("Idempotency-Key must be sent once: two fields are a list of keys")]
+    Repeated,
 }
 
 /// Parse the field value into the key it carries.

@@ -74,7 +74,13 @@ impl Guard {
             return refusal;
         }
         let guarded = self.guards(&req);
-        let header = req.header("idempotency-key").map(<[u8]>::to_vec);
+        let (header, repeated) = {
+            let mut fields = req
+                .headers()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"))
+                .map(|(_, value)| value.to_vec());
+            (fields.next(), fields.next().is_some())
+        };
         let Some(raw_key) = header.filter(|_| guarded) else {
             if guarded && self.cfg.require_key {
                 return problem(
@@ -85,7 +91,11 @@ impl Guard {
             }
             return run(req, None).unwrap_or_else(unavailable);
         };
-        let key = match key::parse(&raw_key) {
+        let parsed = match repeated {
+            true => Err(key::KeyError::Repeated),
+            false => key::parse(&raw_key),
+        };
+        let key = match parsed {
             Ok(k) => k,
             Err(err) => return problem(400, "Invalid Idempotency-Key", &err.to_string()),
         };
