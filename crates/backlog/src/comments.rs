@@ -358,15 +358,22 @@ where
     S: Transactional,
     for<'t> S::Tx<'t>: CommentsTx,
 {
-    let after = req
-        .query_param("after")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0i64);
-    let limit = req
-        .query_param("limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100i64)
-        .clamp(1, 1000);
+    // Absent: from the start, 100 at a time; a limit past 1,000 is 1,000. Present but not an
+    // integer: refused, rather than quietly answered as if it were absent.
+    let number = |name: &str, default: i64| match req.query_param(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<i64>().map_err(|_| {
+            problem(
+                400,
+                "Invalid query",
+                &format!("{name} must be an integer, not {v:?}"),
+            )
+        }),
+    };
+    let (after, limit) = match (number("after", 0), number("limit", 100)) {
+        (Ok(after), Ok(limit)) => (after, limit.clamp(1, 1000)),
+        (Err(refused), _) | (_, Err(refused)) => return refused,
+    };
     match store.transact(move |tx| tx.list_comments(after, limit)) {
         Ok(rows) => Response::json_bytes(200, serde_json::to_vec(&rows).unwrap_or_default()),
         Err(err) => store_error(err),

@@ -319,6 +319,20 @@ fn every_status_of_the_middleware(backend: Backend) {
         http(s.addr, "GET", "/comments/no-such", &[], "").status,
         404
     );
+    // The list's numbers: a limit past 1,000 is 1,000; one that is not a number is refused.
+    assert_eq!(
+        http(s.addr, "GET", "/comments?after=0&limit=100000", &[], "").status,
+        200
+    );
+    for query in ["after=abc", "limit=-", "limit=", "after=1&limit=1.5"] {
+        let refused = http(s.addr, "GET", &format!("/comments?{query}"), &[], "");
+        assert_eq!(refused.status, 400, "{query}: {}", refused.body);
+        assert!(
+            refused.body.contains("must be an integer"),
+            "{}",
+            refused.body
+        );
+    }
 }
 
 fn in_flight_is_409_required_key_is_400_and_keys_expire(backend: Backend) {
