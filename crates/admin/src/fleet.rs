@@ -156,7 +156,10 @@ pub fn app(
             )
         })
         .get("/debug/connections", move |req: h1::Request| {
-            let limit = crate::listing_limit(&req);
+            let limit = match crate::listing_limit(&req) {
+                Ok(limit) => limit,
+                Err(refused) => return refused,
+            };
             let conns = listings.get(|| connections(&for_listing(), limit));
             h1::Response::json_bytes(200, crate::listing_json(&conns, limit))
         })

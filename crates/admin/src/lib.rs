@@ -55,7 +55,10 @@ pub fn app(view: Introspect) -> impl Handler {
             Response::json_bytes(200, serde_json::to_vec_pretty(&*state).unwrap_or_default())
         })
         .get("/debug/connections", move |req: Request| {
-            let limit = listing_limit(&req);
+            let limit = match listing_limit(&req) {
+                Ok(limit) => limit,
+                Err(refused) => return refused,
+            };
             let conns = listings.get(|| view.connections(limit, Duration::from_secs(1)));
             Response::json_bytes(200, listing_json(&conns, limit))
         })
@@ -68,12 +71,19 @@ pub fn app(view: Introspect) -> impl Handler {
 }
 
 /// `?limit=N` of a connection listing, at most (and by default)
-/// [`MAX_LISTED_CONNECTIONS`](backlog_server::tuning::MAX_LISTED_CONNECTIONS).
-pub(crate) fn listing_limit(req: &Request) -> usize {
-    req.query_param("limit")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(backlog_server::tuning::MAX_LISTED_CONNECTIONS)
-        .min(backlog_server::tuning::MAX_LISTED_CONNECTIONS)
+/// [`MAX_LISTED_CONNECTIONS`](backlog_server::tuning::MAX_LISTED_CONNECTIONS); a limit that
+/// is not a number is the 400 to answer, not a listing of the default size.
+pub(crate) fn listing_limit(req: &Request) -> Result<usize, Response> {
+    let max = backlog_server::tuning::MAX_LISTED_CONNECTIONS;
+    match req.query_param("limit") {
+        None => Ok(max),
+        Some(v) => v.parse::<usize>().map(|n| n.min(max)).map_err(|_| {
+            Response::text(
+                400,
+                format!("limit must be a non-negative integer, not {v:?}\n"),
+            )
+        }),
+    }
 }
 
 /// The answer to `/debug/connections?limit=N`, as JSON: the oldest `limit` of `conns`.

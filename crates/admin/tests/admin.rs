@@ -322,6 +322,12 @@ fn connections_show_their_queues_capped_with_a_count_of_the_rest() {
         "the partial head waits in our buffer"
     );
     assert!(c["recv_queue"].is_u64() && c["send_queue"].is_u64() && c["age_ms"].is_u64());
+    // A limit that is not a number is refused, not read as the default.
+    for limit in ["abc", "-1", ""] {
+        let path = format!("/debug/connections?limit={limit}");
+        let refused = testkit::request(pair.admin.local_addr(), "GET", &path, &[], b"");
+        assert_eq!(refused.status, 400, "{path}: {}", refused.text());
+    }
 }
 
 /// `limit` is clamped: a million asked, a thousand listed, the rest counted.
