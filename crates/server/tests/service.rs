@@ -335,6 +335,24 @@ fn a_streamed_body_arrives_whole_in_chunks() {
     }
 }
 
+/// POST `target` with `head`'s fields, then after a pause `body` and a GET after it: the
+/// request is handed over at its head, before its body comes. The answer, and the reader
+/// (to see what follows it).
+fn head_then_body(
+    addr: SocketAddr,
+    target: &str,
+    head: &str,
+    body: &str,
+) -> (HttpResponse, BufReader<std::net::TcpStream>) {
+    let (mut s, mut r) = open(addr);
+    s.write_all(format!("POST {target} HTTP/1.1\r\n{head}").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    s.write_all(format!("{body}GET / HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    (next_response(&mut r).expect("an answer"), r)
+}
+
 #[test]
 fn a_streamed_body_that_breaks_its_framing_is_answered_and_the_connection_closes() {
     // The request is handed over at its head and its body streams; then the framing
@@ -355,13 +373,7 @@ fn a_streamed_body_that_breaks_its_framing_is_answered_and_the_connection_closes
         let addr = server.local_addr();
         for (what, tail, first) in broken {
             // A handler that reads the body itself is told why it ended.
-            let (mut s, mut r) = open(addr);
-            s.write_all(format!("POST /count?ms=0 HTTP/1.1\r\n{head}").as_bytes())
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(20));
-            s.write_all(format!("{tail}GET / HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-                .unwrap();
-            let resp = next_response(&mut r).expect("an answer");
+            let (resp, mut r) = head_then_body(addr, "/count?ms=0", head, tail);
             assert!(
                 resp.text().contains("request body was refused"),
                 "{name}, {what}: {}",
@@ -373,13 +385,7 @@ fn a_streamed_body_that_breaks_its_framing_is_answered_and_the_connection_closes
             }
             // A response whose body is the request's, failing before any of it came: the
             // server answers with the refusal the body earned.
-            let (mut s, mut r) = open(addr);
-            s.write_all(format!("POST /mirror HTTP/1.1\r\n{head}").as_bytes())
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(20));
-            s.write_all(format!("{tail}GET / HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-                .unwrap();
-            let resp = next_response(&mut r).expect("an answer");
+            let (resp, mut r) = head_then_body(addr, "/mirror", head, tail);
             assert_eq!(resp.status, 400, "{name}, {what}: {}", resp.text());
             assert!(
                 resp.text().contains("chunk"),
