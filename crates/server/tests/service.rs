@@ -405,6 +405,41 @@ fn a_streamed_body_that_breaks_its_framing_is_answered_and_the_connection_closes
 }
 
 #[test]
+fn a_streamed_body_that_stops_arriving_is_answered_408_once() {
+    for (name, builder) in models() {
+        let timeouts = backlog_server::Timeouts {
+            body: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let (server, _) = start(builder.timeouts(timeouts));
+        let addr = server.local_addr();
+        let head = "Host: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        // The body's answer is the service's, failing for want of it: one 408, then close.
+        let (mut s, mut r) = open(addr);
+        s.write_all(format!("POST /mirror HTTP/1.1\r\n{head}").as_bytes())
+            .unwrap();
+        let t0 = Instant::now();
+        let resp = next_response(&mut r).expect("an answer");
+        assert_eq!(resp.status, 408, "{name}: {}", resp.text());
+        assert_eq!(resp.header("connection"), Some("close"), "{name}");
+        assert_closed(&mut r);
+        assert!(t0.elapsed() >= Duration::from_millis(300), "{name}");
+        // A handler reading the body itself learns why it ended.
+        let (mut s, mut r) = open(addr);
+        s.write_all(format!("POST /count?ms=0 HTTP/1.1\r\n{head}3\r\nabc\r\n").as_bytes())
+            .unwrap();
+        let resp = next_response(&mut r).expect("an answer");
+        assert!(
+            resp.text().contains("stopped arriving"),
+            "{name}: {}",
+            resp.text()
+        );
+        assert_closed(&mut r);
+        server.stop();
+    }
+}
+
+#[test]
 fn a_body_refused_for_a_service_is_rendered_as_the_application_renders_refusals() {
     for (name, builder) in models() {
         let builder = builder.on_refusal(|r: &backlog_server::Refusal| {

@@ -21,15 +21,30 @@ pub(crate) const PIPE_WINDOW: usize = 256 * 1024;
 /// Why a streamed body ended early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
-    /// The connection closed, timed out or was cut before the body's last byte came.
-    #[error("the request body was cut short: the client went away or timed out")]
+    /// The client went away (closed, reset or half-closed) before the body's last byte came.
+    #[error("the request body was cut short: the client went away")]
     Incomplete,
+    /// The body stopped arriving: the body timeout passed with nothing more of it.
+    #[error("the request body stopped arriving: the body timeout passed")]
+    TimedOut,
     /// The body broke HTTP/1.1's framing (a bad chunk) or went past the body limit after
     /// its request was handed over. The connection closes after the answer; a service whose
     /// answer fails with this error (as `--app echo`'s streamed-back body does) is answered
     /// with the refusal's status ([`h1::Error::status`]: 400, 413), not 500.
     #[error("the request body was refused: {0}")]
     Refused(h1::Error),
+}
+
+impl BodyError {
+    /// The client's fault as the server answers it when a service fails because of it: the
+    /// status and reason of the refusal (400 cut short, 408 timed out, the framing's own).
+    pub(crate) fn refusal(self) -> (u16, String) {
+        match self {
+            BodyError::Incomplete => (400, "request body cut short".to_string()),
+            BodyError::TimedOut => (408, "request timed out".to_string()),
+            BodyError::Refused(err) => (err.status(), err.to_string()),
+        }
+    }
 }
 
 /// A request's body as a service reads it: an `http_body::Body` of `Bytes`.
@@ -170,8 +185,8 @@ impl Pipe {
         room
     }
 
-    /// The reader's side: the body will not be completed (the connection closed, timed
-    /// out, or the peer half-closed mid-body: `Incomplete`; its framing broke: `Refused`).
+    /// The reader's side: the body will not be completed (`why`: the client went away, it
+    /// timed out, or its framing broke).
     /// What came before stays to be taken; the error comes after it.
     pub(crate) fn fail(&self, why: BodyError) {
         let mut st = self.lock();

@@ -915,6 +915,12 @@ impl Connection {
             // Connected and never sent a byte (or never finished its TLS handshake):
             // nothing to answer.
             Expiry::Header if self.rbuf.is_empty() && !self.decoder.in_body() => Expired::Close,
+            // As for a body whose framing breaks: the answer is the request's own.
+            Expiry::Body if self.decoder.streaming_body() => {
+                self.life = Life::Closing { refused: true };
+                self.rbuf.clear();
+                Expired::BodyTimedOut
+            }
             Expiry::Header | Expiry::Body => {
                 let mut out = BytesMut::new();
                 refusal::respond(cx.refusals, 408, "request timed out").encode(

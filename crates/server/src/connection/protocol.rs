@@ -37,6 +37,9 @@ pub(crate) enum Expired {
     Close,
     /// A 408 is queued: send it, then close (through [`Connection::poll_verdict`]).
     Answered,
+    /// A streamed body stopped arriving after its request was handed out: its consumer is
+    /// to be told (the request's own answer is the 408's place), then close.
+    BodyTimedOut,
 }
 
 /// The context a request is parsed in: the application's body limits (asked once each head

@@ -569,3 +569,35 @@ fn a_streamed_body_that_breaks_its_framing_fails_its_consumer_with_no_second_ans
         Verdict::HalfClose
     );
 }
+
+#[test]
+fn a_streamed_body_that_stops_arriving_is_its_consumers_to_answer_not_a_second_408() {
+    let mut w = World::new();
+    let mut c = conn(&w);
+    let raw = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab";
+    receive(&mut c, raw, None, w.now, &mut w.spare, &mut w.tally);
+    let cx = ParseContext {
+        stream_over: Some(0),
+        ..w.cx()
+    };
+    let mut tally = Tally::default();
+    assert!(matches!(
+        c.poll_request(&cx, &mut tally),
+        Some(Polled::Streaming(..))
+    ));
+    let seq = c.push_pending();
+    while c.poll_request(&cx, &mut tally).is_some() {}
+    assert_eq!(c.poll_deadline(&w.timeouts).unwrap().1, Expiry::Body);
+    assert_eq!(
+        c.expire(Expiry::Body, &cx, &mut tally),
+        Expired::BodyTimedOut
+    );
+    assert_eq!(w.drain_output(&mut c), "", "no 408 of its own");
+    let answer = Bytes::from_static(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n");
+    c.complete(seq, answer, Some(false), &mut w.spare, w.now);
+    assert!(w.drain_output(&mut c).starts_with("HTTP/1.1 408"));
+    assert_eq!(
+        c.poll_verdict(w.now, w.timeouts.linger, false),
+        Verdict::HalfClose
+    );
+}

@@ -645,10 +645,14 @@ impl<D: Driver> Reader<D> {
         };
         let cx = cfg.parse_context(date, *draining, *now);
         let expired = s.conn.expire(kind, &cx, tally);
-        cut_body(&mut self.bodies, key, BodyError::Incomplete);
+        let why = match expired {
+            Expired::BodyTimedOut => BodyError::TimedOut,
+            Expired::Close | Expired::Answered => BodyError::Incomplete,
+        };
+        cut_body(&mut self.bodies, key, why);
         match expired {
             Expired::Close => self.close(io, key),
-            Expired::Answered => self.drive(io, key),
+            Expired::Answered | Expired::BodyTimedOut => self.drive(io, key),
         }
     }
 
@@ -1116,9 +1120,9 @@ impl<D: Driver> Reader<D> {
     }
 }
 
-/// The streaming body of `key`'s connection will not be completed (it closed, timed out or
-/// half-closed mid-body: `Incomplete`; its framing broke: `Refused`): its reader gets the
-/// error rather than waiting forever.
+/// The streaming body of `key`'s connection will not be completed (`why`: the client went
+/// away, the body timed out, its framing broke): its reader gets the error rather than
+/// waiting forever.
 fn cut_body(bodies: &mut HashMap<usize, Arc<Pipe>>, key: usize, why: BodyError) {
     // Most connections close with no body streaming, and an empty map still hashes the key.
     if bodies.is_empty() {

@@ -178,20 +178,20 @@ pub(crate) struct Whole {
 enum Failure {
     Panicked,
     Failed,
-    /// The service failed because its request's body broke HTTP/1.1's framing or its
-    /// limit ([`BodyError::Refused`], passed on): the client's fault, answered as the
-    /// server refuses such a request.
-    Refused(h1::Error),
+    /// The service failed because its request's body did not come whole (it broke
+    /// HTTP/1.1's framing or its limit, stopped arriving, or the client went away: a
+    /// [`BodyError`] passed on): the client's fault, answered as the server refuses it.
+    Body(BodyError),
 }
 
 impl Failure {
-    /// A service's error: the body's refusal if that is somewhere in its chain, else a
-    /// failure of the service's own.
+    /// A service's error: the body's if that is somewhere in its chain, else a failure of
+    /// the service's own.
     fn of(err: &BoxError) -> Failure {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
         while let Some(e) = cause {
-            if let Some(BodyError::Refused(refused)) = e.downcast_ref::<BodyError>() {
-                return Failure::Refused(*refused);
+            if let Some(why) = e.downcast_ref::<BodyError>() {
+                return Failure::Body(*why);
             }
             cause = e.source();
         }
@@ -215,9 +215,9 @@ impl Whole {
     ) -> bool {
         let (mut answer, got) = match self.answer {
             Ok(answer) => answer,
-            Err(Failure::Refused(err)) => {
-                return refusal::respond(refusals, err.status(), &err.to_string())
-                    .encode(self.ctx, date, out)
+            Err(Failure::Body(why)) => {
+                let (status, reason) = why.refusal();
+                return refusal::respond(refusals, status, &reason).encode(self.ctx, date, out);
             }
             // It closes the connection, as a native handler's panic does.
             Err(_) => return h1::Response::internal_error().encode(self.ctx, date, out),
@@ -333,8 +333,8 @@ impl Answering {
     fn fail(&self, err: &BoxError) -> Step {
         let failure = Failure::of(err);
         match failure {
-            Failure::Refused(refused) => {
-                tracing::debug!(error = %err, "the request body was refused: answered {}", refused.status());
+            Failure::Body(why) => {
+                tracing::debug!(error = %err, "the request body did not come whole: answered {}", why.refusal().0);
             }
             _ => {
                 tracing::warn!(error = %err, "the service (or its body before the head was sent) failed: answered 500")
