@@ -167,10 +167,11 @@ struct ServeArgs {
     /// Print the effective configuration as TOML (a file for --config), and exit.
     #[arg(long)]
     print_config: bool,
-    /// Event-loop threads (readers in dispatch); default: one per core.
+    /// Event-loop threads (readers in dispatch, loops in shared and reuseport; single and
+    /// pool run one); default: one per core.
     #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
-    /// Handler threads for the pool model; default: one per core.
+    /// Handler threads for the pool model (the others have none); default: one per core.
     #[arg(long, value_parser = at_least_one)]
     workers: Option<usize>,
     /// How shared-model threads take turns on the one socket.
@@ -764,6 +765,29 @@ fn signal_thread(
 /// The server `serve`'s flags describe: its shape (a preset, or `--topology` with
 /// `--accept`/`--balance` filling what it leaves out), limits and timeouts. A shape the rules
 /// refuse is a configuration error (exit 2).
+/// A preset takes only the counts it has: `--threads` sets nothing in `single` and `pool`
+/// (one event loop), `--workers` nothing but `pool`'s. Said once at start, rather than
+/// serving a shape the flags seemed to ask for.
+fn unused_counts(args: &ServeArgs, shape: &backlog_server::Topology) {
+    if args.topology.is_some() {
+        return;
+    }
+    let model = args.model.name();
+    if let Some(n) = args.threads.filter(|&n| n > 1 && shape.readers() == 1) {
+        tracing::warn!(
+            model,
+            "--threads {n} sets nothing here: {model} runs one event loop (shape: {shape}; \
+             --topology for more readers)"
+        );
+    }
+    if let Some(n) = args.workers.filter(|_| shape.workers() == 0) {
+        tracing::warn!(
+            model,
+            "--workers {n} sets nothing here: {model} has no workers (shape: {shape})"
+        );
+    }
+}
+
 fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilder> {
     let mut builder = Server::builder()
         .listen(args.listen)
@@ -836,6 +860,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let builder = builder_from(&args)?;
     let shape = builder.shape()?;
+    unused_counts(&args, &shape);
     if args.dry_run {
         // The built-in hello app's database calls run on a blocking pool; echo is a service.
         let app = match args.app {

@@ -213,6 +213,41 @@ fn the_echo_app_answers_a_broken_chunked_body_with_its_refusal() {
     }
 }
 
+/// A count the preset does not take is said at start, not silently dropped.
+#[test]
+fn a_count_the_model_does_not_take_is_warned_about() {
+    for (args, said) in [
+        (
+            ["--model", "pool", "--threads", "3"],
+            "--threads 3 sets nothing here",
+        ),
+        (
+            ["--model", "single", "--threads", "4"],
+            "--threads 4 sets nothing here",
+        ),
+        (
+            ["--model", "reuseport", "--workers", "2"],
+            "--workers 2 sets nothing here",
+        ),
+    ] {
+        let mut all = vec!["serve"];
+        all.extend(args);
+        all.push("--dry-run");
+        let (code, err) = run_to_end(&all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+    let (_, err) = run_to_end(&[
+        "serve",
+        "--model",
+        "dispatch",
+        "--threads",
+        "3",
+        "--dry-run",
+    ]);
+    assert!(!err.contains("sets nothing"), "{err}");
+}
+
 #[test]
 fn work_burns_the_time_it_is_asked() {
     let served = Served::start(&["--listen", "127.0.0.1:0", "--model", "single"]);

@@ -7,6 +7,7 @@
 
 use crate::engine::Endpoints;
 use anyhow::{bail, Context};
+use backlog_server::Model;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 #[serde(into = "String", try_from = "String")]
 pub enum Shape {
     /// A model, with the plan's thread count.
-    Preset(backlog_server::Model),
+    Preset(Model),
     /// Any shape, as given.
     Topology(backlog_server::Topology),
 }
@@ -60,18 +61,22 @@ impl TryFrom<String> for Shape {
 }
 
 impl Shape {
-    /// The `serve` flags that start this shape with `threads` event-loop threads (and as
-    /// many workers) where it is a preset.
+    /// The `serve` flags that start this shape with `threads` event-loop threads, or as
+    /// many workers in `pool`, where it is a preset (each given only the count it takes).
     fn args(&self, threads: usize) -> Vec<String> {
         match self {
-            Shape::Preset(m) => vec![
-                "--model".into(),
-                m.name().into(),
-                "--threads".into(),
-                threads.to_string(),
-                "--workers".into(),
-                threads.to_string(),
-            ],
+            Shape::Preset(m) => {
+                let count = match m {
+                    Model::Single => None,
+                    Model::Pool => Some("--workers"),
+                    Model::Dispatch | Model::Shared | Model::Reuseport => Some("--threads"),
+                };
+                let mut args = vec!["--model".into(), m.name().into()];
+                if let Some(flag) = count {
+                    args.extend([flag.into(), threads.to_string()]);
+                }
+                args
+            }
             Shape::Topology(t) => vec!["--topology".into(), t.to_string()],
         }
     }
