@@ -4,7 +4,7 @@
 //! costs its copy only where an application asks for one.
 
 use crate::response::{EncodeContext, Framing, Head};
-use crate::{DateCache, Method, Request, Response, StatusCode};
+use crate::{DateCache, Error, Method, Request, Response, StatusCode};
 use bytes::{Bytes, BytesMut};
 
 impl From<http::StatusCode> for StatusCode {
@@ -133,22 +133,27 @@ impl Request {
     /// a service written against the `http` crate. The method, target, version and fields
     /// carry over (the fields are copied, once, here); the peer's address and the
     /// extensions layers attached stay behind, for the caller to move as it sees fit.
-    pub fn into_http(mut self) -> http::Request<Bytes> {
+    ///
+    /// A target the `http` crate cannot hold (one with `"`, or past its 64 KiB) is the
+    /// client's fault and refused, as hyper refuses it (400): taking it as `/` would run
+    /// another route than the one asked for.
+    pub fn into_http(mut self) -> Result<http::Request<Bytes>, Error> {
         let uri =
             http::Uri::from_maybe_shared(self.parts().target.whole.shared(&self.parts().head))
-                .unwrap_or_default();
+                .map_err(|_| Error::Malformed("request target the http crate cannot hold"))?;
         let version = match self.version() {
             crate::Version::Http10 => http::Version::HTTP_10,
             crate::Version::Http11 => http::Version::HTTP_11,
         };
-        let method = http::Method::try_from(&self.parts().method).unwrap_or_default();
+        let method = http::Method::try_from(&self.parts().method)
+            .map_err(|_| Error::Malformed("method the http crate cannot hold"))?;
         let headers = self.header_map();
         let mut req = http::Request::new(std::mem::take(&mut self.parts_mut().body));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.version_mut() = version;
         *req.headers_mut() = headers;
-        req
+        Ok(req)
     }
 }
 
@@ -232,7 +237,7 @@ mod tests {
             .build()
             .unwrap();
         let body_ptr = req.body().as_ptr();
-        let http = req.into_http();
+        let http = req.into_http().unwrap();
         assert_eq!(http.method(), http::Method::POST);
         assert_eq!(http.uri().path(), "/items/7");
         assert_eq!(http.uri().query(), Some("x=1"));
@@ -241,6 +246,12 @@ mod tests {
         assert_eq!(values, ["1", "2"]);
         assert_eq!(http.body().as_ptr(), body_ptr);
         assert_eq!(&http.body()[..], b"hello");
+    }
+
+    #[test]
+    fn a_target_the_http_crate_cannot_hold_is_refused_not_taken_as_root() {
+        let req = Request::builder().target("/items?q=\"x\"").build().unwrap();
+        assert!(matches!(req.into_http(), Err(Error::Malformed(_))));
     }
 
     #[test]

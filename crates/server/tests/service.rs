@@ -240,6 +240,10 @@ fn check_routes(addr: SocketAddr, name: &str) {
     // The server's own refusals are unchanged.
     let refused = roundtrip(addr, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(refused.status, 400, "{name}: no Host");
+    // A target the http crate cannot hold is refused, not served as another route.
+    let refused = roundtrip(addr, b"GET /items/7?q=\"x\" HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(refused.status, 400, "{name}: {}", refused.text());
+    assert_eq!(refused.header("connection"), Some("close"), "{name}");
 
     // Pipelined: a slow answer first, fast ones after, all in order on one connection.
     let (mut s, mut r) = open(addr);

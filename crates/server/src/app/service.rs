@@ -134,8 +134,18 @@ impl<S: 'static, B> Tower<S, B> {
 
 impl<S: HttpService<B>, B: HttpBody> AsyncApp for Tower<S, B> {
     fn call(&self, req: h1::Request, body: Option<RequestBody>, at: CallAt) -> AnswerFuture {
+        // A request `http` cannot hold is refused (the error carries its status), not
+        // passed on changed.
+        let req = match to_http(req, body, self.peer_addr) {
+            Ok(req) => req,
+            Err(refused) => {
+                let step = Step::Failed {
+                    err: Some(refused.into()),
+                };
+                return Box::pin(Answering::<S, B> { step });
+            }
+        };
         let service = self.service.clone();
-        let req = to_http(req, body, self.peer_addr);
         let step = match at {
             CallAt::FirstPoll => Step::Ready {
                 service,
@@ -330,23 +340,23 @@ pub enum PeerAddrs {
 /// The parsed request as the service's `http::Request`: method, target, version and fields
 /// carried over (the field values share the request's head), the body — the bytes read with
 /// it, not copied, or `body` when it streams — and, if asked, the peer's address as a
-/// [`PeerAddr`] extension.
+/// [`PeerAddr`] extension. Refused when `http` cannot hold its target.
 fn to_http(
     req: h1::Request,
     body: Option<RequestBody>,
     peer: PeerAddrs,
-) -> http::Request<RequestBody> {
+) -> Result<http::Request<RequestBody>, h1::Error> {
     let addr = match peer {
         PeerAddrs::Inserted => req.peer_addr(),
         PeerAddrs::Omitted => None,
     };
     let mut http = req
-        .into_http()
+        .into_http()?
         .map(|whole| body.unwrap_or_else(|| RequestBody::whole(whole)));
     if let Some(addr) = addr {
         http.extensions_mut().insert(PeerAddr(addr));
     }
-    http
+    Ok(http)
 }
 
 #[cfg(all(test, feature = "axum"))]

@@ -182,6 +182,9 @@ enum Failure {
     /// HTTP/1.1's framing or its limit, stopped arriving, or the client went away: a
     /// [`BodyError`] passed on): the client's fault, answered as the server refuses it.
     Body(BodyError),
+    /// The request was refused before the service saw it (a target the `http` crate
+    /// cannot hold), or the service passed such a refusal on.
+    Refused(h1::Error),
 }
 
 impl Failure {
@@ -192,6 +195,9 @@ impl Failure {
         while let Some(e) = cause {
             if let Some(why) = e.downcast_ref::<BodyError>() {
                 return Failure::Body(*why);
+            }
+            if let Some(refused) = e.downcast_ref::<h1::Error>() {
+                return Failure::Refused(*refused);
             }
             cause = e.source();
         }
@@ -218,6 +224,10 @@ impl Whole {
             Err(Failure::Body(why)) => {
                 let (status, reason) = why.refusal();
                 return refusal::respond(refusals, status, &reason).encode(self.ctx, date, out);
+            }
+            Err(Failure::Refused(err)) => {
+                return refusal::respond(refusals, err.status(), &err.to_string())
+                    .encode(self.ctx, date, out)
             }
             // It closes the connection, as a native handler's panic does.
             Err(_) => return h1::Response::internal_error().encode(self.ctx, date, out),
@@ -335,6 +345,9 @@ impl Answering {
         match failure {
             Failure::Body(why) => {
                 tracing::debug!(error = %err, "the request body did not come whole: answered {}", why.refusal().0);
+            }
+            Failure::Refused(refused) => {
+                tracing::debug!(error = %err, "the request was refused: answered {}", refused.status());
             }
             _ => {
                 tracing::warn!(error = %err, "the service (or its body before the head was sent) failed: answered 500")
