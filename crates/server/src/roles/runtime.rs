@@ -203,6 +203,15 @@ impl Failure {
         }
         Failure::Failed
     }
+
+    /// The status and reason a client's fault is answered with; `None`: a 500.
+    fn refusal(self) -> Option<(u16, String)> {
+        match self {
+            Failure::Body(why) => Some(why.refusal()),
+            Failure::Refused(err) => Some((err.status(), err.to_string())),
+            Failure::Panicked | Failure::Failed => None,
+        }
+    }
 }
 
 impl Whole {
@@ -221,16 +230,14 @@ impl Whole {
     ) -> bool {
         let (mut answer, got) = match self.answer {
             Ok(answer) => answer,
-            Err(Failure::Body(why)) => {
-                let (status, reason) = why.refusal();
-                return refusal::respond(refusals, status, &reason).encode(self.ctx, date, out);
+            Err(failure) => {
+                let answer = match failure.refusal() {
+                    Some((status, reason)) => refusal::respond(refusals, status, &reason),
+                    // It closes the connection, as a native handler's panic does.
+                    None => h1::Response::internal_error(),
+                };
+                return answer.encode(self.ctx, date, out);
             }
-            Err(Failure::Refused(err)) => {
-                return refusal::respond(refusals, err.status(), &err.to_string())
-                    .encode(self.ctx, date, out)
-            }
-            // It closes the connection, as a native handler's panic does.
-            Err(_) => return h1::Response::internal_error().encode(self.ctx, date, out),
         };
         let Some(parts) = answer.parts() else {
             return h1::Response::internal_error().encode(self.ctx, date, out);
@@ -342,16 +349,14 @@ impl Answering {
     /// The service, or its response's body before the head was sent, failed with `err`.
     fn fail(&self, err: &BoxError) -> Step {
         let failure = Failure::of(err);
-        match failure {
-            Failure::Body(why) => {
-                tracing::debug!(error = %err, "the request body did not come whole: answered {}", why.refusal().0);
+        match failure.refusal() {
+            Some((status, _)) => {
+                tracing::debug!(error = %err, status, "the client's fault: refused")
             }
-            Failure::Refused(refused) => {
-                tracing::debug!(error = %err, "the request was refused: answered {}", refused.status());
-            }
-            _ => {
-                tracing::warn!(error = %err, "the service (or its body before the head was sent) failed: answered 500")
-            }
+            None => tracing::warn!(
+                error = %err,
+                "the service (or its body before the head was sent) failed: answered 500"
+            ),
         }
         Step::Whole(Whole {
             ctx: self.ctx,
