@@ -528,23 +528,45 @@ mod size {
     }
 }
 
+/// A connection that read `raw` with every body streamed and handed over the request at
+/// its head: the connection, the slot its answer holds, and the tally it counted into.
+fn streaming_handed_over(w: &mut World, raw: &[u8]) -> (Connection, u64, Tally) {
+    let mut c = conn(w);
+    receive(&mut c, raw, None, w.now, &mut w.spare, &mut w.tally);
+    let mut tally = Tally::default();
+    let polled = c.poll_request(&streaming(w), &mut tally);
+    assert!(matches!(polled, Some(Polled::Streaming(..))));
+    let seq = c.push_pending();
+    (c, seq, tally)
+}
+
+fn streaming(w: &World) -> ParseContext<'_> {
+    ParseContext {
+        stream_over: Some(0),
+        ..w.cx()
+    }
+}
+
+/// Nothing of the connection's own went out; the request's answer `status_line` is the one
+/// sent, and the connection half-closes after it.
+fn its_answer_alone(w: &mut World, c: &mut Connection, seq: u64, status_line: &str) {
+    assert_eq!(w.drain_output(c), "", "nothing of the connection's own");
+    let answer = format!("{status_line}\r\nContent-Length: 0\r\n\r\n");
+    c.complete(seq, Bytes::from(answer), Some(false), &mut w.spare, w.now);
+    assert!(w.drain_output(c).starts_with(status_line));
+    assert_eq!(
+        c.poll_verdict(w.now, w.timeouts.linger, false),
+        Verdict::HalfClose
+    );
+}
+
 #[test]
 fn a_streamed_body_that_breaks_its_framing_fails_its_consumer_with_no_second_answer() {
     let mut w = World::new();
-    let mut c = conn(&w);
     let raw = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
 3\r\nabc\r\n3\r\nabcd\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n";
-    receive(&mut c, raw, None, w.now, &mut w.spare, &mut w.tally);
-    let cx = ParseContext {
-        stream_over: Some(0),
-        ..w.cx()
-    };
-    let mut tally = Tally::default();
-    assert!(matches!(
-        c.poll_request(&cx, &mut tally),
-        Some(Polled::Streaming(..))
-    ));
-    let seq = c.push_pending();
+    let (mut c, seq, mut tally) = streaming_handed_over(&mut w, raw);
+    let cx = streaming(&w);
     // The good chunk's bytes (however the decoder hands them over), then the failure.
     let mut got = Vec::new();
     let failed = loop {
@@ -559,45 +581,20 @@ fn a_streamed_body_that_breaks_its_framing_fails_its_consumer_with_no_second_ans
     // Nothing more is parsed: not the GET after the broken framing.
     assert!(c.poll_request(&cx, &mut tally).is_none());
     assert!(!c.wants_read());
-    // The request's own answer is the only one; after it the connection half-closes.
-    assert_eq!(w.drain_output(&mut c), "", "no refusal of its own");
-    let answer = Bytes::from_static(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-    c.complete(seq, answer, Some(false), &mut w.spare, w.now);
-    assert!(w.drain_output(&mut c).starts_with("HTTP/1.1 400"));
-    assert_eq!(
-        c.poll_verdict(w.now, w.timeouts.linger, false),
-        Verdict::HalfClose
-    );
+    its_answer_alone(&mut w, &mut c, seq, "HTTP/1.1 400 Bad Request");
 }
 
 #[test]
 fn a_streamed_body_that_stops_arriving_is_its_consumers_to_answer_not_a_second_408() {
     let mut w = World::new();
-    let mut c = conn(&w);
     let raw = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab";
-    receive(&mut c, raw, None, w.now, &mut w.spare, &mut w.tally);
-    let cx = ParseContext {
-        stream_over: Some(0),
-        ..w.cx()
-    };
-    let mut tally = Tally::default();
-    assert!(matches!(
-        c.poll_request(&cx, &mut tally),
-        Some(Polled::Streaming(..))
-    ));
-    let seq = c.push_pending();
+    let (mut c, seq, mut tally) = streaming_handed_over(&mut w, raw);
+    let cx = streaming(&w);
     while c.poll_request(&cx, &mut tally).is_some() {}
     assert_eq!(c.poll_deadline(&w.timeouts).unwrap().1, Expiry::Body);
     assert_eq!(
         c.expire(Expiry::Body, &cx, &mut tally),
         Expired::BodyTimedOut
     );
-    assert_eq!(w.drain_output(&mut c), "", "no 408 of its own");
-    let answer = Bytes::from_static(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n");
-    c.complete(seq, answer, Some(false), &mut w.spare, w.now);
-    assert!(w.drain_output(&mut c).starts_with("HTTP/1.1 408"));
-    assert_eq!(
-        c.poll_verdict(w.now, w.timeouts.linger, false),
-        Verdict::HalfClose
-    );
+    its_answer_alone(&mut w, &mut c, seq, "HTTP/1.1 408 Request Timeout");
 }
