@@ -762,9 +762,6 @@ fn signal_thread(
     Ok(())
 }
 
-/// The server `serve`'s flags describe: its shape (a preset, or `--topology` with
-/// `--accept`/`--balance` filling what it leaves out), limits and timeouts. A shape the rules
-/// refuse is a configuration error (exit 2).
 /// A preset takes only the counts it has: `--threads` sets nothing in `single` and `pool`
 /// (one event loop), `--workers` nothing but `pool`'s. Said once at start, rather than
 /// serving a shape the flags seemed to ask for.
@@ -788,6 +785,9 @@ fn unused_counts(args: &ServeArgs, shape: &backlog_server::Topology) {
     }
 }
 
+/// The server `serve`'s flags describe: its shape (a preset, or `--topology` with
+/// `--accept`/`--balance` filling what it leaves out), limits and timeouts. A shape the rules
+/// refuse is a configuration error (exit 2).
 fn builder_from(args: &ServeArgs) -> anyhow::Result<backlog_server::ServerBuilder> {
     let mut builder = Server::builder()
         .listen(args.listen)
