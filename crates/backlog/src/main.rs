@@ -860,7 +860,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let builder = builder_from(&args)?;
     let shape = builder.shape()?;
-    unused_counts(&args, &shape);
+    // A supervisor's workers run with its flags: it has said so once for them all.
+    if worker.is_none() {
+        unused_counts(&args, &shape);
+    }
     if args.dry_run {
         // The built-in hello app's database calls run on a blocking pool; echo is a service.
         let app = match args.app {
