@@ -78,8 +78,8 @@ impl Guard {
             let mut fields = req
                 .headers()
                 .filter(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"))
-                .map(|(_, value)| value.to_vec());
-            (fields.next(), fields.next().is_some())
+                .map(|(_, value)| value);
+            (fields.next().map(<[u8]>::to_vec), fields.next().is_some())
         };
         let Some(raw_key) = header.filter(|_| guarded) else {
             if guarded && self.cfg.require_key {
