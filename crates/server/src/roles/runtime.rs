@@ -270,13 +270,8 @@ pub(crate) struct Stream {
     owed: Option<u64>,
 }
 
-/// The 500 a panic or a failed service becomes.
-fn failed(ctx: EncodeContext, panicked: bool) -> Step {
-    let failure = if panicked {
-        Failure::Panicked
-    } else {
-        Failure::Failed
-    };
+/// The answer a failure becomes: a 500, or the refusal of a client's fault.
+fn failed(ctx: EncodeContext, failure: Failure) -> Step {
     Step::Whole(Whole {
         ctx,
         answer: Err(failure),
@@ -304,10 +299,10 @@ impl Answering {
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, date: &DateCache) -> Poll<Step> {
         loop {
             match &mut self.state {
-                State::Taken => return Poll::Ready(failed(self.ctx, false)),
+                State::Taken => return Poll::Ready(failed(self.ctx, Failure::Failed)),
                 State::Calling(fut) => {
                     match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll_head(cx))) {
-                        Err(_) => return Poll::Ready(failed(self.ctx, true)),
+                        Err(_) => return Poll::Ready(failed(self.ctx, Failure::Panicked)),
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Err(err))) => return Poll::Ready(self.fail(&err)),
                         Ok(Poll::Ready(Ok(()))) => {
@@ -315,7 +310,7 @@ impl Answering {
                             let State::Calling(answer) =
                                 std::mem::replace(&mut self.state, State::Taken)
                             else {
-                                return Poll::Ready(failed(self.ctx, false));
+                                return Poll::Ready(failed(self.ctx, Failure::Failed));
                             };
                             self.state = State::Collecting {
                                 answer,
@@ -329,7 +324,7 @@ impl Answering {
                         return Poll::Ready(self.finish());
                     }
                     match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll_data(cx))) {
-                        Err(_) => return Poll::Ready(failed(self.ctx, true)),
+                        Err(_) => return Poll::Ready(failed(self.ctx, Failure::Panicked)),
                         Ok(Poll::Pending) if got.is_empty() => return Poll::Pending,
                         Ok(Poll::Pending) => return Poll::Ready(self.stream(date)),
                         Ok(Poll::Ready(None)) => return Poll::Ready(self.finish()),
@@ -358,10 +353,7 @@ impl Answering {
                 "the service (or its body before the head was sent) failed: answered 500"
             ),
         }
-        Step::Whole(Whole {
-            ctx: self.ctx,
-            answer: Err(failure),
-        })
+        failed(self.ctx, failure)
     }
 
     /// The body ended: the whole answer.
@@ -371,7 +363,7 @@ impl Answering {
                 ctx: self.ctx,
                 answer: Ok((answer, got)),
             }),
-            _ => failed(self.ctx, false),
+            _ => failed(self.ctx, Failure::Failed),
         }
     }
 
@@ -383,10 +375,10 @@ impl Answering {
             got,
         } = std::mem::replace(&mut self.state, State::Taken)
         else {
-            return failed(self.ctx, false);
+            return failed(self.ctx, Failure::Failed);
         };
         let Some(parts) = body.parts() else {
-            return failed(self.ctx, false);
+            return failed(self.ctx, Failure::Failed);
         };
         let length = body
             .size_hint()
